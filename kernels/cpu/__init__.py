@@ -1,10 +1,15 @@
 """Numba-jitted CPU kernels, the default on the CPU.
 
-Ops where NumPy already calls optimized code (the matrix products of Dense) are taken
-from the reference unchanged; the rest are overridden by the jitted versions below.
+Starts from the reference namespace and overrides it op by op with jitted versions. Ops where
+NumPy already runs optimized code (the matrix products of Dense) stay the reference's.
 """
 
 from ..reference import *  # noqa: F401,F403
-from ..reference import dense_backward_data, dense_backward_weight, dense_forward  # noqa: F401
+from .activation import *  # noqa: F401,F403
+from .adam import *  # noqa: F401,F403
+from .batchnorm import *  # noqa: F401,F403
+from .bce import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .dropout import *  # noqa: F401,F403
 
 IMPLEMENTATION = "numba"
