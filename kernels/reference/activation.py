@@ -1,1 +1,77 @@
-"""(being written)"""
+"""Elementwise activations and their derivatives.
+
+Each backward takes whichever of x or y makes the derivative cheapest to evaluate, so the layer
+caches only that tensor.
+
+ReLU::
+
+    y = max(x, 0)                      dx = dy * [y > 0]
+
+LeakyReLU (Maas, Hannun & Ng, 2013, "Rectifier nonlinearities improve neural network acoustic
+models"), with slope ``a`` for negative inputs::
+
+    y = x if x > 0 else a x            dx = dy if x > 0 else a dy
+
+The backward takes x rather than y: for a < 0 the sign of y would not tell the two branches apart.
+
+Sigmoid::
+
+    y = 1 / (1 + exp(-x))              dx = dy * y * (1 - y)
+
+Evaluated as ``1 / (1 + e)`` for x >= 0 and ``e / (1 + e)`` for x < 0, with e = exp(-|x|) <= 1:
+exp never overflows, and for very negative x the result keeps its full relative precision
+(``1 - 1/(1 + exp(x))`` would cancel to 0).
+
+Tanh::
+
+    y = tanh(x)                        dx = dy * (1 - y^2)
+
+Everything is written with ufuncs and array operators, so the same code runs on CuPy arrays.
+"""
+
+import numpy as np
+
+__all__ = [
+    "relu_forward",
+    "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "tanh_forward",
+    "tanh_backward",
+]
+
+
+def relu_forward(x):
+    return np.maximum(x, 0)
+
+
+def relu_backward(dy, y):
+    return dy * (y > 0)
+
+
+def leaky_relu_forward(x, negative_slope):
+    return np.where(x > 0, x, x * negative_slope)
+
+
+def leaky_relu_backward(dy, x, negative_slope):
+    return np.where(x > 0, dy, dy * negative_slope)
+
+
+def sigmoid_forward(x):
+    e = np.exp(-np.abs(x))
+    pos = 1 / (1 + e)
+    return np.where(x >= 0, pos, e * pos)
+
+
+def sigmoid_backward(dy, y):
+    return dy * y * (1 - y)
+
+
+def tanh_forward(x):
+    return np.tanh(x)
+
+
+def tanh_backward(dy, y):
+    return dy * (1 - y * y)

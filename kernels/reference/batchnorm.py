@@ -1,1 +1,70 @@
-"""(being written)"""
+"""Batch normalization (Ioffe & Szegedy, 2015, "Batch Normalization: Accelerating Deep Network
+Training by Reducing Internal Covariate Shift", ICML).
+
+x has shape (N, C) or (N, C, H, W); statistics run over every axis but the channel axis 1, so each
+channel c pools M = N (or N*H*W) values. Training forward::
+
+    mean_c  = (1/M) sum x                       var_c = (1/M) sum (x - mean_c)^2    (biased)
+    inv_std = 1 / sqrt(var_c + eps)
+    xhat    = (x - mean_c) * inv_std
+    y       = gamma_c * xhat + beta_c
+
+Backward, given dy (sums over the M positions of channel c)::
+
+    dbeta_c  = sum dy
+    dgamma_c = sum dy * xhat
+    dx       = gamma_c * inv_std * (dy - dbeta_c / M - xhat * dgamma_c / M)
+
+The last line is the chain rule through mean and var collapsed into one expression (the paper's
+section 3 spells out the intermediate terms). Note that dx is orthogonal, per channel, to both the
+constant 1 and xhat: an upstream gradient that is constant per channel (the gradient of ``y.sum()``)
+gives dx = 0 exactly, which is why gradient checks use a random upstream gradient.
+
+Inference uses the running statistics instead, so y is an affine function of x per channel::
+
+    y = (x - running_mean) * gamma / sqrt(running_var + eps) + beta
+
+The running statistics themselves are the layer's business (tinygan.layers.batchnorm).
+"""
+
+import numpy as np
+
+__all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_inference"]
+
+
+def _reduce_axes(x):
+    return (0, *range(2, x.ndim))
+
+
+def _per_channel(v, x):
+    """View a (C,) vector so that it broadcasts along axis 1 of x."""
+    return v.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def batchnorm_forward(x, gamma, beta, eps):
+    """Returns (y, mean, var, xhat, inv_std); var is the biased (1/M) variance."""
+    axes = _reduce_axes(x)
+    mean = x.mean(axis=axes)
+    centered = x - _per_channel(mean, x)
+    # Two passes (mean, then the mean of squared deviations) rather than E[x^2] - E[x]^2,
+    # which cancels catastrophically when |mean| >> std.
+    var = (centered * centered).mean(axis=axes)
+    inv_std = 1 / np.sqrt(var + eps)
+    xhat = centered * _per_channel(inv_std, x)
+    y = _per_channel(gamma, x) * xhat + _per_channel(beta, x)
+    return y, mean, var, xhat, inv_std
+
+
+def batchnorm_backward(dy, xhat, inv_std, gamma):
+    """Returns (dx, dgamma, dbeta)."""
+    axes = _reduce_axes(dy)
+    m = dy.size // dy.shape[1]
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xhat).sum(axis=axes)
+    dx = _per_channel(gamma * inv_std, dy) * (dy - _per_channel(dbeta / m, dy) - xhat * _per_channel(dgamma / m, dy))
+    return dx, dgamma, dbeta
+
+
+def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps):
+    scale = gamma / np.sqrt(running_var + eps)
+    return (x - _per_channel(running_mean, x)) * _per_channel(scale, x) + _per_channel(beta, x)
