@@ -1,0 +1,89 @@
+"""Losses, each returning ``(loss, dlogits)``: the scalar loss and its gradient, ready to feed to
+``model.backward``.
+
+Why losses take logits
+----------------------
+A discriminator that ends in a Sigmoid outputs p = sigmoid(z). Computing BCE from p,
+-(t log p + (1 - t) log(1 - p)), breaks down exactly when training needs it: once |z| exceeds
+about 17 (float32) or 37 (float64), p rounds to 1 (or 1 - p to 0), log gives -inf and the
+gradient becomes NaN or vanishes. Written in z instead,
+
+    loss = max(z, 0) - z t + log1p(exp(-|z|))
+
+is finite and accurate for every z. So the model is run with ``Sequential.forward(x, logits=True)``,
+which skips the final Sigmoid, and the loss applies the sigmoid inside (the following
+``backward`` starts below the skipped Sigmoid).
+
+Why the gradient is p - t
+-------------------------
+With p = sigmoid(z), dp/dz = p (1 - p), and d/dp of the loss is -t/p + (1 - t)/(1 - p) =
+(p - t) / (p (1 - p)). The product is simply dloss/dz = p - t: the sigmoid's derivative cancels,
+so the gradient never vanishes where the sigmoid saturates on the wrong side. Averaging over the
+numel elements divides it by numel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinygan.backend import array_module, device_of, kernels_for, to_device
+from tinygan.layers.base import FLOAT_DTYPES
+
+__all__ = ["bce_with_logits", "generator_loss"]
+
+
+def bce_with_logits(logits: Any, targets: Any) -> tuple[float, Any]:
+    """Mean binary cross-entropy between ``sigmoid(logits)`` and ``targets``; returns ``(loss, dlogits)``.
+
+    ``targets`` is an array of logits' shape with values in [0, 1] (soft or smoothed labels are
+    fine), or a scalar that stands for every element (``1.0`` for "real", ``0.0`` for "fake").
+    ``dlogits = (sigmoid(logits) - targets) / logits.size`` has logits' shape, dtype and device.
+    """
+    if not hasattr(logits, "dtype") or logits.dtype not in FLOAT_DTYPES:
+        raise ValueError(
+            f"bce_with_logits: expected float32 or float64 logits, received {getattr(logits, 'dtype', type(logits))}"
+        )
+    if logits.size == 0:
+        raise ValueError("bce_with_logits: received empty logits")
+    xp = array_module(logits)
+    if not hasattr(targets, "shape"):
+        targets = np.asarray(targets)
+    if targets.ndim > 0:
+        if tuple(targets.shape) != tuple(logits.shape):
+            raise ValueError(
+                f"bce_with_logits: targets of shape {tuple(targets.shape)} do not match logits of shape "
+                f"{tuple(logits.shape)}"
+            )
+        targets = to_device(targets, device_of(logits)).astype(logits.dtype, copy=False)
+    else:
+        targets = xp.full(logits.shape, float(targets), dtype=logits.dtype)
+    if bool((targets < 0).any()) or bool((targets > 1).any()):
+        raise ValueError(
+            f"bce_with_logits: targets must lie in [0, 1], received values in "
+            f"[{float(targets.min())}, {float(targets.max())}]"
+        )
+    loss, dlogits = kernels_for(logits).bce_with_logits(logits, targets)
+    return float(loss), dlogits
+
+
+def generator_loss(d_logits_on_fake: Any, kind: str = "nonsaturating") -> tuple[float, Any]:
+    """The generator's loss from the discriminator's logits on generated samples; ``(loss, dlogits)``.
+
+    ``"nonsaturating"`` (Goodfellow et al., 2014, section 3): minimize -log D(G(z)), i.e. BCE with
+    target 1. Its gradient (sigmoid(z) - 1)/n is largest when D confidently rejects the fakes,
+    early in training, which is when G most needs it.
+
+    ``"minimax"``: minimize log(1 - D(G(z))), the game's original value function, which is
+    -BCE with target 0: loss = -mean(softplus(z)), gradient -sigmoid(z)/n. It saturates (gradient
+    ~0) exactly when D rejects the fakes; kept for comparison.
+
+    Both go through the stable BCE on logits, so they stay finite for any logit.
+    """
+    if kind == "nonsaturating":
+        return bce_with_logits(d_logits_on_fake, 1.0)
+    if kind == "minimax":
+        loss, dlogits = bce_with_logits(d_logits_on_fake, 0.0)
+        return -loss, -dlogits
+    raise ValueError(f"generator_loss: kind must be 'nonsaturating' or 'minimax', received {kind!r}")

@@ -1,0 +1,140 @@
+"""Adam (Kingma & Ba, 2015) over a model's parameters; the update itself is the kernel
+``adam_update`` (equations, and how they match torch.optim.Adam, in tinygan.kernels.reference.adam).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from tinygan.backend import array_module, device_of, kernels_for, to_device
+from tinygan.layers.base import Layer
+
+__all__ = ["Adam"]
+
+
+def _named_layers(model_or_layers: Any) -> list[tuple[str, Layer]]:
+    if hasattr(model_or_layers, "named_layers"):
+        found = list(model_or_layers.named_layers())
+    elif isinstance(model_or_layers, Layer):
+        found = [("0", model_or_layers)]
+    else:
+        found = []
+        for i, layer in enumerate(model_or_layers):
+            if hasattr(layer, "named_layers"):
+                found += [(f"{i}.{sub}", inner) for sub, inner in layer.named_layers()]
+            else:
+                found.append((str(i), layer))
+    # A layer listed twice must still be stepped once per step.
+    seen, unique = set(), []
+    for name, layer in found:
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            unique.append((name, layer))
+    return unique
+
+
+class Adam:
+    """Adam with PyTorch's defaults and update rule.
+
+    ``model_or_layers`` is a Sequential (its ``named_layers()``), a single layer, or a list of
+    layers. The moment estimates m and v live beside each parameter, same device and dtype, keyed
+    ``"<layer name>.<param>"`` (the keys of ``Sequential.state_dict``).
+
+    Typical step::
+
+        opt.zero_grad(); model.forward(x); model.backward(dy); opt.step()
+    """
+
+    def __init__(
+        self,
+        model_or_layers: Layer | Iterable[Layer],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        beta1, beta2 = betas
+        if lr < 0:
+            raise ValueError(f"Adam: lr must be >= 0, received {lr}")
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+            raise ValueError(f"Adam: betas must lie in [0, 1), received {betas}")
+        if eps < 0:
+            raise ValueError(f"Adam: eps must be >= 0, received {eps}")
+        self.lr, self.beta1, self.beta2, self.eps = float(lr), float(beta1), float(beta2), float(eps)
+        self.layers = [(name, layer) for name, layer in _named_layers(model_or_layers) if layer.params]
+        self.step_count = 0
+        self.m: dict[str, Any] = {}
+        self.v: dict[str, Any] = {}
+        for key, param in self._params():
+            self.m[key] = array_module(param).zeros_like(param)
+            self.v[key] = array_module(param).zeros_like(param)
+
+    def _params(self) -> list[tuple[str, Any]]:
+        # Looked up afresh each time: layer.to()/astype() replace the arrays in params.
+        return [(f"{name}.{key}", p) for name, layer in self.layers for key, p in layer.params.items()]
+
+    def step(self) -> None:
+        """Apply one Adam update to every parameter from its layer's accumulated gradient."""
+        self.step_count += 1
+        for name, layer in self.layers:
+            for key, param in layer.params.items():
+                full = f"{name}.{key}"
+                m, v = self.m[full], self.v[full]
+                if device_of(m) != device_of(param) or m.dtype != param.dtype:
+                    raise ValueError(
+                        f"Adam: state for {full} ({layer.name}) is {m.dtype} on the {device_of(m)} but the parameter "
+                        f"is {param.dtype} on the {device_of(param)}; call opt.to(device) after model.to(device), "
+                        "or create the optimizer after moving the model"
+                    )
+                kernels_for(param).adam_update(
+                    param, layer.grads[key], m, v, self.lr, self.beta1, self.beta2, self.eps, self.step_count
+                )
+
+    def zero_grad(self) -> None:
+        for _, layer in self.layers:
+            layer.zero_grad()
+
+    def to(self, device: str) -> Adam:
+        """Move m and v to ``device`` ("cpu" or "gpu")."""
+        for store in (self.m, self.v):
+            for key in store:
+                store[key] = to_device(store[key], device)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"step": int, "m.<key>": array, "v.<key>": array, ...}``, arrays copied to the host."""
+        state: dict[str, Any] = {"step": int(self.step_count)}
+        for prefix, store in (("m", self.m), ("v", self.v)):
+            for key, value in store.items():
+                state[f"{prefix}.{key}"] = to_device(value, "cpu").copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`'s output; every key and shape must match (ValueError naming
+        the key otherwise), and nothing changes unless all do. Arrays go to each parameter's device
+        and dtype."""
+        params = dict(self._params())
+        expected = {"step"} | {f"{p}.{k}" for p in ("m", "v") for k in params}
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or extra:
+            raise ValueError(
+                f"Adam.load_state_dict: missing keys {missing or 'none'}, unexpected keys {extra or 'none'}"
+            )
+        step = np.asarray(state["step"])
+        if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
+            raise ValueError(f"Adam.load_state_dict: 'step' must be a non-negative int, received {state['step']!r}")
+        for key, param in params.items():
+            for prefix in ("m", "v"):
+                got = state[f"{prefix}.{key}"]
+                if tuple(np.shape(got)) != tuple(param.shape):
+                    raise ValueError(
+                        f"Adam.load_state_dict: {prefix}.{key} expected shape {tuple(param.shape)}, "
+                        f"received {tuple(np.shape(got))}"
+                    )
+        for key, param in params.items():
+            for prefix, store in (("m", self.m), ("v", self.v)):
+                host = to_device(state[f"{prefix}.{key}"], "cpu").astype(param.dtype)  # astype copies
+                store[key] = to_device(host, device_of(param))
+        self.step_count = int(step)
