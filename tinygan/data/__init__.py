@@ -1,0 +1,59 @@
+"""Data sets for the examples: MNIST and CIFAR-10 readers, downloads with md5, and the embedded default.
+
+>>> from tinygan.data import load_mnist, mnist_for_gan, load_cifar10, cifar10_for_gan
+>>> data = load_mnist(split="train")          # doctest: +SKIP
+>>> images, labels = data; print(data.source)  # doctest: +SKIP
+
+The downloader itself is :func:`tinygan.data.download.download`. It is not re-exported here because
+a package attribute named ``download`` would hide the ``tinygan.data.download`` module.
+"""
+
+from tinygan.data.cifar10 import (
+    CLASS_NAMES,
+    RestrictedUnpickler,
+    UnsafePickleError,
+    cifar10_for_gan,
+    load_cifar10,
+    read_batch,
+    scale_cifar10,
+)
+from tinygan.data.download import (
+    DataIntegrityWarning,
+    DatasetNotFoundError,
+    DataSource,
+    DownloadError,
+    LoadedData,
+    cache_dir,
+    md5sum,
+)
+from tinygan.data.mnist import (
+    load_mnist,
+    mnist_for_gan,
+    read_idx,
+    read_idx_images,
+    read_idx_labels,
+    scale_mnist,
+)
+
+__all__ = [
+    "CLASS_NAMES",
+    "DataIntegrityWarning",
+    "DataSource",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "LoadedData",
+    "RestrictedUnpickler",
+    "UnsafePickleError",
+    "cache_dir",
+    "cifar10_for_gan",
+    "load_cifar10",
+    "load_mnist",
+    "md5sum",
+    "mnist_for_gan",
+    "read_batch",
+    "read_idx",
+    "read_idx_images",
+    "read_idx_labels",
+    "scale_cifar10",
+    "scale_mnist",
+]
