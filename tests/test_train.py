@@ -1,0 +1,172 @@
+"""The GAN loop: outputs, exact resume, checkpoint errors, the NaN guard, frozen D in the G step."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tinygan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinygan.sample import load_generator, sample
+from tinygan.train import GANConfig, GANTrainer, TrainingDiverged
+
+
+def small_config(**overrides):
+    settings = dict(epochs=2, batch_size=25, g_options={"seed": 0}, d_options={"seed": 1}, log_every=3)
+    settings.update(overrides)
+    return GANConfig(**settings)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.random((100, 784)).astype(np.float32)
+
+
+def weights(trainer):
+    return {**{"G" + k: v for k, v in trainer.G.state_dict().items()}, **trainer.D.state_dict()}
+
+
+def test_short_run_writes_every_output(tmp_path, data):
+    trainer = GANTrainer(small_config(), data, tmp_path / "run", progress=False)
+    before = trainer.G.state_dict()
+    history = trainer.run()
+    run = tmp_path / "run"
+    for name in ("checkpoint.npz", "config.json", "metrics.csv", "losses.png", "grad_norms.png", "samples.gif"):
+        assert (run / name).is_file(), name
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(np.isfinite(float(rows[-1][k])) for k in ("d_loss", "g_loss", "d_real", "d_fake"))
+    assert any(k.startswith("grad_G_") for k in rows[0]) and any(k.startswith("grad_D_") for k in rows[0])
+    assert history[0]["d_loss"] != history[1]["d_loss"]
+    after = trainer.G.state_dict()
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+    assert json.loads((run / "config.json").read_text())["batch_size"] == 25
+    images = sample(run / "checkpoint.npz", 10)
+    assert images.shape == (10, 28, 28) and images.dtype == np.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0
+
+
+def test_resume_continues_exactly(tmp_path, data):
+    straight = GANTrainer(small_config(epochs=2), data, tmp_path / "a", progress=False)
+    straight.run()
+    first = GANTrainer(small_config(epochs=1), data, tmp_path / "b", progress=False)
+    first.run()
+    resumed = GANTrainer.resume(tmp_path / "b", data, {"epochs": 2}, progress=False)
+    assert resumed.epoch == 1
+    resumed.run()
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert [r["d_loss"] for r in straight.history] == [r["d_loss"] for r in resumed.history]
+
+
+def test_resume_mid_epoch_continues_exactly(tmp_path, data):
+    straight = GANTrainer(small_config(epochs=1), data, tmp_path / "a", progress=False)
+    straight.run()
+    stopped = GANTrainer(small_config(epochs=1), data, tmp_path / "b", progress=False)
+    original_step = stopped.train_step
+
+    def step_then_interrupt(real):
+        figures = original_step(real)
+        if stopped.global_step == 1:  # the step counter advances after this returns: stop after 2 steps
+            stopped.stop_requested = True
+        return figures
+
+    stopped.train_step = step_then_interrupt
+    stopped.run()
+    assert stopped.step_in_epoch == 2 and stopped.epoch == 0
+    resumed = GANTrainer.resume(tmp_path / "b", data, progress=False)
+    assert resumed.step_in_epoch == 2
+    resumed.run()
+    a, b = weights(straight), weights(resumed)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_generator_step_leaves_discriminator_untouched(tmp_path, data):
+    trainer = GANTrainer(small_config(), data, tmp_path / "run", progress=False)
+    d_before = trainer.D.state_dict()
+    g_before = trainer.G.state_dict()
+    trainer.generator_step(25)
+    d_after = trainer.D.state_dict()
+    for key in d_before:
+        np.testing.assert_array_equal(d_before[key], d_after[key], err_msg=key)
+    for _, layer in trainer.D.named_layers():
+        assert all(not g.any() for g in layer.grads.values())
+    assert any(not np.array_equal(g_before[k], v) for k, v in trainer.G.state_dict().items())
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, data):
+    trainer = GANTrainer(small_config(epochs=3, log_every=1), data, tmp_path / "run", progress=False)
+    original = trainer.train_step
+
+    def poisoned(real):
+        figures = original(real)
+        if trainer.epoch == 1 and trainer.step_in_epoch == 1:
+            figures["g_loss"] = float("nan")
+        return figures
+
+    trainer.train_step = poisoned
+    with pytest.raises(TrainingDiverged, match=r"g_loss became nan at step 6 \(epoch 2\)"):
+        trainer.run()
+    _, meta = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    assert meta["epoch"] == 1
+
+
+def test_corrupt_and_mismatched_checkpoints_give_clear_errors(tmp_path, data):
+    trainer = GANTrainer(small_config(epochs=1), data, tmp_path / "run", progress=False)
+    trainer.run()
+    good = tmp_path / "run" / "checkpoint.npz"
+
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated.npz: not a readable tinygan checkpoint"):
+        load_checkpoint(truncated)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.npz")
+
+    arrays, meta = load_checkpoint(good)
+    arrays["G/0.W"] = arrays["G/0.W"][:, :10]
+    bad_shape = save_checkpoint(tmp_path / "bad_shape.npz", arrays, meta)
+    with pytest.raises(ValueError, match=r"bad_shape.npz.*0.W.*expected shape \(100, 256\), received \(100, 10\)"):
+        load_generator(bad_shape)
+
+    arrays, meta = load_checkpoint(good)
+    meta["config"]["model"] = "dcgan"  # a checkpoint of one architecture loaded as another
+    other = save_checkpoint(tmp_path / "other.npz", arrays, meta)
+    with pytest.raises(ValueError, match="other.npz does not match G"):
+        load_generator(other)
+
+    not_ours = tmp_path / "plain.npz"
+    np.savez(not_ours, x=np.zeros(3))
+    with pytest.raises(CheckpointError, match="not a tinygan checkpoint"):
+        load_checkpoint(not_ours)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "c.npz", {"a": np.arange(3)}, {"x": 1})
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"a": np.arange(5)}, {"x": 2})
+    arrays, meta = load_checkpoint(path)
+    np.testing.assert_array_equal(arrays["a"], np.arange(3))
+    assert meta["x"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]
+
+
+def test_resume_refuses_trajectory_changes(tmp_path, data):
+    GANTrainer(small_config(epochs=1), data, tmp_path / "run", progress=False).run()
+    with pytest.raises(ValueError, match="cannot change 'lr_g'"):
+        GANTrainer.resume(tmp_path / "run", data, {"lr_g": 1.0}, progress=False)
+
+
+def test_bad_batch_size_and_too_little_data(tmp_path, data):
+    with pytest.raises(ValueError, match="need at least one batch: 100 images for batch size 125"):
+        GANTrainer(small_config(batch_size=125), data, tmp_path / "run")

@@ -1,0 +1,109 @@
+"""The two seed architectures, built from tinygan's own layers.
+
+Each builder takes the options a checkpoint records, so the sampler and the tests rebuild exactly
+the model that was trained: ``build(name, role, **options)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinygan import layers as nn
+
+LATENT_DIM = 100
+
+
+def _activation(name: str) -> Any:
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky":
+        return nn.LeakyReLU(0.2)
+    raise ValueError(f"unknown activation {name!r}: expected 'relu' or 'leaky'")
+
+
+def mnist_generator(
+    activation: str = "relu",
+    output: str = "sigmoid",
+    latent_dim: int = LATENT_DIM,
+    seed: int = 0,
+    dtype: Any = np.float32,
+) -> nn.Sequential:
+    """z (100) -> Dense 256 -> Dense 512 -> Dense 1024 -> Dense 784 -> Sigmoid (or Tanh): 1,486,352 parameters."""
+    if output not in ("sigmoid", "tanh"):
+        raise ValueError(f"unknown output {output!r}: expected 'sigmoid' or 'tanh'")
+    rng = np.random.default_rng(seed)
+    layers: list[Any] = []
+    width = latent_dim
+    for units in (256, 512, 1024):
+        layers += [nn.Dense(width, units, rng=rng, dtype=dtype), _activation(activation)]
+        width = units
+    layers += [nn.Dense(width, 784, rng=rng, dtype=dtype), nn.Sigmoid() if output == "sigmoid" else nn.Tanh()]
+    return nn.Sequential(*layers, name="G")
+
+
+def mnist_discriminator(
+    activation: str = "relu", dropout: float = 0.25, seed: int = 1, dtype: Any = np.float32
+) -> nn.Sequential:
+    """784 -> Dense 1024 -> Dropout -> Dense 512 -> Dropout -> Dense 256 -> Dropout -> Dense 1 -> Sigmoid:
+    1,460,225 parameters. The final Sigmoid is skipped in training (the loss takes logits)."""
+    rng = np.random.default_rng(seed)
+    layers: list[Any] = []
+    width = 784
+    for units in (1024, 512, 256):
+        layers += [
+            nn.Dense(width, units, rng=rng, dtype=dtype),
+            _activation(activation),
+            nn.Dropout(dropout, rng=int(rng.integers(2**63))),
+        ]
+        width = units
+    layers += [nn.Dense(width, 1, rng=rng, dtype=dtype), nn.Sigmoid()]
+    return nn.Sequential(*layers, name="D")
+
+
+def dcgan_generator(latent_dim: int = LATENT_DIM, seed: int = 0, dtype: Any = np.float32) -> nn.Sequential:
+    """z (100) -> Dense 2048 -> (128, 4, 4) -> [BN, LeakyReLU, ConvT 5x5 stride 2] x3 -> Tanh: (3, 32, 32),
+    826,883 parameters."""
+    rng = np.random.default_rng(seed)
+
+    def up(cin: int, cout: int) -> list[Any]:
+        return [nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1, rng=rng, dtype=dtype)]
+
+    layers = [nn.Dense(latent_dim, 2048, rng=rng, dtype=dtype), nn.Reshape(128, 4, 4)]
+    layers += [nn.BatchNorm2d(128, dtype=dtype), nn.LeakyReLU(0.2), *up(128, 128)]
+    layers += [nn.BatchNorm2d(128, dtype=dtype), nn.LeakyReLU(0.2), *up(128, 64)]
+    layers += [nn.BatchNorm2d(64, dtype=dtype), nn.LeakyReLU(0.2), *up(64, 3), nn.Tanh()]
+    return nn.Sequential(*layers, name="G")
+
+
+def dcgan_discriminator(seed: int = 1, dtype: Any = np.float32) -> nn.Sequential:
+    """(3, 32, 32) -> Conv 3x3 64 -> Conv 3x3/2 128 -> Conv 3x3/2 128 -> Conv 3x3/2 32 -> Flatten (512) -> Dense 1,
+    LeakyReLU 0.2 after each conv: 260,641 parameters. The output is a logit (sigmoid through the loss)."""
+    rng = np.random.default_rng(seed)
+    layers: list[Any] = []
+    for cin, cout, stride in ((3, 64, 1), (64, 128, 2), (128, 128, 2), (128, 32, 2)):
+        layers += [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, rng=rng, dtype=dtype), nn.LeakyReLU(0.2)]
+    layers += [nn.Flatten(), nn.Dense(512, 1, rng=rng, dtype=dtype)]
+    return nn.Sequential(*layers, name="D")
+
+
+BUILDERS = {
+    ("mnist_dense", "G"): mnist_generator,
+    ("mnist_dense", "D"): mnist_discriminator,
+    ("dcgan", "G"): dcgan_generator,
+    ("dcgan", "D"): dcgan_discriminator,
+}
+
+# What a sample from each family looks like: (channels, height, width), and the range of G's output.
+IMAGE_SHAPES = {"mnist_dense": (1, 28, 28), "dcgan": (3, 32, 32)}
+
+
+def build(name: str, role: str, **options: Any) -> nn.Sequential:
+    """Build model ``name`` ("mnist_dense" or "dcgan"), ``role`` "G" or "D", with builder ``options``."""
+    try:
+        builder = BUILDERS[(name, role)]
+    except KeyError:
+        known = sorted({n for n, _ in BUILDERS})
+        raise ValueError(f"unknown model {name!r} role {role!r}: known models {known}, roles 'G' and 'D'") from None
+    return builder(**options)

@@ -1,0 +1,50 @@
+"""Named training recipes: the settings each example starts from before its command-line options.
+
+``original`` reproduces the work this project started from; ``default`` is what we recommend,
+found by experiment (README, "Results"), with the same architectures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MNIST_RECIPES: dict[str, dict[str, Any]] = {
+    # Keras original: Glorot-uniform Dense layers, ReLU, Adam(2e-4, beta1 0.5) for both networks,
+    # batch 125, hard 0/1 labels, 180 epochs.
+    "original": {
+        "epochs": 180,
+        "batch_size": 125,
+        "lr_d": 2e-4,
+        "lr_g": 2e-4,
+        "beta1": 0.5,
+        "real_label": (1.0, 1.0),
+        "fake_label": (0.0, 0.0),
+        "activation": "relu",
+        "output": "sigmoid",
+    },
+    "default": {
+        "epochs": 30,
+        "batch_size": 125,
+        "lr_d": 2e-4,
+        "lr_g": 2e-4,
+        "beta1": 0.5,
+        "real_label": (0.9, 0.9),  # one-sided label smoothing (Salimans et al., 2016)
+        "fake_label": (0.0, 0.0),
+        "activation": "relu",
+        "output": "sigmoid",
+    },
+}
+
+CIFAR_RECIPES: dict[str, dict[str, Any]] = {
+    # The original DCGAN of the challenge: D lr 2e-4, G lr 1e-4, beta1 0.5, batch 128, smoothed labels
+    # real ~ U(0.8, 1.0), fake ~ U(0.0, 0.1), 150 epochs.
+    "default": {
+        "epochs": 150,
+        "batch_size": 128,
+        "lr_d": 2e-4,
+        "lr_g": 1e-4,
+        "beta1": 0.5,
+        "real_label": (0.8, 1.0),
+        "fake_label": (0.0, 0.1),
+    },
+}

@@ -1,0 +1,112 @@
+"""Pictures of a run: sample grids, the animated grid over training, loss and gradient-norm plots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # runs are headless: never try to open a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def to_images(x: np.ndarray, image_shape: tuple[int, int, int], value_range: str) -> np.ndarray:
+    """Generator output (n, C*H*W) or (n, C, H, W) -> float32 images in [0, 1], (n, H, W) or (n, H, W, 3)."""
+    c, h, w = image_shape
+    x = np.asarray(x, dtype=np.float32).reshape(-1, c, h, w)
+    if value_range == "tanh":
+        x = (x + 1.0) / 2.0
+    x = np.clip(x, 0.0, 1.0)
+    return x[:, 0] if c == 1 else x.transpose(0, 2, 3, 1)
+
+
+def grid(images: np.ndarray, nrow: int = 8, pad: int = 2) -> np.ndarray:
+    """Tile (n, H, W[, 3]) images into one (rows*(H+pad)+pad, ...) picture, white padding."""
+    n, h, w = images.shape[:3]
+    ncol = nrow
+    nrows = int(np.ceil(n / ncol))
+    shape = (nrows * (h + pad) + pad, ncol * (w + pad) + pad) + images.shape[3:]
+    out = np.ones(shape, dtype=np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, ncol)
+        out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = image
+    return out
+
+
+def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 8, title: str | None = None) -> Path:
+    """Save (n, H, W[, 3]) images in [0, 1] as one PNG grid."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture = (grid(images, nrow) * 255).round().astype(np.uint8)
+    image = Image.fromarray(picture)
+    scale = max(1, 256 // picture.shape[0])
+    if scale > 1:
+        image = image.resize((picture.shape[1] * scale, picture.shape[0] * scale), Image.NEAREST)
+    image.save(path)
+    return path
+
+
+def save_gif(frames: Sequence[str | os.PathLike], path: str | os.PathLike, ms_per_frame: int = 300) -> Path | None:
+    """Animate PNG frames (sample grids over training) into a looping GIF."""
+    from PIL import Image
+
+    frames = [Path(f) for f in frames if Path(f).is_file()]
+    if not frames:
+        return None
+    images = [Image.open(f).convert("RGB") for f in frames]
+    path = Path(path)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+    return path
+
+
+def plot_losses(history: list[dict[str, float]], path: str | os.PathLike) -> Path:
+    """D and G loss per epoch, and D's mean output on real and generated images."""
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    ax1.plot(epochs, [r["d_loss"] for r in history], label="D loss")
+    ax1.plot(epochs, [r["g_loss"] for r in history], label="G loss")
+    ax1.set_ylabel("binary cross-entropy")
+    ax1.legend()
+    ax2.plot(epochs, [r["d_real"] for r in history], label="D(x), real")
+    ax2.plot(epochs, [r["d_fake"] for r in history], label="D(G(z)), generated")
+    ax2.set_ylim(0, 1)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("mean D output")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_grad_norms(history: list[dict[str, float]], path: str | os.PathLike) -> Path | None:
+    """Per-layer weight-gradient norms of G and D per epoch (log scale): vanishing G gradients show here."""
+    keys = sorted({k for row in history for k in row if k.startswith("grad_")})
+    if not keys:
+        return None
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, net in zip(axes, ("G", "D")):
+        for key in (k for k in keys if k.startswith(f"grad_{net}_")):
+            ax.plot(epochs, [max(r.get(key, np.nan), 1e-12) for r in history], label=key[len("grad_") :])
+        ax.set_yscale("log")
+        ax.set_title(f"{net}: last step's weight-gradient norm per layer")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
