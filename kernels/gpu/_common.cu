@@ -1,0 +1,29 @@
+// Prepended to every op's .cu source before NVRTC compiles it (NVRTC has no include path
+// into the package, and the helpers are small).
+
+typedef long long index_t;
+
+// Grid-stride loops let the host cap the grid size without the kernel caring how large n is.
+#define GRID_STRIDE_LOOP(i, n)                                                        \
+    for (index_t i = (index_t)blockIdx.x * blockDim.x + threadIdx.x; i < (index_t)(n); \
+         i += (index_t)blockDim.x * gridDim.x)
+
+// Every reduction kernel launches exactly this many threads per block, so shared buffers can be
+// sized statically.
+#define REDUCE_THREADS 256
+
+// Block-wide sum with a fixed tree shape: the same inputs always give the same bits, unlike
+// atomics. Every thread gets the total; smem must hold REDUCE_THREADS entries.
+template <typename A>
+__device__ A block_sum(A v, A* smem) {
+    smem[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = REDUCE_THREADS / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) smem[threadIdx.x] += smem[threadIdx.x + s];
+        __syncthreads();
+    }
+    A total = smem[0];
+    // A second call may reuse smem only after every thread has read the total.
+    __syncthreads();
+    return total;
+}

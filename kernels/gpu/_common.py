@@ -1,0 +1,137 @@
+"""Shared plumbing of the GPU kernels: lazy NVRTC compilation, launch sizes, argument checks.
+
+Each op keeps its CUDA source in a ``.cu`` file beside its wrapper. Kernels are C++ templates over
+the element type; a :class:`CudaModule` compiles all of a file's instantiations (``float`` and
+``double``) in one NVRTC call the first time any of them is needed, and caches the result for the
+life of the process (CuPy additionally caches the binary on disk, keyed by source and options).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cupy
+import numpy as np
+
+_HERE = Path(__file__).resolve().parent
+
+# One block size for every kernel: must equal REDUCE_THREADS in _common.cu for the reduction kernels.
+THREADS = 256
+# Kernels loop grid-stride, so the grid only needs to fill the GPU several times over.
+MAX_BLOCKS = 8192
+
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+_OPTIONS = ("-std=c++17",)
+
+
+def read_source(filename: str) -> str:
+    """The .cu file with the shared helpers prepended."""
+    common = (_HERE / "_common.cu").read_text()
+    return common + "\n" + (_HERE / filename).read_text()
+
+
+class CudaModule:
+    """The kernels of one .cu file, compiled on first use.
+
+    ``templates`` are kernels templated on the element type (instantiated for float and double);
+    ``plain`` are kernels without a template parameter.
+    """
+
+    def __init__(self, filename: str, templates: tuple[str, ...] = (), plain: tuple[str, ...] = ()) -> None:
+        self.filename = filename
+        self.templates = templates
+        self.plain = plain
+        self._module: cupy.RawModule | None = None
+        self._kernels: dict[tuple[str, str | None], Any] = {}
+
+    def name_expressions(self) -> list[str]:
+        return [f"{name}<{ct}>" for name in self.templates for ct in _CTYPES.values()] + list(self.plain)
+
+    def source(self) -> str:
+        return read_source(self.filename)
+
+    def get(self, name: str, dtype: Any = None) -> Any:
+        """The compiled kernel ``name`` (its ``dtype`` instantiation for a template)."""
+        ctype = None if dtype is None else ctype_of(dtype)
+        key = (name, ctype)
+        kernel = self._kernels.get(key)
+        if kernel is None:
+            if self._module is None:
+                self._module = cupy.RawModule(
+                    code=self.source(), options=_OPTIONS, name_expressions=self.name_expressions()
+                )
+            kernel = self._module.get_function(name if ctype is None else f"{name}<{ctype}>")
+            self._kernels[key] = kernel
+        return kernel
+
+
+def ctype_of(dtype: Any) -> str:
+    dtype = np.dtype(dtype)
+    try:
+        return _CTYPES[dtype]
+    except KeyError:
+        raise TypeError(f"GPU kernels take float32 or float64 arrays, received {dtype}") from None
+
+
+def grid_for(n: int, threads: int = THREADS) -> tuple[int]:
+    return (max(1, min(MAX_BLOCKS, -(-n // threads))),)
+
+
+def launch(kernel: Any, n: int, args: tuple) -> None:
+    """Launch a grid-stride kernel over ``n`` items (no launch at all for n == 0)."""
+    if n > 0:
+        kernel(grid_for(n), (THREADS,), args)
+
+
+def device_array(x: Any, what: str, op: str) -> cupy.ndarray:
+    """``x`` as a C-contiguous CuPy float array, or a TypeError naming the op and the argument."""
+    if not isinstance(x, cupy.ndarray):
+        raise TypeError(
+            f"tinygan.kernels.gpu.{op}: {what} must be a CuPy array (on the GPU), received {type(x).__name__}"
+        )
+    ctype_of(x.dtype)
+    return cupy.ascontiguousarray(x)
+
+
+def same_dtype(op: str, first: cupy.ndarray, **others: Any) -> None:
+    for name, arr in others.items():
+        if arr is not None and arr.dtype != first.dtype:
+            raise TypeError(f"tinygan.kernels.gpu.{op}: {name} has dtype {arr.dtype}, expected {first.dtype}")
+
+
+def scalar(dtype: Any, value: float) -> np.generic:
+    """A host scalar of the kernel's element type (CuPy passes numpy scalars by their exact type)."""
+    return np.dtype(dtype).type(value)
+
+
+def idx(value: int) -> np.int64:
+    """An ``index_t`` (long long) kernel argument."""
+    return np.int64(value)
+
+
+def pair(value: Any) -> tuple[int, int]:
+    """Layers pass (h, w) pairs; accept a plain int as well."""
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    h, w = value
+    return int(h), int(w)
+
+
+def capturing() -> bool:
+    """Whether the current stream is recording a CUDA graph (CuPy's own cuBLAS calls refuse to run then)."""
+    try:
+        return bool(cupy.cuda.get_current_stream().is_capturing())
+    except Exception:  # the legacy default stream cannot capture, and may refuse to be asked
+        return False
+
+
+def gemm(a: cupy.ndarray, b: cupy.ndarray, transa: bool = False, transb: bool = False) -> cupy.ndarray:
+    """``op(a) @ op(b)`` for 2-D arrays: cupy.matmul normally, our ctypes cuBLAS call while a graph is
+    being captured (the only GEMM that works there)."""
+    if capturing():
+        from .cublas import matmul
+
+        return matmul(a, b, transa=transa, transb=transb)
+    return cupy.matmul(a.T if transa else a, b.T if transb else b)

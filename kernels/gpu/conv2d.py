@@ -1,0 +1,143 @@
+"""Conv2d on the GPU: im2col / col2im kernels (conv2d.cu) around cuBLAS GEMMs.
+
+Same equations and cols layout as tinygan.kernels.reference.conv2d: with cols = im2col(x) of shape
+(C*kh*kw, N*Ho*Wo) and Wm = W.reshape(Cout, C*kh*kw),
+
+    y  = Wm @ cols + b             (then laid out as NCHW)
+    dx = col2im(Wm.T @ dy_m)       dy_m = dy as a (Cout, N*Ho*Wo) matrix
+    dW = dy_m @ cols.T             db = dy summed over N, H, W
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import cupy
+
+from ._common import CudaModule, device_array, gemm, idx, launch, pair, same_dtype
+from .layout import channel_sum, cns_to_ncs, ncs_to_cns
+
+_MOD = CudaModule("conv2d.cu", templates=("im2col", "col2im"))
+
+
+def _out_size(size: int, k: int, s: int, p: int, what: str) -> int:
+    out = (size + 2 * p - k) // s + 1
+    if out < 1:
+        raise ValueError(f"{what}: kernel {k} with padding {p} does not fit an input of size {size}")
+    return out
+
+
+class Geometry(NamedTuple):
+    n: int
+    c: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    ho: int
+    wo: int
+
+    def kernel_args(self) -> tuple:
+        """The trailing arguments every kernel of conv2d.cu takes, in its order."""
+        return (
+            idx(self.n),
+            idx(self.c),
+            idx(self.h),
+            idx(self.w),
+            *map(cupy.int32, (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw)),
+            idx(self.ho),
+            idx(self.wo),
+        )
+
+
+def geometry(x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any, what: str) -> Geometry:
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size), pair(stride), pair(padding)
+    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError(f"{what}: stride must be >= 1 and padding >= 0, got stride {(sh, sw)}, padding {(ph, pw)}")
+    if len(x_shape) != 4:
+        raise ValueError(f"{what}: expected an (N, C, H, W) shape, received {tuple(x_shape)}")
+    n, c, h, w = (int(d) for d in x_shape)
+    ho, wo = _out_size(h, kh, sh, ph, what), _out_size(w, kw, sw, pw, what)
+    return Geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo)
+
+
+def im2col(x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any) -> cupy.ndarray:
+    """(N, C, H, W) -> cols of shape (C*kh*kw, N*Ho*Wo); one thread per element of cols."""
+    x = device_array(x, "x", "im2col")
+    g = geometry(x.shape, kernel_size, stride, padding, "im2col")
+    cols = cupy.empty((g.c * g.kh * g.kw, g.n * g.ho * g.wo), dtype=x.dtype)
+    launch(_MOD.get("im2col", x.dtype), cols.size, (x, cols, *g.kernel_args()))
+    return cols
+
+
+def col2im_bias(
+    cols: cupy.ndarray,
+    x_shape: tuple[int, ...],
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    bias: cupy.ndarray | None,
+    what: str = "col2im",
+) -> cupy.ndarray:
+    """col2im with ``bias[c]`` added to every pixel of channel c in the same pass."""
+    cols = device_array(cols, "cols", what)
+    g = geometry(x_shape, kernel_size, stride, padding, what)
+    expected = (g.c * g.kh * g.kw, g.n * g.ho * g.wo)
+    # The kernel trusts the shape: a mismatch would read past the end of cols.
+    if tuple(cols.shape) != expected:
+        raise ValueError(
+            f"{what}: cols of shape {tuple(cols.shape)} do not match x_shape {tuple(x_shape)}: expected {expected}"
+        )
+    same_dtype(what, cols, bias=bias)
+    x = cupy.empty(tuple(int(d) for d in x_shape), dtype=cols.dtype)
+    has_bias = bias is not None
+    launch(
+        _MOD.get("col2im", cols.dtype),
+        x.size,
+        (cols, x, cupy.ascontiguousarray(bias) if has_bias else cols, cupy.int32(has_bias), *g.kernel_args()),
+    )
+    return x
+
+
+def col2im(cols: cupy.ndarray, x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any) -> cupy.ndarray:
+    """Sum the patches in ``cols`` back into an array of ``x_shape``: a gather, one thread per pixel."""
+    return col2im_bias(cols, x_shape, kernel_size, stride, padding, None)
+
+
+def conv2d_forward(
+    x: cupy.ndarray, W: cupy.ndarray, b: cupy.ndarray | None, stride: Any, padding: Any
+) -> tuple[cupy.ndarray, cupy.ndarray]:
+    """Returns (y, cols); cols is the cache conv2d_backward_weight takes."""
+    x, W = device_array(x, "x", "conv2d_forward"), device_array(W, "W", "conv2d_forward")
+    same_dtype("conv2d_forward", x, W=W, b=b)
+    cout, cin, kh, kw = W.shape
+    if x.ndim != 4 or x.shape[1] != cin:
+        raise ValueError(f"conv2d_forward: x of shape {tuple(x.shape)} does not match W of shape {tuple(W.shape)}")
+    cols = im2col(x, (kh, kw), stride, padding)
+    g = geometry(x.shape, (kh, kw), stride, padding, "conv2d_forward")
+    y = cns_to_ncs(gemm(W.reshape(cout, -1), cols), (g.n, cout, g.ho, g.wo), b)
+    return y, cols
+
+
+def conv2d_backward_data(
+    dy: cupy.ndarray, W: cupy.ndarray, x_shape: tuple[int, ...], stride: Any, padding: Any
+) -> cupy.ndarray:
+    dy, W = device_array(dy, "dy", "conv2d_backward_data"), device_array(W, "W", "conv2d_backward_data")
+    same_dtype("conv2d_backward_data", dy, W=W)
+    cout, _, kh, kw = W.shape
+    dcols = gemm(W.reshape(cout, -1), ncs_to_cns(dy), transa=True)
+    return col2im_bias(dcols, x_shape, (kh, kw), stride, padding, None, "conv2d_backward_data")
+
+
+def conv2d_backward_weight(
+    dy: cupy.ndarray, cols: cupy.ndarray, W_shape: tuple[int, ...]
+) -> tuple[cupy.ndarray, cupy.ndarray]:
+    """Returns (dW, db)."""
+    dy, cols = device_array(dy, "dy", "conv2d_backward_weight"), device_array(cols, "cols", "conv2d_backward_weight")
+    same_dtype("conv2d_backward_weight", dy, cols=cols)
+    dW = gemm(ncs_to_cns(dy), cols, transb=True).reshape(tuple(int(d) for d in W_shape))
+    return dW, channel_sum(dy)

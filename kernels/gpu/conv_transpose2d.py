@@ -1,0 +1,90 @@
+"""ConvTranspose2d on the GPU: the adjoint of Conv2d, built from the same im2col / col2im kernels.
+
+W is (Cin, Cout, kh, kw) as in PyTorch; Wm = W.reshape(Cin, Cout*kh*kw). The output has size
+(H-1)*stride - 2*padding + kernel + output_padding, and with x_m = x as a (Cin, N*H*W) matrix:
+
+    y  = col2im(Wm.T @ x_m) + b    (col2im onto the output's shape: conv2d's backward-data)
+    dx = Wm @ im2col(dy)           (conv2d's forward, no bias)
+    dW = x_m @ im2col(dy).T        db = dy summed over N, H, W
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cupy
+
+from ._common import device_array, gemm, pair, same_dtype
+from .conv2d import col2im_bias, im2col
+from .layout import channel_sum, cns_to_ncs, ncs_to_cns
+
+
+def conv_transpose2d_forward(
+    x: cupy.ndarray, W: cupy.ndarray, b: cupy.ndarray | None, stride: Any, padding: Any, output_padding: Any
+) -> cupy.ndarray:
+    x, W = device_array(x, "x", "conv_transpose2d_forward"), device_array(W, "W", "conv_transpose2d_forward")
+    same_dtype("conv_transpose2d_forward", x, W=W, b=b)
+    cin, cout, kh, kw = W.shape
+    if x.ndim != 4 or x.shape[1] != cin:
+        raise ValueError(
+            f"conv_transpose2d_forward: x of shape {tuple(x.shape)} does not match W of shape {tuple(W.shape)}"
+        )
+    (sh, sw), (ph, pw), (oph, opw) = pair(stride), pair(padding), pair(output_padding)
+    if not (0 <= oph < sh and 0 <= opw < sw):
+        # With output_padding >= stride, conv2d of the output would not map back onto x.
+        raise ValueError(
+            f"conv_transpose2d_forward: output_padding {(oph, opw)} must be >= 0 and smaller than stride {(sh, sw)}"
+        )
+    n, _, h, w = x.shape
+    y_shape = (n, cout, (h - 1) * sh - 2 * ph + kh + oph, (w - 1) * sw - 2 * pw + kw + opw)
+    cols = gemm(W.reshape(cin, -1), ncs_to_cns(x), transa=True)
+    return col2im_bias(cols, y_shape, (kh, kw), (sh, sw), (ph, pw), b, "conv_transpose2d_forward")
+
+
+def conv_transpose2d_backward_data(
+    dy: cupy.ndarray, W: cupy.ndarray, stride: Any, padding: Any
+) -> tuple[cupy.ndarray, cupy.ndarray]:
+    """Returns (dx, dy_cols); dy_cols = im2col(dy) is reusable by conv_transpose2d_backward_weight."""
+    dy, W = (
+        device_array(dy, "dy", "conv_transpose2d_backward_data"),
+        device_array(W, "W", "conv_transpose2d_backward_data"),
+    )
+    same_dtype("conv_transpose2d_backward_data", dy, W=W)
+    cin, cout, kh, kw = W.shape
+    if dy.ndim != 4 or dy.shape[1] != cout:
+        raise ValueError(
+            f"conv_transpose2d_backward_data: dy of shape {tuple(dy.shape)} does not match W of shape {tuple(W.shape)}"
+        )
+    dy_cols = im2col(dy, (kh, kw), stride, padding)
+    (sh, sw), (ph, pw) = pair(stride), pair(padding)
+    n, _, hy, wy = dy.shape
+    h, w = (hy + 2 * ph - kh) // sh + 1, (wy + 2 * pw - kw) // sw + 1
+    dx = cns_to_ncs(gemm(W.reshape(cin, -1), dy_cols), (n, cin, h, w))
+    return dx, dy_cols
+
+
+def conv_transpose2d_backward_weight(
+    dy: cupy.ndarray,
+    x: cupy.ndarray,
+    W_shape: tuple[int, ...],
+    stride: Any,
+    padding: Any,
+    dy_cols: cupy.ndarray | None = None,
+) -> tuple[cupy.ndarray, cupy.ndarray]:
+    """Returns (dW, db); pass the dy_cols from conv_transpose2d_backward_data to skip recomputing them."""
+    op = "conv_transpose2d_backward_weight"
+    dy, x = device_array(dy, "dy", op), device_array(x, "x", op)
+    same_dtype(op, dy, x=x, dy_cols=dy_cols)
+    cin, cout, kh, kw = (int(d) for d in W_shape)
+    if dy_cols is None:
+        dy_cols = im2col(dy, (kh, kw), stride, padding)
+    else:
+        dy_cols = device_array(dy_cols, "dy_cols", op)
+    x_m = ncs_to_cns(x)
+    if dy_cols.shape != (cout * kh * kw, x_m.shape[1]):
+        raise ValueError(
+            f"{op}: dy of shape {tuple(dy.shape)} (im2col {tuple(dy_cols.shape)}) does not match x of shape "
+            f"{tuple(x.shape)} and W_shape {tuple(W_shape)}"
+        )
+    dW = gemm(x_m, dy_cols, transb=True).reshape(cin, cout, kh, kw)
+    return dW, channel_sum(dy)
