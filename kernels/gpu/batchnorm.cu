@@ -1,0 +1,91 @@
+// Batch normalization over every axis but 1. x is viewed as (N, C, S) with S = H*W (1 for
+// BatchNorm1d); channel c's M = N*S values sit at (n*C + c)*S + s, so a block that owns a channel
+// walks them with consecutive threads on consecutive s.
+// One block per channel computes the statistics and then uses them, all in one launch. Sums are
+// in double: the two-pass variance stays accurate for float32 and the result is deterministic.
+
+template <typename T>
+__global__ void batchnorm_forward(const T* __restrict__ x, const T* __restrict__ gamma, const T* __restrict__ beta,
+                                  T* __restrict__ y, T* __restrict__ xhat, T* __restrict__ mean_out,
+                                  T* __restrict__ var_out, T* __restrict__ inv_std_out, index_t N, index_t C,
+                                  index_t S, double eps) {
+    __shared__ double smem[REDUCE_THREADS];
+    const index_t c = blockIdx.x;
+    const index_t M = N * S;
+
+    double acc = 0.0;
+    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
+        const index_t n = m / S;
+        acc += (double)x[(n * C + c) * S + (m - n * S)];
+    }
+    const double mean = block_sum(acc, smem) / (double)M;
+
+    // Second pass over centred values: E[x^2] - E[x]^2 cancels catastrophically when |mean| >> std.
+    acc = 0.0;
+    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
+        const index_t n = m / S;
+        const double d = (double)x[(n * C + c) * S + (m - n * S)] - mean;
+        acc += d * d;
+    }
+    const double var = block_sum(acc, smem) / (double)M;
+    const double inv_std = 1.0 / sqrt(var + eps);
+
+    const T g = gamma[c];
+    const T b = beta[c];
+    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
+        const index_t n = m / S;
+        const index_t k = (n * C + c) * S + (m - n * S);
+        const T xh = (T)(((double)x[k] - mean) * inv_std);
+        xhat[k] = xh;
+        y[k] = g * xh + b;
+    }
+    if (threadIdx.x == 0) {
+        mean_out[c] = (T)mean;
+        var_out[c] = (T)var;
+        inv_std_out[c] = (T)inv_std;
+    }
+}
+
+// dbeta = sum dy, dgamma = sum dy*xhat, dx = gamma*inv_std/M * (M*dy - dbeta - xhat*dgamma).
+template <typename T>
+__global__ void batchnorm_backward(const T* __restrict__ dy, const T* __restrict__ xhat,
+                                   const T* __restrict__ inv_std, const T* __restrict__ gamma, T* __restrict__ dx,
+                                   T* __restrict__ dgamma, T* __restrict__ dbeta, index_t N, index_t C, index_t S) {
+    __shared__ double smem[REDUCE_THREADS];
+    const index_t c = blockIdx.x;
+    const index_t M = N * S;
+
+    double s_dy = 0.0, s_dyx = 0.0;
+    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
+        const index_t n = m / S;
+        const index_t k = (n * C + c) * S + (m - n * S);
+        const double g = (double)dy[k];
+        s_dy += g;
+        s_dyx += g * (double)xhat[k];
+    }
+    s_dy = block_sum(s_dy, smem);
+    s_dyx = block_sum(s_dyx, smem);
+
+    const double scale = (double)gamma[c] * (double)inv_std[c] / (double)M;
+    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
+        const index_t n = m / S;
+        const index_t k = (n * C + c) * S + (m - n * S);
+        dx[k] = (T)(scale * ((double)M * (double)dy[k] - s_dy - (double)xhat[k] * s_dyx));
+    }
+    if (threadIdx.x == 0) {
+        dgamma[c] = (T)s_dyx;
+        dbeta[c] = (T)s_dy;
+    }
+}
+
+// Inference with running statistics: a per-channel affine map, one thread per element.
+template <typename T>
+__global__ void batchnorm_inference(const T* __restrict__ x, const T* __restrict__ gamma, const T* __restrict__ beta,
+                                    const T* __restrict__ running_mean, const T* __restrict__ running_var,
+                                    T* __restrict__ y, index_t C, index_t S, double eps, index_t n) {
+    GRID_STRIDE_LOOP(i, n) {
+        const index_t c = (i / S) % C;
+        const T inv_std = (T)(1.0 / sqrt((double)running_var[c] + eps));
+        y[i] = (x[i] - running_mean[c]) * inv_std * gamma[c] + beta[c];
+    }
+}
