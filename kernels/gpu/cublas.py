@@ -1,0 +1,225 @@
+"""cuBLAS GEMM through ctypes, usable inside CUDA stream capture.
+
+CuPy refuses ``cupy.matmul`` while a stream is capturing a graph ("calling cuBLAS API during
+stream capture is currently unsupported"), although cuBLAS itself supports capture. This module
+calls ``cublasSgemm_v2`` / ``cublasDgemm_v2`` directly, on a handle of its own created through the
+same libcublas that CuPy loaded, bound to the current stream and given a workspace we own (so
+cuBLAS allocates nothing while capturing).
+
+Before capturing, call :func:`bind_stream` on the capture stream (or run one eager
+:func:`matmul` on it): creating the handle allocates memory, which must not happen mid-capture.
+
+Row-major arrays are handled with the usual swap: a row-major (m, n) C is a column-major (n, m)
+C^T, and C^T = op(B)^T op(A)^T, so cuBLAS is called with B first and A second.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+
+import cupy
+import numpy as np
+
+from ._common import capturing
+
+CUBLAS_OP_N = 0
+CUBLAS_OP_T = 1
+
+# cuBLAS asks for at least 4 MiB of workspace; Hopper kernels use up to 32 MiB.
+WORKSPACE_BYTES = 32 * 1024 * 1024
+
+_STATUS = {
+    1: "CUBLAS_STATUS_NOT_INITIALIZED",
+    3: "CUBLAS_STATUS_ALLOC_FAILED",
+    7: "CUBLAS_STATUS_INVALID_VALUE",
+    8: "CUBLAS_STATUS_ARCH_MISMATCH",
+    11: "CUBLAS_STATUS_MAPPING_ERROR",
+    13: "CUBLAS_STATUS_EXECUTION_FAILED",
+    14: "CUBLAS_STATUS_INTERNAL_ERROR",
+    15: "CUBLAS_STATUS_NOT_SUPPORTED",
+    16: "CUBLAS_STATUS_LICENSE_ERROR",
+}
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+
+
+class _Handle:
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self.ptr = ctypes.c_void_p()
+        _check(lib.cublasCreate_v2(ctypes.byref(self.ptr)), "cublasCreate_v2")
+        self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
+        self.stream: int | None = None
+
+
+_handles: dict[tuple[int, int], _Handle] = {}
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        raise RuntimeError(f"{what} failed: {_STATUS.get(status, 'cuBLAS status')} ({status})")
+
+
+def _loaded_cublas_path() -> str | None:
+    """The libcublas already mapped into this process (CuPy's), so ours is the very same library."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.rsplit(None, 1)[-1]
+                name = path.rsplit("/", 1)[-1]
+                if name.startswith("libcublas.so"):
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+def library() -> ctypes.CDLL:
+    """CuPy's libcublas, opened through ctypes with the prototypes this module uses."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    with _lock:
+        if _lib is not None:
+            return _lib
+        # Importing CuPy's binding maps its libcublas into the process.
+        import cupy_backends.cuda.libs.cublas  # noqa: F401
+
+        candidates = [_loaded_cublas_path(), "libcublas.so.13", "libcublas.so.12", ctypes.util.find_library("cublas")]
+        errors = []
+        lib = None
+        for name in candidates:
+            if not name:
+                continue
+            try:
+                lib = ctypes.CDLL(name)
+                break
+            except OSError as exc:
+                errors.append(f"{name}: {exc}")
+        if lib is None:
+            raise OSError("could not load libcublas: " + "; ".join(errors))
+        vp, ci, sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
+        lib.cublasCreate_v2.argtypes = [ctypes.POINTER(vp)]
+        lib.cublasSetStream_v2.argtypes = [vp, vp]
+        lib.cublasSetWorkspace_v2.argtypes = [vp, vp, sz]
+        for fn, real in ((lib.cublasSgemm_v2, ctypes.c_float), (lib.cublasDgemm_v2, ctypes.c_double)):
+            fn.argtypes = [vp, ci, ci, ci, ci, ci, ctypes.POINTER(real), vp, ci, vp, ci, ctypes.POINTER(real), vp, ci]
+        for fn in (
+            lib.cublasCreate_v2,
+            lib.cublasSetStream_v2,
+            lib.cublasSetWorkspace_v2,
+            lib.cublasSgemm_v2,
+            lib.cublasDgemm_v2,
+        ):
+            fn.restype = ci
+        _lib = lib
+        return lib
+
+
+def _handle(stream: cupy.cuda.Stream | None = None, create: bool = True) -> _Handle:
+    """This thread's handle for the current device, bound to ``stream`` (default: the current one)."""
+    lib = library()
+    key = (cupy.cuda.Device().id, threading.get_ident())
+    h = _handles.get(key)
+    if h is None:
+        if not create:
+            raise RuntimeError(
+                "tinygan.kernels.gpu.cublas: no cuBLAS handle yet and the stream is capturing a graph; "
+                "call cublas.bind_stream(stream) (or one eager matmul) before begin_capture()"
+            )
+        h = _handles[key] = _Handle(lib)
+    stream = stream if stream is not None else cupy.cuda.get_current_stream()
+    if h.stream != stream.ptr:
+        _check(lib.cublasSetStream_v2(h.ptr, ctypes.c_void_p(stream.ptr)), "cublasSetStream_v2")
+        # cublasSetStream resets the workspace to cuBLAS's own pool, which would allocate under capture.
+        _check(
+            lib.cublasSetWorkspace_v2(h.ptr, ctypes.c_void_p(h.workspace.data.ptr), WORKSPACE_BYTES),
+            "cublasSetWorkspace_v2",
+        )
+        h.stream = stream.ptr
+    return h
+
+
+def bind_stream(stream: cupy.cuda.Stream | None = None) -> None:
+    """Create this thread's handle (if needed) and bind it to ``stream``; call before capturing on it."""
+    _handle(stream)
+
+
+def _row_major(x: cupy.ndarray, trans: bool) -> tuple[cupy.ndarray, bool]:
+    """A C-contiguous array and transpose flag describing the same matrix as (x, trans)."""
+    if x.flags.c_contiguous:
+        return x, trans
+    if x.flags.f_contiguous:
+        # x.T is C-contiguous and op(x) = op'(x.T) with the flag flipped: no copy.
+        return x.T, not trans
+    return cupy.ascontiguousarray(x), trans
+
+
+def matmul(
+    a: cupy.ndarray,
+    b: cupy.ndarray,
+    out: cupy.ndarray | None = None,
+    transa: bool = False,
+    transb: bool = False,
+    *,
+    alpha: float = 1.0,
+    beta: float = 0.0,
+) -> cupy.ndarray:
+    """``out = alpha * op(a) @ op(b) + beta * out`` for 2-D float32 or float64 CuPy arrays.
+
+    ``op(x)`` is ``x.T`` when the matching trans flag is set. Works inside stream capture once the
+    stream has been bound (see :func:`bind_stream`).
+    """
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, cupy.ndarray) or x.ndim != 2:
+            raise ValueError(f"cublas.matmul: {name} must be a 2-D CuPy array")
+    dtype = a.dtype
+    if dtype not in (np.float32, np.float64) or b.dtype != dtype:
+        raise TypeError(f"cublas.matmul: a and b must both be float32 or both float64, got {a.dtype} and {b.dtype}")
+    a, transa = _row_major(a, transa)
+    b, transb = _row_major(b, transb)
+    m, k = (a.shape[1], a.shape[0]) if transa else a.shape
+    kb, n = (b.shape[1], b.shape[0]) if transb else b.shape
+    if k != kb:
+        raise ValueError(f"cublas.matmul: inner dimensions differ ({m}x{k} @ {kb}x{n})")
+    if out is None:
+        if beta != 0.0:
+            raise ValueError("cublas.matmul: beta != 0 needs an out array to accumulate into")
+        out = cupy.empty((m, n), dtype=dtype)
+    elif out.shape != (m, n) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(
+            f"cublas.matmul: out must be a C-contiguous {dtype} array of shape {(m, n)}, "
+            f"got {out.dtype} {tuple(out.shape)}"
+        )
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        # Leading dimensions of empty operands would be 0, which cuBLAS rejects.
+        if beta == 0.0:
+            out.fill(0)
+        else:
+            out *= beta
+        return out
+    h = _handle(create=not capturing())
+    real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+    fn = library().cublasSgemm_v2 if dtype == np.float32 else library().cublasDgemm_v2
+    status = fn(
+        h.ptr,
+        CUBLAS_OP_T if transb else CUBLAS_OP_N,
+        CUBLAS_OP_T if transa else CUBLAS_OP_N,
+        n,
+        m,
+        k,
+        ctypes.byref(real(alpha)),
+        ctypes.c_void_p(b.data.ptr),
+        b.shape[1],
+        ctypes.c_void_p(a.data.ptr),
+        a.shape[1],
+        ctypes.byref(real(beta)),
+        ctypes.c_void_p(out.data.ptr),
+        n,
+    )
+    _check(status, "cublasSgemm_v2" if dtype == np.float32 else "cublasDgemm_v2")
+    return out
