@@ -33,7 +33,7 @@ def _scalars(dtype: np.dtype, lr: float, beta1: float, beta2: float, eps: float,
         raise ValueError(f"adam_update: step is 1-based, got {step}")
     step_size = lr / (1.0 - beta1**step)
     sqrt_bc2 = math.sqrt(1.0 - beta2**step)
-    return tuple(scalar(dtype, s) for s in (step_size, beta1, beta2, eps, sqrt_bc2))
+    return tuple(scalar(dtype, s) for s in (step_size, beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, sqrt_bc2))
 
 
 def _check_in_place(op: str, name: str, arr: object, like: cupy.ndarray) -> None:
