@@ -47,7 +47,7 @@ fi
 "$PY" -c "import tinygan.kernels.gpu as K, tinygan.gpu_random; print('tinygan.kernels.gpu from', K.__file__)" || exit 1
 
 echo "== GPU tests"
-timeout 420 "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider --continue-on-collection-errors \
+timeout "${TEST_TIMEOUT:-420}" "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider --continue-on-collection-errors \
     --junitxml="$OUT/gpu-tests.xml" --durations=15 tests/
 status=$?
 "$PY" - "$OUT/gpu-tests.xml" <<'EOF'
@@ -61,7 +61,7 @@ EOF
 
 if [ -z "${SKIP_BENCH:-}" ]; then
     echo "== kernel timings (CUDA events, median of 30 after 5 warm-ups)"
-    timeout 120 "$PY" - <<'EOF'
+    timeout "${BENCH_TIMEOUT:-120}" "$PY" - <<'EOF'
 import numpy as np, cupy as cp
 import tinygan.kernels.gpu as K
 from tinygan.gpu_random import PhiloxGenerator
