@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..reference.adam import adam_update as _reference_adam_update
+from .activation import _launch
 
 __all__ = ["adam_update"]
 
@@ -37,7 +38,10 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, step):
         return
     step_size = lr / (1.0 - beta1**step)
     bc2_sqrt = math.sqrt(1.0 - beta2**step)
-    _adam(
+    _launch(
+        _adam,
+        param.size,
+        "adam",
         param.reshape(-1),
         np.ascontiguousarray(grad).reshape(-1),
         m.reshape(-1),

@@ -1,108 +1,193 @@
 """Numba batch normalization, same names, signatures and equations as
 tinygan.kernels.reference.batchnorm.
 
-Inputs are viewed as (N, C, S) with S = H*W (S = 1 for (N, C)). The work splits over channels:
-each thread owns whole channels, so the per-channel sums need no cross-thread reduction. Sums
-accumulate in float64 whatever the array dtype, which is what lets float32 training use the
-two-pass mean/variance without drift. ``fastmath`` is limited to reassociation on those float64
-sums (it lets LLVM vectorize them; the reordering is far below float32 resolution).
+The statistics split over blocks of channels, one block per task, so the per-channel sums need
+no cross-thread reduction. Two layouts get their own loops so that the innermost loop always
+walks contiguous memory:
+
+* (N, C): within a block, row by row, the inner loop running along the block's channels
+  (a per-channel loop would stride by C through memory);
+* (N, C, H, W), viewed as (N, C, S): the inner loop runs over the S pixels of one (n, c) plane.
+
+Sums accumulate in float64 whatever the array dtype, which keeps the two-pass mean and variance
+exact to float32 resolution even for large batches or large means. ``fastmath`` is limited to
+reassociation and contraction on those float64 sums (it lets LLVM vectorize them; the reordering
+is far below float32 resolution).
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
+
+from .activation import _launch
 
 __all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_inference"]
 
 _SUMS = {"reassoc", "contract"}
 
 
+def _block_size(c):
+    """Channels per task: at most 64 (the inner loop's accumulators stay in L1), and at least
+    two tasks per thread so that a small channel count still splits."""
+    return max(1, min(64, c // (2 * numba.get_num_threads())))
+
+
 @njit(parallel=True, cache=True, fastmath=_SUMS)
-def _forward(x, gamma, beta, eps, y, xhat, mean, var, inv_std):
+def _forward_2d(x, gamma, beta, eps, block, y, xhat, mean, var, inv_std):
+    n_, c_ = x.shape
+    for blk in prange((c_ + block - 1) // block):
+        c0 = blk * block
+        k = min(c_, c0 + block) - c0
+        mu = np.zeros(k)
+        for n in range(n_):
+            for j in range(k):
+                mu[j] += x[n, c0 + j]
+        mu /= n_
+        sq = np.zeros(k)
+        for n in range(n_):
+            for j in range(k):
+                d = x[n, c0 + j] - mu[j]
+                sq[j] += d * d
+        v = sq / n_
+        inv = 1.0 / np.sqrt(v + eps)
+        g = gamma[c0 : c0 + k].astype(np.float64)
+        b = beta[c0 : c0 + k].astype(np.float64)
+        for n in range(n_):
+            for j in range(k):
+                h = (x[n, c0 + j] - mu[j]) * inv[j]
+                xhat[n, c0 + j] = h
+                y[n, c0 + j] = g[j] * h + b[j]
+        mean[c0 : c0 + k] = mu
+        var[c0 : c0 + k] = v
+        inv_std[c0 : c0 + k] = inv
+
+
+@njit(parallel=True, cache=True, fastmath=_SUMS)
+def _forward_nd(x, gamma, beta, eps, block, y, xhat, mean, var, inv_std):
     n_, c_, s_ = x.shape
     m = n_ * s_
-    for c in prange(c_):
-        total = 0.0
+    for blk in prange((c_ + block - 1) // block):
+        c0 = blk * block
+        k = min(c_, c0 + block) - c0
+        mu = np.zeros(k)
         for n in range(n_):
-            for s in range(s_):
-                total += x[n, c, s]
-        mu = total / m
-        sq = 0.0
+            for j in range(k):
+                acc = 0.0
+                for s in range(s_):
+                    acc += x[n, c0 + j, s]
+                mu[j] += acc
+        mu /= m
+        sq = np.zeros(k)
         for n in range(n_):
-            for s in range(s_):
-                d = x[n, c, s] - mu
-                sq += d * d
+            for j in range(k):
+                acc = 0.0
+                mj = mu[j]
+                for s in range(s_):
+                    d = x[n, c0 + j, s] - mj
+                    acc += d * d
+                sq[j] += acc
         v = sq / m
         inv = 1.0 / np.sqrt(v + eps)
-        g = np.float64(gamma[c])
-        b = np.float64(beta[c])
         for n in range(n_):
-            for s in range(s_):
-                h = (x[n, c, s] - mu) * inv
-                xhat[n, c, s] = h
-                y[n, c, s] = g * h + b
-        mean[c] = mu
-        var[c] = v
-        inv_std[c] = inv
+            for j in range(k):
+                mj, ij = mu[j], inv[j]
+                g, b = np.float64(gamma[c0 + j]), np.float64(beta[c0 + j])
+                for s in range(s_):
+                    h = (x[n, c0 + j, s] - mj) * ij
+                    xhat[n, c0 + j, s] = h
+                    y[n, c0 + j, s] = g * h + b
+        mean[c0 : c0 + k] = mu
+        var[c0 : c0 + k] = v
+        inv_std[c0 : c0 + k] = inv
 
 
 @njit(parallel=True, cache=True, fastmath=_SUMS)
-def _backward(dy, xhat, inv_std, gamma, dx, dgamma, dbeta):
+def _backward_2d(dy, xhat, inv_std, gamma, block, dx, dgamma, dbeta):
+    n_, c_ = dy.shape
+    for blk in prange((c_ + block - 1) // block):
+        c0 = blk * block
+        k = min(c_, c0 + block) - c0
+        sdy = np.zeros(k)
+        sdyx = np.zeros(k)
+        for n in range(n_):
+            for j in range(k):
+                d = np.float64(dy[n, c0 + j])
+                sdy[j] += d
+                sdyx[j] += d * xhat[n, c0 + j]
+        dbeta[c0 : c0 + k] = sdy
+        dgamma[c0 : c0 + k] = sdyx
+        scale = gamma[c0 : c0 + k].astype(np.float64) * inv_std[c0 : c0 + k]
+        a = sdy / n_
+        b = sdyx / n_
+        for n in range(n_):
+            for j in range(k):
+                dx[n, c0 + j] = scale[j] * (dy[n, c0 + j] - a[j] - xhat[n, c0 + j] * b[j])
+
+
+@njit(parallel=True, cache=True, fastmath=_SUMS)
+def _backward_nd(dy, xhat, inv_std, gamma, block, dx, dgamma, dbeta):
     n_, c_, s_ = dy.shape
     m = n_ * s_
-    for c in prange(c_):
-        sdy = 0.0
-        sdyx = 0.0
+    for blk in prange((c_ + block - 1) // block):
+        c0 = blk * block
+        k = min(c_, c0 + block) - c0
+        sdy = np.zeros(k)
+        sdyx = np.zeros(k)
         for n in range(n_):
-            for s in range(s_):
-                d = np.float64(dy[n, c, s])
-                sdy += d
-                sdyx += d * xhat[n, c, s]
-        dbeta[c] = sdy
-        dgamma[c] = sdyx
-        scale = np.float64(gamma[c]) * inv_std[c]
-        a = sdy / m
-        b = sdyx / m
+            for j in range(k):
+                acc, accx = 0.0, 0.0
+                for s in range(s_):
+                    d = np.float64(dy[n, c0 + j, s])
+                    acc += d
+                    accx += d * xhat[n, c0 + j, s]
+                sdy[j] += acc
+                sdyx[j] += accx
+        dbeta[c0 : c0 + k] = sdy
+        dgamma[c0 : c0 + k] = sdyx
         for n in range(n_):
-            for s in range(s_):
-                dx[n, c, s] = scale * (dy[n, c, s] - a - xhat[n, c, s] * b)
+            for j in range(k):
+                scale = np.float64(gamma[c0 + j]) * inv_std[c0 + j]
+                a, b = sdy[j] / m, sdyx[j] / m
+                for s in range(s_):
+                    dx[n, c0 + j, s] = scale * (dy[n, c0 + j, s] - a - xhat[n, c0 + j, s] * b)
 
 
 @njit(parallel=True, cache=True)
-def _inference(x, gamma, beta, running_mean, running_var, eps, y):
+def _inference(x, mean, scale, beta, y):
+    # Rows split across threads; the per-channel scale comes precomputed, so no sqrt per element.
     n_, c_, s_ = x.shape
-    # (n, c) rows are contiguous runs of S elements; splitting over all N*C rows keeps both
-    # threads busy even for a small batch.
-    for r in prange(n_ * c_):
-        n = r // c_
-        c = r % c_
-        scale = np.float64(gamma[c]) / np.sqrt(np.float64(running_var[c]) + eps)
-        mu = np.float64(running_mean[c])
-        b = np.float64(beta[c])
-        for s in range(s_):
-            y[n, c, s] = (x[n, c, s] - mu) * scale + b
+    for n in prange(n_):
+        for c in range(c_):
+            mu, sc, b = mean[c], scale[c], beta[c]
+            for s in range(s_):
+                y[n, c, s] = (x[n, c, s] - mu) * sc + b
 
 
-def _as3d(x):
+def _check(x, *per_channel):
     if x.ndim < 2:
         raise ValueError(f"batchnorm expects (N, C) or (N, C, H, W), received shape {x.shape}")
-    x = np.ascontiguousarray(x)
-    return x, x.reshape(x.shape[0], x.shape[1], -1)
-
-
-def _check_channels(name, v, c):
-    if v.shape != (c,):
-        raise ValueError(f"batchnorm: {name} of shape {v.shape} does not match {c} channels")
+    c = x.shape[1]
+    for name, v in per_channel:
+        # Numba does not bounds-check: a mismatch must be caught before the loops run.
+        if v.shape != (c,):
+            raise ValueError(f"batchnorm: {name} of shape {v.shape} does not match {c} channels")
+    return np.ascontiguousarray(x)
 
 
 def batchnorm_forward(x, gamma, beta, eps):
     """Returns (y, mean, var, xhat, inv_std); var is the biased (1/M) variance."""
-    x, x3 = _as3d(x)
+    x = _check(x, ("gamma", gamma), ("beta", beta))
     c = x.shape[1]
-    _check_channels("gamma", gamma, c)
-    _check_channels("beta", beta, c)
     y, xhat = np.empty_like(x), np.empty_like(x)
     mean, var, inv_std = (np.empty(c, dtype=x.dtype) for _ in range(3))
-    _forward(x3, gamma, beta, float(eps), y.reshape(x3.shape), xhat.reshape(x3.shape), mean, var, inv_std)
+    stats = (mean, var, inv_std)
+    if x.ndim == 2:
+        args = (x, gamma, beta, float(eps), _block_size(c), y, xhat, *stats)
+        _launch(_forward_2d, x.size, "batchnorm", *args)
+    else:
+        s3 = (x.shape[0], c, -1)
+        args = (x.reshape(s3), gamma, beta, float(eps), _block_size(c), y.reshape(s3), xhat.reshape(s3), *stats)
+        _launch(_forward_nd, x.size, "batchnorm", *args)
     return y, mean, var, xhat, inv_std
 
 
@@ -110,21 +195,27 @@ def batchnorm_backward(dy, xhat, inv_std, gamma):
     """Returns (dx, dgamma, dbeta)."""
     if dy.shape != xhat.shape:
         raise ValueError(f"batchnorm: dy of shape {dy.shape} does not match the cached {xhat.shape}")
-    dy, dy3 = _as3d(dy)
+    dy = _check(dy, ("inv_std", inv_std), ("gamma", gamma))
+    xhat = np.ascontiguousarray(xhat)
     c = dy.shape[1]
-    _check_channels("inv_std", inv_std, c)
-    _check_channels("gamma", gamma, c)
     dx = np.empty_like(dy)
     dgamma, dbeta = np.empty(c, dtype=dy.dtype), np.empty(c, dtype=dy.dtype)
-    _backward(dy3, _as3d(xhat)[1], inv_std, gamma, dx.reshape(dy3.shape), dgamma, dbeta)
+    if dy.ndim == 2:
+        args = (dy, xhat, inv_std, gamma, _block_size(c), dx, dgamma, dbeta)
+        _launch(_backward_2d, dy.size, "batchnorm", *args)
+    else:
+        s3 = (dy.shape[0], c, -1)
+        args = (dy.reshape(s3), xhat.reshape(s3), inv_std, gamma, _block_size(c), dx.reshape(s3), dgamma, dbeta)
+        _launch(_backward_nd, dy.size, "batchnorm", *args)
     return dx, dgamma, dbeta
 
 
 def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps):
-    x, x3 = _as3d(x)
-    c = x.shape[1]
-    for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
-        _check_channels(name, v, c)
+    per_channel = (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var))
+    x = _check(x, *per_channel)
+    scale = gamma.astype(np.float64) / np.sqrt(running_var.astype(np.float64) + eps)
     y = np.empty_like(x)
-    _inference(x3, gamma, beta, running_mean, running_var, float(eps), y.reshape(x3.shape))
+    s3 = (x.shape[0], x.shape[1], -1)
+    args = (x.reshape(s3), running_mean.astype(np.float64), scale, beta.astype(np.float64), y.reshape(s3))
+    _launch(_inference, x.size, "batchnorm", *args)
     return y

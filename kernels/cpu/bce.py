@@ -8,6 +8,8 @@ float64 (a parallel reduction) and returned as a 0-d array of the logits' dtype.
 import numpy as np
 from numba import njit, prange
 
+from .activation import _launch
+
 __all__ = ["bce_with_logits"]
 
 
@@ -32,5 +34,5 @@ def bce_with_logits(logits, targets):
     # broadcast_to raises on a mismatch, which matters: the jitted loop does not bounds-check.
     t = np.ascontiguousarray(np.broadcast_to(np.asarray(targets, dtype=z.dtype), z.shape))
     dz = np.empty_like(z)
-    loss = _bce(z.reshape(-1), t.reshape(-1), dz.reshape(-1))
+    loss = _launch(_bce, z.size, "elementwise", z.reshape(-1), t.reshape(-1), dz.reshape(-1))
     return np.array(loss, dtype=z.dtype), dz
