@@ -1,8 +1,10 @@
 import math
 
+import numba
 import numpy as np
 import pytest
 import tinygan.kernels.cpu as numba_kernels
+import tinygan.kernels.cpu.activation as numba_activation
 import tinygan.kernels.reference as reference_kernels
 
 from tinygan.backend import get_cpu_kernels, set_cpu_kernels
@@ -16,6 +18,17 @@ def cpu_kernels(request):
     set_cpu_kernels(request.param)
     yield request.param
     set_cpu_kernels(old)
+
+
+@pytest.fixture(params=["one thread", "all threads"])
+def numba_threads(request, monkeypatch):
+    """Small arrays run the Numba kernels on one thread; "all threads" drops the size thresholds
+    so that the test arrays take the multi-threaded path as well."""
+    if request.param == "all threads":
+        if numba.get_num_threads() < 2:
+            pytest.skip("Numba has a single thread here")
+        monkeypatch.setattr(numba_activation, "PARALLEL_MIN_SIZE", dict.fromkeys(numba_activation.PARALLEL_MIN_SIZE, 0))
+    return request.param
 
 
 def away_from_kinks(rng, shape):
@@ -74,7 +87,7 @@ def test_sigmoid_stable_and_accurate_for_large_inputs(cpu_kernels, dtype):
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-6), (np.float64, 1e-14)])
 @pytest.mark.parametrize("op", ["relu", "leaky_relu", "sigmoid", "tanh"])
-def test_numba_matches_reference(rng, op, dtype, rtol):
+def test_numba_matches_reference(rng, numba_threads, op, dtype, rtol):
     x = (3 * rng.standard_normal((13, 7, 3))).astype(dtype)
     dy = rng.standard_normal(x.shape).astype(dtype)
     args = (0.2,) if op == "leaky_relu" else ()

@@ -1,6 +1,8 @@
+import numba
 import numpy as np
 import pytest
 import tinygan.kernels.cpu as numba_kernels
+import tinygan.kernels.cpu.activation as numba_activation
 import tinygan.kernels.reference as reference_kernels
 
 from tinygan.backend import get_cpu_kernels, set_cpu_kernels
@@ -14,6 +16,17 @@ def cpu_kernels(request):
     set_cpu_kernels(request.param)
     yield request.param
     set_cpu_kernels(old)
+
+
+@pytest.fixture(params=["one thread", "all threads"])
+def numba_threads(request, monkeypatch):
+    """Small arrays run the Numba kernels on one thread; "all threads" drops the size thresholds
+    so that the test arrays take the multi-threaded path as well."""
+    if request.param == "all threads":
+        if numba.get_num_threads() < 2:
+            pytest.skip("Numba has a single thread here")
+        monkeypatch.setattr(numba_activation, "PARALLEL_MIN_SIZE", dict.fromkeys(numba_activation.PARALLEL_MIN_SIZE, 0))
+    return request.param
 
 
 def make_bn(rng, cls, c, **kwargs):
@@ -152,8 +165,8 @@ def test_param_grads_false_and_accumulation(rng):
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 2e-5), (np.float64, 1e-12)])
-@pytest.mark.parametrize("shape", [(9, 5), (7, 3, 5, 3), (1, 4, 2, 3)])
-def test_numba_matches_reference(rng, dtype, rtol, shape):
+@pytest.mark.parametrize("shape", [(9, 5), (6, 37), (7, 3, 5, 3), (2, 37, 3, 3), (1, 4, 2, 3)])
+def test_numba_matches_reference(rng, numba_threads, dtype, rtol, shape):
     c = shape[1]
     x = (2 * rng.standard_normal(shape) + 0.5).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)

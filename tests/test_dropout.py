@@ -1,6 +1,8 @@
+import numba
 import numpy as np
 import pytest
 import tinygan.kernels.cpu as numba_kernels
+import tinygan.kernels.cpu.activation as numba_activation
 import tinygan.kernels.reference as reference_kernels
 
 from tinygan.backend import get_cpu_kernels, set_cpu_kernels
@@ -14,6 +16,17 @@ def cpu_kernels(request):
     set_cpu_kernels(request.param)
     yield request.param
     set_cpu_kernels(old)
+
+
+@pytest.fixture(params=["one thread", "all threads"])
+def numba_threads(request, monkeypatch):
+    """Small arrays run the Numba kernels on one thread; "all threads" drops the size thresholds
+    so that the test arrays take the multi-threaded path as well."""
+    if request.param == "all threads":
+        if numba.get_num_threads() < 2:
+            pytest.skip("Numba has a single thread here")
+        monkeypatch.setattr(numba_activation, "PARALLEL_MIN_SIZE", dict.fromkeys(numba_activation.PARALLEL_MIN_SIZE, 0))
+    return request.param
 
 
 @pytest.mark.parametrize("shape", [(1, 7), (3, 4, 5)])
@@ -91,7 +104,7 @@ def test_p_validation_and_errors():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mask_dtype", [np.bool_, np.uint8])
-def test_numba_matches_reference(rng, dtype, mask_dtype):
+def test_numba_matches_reference(rng, numba_threads, dtype, mask_dtype):
     x = rng.standard_normal((13, 7, 3)).astype(dtype)
     mask = (rng.random(x.shape) >= 0.3).astype(mask_dtype)
     for op in ("dropout_forward", "dropout_backward"):

@@ -1,6 +1,8 @@
+import numba
 import numpy as np
 import pytest
 import tinygan.kernels.cpu as numba_kernels
+import tinygan.kernels.cpu.activation as numba_activation
 import tinygan.kernels.reference as reference_kernels
 
 from tinygan.backend import get_cpu_kernels, set_cpu_kernels
@@ -14,6 +16,17 @@ def cpu_kernels(request):
     set_cpu_kernels(request.param)
     yield request.param
     set_cpu_kernels(old)
+
+
+@pytest.fixture(params=["one thread", "all threads"])
+def numba_threads(request, monkeypatch):
+    """Small arrays run the Numba kernels on one thread; "all threads" drops the size thresholds
+    so that the test arrays take the multi-threaded path as well."""
+    if request.param == "all threads":
+        if numba.get_num_threads() < 2:
+            pytest.skip("Numba has a single thread here")
+        monkeypatch.setattr(numba_activation, "PARALLEL_MIN_SIZE", dict.fromkeys(numba_activation.PARALLEL_MIN_SIZE, 0))
+    return request.param
 
 
 def softplus(a):
@@ -110,7 +123,7 @@ def test_scalar_targets_broadcast_and_input_checks(rng, cpu_kernels):
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-13)])
-def test_numba_matches_reference(rng, dtype, rtol):
+def test_numba_matches_reference(rng, numba_threads, dtype, rtol):
     z = (4 * rng.standard_normal((33, 7))).astype(dtype)
     t = rng.uniform(0, 1, z.shape).astype(dtype)
     ref_loss, ref_dz = reference_kernels.bce_with_logits(z, t)

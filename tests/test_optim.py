@@ -1,6 +1,8 @@
+import numba
 import numpy as np
 import pytest
 import tinygan.kernels.cpu as numba_kernels
+import tinygan.kernels.cpu.activation as numba_activation
 import tinygan.kernels.reference as reference_kernels
 
 from tinygan.backend import get_cpu_kernels, set_cpu_kernels
@@ -14,6 +16,17 @@ def cpu_kernels(request):
     set_cpu_kernels(request.param)
     yield request.param
     set_cpu_kernels(old)
+
+
+@pytest.fixture(params=["one thread", "all threads"])
+def numba_threads(request, monkeypatch):
+    """Small arrays run the Numba kernels on one thread; "all threads" drops the size thresholds
+    so that the test arrays take the multi-threaded path as well."""
+    if request.param == "all threads":
+        if numba.get_num_threads() < 2:
+            pytest.skip("Numba has a single thread here")
+        monkeypatch.setattr(numba_activation, "PARALLEL_MIN_SIZE", dict.fromkeys(numba_activation.PARALLEL_MIN_SIZE, 0))
+    return request.param
 
 
 def make_model(dtype=np.float64, seed=0):
@@ -151,7 +164,7 @@ def test_hyperparameter_validation():
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-6), (np.float64, 1e-14)])
-def test_numba_matches_reference(rng, dtype, rtol):
+def test_numba_matches_reference(rng, numba_threads, dtype, rtol):
     shape = (37, 5)
     init = [rng.standard_normal(shape).astype(dtype) for _ in range(2)] + [rng.uniform(0, 1, shape).astype(dtype)]
     states = [[a.copy() for a in init] for _ in range(2)]
