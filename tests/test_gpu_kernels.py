@@ -300,9 +300,13 @@ def test_bce_with_logits_extremes_and_constant_targets(K, dtype):
     for target in (0.0, 1.0):
         t = np.full(z.shape, target, dtype=dtype)
         loss_ref, dz_ref = R.bce_with_logits(z, t)
-        loss, dz = K.bce_with_logits(g(z), target)
-        close(loss, loss_ref, dtype)
-        close(dz, dz_ref, dtype)
+        # A number, a 0-d device array and a full device array of targets all give the same result.
+        for targets in (target, g(np.asarray(target, dtype=dtype)), g(t)):
+            loss, dz = K.bce_with_logits(g(z), targets)
+            close(loss, loss_ref, dtype)
+            close(dz, dz_ref, dtype)
+    with pytest.raises(TypeError, match="CuPy array or a number"):
+        K.bce_with_logits(g(z), np.zeros(z.shape, dtype))
 
 
 # -- adam ----------------------------------------------------------------------------------------

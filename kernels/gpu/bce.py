@@ -7,8 +7,9 @@ dloss/dz = (sigmoid(z) - t) / n.
 from __future__ import annotations
 
 import cupy
+import numpy as np
 
-from ._common import THREADS, CudaModule, device_array, idx
+from ._common import THREADS, CudaModule, device_array, idx, scalar
 
 _MOD = CudaModule("bce.cu", templates=("bce_with_logits",))
 
@@ -19,9 +20,23 @@ def bce_with_logits(logits: cupy.ndarray, targets: cupy.ndarray | float) -> tupl
     logits = device_array(logits, "logits", op)
     if logits.size == 0:
         raise ValueError(f"{op}: logits are empty")
-    # Targets are often a constant (all real or all fake): broadcast them rather than demand a full array.
-    targets = cupy.ascontiguousarray(cupy.broadcast_to(cupy.asarray(targets, dtype=logits.dtype), logits.shape))
     loss = cupy.empty((), dtype=logits.dtype)
     dlogits = cupy.empty_like(logits)
-    _MOD.get(op, logits.dtype)((1,), (THREADS,), (logits, targets, loss, dlogits, idx(logits.size)))
+    if isinstance(targets, cupy.ndarray):
+        # Broadcastable targets (a 0-d array, one per row, ...) are expanded to logits' shape.
+        t = cupy.ascontiguousarray(cupy.broadcast_to(targets.astype(logits.dtype, copy=False), logits.shape))
+        t_const, t_is_const = 0.0, 0
+    elif isinstance(targets, (int, float, np.generic)):
+        # A constant target stays a kernel argument: no host-to-device copy, so this also works inside
+        # a CUDA graph capture.
+        t, t_const, t_is_const = logits, float(targets), 1
+    else:
+        raise TypeError(
+            f"tinygan.kernels.gpu.{op}: targets must be a CuPy array or a number, received {type(targets).__name__}"
+        )
+    _MOD.get(op, logits.dtype)(
+        (1,),
+        (THREADS,),
+        (logits, t, scalar(logits.dtype, t_const), cupy.int32(t_is_const), loss, dlogits, idx(logits.size)),
+    )
     return loss, dlogits
