@@ -32,34 +32,42 @@ def _block_size(c):
     return max(1, min(64, c // (2 * numba.get_num_threads())))
 
 
+# Inside the loops, rows and planes are taken as slices (x[n, c0:c1], x[n, c]) and indexed from 0:
+# indexing x[n, c0 + j] directly keeps LLVM from vectorizing (measured 5x slower).
+
+
 @njit(parallel=True, cache=True, fastmath=_SUMS)
 def _forward_2d(x, gamma, beta, eps, block, y, xhat, mean, var, inv_std):
     n_, c_ = x.shape
     for blk in prange((c_ + block - 1) // block):
         c0 = blk * block
-        k = min(c_, c0 + block) - c0
+        c1 = min(c_, c0 + block)
+        k = c1 - c0
         mu = np.zeros(k)
         for n in range(n_):
+            row = x[n, c0:c1]
             for j in range(k):
-                mu[j] += x[n, c0 + j]
+                mu[j] += row[j]
         mu /= n_
         sq = np.zeros(k)
         for n in range(n_):
+            row = x[n, c0:c1]
             for j in range(k):
-                d = x[n, c0 + j] - mu[j]
+                d = row[j] - mu[j]
                 sq[j] += d * d
         v = sq / n_
         inv = 1.0 / np.sqrt(v + eps)
-        g = gamma[c0 : c0 + k].astype(np.float64)
-        b = beta[c0 : c0 + k].astype(np.float64)
+        g = gamma[c0:c1].astype(np.float64)
+        b = beta[c0:c1].astype(np.float64)
         for n in range(n_):
+            row, hrow, yrow = x[n, c0:c1], xhat[n, c0:c1], y[n, c0:c1]
             for j in range(k):
-                h = (x[n, c0 + j] - mu[j]) * inv[j]
-                xhat[n, c0 + j] = h
-                y[n, c0 + j] = g[j] * h + b[j]
-        mean[c0 : c0 + k] = mu
-        var[c0 : c0 + k] = v
-        inv_std[c0 : c0 + k] = inv
+                h = (row[j] - mu[j]) * inv[j]
+                hrow[j] = h
+                yrow[j] = g[j] * h + b[j]
+        mean[c0:c1] = mu
+        var[c0:c1] = v
+        inv_std[c0:c1] = inv
 
 
 @njit(parallel=True, cache=True, fastmath=_SUMS)
@@ -68,37 +76,41 @@ def _forward_nd(x, gamma, beta, eps, block, y, xhat, mean, var, inv_std):
     m = n_ * s_
     for blk in prange((c_ + block - 1) // block):
         c0 = blk * block
-        k = min(c_, c0 + block) - c0
+        c1 = min(c_, c0 + block)
+        k = c1 - c0
         mu = np.zeros(k)
         for n in range(n_):
             for j in range(k):
+                plane = x[n, c0 + j]
                 acc = 0.0
                 for s in range(s_):
-                    acc += x[n, c0 + j, s]
+                    acc += plane[s]
                 mu[j] += acc
         mu /= m
         sq = np.zeros(k)
         for n in range(n_):
             for j in range(k):
-                acc = 0.0
+                plane = x[n, c0 + j]
                 mj = mu[j]
+                acc = 0.0
                 for s in range(s_):
-                    d = x[n, c0 + j, s] - mj
+                    d = plane[s] - mj
                     acc += d * d
                 sq[j] += acc
         v = sq / m
         inv = 1.0 / np.sqrt(v + eps)
         for n in range(n_):
             for j in range(k):
+                plane, hplane, yplane = x[n, c0 + j], xhat[n, c0 + j], y[n, c0 + j]
                 mj, ij = mu[j], inv[j]
                 g, b = np.float64(gamma[c0 + j]), np.float64(beta[c0 + j])
                 for s in range(s_):
-                    h = (x[n, c0 + j, s] - mj) * ij
-                    xhat[n, c0 + j, s] = h
-                    y[n, c0 + j, s] = g * h + b
-        mean[c0 : c0 + k] = mu
-        var[c0 : c0 + k] = v
-        inv_std[c0 : c0 + k] = inv
+                    h = (plane[s] - mj) * ij
+                    hplane[s] = h
+                    yplane[s] = g * h + b
+        mean[c0:c1] = mu
+        var[c0:c1] = v
+        inv_std[c0:c1] = inv
 
 
 @njit(parallel=True, cache=True, fastmath=_SUMS)
@@ -106,22 +118,25 @@ def _backward_2d(dy, xhat, inv_std, gamma, block, dx, dgamma, dbeta):
     n_, c_ = dy.shape
     for blk in prange((c_ + block - 1) // block):
         c0 = blk * block
-        k = min(c_, c0 + block) - c0
+        c1 = min(c_, c0 + block)
+        k = c1 - c0
         sdy = np.zeros(k)
         sdyx = np.zeros(k)
         for n in range(n_):
+            drow, hrow = dy[n, c0:c1], xhat[n, c0:c1]
             for j in range(k):
-                d = np.float64(dy[n, c0 + j])
+                d = np.float64(drow[j])
                 sdy[j] += d
-                sdyx[j] += d * xhat[n, c0 + j]
-        dbeta[c0 : c0 + k] = sdy
-        dgamma[c0 : c0 + k] = sdyx
-        scale = gamma[c0 : c0 + k].astype(np.float64) * inv_std[c0 : c0 + k]
+                sdyx[j] += d * hrow[j]
+        dbeta[c0:c1] = sdy
+        dgamma[c0:c1] = sdyx
+        scale = gamma[c0:c1].astype(np.float64) * inv_std[c0:c1]
         a = sdy / n_
         b = sdyx / n_
         for n in range(n_):
+            drow, hrow, dxrow = dy[n, c0:c1], xhat[n, c0:c1], dx[n, c0:c1]
             for j in range(k):
-                dx[n, c0 + j] = scale[j] * (dy[n, c0 + j] - a[j] - xhat[n, c0 + j] * b[j])
+                dxrow[j] = scale[j] * (drow[j] - a[j] - hrow[j] * b[j])
 
 
 @njit(parallel=True, cache=True, fastmath=_SUMS)
@@ -130,37 +145,49 @@ def _backward_nd(dy, xhat, inv_std, gamma, block, dx, dgamma, dbeta):
     m = n_ * s_
     for blk in prange((c_ + block - 1) // block):
         c0 = blk * block
-        k = min(c_, c0 + block) - c0
+        c1 = min(c_, c0 + block)
+        k = c1 - c0
         sdy = np.zeros(k)
         sdyx = np.zeros(k)
         for n in range(n_):
             for j in range(k):
+                dplane, hplane = dy[n, c0 + j], xhat[n, c0 + j]
                 acc, accx = 0.0, 0.0
                 for s in range(s_):
-                    d = np.float64(dy[n, c0 + j, s])
+                    d = np.float64(dplane[s])
                     acc += d
-                    accx += d * xhat[n, c0 + j, s]
+                    accx += d * hplane[s]
                 sdy[j] += acc
                 sdyx[j] += accx
-        dbeta[c0 : c0 + k] = sdy
-        dgamma[c0 : c0 + k] = sdyx
+        dbeta[c0:c1] = sdy
+        dgamma[c0:c1] = sdyx
         for n in range(n_):
             for j in range(k):
+                dplane, hplane, dxplane = dy[n, c0 + j], xhat[n, c0 + j], dx[n, c0 + j]
                 scale = np.float64(gamma[c0 + j]) * inv_std[c0 + j]
                 a, b = sdy[j] / m, sdyx[j] / m
                 for s in range(s_):
-                    dx[n, c0 + j, s] = scale * (dy[n, c0 + j, s] - a - xhat[n, c0 + j, s] * b)
+                    dxplane[s] = scale * (dplane[s] - a - hplane[s] * b)
 
 
 @njit(parallel=True, cache=True)
-def _inference(x, mean, scale, beta, y):
+def _inference_2d(x, mean, scale, beta, y):
+    for n in prange(x.shape[0]):
+        row, yrow = x[n], y[n]
+        for c in range(x.shape[1]):
+            yrow[c] = (row[c] - mean[c]) * scale[c] + beta[c]
+
+
+@njit(parallel=True, cache=True)
+def _inference_nd(x, mean, scale, beta, y):
     # Rows split across threads; the per-channel scale comes precomputed, so no sqrt per element.
     n_, c_, s_ = x.shape
     for n in prange(n_):
         for c in range(c_):
+            plane, yplane = x[n, c], y[n, c]
             mu, sc, b = mean[c], scale[c], beta[c]
             for s in range(s_):
-                y[n, c, s] = (x[n, c, s] - mu) * sc + b
+                yplane[s] = (plane[s] - mu) * sc + b
 
 
 def _check(x, *per_channel):
@@ -215,7 +242,10 @@ def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps):
     x = _check(x, *per_channel)
     scale = gamma.astype(np.float64) / np.sqrt(running_var.astype(np.float64) + eps)
     y = np.empty_like(x)
-    s3 = (x.shape[0], x.shape[1], -1)
-    args = (x.reshape(s3), running_mean.astype(np.float64), scale, beta.astype(np.float64), y.reshape(s3))
-    _launch(_inference, x.size, "batchnorm", *args)
+    per_channel = (running_mean.astype(np.float64), scale, beta.astype(np.float64))
+    if x.ndim == 2:
+        _launch(_inference_2d, x.size, "batchnorm", x, *per_channel, y)
+    else:
+        s3 = (x.shape[0], x.shape[1], -1)
+        _launch(_inference_nd, x.size, "batchnorm", x.reshape(s3), *per_channel, y.reshape(s3))
     return y
