@@ -28,6 +28,8 @@ def _out_size(size: int, k: int, s: int, p: int, what: str) -> int:
 
 
 class Geometry(NamedTuple):
+    """The sizes of one convolution, validated once and handed to every kernel of conv2d.cu."""
+
     n: int
     c: int
     h: int
