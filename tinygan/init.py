@@ -12,18 +12,17 @@ import numpy as np
 def fans(shape: tuple[int, ...], layout: str = "dense") -> tuple[int, int]:
     """(fan_in, fan_out) of a weight tensor.
 
-    ``dense``: W (in, out). ``conv``: W (out, in, kh, kw). ``conv_transpose``: W (in, out, kh, kw),
-    where fan_in counts the input channels as Keras and PyTorch do (torch uses dim 1 as fan_in for
-    ConvTranspose weights; Keras's Conv2DTranspose kernel is (kh, kw, out, in) with fan_in = kh*kw*out).
+    ``dense``: W (in, out). ``conv``: W (out, in, kh, kw). ``conv_transpose``: W (in, out, kh, kw).
+    For both convolution layouts fan_in = shape[1] * kh * kw and fan_out = shape[0] * kh * kw, as PyTorch
+    computes them. For a transposed convolution that makes fan_in count its *output* channels, which is
+    also what Keras does (its Conv2DTranspose kernel is (kh, kw, out, in), and fan_in = kh * kw * out).
     """
     if layout == "dense":
         return shape[0], shape[1]
+    if layout not in ("conv", "conv_transpose"):
+        raise ValueError(f"unknown weight layout {layout!r}")
     receptive = int(np.prod(shape[2:]))
-    if layout == "conv":
-        return shape[1] * receptive, shape[0] * receptive
-    if layout == "conv_transpose":
-        return shape[1] * receptive, shape[0] * receptive
-    raise ValueError(f"unknown weight layout {layout!r}")
+    return shape[1] * receptive, shape[0] * receptive
 
 
 def glorot_uniform(rng: np.random.Generator, shape: tuple[int, ...], layout: str = "dense") -> np.ndarray:
