@@ -603,12 +603,12 @@ def _gpu_check(layer, x, rng, **kwargs):
 LAYER_CASES = {
     "Dense": (lambda rng: _layer("Dense", 5, 4, rng=rng, dtype=np.float64), (3, 5)),
     "Conv2d": (
-        lambda rng: _layer("Conv2d", 3, 4, kernel_size=3, stride=2, padding=1, rng=rng, dtype=np.float64),
+        lambda rng: _layer("Conv2d", 3, 4, 3, stride=2, padding=1, rng=rng, dtype=np.float64),
         (2, 3, 5, 6),
     ),
     "ConvTranspose2d": (
         lambda rng: _layer(
-            "ConvTranspose2d", 3, 2, kernel_size=4, stride=2, padding=1, output_padding=1, rng=rng, dtype=np.float64
+            "ConvTranspose2d", 3, 2, 4, stride=2, padding=1, output_padding=1, rng=rng, dtype=np.float64
         ),
         (2, 3, 3, 2),
     ),
