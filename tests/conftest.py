@@ -30,3 +30,28 @@ def pytest_collection_modifyitems(config, items):
             reason = reason or gpu_unavailable_reason() or ""
             if reason:
                 item.add_marker(pytest.mark.skip(reason=f"GPU test: {reason}"))
+
+
+@pytest.fixture(params=["reference", "numba"])
+def cpu_kernels(request):
+    """Run the test once with each CPU kernel set."""
+    from tinygan.backend import get_cpu_kernels, set_cpu_kernels
+
+    old = get_cpu_kernels()
+    set_cpu_kernels(request.param)
+    yield request.param
+    set_cpu_kernels(old)
+
+
+@pytest.fixture(params=["one thread", "all threads"])
+def numba_threads(request, monkeypatch):
+    """Small arrays run the Numba kernels on one thread; "all threads" drops the size thresholds
+    so that the test arrays take the multi-threaded path as well."""
+    import numba
+    import tinygan.kernels.cpu.activation as numba_activation
+
+    if request.param == "all threads":
+        if numba.get_num_threads() < 2:
+            pytest.skip("Numba has a single thread here")
+        monkeypatch.setattr(numba_activation, "PARALLEL_MIN_SIZE", dict.fromkeys(numba_activation.PARALLEL_MIN_SIZE, 0))
+    return request.param

@@ -1,34 +1,12 @@
 import math
 
-import numba
 import numpy as np
 import pytest
 import tinygan.kernels.cpu as numba_kernels
-import tinygan.kernels.cpu.activation as numba_activation
 import tinygan.kernels.reference as reference_kernels
 
-from tinygan.backend import get_cpu_kernels, set_cpu_kernels
 from tinygan.gradcheck import check_layer
 from tinygan.layers import LeakyReLU, ReLU, Sequential, Sigmoid, Tanh
-
-
-@pytest.fixture(params=["reference", "numba"])
-def cpu_kernels(request):
-    old = get_cpu_kernels()
-    set_cpu_kernels(request.param)
-    yield request.param
-    set_cpu_kernels(old)
-
-
-@pytest.fixture(params=["one thread", "all threads"])
-def numba_threads(request, monkeypatch):
-    """Small arrays run the Numba kernels on one thread; "all threads" drops the size thresholds
-    so that the test arrays take the multi-threaded path as well."""
-    if request.param == "all threads":
-        if numba.get_num_threads() < 2:
-            pytest.skip("Numba has a single thread here")
-        monkeypatch.setattr(numba_activation, "PARALLEL_MIN_SIZE", dict.fromkeys(numba_activation.PARALLEL_MIN_SIZE, 0))
-    return request.param
 
 
 def away_from_kinks(rng, shape):
