@@ -1,1 +1,119 @@
-"""(being written)"""
+"""2-D convolution (cross-correlation, as in every deep-learning library) through im2col + GEMM.
+
+Shapes (NCHW): x (N, C, H, W), W (O, C, kh, kw), b (O,), y (N, O, Ho, Wo) with
+``Ho = (H + 2 ph - kh) // sh + 1`` and ``Wo = (W + 2 pw - kw) // sw + 1``. ``xp`` is x zero-padded by
+``ph`` rows and ``pw`` columns on each side.
+
+Forward::
+
+    y[n, o, oh, ow] = b[o] + sum_{c, i, j} W[o, c, i, j] xp[n, c, oh sh + i, ow sw + j]
+
+im2col (Chellapilla, Puri & Simard, 2006, "High performance convolutional neural networks for
+document processing") unrolls every receptive field into one column, so the convolution becomes a
+single matrix product::
+
+    cols[(c, i, j), (n, oh, ow)] = xp[n, c, oh sh + i, ow sw + j]       cols: (C kh kw, N Ho Wo)
+    y_mat = W.reshape(O, C kh kw) @ cols                                  y_mat: (O, N Ho Wo)
+
+Backward, given dy = dL/dy and its matrix form dy_mat[o, (n, oh, ow)] = dy[n, o, oh, ow]::
+
+    dW = (dy_mat @ cols.T).reshape(O, C, kh, kw)
+    db[o] = sum_{n, oh, ow} dy[n, o, oh, ow]
+    dcols = W.reshape(O, C kh kw).T @ dy_mat
+    dx = col2im(dcols)
+
+col2im is the adjoint (transpose) of im2col: every input pixel appears in several overlapping
+receptive fields, so its gradient is the sum of the column entries it was copied to::
+
+    dxp[n, c, h', w'] = sum over (i, j, oh, ow) with oh sh + i = h', ow sw + j = w' of dcols[(c, i, j), (n, oh, ow)]
+
+and dx is dxp with the padding cut off. The same col2im is the forward pass of the transposed
+convolution (see ``conv_transpose2d.py``). The matrix products go to NumPy's BLAS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight"]
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Number of kernel positions along one axis: (size + 2 padding - kernel) // stride + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def im2col(
+    x: np.ndarray, kernel_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> np.ndarray:
+    """Unroll the receptive fields of x (N, C, H, W) into cols (C kh kw, N Ho Wo)."""
+    N, C, H, W = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    Ho, Wo = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.empty((C, kh, kw, N, Ho, Wo), dtype=x.dtype)
+    # One kernel offset (i, j) at a time: the pixels it sees form a strided window of xp.
+    for i in range(kh):
+        for j in range(kw):
+            window = xp[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw]  # (N, C, Ho, Wo)
+            cols[:, i, j] = window.transpose(1, 0, 2, 3)
+    return cols.reshape(C * kh * kw, N * Ho * Wo)
+
+
+def col2im(
+    cols: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+) -> np.ndarray:
+    """Fold cols (C kh kw, N Ho Wo) back into an image of ``x_shape``, summing overlapping patches."""
+    N, C, H, W = x_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    Ho, Wo = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    cols6 = cols.reshape(C, kh, kw, N, Ho, Wo)
+    xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            xp[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw] += cols6[:, i, j].transpose(1, 0, 2, 3)
+    return xp[:, :, ph : ph + H, pw : pw + W].copy()
+
+
+def conv2d_forward(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride: tuple[int, int], padding: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (y, cols); cols is what conv2d_backward_weight needs. b=None means no bias."""
+    N, _, H, Wd = x.shape
+    O, _, kh, kw = W.shape
+    Ho, Wo = _out_size(H, kh, stride[0], padding[0]), _out_size(Wd, kw, stride[1], padding[1])
+    cols = im2col(x, (kh, kw), stride, padding)
+    y_mat = W.reshape(O, -1) @ cols
+    y = y_mat.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)
+    if b is not None:
+        y = y + b.reshape(1, O, 1, 1)
+    return np.ascontiguousarray(y), cols
+
+
+def _as_matrix(dy: np.ndarray) -> np.ndarray:
+    """dy (N, O, Ho, Wo) -> dy_mat (O, N Ho Wo), the column order of im2col."""
+    return dy.transpose(1, 0, 2, 3).reshape(dy.shape[1], -1)
+
+
+def conv2d_backward_data(
+    dy: np.ndarray,
+    W: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+) -> np.ndarray:
+    O, _, kh, kw = W.shape
+    dcols = W.reshape(O, -1).T @ _as_matrix(dy)
+    return col2im(dcols, x_shape, (kh, kw), stride, padding)
+
+
+def conv2d_backward_weight(
+    dy: np.ndarray, cols: np.ndarray, W_shape: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (dW, db)."""
+    dW = (_as_matrix(dy) @ cols.T).reshape(W_shape)
+    return dW, dy.sum(axis=(0, 2, 3))

@@ -1,1 +1,83 @@
-"""(being written)"""
+"""2-D transposed convolution ("deconvolution", fractionally strided convolution) as the adjoint of conv2d.
+
+Dumoulin & Visin (2016), "A guide to convolution arithmetic for deep learning", section 4: the
+transposed convolution is the map whose matrix is the transpose of a convolution's matrix. Take the
+convolution ``conv`` with weight W (Cin, Cout, kh, kw) read as conv2d's (out, in, kh, kw), stride s and
+padding p, which maps images (N, Cout, Hout, Wout) to (N, Cin, H, W). Then, for shared W and zero bias,
+
+    <conv(y), x> = <y, conv_transpose(x)>           for every x (N, Cin, H, W), y (N, Cout, Hout, Wout)
+
+so the three passes of the transposed convolution are the three passes of conv2d, swapped:
+
+* forward  = conv2d's input gradient:  cols = W.reshape(Cin, Cout kh kw).T @ x_mat, y = col2im(cols) + b
+* backward to the input = conv2d's forward (without bias): dy_cols = im2col(dy), dx_mat = W.reshape(Cin, -1) @ dy_cols
+* backward to the weight = conv2d's weight gradient with x in the role of dy:
+  dW = (x_mat @ dy_cols.T).reshape(Cin, Cout, kh, kw);  db[o] = sum_{n, h, w} dy[n, o, h, w]
+
+where x_mat[ci, (n, h, w)] = x[n, ci, h, w]. Written out, the forward is
+
+    y[n, co, oh, ow] = b[co] + sum_{ci, h, w, i, j : h s + i - p = oh, w s + j - p = ow} x[n, ci, h, w] W[ci, co, i, j]
+
+Output size ``Hout = (H - 1) sh - 2 ph + kh + oph`` (PyTorch's). Several output sizes share one input
+size under a strided convolution; ``output_padding`` (< stride) picks one by adding rows and columns
+at the bottom and right that receive no input contribution, only the bias.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .conv2d import conv2d_backward_data, conv2d_backward_weight, conv2d_forward, im2col
+
+__all__ = ["conv_transpose2d_forward", "conv_transpose2d_backward_data", "conv_transpose2d_backward_weight"]
+
+
+def _transpose_out_size(size: int, kernel: int, stride: int, padding: int, output_padding: int) -> int:
+    return (size - 1) * stride - 2 * padding + kernel + output_padding
+
+
+def _check_output_padding(stride: tuple[int, int], output_padding: tuple[int, int], what: str) -> None:
+    # With output_padding >= stride, im2col of the output would not map back onto x: no adjoint, no backward.
+    if not all(0 <= op < s for op, s in zip(output_padding, stride)):
+        raise ValueError(
+            f"{what}: output_padding {tuple(output_padding)} must be >= 0 and smaller than stride {tuple(stride)}"
+        )
+
+
+def conv_transpose2d_forward(
+    x: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    output_padding: tuple[int, int],
+) -> np.ndarray:
+    _check_output_padding(stride, output_padding, "conv_transpose2d_forward")
+    N, _, H, Wd = x.shape
+    _, Cout, kh, kw = W.shape
+    Hout = _transpose_out_size(H, kh, stride[0], padding[0], output_padding[0])
+    Wout = _transpose_out_size(Wd, kw, stride[1], padding[1], output_padding[1])
+    y = conv2d_backward_data(x, W, (N, Cout, Hout, Wout), stride, padding)
+    return y if b is None else y + b.reshape(1, Cout, 1, 1)
+
+
+def conv_transpose2d_backward_data(
+    dy: np.ndarray, W: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (dx, dy_cols); dy_cols = im2col(dy) can be handed to conv_transpose2d_backward_weight."""
+    return conv2d_forward(dy, W, None, stride, padding)
+
+
+def conv_transpose2d_backward_weight(
+    dy: np.ndarray,
+    x: np.ndarray,
+    W_shape: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dy_cols: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (dW, db). im2col(dy) recovers x's spatial size because output_padding < stride."""
+    if dy_cols is None:
+        dy_cols = im2col(dy, (W_shape[2], W_shape[3]), stride, padding)
+    dW, _ = conv2d_backward_weight(x, dy_cols, W_shape)
+    return dW, dy.sum(axis=(0, 2, 3))
