@@ -1,1 +1,111 @@
-"""(being written)"""
+"""ConvTranspose2d: the transposed convolution, conv2d's adjoint (see tinygan.kernels.reference.conv_transpose2d)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinygan.backend import kernels_for
+from tinygan.init import glorot_uniform, make_rng
+from tinygan.layers.base import Layer
+from tinygan.layers.conv2d import _channels, _pair
+
+__all__ = ["ConvTranspose2d"]
+
+
+class ConvTranspose2d(Layer):
+    """2-D transposed ("fractionally strided") convolution, as PyTorch's ``nn.ConvTranspose2d``.
+
+    Parameters ``W`` (in_channels, out_channels, kh, kw) (PyTorch's layout) and ``b`` (out_channels,).
+    Each input pixel scatters a W-weighted kh x kw patch into the output, the patches ``stride`` apart,
+    and ``padding`` rows and columns are cropped from every side::
+
+        y[n, o, h s + i - p, w s + j - p] += x[n, c, h, w] W[c, o, i, j]      (then y += b[o])
+
+    Output size ``(H - 1) stride - 2 padding + kernel + output_padding``; ``output_padding`` (< stride)
+    adds rows and columns at the bottom and right, so that for a stride-2 layer 4 -> 8 rather than 7.
+
+    This is the adjoint of Conv2d with the same W, stride and padding (Dumoulin & Visin, 2016):
+    forward = Conv2d's input gradient (col2im of ``W.reshape(C, -1).T @ x_mat``), and backward::
+
+        dx = W.reshape(C, -1) @ im2col(dy)          (Conv2d's forward)
+        dW = x_mat @ im2col(dy).T                   (Conv2d's weight gradient with x in the role of dy)
+        db[o] = sum_{n, h, w} dy[n, o, h, w]
+
+    with x_mat = x as a (C, N H W) matrix. ``kernel_size``, ``stride``, ``padding`` and ``output_padding``
+    take an int or an (h, w) pair.
+
+    Initialization: Glorot-uniform weights (fans as PyTorch computes them for this layout), zero biases.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        output_padding: int | tuple[int, int] = 0,
+        rng: np.random.Generator | int | None = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.in_channels = _channels(in_channels, "in_channels", name)
+        self.out_channels = _channels(out_channels, "out_channels", name)
+        self.kernel_size = _pair(kernel_size, "kernel_size", 1, name)
+        self.stride = _pair(stride, "stride", 1, name)
+        self.padding = _pair(padding, "padding", 0, name)
+        self.output_padding = _pair(output_padding, "output_padding", 0, name)
+        if any(op >= s for op, s in zip(self.output_padding, self.stride)):
+            # Beyond that, Conv2d of the output no longer maps back onto the input: no adjoint, no backward.
+            raise ValueError(
+                f"{name}: output_padding {self.output_padding} must be smaller than stride {self.stride} "
+                f"in each dimension (as PyTorch requires)"
+            )
+        shape = (self.in_channels, self.out_channels, *self.kernel_size)
+        self.params["W"] = glorot_uniform(make_rng(rng), shape, layout="conv_transpose").astype(dtype)
+        self.params["b"] = np.zeros(self.out_channels, dtype=dtype)
+        self.zero_grad()
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, output_padding={self.output_padding}"
+        )
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        N, _, H, W = input_shape
+        out = []
+        for size, k, s, p, op in zip((H, W), self.kernel_size, self.stride, self.padding, self.output_padding):
+            out.append((size - 1) * s - 2 * p + k + op)
+        if min(out) < 1 or min(H, W) < 1:
+            raise ValueError(
+                f"{self.name}: input of shape {tuple(input_shape)} gives an empty output {tuple(out)}: "
+                f"padding {self.padding} crops more than the transposed convolution produces"
+            )
+        return (N, self.out_channels, *out)
+
+    def forward(self, x: Any, training: bool = True) -> Any:
+        self.check_input(x, (None, self.in_channels, None, None))
+        out_shape = self.output_shape(tuple(x.shape))
+        K = kernels_for(x)
+        W, b = self.params["W"], self.params["b"]
+        y = K.conv_transpose2d_forward(x, W, b, self.stride, self.padding, self.output_padding)
+        self.cache = x
+        self._out_shape = out_shape
+        return y
+
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
+        x = self.check_grad(dy)
+        K = kernels_for(dy)
+        W = self.params["W"]
+        dx = dy_cols = None
+        if input_grad:
+            dx, dy_cols = K.conv_transpose2d_backward_data(dy, W, self.stride, self.padding)
+        if param_grads:
+            dW, db = K.conv_transpose2d_backward_weight(dy, x, W.shape, self.stride, self.padding, dy_cols=dy_cols)
+            self.grads["W"] += dW
+            self.grads["b"] += db
+        return dx
