@@ -1,9 +1,7 @@
 """The examples as a user runs them: a short run, the sampler, Ctrl-C and resume, --device gpu without a GPU."""
 
-import gzip
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -11,18 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from formats import write_cifar_folder, write_idx
 
 from tinygan.backend import gpu_unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_EXAMPLE = ROOT / "examples" / "mnist_dense.py"
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    magic = 0x0803 if array.ndim == 3 else 0x0801
-    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
+CIFAR_EXAMPLE = ROOT / "examples" / "cifar_dcgan.py"
 
 
 @pytest.fixture
@@ -39,11 +32,9 @@ def tiny_mnist(tmp_path):
     return folder
 
 
-def run_example(*args, env_extra=None, **kwargs):
-    env = {**os.environ, "TINYGAN_DATA": str(Path(kwargs.pop("cache"))), **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, str(MNIST_EXAMPLE), *args], capture_output=True, text=True, env=env, timeout=300, **kwargs
-    )
+def run_example(*args, cache, script=MNIST_EXAMPLE):
+    env = {**os.environ, "TINYGAN_DATA": str(cache)}
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_short_example_run_and_sampler(tmp_path, tiny_mnist):
@@ -111,3 +102,32 @@ def test_help_lists_the_options():
     for option in ("--device", "--epochs", "--recipe", "--batch-size", "--lr", "--seed", "--data-dir", "--out",
                    "--resume", "--sample-every", "--activation", "--output", "--limit", "--g-loss"):  # fmt: skip
         assert option in result.stdout, option
+
+
+def test_cifar_per_class_run_resume_and_overview(tmp_path):
+    data = tmp_path / "cifar"
+    write_cifar_folder(data, per_batch=20, rng=np.random.default_rng(0))  # 10 training images per class
+    out = tmp_path / "run"
+    common = ["--data-dir", str(data), "--batch-size", "5", "--no-progress", "--instance-noise", "0.1"]
+    first = run_example(*common, "--class", "all", "--epochs", "1", "--out", str(out), "--limit", "10",
+                        cache=tmp_path / "cache", script=CIFAR_EXAMPLE)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "Total params: 826,883" in first.stdout and "Total params: 260,641" in first.stdout
+    assert (out / "overview.png").is_file()
+    for name in ("airplane", "truck"):
+        assert (out / name / "checkpoint.npz").is_file()
+    resumed = run_example("--resume", str(out), cache=tmp_path / "cache", script=CIFAR_EXAMPLE)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("already trained, skipping") == 10
+
+    images = np.load(_sample(out / "cat" / "checkpoint.npz", tmp_path / "cat.npy", 4))
+    assert images.shape == (4, 32, 32, 3) and 0 <= images.min() and images.max() <= 1
+
+
+def _sample(checkpoint, out, n):
+    result = subprocess.run(
+        [sys.executable, "-m", "tinygan.sample", str(checkpoint), "--n", str(n), "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out

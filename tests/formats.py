@@ -1,0 +1,44 @@
+"""Writers of small dataset files in the real formats, for tests that must not depend on downloads."""
+
+import gzip
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+
+CIFAR_BATCHES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    """An IDX file: big-endian magic (0x0803 images, 0x0801 labels), the sizes as int32, then uint8 data."""
+    magic = 0x0803 if array.ndim == 3 else 0x0801
+    payload = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    payload += np.asarray(array, dtype=np.uint8).tobytes()
+    path.write_bytes(gzip.compress(payload) if compress else payload)
+    return path
+
+
+def write_cifar_batch(path: Path, data: np.ndarray, labels) -> Path:
+    """A CIFAR-10 python batch: a protocol-2 pickle of a dict with byte-string keys, as the official files."""
+    batch = {
+        b"batch_label": path.name.encode(),
+        b"labels": [int(v) for v in labels],
+        b"data": np.asarray(data, dtype=np.uint8),
+        b"filenames": [f"img_{i:05d}.png".encode() for i in range(len(data))],
+    }
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    return path
+
+
+def write_cifar_folder(root: Path, per_batch: int, rng: np.random.Generator) -> Path:
+    """A cifar-10-batches-py folder with ``per_batch`` random images in each of the six batches."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for k, name in enumerate(CIFAR_BATCHES):
+        labels = [(k * per_batch + j) % 10 for j in range(per_batch)]
+        write_cifar_batch(folder / name, rng.integers(0, 256, size=(per_batch, 3072)), labels)
+    meta = {b"num_cases_per_batch": per_batch, b"label_names": [n.encode() for n in CIFAR_CLASSES]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
