@@ -100,9 +100,10 @@ def make_config(args: argparse.Namespace) -> GANConfig:
         g_options={"seed": args.seed},
         d_options={"seed": args.seed + 1},
         seed=args.seed,
-        device=args.device,
+        device=args.device or "cpu",
         g_loss=args.g_loss,
-        sample_every=args.sample_every,
+        sample_every=args.sample_every or 1,
+        checkpoint_every=args.checkpoint_every or 0,
         instance_noise=args.instance_noise,
         auto_stop=args.auto_stop,
         auto_stop_threshold=args.auto_stop_threshold,
@@ -148,7 +149,7 @@ def run_all_classes(args: argparse.Namespace) -> int:
             if code == cli.EXIT_INTERRUPTED:
                 print(f"to continue every class: python {sys.argv[0]} --resume {root}")
             return code
-    overview = save_overview(root, plan["classes"], args.device)
+    overview = save_overview(root, plan["classes"], args.device or "cpu")
     print(f"overview of every class: {overview}")
     return 0
 

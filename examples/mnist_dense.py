@@ -49,9 +49,10 @@ def make_config(args: argparse.Namespace) -> GANConfig:
         g_options={"activation": activation, "output": output, "seed": args.seed},
         d_options={"activation": activation, "seed": args.seed + 1},
         seed=args.seed,
-        device=args.device,
+        device=args.device or "cpu",
         g_loss=args.g_loss,
-        sample_every=args.sample_every,
+        sample_every=args.sample_every or 1,
+        checkpoint_every=args.checkpoint_every or 0,
         image_range="tanh" if output == "tanh" else "01",
         **cli.config_fields(settings),
     )

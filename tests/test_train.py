@@ -35,6 +35,7 @@ def test_short_run_writes_every_output(tmp_path, data):
     for name in ("checkpoint.npz", "config.json", "metrics.csv", "losses.png", "grad_norms.png", "samples.gif"):
         assert (run / name).is_file(), name
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+    assert not (run / "checkpoints").exists()
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(np.isfinite(float(rows[-1][k])) for k in ("d_loss", "g_loss", "d_real", "d_fake"))
@@ -170,3 +171,12 @@ def test_resume_refuses_trajectory_changes(tmp_path, data):
 def test_bad_batch_size_and_too_little_data(tmp_path, data):
     with pytest.raises(ValueError, match="need at least one batch: 100 images for batch size 125"):
         GANTrainer(small_config(batch_size=125), data, tmp_path / "run")
+
+
+def test_periodic_checkpoints_are_kept(tmp_path, data):
+    trainer = GANTrainer(small_config(epochs=3, checkpoint_every=2), data, tmp_path / "run", progress=False)
+    trainer.run()
+    kept = tmp_path / "run" / "checkpoints"
+    assert [p.name for p in sorted(kept.iterdir())] == ["epoch_0002.npz"]
+    _, meta = load_checkpoint(kept / "epoch_0002.npz")
+    assert meta["epoch"] == 2

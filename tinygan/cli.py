@@ -24,7 +24,9 @@ EXIT_INTERRUPTED = 130
 
 
 def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[str, Any]]) -> None:
-    parser.add_argument("--device", choices=backend.DEVICES, default="cpu", help="cpu (NumPy/Numba) or gpu (CuPy)")
+    parser.add_argument(
+        "--device", choices=backend.DEVICES, help="cpu (NumPy/Numba, default) or gpu (CuPy); --resume keeps the run's"
+    )
     parser.add_argument("--recipe", choices=sorted(recipes), default="default", help="settings to start from")
     parser.add_argument("--epochs", type=int, help="epochs to train (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, help="images per batch (default: the recipe's)")
@@ -33,7 +35,14 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
     parser.add_argument("--data-dir", help="folder holding the dataset files (else the cache, else download)")
     parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
     parser.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its checkpoint")
-    parser.add_argument("--sample-every", type=int, default=1, help="save a sample grid every N epochs (default 1)")
+    parser.add_argument("--sample-every", type=int, help="save a sample grid every N epochs (default 1)")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also keep checkpoints/epoch_NNNN.npz every N epochs",
+    )
     parser.add_argument("--limit", type=int, help="train on the first N images only (quick looks)")
     parser.add_argument(
         "--g-loss",
@@ -42,6 +51,14 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
         help="generator loss: -log D(G(z)) (default) or the original minimax log(1 - D(G(z)))",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+
+
+def _run_device(run: str) -> str | None:
+    try:
+        _, meta = load_checkpoint(Path(run) / "checkpoint.npz" if Path(run).is_dir() else run)
+        return meta["config"]["device"]
+    except (CheckpointError, KeyError, TypeError):
+        return None  # the resume itself reports what is wrong with the checkpoint
 
 
 def new_run_dir(name: str, root: str = "runs") -> Path:
@@ -66,7 +83,7 @@ def run(
     load_data: Callable[[dict[str, Any], str | None], np.ndarray],
 ) -> int:
     """Build or resume a run from ``args`` and train it. Returns the process exit code."""
-    if args.device == "gpu":
+    if args.device == "gpu" or (args.device is None and args.resume and _run_device(args.resume) == "gpu"):
         reason = backend.gpu_unavailable_reason()
         if reason:
             return fail(f"--device gpu needs a CUDA GPU: {reason}. Run with --device cpu instead.", EXIT_NO_GPU)
@@ -77,9 +94,18 @@ def run(
             )
             config = GANConfig.from_dict(meta["config"])
             data = load_data(config.data_options, args.data_dir)
-            overrides = {"device": args.device, "sample_every": args.sample_every}
-            if args.epochs is not None:
-                overrides["epochs"] = args.epochs
+            given = {
+                "epochs": args.epochs,
+                "sample_every": args.sample_every,
+                "checkpoint_every": args.checkpoint_every,
+            }
+            if args.device is not None and args.device != config.device:
+                return fail(
+                    f"{args.resume} was trained on the {config.device}; resume it there (a {args.device} run draws "
+                    "other random numbers, so it could not continue exactly)",
+                    EXIT_ERROR,
+                )
+            overrides = {k: v for k, v in given.items() if v is not None}
             trainer = GANTrainer.resume(args.resume, data, overrides, progress=not args.no_progress)
             print(f"resuming {trainer.out_dir} at epoch {trainer.epoch + 1}, step {trainer.step_in_epoch}")
         else:

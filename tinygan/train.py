@@ -73,6 +73,7 @@ class GANConfig:
     d_steps: int = 1  # discriminator updates per generator update
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs, annealed linearly to 0
     sample_every: int = 1
+    checkpoint_every: int = 0  # also keep checkpoints/epoch_NNNN.npz every N epochs (0: only the latest)
     auto_stop: bool = False
     auto_stop_threshold: float = 0.95  # D's accuracy on generated images that counts as dominating
     auto_stop_patience: int = 10  # consecutive dominated epochs before stopping
@@ -321,6 +322,8 @@ class GANTrainer:
         plot_losses(self.history, self.out_dir / "losses.png")
         plot_grad_norms(self.history, self.out_dir / "grad_norms.png")
         self.save()
+        if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
+            self.save(self.out_dir / "checkpoints" / f"epoch_{self.epoch:04d}.npz")
         if cfg.auto_stop:
             self._auto_stop(row)
 
@@ -419,7 +422,8 @@ class GANTrainer:
         cls, run_dir: str | os.PathLike, data: np.ndarray, overrides: dict[str, Any] | None = None, **kwargs: Any
     ) -> GANTrainer:
         """Continue the run in ``run_dir`` from its checkpoint. ``overrides`` may change only settings that
-        do not alter the trajectory (``epochs``, ``sample_every``, ``log_every``, ``device``)."""
+        do not alter the trajectory (``epochs``, ``sample_every``, ``checkpoint_every``, ``log_every``,
+        ``device``)."""
         run_dir = Path(run_dir)
         path = run_dir / "checkpoint.npz" if run_dir.is_dir() else run_dir
         arrays, meta = load_checkpoint(path)
@@ -427,7 +431,7 @@ class GANTrainer:
             config = GANConfig.from_dict(meta["config"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: bad configuration record: {exc}") from None
-        allowed = {"epochs", "sample_every", "log_every", "device"}
+        allowed = {"epochs", "sample_every", "checkpoint_every", "log_every", "device"}
         for key, value in (overrides or {}).items():
             if key not in allowed:
                 raise ValueError(f"--resume cannot change {key!r}: it would change the run")
