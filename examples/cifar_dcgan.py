@@ -52,15 +52,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=[*CLASS_NAMES, "all", "joint"],
         help="a class name, 'all' (one model per class, default) or 'joint' (one model on every class)",
     )
-    parser.add_argument("--lr-d", type=float, help="discriminator learning rate (default 2e-4)")
-    parser.add_argument("--lr-g", type=float, help="generator learning rate (default 1e-4)")
-    parser.add_argument(
-        "--real-label", type=float, nargs=2, metavar=("LOW", "HIGH"), help="real targets ~ U(LOW, HIGH)"
-    )
-    parser.add_argument(
-        "--fake-label", type=float, nargs=2, metavar=("LOW", "HIGH"), help="fake targets ~ U(LOW, HIGH)"
-    )
-    parser.add_argument("--no-label-smoothing", action="store_true", help="hard targets: real 1, fake 0")
     parser.add_argument(
         "--instance-noise",
         type=float,
@@ -76,19 +67,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_config(args: argparse.Namespace) -> GANConfig:
     settings = cli.apply_recipe(args, CIFAR_RECIPES[args.recipe])
-    if args.lr_d is not None:
-        settings["lr_d"] = args.lr_d
-    if args.lr_g is not None:
-        settings["lr_g"] = args.lr_g
-    if args.real_label:
-        settings["real_label"] = tuple(args.real_label)
-    if args.fake_label:
-        settings["fake_label"] = tuple(args.fake_label)
-    if args.no_label_smoothing:
-        settings["real_label"], settings["fake_label"] = (1.0, 1.0), (0.0, 0.0)
-    for low, high in (settings["real_label"], settings["fake_label"]):
-        if not 0.0 <= low <= high <= 1.0:
-            raise SystemExit(f"error: label ranges need 0 <= LOW <= HIGH <= 1, received {low} {high}")
     return GANConfig(
         model="dcgan",
         data_options={

@@ -31,6 +31,12 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
     parser.add_argument("--epochs", type=int, help="epochs to train (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, help="images per batch (default: the recipe's)")
     parser.add_argument("--lr", type=float, help="Adam learning rate for both networks (default: the recipe's)")
+    parser.add_argument("--lr-d", type=float, help="discriminator learning rate (overrides --lr)")
+    parser.add_argument("--lr-g", type=float, help="generator learning rate (overrides --lr)")
+    bounds = ("LOW", "HIGH")
+    parser.add_argument("--real-label", type=float, nargs=2, metavar=bounds, help="real targets ~ U(LOW, HIGH)")
+    parser.add_argument("--fake-label", type=float, nargs=2, metavar=bounds, help="fake targets ~ U(LOW, HIGH)")
+    parser.add_argument("--no-label-smoothing", action="store_true", help="hard targets: real 1, fake 0")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, noise, batches, dropout (default 0)")
     parser.add_argument("--data-dir", help="folder holding the dataset files (else the cache, else download)")
     parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
@@ -155,6 +161,19 @@ def apply_recipe(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, 
         settings["batch_size"] = args.batch_size
     if args.lr is not None:
         settings["lr_d"] = settings["lr_g"] = args.lr
+    if args.lr_d is not None:
+        settings["lr_d"] = args.lr_d
+    if args.lr_g is not None:
+        settings["lr_g"] = args.lr_g
+    if args.real_label:
+        settings["real_label"] = tuple(args.real_label)
+    if args.fake_label:
+        settings["fake_label"] = tuple(args.fake_label)
+    if args.no_label_smoothing:
+        settings["real_label"], settings["fake_label"] = (1.0, 1.0), (0.0, 0.0)
+    for low, high in (settings["real_label"], settings["fake_label"]):
+        if not 0.0 <= low <= high <= 1.0:
+            raise SystemExit(f"error: label ranges need 0 <= LOW <= HIGH <= 1, received {low} {high}")
     return settings
 
 
