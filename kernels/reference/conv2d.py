@@ -73,9 +73,11 @@ def col2im(
     Ho, Wo = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
     cols6 = cols.reshape(C, kh, kw, N, Ho, Wo)
     xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+    # += because windows overlap when stride < kernel: a pixel collects one term from every window covering it.
     for i in range(kh):
         for j in range(kw):
             xp[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw] += cols6[:, i, j].transpose(1, 0, 2, 3)
+    # Entries that landed on the zero padding belong to no input pixel: they are dropped.
     return xp[:, :, ph : ph + H, pw : pw + W].copy()
 
 
