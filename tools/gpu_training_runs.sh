@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The training runs behind the README's results, for one call on a lent GPU machine.
+#
+# Expects the genuine data in .data/ (not committed; carried to the GPU machine):
+#   .data/mnist/*.gz                      the four MNIST IDX files
+#   .data/cifar/cifar-10-batches-py/      CIFAR-10 python batches
+#   .data/cache/metrics/mnist_classifier.npz   the cached scoring classifier (python -m tinygan.metrics)
+# Writes logs, sample grids, plots, metrics and scores (no checkpoints) to $OUT/*.tgz, each under the
+# 16 MB a returned file may have, and prints each run's last epochs and scores.
+# RUN_SECONDS bounds each training process (default 420), so whatever finished comes back.
+set -u
+export PYTHONUNBUFFERED=1 TINYGAN_DATA="$PWD/.data/cache"
+OUT=${OUT:-/tmp/out}
+RUNS=$OUT/runs
+LIMIT=${RUN_SECONDS:-420}
+mkdir -p "$RUNS"
+nvidia-smi -L
+python3 -m pip install -q --no-deps --no-build-isolation -e . >"$RUNS/install.log" 2>&1 || cat "$RUNS/install.log"
+
+mnist() {  # name, options...
+  local name=$1; shift
+  timeout --signal=INT "$LIMIT" python3 examples/mnist_dense.py --device gpu --data-dir .data/mnist --no-progress \
+    --out "$RUNS/$name" "$@" >"$RUNS/$name.log" 2>&1
+}
+cifar() {
+  local name=$1; shift
+  timeout --signal=INT "$LIMIT" python3 examples/cifar_dcgan.py --device gpu --data-dir .data/cifar --no-progress \
+    --out "$RUNS/$name" "$@" >"$RUNS/$name.log" 2>&1
+}
+
+start=$(date +%s)
+mnist original --recipe original --epochs 60 --checkpoint-every 20 --sample-every 10 &
+mnist smooth --epochs 30 --checkpoint-every 10 --sample-every 10 &
+mnist smooth_leaky --epochs 30 --activation leaky --checkpoint-every 10 --sample-every 10 &
+mnist smooth_tanh --epochs 30 --output tanh --checkpoint-every 10 --sample-every 10 &
+mnist smooth_lrg --epochs 30 --lr-d 1e-4 --lr-g 2e-4 --checkpoint-every 10 --sample-every 10 &
+cifar cifar_all --class all --checkpoint-every 50 --sample-every 25 &
+cifar cifar_joint --class joint --checkpoint-every 50 --sample-every 25 &
+cifar cifar_joint_noise --class joint --instance-noise 0.1 --auto-stop --checkpoint-every 50 --sample-every 25 &
+wait
+echo "training took $(( $(date +%s) - start )) s"
+
+# Score every kept MNIST checkpoint (and the last one) with the cached classifier.
+for run in "$RUNS"/original "$RUNS"/smooth*; do
+  [ -d "$run" ] || continue
+  for ckpt in "$run"/checkpoints/*.npz "$run"/checkpoint.npz; do
+    [ -f "$ckpt" ] || continue
+    tag=$(basename "$ckpt" .npz)
+    python3 -m tinygan.sample "$ckpt" --n 10000 --out "/tmp/$tag.npy" --grid "$run/$tag-grid.png" --device gpu >/dev/null &&
+      python3 -m tinygan.metrics "/tmp/$tag.npy" --data-dir .data/mnist --json "$run/$tag-scores.json" \
+        >"$run/$tag-scores.txt" 2>&1 &
+  done
+  wait
+done
+for run in "$RUNS"/*/; do find "$run" -name '*.npz' -delete; done
+for log in "$RUNS"/*.log; do echo "== $log"; grep -E "^epoch|auto-stop|error|Error" "$log" | tail -n 4; done
+for s in "$RUNS"/*/*-scores.txt; do echo "== $s"; head -n 20 "$s"; done
+cd "$RUNS"
+tar -czf "$OUT/mnist_original.tgz" original original.log
+tar -czf "$OUT/mnist_candidates.tgz" smooth* 
+tar -czf "$OUT/cifar_all.tgz" cifar_all cifar_all.log
+tar -czf "$OUT/cifar_joint.tgz" cifar_joint cifar_joint_noise cifar_joint*.log
+ls -la "$OUT"
+echo "all done after $(( $(date +%s) - start )) s"
