@@ -1,5 +1,10 @@
 """Adam (Kingma & Ba, 2015) over a model's parameters; the update itself is the kernel
 ``adam_update`` (equations, and how they match torch.optim.Adam, in tinygan.kernels.reference.adam).
+
+On the GPU a step is ONE launch for all tensors (``adam_update_multi``), and the step count with
+its bias corrections lives in device memory, advanced by that launch: a captured CUDA graph that
+contains the step then replays steps t, t+1, ... rather than step t again. ``zero_grad`` zeroes every
+gradient in place in one launch there, so the gradients keep their addresses from step to step.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygan.backend import array_module, device_of, kernels_for, to_device
+from tinygan.backend import array_module, device_of, is_gpu_array, kernels_for, to_device
 from tinygan.layers.base import Layer
 
 __all__ = ["Adam"]
@@ -34,6 +39,17 @@ def _named_layers(model_or_layers: Any) -> list[tuple[str, Layer]]:
             seen.add(id(layer))
             unique.append((name, layer))
     return unique
+
+
+def _reusable(grad: Any, param: Any) -> bool:
+    """Whether ``grad`` can be zeroed in place for ``param`` (same device, shape, dtype, contiguous)."""
+    return (
+        grad is not None
+        and is_gpu_array(grad)
+        and grad.shape == param.shape
+        and grad.dtype == param.dtype
+        and grad.flags.c_contiguous
+    )
 
 
 class Adam:
@@ -64,35 +80,120 @@ class Adam:
             raise ValueError(f"Adam: eps must be >= 0, received {eps}")
         self.lr, self.beta1, self.beta2, self.eps = float(lr), float(beta1), float(beta2), float(eps)
         self.layers = [(name, layer) for name, layer in _named_layers(model_or_layers) if layer.params]
-        self.step_count = 0
+        self._host_step = 0
+        # On the GPU: tinygan.kernels.gpu.adam.device_step, (completed steps, ticket) in device memory.
+        self._device_step: Any = None
         self.m: dict[str, Any] = {}
         self.v: dict[str, Any] = {}
         for key, param in self._params():
             self.m[key] = array_module(param).zeros_like(param)
             self.v[key] = array_module(param).zeros_like(param)
+        self._place_step()
 
     def _params(self) -> list[tuple[str, Any]]:
         # Looked up afresh each time: layer.to()/astype() replace the arrays in params.
         return [(f"{name}.{key}", p) for name, layer in self.layers for key, p in layer.params.items()]
 
+    @property
+    def step_count(self) -> int:
+        """Steps taken so far (on the GPU read back from the device, which waits for it)."""
+        if self._device_step is not None:
+            return int(self._device_step[:1].get()[0])
+        return self._host_step
+
+    @step_count.setter
+    def step_count(self, value: int) -> None:
+        self._host_step = int(value)
+        if self._device_step is not None:
+            self._device_step.set(np.array([self._host_step, 0], dtype=np.uint64))
+
+    def _on_gpu(self) -> bool:
+        params = self._params()
+        return bool(params) and is_gpu_array(params[0][1])
+
+    def _place_step(self) -> None:
+        """Keep the step count where the parameters are."""
+        if self._on_gpu() and self._device_step is None:
+            from tinygan.kernels.gpu.adam import device_step
+
+            self._device_step = device_step(self._host_step)
+        elif not self._on_gpu() and self._device_step is not None:
+            self._host_step = self.step_count
+            self._device_step = None
+
+    def _check_state(self, full: str, layer: Layer, param: Any) -> None:
+        m = self.m[full]
+        if device_of(m) != device_of(param) or m.dtype != param.dtype:
+            raise ValueError(
+                f"Adam: state for {full} ({layer.name}) is {m.dtype} on the {device_of(m)} but the parameter "
+                f"is {param.dtype} on the {device_of(param)}; call opt.to(device) after model.to(device), "
+                "or create the optimizer after moving the model"
+            )
+
     def step(self) -> None:
         """Apply one Adam update to every parameter from its layer's accumulated gradient."""
-        self.step_count += 1
+        if self._on_gpu():
+            self._step_gpu()
+            return
+        self._host_step += 1
         for name, layer in self.layers:
             for key, param in layer.params.items():
                 full = f"{name}.{key}"
-                m, v = self.m[full], self.v[full]
-                if device_of(m) != device_of(param) or m.dtype != param.dtype:
-                    raise ValueError(
-                        f"Adam: state for {full} ({layer.name}) is {m.dtype} on the {device_of(m)} but the parameter "
-                        f"is {param.dtype} on the {device_of(param)}; call opt.to(device) after model.to(device), "
-                        "or create the optimizer after moving the model"
-                    )
+                self._check_state(full, layer, param)
                 kernels_for(param).adam_update(
-                    param, layer.grads[key], m, v, self.lr, self.beta1, self.beta2, self.eps, self.step_count
+                    param,
+                    layer.grads[key],
+                    self.m[full],
+                    self.v[full],
+                    self.lr,
+                    self.beta1,
+                    self.beta2,
+                    self.eps,
+                    self._host_step,
                 )
 
+    def _step_gpu(self) -> None:
+        from tinygan.kernels.gpu.adam import adam_update_multi
+
+        if self._device_step is None:
+            self._place_step()
+        groups: dict[Any, list[tuple]] = {}
+        for name, layer in self.layers:
+            for key, param in layer.params.items():
+                full = f"{name}.{key}"
+                self._check_state(full, layer, param)
+                groups.setdefault(param.dtype, []).append((param, layer.grads[key], self.m[full], self.v[full]))
+        # One launch per dtype (one in practice); only the last advances the count, so all use the same step.
+        for i, tensors in enumerate(groups.values()):
+            params, grads, ms, vs = zip(*tensors)
+            adam_update_multi(
+                params,
+                grads,
+                ms,
+                vs,
+                self.lr,
+                self.beta1,
+                self.beta2,
+                self.eps,
+                self._device_step,
+                advance=i == len(groups) - 1,
+            )
+
     def zero_grad(self) -> None:
+        if self._on_gpu():
+            from tinygan.kernels.gpu.adam import zero_multi
+
+            groups: dict[Any, list] = {}
+            for _, layer in self.layers:
+                grads = [layer.grads.get(key) for key in layer.params]
+                if all(_reusable(g, p) for g, p in zip(grads, layer.params.values())):
+                    for grad in grads:
+                        groups.setdefault(grad.dtype, []).append(grad)
+                else:
+                    layer.zero_grad()  # moved or converted since: fresh arrays, as on the CPU
+            for grads in groups.values():
+                zero_multi(grads)
+            return
         for _, layer in self.layers:
             layer.zero_grad()
 
@@ -101,6 +202,7 @@ class Adam:
         for store in (self.m, self.v):
             for key in store:
                 store[key] = to_device(store[key], device)
+        self._place_step()
         return self
 
     def state_dict(self) -> dict[str, Any]:
@@ -137,4 +239,5 @@ class Adam:
             for prefix, store in (("m", self.m), ("v", self.v)):
                 host = to_device(state[f"{prefix}.{key}"], "cpu").astype(param.dtype)  # astype copies
                 store[key] = to_device(host, device_of(param))
+        self._place_step()
         self.step_count = int(step)

@@ -35,3 +35,51 @@ __global__ void adam_update_multi(const unsigned long long* __restrict__ ptrs, c
     T* v = (T*)ptrs[4 * k + 3];
     GRID_STRIDE_LOOP(i, sizes[k]) { adam_step(p, g, m, v, i, step_size, b1, c1, b2, c2, eps, sqrt_bc2); }
 }
+
+// adam_update_multi with the step count in device memory: a captured CUDA graph freezes its kernel
+// arguments, so a host-side step (and host-computed bias corrections) would replay step t forever.
+// step[0] counts the completed steps and step[1] is a ticket (0 between launches). Every block
+// reads t = step[0] + 1 and derives the corrections in double, the same formulas as the host;
+// the last block to finish stores t (when advance is set). A block takes its ticket only after
+// reading step[0], so no block can see the stored value.
+template <typename T>
+__global__ void adam_update_multi_device_step(const unsigned long long* __restrict__ ptrs,
+                                              const index_t* __restrict__ sizes, unsigned long long* step,
+                                              int advance, double lr, double beta1, double beta2, double eps) {
+    __shared__ T corrections[2];
+    __shared__ unsigned long long t_block;
+    if (threadIdx.x == 0) {
+        const unsigned long long t = *(volatile const unsigned long long*)step + 1ull;
+        t_block = t;
+        corrections[0] = (T)(lr / (1.0 - pow(beta1, (double)t)));
+        corrections[1] = (T)sqrt(1.0 - pow(beta2, (double)t));
+    }
+    __syncthreads();
+    const int k = blockIdx.y;
+    T* p = (T*)ptrs[4 * k + 0];
+    const T* g = (const T*)ptrs[4 * k + 1];
+    T* m = (T*)ptrs[4 * k + 2];
+    T* v = (T*)ptrs[4 * k + 3];
+    const T step_size = corrections[0], sqrt_bc2 = corrections[1];
+    const T b1 = (T)beta1, c1 = (T)(1.0 - beta1), b2 = (T)beta2, c2 = (T)(1.0 - beta2), e = (T)eps;
+    GRID_STRIDE_LOOP(i, sizes[k]) { adam_step(p, g, m, v, i, step_size, b1, c1, b2, c2, e, sqrt_bc2); }
+    if (!advance) return;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        const unsigned long long ticket = atomicAdd(&step[1], 1ull);
+        if (ticket == (unsigned long long)gridDim.x * gridDim.y - 1ull) {
+            step[0] = t_block;
+            step[1] = 0ull;
+            __threadfence();
+        }
+    }
+}
+
+// Zero many tensors in one launch (an optimizer's gradients before a backward pass): blockIdx.y
+// picks the tensor from a pointer table, as above.
+template <typename T>
+__global__ void zero_multi(const unsigned long long* __restrict__ ptrs, const index_t* __restrict__ sizes) {
+    T* p = (T*)ptrs[blockIdx.y];
+    GRID_STRIDE_LOOP(i, sizes[blockIdx.y]) { p[i] = T(0); }
+}

@@ -5,6 +5,10 @@ Same update as tinygan.kernels.reference.adam (``step`` is 1-based)::
     m = beta1 m + (1 - beta1) g
     v = beta2 v + (1 - beta2) g^2
     param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+
+``adam_update_multi`` also takes its step count from device memory (:func:`device_step`), which
+the launch itself advances: what a captured CUDA graph needs to replay successive steps.
+``zero_multi`` zeroes a model's gradients in one launch.
 """
 
 from __future__ import annotations
@@ -12,19 +16,28 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import cupy
 import numpy as np
 
-from ._common import MAX_BLOCKS, THREADS, CudaModule, ctype_of, idx, launch, scalar
+from ._common import MAX_BLOCKS, THREADS, CudaModule, capturing, ctype_of, idx, launch, scalar
 
-_MOD = CudaModule("adam.cu", templates=("adam_update", "adam_update_multi"))
+_MOD = CudaModule(
+    "adam.cu", templates=("adam_update", "adam_update_multi", "adam_update_multi_device_step", "zero_multi")
+)
 
-# Pointer tables of adam_update_multi, keyed by the pointers themselves: an optimizer passes the
-# same tensors every step, so after the first step no host-to-device copy is needed (which also
+# Pointer tables of the multi-tensor kernels, keyed by the pointers themselves: an optimizer passes
+# the same tensors every step, so after the first step no host-to-device copy is needed (which also
 # lets a captured CUDA graph contain the launch). A hit is correct by construction.
 _TABLES: OrderedDict[tuple, tuple[cupy.ndarray, cupy.ndarray]] = OrderedDict()
 _MAX_TABLES = 16
+# Tables a captured graph reads: never evicted, since the graph keeps their addresses for good.
+_PINNED: dict[tuple, tuple[cupy.ndarray, cupy.ndarray]] = {}
+
+# One block per SM and a few more per tensor is plenty for a grid-stride loop; a grid sized for the
+# largest tensor would launch thousands of idle blocks for every small one (biases, BatchNorm).
+_BLOCKS_PER_SM = 4
 
 
 def _scalars(dtype: np.dtype, lr: float, beta1: float, beta2: float, eps: float, step: int) -> tuple:
@@ -76,6 +89,46 @@ def adam_update(
     )
 
 
+def _table(groups: list[tuple[int, ...]], sizes: list[int]) -> tuple[cupy.ndarray, cupy.ndarray]:
+    """Device tables of the pointers in ``groups`` (one tuple per tensor) and of the sizes, cached."""
+    key = (cupy.cuda.Device().id, tuple(groups), tuple(sizes))
+    tables = _PINNED.get(key) or _TABLES.get(key)
+    if tables is None:
+        if capturing():
+            raise RuntimeError(
+                "tinygan.kernels.gpu: a multi-tensor launch met new tensors while a CUDA graph was being captured; "
+                "run the same launch once before capturing (its pointer table is built by a host-to-device copy)"
+            )
+        ptrs = np.array(groups, dtype=np.uint64).reshape(-1)
+        tables = (cupy.asarray(ptrs), cupy.asarray(np.array(sizes, dtype=np.int64)))
+        _TABLES[key] = tables
+        if len(_TABLES) > _MAX_TABLES:
+            _TABLES.popitem(last=False)
+    elif key in _TABLES:
+        _TABLES.move_to_end(key)
+    if capturing() and key not in _PINNED:
+        _PINNED[key] = tables
+    return tables
+
+
+_SMS: dict[int, int] = {}
+
+
+def _grid(largest: int, count: int) -> tuple[int, int]:
+    device = cupy.cuda.Device()
+    sms = _SMS.get(device.id)
+    if sms is None:
+        sms = _SMS[device.id] = cupy.cuda.runtime.deviceGetAttribute(
+            cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device.id
+        )
+    return (max(1, min(MAX_BLOCKS, _BLOCKS_PER_SM * sms, -(-largest // THREADS))), count)
+
+
+def device_step(count: int = 0) -> cupy.ndarray:
+    """A step counter for ``adam_update_multi`` in device memory: ``count`` completed steps."""
+    return cupy.asarray(np.array([count, 0], dtype=np.uint64))
+
+
 def adam_update_multi(
     params: Sequence[cupy.ndarray],
     grads: Sequence[cupy.ndarray],
@@ -85,13 +138,22 @@ def adam_update_multi(
     beta1: float,
     beta2: float,
     eps: float,
-    step: int,
+    step: Any,
+    advance: bool = True,
 ) -> None:
-    """``adam_update`` for every tensor of a model in ONE kernel launch (all of one dtype)."""
+    """``adam_update`` for every tensor of a model in ONE kernel launch (all of one dtype).
+
+    ``step`` is the 1-based step as an int, or a counter from :func:`device_step` holding the number
+    of completed steps: the launch then performs step ``counter + 1`` and (with ``advance``) stores
+    it, all on the device, so that no host value is frozen into a captured graph.
+    """
     op = "adam_update_multi"
     params, grads, ms, vs = list(params), list(grads), list(ms), list(vs)
     if not (len(params) == len(grads) == len(ms) == len(vs)):
         raise ValueError(f"{op}: got {len(params)} params, {len(grads)} grads, {len(ms)} ms and {len(vs)} vs")
+    on_device = isinstance(step, cupy.ndarray)
+    if on_device and (step.dtype != np.uint64 or step.shape != (2,) or not step.flags.c_contiguous):
+        raise ValueError(f"{op}: a device step must be a contiguous uint64 array of shape (2,) (see device_step)")
     if not params:
         return
     first = params[0]
@@ -101,8 +163,7 @@ def adam_update_multi(
     # A launch has at most 65535 blocks along y, one per tensor.
     if len(params) > 65535:
         raise ValueError(f"{op}: at most 65535 tensors per launch, got {len(params)}")
-    keep = []
-    key = []
+    groups, sizes, keep = [], [], []
     for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs)):
         if not isinstance(p, cupy.ndarray) or p.dtype != first.dtype:
             raise TypeError(f"{op}: params[{i}] must be a CuPy array of dtype {first.dtype}")
@@ -111,22 +172,38 @@ def adam_update_multi(
         if not isinstance(g, cupy.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
             raise ValueError(f"{op}: grads[{i}] must be a CuPy array of shape {tuple(p.shape)} and dtype {p.dtype}")
         if not g.flags.c_contiguous:
+            # A copy has a new address every call: its table is rebuilt each time (and cannot be captured).
             g = cupy.ascontiguousarray(g)
             keep.append(g)
-        key.append((p.data.ptr, g.data.ptr, m.data.ptr, v.data.ptr, p.size))
-    key_t = (cupy.cuda.Device().id, tuple(key))
-    tables = _TABLES.get(key_t)
-    if tables is None:
-        ptrs = np.array([k[:4] for k in key], dtype=np.uint64).reshape(-1)
-        sizes = np.array([k[4] for k in key], dtype=np.int64)
-        tables = (cupy.asarray(ptrs), cupy.asarray(sizes))
-        _TABLES[key_t] = tables
-        if len(_TABLES) > _MAX_TABLES:
-            _TABLES.popitem(last=False)
-    else:
-        _TABLES.move_to_end(key_t)
-    largest = max(k[4] for k in key)
+        groups.append((p.data.ptr, g.data.ptr, m.data.ptr, v.data.ptr))
+        sizes.append(p.size)
+    tables = _table(groups, sizes)
+    largest = max(sizes)
+    if on_device:
+        _MOD.get("adam_update_multi_device_step", first.dtype)(
+            _grid(largest, len(sizes)),
+            (THREADS,),
+            (*tables, step, np.int32(bool(advance)), *(np.float64(x) for x in (lr, beta1, beta2, eps))),
+        )
+        return
     if largest == 0:
         return
-    grid = (min(MAX_BLOCKS, -(-largest // THREADS)), len(key))
-    _MOD.get(op, first.dtype)(grid, (THREADS,), (*tables, *_scalars(first.dtype, lr, beta1, beta2, eps, step)))
+    _MOD.get(op, first.dtype)(
+        _grid(largest, len(sizes)), (THREADS,), (*tables, *_scalars(first.dtype, lr, beta1, beta2, eps, step))
+    )
+
+
+def zero_multi(arrays: Sequence[cupy.ndarray]) -> None:
+    """Set every array (C-contiguous, all of one dtype) to zero in one launch, in place."""
+    arrays = list(arrays)
+    if not arrays:
+        return
+    dtype = arrays[0].dtype
+    for i, a in enumerate(arrays):
+        if not isinstance(a, cupy.ndarray) or a.dtype != dtype or not a.flags.c_contiguous:
+            raise ValueError(f"zero_multi: arrays[{i}] must be a C-contiguous CuPy array of dtype {dtype}")
+    ctype_of(dtype)
+    sizes = [a.size for a in arrays]
+    tables = _table([(a.data.ptr,) for a in arrays], sizes)
+    if max(sizes) > 0:
+        _MOD.get("zero_multi", dtype)(_grid(max(sizes), len(sizes)), (THREADS,), tables)
