@@ -639,11 +639,12 @@ def test_batchnorm_eval_mode_gradients_on_gpu(rng):
 
 
 def test_dropout_gradients_on_gpu(rng):
-    layer = _layer("Dropout", 0.4, rng=7)
-    state = layer.rng.bit_generator.state
+    # On the GPU the masks come from the layer's device generator: replaying its state replays them.
+    layer = _layer("Dropout", 0.4, rng=7).to("gpu")
+    state = layer.device_rng.state_dict()
 
     def replay_mask():
-        layer.rng.bit_generator.state = state
+        layer.device_rng.load_state_dict(state)
 
     _gpu_check(layer, rng.standard_normal((5, 6)), rng, before_forward=replay_mask)
 
@@ -694,6 +695,9 @@ def test_models_on_gpu_match_the_reference_kernels_on_cpu(rng, family, role):
         dx_cpu = cpu.backward(dy)
     finally:
         backend.set_cpu_kernels(previous)
+    for _, layer in gpu.named_layers():
+        if getattr(layer, "device_rng", None) is not None:
+            layer.device_rng = None  # draw Dropout's masks on the host, as the CPU model does
     y_gpu = gpu.forward(g(x), training=True)
     gpu.zero_grad()
     dx_gpu = gpu.backward(g(dy))

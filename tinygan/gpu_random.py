@@ -34,7 +34,7 @@ def _module() -> Any:
 
         _MOD = CudaModule(
             "philox.cu",
-            templates=("philox_uniform", "philox_normal"),
+            templates=("philox_uniform", "philox_normal", "philox_dropout"),
             plain=("philox_uint32", "philox_bernoulli"),
         )
     return _MOD
@@ -118,6 +118,46 @@ class PhiloxGenerator:
         threshold = np.uint64(min(2**32, round(p * 2**32)))
         self._launch(_module().get("philox_bernoulli"), out.view(np.uint8), _PER_COUNTER["bernoulli"], threshold)
         return out
+
+    def dropout(self, x: Any, p: float) -> tuple[Any, Any]:
+        """Inverted dropout of ``x`` with a fresh mask, in one launch: ``(y, mask)`` where ``mask`` (bool,
+        True = kept) is what ``bernoulli(x.shape, 1 - p)`` would draw and ``y`` what
+        ``tinygan.kernels.gpu.dropout_forward(x, mask, p)`` would return."""
+        cp = self._cp
+        if not isinstance(x, cp.ndarray):
+            raise ValueError(f"PhiloxGenerator.dropout: x must be a CuPy array, received {type(x).__name__}")
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"PhiloxGenerator.dropout: p must be in [0, 1), got {p}")
+        from tinygan.kernels.gpu._common import MAX_BLOCKS, THREADS
+
+        x = cp.ascontiguousarray(x)
+        self._check_out(x, "dropout")
+        y = cp.empty_like(x)
+        mask = cp.empty(x.shape, dtype=np.bool_)
+        n = int(x.size)
+        if n == 0:
+            return y, mask
+        used = -(-n // _PER_COUNTER["bernoulli"])
+        grid = (max(1, min(MAX_BLOCKS, -(-used // THREADS))),)
+        threshold = np.uint64(min(2**32, round((1.0 - p) * 2**32)))
+        k0, k1 = self.key
+        _module().get("philox_dropout", x.dtype)(
+            grid,
+            (THREADS,),
+            (
+                self._state,
+                np.uint32(k0),
+                np.uint32(k1),
+                x,
+                y,
+                mask.view(np.uint8),
+                np.int64(n),
+                np.uint64(used),
+                threshold,
+                x.dtype.type(1.0 / (1.0 - p)),
+            ),
+        )
+        return y, mask
 
     # -- allocating draws ---------------------------------------------------------------------
     def uniform(self, shape: Any, dtype: Any = np.float32) -> Any:

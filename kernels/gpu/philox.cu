@@ -183,3 +183,27 @@ __global__ void philox_bernoulli(unsigned int* state, unsigned int k0, unsigned 
     }
     philox_finish(state, base, used);
 }
+
+// Dropout with its keep-mask drawn in the same pass (one launch instead of a draw and an apply):
+// mask[i] is word i of the stream compared with threshold, exactly as philox_bernoulli draws it,
+// and y[i] = mask[i] ? x[i] * scale : 0, exactly as dropout_apply computes it.
+template <typename T>
+__global__ void philox_dropout(unsigned int* state, unsigned int k0, unsigned int k1, const T* __restrict__ x,
+                               T* __restrict__ y, unsigned char* __restrict__ mask, index_t n, unsigned long long used,
+                               unsigned long long threshold, T scale) {
+    __shared__ unsigned long long base[2];
+    philox_begin(state, base);
+    GRID_STRIDE_LOOP(j, used) {
+        const uint4 r = philox_block(base, (unsigned long long)j, k0, k1);
+        const unsigned int w[4] = {r.x, r.y, r.z, r.w};
+        for (int q = 0; q < 4; ++q) {
+            const index_t i = 4 * j + q;
+            if (i < n) {
+                const bool keep = (unsigned long long)w[q] < threshold;
+                mask[i] = keep ? 1 : 0;
+                y[i] = keep ? x[i] * scale : T(0);
+            }
+        }
+    }
+    philox_finish(state, base, used);
+}
