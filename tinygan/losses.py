@@ -34,12 +34,17 @@ from tinygan.layers.base import FLOAT_DTYPES
 __all__ = ["bce_with_logits", "generator_loss"]
 
 
-def bce_with_logits(logits: Any, targets: Any) -> tuple[float, Any]:
+def bce_with_logits(logits: Any, targets: Any) -> tuple[Any, Any]:
     """Mean binary cross-entropy between ``sigmoid(logits)`` and ``targets``; returns ``(loss, dlogits)``.
 
     ``targets`` is an array of logits' shape with values in [0, 1] (soft or smoothed labels are
     fine), or a scalar that stands for every element (``1.0`` for "real", ``0.0`` for "fake").
     ``dlogits = (sigmoid(logits) - targets) / logits.size`` has logits' shape, dtype and device.
+
+    On the CPU ``loss`` is a Python float. On the GPU it is a 0-d device array and nothing here waits
+    for the device (call ``.item()`` when the value is needed): a scalar target travels to the kernel
+    as an argument, and target arrays already on the GPU are not range-checked, since reading their
+    values back would synchronize with the device on every step.
     """
     if not hasattr(logits, "dtype") or logits.dtype not in FLOAT_DTYPES:
         raise ValueError(
@@ -48,6 +53,7 @@ def bce_with_logits(logits: Any, targets: Any) -> tuple[float, Any]:
     if logits.size == 0:
         raise ValueError("bce_with_logits: received empty logits")
     xp = array_module(logits)
+    on_gpu = xp is not np
     if not hasattr(targets, "shape"):
         targets = np.asarray(targets)
     if targets.ndim > 0:
@@ -56,19 +62,34 @@ def bce_with_logits(logits: Any, targets: Any) -> tuple[float, Any]:
                 f"bce_with_logits: targets of shape {tuple(targets.shape)} do not match logits of shape "
                 f"{tuple(logits.shape)}"
             )
+        host_targets = device_of(targets) == "cpu"
+        if on_gpu and host_targets:
+            _check_target_range(np.asarray(targets).astype(logits.dtype))
         targets = to_device(targets, device_of(logits)).astype(logits.dtype, copy=False)
+        if not on_gpu:
+            _check_target_range(targets)
+    elif on_gpu and device_of(targets) == "gpu":
+        pass  # a 0-d device array: the kernel broadcasts it
+    elif on_gpu:
+        _check_target_range(targets)
+        targets = float(targets)
     else:
         targets = xp.full(logits.shape, float(targets), dtype=logits.dtype)
+        _check_target_range(targets)
+    loss, dlogits = kernels_for(logits).bce_with_logits(logits, targets)
+    return (loss if on_gpu else float(loss)), dlogits
+
+
+def _check_target_range(targets: Any) -> None:
+    """ValueError unless every target lies in [0, 1] (host values only)."""
     if bool((targets < 0).any()) or bool((targets > 1).any()):
         raise ValueError(
             f"bce_with_logits: targets must lie in [0, 1], received values in "
             f"[{float(targets.min())}, {float(targets.max())}]"
         )
-    loss, dlogits = kernels_for(logits).bce_with_logits(logits, targets)
-    return float(loss), dlogits
 
 
-def generator_loss(d_logits_on_fake: Any, kind: str = "nonsaturating") -> tuple[float, Any]:
+def generator_loss(d_logits_on_fake: Any, kind: str = "nonsaturating") -> tuple[Any, Any]:
     """The generator's loss from the discriminator's logits on generated samples; ``(loss, dlogits)``.
 
     ``"nonsaturating"`` (Goodfellow et al., 2014, section 3): minimize -log D(G(z)), i.e. BCE with
@@ -79,7 +100,8 @@ def generator_loss(d_logits_on_fake: Any, kind: str = "nonsaturating") -> tuple[
     -BCE with target 0: loss = -mean(softplus(z)), gradient -sigmoid(z)/n. It saturates (gradient
     ~0) exactly when D rejects the fakes; kept for comparison.
 
-    Both go through the stable BCE on logits, so they stay finite for any logit.
+    Both go through the stable BCE on logits, so they stay finite for any logit. The loss is a float
+    on the CPU and a 0-d device array on the GPU, as for :func:`bce_with_logits`.
     """
     if kind == "nonsaturating":
         return bce_with_logits(d_logits_on_fake, 1.0)
