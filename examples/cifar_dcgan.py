@@ -52,13 +52,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=[*CLASS_NAMES, "all", "joint"],
         help="a class name, 'all' (one model per class, default) or 'joint' (one model on every class)",
     )
-    parser.add_argument(
-        "--instance-noise",
-        type=float,
-        default=0.0,
-        metavar="SIGMA",
-        help="Gaussian noise of std SIGMA on D's inputs, annealed linearly to 0 (default 0: off)",
-    )
     parser.add_argument("--auto-stop", action="store_true", help="stop when D dominates (see below)")
     parser.add_argument("--auto-stop-threshold", type=float, default=0.95)
     parser.add_argument("--auto-stop-patience", type=int, default=10)
@@ -79,6 +72,7 @@ def make_config(args: argparse.Namespace) -> GANConfig:
         d_options={"seed": args.seed + 1},
         seed=args.seed,
         device=args.device or "cpu",
+        cuda_graph=not args.no_cuda_graph,
         g_loss=args.g_loss,
         sample_every=args.sample_every or 1,
         checkpoint_every=args.checkpoint_every or 0,

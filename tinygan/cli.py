@@ -37,6 +37,13 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
     parser.add_argument("--real-label", type=float, nargs=2, metavar=bounds, help="real targets ~ U(LOW, HIGH)")
     parser.add_argument("--fake-label", type=float, nargs=2, metavar=bounds, help="fake targets ~ U(LOW, HIGH)")
     parser.add_argument("--no-label-smoothing", action="store_true", help="hard targets: real 1, fake 0")
+    parser.add_argument(
+        "--instance-noise",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="Gaussian noise of std SIGMA on D's inputs, annealed linearly to 0 (default 0: off)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, noise, batches, dropout (default 0)")
     parser.add_argument("--data-dir", help="folder holding the dataset files (else the cache, else download)")
     parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
@@ -57,6 +64,11 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
         help="generator loss: -log D(G(z)) (default) or the original minimax log(1 - D(G(z)))",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+    parser.add_argument(
+        "--no-cuda-graph",
+        action="store_true",
+        help="on the GPU, launch every kernel of a step one by one instead of replaying it as one CUDA graph",
+    )
 
 
 def _run_device(run: str) -> str | None:

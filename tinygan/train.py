@@ -14,10 +14,21 @@ One training step, as a reader should be able to follow it (``GANTrainer.train_s
 Around it: epochs of random batches, a progress bar, one summary line per epoch, sample grids from a
 fixed noise, plots, ``metrics.csv``, an atomic checkpoint after every epoch, exact resume, a NaN guard,
 Ctrl-C that saves before it stops, and optional auto-stop when the discriminator dominates.
+
+On the GPU the same step runs without a single host round trip: the data is uploaded once and the
+epoch's batch order once per epoch, the step picks its batch on the device, noise, labels and dropout
+masks are drawn on the device (counter-based Philox generators whose counters live there), Adam's
+step count lives there too, and the logged figures are summed there and read every ``log_every``
+steps. That makes the whole step (D steps, G step, both Adam updates, the figures) capturable as one
+CUDA graph, which ``run`` records on the second step and replays from then on (``cuda_graph``):
+these models are small, so launching ~200 kernels one by one costs more than running them. The
+eager and the replayed step launch the same kernels in the same order and draw the same numbers, so
+a run gives the same weights with or without the graph.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -79,6 +90,7 @@ class GANConfig:
     auto_stop_patience: int = 10  # consecutive dominated epochs before stopping
     log_every: int = 20  # steps between host synchronizations for the progress bar and NaN guard
     image_range: str = "01"  # "01" for a sigmoid generator, "tanh" for [-1, 1]
+    cuda_graph: bool = True  # on the GPU: capture the training step as one CUDA graph and replay it
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GANConfig:
@@ -133,6 +145,8 @@ class GANTrainer:
         self.dominated_epochs = 0
         self.stop_requested = False
         self.resume_hint = "resume with --resume " + str(self.out_dir)
+        if self.device == "gpu":
+            self._init_gpu()
 
     # -- randomness ---------------------------------------------------------------------------
     def _noise_generator(self, seed: int) -> Any:
@@ -150,8 +164,6 @@ class GANTrainer:
     def _uniform(self, low: float, high: float, n: int) -> Any:
         if low == high:
             return self.xp.full((n, 1), low, dtype=self.G.dtype)
-        if self.device == "gpu":
-            return low + (high - low) * self.noise_rng.uniform((n, 1), self.G.dtype)
         return self.rng.uniform(low, high, size=(n, 1)).astype(self.G.dtype)
 
     def _rng_owners(self) -> dict[str, Any]:
@@ -162,6 +174,8 @@ class GANTrainer:
             for prefix, layer in net.named_layers():
                 if getattr(layer, "rng", None) is not None:
                     owners[f"{net_name}.{prefix}"] = layer.rng
+                if getattr(layer, "device_rng", None) is not None:  # Dropout on the GPU
+                    owners[f"{net_name}.{prefix}.device"] = layer.device_rng
         return owners
 
     def noise_sigma(self) -> float:
@@ -174,28 +188,50 @@ class GANTrainer:
         return self.config.instance_noise * max(0.0, 1.0 - progress)
 
     def _noisy(self, x: Any, sigma: float) -> Any:
+        if self.device == "gpu":
+            # sigma is read from device memory (see _set_sigma), never from the host value.
+            return x if self._sigma is None else self._gpu.concat_noisy(x, None, self._normal(x.shape), self._sigma)
         return x if sigma == 0.0 else x + sigma * self._normal(x.shape)
+
+    def _d_batch(self, real: Any, fake: Any, sigma: float) -> Any:
+        """D's input: the real images, then the generated ones, each with instance noise."""
+        if self.device == "gpu":
+            noise = None if self._sigma is None else self._normal((2 * real.shape[0], *real.shape[1:]))
+            return self._gpu.concat_noisy(real, fake, noise, self._sigma)
+        return self.xp.concatenate([self._noisy(real, sigma), self._noisy(fake, sigma)])
+
+    def _d_targets(self, n: int) -> Any:
+        """D's targets, (2n, 1): n real labels, then n fake ones."""
+        cfg = self.config
+        if self.device == "gpu":
+            return self._gpu_targets(n)
+        return self.xp.concatenate([self._uniform(*cfg.real_label, n), self._uniform(*cfg.fake_label, n)])
+
+    def _d_figures(self, logits: Any, n: int) -> dict[str, Any]:
+        """D(x), D(G(z)) and the share of generated images D recognised, from D's logits."""
+        if self.device == "gpu":
+            figures = self._gpu.d_figures(logits, n)
+            return {"d_real": figures[0], "d_fake": figures[1], "d_acc_fake": figures[2]}
+        real_logits, fake_logits = logits[:n], logits[n:]
+        return {
+            "d_real": _sigmoid_mean(real_logits),
+            "d_fake": _sigmoid_mean(fake_logits),
+            "d_acc_fake": (fake_logits < 0).mean(),
+        }
 
     # -- one step -------------------------------------------------------------------------------
     def discriminator_step(self, real: Any) -> dict[str, Any]:
-        cfg, xp = self.config, self.xp
         n = real.shape[0]
         sigma = self.noise_sigma()
         fake = self.G.forward(self._normal((n, self.latent_dim)), training=True)
-        batch = xp.concatenate([self._noisy(real, sigma), self._noisy(fake.reshape(real.shape), sigma)])
-        targets = xp.concatenate([self._uniform(*cfg.real_label, n), self._uniform(*cfg.fake_label, n)])
+        batch = self._d_batch(real, fake.reshape(real.shape), sigma)
+        targets = self._d_targets(n)
         logits = self.D.forward(batch, training=True, logits=True)
         loss, dlogits = bce_with_logits(logits, targets)
         self.opt_d.zero_grad()
         self.D.backward(dlogits, input_grad=False)
         self.opt_d.step()
-        real_logits, fake_logits = logits[:n], logits[n:]
-        return {
-            "d_loss": loss,
-            "d_real": _sigmoid_mean(real_logits),
-            "d_fake": _sigmoid_mean(fake_logits),
-            "d_acc_fake": (fake_logits < 0).mean(),
-        }
+        return {"d_loss": loss, **self._d_figures(logits, n)}
 
     def generator_step(self, n: int) -> dict[str, Any]:
         fake = self.G.forward(self._normal((n, self.latent_dim)), training=True)
@@ -209,11 +245,26 @@ class GANTrainer:
         return {"g_loss": loss}
 
     def train_step(self, real: Any) -> dict[str, Any]:
-        figures: dict[str, Any] = {}
-        for _ in range(self.config.d_steps):
-            figures.update(self.discriminator_step(real))
-        figures.update(self.generator_step(real.shape[0]))
+        """D steps and a G step on the batch ``real``. The figures are floats on the CPU and 0-d device
+        arrays on the GPU (nothing here waits for the device)."""
+        with self._step_context(real):
+            figures: dict[str, Any] = {}
+            for _ in range(self.config.d_steps):
+                figures.update(self.discriminator_step(real))
+            figures.update(self.generator_step(real.shape[0]))
         return figures
+
+    def _step_context(self, real: Any) -> Any:
+        if self.device != "gpu":
+            return contextlib.nullcontext()
+        if not backend.is_gpu_array(real):
+            raise ValueError(
+                f"GANTrainer.train_step: the batch is on the {backend.device_of(real)} but the models are on the gpu; "
+                "move it with tinygan.backend.to_device(batch, 'gpu')"
+            )
+        if not self._capturing:
+            self._set_sigma()
+        return self._capture_gemm()
 
     def _d_input_shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape[1:])
@@ -236,53 +287,68 @@ class GANTrainer:
         self._write_json(self.out_dir / "config.json", dataclasses.asdict(cfg))
         previous_handler = self._install_sigint()
         try:
-            while self.epoch < cfg.epochs and not self.stop_requested:
-                if self.step_in_epoch == 0:
-                    self.perm = self.rng.permutation(len(self.data))
-                    self.sums = dict.fromkeys(self.METRICS, 0.0)
-                    self.epoch_start_time = time.perf_counter()
-                    self.epoch_seconds_before = 0.0
-                start = time.perf_counter()
-                bar = tqdm(
-                    total=self.steps_per_epoch,
-                    initial=self.step_in_epoch,
-                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                    unit="step",
-                    disable=not self.progress,
-                    leave=False,
-                    dynamic_ncols=True,
-                )
-                pending: list[dict[str, Any]] = []
-                while self.step_in_epoch < self.steps_per_epoch and not self.stop_requested:
-                    figures = self.train_step(self._batch(self.step_in_epoch))
-                    pending.append(figures)
-                    self.step_in_epoch += 1
-                    self.global_step += 1
-                    if len(pending) >= cfg.log_every or self.step_in_epoch == self.steps_per_epoch:
-                        self._absorb(pending)
-                        bar.update(len(pending))
-                        done = self.step_in_epoch
-                        elapsed = self.epoch_seconds_before + time.perf_counter() - start
-                        bar.set_postfix(
-                            d_loss=f"{self.sums['d_loss'] / done:.3f}",
-                            g_loss=f"{self.sums['g_loss'] / done:.3f}",
-                            img_s=f"{done * cfg.batch_size / max(elapsed, 1e-9):.0f}",
-                        )
-                        pending = []
-                if pending:
-                    self._absorb(pending)
-                bar.close()
-                self.epoch_seconds_before += time.perf_counter() - start
-                if self.step_in_epoch == self.steps_per_epoch:
-                    self._end_epoch()
-            if self.stop_requested:
-                path = self.save()
-                print(f"stopped at epoch {self.epoch + 1}, step {self.step_in_epoch}: saved {path}; {self.resume_hint}")
+            with self._on_device():
+                self._epochs(tqdm)
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
             self._write_gif()
         return self.history
+
+    def _epochs(self, tqdm: Any) -> None:
+        cfg = self.config
+        while self.epoch < cfg.epochs and not self.stop_requested:
+            if self.step_in_epoch == 0:
+                self.perm = self.rng.permutation(len(self.data))
+                self.sums = dict.fromkeys(self.METRICS, 0.0)
+                self.epoch_start_time = time.perf_counter()
+                self.epoch_seconds_before = 0.0
+            start = time.perf_counter()
+            bar = tqdm(
+                total=self.steps_per_epoch,
+                initial=self.step_in_epoch,
+                desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                unit="step",
+                disable=not self.progress,
+                leave=False,
+                dynamic_ncols=True,
+            )
+            if self.device == "gpu":
+                self._gpu_steps(bar, start)
+            else:
+                self._cpu_steps(bar, start)
+            bar.close()
+            self.epoch_seconds_before += time.perf_counter() - start
+            if self.step_in_epoch == self.steps_per_epoch:
+                self._end_epoch()
+        if self.stop_requested:
+            path = self.save()
+            print(f"stopped at epoch {self.epoch + 1}, step {self.step_in_epoch}: saved {path}; {self.resume_hint}")
+
+    def _cpu_steps(self, bar: Any, start: float) -> None:
+        cfg = self.config
+        pending: list[dict[str, Any]] = []
+        while self.step_in_epoch < self.steps_per_epoch and not self.stop_requested:
+            figures = self.train_step(self._batch(self.step_in_epoch))
+            pending.append(figures)
+            self.step_in_epoch += 1
+            self.global_step += 1
+            if len(pending) >= cfg.log_every or self.step_in_epoch == self.steps_per_epoch:
+                self._absorb(pending)
+                self._show_progress(bar, len(pending), start)
+                pending = []
+        if pending:
+            self._absorb(pending)
+
+    def _show_progress(self, bar: Any, count: int, start: float) -> None:
+        bar.update(count)
+        done = self.step_in_epoch
+        elapsed = self.epoch_seconds_before + time.perf_counter() - start
+        bar.set_postfix(
+            d_loss=f"{self.sums['d_loss'] / done:.3f}",
+            g_loss=f"{self.sums['g_loss'] / done:.3f}",
+            img_s=f"{done * self.config.batch_size / max(elapsed, 1e-9):.0f}",
+        )
 
     def _absorb(self, pending: list[dict[str, Any]]) -> None:
         """Bring a few steps' figures to the host (the only synchronization inside an epoch) and check them."""
@@ -299,6 +365,202 @@ class GANTrainer:
                     )
                 self.sums[key] += value
 
+    # -- the GPU step, captured as one CUDA graph ---------------------------------------------------
+    def _init_gpu(self) -> None:
+        cp = self.xp
+        from tinygan.kernels.gpu import _common, gan
+
+        self._gpu = gan  # the step's own kernels: batch gather, D's input, labels, figures
+        self._capture_gemm = _common.capture_gemm
+        dtype = self.G.dtype
+        # Capture needs a stream of its own; everything of run() goes there, so its order is the stream's.
+        self._stream = cp.cuda.Stream(non_blocking=True)
+        self._real = cp.empty((self.config.batch_size, *self.data.shape[1:]), dtype=dtype)
+        self._perm_dev = cp.zeros(len(self.data), dtype=cp.int64)
+        self._pos = cp.zeros(1, dtype=cp.int64)  # steps taken in the epoch: which batch is next
+        self._acc = cp.zeros(len(self.METRICS), dtype=cp.float64)  # figures summed since the last read
+        self._sigma = cp.zeros((), dtype=dtype) if self.config.instance_noise > 0 else None
+        self._targets: dict[int, Any] = {}
+        self._graph: Any = None
+        self._graph_pool: Any = None
+        self._graph_keep: list[Any] = []
+        self._graph_signature: tuple = ()
+        self._graph_failed = False
+        self._warm = False
+        self._capturing = False
+
+    def _set_sigma(self) -> None:
+        if self._sigma is not None:
+            self._sigma.fill(self.noise_sigma())
+
+    def _gpu_targets(self, n: int) -> Any:
+        cfg = self.config
+        t = self._targets.get(n)
+        fixed = cfg.real_label[0] == cfg.real_label[1] and cfg.fake_label[0] == cfg.fake_label[1]
+        if t is None:
+            t = self._targets[n] = self.xp.empty((2 * n, 1), dtype=self.G.dtype)
+            if fixed:  # written once: no launch at all in later steps
+                t[:n].fill(cfg.real_label[0])
+                t[n:].fill(cfg.fake_label[0])
+        if not fixed:
+            self.noise_rng.uniform_into(t)
+            self._gpu.label_ranges_(t, n, cfg.real_label, cfg.fake_label)
+        return t
+
+    @contextlib.contextmanager
+    def _on_device(self) -> Any:
+        """On the GPU: run on the trainer's stream, after whatever other streams left pending (uploads
+        of a resume), and wait for it before returning, so callers can read the results."""
+        if self.device != "gpu":
+            yield
+            return
+        self.xp.cuda.Device().synchronize()
+        try:
+            with self._stream:
+                yield
+        finally:
+            self._stream.synchronize()
+
+    def _gpu_steps(self, bar: Any, start: float) -> None:
+        cfg = self.config
+        self._gpu_begin_epoch()
+        pending = 0
+        while self.step_in_epoch < self.steps_per_epoch and not self.stop_requested:
+            self._gpu_step()
+            pending += 1
+            self.step_in_epoch += 1
+            self.global_step += 1
+            if pending >= cfg.log_every or self.step_in_epoch == self.steps_per_epoch:
+                self._absorb_device(pending)
+                self._show_progress(bar, pending, start)
+                pending = 0
+        if pending:
+            self._absorb_device(pending)
+
+    def _gpu_begin_epoch(self) -> None:
+        """Upload the epoch's batch order and position; drop a graph whose arrays were replaced."""
+        if self._graph is not None and self._graph_signature != self._signature():
+            self._drop_graph()
+        with self._stream:
+            self._perm_dev.set(np.ascontiguousarray(self.perm, dtype=np.int64))
+            self._pos.fill(self.step_in_epoch)
+            self._acc.fill(0)
+
+    def _gpu_step(self) -> None:
+        """One training step on the GPU, with no host synchronization: the first eagerly (it compiles
+        kernels and builds what capture may not allocate), the second captured, then replays."""
+        with self._stream:
+            if self._graph is None and self._warm and self.config.cuda_graph and not self._graph_failed:
+                self._capture()
+            if self._graph is not None:
+                self._set_sigma()
+                self._graph.launch(self._stream)
+            else:
+                self._device_step()
+                self._warm = True
+
+    def _device_step(self) -> None:
+        """What the graph holds: pick the batch, train on it, add its figures to the running sums."""
+        self._gpu.gather_rows(self.data, self._perm_dev, self._pos, self._real)
+        figures = self.train_step(self._real)
+        self._gpu.step_end(self._acc, [figures[key] for key in self.METRICS], self._pos)
+
+    def _capture(self) -> bool:
+        cp = self.xp
+        from tinygan.kernels.gpu import cublas
+
+        stream = self._stream
+        # Everything allocated while capturing comes from a pool of the graph's own, kept as long as the
+        # graph: eager code can then never be handed memory that a replay writes into.
+        pool = cp.cuda.MemoryPool()
+        graph, error = None, None
+        try:
+            cublas.bind_stream(stream)
+            self._capturing = True
+            with cp.cuda.using_allocator(pool.malloc):
+                stream.begin_capture()
+                try:
+                    self._device_step()
+                except Exception as exc:  # whatever went wrong, there is no graph
+                    error = exc
+                finally:  # even on Ctrl-C: a stream left capturing would refuse all later work
+                    try:
+                        graph = stream.end_capture()
+                    except Exception as exc:
+                        error = error or exc
+            if graph is not None and error is None:
+                graph.upload(stream)
+        except Exception as exc:
+            error = error or exc
+        finally:
+            self._capturing = False
+        if error is not None or graph is None:
+            self._graph_failed = True
+            print(
+                f"note: the training step could not be captured as a CUDA graph ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}); continuing with plain kernel launches",
+                file=sys.stderr,
+            )
+            return False
+        self._graph, self._graph_pool = graph, pool
+        self._graph_keep = self._device_arrays()
+        self._graph_signature = self._signature()
+        # The eager warm-up's scratch memory now sits unused in the default pool.
+        cp.get_default_memory_pool().free_all_blocks()
+        return True
+
+    def _drop_graph(self) -> None:
+        self._graph, self._graph_pool, self._graph_keep, self._graph_signature = None, None, [], ()
+        self._warm = False
+
+    def _device_arrays(self) -> list[Any]:
+        """Every persistent array a captured step reads or writes (the graph holds their addresses)."""
+        arrays = [self.data, self._perm_dev, self._pos, self._acc, self._real, self.noise_rng._state]
+        arrays += [a for a in (self._sigma, *self._targets.values()) if a is not None]
+        for net in (self.G, self.D):
+            for _, layer in net.named_layers():
+                for store in (layer.params, layer.grads, layer.buffers):
+                    arrays += list(store.values())
+                if getattr(layer, "device_rng", None) is not None:
+                    arrays.append(layer.device_rng._state)
+        for opt in (self.opt_d, self.opt_g):
+            arrays += [*opt.m.values(), *opt.v.values(), opt._device_step]
+        return arrays
+
+    def _signature(self) -> tuple:
+        return tuple(int(a.data.ptr) for a in self._device_arrays())
+
+    def _absorb_device(self, count: int) -> None:
+        """Read the figures summed over the last ``count`` steps (the only synchronization inside an
+        epoch on the GPU) and check them."""
+        with self._stream:
+            sums = self._acc.get()
+            self._acc.fill(0)
+        last = self.global_step
+        window = f"step {last}" if count == 1 else f"steps {last - count + 1}-{last}"
+        for key, value in zip(self.METRICS, sums):
+            value = float(value)
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"{key} became {value} in {window} (epoch {self.epoch + 1}); training stopped. "
+                    f"The last good checkpoint is {self.out_dir / 'checkpoint.npz'} "
+                    "(try a lower learning rate, or label smoothing)"
+                )
+            self.sums[key] += value
+
+    def gpu_memory(self) -> dict[str, int]:
+        """GPU memory in bytes: CuPy's default pool (in use, held), the CUDA graph's private pool, and
+        what the whole device has in use (every process and the CUDA context included)."""
+        cp = self.xp
+        pool = cp.get_default_memory_pool()
+        free, total = cp.cuda.runtime.memGetInfo()
+        return {
+            "pool_used": int(pool.used_bytes()),
+            "pool_held": int(pool.total_bytes()),
+            "graph_pool": int(self._graph_pool.total_bytes()) if self._graph_pool is not None else 0,
+            "device_used": int(total - free),
+        }
+
     def _end_epoch(self) -> None:
         cfg = self.config
         seconds = self.epoch_seconds_before
@@ -307,13 +569,18 @@ class GANTrainer:
         row["seconds"] = seconds
         row["images_per_s"] = self.steps_per_epoch * cfg.batch_size / max(seconds, 1e-9)
         row.update(self.gradient_norms())
+        memory = ""
+        if self.device == "gpu":
+            used = self.gpu_memory()
+            row["gpu_memory_mib"] = (used["pool_held"] + used["graph_pool"]) / 2**20
+            memory = f"  GPU memory {row['gpu_memory_mib']:.0f} MiB"
         self.history.append(row)
         self.epoch += 1
         self.step_in_epoch = 0
         print(
             f"epoch {self.epoch}/{cfg.epochs}  d_loss {row['d_loss']:.3f}  g_loss {row['g_loss']:.3f}  "
             f"D(x) {row['d_real']:.2f}  D(G(z)) {row['d_fake']:.2f}  {seconds:.1f} s  "
-            f"{row['images_per_s']:.0f} img/s",
+            f"{row['images_per_s']:.0f} img/s{memory}",
             flush=True,
         )
         if self.epoch % cfg.sample_every == 0 or self.epoch == cfg.epochs:
@@ -423,7 +690,7 @@ class GANTrainer:
     ) -> GANTrainer:
         """Continue the run in ``run_dir`` from its checkpoint. ``overrides`` may change only settings that
         do not alter the trajectory (``epochs``, ``sample_every``, ``checkpoint_every``, ``log_every``,
-        ``device``)."""
+        ``device``, ``cuda_graph``)."""
         run_dir = Path(run_dir)
         path = run_dir / "checkpoint.npz" if run_dir.is_dir() else run_dir
         arrays, meta = load_checkpoint(path)
@@ -431,7 +698,7 @@ class GANTrainer:
             config = GANConfig.from_dict(meta["config"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: bad configuration record: {exc}") from None
-        allowed = {"epochs", "sample_every", "checkpoint_every", "log_every", "device"}
+        allowed = {"epochs", "sample_every", "checkpoint_every", "log_every", "device", "cuda_graph"}
         for key, value in (overrides or {}).items():
             if key not in allowed:
                 raise ValueError(f"--resume cannot change {key!r}: it would change the run")

@@ -8,6 +8,8 @@ life of the process (CuPy additionally caches the binary on disk, keyed by sourc
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,10 +129,28 @@ def capturing() -> bool:
         return False
 
 
+_capture_gemm_depth = 0
+
+
+@contextlib.contextmanager
+def capture_gemm() -> Iterator[None]:
+    """Inside this block every GEMM goes through the ctypes cuBLAS call, captured or not.
+
+    A training step run eagerly and the same step replayed from a CUDA graph then run the very same
+    cuBLAS kernels on the same handle, so they give the same bits (cupy.matmul may pick others).
+    """
+    global _capture_gemm_depth
+    _capture_gemm_depth += 1
+    try:
+        yield
+    finally:
+        _capture_gemm_depth -= 1
+
+
 def gemm(a: cupy.ndarray, b: cupy.ndarray, transa: bool = False, transb: bool = False) -> cupy.ndarray:
     """``op(a) @ op(b)`` for 2-D arrays: cupy.matmul normally, our ctypes cuBLAS call while a graph is
-    being captured (the only GEMM that works there)."""
-    if capturing():
+    being captured (the only GEMM that works there) and inside :func:`capture_gemm`."""
+    if _capture_gemm_depth or capturing():
         from .cublas import matmul
 
         return matmul(a, b, transa=transa, transb=transb)

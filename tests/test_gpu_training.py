@@ -1,0 +1,347 @@
+"""The GPU training step as one CUDA graph: its kernels (device-side Adam step, gradient zeroing,
+fused dropout, batch gather, D's input, labels and figures), and whole runs of both GANs captured
+against the same runs launched kernel by kernel.
+
+Every test needs a CUDA GPU (tests/conftest.py skips them otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+cp = pytest.importorskip("cupy")
+
+pytestmark = pytest.mark.gpu
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(scope="module")
+def K():
+    import tinygan.kernels.gpu as gpu
+
+    return gpu
+
+
+def g(a):
+    return cp.asarray(a)
+
+
+def rand(rng, shape, dtype, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+# -- Adam with its step in device memory -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_device_step_equals_host_steps_and_advances(K, rng, dtype):
+    from tinygan.kernels.gpu.adam import device_step
+
+    shapes = [(3, 5), (1,), (300, 7), (1025,)]
+    host = [g(rand(rng, s, dtype)) for s in shapes]
+    dev = [p.copy() for p in host]
+    m1, v1 = [cp.zeros(s, dtype) for s in shapes], [cp.zeros(s, dtype) for s in shapes]
+    m2, v2 = [cp.zeros(s, dtype) for s in shapes], [cp.zeros(s, dtype) for s in shapes]
+    counter = device_step(0)
+    for step in range(1, 5):
+        grads = [g(rand(rng, s, dtype)) for s in shapes]
+        K.adam_update_multi(host, grads, m1, v1, 2e-4, 0.5, 0.999, 1e-8, step)
+        K.adam_update_multi(dev, grads, m2, v2, 2e-4, 0.5, 0.999, 1e-8, counter)
+        assert cp.asnumpy(counter).tolist() == [step, 0]
+    # The bias corrections come from the device's pow instead of the host's: at most an ulp apart.
+    tol = {"rtol": 1e-6, "atol": 1e-7} if dtype == np.float32 else {"rtol": 1e-13, "atol": 1e-14}
+    for a, b in zip(host + m1 + v1, dev + m2 + v2):
+        np.testing.assert_allclose(cp.asnumpy(b), cp.asnumpy(a), **tol)
+    K.adam_update_multi(dev, grads, m2, v2, 2e-4, 0.5, 0.999, 1e-8, counter, advance=False)
+    assert cp.asnumpy(counter).tolist() == [4, 0]
+
+
+def test_adam_device_step_replays_successive_steps_from_a_graph(K, rng):
+    from tinygan.kernels.gpu.adam import device_step
+
+    shapes = [(64, 33), (33,)]
+    grads = [g(rand(rng, s, np.float32)) for s in shapes]
+    eager = [g(rand(rng, s, np.float32)) for s in shapes]
+    graphed = [p.copy() for p in eager]
+    state = {name: [[cp.zeros(s, np.float32) for s in shapes] for _ in range(2)] for name in ("eager", "graph")}
+    c_eager, c_graph = device_step(0), device_step(0)
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        K.adam_update_multi(graphed, grads, *state["graph"], 1e-2, 0.9, 0.999, 1e-8, c_graph)  # builds the table
+        stream.begin_capture()
+        K.adam_update_multi(graphed, grads, *state["graph"], 1e-2, 0.9, 0.999, 1e-8, c_graph)
+        graph = stream.end_capture()
+        for _ in range(3):
+            graph.launch(stream)
+        stream.synchronize()
+    for _ in range(4):
+        K.adam_update_multi(eager, grads, *state["eager"], 1e-2, 0.9, 0.999, 1e-8, c_eager)
+    assert cp.asnumpy(c_graph).tolist() == [4, 0] == cp.asnumpy(c_eager).tolist()
+    for a, b in zip(eager, graphed):
+        assert cp.array_equal(a, b)
+
+
+def test_zero_multi(K, rng):
+    arrays = [g(rand(rng, s, np.float32)) for s in [(5, 7), (1,), (4096,)]]
+    K.adam.zero_multi(arrays)
+    assert all(not a.any() for a in arrays)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        K.adam.zero_multi([g(rand(rng, (4, 4), np.float32))[:, ::2]])
+
+
+def test_adam_optimizer_on_gpu_keeps_its_step_on_the_device(rng):
+    from tinygan.layers import Dense, Sequential
+    from tinygan.optim import Adam
+
+    cpu = Sequential(Dense(6, 4, rng=1, dtype=np.float64), Dense(4, 2, rng=2, dtype=np.float64))
+    gpu = Sequential(Dense(6, 4, rng=1, dtype=np.float64), Dense(4, 2, rng=2, dtype=np.float64)).to("gpu")
+    opt_cpu, opt_gpu = Adam(cpu, lr=0.01), Adam(gpu, lr=0.01)
+    assert opt_gpu._device_step is not None
+    for _ in range(3):
+        grads = {
+            f"{n}.{k}": rng.standard_normal(p.shape) for n, layer in cpu.named_layers() for k, p in layer.params.items()
+        }
+        opt_cpu.zero_grad()
+        opt_gpu.zero_grad()
+        for (n, lc), (_, lg) in zip(cpu.named_layers(), gpu.named_layers()):
+            for k in lc.params:
+                lc.grads[k] += grads[f"{n}.{k}"]
+                lg.grads[k] += g(grads[f"{n}.{k}"])
+        opt_cpu.step()
+        opt_gpu.step()
+    assert opt_gpu.step_count == 3
+    state = opt_gpu.state_dict()
+    assert state["step"] == 3 and isinstance(state["step"], int)
+    for key, value in cpu.state_dict().items():
+        np.testing.assert_allclose(gpu.state_dict()[key], value, rtol=1e-12, atol=1e-14)
+    opt_gpu.load_state_dict(dict(state, step=7))
+    assert opt_gpu.step_count == 7 and cp.asnumpy(opt_gpu._device_step).tolist() == [7, 0]
+
+
+# -- fused dropout -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_philox_dropout_equals_bernoulli_mask_then_dropout_forward(K, rng, dtype):
+    from tinygan.gpu_random import PhiloxGenerator
+
+    x = g(rand(rng, (33, 65), dtype))
+    fused, split = PhiloxGenerator(11), PhiloxGenerator(11)
+    for _ in range(2):
+        y, mask = fused.dropout(x, 0.25)
+        expected_mask = split.bernoulli(x.shape, 0.75)
+        assert mask.dtype == np.bool_ and cp.array_equal(mask, expected_mask)
+        assert cp.array_equal(y, K.dropout_forward(x, expected_mask, 0.25))
+    assert fused.state_dict() == split.state_dict()
+
+
+def test_dropout_layer_draws_on_the_device_and_resumes(rng):
+    from tinygan.layers import Dropout
+
+    layer = Dropout(0.3, rng=5).to("gpu")
+    again = Dropout(0.3, rng=5).to("gpu")
+    assert layer.device_rng.seed == again.device_rng.seed  # seeded from the layer's own generator
+    x = g(rand(rng, (8, 50), np.float32))
+    first = layer.forward(x)
+    state = layer.device_rng.state_dict()
+    second = layer.forward(x)
+    assert not cp.array_equal(first, second)
+    layer.device_rng.load_state_dict(state)
+    assert cp.array_equal(layer.forward(x), second)
+    assert cp.array_equal(again.forward(x), first)
+    with pytest.raises(ValueError, match=r"Dropout.*on the cpu but the layer is on the gpu"):
+        layer.forward(cp.asnumpy(x))
+
+
+# -- the step's own kernels ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gan_kernels_match_numpy(K, rng, dtype):
+    gan = K.gan
+    data = rand(rng, (37, 3, 2, 2), dtype)
+    perm = rng.permutation(37)
+    out = cp.empty((8, 3, 2, 2), dtype)
+    for pos in (0, 3, 4):  # 4 * 8 + 7 wraps past the end of perm
+        gan.gather_rows(g(data), g(perm), g(np.array([pos])), out)
+        np.testing.assert_array_equal(cp.asnumpy(out), data[perm[(pos * 8 + np.arange(8)) % 37]])
+
+    a, b = rand(rng, (5, 7), dtype), rand(rng, (5, 7), dtype)
+    noise, sigma = rand(rng, (10, 7), dtype), np.asarray(0.3, dtype)
+    np.testing.assert_array_equal(cp.asnumpy(gan.concat_noisy(g(a), g(b), None, None)), np.concatenate([a, b]))
+    got = cp.asnumpy(gan.concat_noisy(g(a), g(b), g(noise), g(sigma)))
+    np.testing.assert_allclose(got, np.concatenate([a, b]) + sigma * noise, rtol=1e-6)
+    got = cp.asnumpy(gan.concat_noisy(g(a), None, g(noise[:5]), g(sigma)))
+    np.testing.assert_allclose(got, a + sigma * noise[:5], rtol=1e-6)
+
+    u = rng.random((10, 1)).astype(dtype)
+    t = cp.asnumpy(gan.label_ranges_(g(u), 5, (0.8, 1.0), (0.0, 0.1)))
+    np.testing.assert_allclose(t[:5], 0.8 + 0.2 * u[:5], rtol=1e-6)
+    np.testing.assert_allclose(t[5:], 0.1 * u[5:], rtol=1e-6)
+
+    z = rand(rng, (300, 1), dtype, scale=4.0)
+    figures = cp.asnumpy(gan.d_figures(g(z), 100))
+    sig = 1 / (1 + np.exp(-z.astype(np.float64)))
+    np.testing.assert_allclose(figures, [sig[:100].mean(), sig[100:].mean(), (z[100:] < 0).mean()], rtol=1e-6)
+
+    acc, pos = cp.zeros(5, np.float64), cp.zeros(1, np.int64)
+    values = [g(np.asarray(v, dtype)) for v in (1.5, -2.0, 0.25, 0.5, 1.0)]
+    gan.step_end(acc, values, pos)
+    gan.step_end(acc, values, pos)
+    np.testing.assert_array_equal(cp.asnumpy(acc), [3.0, -4.0, 0.5, 1.0, 2.0])
+    assert int(pos[0]) == 2
+
+
+def test_losses_on_gpu_return_device_scalars(rng):
+    from tinygan.losses import bce_with_logits, generator_loss
+
+    z = g(rand(rng, (6, 1), np.float32))
+    for targets in (0.9, np.full((6, 1), 0.9, np.float32), g(np.full((6, 1), 0.9, np.float32))):
+        loss, dz = bce_with_logits(z, targets)
+        assert isinstance(loss, cp.ndarray) and loss.shape == () and isinstance(dz, cp.ndarray)
+    loss, _ = generator_loss(z, "minimax")
+    assert isinstance(loss, cp.ndarray) and loss.shape == ()
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 1\]"):
+        bce_with_logits(z, 1.5)
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 1\]"):
+        bce_with_logits(z, np.full((6, 1), -0.5, np.float32))
+
+
+# -- whole training runs -------------------------------------------------------------------------
+
+
+def _data(family: str, n: int) -> np.ndarray:
+    shape = (n, 784) if family == "mnist_dense" else (n, 3, 32, 32)
+    data = np.random.default_rng(0).random(shape).astype(np.float32)
+    return data if family == "mnist_dense" else 2 * data - 1
+
+
+def _config(family: str, **overrides):
+    from tinygan.train import GANConfig
+
+    settings = dict(
+        model=family,
+        epochs=1,
+        batch_size=8,
+        device="gpu",
+        g_options={"seed": 0},
+        d_options={"seed": 1},
+        log_every=3,
+        image_range="tanh" if family == "dcgan" else "01",
+    )
+    if family == "mnist_dense":
+        settings.update(real_label=(0.9, 0.9))  # constant labels, dropout in D
+    else:
+        settings.update(real_label=(0.8, 1.0), fake_label=(0.0, 0.1), instance_noise=0.1, d_steps=2)
+    settings.update(overrides)
+    return GANConfig(**settings)
+
+
+def _state(trainer) -> dict[str, np.ndarray]:
+    state = {**{"G/" + k: v for k, v in trainer.G.state_dict().items()}}
+    state.update({"D/" + k: v for k, v in trainer.D.state_dict().items()})
+    for name, opt in (("opt_G", trainer.opt_g), ("opt_D", trainer.opt_d)):
+        state.update({f"{name}/{k}": np.asarray(v) for k, v in opt.state_dict().items()})
+    return state
+
+
+def _assert_same(a, b) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        diff = np.abs(a[key].astype(np.float64) - b[key].astype(np.float64)).max() if a[key].size else 0.0
+        assert np.array_equal(a[key], b[key]), f"{key}: max difference {diff}"
+
+
+@pytest.mark.parametrize("family", ["mnist_dense", "dcgan"])
+def test_graph_replay_equals_kernel_by_kernel_launches(tmp_path, family):
+    from tinygan.train import GANTrainer
+
+    data = _data(family, 64)  # 8 steps: one eager, one captured, six replays
+    graphed = GANTrainer(_config(family, epochs=2), data, tmp_path / "graph", progress=False)
+    graphed.run()
+    assert graphed._graph is not None and not graphed._graph_failed
+    eager = GANTrainer(_config(family, epochs=2, cuda_graph=False), data, tmp_path / "eager", progress=False)
+    eager.run()
+    assert eager._graph is None
+    _assert_same(_state(graphed), _state(eager))
+    for row_g, row_e in zip(graphed.history, eager.history, strict=True):
+        for key in GANTrainer.METRICS:
+            assert row_g[key] == row_e[key], key
+    assert all(math.isfinite(row[key]) for row in graphed.history for key in GANTrainer.METRICS)
+    assert graphed.history[-1]["gpu_memory_mib"] > 0
+
+
+@pytest.mark.parametrize("family", ["mnist_dense", "dcgan"])
+def test_same_seed_same_run_and_exact_mid_epoch_resume_with_the_graph(tmp_path, family):
+    from tinygan.train import GANTrainer
+
+    data = _data(family, 48)  # 6 steps per epoch
+    straight = GANTrainer(_config(family, epochs=2), data, tmp_path / "a", progress=False)
+    straight.run()
+    twice = GANTrainer(_config(family, epochs=2), data, tmp_path / "b", progress=False)
+    twice.run()
+    _assert_same(_state(straight), _state(twice))
+
+    stopped = GANTrainer(_config(family, epochs=2), data, tmp_path / "c", progress=False)
+    original = stopped._gpu_step
+
+    def step_then_stop():
+        original()
+        if stopped.global_step == 8:  # counted after this returns: stop after step 9, mid epoch 2
+            stopped.stop_requested = True
+
+    stopped._gpu_step = step_then_stop
+    stopped.run()
+    assert (stopped.epoch, stopped.step_in_epoch) == (1, 3)
+    resumed = GANTrainer.resume(tmp_path / "c", data, progress=False)
+    resumed.run()
+    assert resumed._graph is not None
+    _assert_same(_state(straight), _state(resumed))
+    assert [r["d_loss"] for r in straight.history] == [r["d_loss"] for r in resumed.history]
+
+
+def test_nan_guard_names_the_window_on_gpu(tmp_path):
+    from tinygan.train import GANTrainer, TrainingDiverged
+
+    trainer = GANTrainer(_config("mnist_dense", log_every=4), _data("mnist_dense", 64), tmp_path, progress=False)
+    trainer.G[0].params["W"][0, 0] = float("nan")  # in place: the graph keeps the array's address
+    with pytest.raises(TrainingDiverged, match=r"d_loss became nan in steps 1-4 \(epoch 1\)"):
+        trainer.run()
+
+
+def test_host_batch_into_gpu_trainer_is_a_clear_error(tmp_path):
+    from tinygan.train import GANTrainer
+
+    data = _data("mnist_dense", 16)
+    trainer = GANTrainer(_config("mnist_dense"), data, tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"batch is on the cpu but the models are on the gpu"):
+        trainer.train_step(data[:8])
+    figures = trainer.train_step(g(data[:8]))
+    assert all(isinstance(v, cp.ndarray) and v.size == 1 for v in figures.values())
+    with pytest.raises(ValueError, match=r"Dense.*cpu.*gpu"):
+        trainer.D.forward(data[:8])
+
+
+def test_failed_capture_falls_back_to_plain_launches(tmp_path, capsys):
+    from tinygan.train import GANTrainer
+
+    data = _data("mnist_dense", 32)
+    trainer = GANTrainer(_config("mnist_dense"), data, tmp_path / "a", progress=False)
+    original = trainer.train_step
+
+    def refuse_capture(real):
+        if trainer._capturing:
+            cp.random.standard_normal(3)  # cupy.random refuses to run under capture
+        return original(real)
+
+    trainer.train_step = refuse_capture
+    trainer.run()
+    assert trainer._graph is None and trainer._graph_failed
+    assert "could not be captured as a CUDA graph" in capsys.readouterr().err
+    eager = GANTrainer(_config("mnist_dense", cuda_graph=False), data, tmp_path / "b", progress=False)
+    eager.run()
+    _assert_same(_state(trainer), _state(eager))
