@@ -472,14 +472,16 @@ def dropout_cases(model: str, index: int, shape: tuple[int, int]) -> list[Case]:
 
 
 def dropout_layer_case(model: str, shape: tuple[int, int]) -> Case:
-    """The Dropout layer's forward with its mask draw: tinygan draws the mask with NumPy on the host (and
-    copies it to the GPU there), PyTorch draws it inside its kernel. Random, so checked by its statistics."""
+    """The Dropout layer's forward with its mask draw (tinygan: NumPy on the host for the CPU, the layer's
+    device generator on the GPU; PyTorch: inside its kernel). Random, so checked by its statistics."""
     p = DROPOUT_P
 
     def tiny(K: Any, a: dict) -> Runner:
+        from tinygan.backend import device_of
         from tinygan.layers import Dropout
 
-        layer = Dropout(p, rng=0)
+        # Moved like a model's layer: on the GPU it may then draw its masks there.
+        layer = Dropout(p, rng=0).to(device_of(a["x"]))
 
         def fn() -> Any:
             return layer.forward(a["x"], training=True)

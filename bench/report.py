@@ -292,7 +292,7 @@ class Report:
             f"1-minute load average between measurements: {load_text}.\n"
         )
         others = [r["others_cpu"] for r in self.r.records if r.get("others_cpu") is not None]
-        if others and "cpu" in self.devices:
+        if others:
             flagged = sum(1 for r in self.r.records if busy(r))
             out.append(
                 f"Other processes' share of the {self.cores()} cores while a measurement ran (/proc/stat less this "
@@ -735,8 +735,8 @@ WHY = {
     ("activation", "gpu"): "Elementwise over at most 8 MiB: launch-bound (one launch each, a few µs of traffic).",
     ("dropout", "cpu"): "Memory-bound elementwise with a byte mask; the layer-level row also draws the mask with "
     "NumPy's float64 generator on the host, which costs more than the kernel.",
-    ("dropout", "gpu"): "The kernel is launch-bound; the layer-level row draws its mask on the host with NumPy and "
-    "copies it to the GPU (the layer has no on-device generator yet), which dominates.",
+    ("dropout", "gpu"): "Launch-bound elementwise kernels; the layer-level row adds the mask draw (on the device "
+    "where the layer has a Philox generator there, else on the host and copied over).",
     ("bce", "cpu"): "250-256 logits: pure per-call overhead.",
     ("bce", "gpu"): "256 logits in one block: pure launch cost.",
     ("adam", "cpu"): "Memory-bound: 28 bytes per parameter; per-tensor calls add Python overhead for the small "
