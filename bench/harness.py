@@ -380,6 +380,8 @@ def gpu_machine() -> dict[str, Any]:
         "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
         "cuda_driver": cupy.cuda.runtime.driverGetVersion(),
         "cupy": cupy.__version__,
+        "host_cpu": cpu_model(),
+        "cores": usable_cores(),
     }
     try:
         import torch

@@ -328,7 +328,11 @@ class Report:
         return bool(self.r.info.get("cpu", {}).get("machine", {}).get("openblas_env"))
 
     def cores(self) -> int:
-        return int(self.r.info.get("cpu", {}).get("machine", {}).get("cores") or os.cpu_count() or 1)
+        for device in ("cpu", "gpu"):
+            cores = self.r.info.get(device, {}).get("machine", {}).get("cores")
+            if cores:
+                return int(cores)
+        return os.cpu_count() or 1
 
     def machine_section(self, device: str) -> list[str]:
         info = self.r.info.get(device, {})
@@ -357,6 +361,7 @@ class Report:
             rows += [
                 ("GPU", f"{m['gpu']}, {m['gpu_memory_gib']:.0f} GiB, compute capability {m['compute_capability']}"),
                 ("SMs", str(m.get("sm_count"))),
+                ("host", f"{m.get('host_cpu', '?')}, {m.get('cores', '?')} cores"),
                 ("CUDA", f"runtime {m['cuda_runtime']}, driver {m['cuda_driver']}"),
                 ("CuPy", m.get("cupy", "?")),
                 ("PyTorch", f"{m['torch']} (CUDA {m.get('torch_cuda')})" if m.get("torch") else "not installed"),
@@ -444,7 +449,7 @@ class Report:
                 if not self.ok(rec):
                     continue
                 t = rec["median_s"]
-                span = fmt_time(lo) if lo == hi else f"{fmt_time(lo)}-{fmt_time(hi)}"
+                span = fmt_time(lo) if lo == hi else f"{lo * 1e3:.1f}-{hi * 1e3:.1f} ms"
                 if lo == hi:
                     verdict = ("ahead" if t < lo else "behind") + f" by {ratio_text(t, lo).split(' ')[0]}"
                 elif t < lo:
@@ -549,16 +554,21 @@ class Report:
                 for cid, r in items
                 if self.ok(self.kernels.get((device, cid, "torch")))
             ]
-            text = (
-                f"- **{family}** ({len(items)} calls): {100 * lo[0]:.1f}% ({_short(self.cases[lo[1]])}) to "
-                f"{100 * hi[0]:.1f}% ({_short(self.cases[hi[1]])}) of peak"
-            )
+            if len(items) == 1:
+                text = f"- **{family}** ({_short(self.cases[lo[1]])}): {100 * lo[0]:.1f}% of peak"
+            else:
+                text = (
+                    f"- **{family}** ({len(items)} calls): {100 * lo[0]:.1f}% ({_short(self.cases[lo[1]])}) to "
+                    f"{100 * hi[0]:.1f}% ({_short(self.cases[hi[1]])}) of peak"
+                )
             if bound:
-                text += f"; {bound} overhead-bound"
-            if ratios:
+                text += f"; {bound} overhead-bound" if len(items) > 1 else "; overhead-bound"
+            if len(ratios) == 1:
+                text += f"; {ratios[0][0]:.2f}x PyTorch's time"
+            elif ratios:
                 best, worst = min(ratios), max(ratios)
                 text += (
-                    f"; {min(best[0], worst[0]):.2f}x to {worst[0]:.2f}x PyTorch's time (slowest relative to it: "
+                    f"; {best[0]:.2f}x to {worst[0]:.2f}x PyTorch's time (slowest relative to it: "
                     f"{_short(self.cases[worst[1]])})"
                 )
             text += ". " + WHY[(family, device)]
@@ -589,25 +599,28 @@ class Report:
         else:
             lines = [
                 "## Memory (GPU)\n",
-                "CuPy: the memory pool's size after 3 steps (it keeps every block it ever allocated, so this is "
-                "its high-water mark; an upper bound on peak use) and what was live between steps. PyTorch: "
-                "`max_memory_allocated` and `max_memory_reserved` over 3 steps.\n",
-                "| model | batch | implementation | peak MiB | held / reserved MiB | live between steps MiB |",
-                "| --- | ---: | --- | ---: | ---: | ---: |",
+                "tinygan: CuPy's memory pool after 3 steps (it keeps every block it ever allocated, so its size is "
+                "the high-water mark, an upper bound on peak use), plus the captured graph's own pool, and what "
+                "was live between steps. PyTorch: `max_memory_allocated` over 3 steps (`max_memory_reserved` "
+                "beside it). Neither counts the CUDA context.\n",
+                "| model | batch | implementation | peak MiB | of which CUDA-graph pool MiB | PyTorch reserved MiB | "
+                "live between steps MiB |",
+                "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
             ]
             for m in recs:
                 name = f"{LABEL[m['impl']]} {m['variant']}"
+                head = f"| {MODEL_TITLE[m['model']]} | {m['batch']} | {name} |"
                 if m["status"] != "ok":
-                    lines.append(f"| {MODEL_TITLE[m['model']]} | {m['batch']} | {name} | {m['status']} | | |")
+                    lines.append(f"{head} {m['status']} | | | |")
                 elif m["impl"] == "torch":
                     lines.append(
-                        f"| {MODEL_TITLE[m['model']]} | {m['batch']} | {name} | {mib(m['gpu_peak_allocated'])} | "
-                        f"{mib(m['gpu_peak_reserved'])} | {mib(m['gpu_live_after'])} |"
+                        f"{head} {mib(m['gpu_peak_allocated'])} | | {mib(m['gpu_peak_reserved'])} | "
+                        f"{mib(m['gpu_live_after'])} |"
                     )
                 else:
+                    graph = mib(m["gpu_graph_pool"]) if m.get("gpu_graph_pool") else ""
                     lines.append(
-                        f"| {MODEL_TITLE[m['model']]} | {m['batch']} | {name} | {mib(m['gpu_pool_high_water'])} | "
-                        f"{mib(m['gpu_pool_high_water'])} | {mib(m['gpu_live_between_steps'])} |"
+                        f"{head} {mib(m['gpu_pool_high_water'])} | {graph} | | {mib(m['gpu_live_between_steps'])} |"
                     )
         return lines + [""]
 
