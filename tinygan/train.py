@@ -292,6 +292,7 @@ class GANTrainer:
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
+            self._write_plots()
             self._write_gif()
         return self.history
 
@@ -583,11 +584,12 @@ class GANTrainer:
             f"{row['images_per_s']:.0f} img/s{memory}",
             flush=True,
         )
+        self._write_metrics()
+        # Plots cost more than a short epoch (a per-class CIFAR-10 epoch is two steps): draw them with the
+        # sample grids, and once more when the run ends for any reason.
         if self.epoch % cfg.sample_every == 0 or self.epoch == cfg.epochs:
             self.save_samples()
-        self._write_metrics()
-        plot_losses(self.history, self.out_dir / "losses.png")
-        plot_grad_norms(self.history, self.out_dir / "grad_norms.png")
+            self._write_plots()
         self.save()
         if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
             self.save(self.out_dir / "checkpoints" / f"epoch_{self.epoch:04d}.npz")
@@ -630,6 +632,11 @@ class GANTrainer:
     def save_samples(self) -> Path:
         path = self.out_dir / "samples" / f"epoch_{self.epoch:04d}.png"
         return save_grid(self.generate(self.fixed_noise), path)
+
+    def _write_plots(self) -> None:
+        if self.history:
+            plot_losses(self.history, self.out_dir / "losses.png")
+            plot_grad_norms(self.history, self.out_dir / "grad_norms.png")
 
     def _write_gif(self) -> None:
         frames = sorted((self.out_dir / "samples").glob("epoch_*.png"))
