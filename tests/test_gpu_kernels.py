@@ -99,6 +99,26 @@ def test_im2col_col2im_match_reference(K, rng, dtype, case):
     close(K.col2im(g(cols), x.shape, k, s, p), R.col2im(cols, x.shape, k, s, p), dtype)
 
 
+def test_conv_helpers_at_training_sizes_match_reference(K, rng):
+    # Big enough that every grid-stride loop runs more than once and the channel sums take each path
+    # (one block per channel, many blocks per channel, one thread per channel).
+    x = rand(rng, (8, 64, 64, 64), np.float32)
+    ref_cols = R.im2col(x, (3, 3), (1, 1), (1, 1))
+    cols = K.im2col(g(x), (3, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(cp.asnumpy(cols), ref_cols)
+    close(
+        K.col2im(cols, x.shape, (3, 3), (1, 1), (1, 1)), R.col2im(ref_cols, x.shape, (3, 3), (1, 1), (1, 1)), np.float32
+    )
+    from tinygan.kernels.gpu.layout import channel_sum
+
+    for shape in [(3, 5, 4, 4), (64, 3, 32, 32), (256, 64, 16, 16), (5000, 7), (125, 1024)]:
+        a = rand(rng, shape, np.float32)
+        axes = (0, *range(2, len(shape)))
+        np.testing.assert_allclose(
+            cp.asnumpy(channel_sum(g(a))), a.astype(np.float64).sum(axis=axes), rtol=1e-5, atol=1e-4
+        )
+
+
 def test_col2im_is_deterministic(K, rng):
     cols = g(rand(rng, (3 * 4 * 4, 2 * 8 * 8), np.float32))
     a = K.col2im(cols, (2, 3, 16, 16), (4, 4), (2, 2), (1, 1))

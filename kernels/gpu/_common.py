@@ -113,6 +113,15 @@ def idx(value: int) -> np.int64:
     return np.int64(value)
 
 
+# Kernels that index with 32-bit ints when every offset fits take a ``wide`` flag (see conv2d.cu).
+INT32_LIMIT = 2**31 - 1
+
+
+def narrow(*arrays: Any) -> bool:
+    """Whether every element offset of ``arrays`` fits a 32-bit int."""
+    return all(a.size <= INT32_LIMIT for a in arrays)
+
+
 def pair(value: Any) -> tuple[int, int]:
     """Layers pass (h, w) pairs; accept a plain int as well."""
     if isinstance(value, (int, np.integer)):

@@ -3,28 +3,32 @@
 // walks them with consecutive threads on consecutive s.
 // One block per channel computes the statistics and then uses them, all in one launch. Sums are
 // in double: the two-pass variance stays accurate for float32 and the result is deterministic.
+// Index arithmetic is in I: int when every offset fits (wide = 0), long long otherwise (a 64-bit
+// division per value costs more than the rest of the work).
 
-template <typename T>
-__global__ void batchnorm_forward(const T* __restrict__ x, const T* __restrict__ gamma, const T* __restrict__ beta,
-                                  T* __restrict__ y, T* __restrict__ xhat, T* __restrict__ mean_out,
-                                  T* __restrict__ var_out, T* __restrict__ inv_std_out, index_t N, index_t C,
-                                  index_t S, double eps) {
-    __shared__ double smem[REDUCE_THREADS];
-    const index_t c = blockIdx.x;
-    const index_t M = N * S;
+template <typename I>
+__device__ __forceinline__ I bn_offset(I m, I S, I C, I c) {
+    const I n = m / S;
+    return (n * C + c) * S + (m - n * S);
+}
+
+template <typename T, typename I>
+__device__ __forceinline__ void batchnorm_forward_body(const T* __restrict__ x, const T* __restrict__ gamma,
+                                                       const T* __restrict__ beta, T* __restrict__ y,
+                                                       T* __restrict__ xhat, T* __restrict__ mean_out,
+                                                       T* __restrict__ var_out, T* __restrict__ inv_std_out, I N, I C,
+                                                       I S, double eps, double* smem) {
+    const I c = blockIdx.x;
+    const I M = N * S;
 
     double acc = 0.0;
-    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
-        const index_t n = m / S;
-        acc += (double)x[(n * C + c) * S + (m - n * S)];
-    }
+    for (I m = threadIdx.x; m < M; m += blockDim.x) acc += (double)x[bn_offset(m, S, C, c)];
     const double mean = block_sum(acc, smem) / (double)M;
 
     // Second pass over centred values: E[x^2] - E[x]^2 cancels catastrophically when |mean| >> std.
     acc = 0.0;
-    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
-        const index_t n = m / S;
-        const double d = (double)x[(n * C + c) * S + (m - n * S)] - mean;
+    for (I m = threadIdx.x; m < M; m += blockDim.x) {
+        const double d = (double)x[bn_offset(m, S, C, c)] - mean;
         acc += d * d;
     }
     const double var = block_sum(acc, smem) / (double)M;
@@ -32,9 +36,8 @@ __global__ void batchnorm_forward(const T* __restrict__ x, const T* __restrict__
 
     const T g = gamma[c];
     const T b = beta[c];
-    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
-        const index_t n = m / S;
-        const index_t k = (n * C + c) * S + (m - n * S);
+    for (I m = threadIdx.x; m < M; m += blockDim.x) {
+        const I k = bn_offset(m, S, C, c);
         const T xh = (T)(((double)x[k] - mean) * inv_std);
         xhat[k] = xh;
         y[k] = g * xh + b;
@@ -46,19 +49,32 @@ __global__ void batchnorm_forward(const T* __restrict__ x, const T* __restrict__
     }
 }
 
-// dbeta = sum dy, dgamma = sum dy*xhat, dx = gamma*inv_std/M * (M*dy - dbeta - xhat*dgamma).
 template <typename T>
-__global__ void batchnorm_backward(const T* __restrict__ dy, const T* __restrict__ xhat,
-                                   const T* __restrict__ inv_std, const T* __restrict__ gamma, T* __restrict__ dx,
-                                   T* __restrict__ dgamma, T* __restrict__ dbeta, index_t N, index_t C, index_t S) {
+__global__ void batchnorm_forward(const T* __restrict__ x, const T* __restrict__ gamma, const T* __restrict__ beta,
+                                  T* __restrict__ y, T* __restrict__ xhat, T* __restrict__ mean_out,
+                                  T* __restrict__ var_out, T* __restrict__ inv_std_out, index_t N, index_t C,
+                                  index_t S, double eps, int wide) {
     __shared__ double smem[REDUCE_THREADS];
-    const index_t c = blockIdx.x;
-    const index_t M = N * S;
+    if (wide)
+        batchnorm_forward_body<T, long long>(x, gamma, beta, y, xhat, mean_out, var_out, inv_std_out, N, C, S, eps,
+                                             smem);
+    else
+        batchnorm_forward_body<T, int>(x, gamma, beta, y, xhat, mean_out, var_out, inv_std_out, (int)N, (int)C,
+                                       (int)S, eps, smem);
+}
+
+// dbeta = sum dy, dgamma = sum dy*xhat, dx = gamma*inv_std/M * (M*dy - dbeta - xhat*dgamma).
+template <typename T, typename I>
+__device__ __forceinline__ void batchnorm_backward_body(const T* __restrict__ dy, const T* __restrict__ xhat,
+                                                        const T* __restrict__ inv_std, const T* __restrict__ gamma,
+                                                        T* __restrict__ dx, T* __restrict__ dgamma,
+                                                        T* __restrict__ dbeta, I N, I C, I S, double* smem) {
+    const I c = blockIdx.x;
+    const I M = N * S;
 
     double s_dy = 0.0, s_dyx = 0.0;
-    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
-        const index_t n = m / S;
-        const index_t k = (n * C + c) * S + (m - n * S);
+    for (I m = threadIdx.x; m < M; m += blockDim.x) {
+        const I k = bn_offset(m, S, C, c);
         const double g = (double)dy[k];
         s_dy += g;
         s_dyx += g * (double)xhat[k];
@@ -67,15 +83,26 @@ __global__ void batchnorm_backward(const T* __restrict__ dy, const T* __restrict
     s_dyx = block_sum(s_dyx, smem);
 
     const double scale = (double)gamma[c] * (double)inv_std[c] / (double)M;
-    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
-        const index_t n = m / S;
-        const index_t k = (n * C + c) * S + (m - n * S);
+    for (I m = threadIdx.x; m < M; m += blockDim.x) {
+        const I k = bn_offset(m, S, C, c);
         dx[k] = (T)(scale * ((double)M * (double)dy[k] - s_dy - (double)xhat[k] * s_dyx));
     }
     if (threadIdx.x == 0) {
         dgamma[c] = (T)s_dyx;
         dbeta[c] = (T)s_dy;
     }
+}
+
+template <typename T>
+__global__ void batchnorm_backward(const T* __restrict__ dy, const T* __restrict__ xhat,
+                                   const T* __restrict__ inv_std, const T* __restrict__ gamma, T* __restrict__ dx,
+                                   T* __restrict__ dgamma, T* __restrict__ dbeta, index_t N, index_t C, index_t S,
+                                   int wide) {
+    __shared__ double smem[REDUCE_THREADS];
+    if (wide)
+        batchnorm_backward_body<T, long long>(dy, xhat, inv_std, gamma, dx, dgamma, dbeta, N, C, S, smem);
+    else
+        batchnorm_backward_body<T, int>(dy, xhat, inv_std, gamma, dx, dgamma, dbeta, (int)N, (int)C, (int)S, smem);
 }
 
 // Inference with running statistics: a per-channel affine map, one thread per element.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cupy
 import numpy as np
 
-from ._common import THREADS, CudaModule, device_array, idx, launch, same_dtype
+from ._common import THREADS, CudaModule, device_array, idx, launch, narrow, same_dtype
 
 _MOD = CudaModule("batchnorm.cu", templates=("batchnorm_forward", "batchnorm_backward", "batchnorm_inference"))
 
@@ -28,6 +28,10 @@ def _ncs(op: str, x: cupy.ndarray, **per_channel: cupy.ndarray) -> tuple[int, in
     return n, c, s
 
 
+def wide_flag(x: cupy.ndarray) -> np.int32:
+    return np.int32(not narrow(x))
+
+
 def batchnorm_forward(
     x: cupy.ndarray, gamma: cupy.ndarray, beta: cupy.ndarray, eps: float
 ) -> tuple[cupy.ndarray, cupy.ndarray, cupy.ndarray, cupy.ndarray, cupy.ndarray]:
@@ -42,7 +46,9 @@ def batchnorm_forward(
     mean, var, inv_std = (cupy.empty(c, dtype=x.dtype) for _ in range(3))
     if c > 0:
         _MOD.get(op, x.dtype)(
-            (c,), (THREADS,), (x, gamma, beta, y, xhat, mean, var, inv_std, idx(n), idx(c), idx(s), np.float64(eps))
+            (c,),
+            (THREADS,),
+            (x, gamma, beta, y, xhat, mean, var, inv_std, idx(n), idx(c), idx(s), np.float64(eps), wide_flag(x)),
         )
     return y, mean, var, xhat, inv_std
 
@@ -62,7 +68,9 @@ def batchnorm_backward(
     dx = cupy.empty_like(dy)
     dgamma, dbeta = cupy.empty(c, dtype=dy.dtype), cupy.empty(c, dtype=dy.dtype)
     if c > 0:
-        _MOD.get(op, dy.dtype)((c,), (THREADS,), (dy, xhat, inv_std, gamma, dx, dgamma, dbeta, idx(n), idx(c), idx(s)))
+        _MOD.get(op, dy.dtype)(
+            (c,), (THREADS,), (dy, xhat, inv_std, gamma, dx, dgamma, dbeta, idx(n), idx(c), idx(s), wide_flag(dy))
+        )
     return dx, dgamma, dbeta
 
 

@@ -2,61 +2,105 @@
 // cols has shape (C*kh*kw, N*Ho*Wo): row r = (c*kh + i)*kw + j (the flattening of W[o, c, i, j]),
 // column l = (n*Ho + oh)*Wo + ow. Output pixel (oh, ow) with tap (i, j) reads input pixel
 // (oh*sh - ph + i, ow*sw - pw + j); taps that fall into the padding read zero.
+//
+// Index arithmetic is in I: int whenever every offset fits (the host passes wide = 0), long long
+// otherwise. A 64-bit division costs several times a 32-bit one, and these kernels do little else.
+
+template <typename T, typename I>
+__device__ __forceinline__ void im2col_rows(const T* __restrict__ x, T* __restrict__ cols, I N, I C, I H, I W, int kh,
+                                            int kw, int sh, int sw, int ph, int pw, I Ho, I Wo, int rows_per_block) {
+    const I L = N * Ho * Wo;
+    const I R = C * kh * kw;
+    // Block row y owns rows r_begin .. r_end - 1 of cols. A thread decodes its column l into (n, oh, ow)
+    // once and walks those rows, stepping (c, i, j) by counting rather than dividing; for each row the
+    // threads along x write consecutive columns.
+    const I r_begin = (I)blockIdx.y * rows_per_block;
+    const I r_end = min(R, r_begin + (I)rows_per_block);
+    if (r_begin >= r_end) return;
+    const int j_begin = (int)(r_begin % kw);
+    const I t = r_begin / kw;
+    const int i_begin = (int)(t % kh);
+    const I c_begin = t / kh;
+    const I plane = H * W;
+    for (I l = (I)blockIdx.x * blockDim.x + threadIdx.x; l < L; l += (I)blockDim.x * gridDim.x) {
+        const I q = l / Wo;
+        const I ow = l - q * Wo;
+        const I n = q / Ho;
+        const I oh = q - n * Ho;
+        const I h0 = oh * sh - ph, w0 = ow * sw - pw;
+        const T* xc = x + (n * C + c_begin) * plane;
+        int i = i_begin, j = j_begin;
+        for (I r = r_begin; r < r_end; ++r) {
+            const I h = h0 + i, w = w0 + j;
+            cols[r * L + l] = (h >= 0 && h < H && w >= 0 && w < W) ? xc[h * W + w] : T(0);
+            if (++j == kw) {
+                j = 0;
+                if (++i == kh) {
+                    i = 0;
+                    xc += plane;
+                }
+            }
+        }
+    }
+}
 
 template <typename T>
-__global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, index_t N, index_t C, index_t H,
-                       index_t W, int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo) {
-    const index_t L = N * Ho * Wo;
-    // One thread per element of cols, so consecutive threads write consecutive columns.
-    GRID_STRIDE_LOOP(e, C * kh * kw * L) {
-        const index_t r = e / L;
-        const index_t l = e - r * L;
-        const index_t ow = l % Wo;
-        const index_t t = l / Wo;
-        const index_t oh = t % Ho;
-        const index_t n = t / Ho;
-        const int j = (int)(r % kw);
-        const index_t t2 = r / kw;
-        const int i = (int)(t2 % kh);
-        const index_t c = t2 / kh;
-        const index_t h = oh * sh - ph + i;
-        const index_t w = ow * sw - pw + j;
-        cols[e] = (h >= 0 && h < H && w >= 0 && w < W) ? x[((n * C + c) * H + h) * W + w] : T(0);
-    }
+__global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, index_t N, index_t C, index_t H, index_t W,
+                       int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo, int rows_per_block,
+                       int wide) {
+    if (wide)
+        im2col_rows<T, long long>(x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, rows_per_block);
+    else
+        im2col_rows<T, int>(x, cols, (int)N, (int)C, (int)H, (int)W, kh, kw, sh, sw, ph, pw, (int)Ho, (int)Wo,
+                            rows_per_block);
 }
 
 // The adjoint of im2col, written as a gather: each thread owns one pixel of x and sums the cols
 // entries of every (output pixel, tap) whose patch covers it. No two threads write the same
 // address, so there are no atomics and the sum order is fixed. bias[c] is added at the end when
 // has_bias (ConvTranspose2d's forward is exactly this col2im plus a bias).
-template <typename T>
-__global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias, int has_bias,
-                       index_t N, index_t C, index_t H, index_t W, int kh, int kw, int sh, int sw, int ph, int pw,
-                       index_t Ho, index_t Wo) {
-    const index_t L = N * Ho * Wo;
-    GRID_STRIDE_LOOP(e, N * C * H * W) {
-        const index_t w = e % W;
-        index_t t = e / W;
-        const index_t h = t % H;
-        t /= H;
-        const index_t c = t % C;
-        const index_t n = t / C;
+// Tap i of output row oh lands on row h when oh*sh = h + ph - i: only the taps i = (h + ph) mod sh,
+// then every sh-th, can, with oh falling by one from tap to tap. Visiting just those (about
+// (kh/sh) * (kw/sw) of the kh * kw) in increasing i and j keeps the order of the sum.
+template <typename T, typename I>
+__device__ __forceinline__ void col2im_pixels(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
+                                              int has_bias, I N, I C, I H, I W, int kh, int kw, int sh, int sw,
+                                              int ph, int pw, I Ho, I Wo) {
+    const I L = N * Ho * Wo;
+    const I total = N * C * H * W;
+    for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (I)blockDim.x * gridDim.x) {
+        I t = e / W;
+        const I w = e - t * W;
+        I u = t / H;
+        const I h = t - u * H;
+        const I n = u / C;
+        const I c = u - n * C;
+        const I hp = h + ph, wp = w + pw;
+        const int i0 = (int)(hp % sh), j0 = (int)(wp % sw);
+        const I ow0 = (wp - j0) / sw;
         T acc = T(0);
-        for (int i = 0; i < kh; ++i) {
-            // Tap i of output row oh lands on h when oh*sh = h + ph - i.
-            const index_t hh = h + ph - i;
-            if (hh < 0 || hh % sh != 0) continue;
-            const index_t oh = hh / sh;
+        I oh = (hp - i0) / sh;
+        for (int i = i0; i < kh && oh >= 0; i += sh, --oh) {
             if (oh >= Ho) continue;
-            for (int j = 0; j < kw; ++j) {
-                const index_t ww = w + pw - j;
-                if (ww < 0 || ww % sw != 0) continue;
-                const index_t ow = ww / sw;
+            const T* base = cols + (c * kh + i) * kw * L + (n * Ho + oh) * Wo;
+            I ow = ow0;
+            for (int j = j0; j < kw && ow >= 0; j += sw, --ow) {
                 if (ow >= Wo) continue;
-                acc += cols[(((c * kh) + i) * kw + j) * L + (n * Ho + oh) * Wo + ow];
+                acc += base[(I)j * L + ow];
             }
         }
         if (has_bias) acc += bias[c];
         x[e] = acc;
     }
+}
+
+template <typename T>
+__global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias, int has_bias,
+                       index_t N, index_t C, index_t H, index_t W, int kh, int kw, int sh, int sw, int ph, int pw,
+                       index_t Ho, index_t Wo, int wide) {
+    if (wide)
+        col2im_pixels<T, long long>(cols, x, bias, has_bias, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo);
+    else
+        col2im_pixels<T, int>(cols, x, bias, has_bias, (int)N, (int)C, (int)H, (int)W, kh, kw, sh, sw, ph, pw,
+                              (int)Ho, (int)Wo);
 }

@@ -14,10 +14,13 @@ from typing import Any, NamedTuple
 
 import cupy
 
-from ._common import CudaModule, device_array, gemm, idx, launch, pair, same_dtype
+from ._common import THREADS, CudaModule, device_array, gemm, idx, launch, narrow, pair, same_dtype
 from .layout import channel_sum, cns_to_ncs, ncs_to_cns
 
 _MOD = CudaModule("conv2d.cu", templates=("im2col", "col2im"))
+
+# Rows of cols one im2col thread writes: the column's (n, oh, ow) is decoded once for all of them.
+IM2COL_ROWS = 16
 
 
 def _out_size(size: int, k: int, s: int, p: int, what: str) -> int:
@@ -72,7 +75,16 @@ def im2col(x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any) -> cupy
     x = device_array(x, "x", "im2col")
     g = geometry(x.shape, kernel_size, stride, padding, "im2col")
     cols = cupy.empty((g.c * g.kh * g.kw, g.n * g.ho * g.wo), dtype=x.dtype)
-    launch(_MOD.get("im2col", x.dtype), cols.size, (x, cols, *g.kernel_args()))
+    rows, length = cols.shape
+    if cols.size > 0:
+        # Each block row covers IM2COL_ROWS rows of cols (more when there are over 65535 block rows),
+        # and enough blocks along x to cover the columns.
+        per_block = max(IM2COL_ROWS, -(-rows // 65535))
+        grid = (max(1, min(-(-length // THREADS), 4096)), -(-rows // per_block))
+        wide = not narrow(x, cols)
+        _MOD.get("im2col", x.dtype)(
+            grid, (THREADS,), (x, cols, *g.kernel_args(), cupy.int32(per_block), cupy.int32(wide))
+        )
     return cols
 
 
@@ -100,7 +112,14 @@ def col2im_bias(
     launch(
         _MOD.get("col2im", cols.dtype),
         x.size,
-        (cols, x, cupy.ascontiguousarray(bias) if has_bias else cols, cupy.int32(has_bias), *g.kernel_args()),
+        (
+            cols,
+            x,
+            cupy.ascontiguousarray(bias) if has_bias else cols,
+            cupy.int32(has_bias),
+            *g.kernel_args(),
+            cupy.int32(not narrow(cols, x)),
+        ),
     )
     return x
 

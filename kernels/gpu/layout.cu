@@ -1,52 +1,126 @@
 // Layout changes and per-channel sums shared by Dense, Conv2d and ConvTranspose2d.
 // "ncs" is an (N, C, S) array (NCHW with S = H*W); "cns" is the same data channel-major,
 // which is what a GEMM with the weights on the left produces and consumes.
+// Index arithmetic is in I: int when every offset fits (wide = 0), long long otherwise; a 64-bit
+// division costs several times a 32-bit one, and these kernels do little else.
 
 // (C, N, S) -> (N, C, S), adding bias[c] on the way so the GEMM's output needs no second pass.
-template <typename T>
-__global__ void cns_to_ncs(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ bias,
-                           int has_bias, index_t N, index_t C, index_t S) {
-    GRID_STRIDE_LOOP(i, N * C * S) {
-        const index_t s = i % S;
-        const index_t t = i / S;
-        const index_t c = t % C;
-        const index_t n = t / C;
+template <typename T, typename I>
+__device__ __forceinline__ void cns_to_ncs_body(const T* __restrict__ src, T* __restrict__ dst,
+                                                const T* __restrict__ bias, int has_bias, I N, I C, I S) {
+    const I total = N * C * S;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x) {
+        const I t = i / S;
+        const I s = i - t * S;
+        const I n = t / C;
+        const I c = t - n * C;
         T v = src[(c * N + n) * S + s];
         if (has_bias) v += bias[c];
         dst[i] = v;
     }
 }
 
-// (N, C, S) -> (C, N, S); indexed by the destination so the writes are coalesced.
 template <typename T>
-__global__ void ncs_to_cns(const T* __restrict__ src, T* __restrict__ dst, index_t N, index_t C, index_t S) {
-    GRID_STRIDE_LOOP(i, N * C * S) {
-        const index_t s = i % S;
-        const index_t t = i / S;
-        const index_t n = t % N;
-        const index_t c = t / N;
+__global__ void cns_to_ncs(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ bias, int has_bias,
+                           index_t N, index_t C, index_t S, int wide) {
+    if (wide)
+        cns_to_ncs_body<T, long long>(src, dst, bias, has_bias, N, C, S);
+    else
+        cns_to_ncs_body<T, int>(src, dst, bias, has_bias, (int)N, (int)C, (int)S);
+}
+
+// (N, C, S) -> (C, N, S); indexed by the destination so the writes are coalesced.
+template <typename T, typename I>
+__device__ __forceinline__ void ncs_to_cns_body(const T* __restrict__ src, T* __restrict__ dst, I N, I C, I S) {
+    const I total = N * C * S;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x) {
+        const I t = i / S;
+        const I s = i - t * S;
+        const I c = t / N;
+        const I n = t - c * N;
         dst[i] = src[(n * C + c) * S + s];
     }
 }
 
-// In place: y[n, c, s] += bias[c].
 template <typename T>
-__global__ void add_bias(T* __restrict__ y, const T* __restrict__ bias, index_t C, index_t S, index_t total) {
-    GRID_STRIDE_LOOP(i, total) { y[i] += bias[(i / S) % C]; }
+__global__ void ncs_to_cns(const T* __restrict__ src, T* __restrict__ dst, index_t N, index_t C, index_t S, int wide) {
+    if (wide)
+        ncs_to_cns_body<T, long long>(src, dst, N, C, S);
+    else
+        ncs_to_cns_body<T, int>(src, dst, (int)N, (int)C, (int)S);
 }
 
-// out[c] = sum over n and s of x[n, c, s]: one block per channel, accumulated in double so that
-// float32 bias gradients over large batches keep their digits.
+// In place: y[n, c, s] += bias[c].
+template <typename T, typename I>
+__device__ __forceinline__ void add_bias_body(T* __restrict__ y, const T* __restrict__ bias, I C, I S, I total) {
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x)
+        y[i] += bias[(i / S) % C];
+}
+
 template <typename T>
-__global__ void channel_sum(const T* __restrict__ x, T* __restrict__ out, index_t N, index_t C, index_t S) {
-    __shared__ double smem[REDUCE_THREADS];
-    const index_t c = blockIdx.x;
-    const index_t M = N * S;
+__global__ void add_bias(T* __restrict__ y, const T* __restrict__ bias, index_t C, index_t S, index_t total, int wide) {
+    if (wide)
+        add_bias_body<T, long long>(y, bias, C, S, total);
+    else
+        add_bias_body<T, int>(y, bias, (int)C, (int)S, (int)total);
+}
+
+// Per-channel sums (bias gradients), all in double, each in a fixed order: the same inputs give
+// the same bits. Three shapes of the problem, three kernels:
+//   channel_sum       one block per channel, for channels of up to a few thousand values;
+//   channel_partial   many blocks per channel, each summing a fixed chunk, then channel_finish
+//                     sums a channel's partials (a single block per channel would leave most of
+//                     the GPU idle when a few channels hold N*H*W values each);
+//   channel_sum_rows  S = 1 and a large N (a Dense layer's (N, C) gradient over a big batch): one
+//                     thread per channel, so that neighbouring threads read neighbouring addresses.
+template <typename T, typename I>
+__device__ __forceinline__ double channel_chunk_sum(const T* __restrict__ x, I C, I S, I c, I begin, I end,
+                                                    double* smem) {
     double acc = 0.0;
-    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
-        const index_t n = m / S;
+    for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) {
+        const I n = m / S;
         acc += (double)x[(n * C + c) * S + (m - n * S)];
     }
+    return block_sum(acc, smem);
+}
+
+template <typename T>
+__global__ void channel_sum(const T* __restrict__ x, T* __restrict__ out, index_t N, index_t C, index_t S, int wide) {
+    __shared__ double smem[REDUCE_THREADS];
+    const index_t c = blockIdx.x;
+    const double total = wide ? channel_chunk_sum<T, long long>(x, C, S, c, 0, N * S, smem)
+                              : channel_chunk_sum<T, int>(x, (int)C, (int)S, (int)c, 0, (int)(N * S), smem);
+    if (threadIdx.x == 0) out[c] = (T)total;
+}
+
+// Block (p, c) sums values p*chunk .. (p+1)*chunk - 1 of channel c into partial[c * gridDim.x + p].
+template <typename T>
+__global__ void channel_partial(const T* __restrict__ x, double* __restrict__ partial, index_t N, index_t C,
+                                index_t S, index_t chunk, int wide) {
+    __shared__ double smem[REDUCE_THREADS];
+    const index_t c = blockIdx.y;
+    const index_t begin = (index_t)blockIdx.x * chunk;
+    const index_t end = min(N * S, begin + chunk);
+    const double total = wide ? channel_chunk_sum<T, long long>(x, C, S, c, begin, end, smem)
+                              : channel_chunk_sum<T, int>(x, (int)C, (int)S, (int)c, (int)begin, (int)end, smem);
+    if (threadIdx.x == 0) partial[c * gridDim.x + blockIdx.x] = total;
+}
+
+template <typename T>
+__global__ void channel_finish(const double* __restrict__ partial, T* __restrict__ out, index_t parts) {
+    __shared__ double smem[REDUCE_THREADS];
+    const index_t c = blockIdx.x;
+    double acc = 0.0;
+    for (index_t p = threadIdx.x; p < parts; p += blockDim.x) acc += partial[c * parts + p];
     const double total = block_sum(acc, smem);
     if (threadIdx.x == 0) out[c] = (T)total;
+}
+
+template <typename T>
+__global__ void channel_sum_rows(const T* __restrict__ x, T* __restrict__ out, index_t N, index_t C) {
+    GRID_STRIDE_LOOP(c, C) {
+        double acc = 0.0;
+        for (index_t n = 0; n < N; ++n) acc += (double)x[n * C + c];
+        out[c] = (T)acc;
+    }
 }

@@ -7,9 +7,23 @@ from __future__ import annotations
 
 import cupy
 
-from ._common import THREADS, CudaModule, idx, launch
+from ._common import THREADS, CudaModule, idx, launch, narrow
 
-_MOD = CudaModule("layout.cu", templates=("cns_to_ncs", "ncs_to_cns", "add_bias", "channel_sum"))
+_MOD = CudaModule(
+    "layout.cu",
+    templates=(
+        "cns_to_ncs",
+        "ncs_to_cns",
+        "add_bias",
+        "channel_sum",
+        "channel_partial",
+        "channel_finish",
+        "channel_sum_rows",
+    ),
+)
+
+# Values of one channel that one block of channel_partial sums (16 per thread).
+CHANNEL_CHUNK = 16 * THREADS
 
 
 def _ncs(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -29,7 +43,7 @@ def cns_to_ncs(src: cupy.ndarray, shape: tuple[int, ...], bias: cupy.ndarray | N
     launch(
         _MOD.get("cns_to_ncs", src.dtype),
         dst.size,
-        (src, dst, b, cupy.int32(has_bias), idx(n), idx(c), idx(s)),
+        (src, dst, b, cupy.int32(has_bias), idx(n), idx(c), idx(s), cupy.int32(not narrow(src, dst))),
     )
     return dst
 
@@ -38,14 +52,22 @@ def ncs_to_cns(src: cupy.ndarray) -> cupy.ndarray:
     """An (N, C, ...) array as a contiguous (C, N*S) matrix."""
     n, c, s = _ncs(src.shape)
     dst = cupy.empty((c, n * s), dtype=src.dtype)
-    launch(_MOD.get("ncs_to_cns", src.dtype), dst.size, (src, dst, idx(n), idx(c), idx(s)))
+    launch(
+        _MOD.get("ncs_to_cns", src.dtype),
+        dst.size,
+        (src, dst, idx(n), idx(c), idx(s), cupy.int32(not narrow(src, dst))),
+    )
     return dst
 
 
 def add_bias_(y: cupy.ndarray, bias: cupy.ndarray) -> cupy.ndarray:
     """In place: ``y[n, c, ...] += bias[c]``."""
     _, c, s = _ncs(y.shape)
-    launch(_MOD.get("add_bias", y.dtype), y.size, (y, cupy.ascontiguousarray(bias), idx(c), idx(s), idx(y.size)))
+    launch(
+        _MOD.get("add_bias", y.dtype),
+        y.size,
+        (y, cupy.ascontiguousarray(bias), idx(c), idx(s), idx(y.size), cupy.int32(not narrow(y))),
+    )
     return y
 
 
@@ -53,6 +75,18 @@ def channel_sum(x: cupy.ndarray) -> cupy.ndarray:
     """``x`` summed over every axis but 1 (the bias gradient), deterministically."""
     n, c, s = _ncs(x.shape)
     out = cupy.empty(c, dtype=x.dtype)
-    if c > 0:
-        _MOD.get("channel_sum", x.dtype)((c,), (THREADS,), (x, out, idx(n), idx(c), idx(s)))
+    if c == 0:
+        return out
+    wide = cupy.int32(not narrow(x))
+    if n * s <= CHANNEL_CHUNK or c > 65535:
+        _MOD.get("channel_sum", x.dtype)((c,), (THREADS,), (x, out, idx(n), idx(c), idx(s), wide))
+    elif s == 1:
+        launch(_MOD.get("channel_sum_rows", x.dtype), c, (x, out, idx(n), idx(c)))
+    else:
+        parts = -(-(n * s) // CHANNEL_CHUNK)
+        partial = cupy.empty((c, parts), dtype=cupy.float64)
+        _MOD.get("channel_partial", x.dtype)(
+            (parts, c), (THREADS,), (x, partial, idx(n), idx(c), idx(s), idx(CHANNEL_CHUNK), wide)
+        )
+        _MOD.get("channel_finish", x.dtype)((c,), (THREADS,), (partial, out, idx(parts)))
     return out
