@@ -11,12 +11,17 @@ Before capturing, call :func:`bind_stream` on the capture stream (or run one eag
 
 Row-major arrays are handled with the usual swap: a row-major (m, n) C is a column-major (n, m)
 C^T, and C^T = op(B)^T op(A)^T, so cuBLAS is called with B first and A second.
+
+The products are full FP32. ``TINYGAN_TF32=1`` in the environment (read when the handle is made)
+lets cuBLAS use TF32 tensor cores for float32 instead (10-bit mantissa products, as PyTorch does
+by default for convolutions): faster, less exact, off unless asked for.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import threading
 
 import cupy
@@ -26,6 +31,7 @@ from ._common import capturing
 
 CUBLAS_OP_N = 0
 CUBLAS_OP_T = 1
+CUBLAS_TF32_TENSOR_OP_MATH = 3
 
 # cuBLAS asks for at least 4 MiB of workspace; Hopper kernels use up to 32 MiB.
 WORKSPACE_BYTES = 32 * 1024 * 1024
@@ -50,6 +56,8 @@ class _Handle:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self.ptr = ctypes.c_void_p()
         _check(lib.cublasCreate_v2(ctypes.byref(self.ptr)), "cublasCreate_v2")
+        if os.environ.get("TINYGAN_TF32") == "1":
+            _check(lib.cublasSetMathMode(self.ptr, CUBLAS_TF32_TENSOR_OP_MATH), "cublasSetMathMode")
         self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
         self.stream: int | None = None
 
@@ -104,12 +112,14 @@ def library() -> ctypes.CDLL:
         lib.cublasCreate_v2.argtypes = [ctypes.POINTER(vp)]
         lib.cublasSetStream_v2.argtypes = [vp, vp]
         lib.cublasSetWorkspace_v2.argtypes = [vp, vp, sz]
+        lib.cublasSetMathMode.argtypes = [vp, ci]
         for fn, real in ((lib.cublasSgemm_v2, ctypes.c_float), (lib.cublasDgemm_v2, ctypes.c_double)):
             fn.argtypes = [vp, ci, ci, ci, ci, ci, ctypes.POINTER(real), vp, ci, vp, ci, ctypes.POINTER(real), vp, ci]
         for fn in (
             lib.cublasCreate_v2,
             lib.cublasSetStream_v2,
             lib.cublasSetWorkspace_v2,
+            lib.cublasSetMathMode,
             lib.cublasSgemm_v2,
             lib.cublasDgemm_v2,
         ):
