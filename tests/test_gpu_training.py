@@ -308,7 +308,8 @@ def test_nan_guard_names_the_window_on_gpu(tmp_path):
     from tinygan.train import GANTrainer, TrainingDiverged
 
     trainer = GANTrainer(_config("mnist_dense", log_every=4), _data("mnist_dense", 64), tmp_path, progress=False)
-    trainer.G[0].params["W"][0, 0] = float("nan")  # in place: the graph keeps the array's address
+    # D's output bias, in place (the graph keeps the array's address); a NaN inside G could be zeroed by a ReLU.
+    trainer.D[9].params["b"][0] = float("nan")
     with pytest.raises(TrainingDiverged, match=r"d_loss became nan in steps 1-4 \(epoch 1\)"):
         trainer.run()
 
