@@ -2,14 +2,16 @@
 on first use and cached; matrix products through cuBLAS.
 
 Importing this module imports cupy; tinygan.backend only does so once a GPU was asked for.
-Besides the contract's ops: ``adam_update_multi`` (a whole model's Adam step in one launch) and
-``cublas.matmul`` (a GEMM that also works inside CUDA stream capture, which the ops switch to
-automatically while the current stream is capturing).
+Besides the contract's ops: ``adam_update_multi`` (a whole model's Adam step in one launch, its
+step count optionally in device memory) and ``adam.zero_multi``; ``cublas.matmul`` (a GEMM that also
+works inside CUDA stream capture, which the ops switch to automatically while the current stream
+is capturing, and inside ``_common.capture_gemm``); ``gan`` (the GAN training step's own kernels,
+for tinygan.train's CUDA-graph step).
 """
 
 import cupy  # noqa: F401
 
-from . import cublas  # noqa: F401
+from . import cublas, gan  # noqa: F401
 from .activation import (  # noqa: F401
     leaky_relu_backward,
     leaky_relu_forward,
