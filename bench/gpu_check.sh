@@ -128,7 +128,7 @@ if [ -z "${SKIP_TRAIN_BENCH:-}" ]; then
 import json, os, statistics, sys, time, traceback
 import numpy as np
 
-WHO = sys.argv[1]  # "tinygan", "torch" or "profile"
+WHO = sys.argv[1]  # "tinygan", "tinygan-tf32" (graph only, run with TINYGAN_TF32=1), "torch" or "profile"
 OUT = os.environ.get("OUT", ".")
 MODELS = {
     # the examples' default recipes: batch, D lr, G lr, real labels, fake labels
@@ -172,7 +172,7 @@ def time_steps(step, steps, events, sync, warm=10):
     return pairs, wall
 
 
-def bench_tinygan():
+def bench_tinygan(modes=("eager", "graph"), label=""):
     import cupy as cp
     from tinygan.train import GANConfig, GANTrainer
 
@@ -181,7 +181,7 @@ def bench_tinygan():
     results = {}
     for family, m in MODELS.items():
         data = data_for(family)
-        for mode in ("eager", "graph"):
+        for mode in modes:
             try:
                 cfg = GANConfig(
                     model=family, batch_size=m["batch"], lr_d=m["lr_d"], lr_g=m["lr_g"], beta1=0.5,
@@ -218,15 +218,15 @@ def bench_tinygan():
                 with stream:
                     sums = tr._acc.get()
                 r["figures_finite"] = bool(np.isfinite(sums).all())
-                results[f"{family}/{mode}"] = r
-                print(f"tinygan {family:12s} {mode:6s} median {r['median_ms']:7.3f} ms/step (p10 {r['p10_ms']:.3f}, "
+                results[f"{family}/{mode}{label}"] = r
+                print(f"tinygan {family:12s} {mode + label:6s} median {r['median_ms']:7.3f} ms/step (p10 {r['p10_ms']:.3f}, "
                       f"p90 {r['p90_ms']:.3f}), wall {wall:7.3f} ms/step, captured {r['captured']}, "
                       f"pools {r['pool_held_mib'] + r['graph_pool_mib']:.0f} MiB "
                       f"(graph {r['graph_pool_mib']:.0f}), device +{r['device_delta_mib']:.0f} MiB", flush=True)
                 del tr
             except Exception:
                 traceback.print_exc()
-                results[f"{family}/{mode}"] = {"error": traceback.format_exc()}
+                results[f"{family}/{mode}{label}"] = {"error": traceback.format_exc()}
     return results
 
 
@@ -425,13 +425,20 @@ def profile_tinygan():
 
 
 if __name__ == "__main__":
-    fn = {"tinygan": bench_tinygan, "torch": bench_torch, "profile": profile_tinygan}[WHO]
+    fn = {
+        "tinygan": bench_tinygan,
+        "tinygan-tf32": lambda: bench_tinygan(("graph",), "/tf32"),
+        "torch": bench_torch,
+        "profile": profile_tinygan,
+    }[WHO]
     res = fn()
     with open(os.path.join(OUT, f"train-step-{WHO}.json"), "w") as f:
         json.dump(res, f, indent=1)
 EOF
     echo "== training step: tinygan, eager and CUDA graph"
     OUT="$OUT" timeout "${TRAIN_BENCH_TIMEOUT:-150}" "$PY" "$BENCH_PY" tinygan
+    echo "== training step: tinygan as a CUDA graph with TF32 GEMMs (TINYGAN_TF32=1; the default is FP32)"
+    OUT="$OUT" TINYGAN_TF32=1 timeout "${TRAIN_BENCH_TIMEOUT:-150}" "$PY" "$BENCH_PY" tinygan-tf32
     echo "== training step: PyTorch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null), eager and CUDA graph"
     OUT="$OUT" timeout "${TORCH_BENCH_TIMEOUT:-150}" "$PY" "$BENCH_PY" torch
     if [ -z "${SKIP_PROFILE:-}" ]; then
