@@ -563,14 +563,15 @@ class Report:
                 )
             if bound:
                 text += f"; {bound} overhead-bound" if len(items) > 1 else "; overhead-bound"
+            slow = sorted(((r, cid) for r, cid in ratios if r >= 2), reverse=True)
             if len(ratios) == 1:
                 text += f"; {ratios[0][0]:.2f}x PyTorch's time"
             elif ratios:
-                best, worst = min(ratios), max(ratios)
-                text += (
-                    f"; {best[0]:.2f}x to {worst[0]:.2f}x PyTorch's time (slowest relative to it: "
-                    f"{_short(self.cases[worst[1]])})"
-                )
+                text += f"; {min(ratios)[0]:.2f}x to {max(ratios)[0]:.2f}x PyTorch's time"
+                if slow:
+                    shown = ", ".join(f"{_short(self.cases[cid])} ({r:.1f}x)" for r, cid in slow[:4])
+                    more = f" and {len(slow) - 4} more" if len(slow) > 4 else ""
+                    text += f". PyTorch is at least twice as fast on {shown}{more}"
             text += ". " + WHY[(family, device)]
             lines.append(text)
         return lines + [""]
@@ -724,38 +725,44 @@ class Report:
         return "\n".join(rows)
 
 
+# How each op family spends its time, by device. The numbers beside these lines come from the run; these
+# sentences say what the code does, so they hold wherever the report runs.
 WHY = {
-    ("dense", "cpu"): "The GEMM is NumPy's BLAS, the same call as the peak measurement: the small ones "
-    "(100->256, 256->1, batch 125) are too short to amortize BLAS's packing and thread start, the bias add and "
-    "bias-gradient sum are extra passes over the output.",
-    ("dense", "gpu"): "cuBLAS through cupy.matmul; at batch 125-128 every GEMM but the largest finishes in a few "
-    "microseconds, so the call is launch-bound, and the separate bias kernels add one launch each.",
-    ("conv2d", "cpu"): "im2col + one BLAS GEMM + col2im: the GEMM runs near BLAS speed, the rest is memory traffic "
-    "(im2col copies each input pixel k² times; the first layer's GEMM has K = 27, too thin for BLAS to reach peak), "
-    "and NumPy's single-threaded NCHW transposes.",
-    ("conv2d", "gpu"): "im2col + cuBLAS GEMM + col2im as separate launches with full-size intermediates, where cuDNN "
-    "fuses the gather into the GEMM (implicit GEMM); the 8x8 and 4x4 layers are launch-bound.",
-    ("conv_transpose2d", "cpu"): "Written as conv2d's adjoint: a GEMM into k² = 25 times the output's pixels "
-    "(stride 2) and a col2im gather, which is memory traffic rather than arithmetic.",
-    ("conv_transpose2d", "gpu"): "GEMM into a 25x-sized column buffer, then a col2im gather kernel: memory-bound on "
-    "the column buffer; launch-bound at the 4->8 layer.",
+    ("dense", "cpu"): "The products are NumPy's BLAS in both tinygan sets (kernels/cpu keeps the reference Dense), "
+    "the same call as the peak measurement: the large ones come close to it, the 100->256 ones are too short to "
+    "amortize BLAS's packing and thread start, and the 1-unit output layers are matrix-vector products (the data "
+    "gradient an outer product, K = 1) that BLAS runs at a few GFLOP/s.",
+    ("dense", "gpu"): "cuBLAS through cupy.matmul: at batch 125-128 most of these GEMMs take a few microseconds, so "
+    "the launch and CuPy's dispatch dominate, and the bias add and bias-gradient sum are one more launch each.",
+    ("conv2d", "cpu"): "Here % of peak is the share of the call that its GEMM would need at the peak rate; the rest is "
+    "im2col (every input pixel copied k² = 9 times), col2im, the NCHW transposes and the bias sum. That rest grows as "
+    "the GEMM shrinks: the 3-channel first layer (K = 27) and the 4x4-output last layer are the extremes, where "
+    "PyTorch's oneDNN convolutions work without the copies.",
+    ("conv2d", "gpu"): "im2col, the cuBLAS GEMM and col2im are separate launches with full-size intermediates, where "
+    "cuDNN gathers inside the GEMM (implicit GEMM); the 8x8 and 4x4 layers are launch-bound.",
+    ("conv_transpose2d", "cpu"): "Written as conv2d's adjoint: the forward is a GEMM into a column buffer of k² = 25 "
+    "entries per input pixel, then a col2im gather; the data gradient is im2col of dy and a GEMM. The copies cost "
+    "as much as the arithmetic, and the 64->3 layer's GEMMs are thin (3 channels).",
+    ("conv_transpose2d", "gpu"): "A GEMM into a 25-entries-per-pixel column buffer, then a col2im gather kernel: "
+    "memory traffic on that buffer plus two launches; launch-bound at the 4->8 layer.",
     ("batchnorm", "cpu"): "Memory-bound (two reductions and one elementwise pass); the arrays (0.5-8 MiB) sit in "
     "cache, so the rate can exceed the large-copy bandwidth.",
     ("batchnorm", "gpu"): "Memory-bound reductions over 0.5-8 MiB: a few microseconds of traffic, so launch-bound.",
-    ("activation", "cpu"): "Memory-bound elementwise passes over cache-resident arrays; small ones are overhead-bound. "
-    "A jitted loop calls the scalar libm exp/tanh where NumPy and PyTorch use SIMD versions, which is why Numba's "
-    "sigmoid forward is far behind (the known cause; tanh forward already stays NumPy's for that reason).",
-    ("activation", "gpu"): "Elementwise over at most 8 MiB: launch-bound (one launch each, a few µs of traffic).",
+    ("activation", "cpu"): "Memory-bound elementwise passes; below 2^18 elements Numba runs them on one thread "
+    "(kernels/cpu/activation.py), where PyTorch uses every core. Numba's sigmoid forward evaluates exp with the "
+    "scalar libm call in float64 while NumPy and PyTorch use SIMD code: the reason kernels/cpu already keeps "
+    "NumPy's tanh forward, and the one large loss to PyTorch here.",
+    ("activation", "gpu"): "Elementwise over at most 32 MiB: launch-bound, a few µs of traffic per launch.",
     ("dropout", "cpu"): "Memory-bound elementwise with a byte mask; the layer-level row also draws the mask with "
     "NumPy's float64 generator on the host, which costs more than the kernel.",
     ("dropout", "gpu"): "Launch-bound elementwise kernels; the layer-level row adds the mask draw (on the device "
     "where the layer has a Philox generator there, else on the host and copied over).",
     ("bce", "cpu"): "250-256 logits: pure per-call overhead.",
     ("bce", "gpu"): "256 logits in one block: pure launch cost.",
-    ("adam", "cpu"): "Memory-bound: 28 bytes per parameter; per-tensor calls add Python overhead for the small "
-    "tensors (biases).",
-    ("adam", "gpu"): "One launch per tensor: launch-bound for the many small tensors, which is what "
-    "adam_update_multi (one launch for the whole model) fixes.",
+    ("adam", "cpu"): "Memory-bound: 28 bytes per parameter in one fused pass; per-tensor calls add Python overhead "
+    "for the small tensors (biases, BatchNorm).",
+    ("adam", "gpu"): "Per tensor, one launch each: launch-bound for the many small tensors, which is what "
+    "adam_update_multi (one launch for the whole model) removes.",
 }
 
 
@@ -941,7 +948,7 @@ def plot_scaling(report: Report, device: str, out_dir: Path, stem: str) -> list[
         for (m, impl, variant), pts in sorted(curves.items(), key=lambda kv: _impl_order(kv[0][1:])):
             if m != model:
                 continue
-            xs, ys = zip(*pts)
+            xs, ys = zip(*[(b, t) for b, t in pts if b in SCALING_SIZES])
             ax.plot(
                 xs,
                 [t * 1e3 for t in ys],
@@ -951,6 +958,7 @@ def plot_scaling(report: Report, device: str, out_dir: Path, stem: str) -> list[
                 label=f"{SHORT[impl]} {variant}",
             )
         ax.set_xscale("log", base=2)
+        ax.set_xticks(SCALING_SIZES, [str(b) for b in SCALING_SIZES])
         ax.set_yscale("log")
         ax.set_xlabel("batch size")
         ax.set_ylabel("ms per training step")
