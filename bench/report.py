@@ -153,10 +153,12 @@ def collect(args: argparse.Namespace, devices: list[str], runner: Runner) -> Non
             for impl in impls_for(device, args):
                 spec = {"kind": "kernels", "device": device, "impl": impl, "filter": args.filter, "models": models}
                 runner.run(f"{device} {impl} kernels", spec, "kernels")
-    for device in devices:
+    # Host memory needs a fresh process per measurement (ru_maxrss); the GPU's is read from the memory pools by
+    # the steps workers right after timing each step.
+    for device in [d for d in devices if d == "cpu"]:
         if "memory" in sections:
             for impl in impls_for(device, args):
-                for variant in ("eager", "graph") if device == "gpu" else ("eager",):
+                for variant in ("eager",):
                     for model in models:
                         spec = {"kind": "memory", "device": device, "impl": impl, "variant": variant}
                         spec.update(model=model, batch=steps.BATCH[model])
@@ -600,10 +602,11 @@ class Report:
         else:
             lines = [
                 "## Memory (GPU)\n",
-                "tinygan: CuPy's memory pool after 3 steps (it keeps every block it ever allocated, so its size is "
-                "the high-water mark, an upper bound on peak use), plus the captured graph's own pool, and what "
-                "was live between steps. PyTorch: `max_memory_allocated` over 3 steps (`max_memory_reserved` "
-                "beside it). Neither counts the CUDA context.\n",
+                "Over the timed steps of the training-step measurement. tinygan: the size of CuPy's memory pool (it "
+                "keeps every block it ever allocated, so its size is the high-water mark, an upper bound on peak "
+                "use) plus the captured graph's own pool, and what was live between steps (weights, gradients, "
+                "optimizer state, the layers' caches). PyTorch: `max_memory_allocated` (`max_memory_reserved` "
+                "beside it) and what was allocated between steps. Neither counts the CUDA context.\n",
                 "| model | batch | implementation | peak MiB | of which CUDA-graph pool MiB | PyTorch reserved MiB | "
                 "live between steps MiB |",
                 "| --- | ---: | --- | ---: | ---: | ---: | ---: |",

@@ -6,8 +6,8 @@ PyTorch's memory pools hold on to the same GPU, and a high-water mark of residen
 (``ru_maxrss``) only means something in a fresh process. Results go to ``spec["out"]`` as JSON,
 rewritten after every record, so a worker stopped by its time limit still leaves what it measured.
 
-Kinds: "peak" (machine description and measured peak), "kernels", "steps" (with the batch-size
-scaling), "memory" (one training step's peak memory).
+Kinds: "peak" (machine description and measured peak), "kernels", "steps" (also the batch-size scaling,
+and on the GPU the steps' peak memory), "memory" (peak host memory of training steps).
 """
 
 from __future__ import annotations
@@ -242,6 +242,8 @@ def run_steps(spec: dict[str, Any], out: Output) -> None:
                         if not ok:
                             out.emit({**record, "status": "wrong"})
                             break  # a wrong step is not timed at any batch size
+                    if headline and device == "gpu":
+                        _gpu_memory_reset(impl)
                     stats = harness.measure_quietly(
                         built.fn,
                         timer,
@@ -253,6 +255,8 @@ def run_steps(spec: dict[str, Any], out: Output) -> None:
                         warmup=3 if variant == "graph" else 2 if headline else 1,
                     )
                     out.emit({**record, "status": "ok", **stats.as_dict()})
+                    if headline and device == "gpu":
+                        out.emit(_gpu_memory_record(record, built))
                 except NotImplementedError as exc:
                     out.emit({**record, "status": "n/a", "error": _error(exc)})
                     break
@@ -288,6 +292,55 @@ def _release(device: str, impl: str) -> None:
 # -- memory --------------------------------------------------------------------------------------------------------
 
 
+def _gpu_memory_reset(impl: str) -> None:
+    """Before the timed steps: drop what validation left cached, so that the pool's high-water mark after them
+    is this step's. (GPU memory needs no fresh process: the pools count it, not the host's resident size.)"""
+    import gc
+
+    gc.collect()
+    if impl == "torch":
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+        cupy.get_default_memory_pool().free_all_blocks()
+
+
+def _gpu_memory_record(step: dict[str, Any], built: Any) -> dict[str, Any]:
+    """Peak GPU memory over the timed steps: CuPy's pool size (it keeps every block it allocated, so its size
+    is the high-water mark) plus a captured graph's own pool, or torch's peak allocator statistics."""
+    record = {k: step[k] for k in ("id", "model", "batch", "impl", "variant", "device")}
+    record.update(kind="memory", status="ok")
+    if step["impl"] == "torch":
+        import torch
+
+        torch.cuda.synchronize()
+        record.update(
+            gpu_peak_allocated=torch.cuda.max_memory_allocated(),
+            gpu_peak_reserved=torch.cuda.max_memory_reserved(),
+            gpu_live_after=torch.cuda.memory_allocated(),
+        )
+        return record
+    import cupy
+
+    cupy.cuda.Device().synchronize()
+    pool = cupy.get_default_memory_pool()
+    graph_pool = 0
+    if hasattr(built.keep, "gpu_memory"):  # the captured graph allocates from a pool of its own
+        graph_pool = int(built.keep.gpu_memory().get("graph_pool", 0))
+    record.update(
+        gpu_pool_high_water=pool.total_bytes() + graph_pool,
+        gpu_graph_pool=graph_pool,
+        gpu_live_between_steps=pool.used_bytes(),
+    )
+    return record
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -300,69 +353,29 @@ def _maxrss_bytes() -> int:
 
 
 def run_memory(spec: dict[str, Any], out: Output) -> None:
-    """Peak memory of training steps at one batch size, in this fresh process. On the host: ru_maxrss, and
-    the rise over the resident size of the warmed-up process before the models existed. On the GPU: the
-    CuPy pool's high-water mark (it never hands memory back unless asked) or torch's peak allocator stats."""
+    """Peak host memory of 3 training steps at one batch size, in this fresh process: ``ru_maxrss``, and its
+    rise over the resident size of the process warmed up (imports, JIT, a step at batch 4) before the real-size
+    models existed. (GPU memory comes with the GPU step timings: see _gpu_memory_record.)"""
     device, impl, variant, model, n = spec["device"], spec["impl"], spec["variant"], spec["model"], spec["batch"]
     record: dict[str, Any] = {"kind": "memory", "id": f"{model}.step", "model": model, "batch": n}
     record.update(impl=impl, variant=variant, device=device)
-    factory = step_factories(impl, device).get(variant)
     try:
-        _require_torch_cuda(impl, device)
-        if factory is None:
-            raise NotImplementedError(f"no {variant} step for {impl} on the {device}")
-        if device == "cpu":
-            warm = factory(model, 4)  # compiles and loads everything at a negligible size
-            warm.fn()
-            warm.fn()
-            del warm
-            import gc
+        if device != "cpu":
+            raise NotImplementedError("GPU memory is measured by the steps worker")
+        factory = step_factories(impl, device)[variant]
+        warm = factory(model, 4)
+        warm.fn()
+        warm.fn()
+        del warm
+        import gc
 
-            gc.collect()
-            rss_before = _rss_bytes()
-            built = factory(model, n)
-            for _ in range(3):
-                built.fn()
-            peak = _maxrss_bytes()
-            record.update(status="ok", peak_rss=peak, rss_before=rss_before, step_rise=peak - rss_before)
-        elif impl == "torch":
-            import torch
-
-            built = factory(model, n)
+        gc.collect()
+        rss_before = _rss_bytes()
+        built = factory(model, n)
+        for _ in range(3):
             built.fn()
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            for _ in range(3):
-                built.fn()
-            torch.cuda.synchronize()
-            record.update(
-                status="ok",
-                gpu_peak_allocated=torch.cuda.max_memory_allocated(),
-                gpu_peak_reserved=torch.cuda.max_memory_reserved(),
-                gpu_live_after=torch.cuda.memory_allocated(),
-            )
-        else:
-            import cupy
-
-            pool = cupy.get_default_memory_pool()
-            built = factory(model, n)
-            built.fn()
-            cupy.cuda.Device().synchronize()
-            pool.free_all_blocks()
-            live_before = pool.total_bytes()
-            for _ in range(3):  # a graph variant captures on the second step and replays on the third
-                built.fn()
-            cupy.cuda.Device().synchronize()
-            graph_pool = 0
-            if hasattr(built.keep, "gpu_memory"):  # the captured graph allocates from a pool of its own
-                graph_pool = int(built.keep.gpu_memory().get("graph_pool", 0))
-            record.update(
-                status="ok",
-                gpu_pool_high_water=pool.total_bytes() + graph_pool,
-                gpu_graph_pool=graph_pool,
-                gpu_live_between_steps=live_before,
-                gpu_used_after=pool.used_bytes(),
-            )
+        peak = _maxrss_bytes()
+        record.update(status="ok", peak_rss=peak, rss_before=rss_before, step_rise=peak - rss_before)
     except NotImplementedError as exc:
         record.update(status="n/a", error=_error(exc))
     except Exception as exc:
