@@ -44,5 +44,9 @@ timeout "${HARD_TIMEOUT:-450}" "$PY" -m bench.report --device gpu --out "$OUT" -
 status=$?
 echo "== files in $OUT:"
 ls -la "$OUT"
+echo "== training step (from the report)"
+for md in "$OUT"/*.md; do
+    [ -e "$md" ] && awk '/^## Training step/{p=1} /^## Kernels/{p=0} p' "$md" | grep -E '^(\||- |#)'
+done
 echo "== done: exit status $status"
 exit $status
