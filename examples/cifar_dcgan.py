@@ -76,7 +76,6 @@ def make_config(args: argparse.Namespace) -> GANConfig:
         g_loss=args.g_loss,
         sample_every=args.sample_every or 1,
         checkpoint_every=args.checkpoint_every or 0,
-        instance_noise=args.instance_noise,
         auto_stop=args.auto_stop,
         auto_stop_threshold=args.auto_stop_threshold,
         auto_stop_patience=args.auto_stop_patience,

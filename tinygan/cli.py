@@ -40,9 +40,8 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
     parser.add_argument(
         "--instance-noise",
         type=float,
-        default=0.0,
         metavar="SIGMA",
-        help="Gaussian noise of std SIGMA on D's inputs, annealed linearly to 0 (default 0: off)",
+        help="Gaussian noise of std SIGMA on D's inputs, annealed linearly to 0 (default: the recipe's)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, noise, batches, dropout (default 0)")
     parser.add_argument("--data-dir", help="folder holding the dataset files (else the cache, else download)")
@@ -183,6 +182,8 @@ def apply_recipe(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, 
         settings["fake_label"] = tuple(args.fake_label)
     if args.no_label_smoothing:
         settings["real_label"], settings["fake_label"] = (1.0, 1.0), (0.0, 0.0)
+    if args.instance_noise is not None:
+        settings["instance_noise"] = args.instance_noise
     for low, high in (settings["real_label"], settings["fake_label"]):
         if not 0.0 <= low <= high <= 1.0:
             raise SystemExit(f"error: label ranges need 0 <= LOW <= HIGH <= 1, received {low} {high}")

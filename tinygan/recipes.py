@@ -22,6 +22,9 @@ MNIST_RECIPES: dict[str, dict[str, Any]] = {
         "activation": "relu",
         "output": "sigmoid",
     },
+    # Found by experiment on the full MNIST set (README, "Results"): LeakyReLU, a tanh output with images in
+    # [-1, 1], one-sided label smoothing and annealed instance noise. Readable digits of all ten classes by
+    # epoch 10; the original recipe covers six classes at epoch 60.
     "default": {
         "epochs": 30,
         "batch_size": 125,
@@ -30,8 +33,9 @@ MNIST_RECIPES: dict[str, dict[str, Any]] = {
         "beta1": 0.5,
         "real_label": (0.9, 0.9),  # one-sided label smoothing (Salimans et al., 2016)
         "fake_label": (0.0, 0.0),
-        "activation": "relu",
-        "output": "sigmoid",
+        "instance_noise": 0.1,  # N(0, 0.1^2) on D's inputs, annealed to 0 (Sonderby et al., 2016)
+        "activation": "leaky",
+        "output": "tanh",
     },
 }
 

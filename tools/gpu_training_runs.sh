@@ -8,6 +8,8 @@
 # Writes logs, sample grids, plots, metrics and scores (no checkpoints) to $OUT/*.tgz, each under the
 # 16 MB a returned file may have, and prints each run's last epochs and scores.
 # RUN_SECONDS bounds each training process (default 420), so whatever finished comes back.
+# RUNSET picks the runs: "survey" (the first call: eager launches, before the CUDA-graph step existed) or
+# "recipes" (the second: the original recipe to epoch 60, candidates for the default recipe, CIFAR-10).
 set -u
 export PYTHONUNBUFFERED=1 TINYGAN_DATA="$PWD/.data/cache"
 OUT=${OUT:-/tmp/out}
@@ -29,19 +31,36 @@ cifar() {
 }
 
 start=$(date +%s)
-mnist original --recipe original --epochs 60 --checkpoint-every 20 --sample-every 10 &
-mnist smooth --epochs 30 --checkpoint-every 10 --sample-every 10 &
-mnist smooth_leaky --epochs 30 --activation leaky --checkpoint-every 10 --sample-every 10 &
-mnist smooth_tanh --epochs 30 --output tanh --checkpoint-every 10 --sample-every 10 &
-mnist smooth_lrg --epochs 30 --lr-d 1e-4 --lr-g 2e-4 --checkpoint-every 10 --sample-every 10 &
-cifar cifar_all --class all --checkpoint-every 50 --sample-every 25 &
-cifar cifar_joint --class joint --checkpoint-every 50 --sample-every 25 &
-cifar cifar_joint_noise --class joint --instance-noise 0.1 --auto-stop --checkpoint-every 50 --sample-every 25 &
+case "${RUNSET:-recipes}" in
+survey)
+  mnist original --recipe original --epochs 60 --checkpoint-every 20 --sample-every 10 &
+  mnist smooth --epochs 30 --checkpoint-every 10 --sample-every 10 &
+  mnist smooth_leaky --epochs 30 --activation leaky --checkpoint-every 10 --sample-every 10 &
+  mnist smooth_tanh --epochs 30 --output tanh --checkpoint-every 10 --sample-every 10 &
+  mnist smooth_lrg --epochs 30 --lr-d 1e-4 --lr-g 2e-4 --checkpoint-every 10 --sample-every 10 &
+  cifar cifar_all --class all --checkpoint-every 50 --sample-every 25 &
+  cifar cifar_joint --class joint --checkpoint-every 50 --sample-every 25 &
+  cifar cifar_joint_noise --class joint --instance-noise 0.1 --auto-stop --checkpoint-every 50 --sample-every 25 &
+  ;;
+recipes)
+  each="--epochs 30 --checkpoint-every 10 --sample-every 10 --activation leaky --output tanh"
+  mnist original --recipe original --epochs 60 --checkpoint-every 20 --sample-every 10 &
+  mnist leaky_tanh $each --no-label-smoothing &
+  mnist leaky_tanh_smooth $each --real-label 0.9 0.9 &
+  mnist leaky_tanh_noise $each --real-label 0.9 0.9 --instance-noise 0.1 &
+  mnist leaky_tanh_b64 $each --real-label 0.9 0.9 --batch-size 64 &
+  mnist leaky_tanh_lr1 $each --real-label 0.9 0.9 --lr 1e-4 &
+  mnist leaky_smooth_noise --epochs 30 --checkpoint-every 10 --sample-every 10 --activation leaky \
+    --real-label 0.9 0.9 --instance-noise 0.2 &
+  cifar cifar_all --class all --checkpoint-every 50 --sample-every 25 &
+  cifar cifar_joint --class joint --checkpoint-every 50 --sample-every 25 &
+  ;;
+esac
 wait
 echo "training took $(( $(date +%s) - start )) s"
 
 # Score every kept MNIST checkpoint (and the last one) with the cached classifier.
-for run in "$RUNS"/original "$RUNS"/smooth*; do
+for run in "$RUNS"/original "$RUNS"/smooth* "$RUNS"/leaky*; do
   [ -d "$run" ] || continue
   for ckpt in "$run"/checkpoints/*.npz "$run"/checkpoint.npz; do
     [ -f "$ckpt" ] || continue
@@ -57,8 +76,9 @@ for log in "$RUNS"/*.log; do echo "== $log"; grep -E "^epoch|auto-stop|error|Err
 for s in "$RUNS"/*/*-scores.txt; do echo "== $s"; head -n 20 "$s"; done
 cd "$RUNS"
 tar -czf "$OUT/mnist_original.tgz" original original.log
-tar -czf "$OUT/mnist_candidates.tgz" smooth* 
+tar -czf "$OUT/mnist_candidates.tgz" smooth* leaky* 2>/dev/null
 tar -czf "$OUT/cifar_all.tgz" cifar_all cifar_all.log
-tar -czf "$OUT/cifar_joint.tgz" cifar_joint cifar_joint_noise cifar_joint*.log
+tar -czf "$OUT/cifar_joint.tgz" cifar_joint* 
+cd "$OUT" && rm -rf "$RUNS"
 ls -la "$OUT"
 echo "all done after $(( $(date +%s) - start )) s"
