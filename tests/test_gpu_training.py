@@ -276,6 +276,31 @@ def test_graph_replay_equals_kernel_by_kernel_launches(tmp_path, family):
 
 
 @pytest.mark.parametrize("family", ["mnist_dense", "dcgan"])
+def test_two_trainers_stepping_in_turn_do_not_disturb_each_other(tmp_path, family):
+    """One trainer replays its graph while another launches its step eagerly, each on its own stream, as the
+    benchmark does: both must end where either ends alone. They once shared one cuBLAS handle and workspace,
+    which the replayed graph and the eager GEMMs then used at the same time (bench/results, 2026-11-25)."""
+    from tinygan.train import GANTrainer
+
+    data = _data(family, 64)
+
+    def fresh(name, graph):
+        trainer = GANTrainer(_config(family, cuda_graph=graph), data, tmp_path / name, progress=False)
+        trainer.perm = trainer.rng.permutation(len(trainer.data))
+        cp.cuda.Device().synchronize()
+        trainer._gpu_begin_epoch()
+        return trainer
+
+    graphed, eager = fresh("graph", True), fresh("eager", False)
+    for _ in range(4):
+        graphed._gpu_step()
+        eager._gpu_step()
+    cp.cuda.Device().synchronize()
+    assert graphed._graph is not None
+    _assert_same(_state(graphed), _state(eager))
+
+
+@pytest.mark.parametrize("family", ["mnist_dense", "dcgan"])
 def test_same_seed_same_run_and_exact_mid_epoch_resume_with_the_graph(tmp_path, family):
     from tinygan.train import GANTrainer
 

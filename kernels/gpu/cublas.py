@@ -62,7 +62,7 @@ class _Handle:
         self.stream: int | None = None
 
 
-_handles: dict[tuple[int, int], _Handle] = {}
+_handles: dict[tuple[int, int, int], _Handle] = {}  # (device, thread, stream)
 
 
 def _check(status: int, what: str) -> None:
@@ -129,19 +129,23 @@ def library() -> ctypes.CDLL:
 
 
 def _handle(stream: cupy.cuda.Stream | None = None, create: bool = True) -> _Handle:
-    """This thread's handle for the current device, bound to ``stream`` (default: the current one)."""
+    """This thread's handle for the current device and ``stream`` (default: the current one).
+
+    One handle, with its own workspace, per stream: a captured graph keeps the workspace address it was
+    recorded with, so two trainers (two streams) sharing one workspace would race on it when one replays
+    its graph while the other runs.
+    """
     lib = library()
-    key = (cupy.cuda.Device().id, threading.get_ident())
+    stream = stream if stream is not None else cupy.cuda.get_current_stream()
+    key = (cupy.cuda.Device().id, threading.get_ident(), stream.ptr)
     h = _handles.get(key)
     if h is None:
         if not create:
             raise RuntimeError(
-                "tinygan.kernels.gpu.cublas: no cuBLAS handle yet and the stream is capturing a graph; "
+                "tinygan.kernels.gpu.cublas: no cuBLAS handle yet for this stream and it is capturing a graph; "
                 "call cublas.bind_stream(stream) (or one eager matmul) before begin_capture()"
             )
         h = _handles[key] = _Handle(lib)
-    stream = stream if stream is not None else cupy.cuda.get_current_stream()
-    if h.stream != stream.ptr:
         _check(lib.cublasSetStream_v2(h.ptr, ctypes.c_void_p(stream.ptr)), "cublasSetStream_v2")
         # cublasSetStream resets the workspace to cuBLAS's own pool, which would allocate under capture.
         _check(
