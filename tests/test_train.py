@@ -180,3 +180,18 @@ def test_periodic_checkpoints_are_kept(tmp_path, data):
     assert [p.name for p in sorted(kept.iterdir())] == ["epoch_0002.npz"]
     _, meta = load_checkpoint(kept / "epoch_0002.npz")
     assert meta["epoch"] == 2
+
+
+def test_auto_stop_keeps_the_most_balanced_epoch_and_stops_after_patience(tmp_path, data):
+    config = small_config(epochs=50, auto_stop=True, auto_stop_threshold=0.9, auto_stop_patience=3)
+    trainer = GANTrainer(config, data, tmp_path / "run", progress=False)
+    (tmp_path / "run").mkdir()
+    for epoch, accuracy in enumerate([0.8, 0.55, 0.95, 0.6, 0.97, 0.99], start=1):
+        trainer.epoch = epoch
+        trainer._auto_stop({"epoch": epoch, "d_acc_fake": accuracy})
+    _, meta = load_checkpoint(tmp_path / "run" / "best.npz")
+    assert meta["epoch"] == 2  # |0.55 - 0.5| is the smallest imbalance seen
+    assert trainer.config.epochs == 50  # 0.95, then 0.6 broke the run of dominated epochs
+    trainer.epoch = 7
+    trainer._auto_stop({"epoch": 7, "d_acc_fake": 0.995})
+    assert trainer.config.epochs == 7  # 0.97, 0.99, 0.995: three dominated epochs in a row
