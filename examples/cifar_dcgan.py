@@ -24,16 +24,17 @@ import copy
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+# tinygan before NumPy: its import sets OpenBLAS's thread timeout, which NumPy reads once when it loads.
 from tinygan import cli
 from tinygan.data.cifar10 import CLASS_NAMES, cifar10_for_gan
 from tinygan.recipes import CIFAR_RECIPES
-from tinygan.sample import sample
+from tinygan.sample import sample_grid
 from tinygan.train import GANConfig
-from tinygan.viz import save_grid
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PLAN_FILE = "classes.json"  # in the root of a per-class run: which classes, with which options
 
@@ -134,11 +135,11 @@ def _finished(folder: Path) -> bool:
 
 def save_overview(root: Path, classes: list[str], device: str = "cpu", per_class: int = 10) -> Path:
     """One row per class: samples from each class's model (best.npz where auto-stop kept one)."""
-    rows = []
+    checkpoints = []
     for name in classes:
         best = root / name / "best.npz"
-        rows.append(sample(best if best.is_file() else root / name / "checkpoint.npz", per_class, device=device))
-    return save_grid(np.concatenate(rows), root / "overview.png", nrow=per_class)
+        checkpoints.append(best if best.is_file() else root / name / "checkpoint.npz")
+    return sample_grid(checkpoints, root / "overview.png", per_row=per_class, device=device)
 
 
 def main(argv: list[str] | None = None) -> int:

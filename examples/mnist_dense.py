@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+# tinygan before NumPy: its import sets OpenBLAS's thread timeout, which NumPy reads once when it loads.
 from tinygan import cli
 from tinygan.data.mnist import load_mnist, scale_mnist
 from tinygan.recipes import MNIST_RECIPES
 from tinygan.train import GANConfig
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -5,7 +5,14 @@ Every layer's forward and backward pass is written by hand, three times: a NumPy
 kernel (``tinygan.kernels.gpu``).
 """
 
+import os as _os
 from pathlib import Path as _Path
+
+# After each matrix product OpenBLAS's idle threads spin for a while and starve the Numba kernels that
+# run next on the same cores; a shorter spin made a DCGAN step on 2 cores 19% faster (658 -> 532 ms,
+# bench/results). OpenBLAS reads this when NumPy loads it, so it only helps when tinygan is imported
+# before NumPy, as the examples and `python -m tinygan...` do; set it yourself to override.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 # In the repository, kernels/ sits beside tinygan/ and installs as tinygan.kernels (package_dir in
 # setup.cfg). When tinygan is imported straight from a checkout (python -m pytest, or a script run

@@ -47,6 +47,14 @@ def sample(path: str | os.PathLike, n: int, seed: int = 0, device: str = "cpu", 
     return np.concatenate(out).astype(np.float32)
 
 
+def sample_grid(
+    checkpoints: list[str | os.PathLike], path: str | os.PathLike, per_row: int = 10, seed: int = 0, device: str = "cpu"
+) -> Path:
+    """A PNG with one row of ``per_row`` samples from each checkpoint's generator (e.g. one per class)."""
+    rows = [sample(checkpoint, per_row, seed, device) for checkpoint in checkpoints]
+    return save_grid(np.concatenate(rows), path, nrow=per_row)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinygan.sample", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a run's checkpoint.npz (or the run folder)")

@@ -1,0 +1,42 @@
+"""One training step, tinygan (Numba) or PyTorch eager, timed in a fresh process: run them in turn.
+
+    for impl in tinygan torch tinygan torch; do python -m bench.side_by_side $impl dcgan; done
+
+Imports tinygan before NumPy, as the examples do, so OpenBLAS gets tinygan's thread timeout. Prints one
+JSON line: the median and minimum of the step time over 10 (DCGAN) or 40 (MNIST) steps after 3 warm-ups.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np  # noqa: E402,I001
+
+import tinygan  # noqa: F401  (first: sets OPENBLAS_THREAD_TIMEOUT before NumPy loads OpenBLAS)
+from bench import steps  # noqa: E402
+
+
+def main(impl: str, model: str) -> None:
+    n = 125 if model == "mnist" else 128
+    if impl == "tinygan":
+        step = steps.tiny_step(steps.tiny_trainer(model, n, "cpu", "numba"))
+    elif impl == "torch":
+        step = steps.torch_step(model, n, "cpu").fn
+    else:
+        raise SystemExit(f"unknown implementation {impl!r}: expected tinygan or torch")
+    for _ in range(3):
+        step()
+    times = []
+    for _ in range(40 if model == "mnist" else 10):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    print(
+        json.dumps(
+            {"impl": impl, "model": model, "median_ms": 1e3 * float(np.median(times)), "min_ms": 1e3 * min(times)}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
