@@ -66,8 +66,8 @@ def make_config(args: argparse.Namespace) -> GANConfig:
 
 def load_data(options: dict[str, Any], data_dir: str | None) -> np.ndarray:
     loaded = load_mnist(data_dir, options.get("split", "all"))
-    print(f"data: {loaded.source}")
     images = loaded.images
+    print(f"data: {loaded.source.dataset} from {loaded.source.kind} ({loaded.source.location}), {len(images)} images")
     if options.get("limit"):
         images = images[: options["limit"]]
     return scale_mnist(images, "tanh" if options.get("scale") == "tanh" else "01")
