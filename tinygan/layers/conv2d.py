@@ -33,6 +33,18 @@ def _channels(value: Any, what: str, layer: str) -> int:
     return int(value)
 
 
+def set_geometry(
+    layer: Layer, in_channels: Any, out_channels: Any, kernel_size: Any, stride: Any, padding: Any
+) -> None:
+    """Check and store the arguments both convolution layers share, as ints and (h, w) pairs."""
+    name = type(layer).__name__
+    layer.in_channels = _channels(in_channels, "in_channels", name)
+    layer.out_channels = _channels(out_channels, "out_channels", name)
+    layer.kernel_size = _pair(kernel_size, "kernel_size", 1, name)
+    layer.stride = _pair(stride, "stride", 1, name)
+    layer.padding = _pair(padding, "padding", 0, name)
+
+
 class Conv2d(Layer):
     """2-D convolution (cross-correlation, as in PyTorch) with a bias per output channel.
 
@@ -63,12 +75,7 @@ class Conv2d(Layer):
         dtype: Any = np.float32,
     ) -> None:
         super().__init__()
-        name = type(self).__name__
-        self.in_channels = _channels(in_channels, "in_channels", name)
-        self.out_channels = _channels(out_channels, "out_channels", name)
-        self.kernel_size = _pair(kernel_size, "kernel_size", 1, name)
-        self.stride = _pair(stride, "stride", 1, name)
-        self.padding = _pair(padding, "padding", 0, name)
+        set_geometry(self, in_channels, out_channels, kernel_size, stride, padding)
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
         self.params["W"] = glorot_uniform(make_rng(rng), shape, layout="conv").astype(dtype)
         self.params["b"] = np.zeros(self.out_channels, dtype=dtype)

@@ -9,7 +9,7 @@ import numpy as np
 from tinygan.backend import kernels_for
 from tinygan.init import glorot_uniform, make_rng
 from tinygan.layers.base import Layer
-from tinygan.layers.conv2d import _channels, _pair
+from tinygan.layers.conv2d import _pair, set_geometry
 
 __all__ = ["ConvTranspose2d"]
 
@@ -51,12 +51,8 @@ class ConvTranspose2d(Layer):
         dtype: Any = np.float32,
     ) -> None:
         super().__init__()
+        set_geometry(self, in_channels, out_channels, kernel_size, stride, padding)
         name = type(self).__name__
-        self.in_channels = _channels(in_channels, "in_channels", name)
-        self.out_channels = _channels(out_channels, "out_channels", name)
-        self.kernel_size = _pair(kernel_size, "kernel_size", 1, name)
-        self.stride = _pair(stride, "stride", 1, name)
-        self.padding = _pair(padding, "padding", 0, name)
         self.output_padding = _pair(output_padding, "output_padding", 0, name)
         if any(op >= s for op, s in zip(self.output_padding, self.stride)):
             # Beyond that, Conv2d of the output no longer maps back onto the input: no adjoint, no backward.

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygan.backend import to_device
+from tinygan.backend import device_of, to_device
 from tinygan.layers.base import Layer
 
 
@@ -140,10 +140,8 @@ class Sequential(Layer):
                     f"{source} does not match {self.name}: {full_key} ({layer.name}) expected shape "
                     f"{tuple(value.shape)}, received {tuple(got.shape)}"
                 )
-        for full_key, (layer, store, key, value) in expected.items():
-            store[key] = to_device(
-                np.asarray(state[full_key]).astype(value.dtype), layer.device if layer.params else self.device
-            )
+        for full_key, (_, store, key, value) in expected.items():
+            store[key] = to_device(np.asarray(state[full_key]).astype(value.dtype), device_of(value))
 
     # -- a Keras-style table -------------------------------------------------------------------------
     def summary(self, input_shape: tuple, print_fn: Any = print) -> str:
