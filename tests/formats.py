@@ -11,11 +11,17 @@ CIFAR_BATCHES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    """An IDX file of uint8 ``array``, as the format defines it: big-endian magic (0x0800 + ndim unless
+    given: 0x0803 images, 0x0801 labels), the sizes as int32, then the data."""
+    array = np.asarray(array, dtype=np.uint8)
+    magic = 0x0800 + array.ndim if magic is None else magic
+    return struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
-    """An IDX file: big-endian magic (0x0803 images, 0x0801 labels), the sizes as int32, then uint8 data."""
-    magic = 0x0803 if array.ndim == 3 else 0x0801
-    payload = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
-    payload += np.asarray(array, dtype=np.uint8).tobytes()
+    """Write :func:`idx_bytes` of ``array`` to ``path``, gzip-compressed unless ``compress`` is false."""
+    payload = idx_bytes(array)
     path.write_bytes(gzip.compress(payload) if compress else payload)
     return path
 

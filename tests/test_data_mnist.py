@@ -7,17 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from formats import idx_bytes
 
 from tinygan.data import DataIntegrityWarning, load_mnist, md5sum, mnist_for_gan, read_idx, read_idx_images
 from tinygan.data.mnist import MNIST_MD5, read_idx_labels, scale_mnist
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "tinygan" / "data" / "embedded"
-
-
-def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
-    """An IDX file of uint8 ``array``, as the format defines it (magic, big-endian int32 dims, data)."""
-    magic = 0x0800 + array.ndim if magic is None else magic
-    return struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
 
 
 @pytest.fixture

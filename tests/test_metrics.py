@@ -3,13 +3,13 @@ classifier score's bounds, the coverage rule, the CLI's error paths, and the cla
 and cache on a tiny synthetic MNIST written here (the genuine set only in the slow test)."""
 
 import json
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from formats import idx_bytes
 from tinygan.kernels.reference.softmax import log_softmax, softmax, softmax_cross_entropy
 
 from tinygan import metrics
@@ -266,10 +266,6 @@ def test_check_samples_clips_within_tolerance():
 
 
 # ---------------------------------------------------------------------------------------------- a tiny MNIST
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    return struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
 
 
 def synthetic_digits(rng, n):
