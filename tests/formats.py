@@ -26,14 +26,19 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
     return path
 
 
-def write_cifar_batch(path: Path, data: np.ndarray, labels) -> Path:
-    """A CIFAR-10 python batch: a protocol-2 pickle of a dict with byte-string keys, as the official files."""
-    batch = {
-        b"batch_label": path.name.encode(),
+def cifar_batch(name: str, data: np.ndarray, labels) -> dict:
+    """A batch as the official files hold it: byte-string keys, uint8 rows of 3072, a list of ints."""
+    return {
+        b"batch_label": f"{name} of 5".encode(),
         b"labels": [int(v) for v in labels],
-        b"data": np.asarray(data, dtype=np.uint8),
+        b"data": data,
         b"filenames": [f"img_{i:05d}.png".encode() for i in range(len(data))],
     }
+
+
+def write_cifar_batch(path: Path, data: np.ndarray, labels) -> Path:
+    """A CIFAR-10 python batch file: a protocol-2 pickle of :func:`cifar_batch`, as the official files."""
+    batch = cifar_batch(path.name, np.asarray(data, dtype=np.uint8), labels)
     path.write_bytes(pickle.dumps(batch, protocol=2))
     return path
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from formats import cifar_batch as batch_dict
 
 import tinygan.data.cifar10 as cifar10
 from tinygan.data import (
@@ -25,16 +26,6 @@ from tinygan.data import (
 
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 ALL = [*TRAIN, "test_batch"]
-
-
-def batch_dict(name: str, data: np.ndarray, labels) -> dict:
-    """A batch as the official files hold it: byte-string keys, uint8 rows of 3072, a list of ints."""
-    return {
-        b"batch_label": f"{name} of 5".encode(),
-        b"labels": [int(v) for v in labels],
-        b"data": data,
-        b"filenames": [f"img_{i:05d}.png".encode() for i in range(len(data))],
-    }
 
 
 def dump(obj, protocol: int = 2) -> bytes:
