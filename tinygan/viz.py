@@ -30,19 +30,19 @@ def to_images(x: np.ndarray, image_shape: tuple[int, int, int], value_range: str
 
 
 def grid(images: np.ndarray, nrow: int = 8, pad: int = 2) -> np.ndarray:
-    """Tile (n, H, W[, 3]) images into one (rows*(H+pad)+pad, ...) picture, white padding."""
+    """Tile (n, H, W[, 3]) images into one picture with white padding, ``nrow`` images to a row
+    (torchvision's name for it)."""
     n, h, w = images.shape[:3]
-    ncol = nrow
-    nrows = int(np.ceil(n / ncol))
-    shape = (nrows * (h + pad) + pad, ncol * (w + pad) + pad) + images.shape[3:]
+    rows = int(np.ceil(n / nrow))
+    shape = (rows * (h + pad) + pad, nrow * (w + pad) + pad) + images.shape[3:]
     out = np.ones(shape, dtype=np.float32)
     for i, image in enumerate(images):
-        r, c = divmod(i, ncol)
+        r, c = divmod(i, nrow)
         out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = image
     return out
 
 
-def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 8, title: str | None = None) -> Path:
+def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 8) -> Path:
     """Save (n, H, W[, 3]) images in [0, 1] as one PNG grid."""
     from PIL import Image
 
