@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 # tinygan before NumPy: its import sets OpenBLAS's thread timeout, which NumPy reads once when it loads.
 from tinygan import cli
+from tinygan.checkpoint import read_meta
 from tinygan.data.cifar10 import CLASS_NAMES, cifar10_for_gan
 from tinygan.recipes import CIFAR_RECIPES
 from tinygan.sample import sample_grid
@@ -127,9 +128,7 @@ def run_all_classes(args: argparse.Namespace) -> int:
 
 
 def _finished(folder: Path) -> bool:
-    from tinygan.checkpoint import load_checkpoint
-
-    _, meta = load_checkpoint(folder / "checkpoint.npz")
+    meta = read_meta(folder)
     return meta["epoch"] >= meta["config"]["epochs"]
 
 

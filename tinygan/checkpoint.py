@@ -58,6 +58,15 @@ def _fsync_dir(folder: Path) -> None:
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a checkpoint: ``(arrays, meta)``. Raises CheckpointError naming the file on any problem."""
+    return _read(path, meta_only=False)
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """Only a checkpoint's metadata (its configuration, epoch, ...), without reading its arrays."""
+    return _read(path, meta_only=True)[1]
+
+
+def _read(path: str | os.PathLike, meta_only: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.npz"
@@ -65,7 +74,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+            names = [key for key in archive.files if key == "__meta__" or not meta_only]
+            arrays = {key: archive[key] for key in names}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         raise CheckpointError(f"{path}: not a readable tinygan checkpoint (expected a .npz archive): {exc}") from None
     if "__meta__" not in arrays:

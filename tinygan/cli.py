@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tinygan import backend
-from tinygan.checkpoint import CheckpointError, load_checkpoint
+from tinygan.checkpoint import CheckpointError, read_meta
 from tinygan.train import GANConfig, GANTrainer, TrainingDiverged
 
 # Exit codes, so scripts driving the examples can tell failures apart.
@@ -72,8 +72,7 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
 
 def _run_device(run: str) -> str | None:
     try:
-        _, meta = load_checkpoint(Path(run) / "checkpoint.npz" if Path(run).is_dir() else run)
-        return meta["config"]["device"]
+        return read_meta(run)["config"]["device"]
     except (CheckpointError, KeyError, TypeError):
         return None  # the resume itself reports what is wrong with the checkpoint
 
@@ -106,9 +105,7 @@ def run(
             return fail(f"--device gpu needs a CUDA GPU: {reason}. Run with --device cpu instead.", EXIT_NO_GPU)
     try:
         if args.resume:
-            _, meta = load_checkpoint(
-                Path(args.resume) / "checkpoint.npz" if Path(args.resume).is_dir() else args.resume
-            )
+            meta = read_meta(args.resume)
             config = GANConfig.from_dict(meta["config"])
             data = load_data(config.data_options, args.data_dir)
             given = {
