@@ -8,6 +8,7 @@
 #   bash bench/gpu_bench.sh                  # on the GPU machine; $OUT defaults to ./gpu-bench-out
 #   DEADLINE=200 bash bench/gpu_bench.sh     # a shorter budget (the report skips what would start later)
 #   QUICK=1 bash bench/gpu_bench.sh          # fewer repeats
+#   TINYGAN_COMMIT=abc1234 bash ...          # name the commit where the tree came without its .git
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-bench-out}"
@@ -16,7 +17,7 @@ export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 exec > >(tee -a "$OUT/gpu-bench.log") 2>&1
 
-echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) tinygan GPU benchmarks, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) tinygan GPU benchmarks, commit ${TINYGAN_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo '?')}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null || true
 
 # Offline install: the machine has no network, and the GPU image already has numpy, numba, cupy and torch.

@@ -805,6 +805,9 @@ def _check_text(rec: dict) -> str:
 
 
 def git_commit() -> str:
+    """The checkout's short commit; TINYGAN_COMMIT where the tree travelled without its .git (a lent GPU)."""
+    if os.environ.get("TINYGAN_COMMIT"):
+        return os.environ["TINYGAN_COMMIT"]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
