@@ -445,7 +445,7 @@ def check_graph_step(built: Built) -> tuple[bool, float, str]:
     before = [p.detach().clone() for p in gan.G.parameters()]
     built.fn()
     torch.cuda.synchronize()
-    losses = [float(v) for v in gan.static_losses]
+    losses = [float(v.detach()) for v in gan.static_losses]
     moved = max(float((p.detach() - b).abs().max()) for p, b in zip(gan.G.parameters(), before))
     ok = all(np.isfinite(losses)) and moved > 0
     return ok, 0.0, f"replay: losses {losses[0]:.3f} {losses[1]:.3f}, largest G weight change {moved:.1e}"
