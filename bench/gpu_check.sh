@@ -208,7 +208,7 @@ def bench_tinygan(modes=("eager", "graph"), label=""):
                 free_after, _ = cp.cuda.runtime.memGetInfo()
                 mem = tr.gpu_memory()
                 r.update(
-                    captured=tr._graph is not None,
+                    captured=tr._step_graph.graph is not None,
                     pool_held_mib=mem["pool_held"] / 2**20,
                     graph_pool_mib=mem["graph_pool"] / 2**20,
                     device_delta_mib=(free_before - free_after) / 2**20,

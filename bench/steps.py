@@ -145,7 +145,7 @@ def validate_tiny_graph(model: str, n: int, built: Built, steps: int = 4) -> tup
         built.fn()
         eager._gpu_step()
     cupy.cuda.Device().synchronize()
-    if trainer._graph is None:
+    if trainer._step_graph.graph is None:
         return False, float("inf"), "the step was not captured (the trainer fell back to eager launches)"
     from bench.harness import compare
 

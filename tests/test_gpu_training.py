@@ -263,10 +263,10 @@ def test_graph_replay_equals_kernel_by_kernel_launches(tmp_path, family):
     data = _data(family, 64)  # 8 steps: one eager, one captured, six replays
     graphed = GANTrainer(_config(family, epochs=2), data, tmp_path / "graph", progress=False)
     graphed.run()
-    assert graphed._graph is not None and not graphed._graph_failed
+    assert graphed._step_graph.graph is not None and not graphed._step_graph.failed
     eager = GANTrainer(_config(family, epochs=2, cuda_graph=False), data, tmp_path / "eager", progress=False)
     eager.run()
-    assert eager._graph is None
+    assert eager._step_graph.graph is None
     _assert_same(_state(graphed), _state(eager))
     for row_g, row_e in zip(graphed.history, eager.history, strict=True):
         for key in GANTrainer.METRICS:
@@ -296,7 +296,7 @@ def test_two_trainers_stepping_in_turn_do_not_disturb_each_other(tmp_path, famil
         graphed._gpu_step()
         eager._gpu_step()
     cp.cuda.Device().synchronize()
-    assert graphed._graph is not None
+    assert graphed._step_graph.graph is not None
     _assert_same(_state(graphed), _state(eager))
 
 
@@ -324,7 +324,7 @@ def test_same_seed_same_run_and_exact_mid_epoch_resume_with_the_graph(tmp_path, 
     assert (stopped.epoch, stopped.step_in_epoch) == (1, 3)
     resumed = GANTrainer.resume(tmp_path / "c", data, progress=False)
     resumed.run()
-    assert resumed._graph is not None
+    assert resumed._step_graph.graph is not None
     _assert_same(_state(straight), _state(resumed))
     assert [r["d_loss"] for r in straight.history] == [r["d_loss"] for r in resumed.history]
 
@@ -366,7 +366,7 @@ def test_failed_capture_falls_back_to_plain_launches(tmp_path, capsys):
 
     trainer.train_step = refuse_capture
     trainer.run()
-    assert trainer._graph is None and trainer._graph_failed
+    assert trainer._step_graph.graph is None and trainer._step_graph.failed
     assert "could not be captured as a CUDA graph" in capsys.readouterr().err
     eager = GANTrainer(_config("mnist_dense", cuda_graph=False), data, tmp_path / "b", progress=False)
     eager.run()

@@ -20,7 +20,8 @@ epoch's batch order once per epoch, the step picks its batch on the device, nois
 masks are drawn on the device (counter-based Philox generators whose counters live there), Adam's
 step count lives there too, and the logged figures are summed there and read every ``log_every``
 steps. That makes the whole step (D steps, G step, both Adam updates, the figures) capturable as one
-CUDA graph, which ``run`` records on the second step and replays from then on (``cuda_graph``):
+CUDA graph, which ``run`` records on the second step and replays from then on (``cuda_graph``;
+the mechanism is ``tinygan.cuda_graph.StepGraph``):
 these models are small, so launching ~200 kernels one by one costs more than running them. The
 eager and the replayed step launch the same kernels in the same order and draw the same numbers, so
 a run gives the same weights with or without the graph.
@@ -262,7 +263,7 @@ class GANTrainer:
                 f"GANTrainer.train_step: the batch is on the {backend.device_of(real)} but the models are on the gpu; "
                 "move it with tinygan.backend.to_device(batch, 'gpu')"
             )
-        if not self._capturing:
+        if not self._step_graph.capturing:  # a fill would be recorded with this step's value
             self._set_sigma()
         return self._capture_gemm()
 
@@ -366,9 +367,10 @@ class GANTrainer:
                     )
                 self.sums[key] += value
 
-    # -- the GPU step, captured as one CUDA graph ---------------------------------------------------
+    # -- the GPU step, captured as one CUDA graph (tinygan.cuda_graph) -------------------------------
     def _init_gpu(self) -> None:
         cp = self.xp
+        from tinygan.cuda_graph import StepGraph
         from tinygan.kernels.gpu import _common, gan
 
         self._gpu = gan  # the step's own kernels: batch gather, D's input, labels, figures
@@ -382,13 +384,9 @@ class GANTrainer:
         self._acc = cp.zeros(len(self.METRICS), dtype=cp.float64)  # figures summed since the last read
         self._sigma = cp.zeros((), dtype=dtype) if self.config.instance_noise > 0 else None
         self._targets: dict[int, Any] = {}
-        self._graph: Any = None
-        self._graph_pool: Any = None
-        self._graph_keep: list[Any] = []
-        self._graph_signature: tuple = ()
-        self._graph_failed = False
-        self._warm = False
-        self._capturing = False
+        self._step_graph = StepGraph(
+            self._stream, self._device_step, self._device_arrays, self.config.cuda_graph, self._set_sigma
+        )
 
     def _set_sigma(self) -> None:
         if self._sigma is not None:
@@ -440,8 +438,7 @@ class GANTrainer:
 
     def _gpu_begin_epoch(self) -> None:
         """Upload the epoch's batch order and position; drop a graph whose arrays were replaced."""
-        if self._graph is not None and self._graph_signature != self._signature():
-            self._drop_graph()
+        self._step_graph.check_arrays()
         with self._stream:
             self._perm_dev.set(np.ascontiguousarray(self.perm, dtype=np.int64))
             self._pos.fill(self.step_in_epoch)
@@ -450,69 +447,13 @@ class GANTrainer:
     def _gpu_step(self) -> None:
         """One training step on the GPU, with no host synchronization: the first eagerly (it compiles
         kernels and builds what capture may not allocate), the second captured, then replays."""
-        with self._stream:
-            if self._graph is None and self._warm and self.config.cuda_graph and not self._graph_failed:
-                self._capture()
-            if self._graph is not None:
-                self._set_sigma()
-                self._graph.launch(self._stream)
-            else:
-                self._device_step()
-                self._warm = True
+        self._step_graph()
 
     def _device_step(self) -> None:
         """What the graph holds: pick the batch, train on it, add its figures to the running sums."""
         self._gpu.gather_rows(self.data, self._perm_dev, self._pos, self._real)
         figures = self.train_step(self._real)
         self._gpu.step_end(self._acc, [figures[key] for key in self.METRICS], self._pos)
-
-    def _capture(self) -> bool:
-        cp = self.xp
-        from tinygan.kernels.gpu import cublas
-
-        stream = self._stream
-        # Everything allocated while capturing comes from a pool of the graph's own, kept as long as the
-        # graph: eager code can then never be handed memory that a replay writes into.
-        pool = cp.cuda.MemoryPool()
-        graph, error = None, None
-        try:
-            cublas.bind_stream(stream)
-            self._capturing = True
-            with cp.cuda.using_allocator(pool.malloc):
-                stream.begin_capture()
-                try:
-                    self._device_step()
-                except Exception as exc:  # whatever went wrong, there is no graph
-                    error = exc
-                finally:  # even on Ctrl-C: a stream left capturing would refuse all later work
-                    try:
-                        graph = stream.end_capture()
-                    except Exception as exc:
-                        error = error or exc
-            if graph is not None and error is None:
-                graph.upload(stream)
-        except Exception as exc:
-            error = error or exc
-        finally:
-            self._capturing = False
-        if error is not None or graph is None:
-            self._graph_failed = True
-            print(
-                f"note: the training step could not be captured as a CUDA graph ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else ''}); continuing with plain kernel launches",
-                file=sys.stderr,
-            )
-            return False
-        self._graph, self._graph_pool = graph, pool
-        self._graph_keep = self._device_arrays()
-        self._graph_signature = self._signature()
-        # The eager warm-up's scratch memory now sits unused in the default pool.
-        cp.get_default_memory_pool().free_all_blocks()
-        return True
-
-    def _drop_graph(self) -> None:
-        self._graph, self._graph_pool, self._graph_keep, self._graph_signature = None, None, [], ()
-        self._warm = False
 
     def _device_arrays(self) -> list[Any]:
         """Every persistent array a captured step reads or writes (the graph holds their addresses)."""
@@ -527,9 +468,6 @@ class GANTrainer:
         for opt in (self.opt_d, self.opt_g):
             arrays += [*opt.m.values(), *opt.v.values(), opt._device_step]
         return arrays
-
-    def _signature(self) -> tuple:
-        return tuple(int(a.data.ptr) for a in self._device_arrays())
 
     def _absorb_device(self, count: int) -> None:
         """Read the figures summed over the last ``count`` steps (the only synchronization inside an
@@ -558,7 +496,7 @@ class GANTrainer:
         return {
             "pool_used": int(pool.used_bytes()),
             "pool_held": int(pool.total_bytes()),
-            "graph_pool": int(self._graph_pool.total_bytes()) if self._graph_pool is not None else 0,
+            "graph_pool": self._step_graph.pool_bytes(),
             "device_used": int(total - free),
         }
 

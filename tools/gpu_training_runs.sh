@@ -9,7 +9,9 @@
 # 16 MB a returned file may have, and prints each run's last epochs and scores.
 # RUN_SECONDS bounds each training process (default 420), so whatever finished comes back.
 # RUNSET picks the runs: "survey" (the first call: eager launches, before the CUDA-graph step existed) or
-# "recipes" (the second: the original recipe to epoch 60, candidates for the default recipe, CIFAR-10).
+# "recipes" (the second: the original recipe to epoch 60, candidates for the default recipe, CIFAR-10), or
+# "original180" (the original recipe for all of its 180 epochs, alone on the GPU, scored every 20 epochs).
+# SKIP_INSTALL=1 leaves out the offline `pip install -e .` (when the caller has installed tinygan already).
 set -u
 export PYTHONUNBUFFERED=1 TINYGAN_DATA="$PWD/.data/cache"
 OUT=${OUT:-/tmp/out}
@@ -17,7 +19,8 @@ RUNS=$OUT/runs
 LIMIT=${RUN_SECONDS:-420}
 mkdir -p "$RUNS"
 nvidia-smi -L
-python3 -m pip install -q --no-deps --no-build-isolation -e . >"$RUNS/install.log" 2>&1 || cat "$RUNS/install.log"
+[ -n "${SKIP_INSTALL:-}" ] ||
+  python3 -m pip install -q --no-deps --no-build-isolation -e . >"$RUNS/install.log" 2>&1 || cat "$RUNS/install.log"
 
 mnist() {  # name, options...
   local name=$1; shift
@@ -55,12 +58,15 @@ recipes)
   cifar cifar_all --class all --checkpoint-every 50 --sample-every 25 &
   cifar cifar_joint --class joint --checkpoint-every 50 --sample-every 25 &
   ;;
+original180)
+  mnist original180 --recipe original --checkpoint-every 20 --sample-every 20 &
+  ;;
 esac
 wait
 echo "training took $(( $(date +%s) - start )) s"
 
 # Score every kept MNIST checkpoint (and the last one) with the cached classifier.
-for run in "$RUNS"/original "$RUNS"/smooth* "$RUNS"/leaky*; do
+for run in "$RUNS"/original "$RUNS"/original180 "$RUNS"/smooth* "$RUNS"/leaky*; do
   [ -d "$run" ] || continue
   for ckpt in "$run"/checkpoints/*.npz "$run"/checkpoint.npz; do
     [ -f "$ckpt" ] || continue
@@ -75,10 +81,17 @@ for run in "$RUNS"/*/; do find "$run" -name '*.npz' -delete; done
 for log in "$RUNS"/*.log; do echo "== $log"; grep -E "^epoch|auto-stop|error|Error" "$log" | tail -n 4; done
 for s in "$RUNS"/*/*-scores.txt; do echo "== $s"; head -n 20 "$s"; done
 cd "$RUNS"
-tar -czf "$OUT/mnist_original.tgz" original original.log
-tar -czf "$OUT/mnist_candidates.tgz" smooth* leaky* 2>/dev/null
-tar -czf "$OUT/cifar_all.tgz" cifar_all cifar_all.log
-tar -czf "$OUT/cifar_joint.tgz" cifar_joint* 
+pack() {  # archive, then the runs (folders and logs) that exist
+  local archive=$1; shift
+  local present=()
+  for p in "$@"; do [ -e "$p" ] && present+=("$p"); done
+  [ ${#present[@]} -gt 0 ] && tar -czf "$OUT/$archive" "${present[@]}"
+}
+pack mnist_original.tgz original original.log
+pack mnist_original180.tgz original180 original180.log
+pack mnist_candidates.tgz smooth* leaky*
+pack cifar_all.tgz cifar_all cifar_all.log
+pack cifar_joint.tgz cifar_joint*
 cd "$OUT" && rm -rf "$RUNS"
 ls -la "$OUT"
 echo "all done after $(( $(date +%s) - start )) s"
