@@ -360,7 +360,7 @@ def test_failed_capture_falls_back_to_plain_launches(tmp_path, capsys):
     original = trainer.train_step
 
     def refuse_capture(real):
-        if trainer._capturing:
+        if trainer._step_graph.capturing:
             cp.random.standard_normal(3)  # cupy.random refuses to run under capture
         return original(real)
 
