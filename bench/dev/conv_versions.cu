@@ -1,0 +1,86 @@
+// Earlier versions of the convolution helpers, kept to be timed against the production kernels
+// (kernels/gpu/conv2d.cu and layout.cu, the latest version of each op). Same layouts and contracts:
+// cols is (C*kh*kw, N*Ho*Wo), row r = (c*kh + i)*kw + j, column l = (n*Ho + oh)*Wo + ow.
+// bench/dev/kernel_versions.py says what each version changed and what it measured.
+
+// im2col v1: one thread per element of cols, every index decoded with 64-bit divisions.
+template <typename T>
+__global__ void im2col_v1(const T* __restrict__ x, T* __restrict__ cols, index_t N, index_t C, index_t H, index_t W,
+                          int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo) {
+    const index_t L = N * Ho * Wo;
+    GRID_STRIDE_LOOP(e, C * kh * kw * L) {
+        const index_t r = e / L;
+        const index_t l = e - r * L;
+        const index_t ow = l % Wo;
+        const index_t t = l / Wo;
+        const index_t oh = t % Ho;
+        const index_t n = t / Ho;
+        const int j = (int)(r % kw);
+        const index_t t2 = r / kw;
+        const int i = (int)(t2 % kh);
+        const index_t c = t2 / kh;
+        const index_t h = oh * sh - ph + i;
+        const index_t w = ow * sw - pw + j;
+        cols[e] = (h >= 0 && h < H && w >= 0 && w < W) ? x[((n * C + c) * H + h) * W + w] : T(0);
+    }
+}
+
+// col2im v1 and v2: a gather, one thread per pixel of x, over every one of the kh*kw taps, each
+// tested for whether it reaches the pixel (a stride-2 tap does one time in two per axis).
+// v1 indexes with long long (I = long long); v2 is the same loop with int wherever every offset fits.
+template <typename T, typename I>
+__device__ __forceinline__ void col2im_all_taps(const T* __restrict__ cols, T* __restrict__ x, I N, I C, I H, I W,
+                                                int kh, int kw, int sh, int sw, int ph, int pw, I Ho, I Wo) {
+    const I L = N * Ho * Wo;
+    const I total = N * C * H * W;
+    for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (I)blockDim.x * gridDim.x) {
+        const I w = e % W;
+        I t = e / W;
+        const I h = t % H;
+        t /= H;
+        const I c = t % C;
+        const I n = t / C;
+        T acc = T(0);
+        for (int i = 0; i < kh; ++i) {
+            const I hh = h + ph - i;  // tap i of output row oh lands on h when oh*sh = h + ph - i
+            if (hh < 0 || hh % sh != 0) continue;
+            const I oh = hh / sh;
+            if (oh >= Ho) continue;
+            for (int j = 0; j < kw; ++j) {
+                const I ww = w + pw - j;
+                if (ww < 0 || ww % sw != 0) continue;
+                const I ow = ww / sw;
+                if (ow >= Wo) continue;
+                acc += cols[(((c * kh) + i) * kw + j) * L + (n * Ho + oh) * Wo + ow];
+            }
+        }
+        x[e] = acc;
+    }
+}
+
+template <typename T>
+__global__ void col2im_v1(const T* __restrict__ cols, T* __restrict__ x, index_t N, index_t C, index_t H, index_t W,
+                          int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo) {
+    col2im_all_taps<T, long long>(cols, x, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo);
+}
+
+template <typename T>
+__global__ void col2im_v2(const T* __restrict__ cols, T* __restrict__ x, index_t N, index_t C, index_t H, index_t W,
+                          int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo) {
+    col2im_all_taps<T, int>(cols, x, (int)N, (int)C, (int)H, (int)W, kh, kw, sh, sw, ph, pw, (int)Ho, (int)Wo);
+}
+
+// channel_sum v1 (the bias gradient): one block per channel sums all N*S values of its channel.
+template <typename T>
+__global__ void channel_sum_v1(const T* __restrict__ x, T* __restrict__ out, index_t N, index_t C, index_t S) {
+    __shared__ double smem[REDUCE_THREADS];
+    const index_t c = blockIdx.x;
+    const index_t M = N * S;
+    double acc = 0.0;
+    for (index_t m = threadIdx.x; m < M; m += blockDim.x) {
+        const index_t n = m / S;
+        acc += (double)x[(n * C + c) * S + (m - n * S)];
+    }
+    const double total = block_sum(acc, smem);
+    if (threadIdx.x == 0) out[c] = (T)total;
+}

@@ -1,0 +1,423 @@
+"""Versions of a GPU kernel side by side, each validated against the NumPy reference before it is timed.
+
+In the manner of llm.c's ``dev/cuda``: the production kernel (in ``kernels/gpu``) is the latest version
+of its op; the earlier versions live in ``bench/dev/conv_versions.cu``, so a reader sees what each step
+changed and what it bought, and whoever tries a v(N+1) has the harness ready. The ops are the
+convolution helpers that cost most in the DCGAN training step besides the GEMMs:
+
+- ``im2col``: v1 one thread per element of cols, 64-bit index math; v2 (production) 32-bit index math
+  where every offset fits, and each thread decodes its column once for a run of 16 rows.
+- ``col2im`` (a gather, one thread per pixel: no atomics, a fixed summation order): v1 visits all kh*kw
+  taps and tests each, 64-bit; v2 the same with 32-bit index math; v3 (production) visits only the taps
+  that can reach the pixel (about 9 of 25 for a 5x5 stride-2 kernel), in the same order.
+- ``channel_sum`` (every bias gradient): v1 one block per channel; v2 (production) many blocks per
+  channel, then one block per channel sums the partials.
+
+Shapes are those of the DCGAN training step: the discriminator's convolutions at its 2N = 256 images,
+the generator's transposed convolutions at N = 128 (their im2col/col2im run over the layer's output).
+
+    python -m bench.dev.kernel_versions                      # every op, every shape, float32
+    python -m bench.dev.kernel_versions --op col2im --out col2im.md
+
+Validation: each version's output against tinygan's reference kernel run in float64 on the same inputs,
+error = max|got - want| / max|want|, after the output's memory was filled with NaN (so an element a
+version forgets to write fails). A version that disagrees is reported as wrong and not timed.
+Timing: CUDA events around ``--reps`` back-to-back calls after warm-up, median over ``--rounds``;
+inputs rotate among several copies when one would fit in the L2 cache. Each call includes the output's
+allocation from CuPy's pool and the launch (a few microseconds of host time, hidden behind the previous
+kernel unless the kernel is that short). Rates are each input read once and each output written once,
+against a large device-to-device copy measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import math
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    import cupy
+except ImportError:  # --help works anywhere; main() says why nothing runs
+    cupy = None
+
+HERE = Path(__file__).resolve().parent
+L2_BYTES = 64 * 2**20  # more than the L2 of current cards (H100: 50 MiB)
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv:
+    """One im2col/col2im geometry: the image side ``x_shape`` with kernel, stride and padding."""
+
+    name: str
+    x_shape: tuple[int, int, int, int]
+    k: int
+    s: int
+    p: int
+
+    def out_hw(self) -> tuple[int, int]:
+        h, w = self.x_shape[2:]
+        return (h + 2 * self.p - self.k) // self.s + 1, (w + 2 * self.p - self.k) // self.s + 1
+
+    def cols_shape(self) -> tuple[int, int]:
+        n, c = self.x_shape[:2]
+        ho, wo = self.out_hw()
+        return c * self.k * self.k, n * ho * wo
+
+
+DCGAN_CONVS = [
+    Conv("D conv1 3->64, 32x32, k3 s1 p1", (256, 3, 32, 32), 3, 1, 1),
+    Conv("D conv2 64->128, 32->16, k3 s2 p1", (256, 64, 32, 32), 3, 2, 1),
+    Conv("D conv3 128->128, 16->8, k3 s2 p1", (256, 128, 16, 16), 3, 2, 1),
+    Conv("D conv4 128->32, 8->4, k3 s2 p1", (256, 128, 8, 8), 3, 2, 1),
+    Conv("G convT1 128->128, 4->8, k5 s2 p2", (128, 128, 8, 8), 5, 2, 2),
+    Conv("G convT2 128->64, 8->16, k5 s2 p2", (128, 64, 16, 16), 5, 2, 2),
+    Conv("G convT3 64->3, 16->32, k5 s2 p2", (128, 3, 32, 32), 5, 2, 2),
+]
+
+# The outputs whose bias gradients the step sums: D's convolutions at 2N, G's transposed ones at N.
+DCGAN_BIAS_GRADS = [
+    ("D conv1", (256, 64, 32, 32)),
+    ("D conv2", (256, 128, 16, 16)),
+    ("D conv3", (256, 128, 8, 8)),
+    ("D conv4", (256, 32, 4, 4)),
+    ("G convT1", (128, 128, 8, 8)),
+    ("G convT2", (128, 64, 16, 16)),
+    ("G convT3", (128, 3, 32, 32)),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Version:
+    name: str
+    what: str
+    fn: Callable[..., Any]  # (inputs...) -> output CuPy array
+
+
+@dataclasses.dataclass
+class Op:
+    """An op: its versions (oldest first; the last is production), its cases and how to check them."""
+
+    name: str
+    versions: list[Version]
+    cases: list[tuple[str, Callable[[np.random.Generator], tuple], Callable[[tuple], np.ndarray], int]]
+    # each case: (label, make(rng) -> host inputs, reference(the inputs in float64) -> array, bytes moved)
+
+
+_module: Any = None
+
+
+def _dev_module() -> Any:
+    """bench/dev/conv_versions.cu compiled with the production kernels' shared helpers."""
+    global _module
+    if _module is None:
+        from tinygan.kernels.gpu import _common
+
+        class DevModule(_common.CudaModule):
+            def source(self) -> str:
+                common = Path(_common.__file__).with_name("_common.cu").read_text()
+                return common + "\n" + (HERE / self.filename).read_text()
+
+        _module = DevModule("conv_versions.cu", templates=("im2col_v1", "col2im_v1", "col2im_v2", "channel_sum_v1"))
+    return _module
+
+
+def _geometry_args(x_shape: tuple[int, ...], k: int, s: int, p: int) -> tuple:
+    from tinygan.kernels.gpu.conv2d import geometry
+
+    g = geometry(x_shape, k, s, p, "dev")
+    return g, (
+        *(np.int64(v) for v in (g.n, g.c, g.h, g.w)),
+        *(cupy.int32(v) for v in (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw)),
+        np.int64(g.ho),
+        np.int64(g.wo),
+    )
+
+
+def im2col_v1(x: Any, k: int, s: int, p: int) -> Any:
+    from tinygan.kernels.gpu._common import launch
+
+    g, args = _geometry_args(x.shape, k, s, p)
+    cols = cupy.empty((g.c * g.kh * g.kw, g.n * g.ho * g.wo), dtype=x.dtype)
+    launch(_dev_module().get("im2col_v1", x.dtype), cols.size, (x, cols, *args))
+    return cols
+
+
+def _col2im_dev(kernel: str) -> Callable[..., Any]:
+    def col2im(cols: Any, x_shape: tuple[int, ...], k: int, s: int, p: int) -> Any:
+        from tinygan.kernels.gpu._common import launch, narrow
+
+        _, args = _geometry_args(x_shape, k, s, p)
+        x = cupy.empty(x_shape, dtype=cols.dtype)
+        if kernel == "col2im_v2" and not narrow(cols, x):
+            raise ValueError("col2im v2 indexes with 32-bit ints: these arrays are too large for it")
+        launch(_dev_module().get(kernel, cols.dtype), x.size, (cols, x, *args))
+        return x
+
+    col2im.__name__ = kernel
+    return col2im
+
+
+def channel_sum_v1(x: Any) -> Any:
+    from tinygan.kernels.gpu._common import THREADS
+
+    n, c = x.shape[:2]
+    s = int(np.prod(x.shape[2:]))
+    out = cupy.empty(c, dtype=x.dtype)
+    _dev_module().get("channel_sum_v1", x.dtype)((c,), (THREADS,), (x, out, np.int64(n), np.int64(c), np.int64(s)))
+    return out
+
+
+def ops(dtype: Any = np.float32, convs: list[Conv] | None = None, bias_grads: list | None = None) -> list[Op]:
+    """The ops, their versions and cases (``convs``/``bias_grads``: other shapes than the DCGAN's)."""
+    import tinygan.kernels.gpu as K
+    from tinygan.kernels import reference as R
+    from tinygan.kernels.gpu.layout import channel_sum
+
+    convs = DCGAN_CONVS if convs is None else convs
+    bias_grads = DCGAN_BIAS_GRADS if bias_grads is None else bias_grads
+    size = np.dtype(dtype).itemsize
+
+    def normal(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+        return rng.standard_normal(shape).astype(dtype)
+
+    im2col_cases, col2im_cases, sum_cases = [], [], []
+    for cv in convs:
+        x_elems, cols_elems = int(np.prod(cv.x_shape)), int(np.prod(cv.cols_shape()))
+        im2col_cases.append(
+            (
+                cv.name,
+                lambda rng, cv=cv: (normal(rng, cv.x_shape), cv.k, cv.s, cv.p),
+                lambda a: R.im2col(a[0], a[1], a[2], a[3]),
+                (x_elems + cols_elems) * size,
+            )
+        )
+        col2im_cases.append(
+            (
+                cv.name,
+                lambda rng, cv=cv: (normal(rng, cv.cols_shape()), cv.x_shape, cv.k, cv.s, cv.p),
+                lambda a: R.col2im(a[0], a[1], a[2], a[3], a[4]),
+                (x_elems + cols_elems) * size,
+            )
+        )
+    for name, shape in bias_grads:
+        sum_cases.append(
+            (
+                f"{name} bias gradient {'x'.join(map(str, shape))}",
+                lambda rng, shape=shape: (normal(rng, shape),),
+                lambda a: a[0].sum(axis=(0, 2, 3)),
+                (int(np.prod(shape)) + shape[1]) * size,
+            )
+        )
+    return [
+        Op(
+            "im2col",
+            [
+                Version("v1", "one thread per element of cols, 64-bit index math", im2col_v1),
+                Version("v2", "production: 32-bit index math, a column decoded once per 16 rows", K.im2col),
+            ],
+            im2col_cases,
+        ),
+        Op(
+            "col2im",
+            [
+                Version("v1", "gather over all kh*kw taps, each tested, 64-bit index math", _col2im_dev("col2im_v1")),
+                Version("v2", "v1 with 32-bit index math", _col2im_dev("col2im_v2")),
+                Version("v3", "production: only the taps that reach the pixel, 32-bit", K.col2im),
+            ],
+            col2im_cases,
+        ),
+        Op(
+            "channel_sum",
+            [
+                Version("v1", "one block per channel", channel_sum_v1),
+                Version("v2", "production: many blocks per channel, then one per channel", channel_sum),
+            ],
+            sum_cases,
+        ),
+    ]
+
+
+def to_device(args: tuple) -> tuple:
+
+    return tuple(cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
+
+
+def poison(nbytes: int) -> None:
+    """Fill free blocks of CuPy's pool of this size with NaN bytes: an output allocated next starts as NaN."""
+
+    blocks = [cupy.full(max(nbytes, 1), 0xFF, dtype=cupy.uint8) for _ in range(4)]
+    cupy.cuda.Device().synchronize()
+    del blocks
+
+
+def validate(version: Version, host_args: tuple, want: np.ndarray, tolerance: float) -> tuple[bool, float]:
+    """Run ``version`` on ``host_args`` (poisoned output) and compare with ``want`` (float64)."""
+
+    poison(want.size * np.dtype(host_args[0].dtype).itemsize)
+    got = cupy.asnumpy(version.fn(*to_device(host_args))).astype(np.float64)
+    if got.shape != want.shape or not np.isfinite(got).all():
+        return False, math.inf
+    error = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+    return error <= tolerance, error
+
+
+def time_version(version: Version, arg_sets: list[tuple], rounds: int, reps: int) -> list[float]:
+    """Microseconds per call, one figure per round (CUDA events around ``reps`` back-to-back calls)."""
+
+    for args in arg_sets[:3]:
+        version.fn(*args)  # warm-up: compilation, pool blocks
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    per_call = []
+    for _ in range(rounds):
+        start.record()
+        for j in range(reps):
+            version.fn(*arg_sets[j % len(arg_sets)])
+        end.record()
+        end.synchronize()
+        per_call.append(cupy.cuda.get_elapsed_time(start, end) * 1e3 / reps)
+    return per_call
+
+
+def copy_bandwidth() -> float:
+    """GB/s of a 1 GiB device-to-device copy (bytes read plus bytes written), best of 10."""
+
+    src = cupy.ones(2**28, dtype=cupy.float32)
+    dst = cupy.empty_like(src)
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    best = math.inf
+    for _ in range(10):
+        start.record()
+        cupy.copyto(dst, src)
+        end.record()
+        end.synchronize()
+        best = min(best, cupy.cuda.get_elapsed_time(start, end) / 1e3)
+    del src, dst
+    cupy.get_default_memory_pool().free_all_blocks()
+    return 2 * 2**30 / best / 1e9
+
+
+@dataclasses.dataclass
+class Row:
+    op: str
+    case: str
+    version: str
+    what: str
+    ok: bool
+    error: float
+    median_us: float = math.nan
+    iqr_us: float = math.nan
+    bytes: int = 0
+
+
+def run(op_names: list[str] | None, dtype: Any, rounds: int, reps: int, tolerance: float, seed: int = 0) -> list[Row]:
+
+    rows = []
+    rng = np.random.default_rng(seed)
+    for op in ops(dtype):
+        if op_names and op.name not in op_names:
+            continue
+        for label, make, reference, nbytes in op.cases:
+            host = make(rng)
+            want = reference(tuple(a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in host))
+            copies = max(1, min(8, math.ceil(L2_BYTES / max(nbytes, 1))))
+            arg_sets = [to_device(host)] + [to_device(make(rng)) for _ in range(copies - 1)]
+            for version in op.versions:
+                ok, error = validate(version, host, want, tolerance)
+                row = Row(op.name, label, version.name, version.what, ok, error, bytes=nbytes)
+                if ok:
+                    times = time_version(version, arg_sets, rounds, reps)
+                    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+                    row.median_us, row.iqr_us = statistics.median(times), q[2] - q[0]
+                rows.append(row)
+                print(
+                    f"  {op.name:12s} {label:38s} {version.name:3s} "
+                    + (f"{row.median_us:9.1f} us" if ok else f"WRONG (error {error:.2e})"),
+                    flush=True,
+                )
+            del arg_sets
+            cupy.get_default_memory_pool().free_all_blocks()
+    return rows
+
+
+def render(rows: list[Row], bandwidth: float, header: str) -> str:
+    lines = [header, ""]
+    for op in dict.fromkeys(r.op for r in rows):
+        op_rows = [r for r in rows if r.op == op]
+        versions = list(dict.fromkeys(r.version for r in op_rows))
+        lines += [f"## {op}", ""]
+        for v in versions:
+            lines.append(f"- {v}: {next(r.what for r in op_rows if r.version == v)}")
+        lines += [
+            "",
+            "| shape | version | median µs | IQR µs | GB/s | % of copy | vs v1 | max rel. error |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        total = dict.fromkeys(versions, 0.0)
+        for case in dict.fromkeys(r.case for r in op_rows):
+            base = next((r for r in op_rows if r.case == case and r.version == versions[0]), None)
+            for r in (r for r in op_rows if r.case == case):
+                if not r.ok:
+                    lines.append(f"| {case} | {r.version} | **wrong** | | | | | {r.error:.1e} |")
+                    continue
+                rate = r.bytes / (r.median_us * 1e-6) / 1e9
+                speedup = base.median_us / r.median_us if base is not None and base.ok else math.nan
+                lines.append(
+                    f"| {case} | {r.version} | {r.median_us:,.1f} | {r.iqr_us:,.1f} | {rate:,.0f} | "
+                    f"{100 * rate / bandwidth:.0f}% | {speedup:.2f}x | {r.error:.1e} |"
+                )
+                total[r.version] += r.median_us
+        lines += ["", "Sum over the shapes: " + ", ".join(f"{v} {t:,.0f} µs" for v, t in total.items()), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1], formatter_class=_Formatter
+    )
+    parser.add_argument("--op", action="append", choices=["im2col", "col2im", "channel_sum"], help="repeatable")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per version (default 15)")
+    parser.add_argument("--reps", type=int, default=10, help="back-to-back calls per round (default 10)")
+    parser.add_argument("--tolerance", type=float, default=1e-5)
+    parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
+    args = parser.parse_args(argv)
+    from tinygan.backend import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason:
+        print(f"kernel_versions needs a CUDA GPU: {reason}", file=sys.stderr)
+        return 2
+
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    card = props["name"].decode()
+    bandwidth = copy_bandwidth()
+    print(f"{card}: device-to-device copy {bandwidth:,.0f} GB/s", flush=True)
+    rows = run(args.op, np.dtype(args.dtype), args.rounds, args.reps, args.tolerance)
+    header = (
+        f"# GPU kernel versions: {card}, {dt.date.today().isoformat()}\n\n"
+        f"`python -m bench.dev.kernel_versions` ({args.dtype}, {args.rounds} rounds of {args.reps} calls), "
+        f"CuPy {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}. "
+        f"Copy bandwidth measured here: {bandwidth:,.0f} GB/s (read + write). "
+        "Every version was checked against the float64 reference before it was timed (see the module docstring)."
+    )
+    text = render(rows, bandwidth, header)
+    print("\n" + text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0 if all(r.ok for r in rows) else 1
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

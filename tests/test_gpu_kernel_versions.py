@@ -1,0 +1,58 @@
+"""The kernel versions of bench/dev (earlier versions of the GPU convolution helpers, kept to be timed
+against production) compute what the reference computes, at odd sizes, in float32 and float64."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinygan.backend import gpu_unavailable_reason
+
+# Odd sizes, stride larger than the kernel (taps that reach no pixel), padding as large as the kernel
+# allows, a 1x1 image, and the DCGAN's 5x5 stride-2 geometry.
+ODD_CONVS = [
+    ((2, 3, 7, 5), 3, 1, 1),
+    ((1, 2, 9, 8), 2, 3, 1),
+    ((3, 1, 5, 5), 5, 1, 2),
+    ((2, 4, 8, 8), 5, 2, 2),
+    ((1, 1, 1, 1), 1, 1, 0),
+    ((2, 3, 9, 7), 3, 2, 0),
+]
+ODD_SUMS = [("odd", (3, 5, 7, 3)), ("one pixel", (2, 7, 1, 1)), ("wide", (9, 2, 33, 31))]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_version_matches_the_reference(dtype):
+    from bench.dev import kernel_versions as kv
+
+    convs = [kv.Conv(f"case {i}", shape, k, s, p) for i, (shape, k, s, p) in enumerate(ODD_CONVS)]
+    rng = np.random.default_rng(7)
+    checked = 0
+    for op in kv.ops(dtype, convs=convs, bias_grads=ODD_SUMS):
+        assert len(op.versions) >= 2, f"{op.name}: a version beside production"
+        for label, make, reference, _ in op.cases:
+            host = make(rng)
+            want = reference(tuple(a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in host))
+            for version in op.versions:
+                ok, error = kv.validate(version, host, want, 1e-6 if dtype == np.float32 else 1e-12)
+                assert ok, f"{op.name} {version.name} on {label}: error {error:.2e}"
+                checked += 1
+    assert checked == 2 * len(ODD_CONVS) + 3 * len(ODD_CONVS) + 2 * len(ODD_SUMS)
+
+
+def test_without_a_gpu_it_says_why_and_exits_2():
+    if gpu_unavailable_reason() is None:
+        pytest.skip("a GPU is present: this checks the message where there is none")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.dev.kernel_versions", "--op", "col2im"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("kernel_versions needs a CUDA GPU: ") and "Traceback" not in result.stderr
