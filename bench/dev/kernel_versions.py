@@ -66,6 +66,10 @@ class Conv:
         h, w = self.x_shape[2:]
         return (h + 2 * self.p - self.k) // self.s + 1, (w + 2 * self.p - self.k) // self.s + 1
 
+    def pairs(self) -> tuple[tuple[int, int], ...]:
+        """(kernel, stride, padding) as the (h, w) pairs every kernel takes."""
+        return (self.k, self.k), (self.s, self.s), (self.p, self.p)
+
     def cols_shape(self) -> tuple[int, int]:
         n, c = self.x_shape[:2]
         ho, wo = self.out_hw()
@@ -129,7 +133,7 @@ def _dev_module() -> Any:
     return _module
 
 
-def _geometry_args(x_shape: tuple[int, ...], k: int, s: int, p: int) -> tuple:
+def _geometry_args(x_shape: tuple[int, ...], k: Any, s: Any, p: Any) -> tuple:
     from tinygan.kernels.gpu.conv2d import geometry
 
     g = geometry(x_shape, k, s, p, "dev")
@@ -141,7 +145,7 @@ def _geometry_args(x_shape: tuple[int, ...], k: int, s: int, p: int) -> tuple:
     )
 
 
-def im2col_v1(x: Any, k: int, s: int, p: int) -> Any:
+def im2col_v1(x: Any, k: Any, s: Any, p: Any) -> Any:
     from tinygan.kernels.gpu._common import launch
 
     g, args = _geometry_args(x.shape, k, s, p)
@@ -151,7 +155,7 @@ def im2col_v1(x: Any, k: int, s: int, p: int) -> Any:
 
 
 def _col2im_dev(kernel: str) -> Callable[..., Any]:
-    def col2im(cols: Any, x_shape: tuple[int, ...], k: int, s: int, p: int) -> Any:
+    def col2im(cols: Any, x_shape: tuple[int, ...], k: Any, s: Any, p: Any) -> Any:
         from tinygan.kernels.gpu._common import launch, narrow
 
         _, args = _geometry_args(x_shape, k, s, p)
@@ -194,7 +198,7 @@ def ops(dtype: Any = np.float32, convs: list[Conv] | None = None, bias_grads: li
         im2col_cases.append(
             (
                 cv.name,
-                lambda rng, cv=cv: (normal(rng, cv.x_shape), cv.k, cv.s, cv.p),
+                lambda rng, cv=cv: (normal(rng, cv.x_shape), *cv.pairs()),
                 lambda a: R.im2col(a[0], a[1], a[2], a[3]),
                 (x_elems + cols_elems) * size,
             )
@@ -202,7 +206,7 @@ def ops(dtype: Any = np.float32, convs: list[Conv] | None = None, bias_grads: li
         col2im_cases.append(
             (
                 cv.name,
-                lambda rng, cv=cv: (normal(rng, cv.cols_shape()), cv.x_shape, cv.k, cv.s, cv.p),
+                lambda rng, cv=cv: (normal(rng, cv.cols_shape()), cv.x_shape, *cv.pairs()),
                 lambda a: R.col2im(a[0], a[1], a[2], a[3], a[4]),
                 (x_elems + cols_elems) * size,
             )
