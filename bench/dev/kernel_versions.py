@@ -22,11 +22,12 @@ the generator's transposed convolutions at N = 128 (their im2col/col2im run over
 Validation: each version's output against tinygan's reference kernel run in float64 on the same inputs,
 error = max|got - want| / max|want|, after the output's memory was filled with NaN (so an element a
 version forgets to write fails). A version that disagrees is reported as wrong and not timed.
-Timing: CUDA events around ``--reps`` back-to-back calls after warm-up, median over ``--rounds``;
-inputs rotate among several copies when one would fit in the L2 cache. Each call includes the output's
-allocation from CuPy's pool and the launch (a few microseconds of host time, hidden behind the previous
-kernel unless the kernel is that short). Rates are each input read once and each output written once,
-against a large device-to-device copy measured in the same run.
+Timing: ``--reps`` calls (inputs rotating among several copies when one would fit in the L2 cache)
+are captured as one CUDA graph, as the training step is, and its replays are timed with CUDA events:
+device time, without the host's launch and allocation overhead. Median over ``--rounds`` replays, in
+two passes (every version, then every version again); the spread between the passes is the noise
+floor. Rates count each input read once and each output written once, against a large
+device-to-device copy measured in the same run.
 """
 
 from __future__ import annotations
@@ -274,19 +275,35 @@ def validate(version: Version, host_args: tuple, want: np.ndarray, tolerance: fl
 
 
 def time_version(version: Version, arg_sets: list[tuple], rounds: int, reps: int) -> list[float]:
-    """Microseconds per call, one figure per round (CUDA events around ``reps`` back-to-back calls)."""
-
-    for args in arg_sets[:3]:
-        version.fn(*args)  # warm-up: compilation, pool blocks
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    per_call = []
-    for _ in range(rounds):
-        start.record()
-        for j in range(reps):
-            version.fn(*arg_sets[j % len(arg_sets)])
-        end.record()
-        end.synchronize()
-        per_call.append(cupy.cuda.get_elapsed_time(start, end) * 1e3 / reps)
+    """Microseconds of device time per call, one figure per round: ``reps`` calls (rotating over
+    ``arg_sets``) captured as one CUDA graph, its replays timed with CUDA events. The graph leaves out
+    the host's launch and allocation overhead, as the training step's graph does; what remains is the
+    kernels and the gaps between them on the device."""
+    stream = cupy.cuda.Stream(non_blocking=True)
+    pool = cupy.cuda.MemoryPool()  # allocations made while capturing belong to the graph
+    with stream:
+        for args in arg_sets[:3]:
+            version.fn(*args)  # warm-up: compilation, module load
+        stream.synchronize()
+        with cupy.cuda.using_allocator(pool.malloc):
+            stream.begin_capture()
+            try:
+                for j in range(reps):
+                    version.fn(*arg_sets[j % len(arg_sets)])
+            finally:
+                graph = stream.end_capture()
+        graph.upload(stream)
+        graph.launch(stream)
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        per_call = []
+        for _ in range(rounds):
+            start.record()
+            graph.launch(stream)
+            end.record()
+            end.synchronize()
+            per_call.append(cupy.cuda.get_elapsed_time(start, end) * 1e3 / reps)
+    del graph
+    pool.free_all_blocks()
     return per_call
 
 
@@ -316,13 +333,15 @@ class Row:
     what: str
     ok: bool
     error: float
-    median_us: float = math.nan
+    median_us: float = math.nan  # over both passes' rounds
     iqr_us: float = math.nan
+    pass_medians: tuple[float, ...] = ()
     bytes: int = 0
 
 
 def run(op_names: list[str] | None, dtype: Any, rounds: int, reps: int, tolerance: float, seed: int = 0) -> list[Row]:
-
+    """Validate every version of every op on each case, then time the valid ones in two passes (all
+    versions, then all again), so that the spread between passes shows what counts as noise."""
     rows = []
     rng = np.random.default_rng(seed)
     for op in ops(dtype):
@@ -333,17 +352,29 @@ def run(op_names: list[str] | None, dtype: Any, rounds: int, reps: int, toleranc
             want = reference(tuple(a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in host))
             copies = max(1, min(8, math.ceil(L2_BYTES / max(nbytes, 1))))
             arg_sets = [to_device(host)] + [to_device(make(rng)) for _ in range(copies - 1)]
+            case_rows = []
             for version in op.versions:
                 ok, error = validate(version, host, want, tolerance)
-                row = Row(op.name, label, version.name, version.what, ok, error, bytes=nbytes)
-                if ok:
-                    times = time_version(version, arg_sets, rounds, reps)
-                    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-                    row.median_us, row.iqr_us = statistics.median(times), q[2] - q[0]
+                case_rows.append((version, Row(op.name, label, version.name, version.what, ok, error, bytes=nbytes)))
+            times: dict[str, list[list[float]]] = {v.name: [] for v, _ in case_rows}
+            for _ in range(2):
+                for version, row in case_rows:
+                    if row.ok:
+                        times[version.name].append(time_version(version, arg_sets, rounds, reps))
+            for version, row in case_rows:
+                if row.ok:
+                    every = [t for one_pass in times[version.name] for t in one_pass]
+                    q = statistics.quantiles(every, n=4)
+                    row.median_us, row.iqr_us = statistics.median(every), q[2] - q[0]
+                    row.pass_medians = tuple(statistics.median(p) for p in times[version.name])
                 rows.append(row)
                 print(
                     f"  {op.name:12s} {label:38s} {version.name:3s} "
-                    + (f"{row.median_us:9.1f} us" if ok else f"WRONG (error {error:.2e})"),
+                    + (
+                        f"{row.median_us:9.1f} us (passes {' / '.join(f'{m:.1f}' for m in row.pass_medians)})"
+                        if row.ok
+                        else f"WRONG (error {row.error:.2e})"
+                    ),
                     flush=True,
                 )
             del arg_sets
@@ -361,20 +392,21 @@ def render(rows: list[Row], bandwidth: float, header: str) -> str:
             lines.append(f"- {v}: {next(r.what for r in op_rows if r.version == v)}")
         lines += [
             "",
-            "| shape | version | median µs | IQR µs | GB/s | % of copy | vs v1 | max rel. error |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| shape | version | median µs | IQR µs | passes µs | GB/s | % of copy | vs v1 | max rel. error |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         total = dict.fromkeys(versions, 0.0)
         for case in dict.fromkeys(r.case for r in op_rows):
             base = next((r for r in op_rows if r.case == case and r.version == versions[0]), None)
             for r in (r for r in op_rows if r.case == case):
                 if not r.ok:
-                    lines.append(f"| {case} | {r.version} | **wrong** | | | | | {r.error:.1e} |")
+                    lines.append(f"| {case} | {r.version} | **wrong** | | | | | | {r.error:.1e} |")
                     continue
                 rate = r.bytes / (r.median_us * 1e-6) / 1e9
                 speedup = base.median_us / r.median_us if base is not None and base.ok else math.nan
                 lines.append(
-                    f"| {case} | {r.version} | {r.median_us:,.1f} | {r.iqr_us:,.1f} | {rate:,.0f} | "
+                    f"| {case} | {r.version} | {r.median_us:,.1f} | {r.iqr_us:,.1f} | "
+                    f"{' / '.join(f'{m:,.1f}' for m in r.pass_medians)} | {rate:,.0f} | "
                     f"{100 * rate / bandwidth:.0f}% | {speedup:.2f}x | {r.error:.1e} |"
                 )
                 total[r.version] += r.median_us
