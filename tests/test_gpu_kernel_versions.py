@@ -33,7 +33,8 @@ def test_every_version_matches_the_reference(dtype):
     convs = [kv.Conv(f"case {i}", shape, k, s, p) for i, (shape, k, s, p) in enumerate(ODD_CONVS)]
     rng = np.random.default_rng(7)
     checked = 0
-    for op in kv.ops(dtype, convs=convs, bias_grads=ODD_SUMS):
+    all_ops = kv.ops(dtype, convs=convs, bias_grads=ODD_SUMS)
+    for op in all_ops:
         assert len(op.versions) >= 2, f"{op.name}: a version beside production"
         for label, make, reference, _ in op.cases:
             host = make(rng)
@@ -42,7 +43,7 @@ def test_every_version_matches_the_reference(dtype):
                 ok, error = kv.validate(version, host, want, 1e-6 if dtype == np.float32 else 1e-12)
                 assert ok, f"{op.name} {version.name} on {label}: error {error:.2e}"
                 checked += 1
-    assert checked == 2 * len(ODD_CONVS) + 3 * len(ODD_CONVS) + 2 * len(ODD_SUMS)
+    assert checked == sum(len(op.versions) * len(op.cases) for op in all_ops) > 0
 
 
 def test_without_a_gpu_it_says_why_and_exits_2():

@@ -84,3 +84,82 @@ __global__ void channel_sum_v1(const T* __restrict__ x, T* __restrict__ out, ind
     const double total = block_sum(acc, smem);
     if (threadIdx.x == 0) out[c] = (T)total;
 }
+
+// col2im v4: v3's loop (only the taps that reach the pixel, same order, so the same bits) with the
+// pixels numbered phase by phase. Pixels whose (h + ph) mod sh and (w + pw) mod sw agree take the same
+// taps, so a warp of them runs the tap loops in lockstep and reads consecutive entries of each cols
+// row; in v3 neighbouring pixels alternate between phases and a warp runs the longest loop of either.
+// Thread e is pixel (h, w) = (rh + a*sh, rw + b*sw) of plane (n, c), with
+// e = ((((n*C + c)*sh + rh)*sw + rw)*Ha + a)*Wb + b.
+template <typename T, typename I>
+__device__ __forceinline__ T col2im_gather(const T* __restrict__ cols, I L, I c, I n, I h, I w, int kh, int kw,
+                                           int sh, int sw, int ph, int pw, I Ho, I Wo) {
+    const I hp = h + ph, wp = w + pw;
+    const int i0 = (int)(hp % sh), j0 = (int)(wp % sw);
+    const I ow0 = (wp - j0) / sw;
+    T acc = T(0);
+    I oh = (hp - i0) / sh;
+    for (int i = i0; i < kh && oh >= 0; i += sh, --oh) {
+        if (oh >= Ho) continue;
+        const T* base = cols + (c * kh + i) * kw * L + (n * Ho + oh) * Wo;
+        I ow = ow0;
+        for (int j = j0; j < kw && ow >= 0; j += sw, --ow) {
+            if (ow >= Wo) continue;
+            acc += base[(I)j * L + ow];
+        }
+    }
+    return acc;
+}
+
+template <typename T, typename I>
+__device__ __forceinline__ void col2im_by_phase(const T* __restrict__ cols, T* __restrict__ x, I N, I C, I H, I W,
+                                                int kh, int kw, int sh, int sw, int ph, int pw, I Ho, I Wo) {
+    const I L = N * Ho * Wo;
+    const I Ha = (H + sh - 1) / sh, Wb = (W + sw - 1) / sw;
+    const I total = N * C * sh * sw * Ha * Wb;
+    for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (I)blockDim.x * gridDim.x) {
+        I t = e / Wb;
+        const I b = e - t * Wb;
+        I u = t / Ha;
+        const I a = t - u * Ha;
+        t = u / sw;
+        const int rw = (int)(u - t * sw);
+        u = t / sh;
+        const int rh = (int)(t - u * sh);
+        const I n = u / C;
+        const I c = u - n * C;
+        const I h = rh + a * sh, w = rw + b * sw;
+        if (h >= H || w >= W) continue;
+        x[((n * C + c) * H + h) * W + w] = col2im_gather<T, I>(cols, L, c, n, h, w, kh, kw, sh, sw, ph, pw, Ho, Wo);
+    }
+}
+
+template <typename T>
+__global__ void col2im_v4(const T* __restrict__ cols, T* __restrict__ x, index_t N, index_t C, index_t H, index_t W,
+                          int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo) {
+    col2im_by_phase<T, int>(cols, x, (int)N, (int)C, (int)H, (int)W, kh, kw, sh, sw, ph, pw, (int)Ho, (int)Wo);
+}
+
+// col2im v5: v4 with a two-dimensional grid: blockIdx.y walks the (n, c, rh, rw) planes, x the pixels
+// of one phase, so a thread decodes its pixel with one division instead of five.
+template <typename T>
+__global__ void col2im_v5(const T* __restrict__ cols, T* __restrict__ x, index_t N_, index_t C_, index_t H_,
+                          index_t W_, int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho_, index_t Wo_) {
+    const int N = (int)N_, C = (int)C_, H = (int)H_, W = (int)W_, Ho = (int)Ho_, Wo = (int)Wo_;
+    const int L = N * Ho * Wo;
+    const int Ha = (H + sh - 1) / sh, Wb = (W + sw - 1) / sw;
+    const int planes = N * C * sh * sw, per_plane = Ha * Wb;
+    for (int p = blockIdx.y; p < planes; p += gridDim.y) {
+        const int rw = p % sw;
+        const int q = p / sw;
+        const int rh = q % sh;
+        const int nc = q / sh;
+        const int n = nc / C, c = nc - (nc / C) * C;
+        for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < per_plane; e += blockDim.x * gridDim.x) {
+            const int a = e / Wb;
+            const int h = rh + a * sh, w = rw + (e - a * Wb) * sw;
+            if (h >= H || w >= W) continue;
+            x[(nc * H + h) * W + w] = col2im_gather<T, int>(cols, L, c, n, h, w, kh, kw, sh, sw, ph, pw, Ho, Wo);
+        }
+    }
+}

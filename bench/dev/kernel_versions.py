@@ -130,7 +130,10 @@ def _dev_module() -> Any:
                 common = Path(_common.__file__).with_name("_common.cu").read_text()
                 return common + "\n" + (HERE / self.filename).read_text()
 
-        _module = DevModule("conv_versions.cu", templates=("im2col_v1", "col2im_v1", "col2im_v2", "channel_sum_v1"))
+        _module = DevModule(
+            "conv_versions.cu",
+            templates=("im2col_v1", "col2im_v1", "col2im_v2", "col2im_v4", "col2im_v5", "channel_sum_v1"),
+        )
     return _module
 
 
@@ -157,17 +160,29 @@ def im2col_v1(x: Any, k: Any, s: Any, p: Any) -> Any:
 
 def _col2im_dev(kernel: str) -> Callable[..., Any]:
     def col2im(cols: Any, x_shape: tuple[int, ...], k: Any, s: Any, p: Any) -> Any:
-        from tinygan.kernels.gpu._common import launch, narrow
+        from tinygan.kernels.gpu._common import THREADS, grid_for, launch, narrow
 
-        _, args = _geometry_args(x_shape, k, s, p)
+        g, args = _geometry_args(x_shape, k, s, p)
         x = cupy.empty(x_shape, dtype=cols.dtype)
-        if kernel == "col2im_v2" and not narrow(cols, x):
-            raise ValueError("col2im v2 indexes with 32-bit ints: these arrays are too large for it")
-        launch(_dev_module().get(kernel, cols.dtype), x.size, (cols, x, *args))
+        if kernel != "col2im_v1" and not narrow(cols, x):
+            raise ValueError(f"{kernel} indexes with 32-bit ints: these arrays are too large for it")
+        fn = _dev_module().get(kernel, cols.dtype)
+        if kernel == "col2im_v5":  # y: the (n, c, phase) planes; x: the pixels of one phase
+            per_plane = -(-g.h // g.sh) * -(-g.w // g.sw)
+            planes = g.n * g.c * g.sh * g.sw
+            if planes and per_plane:
+                fn((grid_for(per_plane)[0], min(planes, 65535)), (THREADS,), (cols, x, *args))
+        else:
+            launch(fn, x.size if kernel != "col2im_v4" else _phase_slots(g), (cols, x, *args))
         return x
 
     col2im.__name__ = kernel
     return col2im
+
+
+def _phase_slots(g: Any) -> int:
+    """Threads of col2im v4: every (n, c, phase) plane padded to ceil(H/sh) x ceil(W/sw) pixels."""
+    return g.n * g.c * g.sh * g.sw * -(-g.h // g.sh) * -(-g.w // g.sw)
 
 
 def channel_sum_v1(x: Any) -> Any:
@@ -236,6 +251,10 @@ def ops(dtype: Any = np.float32, convs: list[Conv] | None = None, bias_grads: li
                 Version("v1", "gather over all kh*kw taps, each tested, 64-bit index math", _col2im_dev("col2im_v1")),
                 Version("v2", "v1 with 32-bit index math", _col2im_dev("col2im_v2")),
                 Version("v3", "production: only the taps that reach the pixel, 32-bit", K.col2im),
+                Version(
+                    "v4", "v3 with pixels numbered phase by phase: a warp's taps in lockstep", _col2im_dev("col2im_v4")
+                ),
+                Version("v5", "v4 on a 2-D grid: one division per pixel", _col2im_dev("col2im_v5")),
             ],
             col2im_cases,
         ),
