@@ -132,7 +132,7 @@ def _dev_module() -> Any:
 
         _module = DevModule(
             "conv_versions.cu",
-            templates=("im2col_v1", "col2im_v1", "col2im_v2", "col2im_v4", "col2im_v5", "channel_sum_v1"),
+            templates=("im2col_v1", "col2im_v1", "col2im_v2", "col2im_v4", "col2im_v5", "col2im_v6", "channel_sum_v1"),
         )
     return _module
 
@@ -173,7 +173,7 @@ def _col2im_dev(kernel: str) -> Callable[..., Any]:
             if planes and per_plane:
                 fn((grid_for(per_plane)[0], min(planes, 65535)), (THREADS,), (cols, x, *args))
         else:
-            launch(fn, x.size if kernel != "col2im_v4" else _phase_slots(g), (cols, x, *args))
+            launch(fn, _phase_slots(g) if kernel in ("col2im_v4", "col2im_v6") else x.size, (cols, x, *args))
         return x
 
     col2im.__name__ = kernel
@@ -255,6 +255,7 @@ def ops(dtype: Any = np.float32, convs: list[Conv] | None = None, bias_grads: li
                     "v4", "v3 with pixels numbered phase by phase: a warp's taps in lockstep", _col2im_dev("col2im_v4")
                 ),
                 Version("v5", "v4 on a 2-D grid: one division per pixel", _col2im_dev("col2im_v5")),
+                Version("v6", "v4, kernel and stride fixed at compile time: loops unroll", _col2im_dev("col2im_v6")),
             ],
             col2im_cases,
         ),
