@@ -57,3 +57,23 @@ def test_without_a_gpu_it_says_why_and_exits_2():
     )
     assert result.returncode == 2
     assert result.stderr.startswith("kernel_versions needs a CUDA GPU: ") and "Traceback" not in result.stderr
+
+
+@pytest.mark.gpu
+def test_col2im_versions_give_the_same_bits():
+    """Every col2im version visits the taps of a pixel in the same order, so they agree bit for bit:
+    replacing one by another in production changes no training run."""
+    import cupy as cp
+
+    from bench.dev import kernel_versions as kv
+
+    convs = [kv.Conv(f"case {i}", shape, k, s, p) for i, (shape, k, s, p) in enumerate(ODD_CONVS)]
+    convs += kv.DCGAN_CONVS[-3:]  # the generator's 5x5 stride-2 geometry at full size
+    (col2im,) = [op for op in kv.ops(np.float32, convs=convs, bias_grads=[]) if op.name == "col2im"]
+    rng = np.random.default_rng(11)
+    for label, make, _, _ in col2im.cases:
+        args = kv.to_device(make(rng))
+        outputs = {v.name: cp.asnumpy(v.fn(*args)) for v in col2im.versions}
+        first = outputs[col2im.versions[0].name]
+        for name, out in outputs.items():
+            assert np.array_equal(out, first), f"col2im {name} differs from v1 on {label}"

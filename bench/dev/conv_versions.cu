@@ -1,5 +1,6 @@
 // Earlier versions of the convolution helpers, kept to be timed against the production kernels
-// (kernels/gpu/conv2d.cu and layout.cu, the latest version of each op). Same layouts and contracts:
+// (kernels/gpu/conv2d.cu and layout.cu, the latest version of each op). Each is a standalone copy of
+// the code of its time, so that later changes to production leave it as it was measured. Same layouts and contracts:
 // cols is (C*kh*kw, N*Ho*Wo), row r = (c*kh + i)*kw + j, column l = (n*Ho + oh)*Wo + ow.
 // bench/dev/kernel_versions.py says what each version changed and what it measured.
 
@@ -68,6 +69,40 @@ template <typename T>
 __global__ void col2im_v2(const T* __restrict__ cols, T* __restrict__ x, index_t N, index_t C, index_t H, index_t W,
                           int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo) {
     col2im_all_taps<T, int>(cols, x, (int)N, (int)C, (int)H, (int)W, kh, kw, sh, sw, ph, pw, (int)Ho, (int)Wo);
+}
+
+// col2im v3: only the taps that can reach the pixel. Tap i of output row oh lands on row h when
+// oh*sh = h + ph - i, so only i = (h + ph) mod sh, then every sh-th, can, with oh falling by one from
+// tap to tap: about (kh/sh) * (kw/sw) of the kh * kw taps, visited in the same order as v1.
+template <typename T>
+__global__ void col2im_v3(const T* __restrict__ cols, T* __restrict__ x, index_t N_, index_t C_, index_t H_,
+                          index_t W_, int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho_, index_t Wo_) {
+    const int N = (int)N_, C = (int)C_, H = (int)H_, W = (int)W_, Ho = (int)Ho_, Wo = (int)Wo_;
+    const int L = N * Ho * Wo;
+    const int total = N * C * H * W;
+    for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += blockDim.x * gridDim.x) {
+        int t = e / W;
+        const int w = e - t * W;
+        int u = t / H;
+        const int h = t - u * H;
+        const int n = u / C;
+        const int c = u - n * C;
+        const int hp = h + ph, wp = w + pw;
+        const int i0 = hp % sh, j0 = wp % sw;
+        const int ow0 = (wp - j0) / sw;
+        T acc = T(0);
+        int oh = (hp - i0) / sh;
+        for (int i = i0; i < kh && oh >= 0; i += sh, --oh) {
+            if (oh >= Ho) continue;
+            const T* base = cols + (c * kh + i) * kw * L + (n * Ho + oh) * Wo;
+            int ow = ow0;
+            for (int j = j0; j < kw && ow >= 0; j += sw, --ow) {
+                if (ow >= Wo) continue;
+                acc += base[j * L + ow];
+            }
+        }
+        x[e] = acc;
+    }
 }
 
 // channel_sum v1 (the bias gradient): one block per channel sums all N*S values of its channel.
@@ -162,67 +197,4 @@ __global__ void col2im_v5(const T* __restrict__ cols, T* __restrict__ x, index_t
             x[(nc * H + h) * W + w] = col2im_gather<T, int>(cols, L, c, n, h, w, kh, kw, sh, sw, ph, pw, Ho, Wo);
         }
     }
-}
-
-// col2im v6: v4 with the kernel size and stride as compile-time constants for the geometries of the
-// seed models (3x3 stride 1, 3x3 stride 2, 5x5 stride 2), and v4's loop for any other. The tap loops
-// unroll, so a thread issues all of its loads before the first one returns instead of one per trip
-// through a loop with runtime bounds. Same taps in the same order as v3 and v4: the same bits.
-template <typename T, int KH, int KW, int SH, int SW>
-__device__ __forceinline__ T col2im_gather_fixed(const T* __restrict__ cols, int L, int c, int n, int h, int w, int ph,
-                                                 int pw, int Ho, int Wo) {
-    const int hp = h + ph, wp = w + pw;
-    const int i0 = hp % SH, j0 = wp % SW;
-    const int oh0 = (hp - i0) / SH, ow0 = (wp - j0) / SW;
-    T acc = T(0);
-#pragma unroll
-    for (int ti = 0; ti < (KH + SH - 1) / SH; ++ti) {
-        const int i = i0 + ti * SH, oh = oh0 - ti;
-        if (i < KH && oh >= 0 && oh < Ho) {
-            const T* base = cols + (c * KH + i) * KW * L + (n * Ho + oh) * Wo;
-#pragma unroll
-            for (int tj = 0; tj < (KW + SW - 1) / SW; ++tj) {
-                const int j = j0 + tj * SW, ow = ow0 - tj;
-                if (j < KW && ow >= 0 && ow < Wo) acc += base[j * L + ow];
-            }
-        }
-    }
-    return acc;
-}
-
-template <typename T, int KH, int KW, int SH, int SW>
-__device__ __forceinline__ void col2im_by_phase_fixed(const T* __restrict__ cols, T* __restrict__ x, int N, int C,
-                                                      int H, int W, int ph, int pw, int Ho, int Wo) {
-    const int L = N * Ho * Wo;
-    const int Ha = (H + SH - 1) / SH, Wb = (W + SW - 1) / SW;
-    const int total = N * C * SH * SW * Ha * Wb;
-    for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += blockDim.x * gridDim.x) {
-        int t = e / Wb;
-        const int b = e - t * Wb;
-        int u = t / Ha;
-        const int a = t - u * Ha;
-        t = u / SW;
-        const int rw = u - t * SW;
-        u = t / SH;
-        const int rh = t - u * SH;
-        const int n = u / C;
-        const int c = u - n * C;
-        const int h = rh + a * SH, w = rw + b * SW;
-        if (h >= H || w >= W) continue;
-        x[((n * C + c) * H + h) * W + w] = col2im_gather_fixed<T, KH, KW, SH, SW>(cols, L, c, n, h, w, ph, pw, Ho, Wo);
-    }
-}
-
-template <typename T>
-__global__ void col2im_v6(const T* __restrict__ cols, T* __restrict__ x, index_t N_, index_t C_, index_t H_,
-                          index_t W_, int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho_, index_t Wo_) {
-    const int N = (int)N_, C = (int)C_, H = (int)H_, W = (int)W_, Ho = (int)Ho_, Wo = (int)Wo_;
-    if (kh == 3 && kw == 3 && sh == 1 && sw == 1)
-        col2im_by_phase_fixed<T, 3, 3, 1, 1>(cols, x, N, C, H, W, ph, pw, Ho, Wo);
-    else if (kh == 3 && kw == 3 && sh == 2 && sw == 2)
-        col2im_by_phase_fixed<T, 3, 3, 2, 2>(cols, x, N, C, H, W, ph, pw, Ho, Wo);
-    else if (kh == 5 && kw == 5 && sh == 2 && sw == 2)
-        col2im_by_phase_fixed<T, 5, 5, 2, 2>(cols, x, N, C, H, W, ph, pw, Ho, Wo);
-    else
-        col2im_by_phase<T, int>(cols, x, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo);
 }

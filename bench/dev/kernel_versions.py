@@ -7,9 +7,13 @@ convolution helpers that cost most in the DCGAN training step besides the GEMMs:
 
 - ``im2col``: v1 one thread per element of cols, 64-bit index math; v2 (production) 32-bit index math
   where every offset fits, and each thread decodes its column once for a run of 16 rows.
-- ``col2im`` (a gather, one thread per pixel: no atomics, a fixed summation order): v1 visits all kh*kw
-  taps and tests each, 64-bit; v2 the same with 32-bit index math; v3 (production) visits only the taps
-  that can reach the pixel (about 9 of 25 for a 5x5 stride-2 kernel), in the same order.
+- ``col2im`` (a gather, one thread per pixel: no atomics, a fixed summation order, the same bits in
+  every version): v1 visits all kh*kw taps and tests each, 64-bit; v2 the same with 32-bit index math;
+  v3 visits only the taps that can reach the pixel (about 9 of 25 for a 5x5 stride-2 kernel); v4 numbers
+  the pixels phase by phase, so a warp's threads take the same taps in lockstep; v5 puts v4 on a 2-D
+  grid (slower: most blocks of the small planes idle); v6 (production) is v4 with the kernel size and
+  stride of the seed models (3x3 stride 1 and 2, 4x4 and 5x5 stride 2) fixed at compile time, so the
+  tap loops unroll and a thread's loads are in flight together.
 - ``channel_sum`` (every bias gradient): v1 one block per channel; v2 (production) many blocks per
   channel, then one block per channel sums the partials.
 
@@ -132,7 +136,7 @@ def _dev_module() -> Any:
 
         _module = DevModule(
             "conv_versions.cu",
-            templates=("im2col_v1", "col2im_v1", "col2im_v2", "col2im_v4", "col2im_v5", "col2im_v6", "channel_sum_v1"),
+            templates=("im2col_v1", "col2im_v1", "col2im_v2", "col2im_v3", "col2im_v4", "col2im_v5", "channel_sum_v1"),
         )
     return _module
 
@@ -173,7 +177,7 @@ def _col2im_dev(kernel: str) -> Callable[..., Any]:
             if planes and per_plane:
                 fn((grid_for(per_plane)[0], min(planes, 65535)), (THREADS,), (cols, x, *args))
         else:
-            launch(fn, _phase_slots(g) if kernel in ("col2im_v4", "col2im_v6") else x.size, (cols, x, *args))
+            launch(fn, _phase_slots(g) if kernel == "col2im_v4" else x.size, (cols, x, *args))
         return x
 
     col2im.__name__ = kernel
@@ -250,12 +254,12 @@ def ops(dtype: Any = np.float32, convs: list[Conv] | None = None, bias_grads: li
             [
                 Version("v1", "gather over all kh*kw taps, each tested, 64-bit index math", _col2im_dev("col2im_v1")),
                 Version("v2", "v1 with 32-bit index math", _col2im_dev("col2im_v2")),
-                Version("v3", "production: only the taps that reach the pixel, 32-bit", K.col2im),
+                Version("v3", "only the taps that reach the pixel, 32-bit", _col2im_dev("col2im_v3")),
                 Version(
                     "v4", "v3 with pixels numbered phase by phase: a warp's taps in lockstep", _col2im_dev("col2im_v4")
                 ),
                 Version("v5", "v4 on a 2-D grid: one division per pixel", _col2im_dev("col2im_v5")),
-                Version("v6", "v4, kernel and stride fixed at compile time: loops unroll", _col2im_dev("col2im_v6")),
+                Version("v6", "production: v4 with the kernel and stride fixed at compile time", K.col2im),
             ],
             col2im_cases,
         ),
