@@ -113,7 +113,8 @@ def idx(value: int) -> np.int64:
     return np.int64(value)
 
 
-# Kernels that index with 32-bit ints when every offset fits take a ``wide`` flag (see conv2d.cu).
+# Kernels that index with 32-bit ints when every offset fits take a ``wide`` flag, or come as a second
+# ``*_wide`` kernel where the 64-bit path would slow the 32-bit one (see conv2d.cu).
 INT32_LIMIT = 2**31 - 1
 
 
