@@ -126,6 +126,43 @@ def test_col2im_is_deterministic(K, rng):
     assert cp.array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_64_bit_index_kernels_give_the_same_bits_as_the_32_bit_ones(K, rng, dtype, monkeypatch):
+    """Arrays past 2**31 elements take the long long instantiation of each indexed kernel. At that
+    size a test would need tens of GB, so force it on small arrays: same sums in the same order,
+    so the same bits (col2im's 64-bit path is the general gather, the 32-bit one the phase-ordered
+    gather for 3x3 stride 2)."""
+    from tinygan.kernels.gpu import _common, layout
+
+    x = g(rand(rng, (3, 4, 9, 7), dtype))
+    W, b = g(rand(rng, (5, 4, 3, 3), dtype)), g(rand(rng, (5,), dtype))
+    dy = g(rand(rng, (3, 5, 5, 4), dtype))
+    big = g(rand(rng, (9, 2, 33, 31), dtype))  # more values per channel than one block sums
+    gamma, beta = g(rand(rng, (4,), dtype)), g(rand(rng, (4,), dtype))
+
+    def run_all():
+        cols = K.im2col(x, (3, 3), (2, 2), (1, 1))
+        y, _ = K.conv2d_forward(x, W, b, (2, 2), (1, 1))
+        bn = K.batchnorm_forward(x, gamma, beta, 1e-5)
+        outs = [
+            cols,
+            K.col2im(cols, x.shape, (3, 3), (2, 2), (1, 1)),
+            y,
+            *K.conv2d_backward_weight(dy, cols, W.shape),
+            layout.channel_sum(big),
+            layout.add_bias_(big.copy(), g(rand(np.random.default_rng(0), (2,), dtype))),
+            *bn,
+            *K.batchnorm_backward(x, bn[3], bn[4], gamma),
+        ]
+        return [cp.asnumpy(o) for o in outs]
+
+    narrow_results = run_all()
+    monkeypatch.setattr(_common, "narrow", lambda *arrays: False)
+    wide_results = run_all()
+    for i, (a, w) in enumerate(zip(narrow_results, wide_results)):
+        np.testing.assert_array_equal(a, w, err_msg=f"output {i}")
+
+
 def test_col2im_rejects_cols_of_the_wrong_shape(K, rng):
     with pytest.raises(ValueError, match="cols of shape"):
         K.col2im(g(rand(rng, (5, 7), np.float32)), (1, 1, 4, 4), (2, 2), (1, 1), (0, 0))

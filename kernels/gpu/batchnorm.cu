@@ -3,8 +3,8 @@
 // walks them with consecutive threads on consecutive s.
 // One block per channel computes the statistics and then uses them, all in one launch. Sums are
 // in double: the two-pass variance stays accurate for float32 and the result is deterministic.
-// Index arithmetic is in I: int when every offset fits (wide = 0), long long otherwise (a 64-bit
-// division per value costs more than the rest of the work).
+// Index arithmetic is in I: int when every offset fits, long long otherwise (two instantiations of
+// each kernel; the host picks): a 64-bit division per value costs more than the rest of the work.
 
 template <typename I>
 __device__ __forceinline__ I bn_offset(I m, I S, I C, I c) {
@@ -49,18 +49,13 @@ __device__ __forceinline__ void batchnorm_forward_body(const T* __restrict__ x, 
     }
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void batchnorm_forward(const T* __restrict__ x, const T* __restrict__ gamma, const T* __restrict__ beta,
                                   T* __restrict__ y, T* __restrict__ xhat, T* __restrict__ mean_out,
                                   T* __restrict__ var_out, T* __restrict__ inv_std_out, index_t N, index_t C,
-                                  index_t S, double eps, int wide) {
+                                  index_t S, double eps) {
     __shared__ double smem[REDUCE_THREADS];
-    if (wide)
-        batchnorm_forward_body<T, long long>(x, gamma, beta, y, xhat, mean_out, var_out, inv_std_out, N, C, S, eps,
-                                             smem);
-    else
-        batchnorm_forward_body<T, int>(x, gamma, beta, y, xhat, mean_out, var_out, inv_std_out, (int)N, (int)C,
-                                       (int)S, eps, smem);
+    batchnorm_forward_body<T, I>(x, gamma, beta, y, xhat, mean_out, var_out, inv_std_out, (I)N, (I)C, (I)S, eps, smem);
 }
 
 // dbeta = sum dy, dgamma = sum dy*xhat, dx = gamma*inv_std/M * (M*dy - dbeta - xhat*dgamma).
@@ -93,16 +88,12 @@ __device__ __forceinline__ void batchnorm_backward_body(const T* __restrict__ dy
     }
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void batchnorm_backward(const T* __restrict__ dy, const T* __restrict__ xhat,
                                    const T* __restrict__ inv_std, const T* __restrict__ gamma, T* __restrict__ dx,
-                                   T* __restrict__ dgamma, T* __restrict__ dbeta, index_t N, index_t C, index_t S,
-                                   int wide) {
+                                   T* __restrict__ dgamma, T* __restrict__ dbeta, index_t N, index_t C, index_t S) {
     __shared__ double smem[REDUCE_THREADS];
-    if (wide)
-        batchnorm_backward_body<T, long long>(dy, xhat, inv_std, gamma, dx, dgamma, dbeta, N, C, S, smem);
-    else
-        batchnorm_backward_body<T, int>(dy, xhat, inv_std, gamma, dx, dgamma, dbeta, (int)N, (int)C, (int)S, smem);
+    batchnorm_backward_body<T, I>(dy, xhat, inv_std, gamma, dx, dgamma, dbeta, (I)N, (I)C, (I)S, smem);
 }
 
 // Inference with running statistics: a per-channel affine map, one thread per element.

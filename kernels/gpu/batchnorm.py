@@ -10,9 +10,11 @@ from __future__ import annotations
 import cupy
 import numpy as np
 
-from ._common import THREADS, CudaModule, device_array, idx, launch, narrow, same_dtype
+from ._common import THREADS, CudaModule, device_array, idx, launch, same_dtype
 
-_MOD = CudaModule("batchnorm.cu", templates=("batchnorm_forward", "batchnorm_backward", "batchnorm_inference"))
+_MOD = CudaModule(
+    "batchnorm.cu", templates=("batchnorm_inference",), indexed=("batchnorm_forward", "batchnorm_backward")
+)
 
 
 def _ncs(op: str, x: cupy.ndarray, **per_channel: cupy.ndarray) -> tuple[int, int, int]:
@@ -28,10 +30,6 @@ def _ncs(op: str, x: cupy.ndarray, **per_channel: cupy.ndarray) -> tuple[int, in
     return n, c, s
 
 
-def wide_flag(x: cupy.ndarray) -> np.int32:
-    return np.int32(not narrow(x))
-
-
 def batchnorm_forward(
     x: cupy.ndarray, gamma: cupy.ndarray, beta: cupy.ndarray, eps: float
 ) -> tuple[cupy.ndarray, cupy.ndarray, cupy.ndarray, cupy.ndarray, cupy.ndarray]:
@@ -45,10 +43,10 @@ def batchnorm_forward(
     y, xhat = cupy.empty_like(x), cupy.empty_like(x)
     mean, var, inv_std = (cupy.empty(c, dtype=x.dtype) for _ in range(3))
     if c > 0:
-        _MOD.get(op, x.dtype)(
+        _MOD.get_for(op, x.dtype, x)(
             (c,),
             (THREADS,),
-            (x, gamma, beta, y, xhat, mean, var, inv_std, idx(n), idx(c), idx(s), np.float64(eps), wide_flag(x)),
+            (x, gamma, beta, y, xhat, mean, var, inv_std, idx(n), idx(c), idx(s), np.float64(eps)),
         )
     return y, mean, var, xhat, inv_std
 
@@ -68,8 +66,8 @@ def batchnorm_backward(
     dx = cupy.empty_like(dy)
     dgamma, dbeta = cupy.empty(c, dtype=dy.dtype), cupy.empty(c, dtype=dy.dtype)
     if c > 0:
-        _MOD.get(op, dy.dtype)(
-            (c,), (THREADS,), (dy, xhat, inv_std, gamma, dx, dgamma, dbeta, idx(n), idx(c), idx(s), wide_flag(dy))
+        _MOD.get_for(op, dy.dtype, dy)(
+            (c,), (THREADS,), (dy, xhat, inv_std, gamma, dx, dgamma, dbeta, idx(n), idx(c), idx(s))
         )
     return dx, dgamma, dbeta
 

@@ -3,9 +3,9 @@
 // column l = (n*Ho + oh)*Wo + ow. Output pixel (oh, ow) with tap (i, j) reads input pixel
 // (oh*sh - ph + i, ow*sw - pw + j); taps that fall into the padding read zero.
 //
-// Index arithmetic is in I: int whenever every offset fits, long long otherwise (the *_wide kernels,
-// which the host picks). A 64-bit division costs several times a 32-bit one, and these kernels do
-// little else.
+// Index arithmetic is in I: int whenever every offset fits, long long otherwise (two instantiations
+// of each kernel; the host picks). A 64-bit division costs several times a 32-bit one, and these
+// kernels do little else.
 
 template <typename T, typename I>
 __device__ __forceinline__ void im2col_rows(const T* __restrict__ x, T* __restrict__ cols, I N, I C, I H, I W, int kh,
@@ -45,20 +45,11 @@ __device__ __forceinline__ void im2col_rows(const T* __restrict__ x, T* __restri
     }
 }
 
-// The 32-bit and the 64-bit path are separate kernels: in one kernel, the 64-bit path's registers
-// would lower the occupancy of the 32-bit one too (measured on col2im: 20% slower).
-template <typename T>
+// I = int where every offset fits, long long otherwise: two kernels (CudaModule.get_for).
+template <typename T, typename I>
 __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, index_t N, index_t C, index_t H, index_t W,
                        int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo, int rows_per_block) {
-    im2col_rows<T, int>(x, cols, (int)N, (int)C, (int)H, (int)W, kh, kw, sh, sw, ph, pw, (int)Ho, (int)Wo,
-                        rows_per_block);
-}
-
-template <typename T>
-__global__ void im2col_wide(const T* __restrict__ x, T* __restrict__ cols, index_t N, index_t C, index_t H, index_t W,
-                            int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo,
-                            int rows_per_block) {
-    im2col_rows<T, long long>(x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, rows_per_block);
+    im2col_rows<T, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo, rows_per_block);
 }
 
 // The adjoint of im2col, written as a gather: each thread owns one pixel of x and sums the cols
@@ -154,27 +145,22 @@ __device__ __forceinline__ void col2im_phases(const T* __restrict__ cols, T* __r
 }
 
 // Launch with at least N*C*ceil(H/sh)*sh*ceil(W/sw)*sw threads' worth of grid-stride loop (every
-// path's count is at most that). col2im_wide takes arrays with offsets beyond 32 bits.
-template <typename T>
+// path's count is at most that). The fixed geometries run with I = int only: the 64-bit kernel
+// (arrays with offsets beyond 32 bits) takes the general path.
+template <typename T, typename I>
 __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias, int has_bias,
                        index_t N, index_t C, index_t H, index_t W, int kh, int kw, int sh, int sw, int ph, int pw,
                        index_t Ho, index_t Wo) {
-    const int n = (int)N, c = (int)C, h = (int)H, w = (int)W, ho = (int)Ho, wo = (int)Wo;
-    if (kh == 3 && kw == 3 && sh == 1 && sw == 1)
-        col2im_phases<T, 3, 3, 1, 1>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
-    else if (kh == 3 && kw == 3 && sh == 2 && sw == 2)
-        col2im_phases<T, 3, 3, 2, 2>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
-    else if (kh == 4 && kw == 4 && sh == 2 && sw == 2)
-        col2im_phases<T, 4, 4, 2, 2>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
-    else if (kh == 5 && kw == 5 && sh == 2 && sw == 2)
-        col2im_phases<T, 5, 5, 2, 2>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
-    else
-        col2im_pixels<T, int>(cols, x, bias, has_bias, n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo);
-}
-
-template <typename T>
-__global__ void col2im_wide(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias, int has_bias,
-                            index_t N, index_t C, index_t H, index_t W, int kh, int kw, int sh, int sw, int ph, int pw,
-                            index_t Ho, index_t Wo) {
-    col2im_pixels<T, long long>(cols, x, bias, has_bias, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo);
+    if constexpr (sizeof(I) == sizeof(int)) {
+        const int n = (int)N, c = (int)C, h = (int)H, w = (int)W, ho = (int)Ho, wo = (int)Wo;
+        if (kh == 3 && kw == 3 && sh == 1 && sw == 1)
+            return col2im_phases<T, 3, 3, 1, 1>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
+        if (kh == 3 && kw == 3 && sh == 2 && sw == 2)
+            return col2im_phases<T, 3, 3, 2, 2>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
+        if (kh == 4 && kw == 4 && sh == 2 && sw == 2)
+            return col2im_phases<T, 4, 4, 2, 2>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
+        if (kh == 5 && kw == 5 && sh == 2 && sw == 2)
+            return col2im_phases<T, 5, 5, 2, 2>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
+    }
+    col2im_pixels<T, I>(cols, x, bias, has_bias, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo);
 }

@@ -14,10 +14,10 @@ from typing import Any, NamedTuple
 
 import cupy
 
-from ._common import THREADS, CudaModule, device_array, gemm, idx, launch, narrow, pair, same_dtype
+from ._common import THREADS, CudaModule, device_array, gemm, idx, launch, pair, same_dtype
 from .layout import channel_sum, cns_to_ncs, ncs_to_cns
 
-_MOD = CudaModule("conv2d.cu", templates=("im2col", "im2col_wide", "col2im", "col2im_wide"))
+_MOD = CudaModule("conv2d.cu", indexed=("im2col", "col2im"))
 
 # Rows of cols one im2col thread writes: the column's (n, oh, ow) is decoded once for all of them.
 IM2COL_ROWS = 16
@@ -81,7 +81,7 @@ def im2col(x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any) -> cupy
         # and enough blocks along x to cover the columns.
         per_block = max(IM2COL_ROWS, -(-rows // 65535))
         grid = (max(1, min(-(-length // THREADS), 4096)), -(-rows // per_block))
-        kernel = _MOD.get("im2col" if narrow(x, cols) else "im2col_wide", x.dtype)
+        kernel = _MOD.get_for("im2col", x.dtype, x, cols)
         kernel(grid, (THREADS,), (x, cols, *g.kernel_args(), cupy.int32(per_block)))
     return cols
 
@@ -110,7 +110,7 @@ def col2im_bias(
     # The phase-ordered paths pad each (n, c) plane to whole multiples of the stride: see conv2d.cu.
     threads = g.n * g.c * -(-g.h // g.sh) * g.sh * -(-g.w // g.sw) * g.sw
     launch(
-        _MOD.get("col2im" if narrow(cols, x) else "col2im_wide", cols.dtype),
+        _MOD.get_for("col2im", cols.dtype, cols, x),
         threads,
         (cols, x, cupy.ascontiguousarray(bias) if has_bias else cols, cupy.int32(has_bias), *g.kernel_args()),
     )

@@ -1,8 +1,9 @@
 // Layout changes and per-channel sums shared by Dense, Conv2d and ConvTranspose2d.
 // "ncs" is an (N, C, S) array (NCHW with S = H*W); "cns" is the same data channel-major,
 // which is what a GEMM with the weights on the left produces and consumes.
-// Index arithmetic is in I: int when every offset fits (wide = 0), long long otherwise; a 64-bit
-// division costs several times a 32-bit one, and these kernels do little else.
+// Index arithmetic is in I: int when every offset fits, long long otherwise (two instantiations of
+// each kernel; the host picks); a 64-bit division costs several times a 32-bit one, and these
+// kernels do little else.
 
 // (C, N, S) -> (N, C, S), adding bias[c] on the way so the GEMM's output needs no second pass.
 template <typename T, typename I>
@@ -20,13 +21,10 @@ __device__ __forceinline__ void cns_to_ncs_body(const T* __restrict__ src, T* __
     }
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void cns_to_ncs(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ bias, int has_bias,
-                           index_t N, index_t C, index_t S, int wide) {
-    if (wide)
-        cns_to_ncs_body<T, long long>(src, dst, bias, has_bias, N, C, S);
-    else
-        cns_to_ncs_body<T, int>(src, dst, bias, has_bias, (int)N, (int)C, (int)S);
+                           index_t N, index_t C, index_t S) {
+    cns_to_ncs_body<T, I>(src, dst, bias, has_bias, (I)N, (I)C, (I)S);
 }
 
 // (N, C, S) -> (C, N, S); indexed by the destination so the writes are coalesced.
@@ -42,12 +40,9 @@ __device__ __forceinline__ void ncs_to_cns_body(const T* __restrict__ src, T* __
     }
 }
 
-template <typename T>
-__global__ void ncs_to_cns(const T* __restrict__ src, T* __restrict__ dst, index_t N, index_t C, index_t S, int wide) {
-    if (wide)
-        ncs_to_cns_body<T, long long>(src, dst, N, C, S);
-    else
-        ncs_to_cns_body<T, int>(src, dst, (int)N, (int)C, (int)S);
+template <typename T, typename I>
+__global__ void ncs_to_cns(const T* __restrict__ src, T* __restrict__ dst, index_t N, index_t C, index_t S) {
+    ncs_to_cns_body<T, I>(src, dst, (I)N, (I)C, (I)S);
 }
 
 // In place: y[n, c, s] += bias[c].
@@ -57,12 +52,9 @@ __device__ __forceinline__ void add_bias_body(T* __restrict__ y, const T* __rest
         y[i] += bias[(i / S) % C];
 }
 
-template <typename T>
-__global__ void add_bias(T* __restrict__ y, const T* __restrict__ bias, index_t C, index_t S, index_t total, int wide) {
-    if (wide)
-        add_bias_body<T, long long>(y, bias, C, S, total);
-    else
-        add_bias_body<T, int>(y, bias, (int)C, (int)S, (int)total);
+template <typename T, typename I>
+__global__ void add_bias(T* __restrict__ y, const T* __restrict__ bias, index_t C, index_t S, index_t total) {
+    add_bias_body<T, I>(y, bias, (I)C, (I)S, (I)total);
 }
 
 // Per-channel sums (bias gradients), all in double, each in a fixed order: the same inputs give
@@ -84,26 +76,24 @@ __device__ __forceinline__ double channel_chunk_sum(const T* __restrict__ x, I C
     return block_sum(acc, smem);
 }
 
-template <typename T>
-__global__ void channel_sum(const T* __restrict__ x, T* __restrict__ out, index_t N, index_t C, index_t S, int wide) {
+template <typename T, typename I>
+__global__ void channel_sum(const T* __restrict__ x, T* __restrict__ out, index_t N, index_t C, index_t S) {
     __shared__ double smem[REDUCE_THREADS];
-    const index_t c = blockIdx.x;
-    const double total = wide ? channel_chunk_sum<T, long long>(x, C, S, c, 0, N * S, smem)
-                              : channel_chunk_sum<T, int>(x, (int)C, (int)S, (int)c, 0, (int)(N * S), smem);
+    const I c = blockIdx.x;
+    const double total = channel_chunk_sum<T, I>(x, (I)C, (I)S, c, 0, (I)(N * S), smem);
     if (threadIdx.x == 0) out[c] = (T)total;
 }
 
 // Block (p, c) sums values p*chunk .. (p+1)*chunk - 1 of channel c into partial[c * gridDim.x + p].
-template <typename T>
+template <typename T, typename I>
 __global__ void channel_partial(const T* __restrict__ x, double* __restrict__ partial, index_t N, index_t C,
-                                index_t S, index_t chunk, int wide) {
+                                index_t S, index_t chunk) {
     __shared__ double smem[REDUCE_THREADS];
-    const index_t c = blockIdx.y;
-    const index_t begin = (index_t)blockIdx.x * chunk;
-    const index_t end = min(N * S, begin + chunk);
-    const double total = wide ? channel_chunk_sum<T, long long>(x, C, S, c, begin, end, smem)
-                              : channel_chunk_sum<T, int>(x, (int)C, (int)S, (int)c, (int)begin, (int)end, smem);
-    if (threadIdx.x == 0) partial[c * gridDim.x + blockIdx.x] = total;
+    const I c = blockIdx.y;
+    const I begin = (I)blockIdx.x * (I)chunk;
+    const I end = min((I)(N * S), begin + (I)chunk);
+    const double total = channel_chunk_sum<T, I>(x, (I)C, (I)S, c, begin, end, smem);
+    if (threadIdx.x == 0) partial[(index_t)c * gridDim.x + blockIdx.x] = total;
 }
 
 template <typename T>

@@ -7,19 +7,12 @@ from __future__ import annotations
 
 import cupy
 
-from ._common import THREADS, CudaModule, idx, launch, narrow
+from ._common import THREADS, CudaModule, idx, launch
 
 _MOD = CudaModule(
     "layout.cu",
-    templates=(
-        "cns_to_ncs",
-        "ncs_to_cns",
-        "add_bias",
-        "channel_sum",
-        "channel_partial",
-        "channel_finish",
-        "channel_sum_rows",
-    ),
+    templates=("channel_finish", "channel_sum_rows"),
+    indexed=("cns_to_ncs", "ncs_to_cns", "add_bias", "channel_sum", "channel_partial"),
 )
 
 # Values of one channel that one block of channel_partial sums (16 per thread).
@@ -41,9 +34,9 @@ def cns_to_ncs(src: cupy.ndarray, shape: tuple[int, ...], bias: cupy.ndarray | N
     # The kernel never reads the bias pointer when has_bias is 0, but it must still be a valid argument.
     b = cupy.ascontiguousarray(bias) if has_bias else src
     launch(
-        _MOD.get("cns_to_ncs", src.dtype),
+        _MOD.get_for("cns_to_ncs", src.dtype, src, dst),
         dst.size,
-        (src, dst, b, cupy.int32(has_bias), idx(n), idx(c), idx(s), cupy.int32(not narrow(src, dst))),
+        (src, dst, b, cupy.int32(has_bias), idx(n), idx(c), idx(s)),
     )
     return dst
 
@@ -53,9 +46,9 @@ def ncs_to_cns(src: cupy.ndarray) -> cupy.ndarray:
     n, c, s = _ncs(src.shape)
     dst = cupy.empty((c, n * s), dtype=src.dtype)
     launch(
-        _MOD.get("ncs_to_cns", src.dtype),
+        _MOD.get_for("ncs_to_cns", src.dtype, src, dst),
         dst.size,
-        (src, dst, idx(n), idx(c), idx(s), cupy.int32(not narrow(src, dst))),
+        (src, dst, idx(n), idx(c), idx(s)),
     )
     return dst
 
@@ -64,9 +57,9 @@ def add_bias_(y: cupy.ndarray, bias: cupy.ndarray) -> cupy.ndarray:
     """In place: ``y[n, c, ...] += bias[c]``."""
     _, c, s = _ncs(y.shape)
     launch(
-        _MOD.get("add_bias", y.dtype),
+        _MOD.get_for("add_bias", y.dtype, y),
         y.size,
-        (y, cupy.ascontiguousarray(bias), idx(c), idx(s), idx(y.size), cupy.int32(not narrow(y))),
+        (y, cupy.ascontiguousarray(bias), idx(c), idx(s), idx(y.size)),
     )
     return y
 
@@ -77,16 +70,15 @@ def channel_sum(x: cupy.ndarray) -> cupy.ndarray:
     out = cupy.empty(c, dtype=x.dtype)
     if c == 0:
         return out
-    wide = cupy.int32(not narrow(x))
     if n * s <= CHANNEL_CHUNK or c > 65535:
-        _MOD.get("channel_sum", x.dtype)((c,), (THREADS,), (x, out, idx(n), idx(c), idx(s), wide))
+        _MOD.get_for("channel_sum", x.dtype, x)((c,), (THREADS,), (x, out, idx(n), idx(c), idx(s)))
     elif s == 1:
         launch(_MOD.get("channel_sum_rows", x.dtype), c, (x, out, idx(n), idx(c)))
     else:
         parts = -(-(n * s) // CHANNEL_CHUNK)
         partial = cupy.empty((c, parts), dtype=cupy.float64)
-        _MOD.get("channel_partial", x.dtype)(
-            (parts, c), (THREADS,), (x, partial, idx(n), idx(c), idx(s), idx(CHANNEL_CHUNK), wide)
+        _MOD.get_for("channel_partial", x.dtype, x)(
+            (parts, c), (THREADS,), (x, partial, idx(n), idx(c), idx(s), idx(CHANNEL_CHUNK))
         )
         _MOD.get("channel_finish", x.dtype)((c,), (THREADS,), (partial, out, idx(parts)))
     return out
