@@ -23,6 +23,8 @@ ODD_CONVS = [
     ((2, 3, 9, 7), 3, 2, 0),
 ]
 ODD_SUMS = [("odd", (3, 5, 7, 3)), ("one pixel", (2, 7, 1, 1)), ("wide", (9, 2, 33, 31))]
+# BatchNorm: one block's worth per channel, several chunks per channel (the last partial), (N, C).
+ODD_BATCHNORMS = [("odd", (3, 5, 7, 3)), ("chunked", (3, 2, 47, 61)), ("dense", (9001, 3))]
 
 
 @pytest.mark.gpu
@@ -33,7 +35,7 @@ def test_every_version_matches_the_reference(dtype):
     convs = [kv.Conv(f"case {i}", shape, k, s, p) for i, (shape, k, s, p) in enumerate(ODD_CONVS)]
     rng = np.random.default_rng(7)
     checked = 0
-    all_ops = kv.ops(dtype, convs=convs, bias_grads=ODD_SUMS)
+    all_ops = kv.ops(dtype, convs=convs, bias_grads=ODD_SUMS, batchnorms=ODD_BATCHNORMS)
     for op in all_ops:
         assert len(op.versions) >= 2, f"{op.name}: a version beside production"
         for label, make, reference, _ in op.cases:

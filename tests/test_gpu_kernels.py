@@ -294,7 +294,20 @@ def test_dropout_matches_reference(K, rng, dtype, p, mask_dtype):
 
 # -- batchnorm -----------------------------------------------------------------------------------
 
-BN_SHAPES = [(2, 3), (64, 17), (5, 1), (2, 3, 4, 5), (4, 8, 7, 7), (1, 2, 3, 3), (3, 300)]
+# The last three have more values per channel than one block reduces (BN_CHUNK = 4096): several
+# chunks per channel, the last one partial, for (N, C) and (N, C, H, W).
+BN_SHAPES = [
+    (2, 3),
+    (64, 17),
+    (5, 1),
+    (2, 3, 4, 5),
+    (4, 8, 7, 7),
+    (1, 2, 3, 3),
+    (3, 300),
+    (9001, 3),
+    (3, 2, 47, 61),
+    (16, 5, 33, 17),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -326,8 +339,9 @@ def test_batchnorm_matches_reference(K, rng, dtype, shape):
     )
 
 
-def test_batchnorm_variance_survives_a_large_mean_in_float32(K, rng):
-    x64 = 1000.0 + 0.01 * rng.standard_normal((256, 4))
+@pytest.mark.parametrize("n", [256, 20000])  # one block per channel; several chunks per channel
+def test_batchnorm_variance_survives_a_large_mean_in_float32(K, rng, n):
+    x64 = 1000.0 + 0.01 * rng.standard_normal((n, 4))
     _, mean, var, _, _ = K.batchnorm_forward(
         g(x64.astype(np.float32)), g(np.ones(4, np.float32)), g(np.zeros(4, np.float32)), 1e-5
     )

@@ -16,6 +16,10 @@ convolution helpers that cost most in the DCGAN training step besides the GEMMs:
   tap loops unroll and a thread's loads are in flight together.
 - ``channel_sum`` (every bias gradient): v1 one block per channel; v2 (production) many blocks per
   channel, then one block per channel sums the partials.
+- ``batchnorm_forward`` and ``batchnorm_backward`` (the generator's three BatchNorm2d layers): v1 one
+  block per channel does everything in one launch; v2 (production, for channels of more than 4,096
+  values) reduces chunks of a channel in many blocks, combines them per channel in a fixed order, then
+  applies the result with one thread per value: three launches that fill the GPU.
 
 Shapes are those of the DCGAN training step: the discriminator's convolutions at its 2N = 256 images,
 the generator's transposed convolutions at N = 128 (their im2col/col2im run over the layer's output).
@@ -101,6 +105,15 @@ DCGAN_BIAS_GRADS = [
     ("G convT2", (128, 64, 16, 16)),
     ("G convT3", (128, 3, 32, 32)),
 ]
+
+
+# The generator's BatchNorm2d inputs (the discriminator has none).
+DCGAN_BATCHNORMS = [
+    ("G bn0 after Dense", (128, 128, 4, 4)),
+    ("G bn1 after convT1", (128, 128, 8, 8)),
+    ("G bn2 after convT2", (128, 64, 16, 16)),
+]
+BN_EPS = 1e-5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,14 +212,49 @@ def channel_sum_v1(x: Any) -> Any:
     return out
 
 
-def ops(dtype: Any = np.float32, convs: list[Conv] | None = None, bias_grads: list | None = None) -> list[Op]:
-    """The ops, their versions and cases (``convs``/``bias_grads``: other shapes than the DCGAN's)."""
+def bn_forward_v1(x: Any, gamma: Any, beta: Any, eps: float) -> tuple:
+    """BatchNorm forward with one block per channel for every shape (production keeps this kernel
+    for channels of at most BN_CHUNK values)."""
+    from tinygan.kernels.gpu import batchnorm
+    from tinygan.kernels.gpu._common import THREADS
+
+    n, c = x.shape[:2]
+    s = int(np.prod(x.shape[2:]))
+    y, xhat = cupy.empty_like(x), cupy.empty_like(x)
+    mean, var, inv_std = (cupy.empty(c, dtype=x.dtype) for _ in range(3))
+    args = (x, gamma, beta, y, xhat, mean, var, inv_std, np.int64(n), np.int64(c), np.int64(s), np.float64(eps))
+    batchnorm._MOD.get_for("batchnorm_forward", x.dtype, x)((c,), (THREADS,), args)
+    return y, mean, var, xhat, inv_std
+
+
+def bn_backward_v1(dy: Any, xhat: Any, inv_std: Any, gamma: Any) -> tuple:
+    from tinygan.kernels.gpu import batchnorm
+    from tinygan.kernels.gpu._common import THREADS
+
+    n, c = dy.shape[:2]
+    s = int(np.prod(dy.shape[2:]))
+    dx = cupy.empty_like(dy)
+    dgamma, dbeta = cupy.empty(c, dtype=dy.dtype), cupy.empty(c, dtype=dy.dtype)
+    args = (dy, xhat, inv_std, gamma, dx, dgamma, dbeta, np.int64(n), np.int64(c), np.int64(s))
+    batchnorm._MOD.get_for("batchnorm_backward", dy.dtype, dy)((c,), (THREADS,), args)
+    return dx, dgamma, dbeta
+
+
+def ops(
+    dtype: Any = np.float32,
+    convs: list[Conv] | None = None,
+    bias_grads: list | None = None,
+    batchnorms: list | None = None,
+) -> list[Op]:
+    """The ops, their versions and cases (``convs``, ``bias_grads``, ``batchnorms``: other shapes
+    than the DCGAN's)."""
     import tinygan.kernels.gpu as K
     from tinygan.kernels import reference as R
     from tinygan.kernels.gpu.layout import channel_sum
 
     convs = DCGAN_CONVS if convs is None else convs
     bias_grads = DCGAN_BIAS_GRADS if bias_grads is None else bias_grads
+    batchnorms = DCGAN_BATCHNORMS if batchnorms is None else batchnorms
     size = np.dtype(dtype).itemsize
 
     def normal(rng: np.random.Generator, shape: tuple) -> np.ndarray:
@@ -240,6 +288,36 @@ def ops(dtype: Any = np.float32, convs: list[Conv] | None = None, bias_grads: li
                 (int(np.prod(shape)) + shape[1]) * size,
             )
         )
+    bn_forward_cases, bn_backward_cases = [], []
+    for name, shape in batchnorms:
+        c, elems = shape[1], int(np.prod(shape))
+        label = f"{name} {'x'.join(map(str, shape))}"
+        bn_forward_cases.append(
+            (
+                label,
+                lambda rng, shape=shape: (
+                    normal(rng, shape),
+                    normal(rng, shape[1:2]),
+                    normal(rng, shape[1:2]),
+                    BN_EPS,
+                ),
+                lambda a: R.batchnorm_forward(*a),
+                (3 * elems + 5 * c) * size,
+            )
+        )
+        bn_backward_cases.append(
+            (
+                label,
+                lambda rng, shape=shape: (
+                    normal(rng, shape),
+                    normal(rng, shape),
+                    (rng.random(shape[1]) + 0.5).astype(dtype),
+                    normal(rng, shape[1:2]),
+                ),
+                lambda a: R.batchnorm_backward(*a),
+                (3 * elems + 4 * c) * size,
+            )
+        )
     return [
         Op(
             "im2col",
@@ -271,6 +349,30 @@ def ops(dtype: Any = np.float32, convs: list[Conv] | None = None, bias_grads: li
             ],
             sum_cases,
         ),
+        Op(
+            "batchnorm_forward",
+            [
+                Version("v1", "one block per channel: statistics and normalization in one launch", bn_forward_v1),
+                Version(
+                    "v2",
+                    "production: chunks over many blocks, a per-channel finish, one thread a value",
+                    K.batchnorm_forward,
+                ),
+            ],
+            bn_forward_cases,
+        ),
+        Op(
+            "batchnorm_backward",
+            [
+                Version("v1", "one block per channel", bn_backward_v1),
+                Version(
+                    "v2",
+                    "production: chunks over many blocks, a per-channel finish, one thread a value",
+                    K.batchnorm_backward,
+                ),
+            ],
+            bn_backward_cases,
+        ),
     ]
 
 
@@ -287,14 +389,21 @@ def poison(nbytes: int) -> None:
     del blocks
 
 
-def validate(version: Version, host_args: tuple, want: np.ndarray, tolerance: float) -> tuple[bool, float]:
-    """Run ``version`` on ``host_args`` (poisoned output) and compare with ``want`` (float64)."""
-
-    poison(want.size * np.dtype(host_args[0].dtype).itemsize)
-    got = cupy.asnumpy(version.fn(*to_device(host_args))).astype(np.float64)
-    if got.shape != want.shape or not np.isfinite(got).all():
+def validate(version: Version, host_args: tuple, want: Any, tolerance: float) -> tuple[bool, float]:
+    """Run ``version`` on ``host_args`` (outputs allocated over NaN) and compare each output with
+    ``want`` (an array or a tuple of arrays, float64): the largest relative error of any output."""
+    wants = want if isinstance(want, tuple) else (want,)
+    poison(max(w.size for w in wants) * np.dtype(host_args[0].dtype).itemsize)
+    result = version.fn(*to_device(host_args))
+    gots = result if isinstance(result, tuple) else (result,)
+    if len(gots) != len(wants):
         return False, math.inf
-    error = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+    error = 0.0
+    for got, w in zip(gots, wants):
+        got = cupy.asnumpy(got).astype(np.float64)
+        if got.shape != w.shape or not np.isfinite(got).all():
+            return False, math.inf
+        error = max(error, float(np.abs(got - w).max() / max(np.abs(w).max(), 1e-30)))
     return error <= tolerance, error
 
 
@@ -442,7 +551,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1], formatter_class=_Formatter
     )
-    parser.add_argument("--op", action="append", choices=["im2col", "col2im", "channel_sum"], help="repeatable")
+    parser.add_argument(
+        "--op",
+        action="append",
+        choices=["im2col", "col2im", "channel_sum", "batchnorm_forward", "batchnorm_backward"],
+        help="repeatable",
+    )
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--rounds", type=int, default=15, help="timed rounds per version (default 15)")
     parser.add_argument("--reps", type=int, default=10, help="back-to-back calls per round (default 10)")

@@ -1,8 +1,9 @@
 // Batch normalization over every axis but 1. x is viewed as (N, C, S) with S = H*W (1 for
 // BatchNorm1d); channel c's M = N*S values sit at (n*C + c)*S + s, so a block that owns a channel
 // walks them with consecutive threads on consecutive s.
-// One block per channel computes the statistics and then uses them, all in one launch. Sums are
-// in double: the two-pass variance stays accurate for float32 and the result is deterministic.
+// Channels of few values: one block per channel computes the statistics and then uses them, all in
+// one launch. Channels of many values: several blocks per channel (below). Sums are in double: the
+// two-pass variance stays accurate for float32, and the result is deterministic.
 // Index arithmetic is in I: int when every offset fits, long long otherwise (two instantiations of
 // each kernel; the host picks): a 64-bit division per value costs more than the rest of the work.
 
@@ -94,6 +95,134 @@ __global__ void batchnorm_backward(const T* __restrict__ dy, const T* __restrict
                                    T* __restrict__ dgamma, T* __restrict__ dbeta, index_t N, index_t C, index_t S) {
     __shared__ double smem[REDUCE_THREADS];
     batchnorm_backward_body<T, I>(dy, xhat, inv_std, gamma, dx, dgamma, dbeta, (I)N, (I)C, (I)S, smem);
+}
+
+// Channels of many values: one block per channel would leave most of the GPU idle (a DCGAN layer
+// has 64 to 128 channels of 8K to 32K values each), so the work splits three ways:
+//   batchnorm_partial_stats  block (p, c) reduces chunk p of channel c to its mean and sum of
+//                            squared deviations (two passes over a chunk that stays in cache);
+//   batchnorm_finish_stats   one thread per channel combines the chunks in order (Chan, Golub and
+//                            LeVeque's pairwise update), so the result is deterministic and keeps
+//                            the two-pass accuracy when |mean| >> std;
+//   batchnorm_normalize      one thread per value writes xhat and y.
+// The backward pass is the same shape: partial sums of dy and dy*xhat, a per-channel finish, and
+// one thread per value for dx.
+template <typename T, typename I>
+__global__ void batchnorm_partial_stats(const T* __restrict__ x, double* __restrict__ part_mean,
+                                        double* __restrict__ part_m2, index_t N, index_t C_, index_t S_,
+                                        index_t chunk) {
+    __shared__ double smem[REDUCE_THREADS];
+    const I C = (I)C_, S = (I)S_, M = (I)(N * S_);
+    const I c = blockIdx.y;
+    const I begin = (I)blockIdx.x * (I)chunk;
+    const I end = min(M, begin + (I)chunk);
+    double acc = 0.0;
+    for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) acc += (double)x[bn_offset(m, S, C, c)];
+    const double mean = block_sum(acc, smem) / (double)(end - begin);
+    acc = 0.0;
+    for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) {
+        const double d = (double)x[bn_offset(m, S, C, c)] - mean;
+        acc += d * d;
+    }
+    const double m2 = block_sum(acc, smem);
+    if (threadIdx.x == 0) {
+        part_mean[(index_t)c * gridDim.x + blockIdx.x] = mean;
+        part_m2[(index_t)c * gridDim.x + blockIdx.x] = m2;
+    }
+}
+
+// stats[c] = mean, stats[C + c] = inv_std (double, for the normalize pass).
+template <typename T>
+__global__ void batchnorm_finish_stats(const double* __restrict__ part_mean, const double* __restrict__ part_m2,
+                                       double* __restrict__ stats, T* __restrict__ mean_out, T* __restrict__ var_out,
+                                       T* __restrict__ inv_std_out, index_t C, index_t M, index_t chunk, index_t parts,
+                                       double eps) {
+    GRID_STRIDE_LOOP(c, C) {
+        double n = 0.0, mean = 0.0, m2 = 0.0;
+        for (index_t p = 0; p < parts; ++p) {
+            const double nb = (double)min(chunk, M - p * chunk);
+            const double delta = part_mean[c * parts + p] - mean;
+            const double total = n + nb;
+            mean += delta * nb / total;
+            m2 += part_m2[c * parts + p] + delta * delta * n * nb / total;
+            n = total;
+        }
+        const double var = m2 / (double)M;
+        const double inv_std = 1.0 / sqrt(var + eps);
+        stats[c] = mean;
+        stats[C + c] = inv_std;
+        mean_out[c] = (T)mean;
+        var_out[c] = (T)var;
+        inv_std_out[c] = (T)inv_std;
+    }
+}
+
+template <typename T, typename I>
+__global__ void batchnorm_normalize(const T* __restrict__ x, const T* __restrict__ gamma, const T* __restrict__ beta,
+                                    const double* __restrict__ stats, T* __restrict__ y, T* __restrict__ xhat,
+                                    index_t C_, index_t S_, index_t total_) {
+    const I C = (I)C_, S = (I)S_, total = (I)total_;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x) {
+        const I c = (i / S) % C;
+        const T xh = (T)(((double)x[i] - stats[c]) * stats[C_ + c]);
+        xhat[i] = xh;
+        y[i] = gamma[c] * xh + beta[c];
+    }
+}
+
+// part[c * parts + p] = sum of dy over chunk p of channel c; part[(C + c) * parts + p] = sum of dy*xhat.
+template <typename T, typename I>
+__global__ void batchnorm_partial_grads(const T* __restrict__ dy, const T* __restrict__ xhat, double* __restrict__ part,
+                                        index_t N, index_t C_, index_t S_, index_t chunk) {
+    __shared__ double smem[REDUCE_THREADS];
+    const I C = (I)C_, S = (I)S_, M = (I)(N * S_);
+    const I c = blockIdx.y;
+    const I begin = (I)blockIdx.x * (I)chunk;
+    const I end = min(M, begin + (I)chunk);
+    double s_dy = 0.0, s_dyx = 0.0;
+    for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) {
+        const I k = bn_offset(m, S, C, c);
+        const double g = (double)dy[k];
+        s_dy += g;
+        s_dyx += g * (double)xhat[k];
+    }
+    s_dy = block_sum(s_dy, smem);
+    s_dyx = block_sum(s_dyx, smem);
+    if (threadIdx.x == 0) {
+        part[(index_t)c * gridDim.x + blockIdx.x] = s_dy;
+        part[((index_t)C + c) * gridDim.x + blockIdx.x] = s_dyx;
+    }
+}
+
+// sums[c] = dbeta, sums[C + c] = dgamma (double, for the dx pass).
+template <typename T>
+__global__ void batchnorm_finish_grads(const double* __restrict__ part, double* __restrict__ sums,
+                                       T* __restrict__ dgamma, T* __restrict__ dbeta, index_t C, index_t parts) {
+    GRID_STRIDE_LOOP(c, C) {
+        double s_dy = 0.0, s_dyx = 0.0;
+        for (index_t p = 0; p < parts; ++p) {
+            s_dy += part[c * parts + p];
+            s_dyx += part[(C + c) * parts + p];
+        }
+        sums[c] = s_dy;
+        sums[C + c] = s_dyx;
+        dbeta[c] = (T)s_dy;
+        dgamma[c] = (T)s_dyx;
+    }
+}
+
+template <typename T, typename I>
+__global__ void batchnorm_input_grad(const T* __restrict__ dy, const T* __restrict__ xhat,
+                                     const T* __restrict__ inv_std, const T* __restrict__ gamma,
+                                     const double* __restrict__ sums, T* __restrict__ dx, index_t M_, index_t C_,
+                                     index_t S_, index_t total_) {
+    const I C = (I)C_, S = (I)S_, total = (I)total_;
+    const double M = (double)M_;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x) {
+        const I c = (i / S) % C;
+        const double scale = (double)gamma[c] * (double)inv_std[c] / M;
+        dx[i] = (T)(scale * (M * (double)dy[i] - sums[c] - (double)xhat[i] * sums[C_ + c]));
+    }
 }
 
 // Inference with running statistics: a per-channel affine map, one thread per element.

@@ -1,4 +1,8 @@
-"""BatchNorm on the GPU (batchnorm.cu): one block per channel for the training passes.
+"""BatchNorm on the GPU (batchnorm.cu): per-channel reductions in double, in a fixed order.
+
+A channel of at most ``BN_CHUNK`` values is one block's work, statistics and normalization in one
+launch; larger channels are split into chunks of ``BN_CHUNK`` values, reduced by many blocks, then
+combined per channel and applied by one thread per value (three launches that fill the GPU).
 
 Same equations as tinygan.kernels.reference.batchnorm, statistics over every axis but 1:
 mean, biased var, inv_std = 1/sqrt(var + eps), xhat = (x - mean) * inv_std, y = gamma * xhat + beta;
@@ -13,8 +17,27 @@ import numpy as np
 from ._common import THREADS, CudaModule, device_array, idx, launch, same_dtype
 
 _MOD = CudaModule(
-    "batchnorm.cu", templates=("batchnorm_inference",), indexed=("batchnorm_forward", "batchnorm_backward")
+    "batchnorm.cu",
+    templates=("batchnorm_inference", "batchnorm_finish_stats", "batchnorm_finish_grads"),
+    indexed=(
+        "batchnorm_forward",
+        "batchnorm_backward",
+        "batchnorm_partial_stats",
+        "batchnorm_normalize",
+        "batchnorm_partial_grads",
+        "batchnorm_input_grad",
+    ),
 )
+
+# Values of one channel one block reduces (16 per thread); channels with more are split.
+BN_CHUNK = 16 * THREADS
+
+
+def _parts(n: int, c: int, s: int) -> int:
+    """How many chunks each channel splits into (1: the one-block-per-channel kernels)."""
+    if c > 65535:  # the chunked kernels put channels on the grid's y axis
+        return 1
+    return max(1, -(-(n * s) // BN_CHUNK))
 
 
 def _ncs(op: str, x: cupy.ndarray, **per_channel: cupy.ndarray) -> tuple[int, int, int]:
@@ -42,11 +65,31 @@ def batchnorm_forward(
         raise ValueError(f"{op}: cannot normalize over an empty batch (shape {tuple(x.shape)})")
     y, xhat = cupy.empty_like(x), cupy.empty_like(x)
     mean, var, inv_std = (cupy.empty(c, dtype=x.dtype) for _ in range(3))
-    if c > 0:
+    parts = _parts(n, c, s)
+    if c == 0:
+        return y, mean, var, xhat, inv_std
+    if parts == 1:
         _MOD.get_for(op, x.dtype, x)(
             (c,),
             (THREADS,),
             (x, gamma, beta, y, xhat, mean, var, inv_std, idx(n), idx(c), idx(s), np.float64(eps)),
+        )
+    else:
+        part_mean, part_m2 = cupy.empty((c, parts)), cupy.empty((c, parts))
+        stats = cupy.empty(2 * c)  # mean, then inv_std, in double for the normalize pass
+        _MOD.get_for("batchnorm_partial_stats", x.dtype, x)(
+            (parts, c), (THREADS,), (x, part_mean, part_m2, idx(n), idx(c), idx(s), idx(BN_CHUNK))
+        )
+        sizes = (idx(c), idx(n * s), idx(BN_CHUNK), idx(parts))
+        launch(
+            _MOD.get("batchnorm_finish_stats", x.dtype),
+            c,
+            (part_mean, part_m2, stats, mean, var, inv_std, *sizes, np.float64(eps)),
+        )
+        launch(
+            _MOD.get_for("batchnorm_normalize", x.dtype, x),
+            x.size,
+            (x, gamma, beta, stats, y, xhat, idx(c), idx(s), idx(x.size)),
         )
     return y, mean, var, xhat, inv_std
 
@@ -65,9 +108,23 @@ def batchnorm_backward(
     n, c, s = _ncs(op, dy, inv_std=inv_std, gamma=gamma)
     dx = cupy.empty_like(dy)
     dgamma, dbeta = cupy.empty(c, dtype=dy.dtype), cupy.empty(c, dtype=dy.dtype)
-    if c > 0:
+    parts = _parts(n, c, s)
+    if c == 0:
+        return dx, dgamma, dbeta
+    if parts == 1:
         _MOD.get_for(op, dy.dtype, dy)(
             (c,), (THREADS,), (dy, xhat, inv_std, gamma, dx, dgamma, dbeta, idx(n), idx(c), idx(s))
+        )
+    else:
+        part, sums = cupy.empty((2 * c, parts)), cupy.empty(2 * c)
+        _MOD.get_for("batchnorm_partial_grads", dy.dtype, dy)(
+            (parts, c), (THREADS,), (dy, xhat, part, idx(n), idx(c), idx(s), idx(BN_CHUNK))
+        )
+        launch(_MOD.get("batchnorm_finish_grads", dy.dtype), c, (part, sums, dgamma, dbeta, idx(c), idx(parts)))
+        launch(
+            _MOD.get_for("batchnorm_input_grad", dy.dtype, dy),
+            dy.size,
+            (dy, xhat, inv_std, gamma, sums, dx, idx(n * s), idx(c), idx(s), idx(dy.size)),
         )
     return dx, dgamma, dbeta
 
