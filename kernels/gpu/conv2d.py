@@ -71,7 +71,7 @@ def geometry(x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: A
 
 
 def im2col(x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any) -> cupy.ndarray:
-    """(N, C, H, W) -> cols of shape (C*kh*kw, N*Ho*Wo); one thread per element of cols."""
+    """(N, C, H, W) -> cols of shape (C*kh*kw, N*Ho*Wo); a thread fills one column for IM2COL_ROWS rows."""
     x = device_array(x, "x", "im2col")
     g = geometry(x.shape, kernel_size, stride, padding, "im2col")
     cols = cupy.empty((g.c * g.kh * g.kw, g.n * g.ho * g.wo), dtype=x.dtype)
