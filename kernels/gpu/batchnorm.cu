@@ -13,6 +13,38 @@ __device__ __forceinline__ I bn_offset(I m, I S, I C, I c) {
     return (n * C + c) * S + (m - n * S);
 }
 
+// Values begin .. end-1 of channel c: their mean, and the sum of their squared deviations from it,
+// in a second pass over centred values (E[x^2] - E[x]^2 cancels catastrophically when |mean| >> std).
+template <typename T, typename I>
+__device__ __forceinline__ void bn_range_stats(const T* __restrict__ x, I C, I S, I c, I begin, I end, double* smem,
+                                               double& mean, double& m2) {
+    double acc = 0.0;
+    for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) acc += (double)x[bn_offset(m, S, C, c)];
+    mean = block_sum(acc, smem) / (double)(end - begin);
+    acc = 0.0;
+    for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) {
+        const double d = (double)x[bn_offset(m, S, C, c)] - mean;
+        acc += d * d;
+    }
+    m2 = block_sum(acc, smem);
+}
+
+// Values begin .. end-1 of channel c: the sums of dy and of dy * xhat.
+template <typename T, typename I>
+__device__ __forceinline__ void bn_range_grad_sums(const T* __restrict__ dy, const T* __restrict__ xhat, I C, I S, I c,
+                                                   I begin, I end, double* smem, double& s_dy, double& s_dyx) {
+    s_dy = 0.0;
+    s_dyx = 0.0;
+    for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) {
+        const I k = bn_offset(m, S, C, c);
+        const double g = (double)dy[k];
+        s_dy += g;
+        s_dyx += g * (double)xhat[k];
+    }
+    s_dy = block_sum(s_dy, smem);
+    s_dyx = block_sum(s_dyx, smem);
+}
+
 template <typename T, typename I>
 __device__ __forceinline__ void batchnorm_forward_body(const T* __restrict__ x, const T* __restrict__ gamma,
                                                        const T* __restrict__ beta, T* __restrict__ y,
@@ -21,18 +53,9 @@ __device__ __forceinline__ void batchnorm_forward_body(const T* __restrict__ x, 
                                                        I S, double eps, double* smem) {
     const I c = blockIdx.x;
     const I M = N * S;
-
-    double acc = 0.0;
-    for (I m = threadIdx.x; m < M; m += blockDim.x) acc += (double)x[bn_offset(m, S, C, c)];
-    const double mean = block_sum(acc, smem) / (double)M;
-
-    // Second pass over centred values: E[x^2] - E[x]^2 cancels catastrophically when |mean| >> std.
-    acc = 0.0;
-    for (I m = threadIdx.x; m < M; m += blockDim.x) {
-        const double d = (double)x[bn_offset(m, S, C, c)] - mean;
-        acc += d * d;
-    }
-    const double var = block_sum(acc, smem) / (double)M;
+    double mean, m2;
+    bn_range_stats<T, I>(x, C, S, c, 0, M, smem, mean, m2);
+    const double var = m2 / (double)M;
     const double inv_std = 1.0 / sqrt(var + eps);
 
     const T g = gamma[c];
@@ -67,16 +90,8 @@ __device__ __forceinline__ void batchnorm_backward_body(const T* __restrict__ dy
                                                         T* __restrict__ dbeta, I N, I C, I S, double* smem) {
     const I c = blockIdx.x;
     const I M = N * S;
-
-    double s_dy = 0.0, s_dyx = 0.0;
-    for (I m = threadIdx.x; m < M; m += blockDim.x) {
-        const I k = bn_offset(m, S, C, c);
-        const double g = (double)dy[k];
-        s_dy += g;
-        s_dyx += g * (double)xhat[k];
-    }
-    s_dy = block_sum(s_dy, smem);
-    s_dyx = block_sum(s_dyx, smem);
+    double s_dy, s_dyx;
+    bn_range_grad_sums<T, I>(dy, xhat, C, S, c, 0, M, smem, s_dy, s_dyx);
 
     const double scale = (double)gamma[c] * (double)inv_std[c] / (double)M;
     for (I m = threadIdx.x; m < M; m += blockDim.x) {
@@ -116,15 +131,8 @@ __global__ void batchnorm_partial_stats(const T* __restrict__ x, double* __restr
     const I c = blockIdx.y;
     const I begin = (I)blockIdx.x * (I)chunk;
     const I end = min(M, begin + (I)chunk);
-    double acc = 0.0;
-    for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) acc += (double)x[bn_offset(m, S, C, c)];
-    const double mean = block_sum(acc, smem) / (double)(end - begin);
-    acc = 0.0;
-    for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) {
-        const double d = (double)x[bn_offset(m, S, C, c)] - mean;
-        acc += d * d;
-    }
-    const double m2 = block_sum(acc, smem);
+    double mean, m2;
+    bn_range_stats<T, I>(x, C, S, c, begin, end, smem, mean, m2);
     if (threadIdx.x == 0) {
         part_mean[(index_t)c * gridDim.x + blockIdx.x] = mean;
         part_m2[(index_t)c * gridDim.x + blockIdx.x] = m2;
@@ -179,15 +187,8 @@ __global__ void batchnorm_partial_grads(const T* __restrict__ dy, const T* __res
     const I c = blockIdx.y;
     const I begin = (I)blockIdx.x * (I)chunk;
     const I end = min(M, begin + (I)chunk);
-    double s_dy = 0.0, s_dyx = 0.0;
-    for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) {
-        const I k = bn_offset(m, S, C, c);
-        const double g = (double)dy[k];
-        s_dy += g;
-        s_dyx += g * (double)xhat[k];
-    }
-    s_dy = block_sum(s_dy, smem);
-    s_dyx = block_sum(s_dyx, smem);
+    double s_dy, s_dyx;
+    bn_range_grad_sums<T, I>(dy, xhat, C, S, c, begin, end, smem, s_dy, s_dyx);
     if (threadIdx.x == 0) {
         part[(index_t)c * gridDim.x + blockIdx.x] = s_dy;
         part[((index_t)C + c) * gridDim.x + blockIdx.x] = s_dyx;
