@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..reference.conv2d import _out_size
-from ..reference.conv_transpose2d import _check_output_padding, _transpose_out_size
+from ..reference.conv_transpose2d import transpose_output_shape
 
 __all__ = [
     "im2col",
@@ -260,12 +260,8 @@ def conv_transpose2d_forward(
     padding: tuple[int, int],
     output_padding: tuple[int, int],
 ) -> np.ndarray:
-    _check_output_padding(stride, output_padding, "conv_transpose2d_forward")
-    N, _, H, Wd = x.shape
-    _, Cout, kh, kw = W.shape
-    Hout = _transpose_out_size(H, kh, stride[0], padding[0], output_padding[0])
-    Wout = _transpose_out_size(Wd, kw, stride[1], padding[1], output_padding[1])
-    return _conv_adjoint(x, W, (N, Cout, Hout, Wout), stride, padding, b, "conv_transpose2d_forward")
+    y_shape = transpose_output_shape(x.shape, W.shape, stride, padding, output_padding, "conv_transpose2d_forward")
+    return _conv_adjoint(x, W, y_shape, stride, padding, b, "conv_transpose2d_forward")
 
 
 def conv_transpose2d_backward_data(

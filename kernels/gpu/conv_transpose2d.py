@@ -14,6 +14,7 @@ from typing import Any
 
 import cupy
 
+from ..reference.conv_transpose2d import transpose_output_shape
 from ._common import device_array, gemm, pair, same_dtype
 from .conv2d import col2im_bias, im2col
 from .layout import channel_sum, cns_to_ncs, ncs_to_cns
@@ -24,21 +25,17 @@ def conv_transpose2d_forward(
 ) -> cupy.ndarray:
     x, W = device_array(x, "x", "conv_transpose2d_forward"), device_array(W, "W", "conv_transpose2d_forward")
     same_dtype("conv_transpose2d_forward", x, W=W, b=b)
-    cin, cout, kh, kw = W.shape
+    cin, _, kh, kw = W.shape
     if x.ndim != 4 or x.shape[1] != cin:
         raise ValueError(
             f"conv_transpose2d_forward: x of shape {tuple(x.shape)} does not match W of shape {tuple(W.shape)}"
         )
-    (sh, sw), (ph, pw), (oph, opw) = pair(stride), pair(padding), pair(output_padding)
-    if not (0 <= oph < sh and 0 <= opw < sw):
-        # With output_padding >= stride, conv2d of the output would not map back onto x.
-        raise ValueError(
-            f"conv_transpose2d_forward: output_padding {(oph, opw)} must be >= 0 and smaller than stride {(sh, sw)}"
-        )
-    n, _, h, w = x.shape
-    y_shape = (n, cout, (h - 1) * sh - 2 * ph + kh + oph, (w - 1) * sw - 2 * pw + kw + opw)
+    stride, padding = pair(stride), pair(padding)
+    y_shape = transpose_output_shape(
+        x.shape, W.shape, stride, padding, pair(output_padding), "conv_transpose2d_forward"
+    )
     cols = gemm(W.reshape(cin, -1), ncs_to_cns(x), transa=True)
-    return col2im_bias(cols, y_shape, (kh, kw), (sh, sw), (ph, pw), b, "conv_transpose2d_forward")
+    return col2im_bias(cols, y_shape, (kh, kw), stride, padding, b, "conv_transpose2d_forward")
 
 
 def conv_transpose2d_backward_data(

@@ -44,6 +44,23 @@ def _check_output_padding(stride: tuple[int, int], output_padding: tuple[int, in
         )
 
 
+def transpose_output_shape(
+    x_shape: tuple[int, ...],
+    W_shape: tuple[int, ...],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    output_padding: tuple[int, int],
+    what: str,
+) -> tuple[int, int, int, int]:
+    """(N, Cout, Hout, Wout) of the transposed convolution of x with W, after checking output_padding."""
+    _check_output_padding(stride, output_padding, what)
+    N, _, H, Wd = x_shape
+    _, Cout, kh, kw = W_shape
+    Hout = _transpose_out_size(H, kh, stride[0], padding[0], output_padding[0])
+    Wout = _transpose_out_size(Wd, kw, stride[1], padding[1], output_padding[1])
+    return N, Cout, Hout, Wout
+
+
 def conv_transpose2d_forward(
     x: np.ndarray,
     W: np.ndarray,
@@ -52,13 +69,9 @@ def conv_transpose2d_forward(
     padding: tuple[int, int],
     output_padding: tuple[int, int],
 ) -> np.ndarray:
-    _check_output_padding(stride, output_padding, "conv_transpose2d_forward")
-    N, _, H, Wd = x.shape
-    _, Cout, kh, kw = W.shape
-    Hout = _transpose_out_size(H, kh, stride[0], padding[0], output_padding[0])
-    Wout = _transpose_out_size(Wd, kw, stride[1], padding[1], output_padding[1])
-    y = conv2d_backward_data(x, W, (N, Cout, Hout, Wout), stride, padding)
-    return y if b is None else y + b.reshape(1, Cout, 1, 1)
+    y_shape = transpose_output_shape(x.shape, W.shape, stride, padding, output_padding, "conv_transpose2d_forward")
+    y = conv2d_backward_data(x, W, y_shape, stride, padding)
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
 
 
 def conv_transpose2d_backward_data(
