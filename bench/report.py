@@ -254,6 +254,12 @@ class Report:
     def main_impl(self, device: str) -> str:
         return "numba" if device == "cpu" else "gpu"
 
+    def kernel_ids(self, device: str, model: str, impls: list[str]) -> list[str]:
+        """The kernel cases of ``model`` measured on ``device`` by any of ``impls``, in report order."""
+        return [
+            i for i in self.order if self.cases[i].model == model and any((device, i, x) in self.kernels for x in impls)
+        ]
+
     def rate(self, device: str, case_id: str, rec: dict) -> tuple[str, float | None]:
         """('123 GFLOP/s' or '45 GB/s', fraction of the measured peak)."""
         case = self.cases[case_id]
@@ -495,11 +501,7 @@ class Report:
         header = "| layer | pass | " + " | ".join(f"{SHORT[i]} µs" for i in impls)
         header += f" | {SHORT[main]} rate | % peak | {SHORT[main]} / PyTorch |"
         for model in ("mnist", "dcgan"):
-            ids = [
-                i
-                for i in self.order
-                if self.cases[i].model == model and any((device, i, x) in self.kernels for x in impls)
-            ]
+            ids = self.kernel_ids(device, model, impls)
             if not ids:
                 continue
             lines += [f"### {MODEL_TITLE[model]}\n", header, "| --- | --- |" + " ---: |" * (len(impls) + 3)]
@@ -901,11 +903,7 @@ def plot_kernels(report: Report, device: str, out_dir: Path, stem: str) -> list[
     main = report.main_impl(device)
     written = []
     for model in ("mnist", "dcgan"):
-        ids = [
-            i
-            for i in report.order
-            if report.cases[i].model == model and any((device, i, x) in report.kernels for x in impls)
-        ]
+        ids = report.kernel_ids(device, model, impls)
         if not ids:
             continue
         labels = [f"{report.cases[i].layer}, {report.cases[i].pass_}" for i in ids]
@@ -1075,7 +1073,9 @@ def render_saved(args: argparse.Namespace) -> int:
     """Write the Markdown and the plots again from a report's .json (no measuring)."""
     path = Path(args.render)
     saved = json.loads(path.read_text())
-    return write_report(saved, Path(args.out) if args.out_given else path.parent, path.stem)
+    out_dir = Path(args.out) if args.out_given else path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return write_report(saved, out_dir, path.stem)
 
 
 def machine_slug(info: dict[str, Any], devices: list[str]) -> str:
