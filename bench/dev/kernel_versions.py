@@ -155,15 +155,11 @@ def _dev_module() -> Any:
 
 
 def _geometry_args(x_shape: tuple[int, ...], k: Any, s: Any, p: Any) -> tuple:
+    """The geometry and the trailing kernel arguments, as production's conv2d kernels take them."""
     from tinygan.kernels.gpu.conv2d import geometry
 
     g = geometry(x_shape, k, s, p, "dev")
-    return g, (
-        *(np.int64(v) for v in (g.n, g.c, g.h, g.w)),
-        *(cupy.int32(v) for v in (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw)),
-        np.int64(g.ho),
-        np.int64(g.wo),
-    )
+    return g, g.kernel_args()
 
 
 def im2col_v1(x: Any, k: Any, s: Any, p: Any) -> Any:
