@@ -55,7 +55,7 @@ class CudaModule:
         self.plain = plain
         self.indexed = indexed
         self._module: cupy.RawModule | None = None
-        self._kernels: dict[tuple[str, str | None], Any] = {}
+        self._kernels: dict[str, Any] = {}  # by instantiation name, e.g. "col2im<float, int>"
 
     def name_expressions(self) -> list[str]:
         names = [f"{name}<{ct}>" for name in self.templates for ct in _CTYPES.values()]
@@ -73,14 +73,14 @@ class CudaModule:
             full = f"{name}<{ctype}, {_INDEX_TYPES[1] if wide else _INDEX_TYPES[0]}>"
         else:
             full = name if ctype is None else f"{name}<{ctype}>"
-        kernel = self._kernels.get((full, None))
+        kernel = self._kernels.get(full)
         if kernel is None:
             if self._module is None:
                 self._module = cupy.RawModule(
                     code=self.source(), options=_OPTIONS, name_expressions=self.name_expressions()
                 )
             kernel = self._module.get_function(full)
-            self._kernels[(full, None)] = kernel
+            self._kernels[full] = kernel
         return kernel
 
     def get_for(self, name: str, dtype: Any, *arrays: cupy.ndarray) -> Any:
