@@ -12,11 +12,15 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ..reference import *  # noqa: E402,F401,F403
-from .activation import *  # noqa: E402,F401,F403
-from .adam import *  # noqa: E402,F401,F403
-from .batchnorm import *  # noqa: E402,F401,F403
-from .bce import *  # noqa: E402,F401,F403
-from .conv import *  # noqa: E402,F401,F403
-from .dropout import *  # noqa: E402,F401,F403
+from ._cache import kernel_cache  # noqa: E402
+
+# Numba chooses each cached function's folder when the decorator runs, i.e. during these imports.
+with kernel_cache():
+    from .activation import *  # noqa: E402,F401,F403
+    from .adam import *  # noqa: E402,F401,F403
+    from .batchnorm import *  # noqa: E402,F401,F403
+    from .bce import *  # noqa: E402,F401,F403
+    from .conv import *  # noqa: E402,F401,F403
+    from .dropout import *  # noqa: E402,F401,F403
 
 IMPLEMENTATION = "numba"
