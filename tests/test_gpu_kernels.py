@@ -19,6 +19,7 @@ import tinygan.layers
 from tinygan.gradcheck import check_layer
 
 cp = pytest.importorskip("cupy")
+from gpu_streams import capture_stream  # noqa: E402  (needs CuPy)
 
 pytestmark = pytest.mark.gpu
 
@@ -603,7 +604,7 @@ def test_captured_graph_of_gemm_elementwise_and_philox_replays_like_eager(K, rng
     W = g(rand(rng, (fin, fout), np.float32))
     z = cp.empty((n, fin), np.float32)
     h = cp.empty((n, fout), np.float32)
-    stream = cp.cuda.Stream(non_blocking=True)
+    stream = capture_stream()  # after the uploads above
     with stream:
         gen = PhiloxGenerator(5)
         # Compile, create the cuBLAS handle and bind it before capture: none of that may happen inside.
@@ -640,7 +641,7 @@ def test_kernel_ops_switch_to_the_ctypes_gemm_while_capturing(K, rng):
     x = g(rand(rng, (8, 6, 5, 5), np.float32))
     W, b = g(rand(rng, (4, 6, 3, 3), np.float32)), g(rand(rng, (4,), np.float32))
     Wd, bd = g(rand(rng, (4 * 5 * 5, 7), np.float32)), g(rand(rng, (7,), np.float32))
-    stream = cp.cuda.Stream(non_blocking=True)
+    stream = capture_stream()  # after the uploads above
     with stream:
         K.cublas.bind_stream(stream)
         y_eager, _ = K.conv2d_forward(x, W, b, (1, 1), (1, 1))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 cp = pytest.importorskip("cupy")
+from gpu_streams import capture_stream  # noqa: E402  (needs CuPy)
 
 pytestmark = pytest.mark.gpu
 
@@ -69,7 +70,7 @@ def test_adam_device_step_replays_successive_steps_from_a_graph(K, rng):
     graphed = [p.copy() for p in eager]
     state = {name: [[cp.zeros(s, np.float32) for s in shapes] for _ in range(2)] for name in ("eager", "graph")}
     c_eager, c_graph = device_step(0), device_step(0)
-    stream = cp.cuda.Stream(non_blocking=True)
+    stream = capture_stream()  # after the uploads above
     with stream:
         K.adam_update_multi(graphed, grads, *state["graph"], 1e-2, 0.9, 0.999, 1e-8, c_graph)  # builds the table
         stream.begin_capture()
