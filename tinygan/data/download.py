@@ -26,6 +26,7 @@ __all__ = [
     "DownloadError",
     "LoadedData",
     "cache_dir",
+    "data_identity",
     "download",
     "md5sum",
 ]
@@ -96,6 +97,36 @@ class LoadedData(tuple):
     @property
     def labels(self) -> np.ndarray:
         return self[1]
+
+
+def data_identity(images: np.ndarray, source: DataSource | str) -> dict[str, Any]:
+    """What a run records about its training data, so that a resume on other data can be told apart.
+
+    Returns a JSON-ready dict: ``source`` (``str(source)``, e.g. "MNIST from local (/data/mnist)"),
+    ``count`` (``len(images)``), ``shape`` (one image's shape), ``dtype``, and ``sha256``: the SHA-256 of
+    the dtype name, the full shape and the array's bytes in C order, so the same pixels give the same
+    digest whether they come from the gz files, the decompressed ones or the cache, and a different
+    subset (``--limit``, a class), order, scaling or dtype gives another. Works on the uint8 arrays the
+    loaders return and on the float arrays scaled for the GAN alike; hashes about 1 GB/s, without a copy
+    when ``images`` is already C-contiguous.
+
+    >>> data_identity(np.zeros((2, 28, 28), np.uint8), "MNIST from embedded (test set)")["count"]
+    2
+    """
+    array = np.ascontiguousarray(images)
+    if array.ndim < 1 or array.dtype.hasobject:
+        raise ValueError(f"data_identity: expected an array of images, received {array.dtype} of shape {array.shape}")
+    # native little/big endian would hash differently: fix the byte order first (a no-op on x86 and ARM)
+    array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(memoryview(array).cast("B"))
+    return {
+        "source": str(source),
+        "count": int(len(array)),
+        "shape": [int(d) for d in array.shape[1:]],
+        "dtype": str(array.dtype),
+        "sha256": digest.hexdigest(),
+    }
 
 
 def cache_dir(subdir: str | None = None) -> Path:
