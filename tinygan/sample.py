@@ -32,7 +32,15 @@ from tinygan.layers import Sequential
 from tinygan.models import IMAGE_SHAPES, LATENT_DIM, build
 from tinygan.viz import save_grid, to_images
 
-__all__ = ["OneLineArgumentParser", "check_generator_weights", "load_generator", "main", "sample", "sample_grid"]
+__all__ = [
+    "OneLineArgumentParser",
+    "check_generator_weights",
+    "load_generator",
+    "main",
+    "output_problem",
+    "sample",
+    "sample_grid",
+]
 
 IMAGE_RANGES = ("01", "tanh")
 GRID_IMAGES = 64
@@ -173,8 +181,12 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
 
-def _output_problem(option: str, value: str, suffix: str, required_suffix: bool) -> str | None:
-    """Why ``value`` cannot be written as ``option`` (checked before minutes of sampling), or None."""
+def output_problem(option: str, value: str, suffix: str, required_suffix: bool) -> str | None:
+    """Why ``value`` cannot be written as ``option``'s output file, or None: checked before minutes of work.
+
+    A folder, a name without ``suffix`` when ``required_suffix``, a path below an existing file, or a
+    folder without write permission each give one line naming the option and the path.
+    """
     path = Path(value)
     if path.is_dir() or value.endswith(("/", os.sep)):
         return f"{option} {value} is a folder; expected a file name (ending in {suffix})"
@@ -226,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     for option, value, low in (("--n", args.n, 1), ("--batch-size", args.batch_size, 1), ("--seed", args.seed, 0)):
         if value < low:
             parser.error(f"{option} must be at least {low}, received {value}")
-    problems = [_output_problem("--out", args.out, ".npy", required_suffix=False) if args.out else None]
-    problems.append(_output_problem("--grid", args.grid, ".png", required_suffix=True) if args.grid else None)
+    problems = [output_problem("--out", args.out, ".npy", required_suffix=False) if args.out else None]
+    problems.append(output_problem("--grid", args.grid, ".png", required_suffix=True) if args.grid else None)
     if args.out and args.grid and Path(args.out).resolve() == Path(args.grid).resolve():
         problems.append(f"--out and --grid name the same file {args.out}")
     for problem in problems:

@@ -198,7 +198,10 @@ def _not_in_data_dir(root: Path, names: list[str], split: str) -> str:
             f"MNIST: data dir {best} lacks {', '.join(missing)} for the {split} split "
             f"(found {', '.join(present)}); expected {expected}"
         )
-    return f"MNIST: data dir {root} holds no MNIST files: expected {expected} in {where}; found {_listing(root)}"
+    return (
+        f"MNIST: data dir {root} holds none of the {split} split's files: expected {expected} in {where}; "
+        f"found {_listing(root)}"
+    )
 
 
 def _listing(folder: Path, limit: int = 8) -> str:
