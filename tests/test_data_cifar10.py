@@ -413,3 +413,17 @@ def test_archive_member_claiming_too_many_bytes_is_refused_before_reading(tmp_pa
         ValueError, match=rf"cifar-10-python\.tar\.gz: member cifar-10-batches-py/\w+ claims {size} bytes"
     ):
         load_cifar10(tmp_path / "a", "test")
+
+
+def test_class_filter_that_keeps_nothing_is_refused(tmp_path, batches):
+    only_cats = {name: (data[:1], np.full(1, 3, np.uint8)) for name, (data, _) in batches.items()}
+    write_folder(tmp_path, only_cats)
+    with pytest.raises(ValueError, match=r"cifar-10-batches-py: no images of class dog in test_batch"):
+        load_cifar10(tmp_path, "test", classes="dog")
+
+
+def test_batch_of_zero_images_is_refused(batches):
+    data, labels = batches["test_batch"]
+    blob = dump(batch_dict("test_batch", data[:0], labels[:0]), protocol=4)  # protocol 2 spells b"" as a call
+    with pytest.raises(ValueError, match=r"^empty: b'data' holds 0 images; expected a uint8 array of shape"):
+        read_batch(blob, "empty")

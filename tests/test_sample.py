@@ -217,6 +217,11 @@ def raw_npz(path: Path, meta_json: str, **arrays) -> None:
         ("bogus latent", "metadata key 'config.g_options.latent_dim': expected a positive int, received '100'"),
         ("bogus option", "metadata key 'config.g_options': cannot rebuild the generator"),
         ("no G", "holds no generator weights (no 'G/...' keys)"),
+        (
+            "huge latent",
+            "G/0.W: expected shape (1000000000000, units) for config.g_options.latent_dim 1000000000000, "
+            "received (100, 256)",
+        ),
         ("NaN", "G/0.W: expected finite weights, received 3 NaN or infinite values of 25600 (the run diverged"),
         ("int", "G/6.b: expected floating-point weights, received int64"),
         ("complex", "G/6.W: expected floating-point weights, received complex64"),
@@ -255,6 +260,8 @@ def test_bad_checkpoints_are_refused_in_one_line(tmp_path, capsys, good, case, m
         write_checkpoint(path, meta={"config": {**CONFIG, "g_options": {"latent_dim": "100"}}})
     elif case == "bogus option":
         write_checkpoint(path, meta={"config": {**CONFIG, "g_options": {"colour": "blue"}}})
+    elif case == "huge latent":
+        write_checkpoint(path, meta={"config": {**CONFIG, "g_options": {"latent_dim": 10**12}}})
     elif case == "no G":
         save_checkpoint(path, {"D/0.W": np.zeros(3, np.float32)}, {"config": CONFIG})
     elif case == "NaN":

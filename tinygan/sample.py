@@ -120,14 +120,23 @@ def load_generator(path: str | os.PathLike, device: str = "cpu") -> tuple[Sequen
     """
     path, arrays, meta = _open_checkpoint(path)
     config = _generator_record(path, meta)
-    try:
-        G = build(config["model"], "G", **config.get("g_options", {}))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: metadata key 'config.g_options': cannot rebuild the generator: {exc}") from None
     weights = subtree(arrays, "G")
     if not weights:
         raise CheckpointError(f"{path}: holds no generator weights (no 'G/...' keys); expected a tinygan GAN run")
     check_generator_weights(weights, str(path))
+    # both generators start with a Dense layer of latent_dim inputs: a record that disagrees with the weights
+    # would otherwise build a model of its own size (a latent_dim of 10**9 asks for terabytes) before failing
+    latent = config.get("g_options", {}).get("latent_dim", LATENT_DIM)
+    first = weights.get("0.W")
+    if first is not None and (first.ndim != 2 or first.shape[0] != latent):
+        raise CheckpointError(
+            f"{path}: G/0.W: expected shape ({latent}, units) for config.g_options.latent_dim {latent}, "
+            f"received {first.shape}"
+        )
+    try:
+        G = build(config["model"], "G", **config.get("g_options", {}))
+    except (TypeError, ValueError, MemoryError) as exc:
+        raise CheckpointError(f"{path}: metadata key 'config.g_options': cannot rebuild the generator: {exc}") from None
     G.load_state_dict(weights, source=str(path))
     return G.to(device), config
 

@@ -185,6 +185,8 @@ def _parse_batch(batch: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise ValueError(f"{name}: b'data' must be a uint8 array of shape (n, 3072), received {got}")
     n = len(data)
+    if n == 0:
+        raise ValueError(f"{name}: b'data' holds 0 images; expected a uint8 array of shape (n, 3072), n >= 1")
     try:
         labels = np.asarray(batch[b"labels"])
     except Exception as exc:
@@ -420,6 +422,11 @@ def _assemble(
             mask = np.isin(labels, keep)
             data, labels = data[mask], labels[mask]
         parts[name] = data, labels
+    data = np.concatenate([parts[name][0] for name in names])
+    labels = np.concatenate([parts[name][1] for name in names])
+    if len(data) == 0:  # only a class filter can get here: every batch holds at least one image
+        wanted = [CLASS_NAMES[k] for k in keep or []]
+        raise ValueError(f"{source.location}: no images of class {', '.join(wanted)} in {', '.join(names)}")
     if modified:
         warnings.warn(
             f"CIFAR-10 in {source.location}: partial/modified batch: {', '.join(modified)} "
@@ -428,8 +435,6 @@ def _assemble(
             stacklevel=3,
         )
         source = DataSource(source.dataset, source.kind, source.location, f"partial/modified: {', '.join(modified)}")
-    data = np.concatenate([parts[name][0] for name in names])
-    labels = np.concatenate([parts[name][1] for name in names])
     # rows are 3 planes of 32x32 (R, G, B): split the planes, then move channels last
     images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     return LoadedData(images, labels, source)
