@@ -246,6 +246,7 @@ def test_cli_rejects_bad_samples(tmp_path, capsys, name, array, expected):
         ("long.npy", "trailing", "trailing bytes after the array: its header calls for 12544 bytes"),
         ("huge.npy", "huge", "truncated: its header calls for 3136000000000000 bytes of float32 (1000000000000, 28,"),
         ("header.npy", "header", "not a readable .npy array (damaged header"),
+        ("version.npy", "version", ".npy format version 9.0; expected 1.0 or 2.0"),
     ],
 )
 def test_cli_rejects_unreadable_files(tmp_path, capsys, name, content, expected):
@@ -264,6 +265,8 @@ def test_cli_rejects_unreadable_files(tmp_path, capsys, name, content, expected)
         path.write_bytes(header + good.read_bytes()[header_end:])
     elif content == "header":
         path.write_bytes(good.read_bytes()[:header_end].replace(b"'shape'", b"'shapes'") + bytes(12544))
+    elif content == "version":
+        path.write_bytes(b"\x93NUMPY\x09\x00" + good.read_bytes()[8:])
     elif content == "npz":
         with open(path, "wb") as f:
             np.savez(f, a=np.zeros(3))

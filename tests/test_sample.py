@@ -1,9 +1,12 @@
 """python -m tinygan.sample: writes exactly what it reports, and refuses bad files and options in one line."""
 
+import io
 import json
 import os
+import stat
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -160,6 +163,30 @@ def test_failed_write_keeps_the_earlier_file(tmp_path, capsys, good, monkeypatch
     assert err == f"error: --grid {grid}: cannot write it: No space left on device\n"
     assert grid.read_bytes() == b"earlier grid"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "s.npy"], "no temporary file left behind"
+
+
+def test_symlink_target_is_replaced_and_the_link_kept(tmp_path, capsys, good):
+    (tmp_path / "real.npy").write_bytes(b"old")
+    (tmp_path / "link.npy").symlink_to(tmp_path / "real.npy")
+    code, _, err = run_main(capsys, good, "--n", 2, "--out", tmp_path / "link.npy")
+    assert code == 0, err
+    assert (tmp_path / "link.npy").is_symlink() and np.load(tmp_path / "real.npy").shape == (2, 28, 28)
+
+
+def test_fifo_is_written_through_not_replaced(tmp_path, capsys, good):
+    """Renaming over a path that is not a regular file would replace it: as root, --out /dev/null would
+    swap the device for a plain file. A FIFO stands in for the device here."""
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    code, _, err = run_main(capsys, good, "--n", 2, "--out", fifo)
+    reader.join(timeout=60)
+    assert code == 0, err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode), "the FIFO itself must still be there"
+    assert np.load(io.BytesIO(received[0])).shape == (2, 28, 28)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.npy"]
 
 
 def test_unwritable_location_found_only_while_writing(tmp_path, capsys, good):

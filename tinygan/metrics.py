@@ -80,7 +80,7 @@ from tinygan.layers import Dense, Sequential
 from tinygan.layers.activation import ReLU
 from tinygan.layers.dropout import Dropout
 from tinygan.optim import Adam
-from tinygan.sample import OneLineArgumentParser, output_problem
+from tinygan.sample import OneLineArgumentParser, output_problem, write_atomically
 
 __all__ = [
     "CLASSIFIER_KIND",
@@ -610,8 +610,10 @@ def _npy_header(f: Any, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
             shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
+        elif version == (2, 0):
             shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:  # 3.0 only differs for structured dtypes with non-latin-1 field names, never float images
+            raise SamplesError(f"{path}: .npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0")
     except (ValueError, SyntaxError, TypeError, OverflowError) as exc:
         raise SamplesError(f"{path}: not a readable .npy array (damaged header: {exc})") from None
     return tuple(shape), dtype, math.prod(shape) * dtype.itemsize
@@ -811,13 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(result, Path(args.samples).name))
     if args.json:
         try:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = json_path.with_name(f".{json_path.name}.tmp-{os.getpid()}")
-            try:
-                tmp.write_text(json.dumps(result, indent=2) + "\n")
-                os.replace(tmp, json_path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
         except OSError as exc:
             print(f"error: --json {args.json}: cannot write it: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_ERROR

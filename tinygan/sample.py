@@ -17,6 +17,7 @@ NaN images. Exit codes are those of :mod:`tinygan.cli`: 1 for a bad file or opti
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -40,6 +41,7 @@ __all__ = [
     "output_problem",
     "sample",
     "sample_grid",
+    "write_atomically",
 ]
 
 IMAGE_RANGES = ("01", "tanh")
@@ -210,8 +212,20 @@ def output_problem(option: str, value: str, suffix: str, required_suffix: bool) 
     return None
 
 
-def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
-    """``write`` a temporary file beside ``path`` and rename it into place: exactly ``path``, whole or not at all."""
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` a temporary file beside ``path``, then rename it over ``path``: whole or not at all.
+
+    An earlier file of that name stays intact when writing fails or is interrupted. A symlink is
+    followed (its target is replaced, the link stays), and a path that exists but is not a regular
+    file (``/dev/null``, a FIFO) is written through directly: renaming over it would replace the
+    device itself.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        write(path)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # the suffix tells PIL the format
     try:
@@ -219,11 +233,17 @@ def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
 
 
 def _save_npy(path: Path, images: np.ndarray) -> None:
     with open(path, "wb") as f:  # a file object: np.save would append .npy to a name without it
-        np.save(f, images)
+        if path.is_file():
+            np.save(f, images)
+        else:  # a pipe or a device has no file position, which numpy's fast path asks for
+            buffer = io.BytesIO()
+            np.save(buffer, images)
+            f.write(buffer.getbuffer())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         if not value:
             continue
         try:
-            _write_atomically(Path(value), write)
+            write_atomically(value, write)
         except OSError as exc:
             print(f"error: {option} {value}: cannot write it: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_ERROR
