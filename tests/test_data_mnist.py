@@ -252,7 +252,7 @@ def test_misspelt_data_dir_is_refused(tmp_path, cached):
 def test_empty_data_dir_is_refused(tmp_path, cached):
     (tmp_path / "empty").mkdir()
     message = one_line_refusal(tmp_path / "empty", "test")
-    assert f"data dir {tmp_path / 'empty'} holds none of the test split's files" in message
+    assert f"data dir {tmp_path / 'empty'} holds none of the files for the MNIST test split" in message
     assert "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (gzip-compressed or not" in message
     assert "mnist/ or MNIST/raw/" in message and message.endswith("found an empty folder")
 

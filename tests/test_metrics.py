@@ -332,7 +332,7 @@ def test_cli_data_dir_without_mnist_is_refused_not_replaced(tmp_path, capsys, mo
     expected = {
         "missing": "does not exist",
         "empty": "found an empty folder",
-        "train only": "holds none of the test split's files",
+        "train only": "holds none of the files for the MNIST test split",
     }
     assert expected[layout] in err
     assert not (tmp_path / "cache").exists(), "no classifier trained, nothing downloaded"

@@ -184,9 +184,10 @@ def _candidate_dirs(data_dir: str | os.PathLike[str]) -> list[Path]:
 def _not_in_data_dir(root: Path, names: list[str], split: str) -> str:
     """One line: which folder, the files the split needs, and what the folder (or its subfolders) holds."""
     expected = ", ".join(names) + " (gzip-compressed or not, also with '.idx' for '-idx')"
+    what = "MNIST" if split == "all" else f"the MNIST {split} split"
     where = f"{root} or its mnist/ or MNIST/raw/ subfolder"
     if not root.exists():
-        return f"MNIST: data dir {root} does not exist; expected the {split} split's files {expected} there"
+        return f"MNIST: data dir {root} does not exist; expected {expected} there"
     if not root.is_dir():
         return f"MNIST: data dir {root} is a file, not a folder; expected a folder holding {expected}"
     # report the candidate folder that holds the most of the files: that is the one the user meant
@@ -195,12 +196,11 @@ def _not_in_data_dir(root: Path, names: list[str], split: str) -> str:
     if present:
         missing = [n for n in names if _find(best, n) is None]
         return (
-            f"MNIST: data dir {best} lacks {', '.join(missing)} for the {split} split "
+            f"MNIST: data dir {best} lacks {', '.join(missing)} for {what} "
             f"(found {', '.join(present)}); expected {expected}"
         )
-    return (
-        f"MNIST: data dir {root} holds none of the {split} split's files: expected {expected} in {where}; "
-        f"found {_listing(root)}"
+    return f"MNIST: data dir {root} holds none of the files for {what}: expected {expected} in {where}; found " + (
+        _listing(root)
     )
 
 
