@@ -254,7 +254,7 @@ def test_empty_data_dir_is_refused(tmp_path, cached):
     message = one_line_refusal(tmp_path / "empty", "test")
     assert f"data dir {tmp_path / 'empty'} holds none of the files for the MNIST test split" in message
     assert "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (gzip-compressed or not" in message
-    assert "mnist/ or MNIST/raw/" in message and message.endswith("found an empty folder")
+    assert "mnist/ or MNIST/raw/" in message and message.endswith("found nothing (an empty folder)")
 
 
 def test_data_dir_with_other_files_lists_them(tmp_path, cached):

@@ -331,7 +331,7 @@ def test_cli_data_dir_without_mnist_is_refused_not_replaced(tmp_path, capsys, mo
     assert err.startswith(f"error: MNIST: data dir {data} ")
     expected = {
         "missing": "does not exist",
-        "empty": "found an empty folder",
+        "empty": "found nothing (an empty folder)",
         "train only": "holds none of the files for the MNIST test split",
     }
     assert expected[layout] in err

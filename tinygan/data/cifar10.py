@@ -33,6 +33,7 @@ from tinygan.data.download import (
     LoadedData,
     Verbose,
     cache_dir,
+    folder_listing,
 )
 from tinygan.data.download import download as fetch  # the loaders' own `download` flag shadows the name
 
@@ -336,20 +337,8 @@ def _not_in_data_dir(root: Path) -> DatasetNotFoundError:
     elif not root.is_dir():
         state = "is a file but not a readable tar archive"
     else:
-        state = f"holds {_listing(root)}"
+        state = f"holds {folder_listing(root)}"
     return DatasetNotFoundError(f"CIFAR-10: data dir {root} {state}; expected {expected}")
-
-
-def _listing(folder: Path, limit: int = 8) -> str:
-    """A folder's entries for an error message: the first ``limit`` names, then how many more."""
-    try:
-        entries = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    except OSError as exc:
-        return f"nothing readable ({type(exc).__name__}: {exc.strerror or exc})"
-    if not entries:
-        return "nothing (an empty folder)"
-    more = f" and {len(entries) - limit} more" if len(entries) > limit else ""
-    return ", ".join(entries[:limit]) + more
 
 
 # ---------------------------------------------------------------- loading

@@ -28,6 +28,7 @@ __all__ = [
     "cache_dir",
     "data_identity",
     "download",
+    "folder_listing",
     "md5sum",
 ]
 
@@ -134,6 +135,18 @@ def cache_dir(subdir: str | None = None) -> Path:
     env = os.environ.get("TINYGAN_DATA")
     root = Path(env).expanduser() if env else Path.home() / ".cache" / "tinygan"
     return root / subdir if subdir else root
+
+
+def folder_listing(folder: str | os.PathLike[str], limit: int = 8) -> str:
+    """A folder's entries for an error message, on one line: the first ``limit`` names, then how many more."""
+    try:
+        entries = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(folder).iterdir())
+    except OSError as exc:
+        return f"nothing readable ({type(exc).__name__}: {exc.strerror or exc})"
+    if not entries:
+        return "nothing (an empty folder)"
+    more = f" and {len(entries) - limit} more" if len(entries) > limit else ""
+    return ", ".join(entries[:limit]) + more
 
 
 def md5sum(path: str | os.PathLike[str]) -> str:

@@ -31,6 +31,7 @@ from tinygan.data.download import (
     LoadedData,
     Verbose,
     cache_dir,
+    folder_listing,
     md5sum,
 )
 from tinygan.data.download import download as fetch  # the loaders' own `download` flag shadows the name
@@ -200,20 +201,8 @@ def _not_in_data_dir(root: Path, names: list[str], split: str) -> str:
             f"(found {', '.join(present)}); expected {expected}"
         )
     return f"MNIST: data dir {root} holds none of the files for {what}: expected {expected} in {where}; found " + (
-        _listing(root)
+        folder_listing(root)
     )
-
-
-def _listing(folder: Path, limit: int = 8) -> str:
-    """A folder's entries for an error message: the first ``limit`` names, then how many more."""
-    try:
-        entries = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    except OSError as exc:
-        return f"nothing readable ({type(exc).__name__}: {exc.strerror or exc})"
-    if not entries:
-        return "an empty folder"
-    more = f" and {len(entries) - limit} more" if len(entries) > limit else ""
-    return ", ".join(entries[:limit]) + more
 
 
 def _split_names(split: str) -> list[str]:
