@@ -276,7 +276,8 @@ def test_cli_rejects_unreadable_files(tmp_path, capsys, name, content, expected)
         path.write_bytes(content)
     code, out, err = run_main(capsys, [str(path)])
     assert code == EXIT_ERROR and out == ""
-    assert err.count("\n") == 1 and str(path) in err and expected in err
+    assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and err.count(str(path)) == 1, err
+    assert expected in err
 
 
 def test_cli_as_a_module_exits_1_without_traceback(tmp_path):

@@ -606,14 +606,12 @@ def load_samples(path: str | os.PathLike) -> np.ndarray:
 
 def _npy_header(f: Any, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """``(shape, dtype, bytes of data)`` from a .npy header, leaving ``f`` at the first data byte."""
+    version = np.lib.format.read_magic(f)  # the 6 magic bytes were checked: this reads the version
+    if version not in ((1, 0), (2, 0)):  # 3.0 only differs for non-latin-1 field names, never float images
+        raise SamplesError(f"{path}: .npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0")
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     try:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-        else:  # 3.0 only differs for structured dtypes with non-latin-1 field names, never float images
-            raise SamplesError(f"{path}: .npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0")
+        shape, _, dtype = read_header(f)
     except (ValueError, SyntaxError, TypeError, OverflowError) as exc:
         raise SamplesError(f"{path}: not a readable .npy array (damaged header: {exc})") from None
     return tuple(shape), dtype, math.prod(shape) * dtype.itemsize

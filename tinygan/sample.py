@@ -100,9 +100,9 @@ def _generator_record(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
 def check_generator_weights(weights: dict[str, np.ndarray], source: str, prefix: str = "G/") -> None:
     """Refuse weights that are not floating point or not finite, naming ``source`` and the key.
 
-    ``Sequential.load_state_dict`` checks keys and shapes but casts dtypes (int weights would load as
-    integers cast to float, complex ones lose their imaginary part) and accepts NaN, which a diverged
-    run writes; samples from such weights are all NaN.
+    ``Sequential.load_state_dict`` checks keys and shapes but casts dtypes silently (int weights load as
+    whole numbers, complex ones lose their imaginary part) and accepts NaN, which a diverged run writes:
+    samples from such weights are all NaN. (A local check for now: it belongs in checkpoint validation.)
     """
     for key, value in weights.items():
         if value.dtype.kind != "f":
