@@ -255,12 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="a run's checkpoint.npz (or the run folder)")
     parser.add_argument("--n", type=int, default=64, help="number of images, at least 1 (default 64)")
     parser.add_argument(
-        "--out", metavar="FILE.npy", help="write the images to exactly this .npy file (float32 in [0, 1])"
+        "--out",
+        metavar="FILE.npy",
+        help="write the images (float32 in [0, 1], .npy format) to exactly this file, name as given",
     )
     parser.add_argument("--grid", metavar="FILE.png", help=f"write the first {GRID_IMAGES} images as a PNG grid")
     parser.add_argument("--seed", type=int, default=0, help="noise seed, a non-negative integer (default 0)")
     parser.add_argument("--device", choices=backend.DEVICES, default="cpu", help="where the generator runs")
-    parser.add_argument("--batch-size", type=int, default=1000, help="images per forward pass (default 1000)")
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, help="images per forward pass, at least 1 (default 1000)"
+    )
     args = parser.parse_args(argv)
     if not args.out and not args.grid:
         parser.error("nothing to do: give --out FILE.npy and/or --grid FILE.png")
