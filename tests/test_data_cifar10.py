@@ -246,7 +246,13 @@ def test_codecs_encode_only_as_latin1(tmp_path):
         (lambda d: {**d, b"labels": d[b"labels"][:3]}, r"b'labels' must be 4 integers"),
         (lambda d: {**d, b"labels": [0.5] * 4}, r"b'labels' must be 4 integers"),
         (lambda d: {**d, b"labels": [0, 1, 2, 10]}, r"labels must be 0-9, received values 0..10"),
-        (lambda d: {**d, b"filenames": []}, r"b'filenames' has 0 entries for 4 images"),
+        (lambda d: {**d, b"filenames": []}, r"b'filenames' must be a list of 4 names .*, received 0 entries"),
+        (lambda d: {**d, b"filenames": 4}, r"b'filenames' must be a list of 4 names .*, received int"),
+        (lambda d: {1: 2, b"labels": d[b"labels"]}, r"missing key\(s\) \[b'data'\]; .*found 1, b'labels'$"),
+        (lambda d: {**d, b"labels": ["cat"] * 4}, r"b'labels' must be 4 integers .*received <U3"),
+        (lambda d: {**d, b"labels": [[1, 2]] * 4}, r"b'labels' must be 4 integers .*shape \(4, 2\)"),
+        (lambda d: {**d, b"labels": [-1, 0, 1, 2]}, r"labels must be 0-9, received values -1..2"),
+        (lambda d: {**d, b"data": d[b"data"].reshape(4, 3, 32, 32)}, r"received uint8 array of shape \(4, 3, 32, 32\)"),
         (lambda d: {b"fine_labels": d[b"labels"], b"data": d[b"data"]}, r"CIFAR-100"),
     ],
 )
@@ -283,12 +289,11 @@ def test_truncated_archive_is_refused(tmp_path, batches):
 
 
 def test_offline_with_nothing_says_where_to_put_the_data(tmp_path):
-    (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetNotFoundError) as info:
-        load_cifar10(tmp_path / "empty", download=False)
+        load_cifar10(None, download=False)
     message = str(info.value)
-    assert "download disabled" in message
-    assert str(tmp_path / "empty") in message and str(tmp_path / "cache" / "cifar10") in message
+    assert "\n" not in message and "download disabled" in message
+    assert str(tmp_path / "cache" / "cifar10") in message
     assert "cifar-10-python.tar.gz" in message and "cifar-10-batches-py/" in message
     assert "--data-dir" in message and "TINYGAN_DATA" in message
     assert not (tmp_path / "cache").exists()
@@ -301,7 +306,7 @@ def test_unreachable_download_says_where_to_put_the_data(tmp_path):
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}/cifar-10-python.tar.gz"
     with pytest.raises(DatasetNotFoundError, match=r"(?s)download failed: .*Connection.*--data-dir"):
-        load_cifar10(tmp_path, urls=[url], timeout=5)
+        load_cifar10(None, urls=[url], timeout=5)
 
 
 # ---------------------------------------------------------------- the genuine partial set
@@ -325,3 +330,100 @@ def test_genuine_partial_set(shared_data):
     with open(folder / "data_batch_1", "rb") as f:
         raw = pickle.load(f, encoding="bytes")
     np.testing.assert_array_equal(images[:761], hwc(raw[b"data"]))
+
+
+# ---------------------------------------------------------------- an explicit data dir is never replaced
+
+
+def refusal(data_dir, **kwargs) -> str:
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_cifar10(data_dir, urls=["http://127.0.0.1:9/never.tar.gz"], timeout=1, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and "download" not in message, "a named folder is never replaced by a download"
+    return message
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty", "other files", "a file"])
+def test_data_dir_without_cifar_is_refused_even_with_a_cached_copy(tmp_path, batches, layout):
+    write_folder(tmp_path / "cache" / "cifar10", batches)  # what a silent fallback would pick
+    root = tmp_path / "data"
+    if layout == "empty":
+        root.mkdir()
+    elif layout == "other files":
+        (root / "cifar-10-batches").mkdir(parents=True)  # misspelt
+        (root / "notes.txt").write_text("x")
+    elif layout == "a file":
+        root.write_bytes(b"not a tar")
+    message = refusal(root)
+    assert message.startswith(f"CIFAR-10: data dir {root} ")
+    assert (
+        "expected cifar-10-python.tar.gz, or a cifar-10-batches-py/ folder of the batch files data_batch_1" in message
+    )
+    found = {
+        "missing": "does not exist",
+        "empty": "holds nothing (an empty folder)",
+        "other files": "holds cifar-10-batches/, notes.txt;",
+        "a file": "is a file but not a readable tar archive",
+    }[layout]
+    assert found in message
+
+
+def test_archive_file_itself_as_data_dir(tmp_path, batches):
+    folder = write_folder(tmp_path / "src", batches)
+    archive = tmp_path / "my-cifar.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    data, _ = load_quiet(archive, "test")
+    assert data.source.kind == "local" and data.source.location == str(archive)
+    np.testing.assert_array_equal(data.labels, batches["test_batch"][1])
+
+
+def test_batches_folder_lacking_the_split_says_what_it_holds(tmp_path, batches):
+    folder = write_folder(tmp_path, {"test_batch": batches["test_batch"]})
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_cifar10(tmp_path, "train", download=False)
+    assert str(info.value) == (
+        f"{folder}: missing batch file(s) {TRAIN} for the requested split (found ['test_batch'])"
+    )
+
+
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ([1, 2], "batches.meta: expected a pickled dict, received list"),
+        ({b"label_names": 7}, "batches.meta: label_names 7 differ from CIFAR-10's"),
+        ({b"label_names": [b"cat"] * 10}, r"batches.meta: label_names \[b'cat'"),
+    ],
+)
+def test_wrong_meta_is_refused(tmp_path, batches, meta, message):
+    folder = write_folder(tmp_path, batches)
+    (folder / "batches.meta").write_bytes(dump(meta))
+    with pytest.raises(ValueError, match=message):
+        load_cifar10(tmp_path, "test")
+
+
+def test_archive_member_claiming_too_many_bytes_is_refused_before_reading(tmp_path, batches, monkeypatch):
+    folder = write_folder(tmp_path / "src", batches)
+    (tmp_path / "a").mkdir()
+    with tarfile.open(tmp_path / "a" / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    size = (folder / "test_batch").stat().st_size
+    monkeypatch.setattr(cifar10, "MAX_BATCH_BYTES", size - 1)
+    with pytest.raises(
+        ValueError, match=rf"cifar-10-python\.tar\.gz: member cifar-10-batches-py/\w+ claims {size} bytes"
+    ):
+        load_cifar10(tmp_path / "a", "test")
+
+
+def test_class_filter_that_keeps_nothing_is_refused(tmp_path, batches):
+    only_cats = {name: (data[:1], np.full(1, 3, np.uint8)) for name, (data, _) in batches.items()}
+    write_folder(tmp_path, only_cats)
+    with pytest.raises(ValueError, match=r"cifar-10-batches-py: no images of class dog in test_batch"):
+        load_cifar10(tmp_path, "test", classes="dog")
+
+
+def test_batch_of_zero_images_is_refused(batches):
+    data, labels = batches["test_batch"]
+    blob = dump(batch_dict("test_batch", data[:0], labels[:0]), protocol=4)  # protocol 2 spells b"" as a call
+    with pytest.raises(ValueError, match=r"^empty: b'data' holds 0 images; expected a uint8 array of shape"):
+        read_batch(blob, "empty")

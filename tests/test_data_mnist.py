@@ -2,14 +2,26 @@
 
 import gzip
 import struct
+import tracemalloc
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from formats import idx_bytes
 
-from tinygan.data import DataIntegrityWarning, load_mnist, md5sum, mnist_for_gan, read_idx, read_idx_images
+import tinygan.data.mnist as mnist
+from tinygan.data import (
+    DataIntegrityWarning,
+    DatasetNotFoundError,
+    data_identity,
+    load_mnist,
+    md5sum,
+    mnist_for_gan,
+    read_idx,
+    read_idx_images,
+)
 from tinygan.data.mnist import MNIST_MD5, read_idx_labels, scale_mnist
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "tinygan" / "data" / "embedded"
@@ -59,16 +71,50 @@ def test_read_idx_wider_types(tmp_path):
     np.testing.assert_array_equal(got, [[1, -2], [300, 4]])
 
 
-def test_truncated_file_is_refused(tmp_path, tiny):
+@pytest.mark.parametrize("compress", [False, True])
+def test_truncated_file_is_refused(tmp_path, tiny, compress):
     path = tmp_path / "train-images-idx3-ubyte"
-    path.write_bytes(idx_bytes(tiny[0])[:-5])
+    payload = idx_bytes(tiny[0])[:-5]  # a whole gzip stream of a short payload: the header dims disagree
+    path.write_bytes(gzip.compress(payload) if compress else payload)
     with pytest.raises(ValueError, match=r"train-images-idx3-ubyte: truncated IDX payload.*5488 bytes.*received 5483"):
         read_idx_images(path)
 
 
+@pytest.mark.parametrize("ndim_bytes", [b"", b"\0\0\0\x07", b"\0\0\0\x07\0\0"])
+def test_truncated_header_is_refused(tmp_path, ndim_bytes):
+    (tmp_path / "h").write_bytes(struct.pack(">I", 0x0803) + ndim_bytes)
+    with pytest.raises(ValueError, match=r"h: truncated IDX header: expected 16 bytes for 3 dims"):
+        read_idx_images(tmp_path / "h")
+
+
+def test_header_calling_for_gigabytes_is_refused_before_reading(tmp_path):
+    (tmp_path / "big").write_bytes(struct.pack(">4I", 0x0803, 4_000_000_000, 28, 28) + bytes(100))
+    with pytest.raises(ValueError, match=r"big: IDX header dims \(4000000000, 28, 28\) call for 3136000000000 bytes"):
+        read_idx_images(tmp_path / "big")
+
+
+def test_gzip_bomb_is_not_inflated(tmp_path, tiny):
+    """A 7-image header followed by 256 MB of zeros, gzipped to 250 kB: refused after reading 5489 bytes."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip stream
+    chunks = [compressor.compress(idx_bytes(tiny[0]))]
+    zeros = bytes(1 << 20)
+    chunks += [compressor.compress(zeros) for _ in range(256)]
+    chunks.append(compressor.flush())
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(b"".join(chunks))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"bomb\.gz: trailing bytes after IDX payload.*received more than 5488"):
+            read_idx_images(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"{peak} bytes allocated: the stream was inflated"
+
+
 def test_trailing_bytes_are_refused(tmp_path, tiny):
     (tmp_path / "f").write_bytes(idx_bytes(tiny[1]) + b"\0")
-    with pytest.raises(ValueError, match=r"f: trailing bytes after IDX payload.*7 bytes.*received 8"):
+    with pytest.raises(ValueError, match=r"f: trailing bytes after IDX payload.*7 bytes.*received more than 7"):
         read_idx_labels(tmp_path / "f")
 
 
@@ -157,6 +203,135 @@ def test_corrupt_local_file_is_an_error_not_a_fallback(tmp_path, tiny, monkeypat
         load_mnist(tmp_path, "test", download=False)
 
 
+def test_file_of_zero_images_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
+    write_set(tmp_path, np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8), "t10k", gz=True)
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte\.gz: expected MNIST images, the file holds 0"):
+        load_mnist(tmp_path, "test", download=False)
+
+
+def test_wrong_image_size_and_labels_are_refused(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
+    write_set(tmp_path / "a", tiny[0][:, :27], tiny[1], "t10k", gz=False)
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte: expected 28x28 MNIST images, received \(27, 28\)"):
+        load_mnist(tmp_path / "a", "test", download=False)
+    write_set(tmp_path / "b", tiny[0], np.full(7, 10, np.uint8), "t10k", gz=False)
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte: labels must be digits 0-9, found 10"):
+        load_mnist(tmp_path / "b", "test", download=False)
+
+
+# ---------------------------------------------------------------- an explicit data dir is never replaced
+
+
+def one_line_refusal(data_dir, split="all"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DatasetNotFoundError) as info:
+            load_mnist(data_dir, split, verbose=pytest.fail)  # download allowed: it must not be tried
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.fixture
+def cached(tmp_path, tiny, monkeypatch):
+    """A usable copy in the cache and download allowed: what a silent fallback would pick."""
+    monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
+    for prefix in ("train", "t10k"):
+        write_set(tmp_path / "cache" / "mnist", *tiny, prefix, gz=False)
+    monkeypatch.setattr(mnist, "MNIST_MIRRORS", ("http://127.0.0.1:9/never/",))
+
+
+def test_misspelt_data_dir_is_refused(tmp_path, cached):
+    message = one_line_refusal(tmp_path / "mnsit")
+    assert message.startswith(f"MNIST: data dir {tmp_path / 'mnsit'} does not exist; expected")
+    for name in MNIST_MD5:
+        assert name in message
+
+
+def test_empty_data_dir_is_refused(tmp_path, cached):
+    (tmp_path / "empty").mkdir()
+    message = one_line_refusal(tmp_path / "empty", "test")
+    assert f"data dir {tmp_path / 'empty'} holds none of the files for the MNIST test split" in message
+    assert "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (gzip-compressed or not" in message
+    assert "mnist/ or MNIST/raw/" in message and message.endswith("found nothing (an empty folder)")
+
+
+def test_data_dir_with_other_files_lists_them(tmp_path, cached):
+    folder = tmp_path / "d"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(10):
+        (folder / f"img{i}.png").write_bytes(b"")
+    message = one_line_refusal(folder)
+    assert message.endswith(
+        "found img0.png, img1.png, img2.png, img3.png, img4.png, img5.png, img6.png, img7.png and 3 more"
+    )
+
+
+def test_data_dir_missing_a_file_names_it(tmp_path, tiny, cached):
+    write_set(tmp_path / "d" / "MNIST" / "raw", *tiny, "train", gz=True)
+    write_set(tmp_path / "d" / "MNIST" / "raw", *tiny, "t10k", gz=False)
+    (tmp_path / "d" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    message = one_line_refusal(tmp_path / "d")
+    assert message.startswith(f"MNIST: data dir {tmp_path / 'd' / 'MNIST' / 'raw'} lacks t10k-labels-idx1-ubyte.gz ")
+    assert "(found train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte)" in message
+    # the split that is complete still loads, from that folder
+    with pytest.warns(DataIntegrityWarning):  # files written here are not the published ones
+        assert load_mnist(tmp_path / "d", "train").source.location == str(tmp_path / "d" / "MNIST" / "raw")
+
+
+def test_data_dir_that_is_a_file_is_refused(tmp_path, cached):
+    (tmp_path / "f").write_bytes(b"x")
+    assert "data dir " + str(tmp_path / "f") + " is a file, not a folder" in one_line_refusal(tmp_path / "f")
+
+
+def test_without_data_dir_the_cache_is_used(tmp_path, tiny, cached):
+    assert load_mnist(None, "test").source.kind == "cache"
+
+
+# ---------------------------------------------------------------- the data identity runs record
+
+
+def test_data_identity(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
+    write_set(tmp_path / "gz", *tiny, "t10k", gz=True)
+    write_set(tmp_path / "raw", *tiny, "t10k", gz=False)
+    with pytest.warns(DataIntegrityWarning):
+        from_gz = load_mnist(tmp_path / "gz", "test")
+    from_raw = load_mnist(tmp_path / "raw", "test")
+    a, b = data_identity(from_gz.images, from_gz.source), data_identity(from_raw.images, from_raw.source)
+    assert a["sha256"] == b["sha256"], "the same pixels, read from gz or not, are the same data"
+    assert a["source"] == str(from_gz.source) and "local" in a["source"] and str(tmp_path / "gz") in a["source"]
+    assert (a["count"], a["shape"], a["dtype"]) == (7, [28, 28], "uint8")
+    # one pixel, the order, a subset, the dtype or the scaling: each is other data
+    changed = tiny[0].copy()
+    changed[3, 14, 14] ^= 1
+    others = [
+        changed,
+        tiny[0][::-1],
+        tiny[0][:6],
+        tiny[0].astype(np.int16),
+        scale_mnist(tiny[0], "01"),
+        scale_mnist(tiny[0], "tanh"),
+        tiny[0].reshape(7, 784),
+    ]
+    digests = {data_identity(x, "s")["sha256"] for x in others}
+    assert len(digests) == len(others) and a["sha256"] not in digests
+    # byte order and memory layout are not: the values are what counts
+    assert data_identity(tiny[0].astype(">u2"), "s")["sha256"] == data_identity(tiny[0].astype("<u2"), "s")["sha256"]
+    assert data_identity(np.asfortranarray(tiny[0]), "s")["sha256"] == a["sha256"]
+    flat = scale_mnist(tiny[0], "tanh")
+    assert data_identity(flat, "s") == {
+        "source": "s",
+        "count": 7,
+        "shape": [784],
+        "dtype": "float32",
+        "sha256": data_identity(flat.copy(), "s")["sha256"],
+    }
+    with pytest.raises(ValueError, match="data_identity: expected an array of images, received object"):
+        data_identity(np.array([None, 1], dtype=object), "s")
+
+
 @pytest.mark.parametrize("scale, low, high", [("01", 0.0, 1.0), ("tanh", -1.0, 1.0)])
 def test_mnist_for_gan_scaling(tmp_path, tiny, monkeypatch, scale, low, high):
     monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
@@ -183,23 +358,22 @@ def test_embedded_files_are_the_published_ones():
 @pytest.mark.parametrize("split", ["all", "train", "test"])
 def test_offline_with_nothing_falls_back_to_embedded(tmp_path, monkeypatch, split):
     monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
-    (tmp_path / "empty").mkdir()
     lines = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        images, labels = data = load_mnist(tmp_path / "empty", split, download=False, verbose=lines.append)
+        images, labels = data = load_mnist(None, split, download=False, verbose=lines.append)
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8 and labels.shape == (10000,)
     assert list(labels[:10]) == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # the test set's well-known first digits
     assert data.source.kind == "embedded"
     assert len(lines) == 1 and "\n" not in lines[0]
     assert "embedded MNIST test set (10000 images)" in lines[0] and "download disabled" in lines[0]
-    assert str(tmp_path / "empty") in lines[0] and str(tmp_path / "cache" / "mnist") in lines[0]
+    assert str(tmp_path / "cache" / "mnist") in lines[0]
     assert not (tmp_path / "cache").exists(), "nothing may be written when download is off"
 
 
 def test_embedded_is_the_genuine_test_set(shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
-    embedded = load_mnist(tmp_path, "test", download=False, verbose=None)
+    embedded = load_mnist(None, "test", download=False, verbose=None)
     genuine = load_mnist(shared_data / "mnist", "test", download=False)
     assert embedded.source.kind == "embedded" and genuine.source.kind == "local"
     np.testing.assert_array_equal(embedded.images, genuine.images)

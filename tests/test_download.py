@@ -183,9 +183,9 @@ def test_load_mnist_downloads_through_mirrors_into_the_cache(monkeypatch, tmp_pa
     lines = []
     with LocalServer(routes) as srv:
         mirrors = [srv.url + "/none/", srv.url + "/bad/", srv.url + "/good"]
-        data = load_mnist(tmp_path / "empty", "test", verbose=lines.append, mirrors=mirrors, timeout=5)
+        data = load_mnist(None, "test", verbose=lines.append, mirrors=mirrors, timeout=5)
         assert srv.requests == 6  # each file: 404, md5 mismatch, good
-        again = load_mnist(tmp_path / "empty", "test", verbose=lines.append, mirrors=mirrors, timeout=5)
+        again = load_mnist(None, "test", verbose=lines.append, mirrors=mirrors, timeout=5)
         assert srv.requests == 6, "the second load must come from the cache"
     images, labels = data
     assert data.source.kind == "download" and again.source.kind == "cache"
@@ -200,7 +200,7 @@ def test_load_mnist_falls_back_when_every_mirror_fails(monkeypatch, tmp_path):
     monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
     lines = []
     with LocalServer({}) as srv:
-        data = load_mnist(tmp_path, "train", verbose=lines.append, mirrors=[srv.url, closed_port_url()], timeout=5)
+        data = load_mnist(None, "train", verbose=lines.append, mirrors=[srv.url, closed_port_url()], timeout=5)
         assert srv.requests == 1  # gave up after the first file
     assert data.source.kind == "embedded" and data.images.shape == (10000, 28, 28)
     assert len(lines) == 1 and "download failed" in lines[0] and "HTTP 404" in lines[0]
@@ -211,7 +211,7 @@ def test_cifar_download_with_wrong_md5_is_refused_and_not_cached(monkeypatch, tm
     monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
     with LocalServer({"/cifar-10-python.tar.gz": PAYLOAD}) as srv:
         with pytest.raises(DatasetNotFoundError) as info:
-            load_cifar10(tmp_path / "nothing", urls=[srv.url + "/cifar-10-python.tar.gz"], timeout=5)
+            load_cifar10(None, urls=[srv.url + "/cifar-10-python.tar.gz"], timeout=5)
         assert srv.requests == 1
     message = str(info.value)
     assert f"expected c58f30108f718f92721af3b95e74349a, received {PAYLOAD_MD5}" in message

@@ -12,8 +12,9 @@ import pytest
 from formats import idx_bytes
 from tinygan.kernels.reference.softmax import log_softmax, softmax, softmax_cross_entropy
 
-from tinygan import metrics
+from tinygan import backend, metrics
 from tinygan.checkpoint import load_checkpoint
+from tinygan.cli import EXIT_ERROR, EXIT_NO_GPU
 from tinygan.gradcheck import numerical_gradient, relative_error
 from tinygan.metrics import (
     check_samples,
@@ -215,13 +216,20 @@ def run_main(capsys, argv):
         ("nan.npy", np.where(np.eye(28) > 0, np.nan, 0).astype(np.float32)[None].repeat(3, 0), "NaN or infinite"),
         ("tanh.npy", np.full((4, 28, 28), -1.0, np.float32), "expected values in [0, 1]"),
         ("one.npy", np.zeros((1, 28, 28), np.float32), "at least 2 images"),
+        ("none.npy", np.zeros((0, 28, 28), np.float32), "at least 2 images (for a covariance), received 0"),
+        ("scalar.npy", np.float32(0.5), "expected shape (n, 28, 28), received ()"),
+        ("bool.npy", np.zeros((4, 28, 28), bool), "received dtype bool"),
+        ("complex.npy", np.zeros((4, 28, 28), np.complex64), "received dtype complex64"),
+        ("ints.npy", np.zeros((4, 28, 28), np.int64), "received dtype int64 (for 0-255 pixels, divide by 255 first)"),
+        ("inf.npy", np.full((4, 28, 28), np.inf, np.float32), "received 3136 NaN or infinite values"),
+        ("big.npy", np.full((4, 28, 28), 255.0, np.float32), "received values in [255, 255]"),
     ],
 )
 def test_cli_rejects_bad_samples(tmp_path, capsys, name, array, expected):
     path = tmp_path / name
     np.save(path, array)
     code, out, err = run_main(capsys, [str(path)])
-    assert code == 2 and out == ""
+    assert code == EXIT_ERROR and out == ""
     assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and expected in err
 
 
@@ -233,11 +241,33 @@ def test_cli_rejects_bad_samples(tmp_path, capsys, name, array, expected):
         ("empty.npy", b"", "not a .npy file"),
         ("archive.npy", "npz", "received an .npz"),
         ("objects.npy", "object", "not a readable .npy"),
+        ("folder.npy", "folder", "is a folder; expected a .npy of float32 images (n, 28, 28)"),
+        ("truncated.npy", "truncated", "truncated: its header calls for 12544 bytes of float32 (4, 28, 28), the file"),
+        ("long.npy", "trailing", "trailing bytes after the array: its header calls for 12544 bytes"),
+        ("huge.npy", "huge", "truncated: its header calls for 3136000000000000 bytes of float32 (1000000000000, 28,"),
+        ("header.npy", "header", "not a readable .npy array (damaged header"),
+        ("version.npy", "version", ".npy format version 9.0; expected 1.0 or 2.0"),
     ],
 )
 def test_cli_rejects_unreadable_files(tmp_path, capsys, name, content, expected):
     path = tmp_path / name
-    if content == "npz":
+    good = tmp_path / "good.npy"
+    np.save(good, np.zeros((4, 28, 28), np.float32))
+    header_end = good.read_bytes().index(b"\n") + 1
+    if content == "folder":
+        path.mkdir()
+    elif content == "truncated":
+        path.write_bytes(good.read_bytes()[:-100])
+    elif content == "trailing":
+        path.write_bytes(good.read_bytes() + b"\0")
+    elif content == "huge":  # a header that calls for 3 PB over 12 kB of data: refused without allocating
+        header = good.read_bytes()[:header_end].replace(b"(4, 28, 28)", b"(1000000000000, 28, 28)")
+        path.write_bytes(header + good.read_bytes()[header_end:])
+    elif content == "header":
+        path.write_bytes(good.read_bytes()[:header_end].replace(b"'shape'", b"'shapes'") + bytes(12544))
+    elif content == "version":
+        path.write_bytes(b"\x93NUMPY\x09\x00" + good.read_bytes()[8:])
+    elif content == "npz":
         with open(path, "wb") as f:
             np.savez(f, a=np.zeros(3))
     elif content == "object":
@@ -245,16 +275,76 @@ def test_cli_rejects_unreadable_files(tmp_path, capsys, name, content, expected)
     elif content is not None:
         path.write_bytes(content)
     code, out, err = run_main(capsys, [str(path)])
-    assert code == 2 and out == ""
-    assert err.count("\n") == 1 and str(path) in err and expected in err
+    assert code == EXIT_ERROR and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and err.count(str(path)) == 1, err
+    assert expected in err
 
 
-def test_cli_as_a_module_exits_2_without_traceback(tmp_path):
+def test_cli_as_a_module_exits_1_without_traceback(tmp_path):
     path = tmp_path / "flat.npy"
     np.save(path, np.zeros((3, 784), np.float32))
     proc = subprocess.run([sys.executable, "-m", "tinygan.metrics", str(path)], capture_output=True, text=True)
-    assert proc.returncode == 2
+    assert proc.returncode == EXIT_ERROR
     assert proc.stderr.strip().splitlines() == [f"error: {path}: expected shape (n, 28, 28), received (3, 784)"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--n-real", "1"], "--n-real must be at least 2, received 1"),
+        (["--n-real", "many"], "argument --n-real: invalid int value: 'many'"),
+        (["--seed", "-1"], "--seed must be at least 0, received -1"),
+        (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--json", "DIR"], "--json DIR is a folder; expected a file name"),
+        (["--json", "FILE/scores.json"], "FILE is a file, so no folder can be made there"),
+        (["--json", "SAMPLES"], "is the samples file itself"),
+    ],
+)
+def test_cli_rejects_nonsense_options_in_one_line(tmp_path, capsys, argv, message, monkeypatch):
+    monkeypatch.setattr(metrics, "evaluate", lambda *a, **k: pytest.fail("options must be checked first"))
+    samples = tmp_path / "s.npy"
+    np.save(samples, np.zeros((4, 28, 28), np.float32))
+    (tmp_path / "DIR").mkdir()
+    (tmp_path / "FILE").write_text("x")
+    names = {"DIR": tmp_path / "DIR", "FILE/scores.json": tmp_path / "FILE" / "scores.json", "SAMPLES": samples}
+    argv = [str(names.get(a, a)) for a in argv]
+    with pytest.raises(SystemExit) as info:
+        main([str(samples), *argv])
+    out, err = capsys.readouterr()
+    assert info.value.code == EXIT_ERROR and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ") and message.replace("DIR", str(tmp_path / "DIR")) in err
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty", "train only"])
+def test_cli_data_dir_without_mnist_is_refused_not_replaced(tmp_path, capsys, monkeypatch, layout):
+    monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
+    samples = tmp_path / "s.npy"
+    np.save(samples, np.zeros((4, 28, 28), np.float32))
+    data = tmp_path / "mnist-data"
+    if layout != "missing":
+        data.mkdir()
+    if layout == "train only":
+        for name, array in (("train-images-idx3-ubyte", np.zeros((3, 28, 28))), ("train-labels-idx1-ubyte", [1, 2, 3])):
+            (data / name).write_bytes(idx_bytes(np.asarray(array)))
+    code, out, err = run_main(capsys, [str(samples), "--data-dir", str(data)])
+    assert code == EXIT_ERROR and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"error: MNIST: data dir {data} ")
+    expected = {
+        "missing": "does not exist",
+        "empty": "found nothing (an empty folder)",
+        "train only": "holds none of the files for the MNIST test split",
+    }
+    assert expected[layout] in err
+    assert not (tmp_path / "cache").exists(), "no classifier trained, nothing downloaded"
+
+
+@pytest.mark.skipif(backend.gpu_unavailable_reason() is None, reason="a GPU is present")
+def test_cli_gpu_without_a_gpu_exits_with_the_no_gpu_code(tmp_path, capsys):
+    samples = tmp_path / "s.npy"
+    np.save(samples, np.zeros((4, 28, 28), np.float32))
+    code, out, err = run_main(capsys, [str(samples), "--device", "gpu"])
+    assert code == EXIT_NO_GPU and out == "" and err.count("\n") == 1 and "--device gpu needs a CUDA GPU" in err
 
 
 def test_check_samples_clips_within_tolerance():
@@ -356,14 +446,14 @@ def test_evaluate_mode_collapse_scores_worse(tiny_mnist, rng):
 
 def test_embedded_fallback_then_genuine_data_retrains(tmp_path, monkeypatch, rng, tiny_mnist):
     # no files anywhere and no download: the embedded test set, split three ways
-    data = load_data(tmp_path / "nothing", download=False, verbose=None)
+    data = load_data(None, download=False, verbose=None)
     assert data.mode == metrics.MODE_EMBEDDED
     assert [len(part[0]) for part in (data.train, data.holdout, data.test)] == [6000, 2000, 2000]
     assert "embedded" in data.notes[0]
     clf = load_classifier(data=data, verbose=None, epochs=2, hidden=(32, 16), batch_size=64)
     assert clf.meta["training"]["mode"] == metrics.MODE_EMBEDDED and clf.meta["test_accuracy"] > 0.8
     # a classifier trained on the embedded set is kept while nothing better exists ...
-    assert not load_classifier(tmp_path / "nothing", download=False, verbose=None).trained
+    assert not load_classifier(None, download=False, verbose=None).trained
     # ... and replaced, saying so, once the training set is there
     messages = []
     clf = load_classifier(tiny_mnist, verbose=messages.append, **TINY)
@@ -373,7 +463,7 @@ def test_embedded_fallback_then_genuine_data_retrains(tmp_path, monkeypatch, rng
 
 def test_genuine_classifier_scored_on_embedded_data_has_no_reference_line(tiny_mnist, tmp_path):
     clf = load_classifier(tiny_mnist, verbose=None, **TINY)
-    embedded = load_data(tmp_path / "nothing", download=False, verbose=None)
+    embedded = load_data(None, download=False, verbose=None)
     samples = np.zeros((10, 28, 28), np.float32)
     result = evaluate(samples, classifier=clf, data=embedded)
     assert result["real"] is None and result["classifier"]["n_test"] == 10000

@@ -44,7 +44,9 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
         help="Gaussian noise of std SIGMA on D's inputs, annealed linearly to 0 (default: the recipe's)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, noise, batches, dropout (default 0)")
-    parser.add_argument("--data-dir", help="folder holding the dataset files (else the cache, else download)")
+    parser.add_argument(
+        "--data-dir", help="folder holding the dataset files, an error if they are not there (else: cache, download)"
+    )
     parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
     parser.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its checkpoint")
     parser.add_argument("--sample-every", type=int, help="save a sample grid every N epochs (default 1)")

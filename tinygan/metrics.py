@@ -2,6 +2,10 @@
 
     python -m tinygan.metrics samples.npy [--json scores.json] [--data-dir DIR] [--n-real N] [--retrain]
 
+Bad input (a missing, damaged, wrong-shape, wrong-dtype or non-finite samples file, a ``--data-dir``
+without the MNIST files, nonsense options) is refused with one ``error:`` line and the exit codes of
+:mod:`tinygan.cli`.
+
 ``samples.npy`` holds float32 images in [0, 1] of shape (n, 28, 28), as written by
 ``python -m tinygan.sample RUN/checkpoint.npz --n 10000 --out samples.npy``.
 
@@ -51,13 +55,13 @@ The figures
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import os
 import sys
 import time
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,13 +72,15 @@ import numpy as np
 
 from tinygan import backend
 from tinygan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from tinygan.data.download import DownloadError, cache_dir
+from tinygan.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_GPU
+from tinygan.data.download import DataIntegrityWarning, DownloadError, cache_dir
 from tinygan.data.mnist import load_mnist
 from tinygan.kernels.reference.softmax import softmax, softmax_cross_entropy
 from tinygan.layers import Dense, Sequential
 from tinygan.layers.activation import ReLU
 from tinygan.layers.dropout import Dropout
 from tinygan.optim import Adam
+from tinygan.sample import OneLineArgumentParser, output_problem, write_atomically
 
 __all__ = [
     "CLASSIFIER_KIND",
@@ -536,11 +542,7 @@ def check_samples(samples: Any, name: str = "samples") -> np.ndarray:
     """
     if not isinstance(samples, np.ndarray):
         raise SamplesError(f"{name}: expected a numpy array of images, received {type(samples).__name__}")
-    if samples.dtype.kind != "f" or samples.dtype.itemsize < 4:
-        hint = " (for 0-255 pixels, divide by 255 first)" if samples.dtype.kind in "iu" else ""
-        raise SamplesError(f"{name}: expected float32 images in [0, 1], received dtype {samples.dtype}{hint}")
-    if samples.ndim != 3 or samples.shape[1:] != (28, 28):
-        raise SamplesError(f"{name}: expected shape (n, 28, 28), received {samples.shape}")
+    _check_layout(samples.dtype, samples.shape, name)
     if len(samples) < 2:
         raise SamplesError(f"{name}: expected at least 2 images (for a covariance), received {len(samples)}")
     bad = int(np.count_nonzero(~np.isfinite(samples)))
@@ -553,22 +555,66 @@ def check_samples(samples: Any, name: str = "samples") -> np.ndarray:
     return np.clip(samples, 0.0, 1.0).astype(np.float32, copy=False)
 
 
+def _check_layout(dtype: np.dtype, shape: tuple[int, ...], name: str) -> None:
+    """The dtype and shape part of :func:`check_samples`, also applied to a file's header before reading it."""
+    if dtype.kind != "f" or dtype.itemsize < 4:
+        hint = " (for 0-255 pixels, divide by 255 first)" if dtype.kind in "iu" else ""
+        raise SamplesError(f"{name}: expected float32 images in [0, 1], received dtype {dtype}{hint}")
+    if len(shape) != 3 or tuple(shape[1:]) != (28, 28):
+        raise SamplesError(f"{name}: expected shape (n, 28, 28), received {tuple(shape)}")
+
+
 def load_samples(path: str | os.PathLike) -> np.ndarray:
-    """Read and validate a ``.npy`` file of samples (see :func:`check_samples`); SamplesError otherwise."""
+    """Read and validate a ``.npy`` file of samples (see :func:`check_samples`); SamplesError otherwise.
+
+    The header (dtype, shape) is checked against the file's size before any data is read, so a
+    truncated file, or one whose header calls for terabytes, is refused by name without loading it.
+    """
     path = Path(path)
+    expected = "expected a .npy of float32 images (n, 28, 28) in [0, 1]"
+    if path.is_dir():
+        raise SamplesError(f"{path}: is a folder; {expected}")
     if not path.is_file():
-        raise SamplesError(f"{path}: no such file (expected a .npy of float32 images (n, 28, 28) in [0, 1])")
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    if magic[:4] == b"PK\x03\x04":
-        raise SamplesError(f"{path}: expected a .npy array, received an .npz (zip) archive")
-    if magic != b"\x93NUMPY":
-        raise SamplesError(f"{path}: not a .npy file (no NumPy header); expected float32 images (n, 28, 28) in [0, 1]")
+        raise SamplesError(f"{path}: no such file ({expected})")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+            if magic[:4] == b"PK\x03\x04":
+                raise SamplesError(f"{path}: expected a .npy array, received an .npz (zip) archive")
+            if magic != b"\x93NUMPY":
+                raise SamplesError(f"{path}: not a .npy file (no NumPy header); {expected}")
+            f.seek(0)
+            shape, dtype, data_bytes = _npy_header(f, path)
+            available = path.stat().st_size - f.tell()
+    except OSError as exc:
+        raise SamplesError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    if dtype.hasobject:
+        raise SamplesError(f"{path}: not a readable .npy array (it holds Python objects); {expected}")
+    # dtype and shape first: they say what is wrong more usefully than a byte count would
+    _check_layout(dtype, shape, str(path))
+    if available != data_bytes:
+        what = "truncated" if available < data_bytes else "trailing bytes after the array"
+        raise SamplesError(
+            f"{path}: {what}: its header calls for {data_bytes} bytes of {dtype} {shape}, the file holds {available}"
+        )
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         raise SamplesError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
     return check_samples(loaded, str(path))
+
+
+def _npy_header(f: Any, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, bytes of data)`` from a .npy header, leaving ``f`` at the first data byte."""
+    version = np.lib.format.read_magic(f)  # the 6 magic bytes were checked: this reads the version
+    if version not in ((1, 0), (2, 0)):  # 3.0 only differs for non-latin-1 field names, never float images
+        raise SamplesError(f"{path}: .npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0")
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    try:
+        shape, _, dtype = read_header(f)
+    except (ValueError, SyntaxError, TypeError, OverflowError) as exc:
+        raise SamplesError(f"{path}: not a readable .npy array (damaged header: {exc})") from None
+    return tuple(shape), dtype, math.prod(shape) * dtype.itemsize
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
@@ -708,39 +754,76 @@ def format_report(result: dict[str, Any], name: str = "samples") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tinygan.metrics", description="Score generated MNIST digits with a tinygan-trained classifier."
+    """The command line; returns an exit code of :mod:`tinygan.cli` (0 done, 1 bad input, 2 no GPU, 130 Ctrl-C)."""
+    parser = OneLineArgumentParser(
+        prog="python -m tinygan.metrics",
+        description="Score generated MNIST digits with a tinygan-trained classifier.",
+        epilog="Exit codes: 0 done, 1 bad samples, data, cache or option, 2 no GPU for --device gpu, 130 interrupted.",
     )
-    parser.add_argument("samples", help=".npy file of float32 images (n, 28, 28) in [0, 1]")
+    parser.add_argument("samples", help=".npy file of float32 images (n, 28, 28) in [0, 1], n >= 2")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers to this JSON file")
-    parser.add_argument("--data-dir", help="folder holding the MNIST files (else the cache, else download)")
+    parser.add_argument(
+        "--data-dir",
+        help="folder holding the MNIST files, used as given (an error if they are not there); "
+        "without it: the cache, else download, else the embedded test set",
+    )
     parser.add_argument("--retrain", action="store_true", help="train the classifier again and replace the cache")
     parser.add_argument(
-        "--n-real", type=int, help="held-out real images for the reference line (default: as many as samples)"
+        "--n-real",
+        type=int,
+        help="held-out real images for the reference line, at least 2 (default: as many as samples)",
     )
     parser.add_argument("--device", choices=backend.DEVICES, default="cpu", help="where the classifier runs")
     parser.add_argument("--seed", type=int, default=0, help="seed for the real subset and any training (default 0)")
     args = parser.parse_args(argv)
     if args.n_real is not None and args.n_real < 2:
-        parser.error("--n-real must be at least 2")
+        parser.error(f"--n-real must be at least 2, received {args.n_real}")
+    if args.seed < 0:
+        parser.error(f"--seed must be at least 0, received {args.seed}")
+    if args.json:
+        json_path = Path(args.json)
+        problem = output_problem("--json", args.json, ".json", required_suffix=False)
+        if problem:
+            parser.error(problem)
+        if json_path.exists() and json_path.resolve() == Path(args.samples).resolve():
+            parser.error(f"--json {args.json} is the samples file itself; expected another file name")
+    if args.device == "gpu" and (reason := backend.gpu_unavailable_reason()):
+        print(f"error: --device gpu needs a CUDA GPU: {reason}. Run with --device cpu instead.", file=sys.stderr)
+        return EXIT_NO_GPU
     try:
         samples = load_samples(args.samples)
-        result = evaluate(
-            samples, args.data_dir, n_real=args.n_real, seed=args.seed, retrain=args.retrain, device=args.device
-        )
-    except (SamplesError, CheckpointError, DownloadError, backend.DeviceError, ValueError, OSError) as exc:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataIntegrityWarning)
+            result = evaluate(
+                samples, args.data_dir, n_real=args.n_real, seed=args.seed, retrain=args.retrain, device=args.device
+            )
+        for warning in caught:  # one line each, not the warnings module's two with a source line
+            print(f"warning: {warning.message}", file=sys.stderr)
+    except backend.DeviceError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_NO_GPU
+    except (SamplesError, CheckpointError, DownloadError, ValueError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted (the classifier cache is written whole or not at all)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(format_report(result, Path(args.samples).name))
     if args.json:
         try:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+            write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
         except OSError as exc:
-            print(f"error: {args.json}: cannot write the JSON report: {exc}", file=sys.stderr)
-            return 2
+            print(f"error: --json {args.json}: cannot write it: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_ERROR
         print(f"wrote {args.json}")
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (a DownloadError lists one mirror per line)."""
+    if isinstance(exc, DownloadError):
+        return f"{exc.args[0].splitlines()[0]} {exc.summary()}"
+    return " ".join(str(exc).split("\n"))
 
 
 if __name__ == "__main__":

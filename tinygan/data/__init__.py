@@ -4,6 +4,17 @@
 >>> data = load_mnist(split="train")          # doctest: +SKIP
 >>> images, labels = data; print(data.source)  # doctest: +SKIP
 
+A run records what it trained on with :func:`data_identity` (source, image count, a SHA-256 of
+the array), so that a resume on other data can be refused:
+
+>>> from tinygan.data import data_identity
+>>> identity = data_identity(images, data.source)   # doctest: +SKIP
+>>> identity["count"], identity["sha256"][:12]      # doctest: +SKIP
+
+An explicit ``data_dir`` is read and nowhere else: a folder that is misspelt, empty or lacks a file
+raises :class:`DatasetNotFoundError` in one line (the folder, the files expected, what it holds). Only
+without one do the loaders try the cache, a download and (MNIST) the embedded test set.
+
 The downloader itself is :func:`tinygan.data.download.download`. It is not re-exported here because
 a package attribute named ``download`` would hide the ``tinygan.data.download`` module.
 """
@@ -24,6 +35,7 @@ from tinygan.data.download import (
     DownloadError,
     LoadedData,
     cache_dir,
+    data_identity,
     md5sum,
 )
 from tinygan.data.mnist import (
@@ -46,6 +58,7 @@ __all__ = [
     "UnsafePickleError",
     "cache_dir",
     "cifar10_for_gan",
+    "data_identity",
     "load_cifar10",
     "load_mnist",
     "md5sum",

@@ -33,6 +33,7 @@ from tinygan.data.download import (
     LoadedData,
     Verbose,
     cache_dir,
+    folder_listing,
 )
 from tinygan.data.download import download as fetch  # the loaders' own `download` flag shadows the name
 
@@ -68,6 +69,8 @@ CIFAR10_MD5: dict[str, str] = {
     "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
 }
 SPLITS = ("train", "test", "all")
+# an official batch file holds 31 MB; an archive member claiming far more is damaged or hostile
+MAX_BATCH_BYTES = 1 << 28
 
 
 # ---------------------------------------------------------------- restricted unpickling
@@ -170,16 +173,21 @@ def _parse_batch(batch: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{name}: expected a pickled dict, received {type(batch).__name__}")
     # a batch re-saved from Python 3 may have str keys; the official files have bytes
     batch = {k.encode() if isinstance(k, str) else k: v for k, v in batch.items()}
+    keys = sorted(map(repr, batch))  # keys of mixed types do not sort; their reprs do
     if b"fine_labels" in batch and b"labels" not in batch:
         raise ValueError(f"{name}: this is a CIFAR-100 file (b'fine_labels'), expected CIFAR-10")
     missing = [key for key in (b"data", b"labels") if key not in batch]
     if missing:
-        raise ValueError(f"{name}: missing key(s) {missing}; expected b'data' and b'labels', found {sorted(batch)}")
+        raise ValueError(
+            f"{name}: missing key(s) {missing}; expected b'data' and b'labels', found {', '.join(keys) or 'none'}"
+        )
     data = batch[b"data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise ValueError(f"{name}: b'data' must be a uint8 array of shape (n, 3072), received {got}")
     n = len(data)
+    if n == 0:
+        raise ValueError(f"{name}: b'data' holds 0 images; expected a uint8 array of shape (n, 3072), n >= 1")
     try:
         labels = np.asarray(batch[b"labels"])
     except Exception as exc:
@@ -192,16 +200,28 @@ def _parse_batch(batch: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     if n and (labels.min() < 0 or labels.max() > 9):
         raise ValueError(f"{name}: labels must be 0-9, received values {int(labels.min())}..{int(labels.max())}")
     filenames = batch.get(b"filenames")
-    if filenames is not None and len(filenames) != n:
-        raise ValueError(f"{name}: b'filenames' has {len(filenames)} entries for {n} images")
+    if filenames is not None and (not isinstance(filenames, list | tuple | np.ndarray) or len(filenames) != n):
+        got = (
+            f"{len(filenames)} entries"
+            if isinstance(filenames, list | tuple | np.ndarray)
+            else type(filenames).__name__
+        )
+        raise ValueError(f"{name}: b'filenames' must be a list of {n} names (one per image), received {got}")
     return data, labels.astype(np.uint8)
 
 
 def _read_meta(data: bytes, name: str) -> None:
     meta = _unpickle(data, name)
-    names = meta.get(b"label_names") if isinstance(meta, dict) else None
-    if names is not None and [n.decode() if isinstance(n, bytes) else n for n in names] != CLASS_NAMES:
-        raise ValueError(f"{name}: label_names {names} differ from CIFAR-10's {CLASS_NAMES}")
+    if not isinstance(meta, dict):
+        raise ValueError(f"{name}: expected a pickled dict, received {type(meta).__name__}")
+    names = meta.get(b"label_names", meta.get("label_names"))
+    if names is None:
+        return
+    decoded = (
+        [n.decode(errors="replace") if isinstance(n, bytes) else n for n in names] if isinstance(names, list) else names
+    )
+    if decoded != CLASS_NAMES:
+        raise ValueError(f"{name}: label_names {str(names)[:200]} differ from CIFAR-10's {CLASS_NAMES}")
 
 
 def _md5(data: bytes) -> str:
@@ -233,18 +253,13 @@ def _locate(root: Path) -> Path | None:
     return archive if archive.is_file() else None
 
 
-def _search(roots: Sequence[Path], cache: Path) -> tuple[str, Path | None]:
-    for kind, root in [*(("local", r) for r in roots), ("cache", cache)]:
-        found = _locate(root)
-        if found is not None:
-            return kind, found
-    return "", None
-
-
 def _iter_dir(folder: Path, names: Sequence[str]) -> Iterator[tuple[str, bytes]]:
     missing = [name for name in names if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{folder}: missing batch file(s) {missing} for the requested split")
+        present = sorted(name for name in (*TRAIN_BATCHES, *TEST_BATCHES) if (folder / name).is_file())
+        raise DatasetNotFoundError(
+            f"{folder}: missing batch file(s) {missing} for the requested split (found {present or 'none'})"
+        )
     for name in names:
         yield name, (folder / name).read_bytes()
     if (folder / "batches.meta").is_file():
@@ -260,6 +275,11 @@ def _iter_archive(archive: Path, names: Sequence[str]) -> Iterator[tuple[str, by
             for member in tar:
                 base = member.name.rsplit("/", 1)[-1]
                 if member.isfile() and base in wanted and base not in seen:
+                    if member.size > MAX_BATCH_BYTES:
+                        raise ValueError(
+                            f"{archive}: member {member.name} claims {member.size} bytes; a CIFAR-10 batch file "
+                            f"holds about 31 MB (at most {MAX_BATCH_BYTES} accepted)"
+                        )
                     seen.add(base)
                     f = tar.extractfile(member)
                     assert f is not None
@@ -297,13 +317,28 @@ def class_indices(classes: str | int | Sequence[str | int] | None) -> list[int] 
 
 def _not_found(searched: Sequence[Path], reason: str) -> DatasetNotFoundError:
     cache = cache_dir("cifar10")
-    looked = "\n".join(f"  {p}" for p in searched)
+    looked = ", ".join(str(p) for p in searched)
     return DatasetNotFoundError(
-        f"CIFAR-10 not found ({reason}). Looked in:\n{looked}\n"
+        f"CIFAR-10 not found ({reason}); looked in {looked}. "
         f"Put the official archive {ARCHIVE_NAME} ({CIFAR10_URLS[0]}, md5 {ARCHIVE_MD5}) or its extracted "
         f"folder {BATCHES_DIR}/ into {cache} (the cache folder; set TINYGAN_DATA to move it), or into any "
         f"folder DIR and pass --data-dir DIR to the example (data_dir=DIR to load_cifar10)."
     )
+
+
+def _not_in_data_dir(root: Path) -> DatasetNotFoundError:
+    """One line: which folder, what a CIFAR-10 folder holds, and what this one holds instead."""
+    expected = (
+        f"{ARCHIVE_NAME}, or a {BATCHES_DIR}/ folder of the batch files {', '.join(TRAIN_BATCHES + TEST_BATCHES)} "
+        f"(and batches.meta), in it or one level below it, or that folder itself"
+    )
+    if not root.exists():
+        state = "does not exist"
+    elif not root.is_dir():
+        state = "is a file but not a readable tar archive"
+    else:
+        state = f"holds {folder_listing(root)}"
+    return DatasetNotFoundError(f"CIFAR-10: data dir {root} {state}; expected {expected}")
 
 
 # ---------------------------------------------------------------- loading
@@ -323,10 +358,12 @@ def load_cifar10(
 
     ``split``: ``"train"`` (the five data batches), ``"test"`` or ``"all"`` (train then test).
     ``classes``: None for all, or class names / indices (see :data:`CLASS_NAMES`) to keep.
-    Looks in ``data_dir`` (a folder holding ``cifar-10-batches-py/`` or ``cifar-10-python.tar.gz``, one level
-    of subfolders holding ``cifar-10-batches-py/``, or the batches folder itself), then in the cache folder;
-    when nothing is there and ``download`` is true, downloads the archive (md5-checked) into the cache.
-    Otherwise raises :class:`DatasetNotFoundError` saying where to put the data.
+    With ``data_dir`` (a folder holding ``cifar-10-batches-py/`` or ``cifar-10-python.tar.gz``, one level
+    of subfolders holding ``cifar-10-batches-py/``, the batches folder itself, or the archive file), reads
+    from there and nowhere else: when it holds no CIFAR-10 data, raises :class:`DatasetNotFoundError` in one
+    line naming the folder, what was expected and what it holds. Without ``data_dir``, looks in the cache
+    folder; when nothing is there and ``download`` is true, downloads the archive (md5-checked) into the
+    cache. Otherwise raises :class:`DatasetNotFoundError` saying where to put the data.
 
     Files whose md5 differs from the official release but which parse correctly (e.g. a partial copy) are
     used, with one :class:`DataIntegrityWarning` per call listing them. The result unpacks as
@@ -335,15 +372,21 @@ def load_cifar10(
     names = _split_batches(split)
     keep = class_indices(classes)
     cache = cache_dir("cifar10")
-    roots = [Path(data_dir).expanduser()] if data_dir is not None else []
-    kind, location = _search(roots, cache)
+    if data_dir is not None:
+        # the user named a folder: read it or say what is wrong with it, never switch to other data
+        root = Path(data_dir).expanduser()
+        kind, location = "local", (root if root.is_file() and tarfile.is_tarfile(root) else _locate(root))
+        if location is None:
+            raise _not_in_data_dir(root)
+    else:
+        kind, location = "cache", _locate(cache)
     if location is None:
         if not download:
-            raise _not_found([*roots, cache], "download disabled")
+            raise _not_found([cache], "download disabled")
         try:
             location = fetch(list(urls or CIFAR10_URLS), cache / ARCHIVE_NAME, ARCHIVE_MD5, timeout)
         except DownloadError as exc:
-            raise _not_found([*roots, cache], f"download failed: {exc.summary()}") from exc
+            raise _not_found([cache], f"download failed: {exc.summary()}") from exc
         kind = "download"
         if verbose is not None:
             verbose(f"CIFAR-10: downloaded {ARCHIVE_NAME} into {cache}")
@@ -368,6 +411,11 @@ def _assemble(
             mask = np.isin(labels, keep)
             data, labels = data[mask], labels[mask]
         parts[name] = data, labels
+    data = np.concatenate([parts[name][0] for name in names])
+    labels = np.concatenate([parts[name][1] for name in names])
+    if len(data) == 0:  # only a class filter can get here: every batch holds at least one image
+        wanted = [CLASS_NAMES[k] for k in keep or []]
+        raise ValueError(f"{source.location}: no images of class {', '.join(wanted)} in {', '.join(names)}")
     if modified:
         warnings.warn(
             f"CIFAR-10 in {source.location}: partial/modified batch: {', '.join(modified)} "
@@ -376,8 +424,6 @@ def _assemble(
             stacklevel=3,
         )
         source = DataSource(source.dataset, source.kind, source.location, f"partial/modified: {', '.join(modified)}")
-    data = np.concatenate([parts[name][0] for name in names])
-    labels = np.concatenate([parts[name][1] for name in names])
     # rows are 3 planes of 32x32 (R, G, B): split the planes, then move channels last
     images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     return LoadedData(images, labels, source)

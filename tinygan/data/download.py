@@ -26,7 +26,9 @@ __all__ = [
     "DownloadError",
     "LoadedData",
     "cache_dir",
+    "data_identity",
     "download",
+    "folder_listing",
     "md5sum",
 ]
 
@@ -98,11 +100,53 @@ class LoadedData(tuple):
         return self[1]
 
 
+def data_identity(images: np.ndarray, source: DataSource | str) -> dict[str, Any]:
+    """What a run records about its training data, so that a resume on other data can be told apart.
+
+    Returns a JSON-ready dict: ``source`` (``str(source)``, e.g. "MNIST from local (/data/mnist)"),
+    ``count`` (``len(images)``), ``shape`` (one image's shape), ``dtype``, and ``sha256``: the SHA-256 of
+    the dtype name, the full shape and the array's bytes in C order, so the same pixels give the same
+    digest whether they come from the gz files, the decompressed ones or the cache, and a different
+    subset (``--limit``, a class), order, scaling or dtype gives another. Works on the uint8 arrays the
+    loaders return and on the float arrays scaled for the GAN alike; hashes about 1 GB/s, without a copy
+    when ``images`` is already C-contiguous.
+
+    >>> data_identity(np.zeros((2, 28, 28), np.uint8), "MNIST from embedded (test set)")["count"]
+    2
+    """
+    array = np.ascontiguousarray(images)
+    if array.ndim < 1 or array.dtype.hasobject:
+        raise ValueError(f"data_identity: expected an array of images, received {array.dtype} of shape {array.shape}")
+    # native little/big endian would hash differently: fix the byte order first (a no-op on x86 and ARM)
+    array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(memoryview(array).cast("B"))
+    return {
+        "source": str(source),
+        "count": int(len(array)),
+        "shape": [int(d) for d in array.shape[1:]],
+        "dtype": str(array.dtype),
+        "sha256": digest.hexdigest(),
+    }
+
+
 def cache_dir(subdir: str | None = None) -> Path:
     """The data cache folder: ``$TINYGAN_DATA`` if set, else ``~/.cache/tinygan`` (not created here)."""
     env = os.environ.get("TINYGAN_DATA")
     root = Path(env).expanduser() if env else Path.home() / ".cache" / "tinygan"
     return root / subdir if subdir else root
+
+
+def folder_listing(folder: str | os.PathLike[str], limit: int = 8) -> str:
+    """A folder's entries for an error message, on one line: the first ``limit`` names, then how many more."""
+    try:
+        entries = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(folder).iterdir())
+    except OSError as exc:
+        return f"nothing readable ({type(exc).__name__}: {exc.strerror or exc})"
+    if not entries:
+        return "nothing (an empty folder)"
+    more = f" and {len(entries) - limit} more" if len(entries) > limit else ""
+    return ", ".join(entries[:limit]) + more
 
 
 def md5sum(path: str | os.PathLike[str]) -> str:

@@ -1,31 +1,37 @@
 """MNIST (LeCun, Cortes, Burges): IDX reader, loader with mirrors, md5 and cache, and the embedded default.
 
-The loader looks for the four standard files in ``data_dir`` (and its ``mnist/`` or ``MNIST/raw/``
-subfolder), then in the cache folder (see :func:`tinygan.data.download.cache_dir`). When they are missing
-and downloading is allowed it fetches them from several public mirrors in turn, checking the published
-md5s. When that is impossible (offline, download disabled) it falls back to the genuine MNIST *test* set
-that ships inside the package (1.6 MB), and says so in one line.
+Given a ``data_dir``, the loader reads the four standard files from it (or its ``mnist/`` or ``MNIST/raw/``
+subfolder) and nowhere else: a folder that is misspelt, empty or lacks a file is an error saying what it
+holds, never a silent switch to other data. Without one it looks in the cache folder (see
+:func:`tinygan.data.download.cache_dir`); when the files are missing there and downloading is allowed it
+fetches them from several public mirrors in turn, checking the published md5s. When that is impossible
+(offline, download disabled) it falls back to the genuine MNIST *test* set that ships inside the package
+(1.6 MB), and says so in one line.
 """
 
 from __future__ import annotations
 
 import gzip
 import importlib.resources
+import math
 import os
 import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from tinygan.data.download import (
     DataIntegrityWarning,
+    DatasetNotFoundError,
     DataSource,
     DownloadError,
     LoadedData,
     Verbose,
     cache_dir,
+    folder_listing,
     md5sum,
 )
 from tinygan.data.download import download as fetch  # the loaders' own `download` flag shadows the name
@@ -68,6 +74,8 @@ LABEL_MAGIC = 0x00000801
 # IDX type byte -> big-endian dtype
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _GZIP_MAGIC = b"\x1f\x8b"
+# MNIST's largest file holds 47 MB; a header calling for more than this is damaged, not data
+MAX_IDX_BYTES = 1 << 31
 
 
 # ---------------------------------------------------------------- IDX files
@@ -78,38 +86,61 @@ def read_idx(path: str | os.PathLike[str], expected_magic: int | None = None) ->
 
     Checks the magic number (against ``expected_magic`` when given), that the payload holds exactly
     the bytes the header's dimensions call for, and raises :class:`ValueError` naming the file, what
-    was expected and what was found otherwise (also for a corrupt or truncated gzip stream).
-    Returns a native-endian array of the header's shape.
+    was expected and what was found otherwise (also for a corrupt or truncated gzip stream). A gzip
+    stream is decompressed only as far as the header's dimensions call for (plus one byte, to see
+    trailing data), so a small file that inflates to gigabytes is refused, not unpacked; headers that
+    call for more than :data:`MAX_IDX_BYTES` are refused too. Returns a native-endian array of the
+    header's shape.
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path}: corrupt or truncated gzip stream ({type(exc).__name__}: {exc})") from exc
-    if len(raw) < 4:
-        raise ValueError(f"{path}: not an IDX file: expected a 4-byte magic number, file holds {len(raw)} bytes")
-    magic = int.from_bytes(raw[:4], "big")
-    type_code, ndim = raw[2], raw[3]
+    with open(path, "rb") as f:
+        compressed = f.read(2) == _GZIP_MAGIC
+    try:
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as f:
+            payload, shape, dtype = _read_idx_stream(f, path, expected_magic)
+    except (OSError, EOFError, zlib.error) as exc:
+        if not compressed:
+            raise
+        raise ValueError(f"{path}: corrupt or truncated gzip stream ({type(exc).__name__}: {exc})") from exc
+    # astype copies: frombuffer over bytes is read-only, and callers may want to normalise in place
+    return payload.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_idx_stream(
+    f: BinaryIO, path: Path, expected_magic: int | None
+) -> tuple[np.ndarray, tuple[int, ...], np.dtype]:
+    """Header, then exactly the payload it announces: ``(flat payload, shape, big-endian dtype)``."""
+    head = f.read(4)
+    if len(head) < 4:
+        raise ValueError(f"{path}: not an IDX file: expected a 4-byte magic number, file holds {len(head)} bytes")
+    magic = int.from_bytes(head, "big")
+    type_code, ndim = head[2], head[3]
     if expected_magic is not None and magic != expected_magic:
         raise ValueError(f"{path}: wrong IDX magic number: expected 0x{expected_magic:08X}, received 0x{magic:08X}")
-    if raw[:2] != b"\x00\x00" or type_code not in _IDX_DTYPES or ndim == 0:
+    if head[:2] != b"\x00\x00" or type_code not in _IDX_DTYPES or ndim == 0:
         raise ValueError(f"{path}: not an IDX file: magic number 0x{magic:08X} is not 0x0000TTDD")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header: expected {header} bytes for {ndim} dims, received {len(raw)}")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dims = f.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ValueError(
+            f"{path}: truncated IDX header: expected {4 + 4 * ndim} bytes for {ndim} dims, received {4 + len(dims)}"
+        )
+    shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[type_code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    received = len(raw) - header
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > MAX_IDX_BYTES:
+        raise ValueError(
+            f"{path}: IDX header dims {shape} call for {expected} bytes of data, more than the "
+            f"{MAX_IDX_BYTES} this reader accepts (a damaged header?)"
+        )
+    payload = f.read(expected + 1)  # one byte more: trailing data means the header is wrong
+    received = len(payload)
     if received != expected:
         what = "truncated" if received < expected else "trailing bytes after"
+        shown = received if received < expected else f"more than {expected}"
         raise ValueError(
-            f"{path}: {what} IDX payload: dims {shape} call for {expected} bytes of data, received {received}"
+            f"{path}: {what} IDX payload: dims {shape} call for {expected} bytes of data, received {shown}"
         )
-    # copy: frombuffer over bytes is read-only, and callers may want to normalise in place
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return np.frombuffer(payload, dtype=dtype), shape, dtype
 
 
 def read_idx_images(path: str | os.PathLike[str]) -> np.ndarray:
@@ -146,11 +177,32 @@ def _find(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _candidate_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
-    if data_dir is None:
-        return []
+def _candidate_dirs(data_dir: str | os.PathLike[str]) -> list[Path]:
     root = Path(data_dir).expanduser()
     return [root, root / "mnist", root / "MNIST" / "raw"]
+
+
+def _not_in_data_dir(root: Path, names: list[str], split: str) -> str:
+    """One line: which folder, the files the split needs, and what the folder (or its subfolders) holds."""
+    expected = ", ".join(names) + " (gzip-compressed or not, also with '.idx' for '-idx')"
+    what = "MNIST" if split == "all" else f"the MNIST {split} split"
+    where = f"{root} or its mnist/ or MNIST/raw/ subfolder"
+    if not root.exists():
+        return f"MNIST: data dir {root} does not exist; expected {expected} there"
+    if not root.is_dir():
+        return f"MNIST: data dir {root} is a file, not a folder; expected a folder holding {expected}"
+    # report the candidate folder that holds the most of the files: that is the one the user meant
+    best = max(_candidate_dirs(root), key=lambda d: sum(_find(d, n) is not None for n in names))
+    present = [p.name for n in names if (p := _find(best, n)) is not None]
+    if present:
+        missing = [n for n in names if _find(best, n) is None]
+        return (
+            f"MNIST: data dir {best} lacks {', '.join(missing)} for {what} "
+            f"(found {', '.join(present)}); expected {expected}"
+        )
+    return f"MNIST: data dir {root} holds none of the files for {what}: expected {expected} in {where}; found " + (
+        folder_listing(root)
+    )
 
 
 def _split_names(split: str) -> list[str]:
@@ -179,8 +231,10 @@ def load_mnist(
     """MNIST images and labels: ``(images uint8 (n, 28, 28), labels uint8 (n,))``.
 
     ``split``: ``"train"`` (60000), ``"test"`` (10000) or ``"all"`` (train then test, 70000).
-    Looks in ``data_dir`` (or its ``mnist/``, ``MNIST/raw/`` subfolder), then the cache folder; the first
-    folder that holds every file the split needs wins. Otherwise, when ``download`` is true, the missing
+    With ``data_dir``, reads from that folder (or its ``mnist/``, ``MNIST/raw/`` subfolder: the first that
+    holds every file the split needs) and nowhere else; when none does, raises
+    :class:`DatasetNotFoundError` in one line naming the folder, the files expected and what it holds.
+    Without ``data_dir``, looks in the cache folder; otherwise, when ``download`` is true, the missing
     files are fetched into the cache from ``mirrors`` (default :data:`MNIST_MIRRORS`, tried in turn,
     md5-checked). If no files can be had, returns the embedded MNIST test set (10000 images, whatever
     the split) and says so in one line through ``verbose`` (None: silent).
@@ -188,11 +242,18 @@ def load_mnist(
     The result unpacks as ``images, labels``; ``.source`` (a :class:`DataSource`) tells where it came from.
     """
     names = _split_names(split)
-    searched = [*_candidate_dirs(data_dir), cache_dir("mnist")]
-    for kind, folder in [*(("local", d) for d in searched[:-1]), ("cache", searched[-1])]:
-        found = [_find(folder, name) for name in names]
-        if all(found):
-            return _load(found, split, DataSource("MNIST", kind, str(folder)))
+    if data_dir is not None:
+        # the user named a folder: read it or say what is wrong with it, never switch to other data
+        for folder in _candidate_dirs(data_dir):
+            found = [_find(folder, name) for name in names]
+            if all(found):
+                return _load(found, split, DataSource("MNIST", "local", str(folder)))
+        raise DatasetNotFoundError(_not_in_data_dir(Path(data_dir).expanduser(), names, split))
+
+    searched = [cache_dir("mnist")]
+    found = [_find(searched[0], name) for name in names]
+    if all(found):
+        return _load(found, split, DataSource("MNIST", "cache", str(searched[0])))
 
     where = ", ".join(str(d) for d in searched)
     if not download:
@@ -235,6 +296,8 @@ def _load(paths: Sequence[Path | None], split: str, source: DataSource) -> Loade
         assert image_path is not None and label_path is not None
         images = read_idx_images(image_path)
         labels = read_idx_labels(label_path)
+        if len(images) == 0:
+            raise ValueError(f"{image_path}: expected MNIST images, the file holds 0 (header dims {images.shape})")
         if images.shape[1:] != (28, 28):
             raise ValueError(f"{image_path}: expected 28x28 MNIST images, received {images.shape[1:]}")
         if images.dtype != np.uint8 or labels.dtype != np.uint8:
