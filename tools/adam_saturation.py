@@ -133,13 +133,17 @@ def report(seed: int, bias: float, steps: int, n: int) -> None:
     print("1. the gradient G receives at step 1")
     print(f"   D(G(z_i)) over the batch: {d_fake.min():.2e} to {d_fake.max():.2e}")
     print(f"   per-sample factor, minimax D(G(z_i)):           max/min = {d_fake.max() / d_fake.min():.1f}")
-    print(f"   per-sample factor, non-saturating 1 - D(G(z_i)): max/min = {(1 - d_fake.min()) / (1 - d_fake.max()):.6f}")
+    print(
+        f"   per-sample factor, non-saturating 1 - D(G(z_i)): max/min = {(1 - d_fake.min()) / (1 - d_fake.max()):.6f}"
+    )
     print(f"   |dW| minimax {mm:.3e}, non-saturating {ns:.3e}: minimax {ns / mm:,.0f}x smaller")
     print(f"   cosine between the two batch gradients: {cosine:.4f}")
 
     # 2. Where G's weights are after `steps` Adam steps.
     print()
-    print(f"2. after {steps} Adam steps of G against the fixed D (mean |theta_end - theta_start| / lr over G's weights)")
+    print(
+        f"2. after {steps} Adam steps of G against the fixed D (mean |theta_end - theta_start| / lr over G's weights)"
+    )
     for kind in ("minimax", "nonsaturating"):
         moved, small, _ = train_g(seed, bias, steps, [kind] * steps, n)
         print(f"   {kind:<14} moved {moved:6.1f} lr;  gradient elements with |g| < 10 eps: {100 * small:5.1f}%")
