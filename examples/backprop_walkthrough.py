@@ -803,9 +803,12 @@ def exercise_kernels(name: str, path: Path) -> dict[str, Callable[..., Any]]:
     if missing:
         raise ExerciseError(f"{where} defines no {', '.join(missing)} (expected: {', '.join(functions)})")
 
+    calls = dict.fromkeys(functions, 0)  # how often the walkthrough used each: shown in the summary
+
     def guarded(fn_name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
+            calls[fn_name] += 1
             try:
                 return fn(*args, **kwargs)
             except NotImplementedError as exc:
@@ -818,7 +821,10 @@ def exercise_kernels(name: str, path: Path) -> dict[str, Callable[..., Any]]:
 
         return call
 
-    return {f: guarded(f, getattr(module, f)) for f in functions}
+    replacements = {f: guarded(f, getattr(module, f)) for f in functions}
+    for f, fn in replacements.items():
+        fn.calls = functools.partial(calls.get, f)  # type: ignore[attr-defined]
+    return replacements
 
 
 @contextlib.contextmanager
@@ -944,7 +950,8 @@ def walkthrough(opts: Options, kernels: str, replacements: dict[str, Callable[..
     if lead.startswith("--break"):
         report.say("the broken kernel was NOT caught: no check uses it, or the checks are too weak")
     elif lead:
-        report.say("your kernels passed every check that uses them")
+        used = ", ".join(f"{name} {fn.calls()}" for name, fn in replacements.items())  # type: ignore[attr-defined]
+        report.say(f"your kernels passed every check that uses them (calls: {used})")
     return 0
 
 
