@@ -608,7 +608,7 @@ def explain_fused_sigmoid(report: Report, sigmoid: nn.Layer, logits: Any, target
     p = sigmoid.forward(logits, training=True)
     dp = (-targets / p + (1 - targets) / (1 - p)) / numel
     _, fused = bce_with_logits(logits, targets)
-    report.header("Sigmoid.backward(dL/dp)", "fused (p - t) / numel")
+    report.header("Sigmoid.backward(dp)", "fused (p - t) / numel")
     report.row(sigmoid.name, "ds", sigmoid.backward(dp), fused)
     far = np.array([[40.0]])
     with np.errstate(divide="ignore"):
@@ -727,7 +727,7 @@ def minimax_part(report: Report, opts: Options) -> None:
     report.tensor("D(G(z))", d_fake, "per sample: D rejects every fake")
     report.tensor("dfake, minimax", dfake["minimax"], "scaled by D(G(z_i)) / n per sample")
     report.tensor("dfake, non-saturating", dfake["nonsaturating"], "scaled by (1 - D(G(z_i))) / n per sample")
-    report.header("minimax / D(G(z))", "non-sat / (1 - D(G(z)))")
+    report.header("minimax / D(G(z))", "non-sat / (1-D(G(z)))")
     report.row(
         "dfake per sample",
         "dir",
@@ -905,7 +905,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.break_:
             broken = breaks[args.break_]
             lead = (
-                f"--break {args.break_}: {', '.join(broken.kernels)} from examples/broken_kernels.py ({broken.mistake})"
+                f"--break {args.break_}: {', '.join(broken.kernels)} from examples/broken_kernels.py\n"
+                f"  the mistake: {broken.mistake}"
             )
             return walkthrough(opts, args.kernels, broken.kernels, lead)
         if args.exercise:
