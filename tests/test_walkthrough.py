@@ -194,8 +194,13 @@ def test_adam_saturation_measurement(capsys):
 def test_guide_figures_are_drawn(tmp_path):
     tool = _load(ROOT / "tools" / "make_guide_figures.py", "make_guide_figures")
     assert tool.main(["--out", str(tmp_path)]) == 0
-    for name in ("gan_step_graph.png", "g_loss_gradients.png"):
+    for name in ("gan_step_graph.png", "g_loss_gradients.png", "mode_collapse_coverage.png"):
         assert (tmp_path / name).stat().st_size > 10_000, name
+    # The coverage figure reads the training-run record; the guide quotes these numbers from it.
+    runs = tool.recorded_coverage()
+    assert [r[0] for r in runs["original"]] == list(range(20, 181, 20))
+    assert runs["original"][0] == (20, 3, 0.1, 77.7) and runs["original"][-1] == (180, 5, 0.4, 49.4)
+    assert runs["default"] == [(30, 10, 6.8, None)] and runs["collapsed"][0][:2] == (30, 1)
 
 
 # -- docs/backprop.md: its runnable snippets run, its links resolve ----------------------------------------

@@ -7,6 +7,10 @@ gan_step_graph.png: the computational graph of one GAN training step (GANTrainer
 generator_step), forward in black, backward in red, with the places where ``input_grad=False`` and
 ``param_grads=False`` cut the backward pass. A diagram, drawn with matplotlib only.
 
+mode_collapse_coverage.png: how many digit classes the dense MNIST GAN's samples cover, epoch by epoch, for
+the original recipe (all 180 epochs) against the default recipe and a collapsed run, from the scores
+recorded in bench/results/gpu-training-runs-2026-11-25.md (read from that file, not copied here).
+
 g_loss_gradients.png: the generator's loss and |d loss / d logit| against D(G(z)), for the minimax and the
 non-saturating loss. The curves are tinygan.losses.generator_loss evaluated on one logit at a time, not the
 closed forms the guide derives, so a change to the loss shows up in the figure.
@@ -15,6 +19,7 @@ closed forms the guide derives, so a change to the loss shows up in the figure.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import matplotlib
@@ -232,6 +237,73 @@ def draw_gan_step_graph(path: Path) -> None:
     plt.close(fig)
 
 
+# -- mode collapse in the project's own runs ------------------------------------------------------------------
+
+RUNS_RECORD = ROOT / "bench" / "results" / "gpu-training-runs-2026-11-25.md"
+
+
+def recorded_coverage(record: Path = RUNS_RECORD) -> dict[str, list[tuple[int, int, float, float | None]]]:
+    """(epoch, classes covered, rarest class's share in %, share of ones in % or None) per run, from the record.
+
+    "original": the table of "The original recipe for all 180 epochs"; "default": the leaky_tanh_noise row
+    (the default recipe) at epoch 30; "collapsed": the "smooth" run (ReLU, real labels 0.9) at epoch 30.
+    """
+    text = record.read_text()
+    section = text.split("## The original recipe for all 180 epochs", 1)[1]
+    original = [
+        (int(e), int(c), float(r), float(o))
+        for e, c, r, o in re.findall(
+            r"^\| (\d+) \| [\d.]+ \| [\d.]+ \| (\d+)/10 \(([\d.]+)%\) \| ([\d.]+)% \|$", section, re.M
+        )
+    ]
+    default = re.search(r"^\| \*\*leaky_tanh_noise\*\*.*\*\*(\d+)/10 \(([\d.]+)%\)\*\* at (\d+) \|$", text, re.M)
+    collapsed = re.search(
+        r"^\| smooth \| ReLU, real labels 0.9 \| (\d+) \| [\d.]+ \| [\d.]+ \| (\d+) \(collapsed\) \|$", text, re.M
+    )
+    if len(original) < 5 or default is None or collapsed is None:
+        raise ValueError(f"{record}: the tables this figure reads were not found (was the record reformatted?)")
+    return {
+        "original": original,
+        "default": [(int(default.group(3)), int(default.group(1)), float(default.group(2)), None)],
+        "collapsed": [(int(collapsed.group(1)), int(collapsed.group(2)), 0.0, None)],
+    }
+
+
+def draw_mode_collapse_coverage(path: Path) -> None:
+    runs = recorded_coverage()
+    fig, (ax_cov, ax_share) = plt.subplots(1, 2, figsize=(11, 3.8))
+    epochs = [r[0] for r in runs["original"]]
+    ax_cov.plot(epochs, [r[1] for r in runs["original"]], "o-", color="tab:red", label="--recipe original")
+    for name, color, marker, text in (
+        ("default", "tab:blue", "s", "default recipe"),
+        ("collapsed", "0.3", "X", "ReLU + real labels 0.9 (collapsed)"),
+    ):
+        ax_cov.plot([r[0] for r in runs[name]], [r[1] for r in runs[name]], marker, color=color, ms=9, label=text)
+    ax_cov.set_ylim(0, 10.5)
+    ax_cov.set_xlabel("epoch")
+    ax_cov.set_ylabel("classes with >= 5% of the samples")
+    ax_cov.set_title("class coverage of 10,000 samples")
+    ax_cov.legend(fontsize=8, loc="lower right")
+    ax_share.plot(epochs, [r[3] for r in runs["original"]], "o-", color="tab:red", label="ones (--recipe original)")
+    ax_share.plot(epochs, [r[2] for r in runs["original"]], "o--", color="tab:orange", label="rarest class (original)")
+    d = runs["default"][0]
+    ax_share.plot([d[0]], [d[2]], "s", color="tab:blue", ms=9, label="rarest class (default recipe)")
+    ax_share.axhline(10, color="0.6", lw=0.8, ls=":")
+    ax_share.text(182, 10.8, "uniform: 10%", fontsize=8, color="0.4", ha="right")
+    ax_share.set_xlabel("epoch")
+    ax_share.set_ylabel("share of the samples (%)")
+    ax_share.set_title("the commonest and the rarest digit")
+    ax_share.legend(fontsize=8, loc="upper right")
+    for ax in (ax_cov, ax_share):
+        ax.grid(True, alpha=0.3)
+        ax.set_xlim(0, 185)
+    fig.text(0.01, 0.01, f"data: {RUNS_RECORD.relative_to(ROOT)}", fontsize=7, color="0.45")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "figures", help="folder for the PNGs")
@@ -240,9 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     # The reference kernels are the ones the guide shows, and they need no JIT warm-up.
     backend.set_cpu_kernels("reference")
     try:
-        paths = [args.out / "gan_step_graph.png", args.out / "g_loss_gradients.png"]
+        names = ("gan_step_graph.png", "g_loss_gradients.png", "mode_collapse_coverage.png")
+        paths = [args.out / name for name in names]
         draw_gan_step_graph(paths[0])
         draw_g_loss_gradients(paths[1])
+        draw_mode_collapse_coverage(paths[2])
     finally:
         backend.set_cpu_kernels(previous)
     for path in paths:
