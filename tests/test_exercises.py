@@ -2,6 +2,7 @@
 message, and a learner's broken or missing file gets a one-line error, never a traceback."""
 
 import importlib.util
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,16 @@ def test_every_exercise_has_a_stub_a_solution_and_a_line_in_the_readme():
         assert (EXERCISES_DIR / "solutions" / f"{name}.py").is_file(), name
         assert f"| `{name}` |" in readme, name
     assert sorted(p.stem for p in EXERCISES_DIR.glob("*.py")) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stubs_and_solutions_have_the_reference_signatures(name):
+    stub = _load(EXERCISES_DIR / f"{name}.py", f"stub_{name}")
+    solution = _load(EXERCISES_DIR / "solutions" / f"{name}.py", f"solution_{name}")
+    for function in WALKTHROUGH.EXERCISES[name][0]:
+        expected = list(inspect.signature(getattr(reference_kernels, function)).parameters)
+        assert list(inspect.signature(getattr(stub, function)).parameters) == expected, function
+        assert list(inspect.signature(getattr(solution, function)).parameters) == expected, function
 
 
 @pytest.mark.parametrize("name", NAMES)
