@@ -787,7 +787,16 @@ def broken_kernels() -> ModuleType:
     return load_module(HERE / "broken_kernels.py", "broken_kernels")
 
 
-def exercise_kernels(name: str, path: Path) -> dict[str, Callable[..., Any]]:
+class Swap(NamedTuple):
+    """Kernels put in the place of tinygan's for one run: a --break mode or a learner's exercise."""
+
+    kind: str  # "break" or "exercise"
+    lead: str  # printed under the title: what was swapped in, and from where
+    kernels: dict[str, Callable[..., Any]]  # kernel name -> the function that replaces it
+    calls: dict[str, int]  # kernel name -> how often the walkthrough called it (exercises only)
+
+
+def exercise_kernels(name: str, path: Path) -> Swap:
     """The learner's functions from ``path``, each wrapped so that an exception names the exercise."""
     functions, section = EXERCISES[name]
     where = f"--exercise {name}: {path}"
@@ -821,10 +830,8 @@ def exercise_kernels(name: str, path: Path) -> dict[str, Callable[..., Any]]:
 
         return call
 
-    replacements = {f: guarded(f, getattr(module, f)) for f in functions}
-    for f, fn in replacements.items():
-        fn.calls = functools.partial(calls.get, f)  # type: ignore[attr-defined]
-    return replacements
+    kernels = {f: guarded(f, getattr(module, f)) for f in functions}
+    return Swap("exercise", f"--exercise {name}: {', '.join(kernels)} from {path}", kernels, calls)
 
 
 @contextlib.contextmanager
@@ -908,30 +915,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"--break {args.break_}: {', '.join(broken.kernels)} from examples/broken_kernels.py\n"
                 f"  the mistake: {broken.mistake}"
             )
-            return walkthrough(opts, args.kernels, broken.kernels, lead)
+            return walkthrough(opts, args.kernels, Swap("break", lead, broken.kernels, {}))
         if args.exercise:
-            name, path = args.exercise
             try:
-                replacements = exercise_kernels(name, path)
-                lead = f"--exercise {name}: {', '.join(replacements)} from {path}"
-                return walkthrough(opts, args.kernels, replacements, lead)
+                return walkthrough(opts, args.kernels, exercise_kernels(*args.exercise))
             except ExerciseError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
-        return walkthrough(opts, args.kernels, {}, "")
+        return walkthrough(opts, args.kernels, None)
 
 
-def walkthrough(opts: Options, kernels: str, replacements: dict[str, Callable[..., Any]], lead: str) -> int:
+def walkthrough(opts: Options, kernels: str, swap: Swap | None) -> int:
     start = time.perf_counter()
     report = Report()
     report.say(
         f"tinygan backprop walkthrough: seed {opts.seed}, batch {opts.batch_size}, float64, kernels {kernels}, "
         f"g_loss {opts.g_loss}"
     )
-    if lead:
-        report.say(lead)
+    if swap:
+        report.say(swap.lead)
     report.say(f"every gradient beside what it should equal; a row fails above rel err {TOLERANCE:g}")
-    with kernels_replaced(replacements):
+    with kernels_replaced(swap.kernels if swap else {}):
         for part in PARTS:
             part(report, opts)
 
@@ -943,15 +947,15 @@ def walkthrough(opts: Options, kernels: str, replacements: dict[str, Callable[..
         report.say(f"FAILED: {len(failures)} of {len(report.results)} checks off by more than {TOLERANCE:g}:")
         for name, err in failures:
             report.say(f"  {name}: rel err {err:.1e}")
-        if lead:
+        if swap:
             report.say(f"first caught by: {failures[0][0]}")
         report.say(f"({seconds:.2f} s)")
         return 1
     report.say(f"all {len(report.results)} checks passed (largest rel err {worst:.1e}) in {seconds:.2f} s")
-    if lead.startswith("--break"):
+    if swap and swap.kind == "break":
         report.say("the broken kernel was NOT caught: no check uses it, or the checks are too weak")
-    elif lead:
-        used = ", ".join(f"{name} {fn.calls()}" for name, fn in replacements.items())  # type: ignore[attr-defined]
+    elif swap:
+        used = ", ".join(f"{name} {count}" for name, count in swap.calls.items())
         report.say(f"your kernels passed every check that uses them (calls: {used})")
     return 0
 
