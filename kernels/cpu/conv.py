@@ -181,6 +181,9 @@ def _conv(
         raise ValueError(f"{what}: input of shape {tuple(x.shape)} does not match W of shape {tuple(W.shape)}")
     N = x.shape[0]
     _, _, _, _, _, _, Ho, Wo = _geometry(x.shape, (kh, kw), stride, padding, what)
+    if N == 0:  # an empty batch: _from_cm's reshape cannot infer a size-0 axis
+        dtype = np.result_type(x, W)
+        return np.zeros((0, O, Ho, Wo), dtype=dtype), np.zeros((C * kh * kw, 0), dtype=x.dtype)
     cols = im2col(x, (kh, kw), stride, padding)
     return _from_cm(W.reshape(O, -1) @ cols, b, N).reshape(N, O, Ho, Wo), cols
 

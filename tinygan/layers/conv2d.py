@@ -84,7 +84,7 @@ class Conv2d(Layer):
         K = kernels_for(x)
         y, cols = K.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.padding)
         self.cache = (cols, tuple(x.shape))
-        self._out_shape = out_shape
+        self.remember_output(out_shape, x)
         return y
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:

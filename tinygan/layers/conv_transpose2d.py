@@ -80,7 +80,7 @@ class ConvTranspose2d(Layer):
         W, b = self.params["W"], self.params["b"]
         y = K.conv_transpose2d_forward(x, W, b, self.stride, self.padding, self.output_padding)
         self.cache = x
-        self._out_shape = out_shape
+        self.remember_output(out_shape, x)
         return y
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
