@@ -74,8 +74,8 @@ def bce_with_logits(logits: Any, targets: Any) -> tuple[Any, Any]:
         _check_target_range(targets)
         targets = float(targets)
     else:
-        targets = xp.full(logits.shape, float(targets), dtype=logits.dtype)
         _check_target_range(targets)
+        targets = xp.full(logits.shape, float(targets), dtype=logits.dtype)
     loss, dlogits = kernels_for(logits).bce_with_logits(logits, targets)
     return (loss if on_gpu else float(loss)), dlogits
 
