@@ -7,6 +7,8 @@
   ``self.grads``. With ``param_grads=False`` the weight gradients are neither computed
   nor touched: this is how the generator's step backpropagates through a frozen
   discriminator. No layer ever updates its own weights; that is the optimizer's job.
+  ``dy`` must match the forward's output in shape, dtype and device (``remember_output`` records it,
+  ``check_grad`` checks it): a float64 dy would otherwise promote every gradient below it.
 * ``params`` and ``grads`` are dicts with the same keys (``W``, ``b``, ``gamma``, ``beta``);
   ``buffers`` holds state that is saved but not trained (BatchNorm's running statistics).
 """
