@@ -133,3 +133,32 @@ def test_a_sequential_names_the_layer_whose_dy_is_wrong(cpu_kernels):
     model.forward(np.ones((2, 4), np.float32))
     with pytest.raises(ValueError, match=r"^G\[1\] ReLU\(\): expected upstream gradient of dtype float32, received"):
         model.backward(np.ones((2, 3), np.float64))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("make,shape", LAYERS, ids=IDS)
+def test_gpu_backward_refuses_a_dy_of_another_dtype_or_device(make, shape):
+    import cupy
+
+    layer = make().to("gpu")
+    y = layer.forward(cupy.asarray(np.random.default_rng(1).standard_normal(shape), dtype=cupy.float32))
+    name = type(layer).__name__
+    with pytest.raises(ValueError, match=rf"^{name}: expected upstream gradient of dtype float32, received float64$"):
+        layer.backward(cupy.ones(y.shape, dtype=cupy.float64))
+    with pytest.raises(
+        ValueError, match=rf"^{name}: expected the upstream gradient on the gpu, received it on the cpu$"
+    ):
+        layer.backward(np.ones(y.shape, np.float32))
+    assert layer.backward(cupy.ones(y.shape, dtype=cupy.float32)).dtype == cupy.float32
+
+
+def test_backward_refuses_a_dy_on_another_device(cpu_kernels):
+    """The CPU side of the device check: a layer run on host arrays refuses a dy that claims to live elsewhere."""
+
+    class FakeDeviceArray:  # what tinygan.backend.device_of calls a GPU array: a type from the cupy module
+        shape, dtype = (2, 3), np.dtype(np.float32)
+
+    FakeDeviceArray.__module__ = "cupy._core"
+    layer, _ = _forward(lambda: Dense(5, 3, rng=0), (2, 5))
+    with pytest.raises(ValueError, match=r"^Dense: expected the upstream gradient on the cpu, received it on the gpu$"):
+        layer.backward(FakeDeviceArray())
