@@ -283,3 +283,26 @@ def test_kernels_refuse_to_normalize_an_empty_batch(kernels):
         ValueError, match=r"^batchnorm_forward: cannot normalize over an empty batch \(shape \(0, 3\)\)$"
     ):
         kernels.batchnorm_forward(np.zeros((0, 3), np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), 1e-5)
+
+
+@pytest.mark.parametrize("momentum", [None, 0.3])
+def test_running_statistics_match_pytorch_where_installed(rng, cpu_kernels, momentum):
+    """Optional cross-check (PyTorch is never a dependency): the same batches, of different sizes, give the
+    same running statistics and batch count, and an empty batch changes nothing, as in torch.nn.BatchNorm2d."""
+    torch = pytest.importorskip("torch")
+    ours = BatchNorm2d(3, momentum=momentum, dtype=np.float64)
+    theirs = torch.nn.BatchNorm2d(3, momentum=momentum).double()
+    for i in range(4):
+        x = rng.standard_normal((2 + i, 3, 3, 4)) * (i + 1) + i
+        np.testing.assert_allclose(ours.forward(x), theirs(torch.from_numpy(x)).detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(ours.buffers["running_mean"], theirs.running_mean.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ours.buffers["running_var"], theirs.running_var.numpy(), rtol=1e-12)
+    if momentum is None:
+        assert float(ours.buffers["num_batches_tracked"]) == int(theirs.num_batches_tracked) == 4
+    # An empty batch leaves the statistics in both. (PyTorch still counts it in num_batches_tracked, which
+    # then weighs the next batch by 1/6 instead of 1/5; tinygan counts only batches that have statistics.)
+    before = ours.buffers["running_mean"].copy()
+    ours.forward(np.zeros((0, 3, 3, 4)))
+    assert tuple(theirs(torch.zeros((0, 3, 3, 4), dtype=torch.float64)).shape) == (0, 3, 3, 4)
+    np.testing.assert_array_equal(ours.buffers["running_mean"], before)
+    np.testing.assert_allclose(before, theirs.running_mean.numpy(), rtol=1e-12, atol=1e-15)

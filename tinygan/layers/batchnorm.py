@@ -15,7 +15,9 @@ running statistics, which makes the layer a fixed per-channel affine map; its ba
 per-channel scale.
 
 An empty input (N = 0, or H or W = 0) gives an empty output and changes nothing, in training as in
-evaluation, as in PyTorch; its backward gives an empty dx and adds nothing to the gradients.
+evaluation, as in PyTorch; its backward gives an empty dx and adds nothing to the gradients. (PyTorch
+does count an empty training batch in num_batches_tracked; here t counts only batches with statistics,
+so the cumulative average stays the mean over those batches.)
 """
 
 from __future__ import annotations
