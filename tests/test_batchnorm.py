@@ -176,3 +176,133 @@ def test_numba_float32_statistics_survive_a_large_offset(rng):
     mean64, var64, _ = stats(x.astype(np.float64))
     np.testing.assert_allclose(var, var64, rtol=1e-4)
     np.testing.assert_allclose(mean, mean64, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls,shape", [(BatchNorm1d, (6, 3)), (BatchNorm2d, (3, 2, 4, 5))])
+def test_momentum_none_is_the_cumulative_average_of_every_batch(rng, cpu_kernels, cls, shape):
+    """PyTorch's momentum=None: after t batches the running statistics are the plain mean of the t batch
+    means and unbiased variances (f = 1/t), whatever they started at; num_batches_tracked counts t."""
+    layer = make_bn(rng, cls, shape[1], momentum=None)
+    layer.buffers["running_mean"][:] = 7.0  # forgotten at the first batch (f = 1)
+    batches = [rng.standard_normal(shape) * (1 + i) + i for i in range(5)]
+    for t, x in enumerate(batches, start=1):
+        layer.forward(x)
+        assert float(layer.buffers["num_batches_tracked"]) == t
+        means = np.mean([stats(b)[0] for b in batches[:t]], axis=0)
+        unbiased = np.mean([stats(b)[2] for b in batches[:t]], axis=0)
+        np.testing.assert_allclose(layer.buffers["running_mean"], means, rtol=1e-12)
+        np.testing.assert_allclose(layer.buffers["running_var"], unbiased, rtol=1e-12)
+    # Evaluation changes nothing; a momentum layer would have given a different (exponential) average.
+    layer.forward(batches[0], training=False)
+    assert float(layer.buffers["num_batches_tracked"]) == 5
+    ema = make_bn(rng, cls, shape[1], momentum=0.1)
+    for x in batches:
+        ema.forward(x)
+    assert not np.allclose(ema.buffers["running_mean"], layer.buffers["running_mean"])
+    assert "num_batches_tracked" not in ema.buffers
+
+
+def test_momentum_none_resumes_from_a_state_dict(rng, cpu_kernels):
+    """The count is saved with the running statistics: a restored layer continues the same average."""
+    batches = [rng.standard_normal((4, 3)) + i for i in range(4)]
+    a = Sequential(make_bn(rng, BatchNorm1d, 3, momentum=None))
+    for x in batches[:2]:
+        a.forward(x)
+    b = Sequential(make_bn(rng, BatchNorm1d, 3, momentum=None))
+    b.load_state_dict(a.state_dict())
+    for model in (a, b):
+        for x in batches[2:]:
+            model.forward(x)
+    for key, value in a.state_dict().items():
+        np.testing.assert_array_equal(b.state_dict()[key], value, err_msg=key)
+    np.testing.assert_allclose(a.state_dict()["0.running_mean"], np.mean([stats(x)[0] for x in batches], axis=0))
+
+
+@pytest.mark.gpu
+def test_gpu_momentum_none_matches_the_cpu():
+    rng = np.random.default_rng(5)
+    cpu, gpu = BatchNorm2d(3, momentum=None), BatchNorm2d(3, momentum=None).to("gpu")
+    import cupy
+
+    for i in range(3):
+        x = (rng.standard_normal((4, 3, 5, 5)) + i).astype(np.float32)
+        cpu.forward(x)
+        gpu.forward(cupy.asarray(x))
+    for key in ("running_mean", "running_var", "num_batches_tracked"):
+        np.testing.assert_allclose(gpu.buffers[key].get(), cpu.buffers[key], rtol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"momentum": 1.5}, r"momentum must lie in \[0, 1\] or be None, received 1.5"),
+        ({"momentum": float("nan")}, r"momentum must lie in \[0, 1\] or be None, received nan"),
+        ({"momentum": "0.1"}, r"momentum must lie in \[0, 1\] or be None, received '0.1'"),
+        ({"eps": 0.0}, r"eps must be positive and finite, received 0.0"),
+        ({"eps": float("inf")}, r"eps must be positive and finite, received inf"),
+    ],
+)
+def test_hyperparameters_are_checked_in_one_line(kwargs, message):
+    with pytest.raises(ValueError, match=rf"^BatchNorm2d: {message}$"):
+        BatchNorm2d(3, **kwargs)
+
+
+@pytest.mark.parametrize("kernels", [reference_kernels, numba_kernels], ids=["reference", "numba"])
+def test_float32_statistics_keep_their_digits_at_a_large_offset(rng, kernels):
+    """At a mean offset of 1e5 a float32 sum loses ~3 digits of the mean relative to the std (1); the kernels
+    sum in float64, so the float32 results must match a float64 computation from the same float32 input to
+    float32 resolution: xhat to ~1e-6, not 1e-3."""
+    x = (rng.standard_normal((256, 3, 8, 8)) + 1e5).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    gamma, beta = np.array([1.5, -0.5, 2.0], np.float32), np.array([0.1, 0.2, -0.3], np.float32)
+    got = kernels.batchnorm_forward(x, gamma, beta, 1e-5)
+    want = reference_kernels.batchnorm_forward(x.astype(np.float64), gamma.astype(np.float64), beta, 1e-5)
+    for name, a, b in zip(("y", "mean", "var", "xhat", "inv_std"), got, want):
+        assert a.dtype == np.float32, name
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=2e-6, err_msg=name)
+    got_b = kernels.batchnorm_backward(dy, got[3], got[4], gamma)
+    want_b = reference_kernels.batchnorm_backward(dy.astype(np.float64), got[3].astype(np.float64), got[4], gamma)
+    for name, a, b in zip(("dx", "dgamma", "dbeta"), got_b, want_b):
+        assert a.dtype == np.float32, name
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max(), err_msg=name)
+
+
+def test_the_offset_test_can_fail(rng):
+    """What the float64 sums prevent: the same statistics computed with float32 sums are off by far more
+    than the tolerance above."""
+    x = (rng.standard_normal((256, 3, 8, 8)) + 1e5).astype(np.float32)
+    mean32 = x.mean(axis=(0, 2, 3), dtype=np.float32)
+    xhat32 = (x - mean32.reshape(1, -1, 1, 1)) / x.std(axis=(0, 2, 3), dtype=np.float32).reshape(1, -1, 1, 1)
+    xhat = reference_kernels.batchnorm_forward(x, np.ones(3, np.float32), np.zeros(3, np.float32), 0.0)[3]
+    assert np.abs(xhat32 - xhat).max() > 1e-4
+
+
+@pytest.mark.parametrize("kernels", [reference_kernels, numba_kernels], ids=["reference", "numba"])
+def test_kernels_refuse_to_normalize_an_empty_batch(kernels):
+    with pytest.raises(
+        ValueError, match=r"^batchnorm_forward: cannot normalize over an empty batch \(shape \(0, 3\)\)$"
+    ):
+        kernels.batchnorm_forward(np.zeros((0, 3), np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), 1e-5)
+
+
+@pytest.mark.parametrize("momentum", [None, 0.3])
+def test_running_statistics_match_pytorch_where_installed(rng, cpu_kernels, momentum):
+    """Optional cross-check (PyTorch is never a dependency): the same batches, of different sizes, give the
+    same running statistics and batch count, and an empty batch changes nothing, as in torch.nn.BatchNorm2d."""
+    torch = pytest.importorskip("torch")
+    ours = BatchNorm2d(3, momentum=momentum, dtype=np.float64)
+    theirs = torch.nn.BatchNorm2d(3, momentum=momentum).double()
+    for i in range(4):
+        x = rng.standard_normal((2 + i, 3, 3, 4)) * (i + 1) + i
+        np.testing.assert_allclose(ours.forward(x), theirs(torch.from_numpy(x)).detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(ours.buffers["running_mean"], theirs.running_mean.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ours.buffers["running_var"], theirs.running_var.numpy(), rtol=1e-12)
+    if momentum is None:
+        assert float(ours.buffers["num_batches_tracked"]) == int(theirs.num_batches_tracked) == 4
+    # An empty batch leaves the statistics in both. (PyTorch still counts it in num_batches_tracked, which
+    # then weighs the next batch by 1/6 instead of 1/5; tinygan counts only batches that have statistics.)
+    before = ours.buffers["running_mean"].copy()
+    ours.forward(np.zeros((0, 3, 3, 4)))
+    assert tuple(theirs(torch.zeros((0, 3, 3, 4), dtype=torch.float64)).shape) == (0, 3, 3, 4)
+    np.testing.assert_array_equal(ours.buffers["running_mean"], before)
+    np.testing.assert_allclose(before, theirs.running_mean.numpy(), rtol=1e-12, atol=1e-15)

@@ -241,7 +241,7 @@ def test_kernels_reject_output_padding_not_below_stride(K, rng):
 def test_numba_kernels_check_the_sizes_their_loops_trust(rng):
     with pytest.raises(ValueError, match="cols of shape"):
         NB.col2im(rng.standard_normal((5, 7)), (1, 1, 4, 4), (2, 2), (1, 1), (0, 0))
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(ValueError, match="smaller than the kernel"):
         NB.im2col(rng.standard_normal((1, 1, 2, 2)), (3, 3), (1, 1), (0, 0))
     with pytest.raises(ValueError, match="does not match W"):
         NB.conv2d_forward(rng.standard_normal((1, 2, 4, 4)), rng.standard_normal((3, 4, 3, 3)), None, (1, 1), (0, 0))

@@ -109,3 +109,28 @@ def test_numba_matches_reference(rng, numba_threads, dtype, rtol):
     assert loss.shape == () and ref_loss.shape == () and loss.dtype == dtype and dz.dtype == dtype
     np.testing.assert_allclose(loss, ref_loss, rtol=rtol)
     np.testing.assert_allclose(dz, ref_dz, rtol=rtol, atol=rtol / z.size)
+
+
+def test_nan_targets_fail_the_range_check(cpu_kernels):
+    """NaN compares false with everything: a check written as "below 0 or above 1" would let it through."""
+    z = np.zeros((4, 1), np.float32)
+    t = np.array([[1.0], [np.nan], [0.0], [np.nan]], np.float32)
+    with pytest.raises(ValueError, match=r"^bce_with_logits: targets must lie in \[0, 1\], received 2 NaN$"):
+        bce_with_logits(z, t)
+    with pytest.raises(ValueError, match=r"^bce_with_logits: targets must lie in \[0, 1\], received 1 NaN$"):
+        bce_with_logits(z, float("nan"))
+    with pytest.raises(
+        ValueError, match=r"^bce_with_logits: targets must lie in \[0, 1\], received values in \[0.0, inf\]"
+    ):
+        bce_with_logits(z, np.array([[0.0], [np.inf], [0.5], [1.0]]))
+
+
+@pytest.mark.gpu
+def test_gpu_nan_host_targets_fail_the_range_check():
+    import cupy
+
+    z = cupy.zeros((2, 1), dtype=cupy.float32)
+    with pytest.raises(ValueError, match=r"received 1 NaN"):
+        bce_with_logits(z, float("nan"))
+    with pytest.raises(ValueError, match=r"received 1 NaN"):
+        bce_with_logits(z, np.array([[np.nan], [1.0]], np.float32))

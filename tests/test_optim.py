@@ -135,10 +135,56 @@ def test_dtype_mismatch_after_astype_is_a_clear_error():
         opt.step()
 
 
-def test_hyperparameter_validation():
-    for kwargs in ({"lr": -1.0}, {"betas": (1.0, 0.999)}, {"betas": (0.9, -0.1)}, {"eps": -1e-8}):
-        with pytest.raises(ValueError, match="Adam"):
-            Adam(make_model(), **kwargs)
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"lr": -1.0}, r"lr must be positive and finite, received -1.0"),
+        ({"lr": 0.0}, r"lr must be positive and finite, received 0.0"),
+        ({"lr": float("nan")}, r"lr must be positive and finite, received nan"),
+        ({"lr": float("inf")}, r"lr must be positive and finite, received inf"),
+        ({"lr": "1e-3"}, r"lr must be positive and finite, received '1e-3'"),
+        ({"betas": (1.0, 0.999)}, r"betas must be two numbers in \[0, 1\), received \(1.0, 0.999\)"),
+        ({"betas": (0.9, -0.1)}, r"betas must be two numbers in \[0, 1\), received \(0.9, -0.1\)"),
+        ({"betas": (0.9, float("nan"))}, r"betas must be two numbers in \[0, 1\), received \(0.9, nan\)"),
+        ({"betas": 0.9}, r"betas must be two numbers in \[0, 1\), received 0.9"),
+        ({"betas": (0.9,)}, r"betas must be two numbers in \[0, 1\), received \(0.9,\)"),
+        ({"eps": 0.0}, r"eps must be positive and finite, received 0.0"),
+        ({"eps": -1e-8}, r"eps must be positive and finite, received -1e-08"),
+        ({"eps": float("nan")}, r"eps must be positive and finite, received nan"),
+    ],
+)
+def test_hyperparameters_are_refused_at_construction_in_one_line(kwargs, message):
+    with pytest.raises(ValueError, match=rf"^Adam: {message}$"):
+        Adam(make_model(), **kwargs)
+
+
+def test_why_eps_zero_is_refused(cpu_kernels):
+    """With eps = 0 a parameter whose gradient has always been 0 gets m / sqrt(v) = 0 / 0: NaN weights."""
+    p, g, m, v = np.ones(3), np.zeros(3), np.zeros(3), np.zeros(3)
+    from tinygan.backend import kernels
+
+    with np.errstate(invalid="ignore"):
+        kernels("cpu").adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 0.0, 1)
+    assert np.isnan(p).all()
+
+
+@pytest.mark.parametrize("kernels", [reference_kernels, numba_kernels], ids=["reference", "numba"])
+@pytest.mark.parametrize("g_size", [1e20, 3e19, 1.0])
+def test_float32_second_moment_does_not_overflow(kernels, g_size):
+    """g^2 overflows float32 for |g| > 1.8e19, yet (1 - beta2) g^2 still fits: v must stay finite and the
+    weights move as a float64 computation says (g ~ 1 is the control)."""
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal(64).astype(np.float32)
+    gs = [(g_size * rng.standard_normal(64)).astype(np.float32) for _ in range(3)]
+    p, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+    p64, m64, v64 = (a.astype(np.float64) for a in (p0, m, v))
+    for t, g in enumerate(gs, start=1):
+        kernels.adam_update(p, g, m, v, 1e-2, 0.9, 0.999, 1e-8, t)
+        reference_kernels.adam_update(p64, g.astype(np.float64), m64, v64, 1e-2, 0.9, 0.999, 1e-8, t)
+    assert np.isfinite(v).all() and np.isfinite(p).all()
+    np.testing.assert_allclose(v, v64, rtol=1e-6)
+    np.testing.assert_allclose(p, p64, rtol=1e-6, atol=1e-6)
+    assert np.abs(p - p0).min() > 1e-4  # every weight moved (lr 1e-2 per step, |m| / sqrt(v) ~ 1)
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-6), (np.float64, 1e-14)])

@@ -74,19 +74,19 @@ def bce_with_logits(logits: Any, targets: Any) -> tuple[Any, Any]:
         _check_target_range(targets)
         targets = float(targets)
     else:
-        targets = xp.full(logits.shape, float(targets), dtype=logits.dtype)
         _check_target_range(targets)
+        targets = xp.full(logits.shape, float(targets), dtype=logits.dtype)
     loss, dlogits = kernels_for(logits).bce_with_logits(logits, targets)
     return (loss if on_gpu else float(loss)), dlogits
 
 
 def _check_target_range(targets: Any) -> None:
-    """ValueError unless every target lies in [0, 1] (host values only)."""
-    if bool((targets < 0).any()) or bool((targets > 1).any()):
-        raise ValueError(
-            f"bce_with_logits: targets must lie in [0, 1], received values in "
-            f"[{float(targets.min())}, {float(targets.max())}]"
-        )
+    """ValueError unless every target lies in [0, 1] (host values only). Written as "not inside" so that
+    NaN, which compares false with everything, is refused too."""
+    if not bool(((targets >= 0) & (targets <= 1)).all()):
+        nans = int(np.isnan(targets).sum())
+        found = f"{nans} NaN" if nans else f"values in [{float(targets.min())}, {float(targets.max())}]"
+        raise ValueError(f"bce_with_logits: targets must lie in [0, 1], received {found}")
 
 
 def generator_loss(d_logits_on_fake: Any, kind: str = "nonsaturating") -> tuple[Any, Any]:

@@ -9,6 +9,7 @@ gradient in place in one launch there, so the gradients keep their addresses fro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,10 @@ from tinygan.backend import array_module, device_of, is_gpu_array, kernels_for, 
 from tinygan.layers.base import Layer
 
 __all__ = ["Adam"]
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _named_layers(model_or_layers: Any) -> list[tuple[str, Layer]]:
@@ -71,13 +76,16 @@ class Adam:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
+        if not _is_real(lr) or not 0 < lr < math.inf:
+            raise ValueError(f"Adam: lr must be positive and finite, received {lr!r}")
+        if not (
+            isinstance(betas, (tuple, list)) and len(betas) == 2 and all(_is_real(b) and 0 <= b < 1 for b in betas)
+        ):
+            raise ValueError(f"Adam: betas must be two numbers in [0, 1), received {betas!r}")
         beta1, beta2 = betas
-        if lr < 0:
-            raise ValueError(f"Adam: lr must be >= 0, received {lr}")
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError(f"Adam: betas must lie in [0, 1), received {betas}")
-        if eps < 0:
-            raise ValueError(f"Adam: eps must be >= 0, received {eps}")
+        # eps = 0 divides 0 by 0 wherever a gradient has been zero since the start (v = 0): NaN weights.
+        if not _is_real(eps) or not 0 < eps < math.inf:
+            raise ValueError(f"Adam: eps must be positive and finite, received {eps!r}")
         self.lr, self.beta1, self.beta2, self.eps = float(lr), float(beta1), float(beta2), float(eps)
         self.layers = [(name, layer) for name, layer in _named_layers(model_or_layers) if layer.params]
         self._host_step = 0

@@ -201,9 +201,16 @@ def _check(x, *per_channel):
     return np.ascontiguousarray(x)
 
 
+def _ncs(x):
+    """(N, C, S) with S the product of the spatial sizes: reshape(N, C, -1) cannot infer S for an empty x."""
+    return (x.shape[0], x.shape[1], int(np.prod(x.shape[2:])))
+
+
 def batchnorm_forward(x, gamma, beta, eps):
     """Returns (y, mean, var, xhat, inv_std); var is the biased (1/M) variance."""
     x = _check(x, ("gamma", gamma), ("beta", beta))
+    if x.size == 0:
+        raise ValueError(f"batchnorm_forward: cannot normalize over an empty batch (shape {tuple(x.shape)})")
     c = x.shape[1]
     y, xhat = np.empty_like(x), np.empty_like(x)
     mean, var, inv_std = (np.empty(c, dtype=x.dtype) for _ in range(3))
@@ -212,7 +219,7 @@ def batchnorm_forward(x, gamma, beta, eps):
         args = (x, gamma, beta, float(eps), _block_size(c), y, xhat, *stats)
         _launch(_forward_2d, x.size, "batchnorm", *args)
     else:
-        s3 = (x.shape[0], c, -1)
+        s3 = _ncs(x)
         args = (x.reshape(s3), gamma, beta, float(eps), _block_size(c), y.reshape(s3), xhat.reshape(s3), *stats)
         _launch(_forward_nd, x.size, "batchnorm", *args)
     return y, mean, var, xhat, inv_std
@@ -231,7 +238,7 @@ def batchnorm_backward(dy, xhat, inv_std, gamma):
         args = (dy, xhat, inv_std, gamma, _block_size(c), dx, dgamma, dbeta)
         _launch(_backward_2d, dy.size, "batchnorm", *args)
     else:
-        s3 = (dy.shape[0], c, -1)
+        s3 = _ncs(dy)
         args = (dy.reshape(s3), xhat.reshape(s3), inv_std, gamma, _block_size(c), dx.reshape(s3), dgamma, dbeta)
         _launch(_backward_nd, dy.size, "batchnorm", *args)
     return dx, dgamma, dbeta
@@ -246,6 +253,6 @@ def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps):
     if x.ndim == 2:
         _launch(_inference_2d, x.size, "batchnorm", x, *per_channel, y)
     else:
-        s3 = (x.shape[0], x.shape[1], -1)
+        s3 = _ncs(x)
         _launch(_inference_nd, x.size, "batchnorm", x.reshape(s3), *per_channel, y.reshape(s3))
     return y

@@ -31,8 +31,7 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from ..reference.conv2d import _out_size
-from ..reference.conv_transpose2d import transpose_output_shape
+from ..reference.conv_geometry import conv2d_output_hw, conv_args, conv_transpose2d_output_shape
 
 __all__ = [
     "im2col",
@@ -137,17 +136,8 @@ def _geometry(shape: tuple[int, ...], kernel_size, stride, padding, what: str = 
     """(kh, kw, sh, sw, ph, pw, Ho, Wo), validated: the jitted loops trust these sizes and do no bounds checks."""
     if len(shape) != 4:
         raise ValueError(f"{what}: expected an (N, C, H, W) shape, received {tuple(shape)}")
-    H, W = int(shape[2]), int(shape[3])
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    kh, kw, sh, sw, ph, pw = int(kh), int(kw), int(sh), int(sw), int(ph), int(pw)
-    if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
-        raise ValueError(
-            f"{what}: kernel and stride must be >= 1 and padding >= 0, got kernel {(kh, kw)}, stride {(sh, sw)}, "
-            f"padding {(ph, pw)}"
-        )
-    Ho, Wo = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
-    if Ho < 1 or Wo < 1:
-        raise ValueError(f"{what}: kernel {(kh, kw)} with padding {(ph, pw)} does not fit an input of size {(H, W)}")
+    (kh, kw), (sh, sw), (ph, pw) = conv_args(kernel_size, stride, padding, what)
+    Ho, Wo = conv2d_output_hw(tuple(shape[2:]), kernel_size, stride, padding, what)
     return kh, kw, sh, sw, ph, pw, Ho, Wo
 
 
@@ -191,6 +181,9 @@ def _conv(
         raise ValueError(f"{what}: input of shape {tuple(x.shape)} does not match W of shape {tuple(W.shape)}")
     N = x.shape[0]
     _, _, _, _, _, _, Ho, Wo = _geometry(x.shape, (kh, kw), stride, padding, what)
+    if N == 0:  # an empty batch: _from_cm's reshape cannot infer a size-0 axis
+        dtype = np.result_type(x, W)
+        return np.zeros((0, O, Ho, Wo), dtype=dtype), np.zeros((C * kh * kw, 0), dtype=x.dtype)
     cols = im2col(x, (kh, kw), stride, padding)
     return _from_cm(W.reshape(O, -1) @ cols, b, N).reshape(N, O, Ho, Wo), cols
 
@@ -260,7 +253,8 @@ def conv_transpose2d_forward(
     padding: tuple[int, int],
     output_padding: tuple[int, int],
 ) -> np.ndarray:
-    y_shape = transpose_output_shape(x.shape, W.shape, stride, padding, output_padding, "conv_transpose2d_forward")
+    op = "conv_transpose2d_forward"
+    y_shape = conv_transpose2d_output_shape(x.shape, W.shape, stride, padding, output_padding, op)
     return _conv_adjoint(x, W, y_shape, stride, padding, b, "conv_transpose2d_forward")
 
 

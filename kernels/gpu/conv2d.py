@@ -14,20 +14,14 @@ from typing import Any, NamedTuple
 
 import cupy
 
-from ._common import THREADS, CudaModule, device_array, gemm, idx, launch, pair, same_dtype
+from ..reference.conv_geometry import conv2d_output_hw, conv_args
+from ._common import THREADS, CudaModule, device_array, gemm, idx, launch, same_dtype
 from .layout import channel_sum, cns_to_ncs, ncs_to_cns
 
 _MOD = CudaModule("conv2d.cu", indexed=("im2col", "col2im"))
 
 # Rows of cols one im2col thread writes: the column's (n, oh, ow) is decoded once for all of them.
 IM2COL_ROWS = 16
-
-
-def _out_size(size: int, k: int, s: int, p: int, what: str) -> int:
-    out = (size + 2 * p - k) // s + 1
-    if out < 1:
-        raise ValueError(f"{what}: kernel {k} with padding {p} does not fit an input of size {size}")
-    return out
 
 
 class Geometry(NamedTuple):
@@ -60,13 +54,11 @@ class Geometry(NamedTuple):
 
 
 def geometry(x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any, what: str) -> Geometry:
-    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size), pair(stride), pair(padding)
-    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
-        raise ValueError(f"{what}: stride must be >= 1 and padding >= 0, got stride {(sh, sw)}, padding {(ph, pw)}")
+    (kh, kw), (sh, sw), (ph, pw) = conv_args(kernel_size, stride, padding, what)
     if len(x_shape) != 4:
         raise ValueError(f"{what}: expected an (N, C, H, W) shape, received {tuple(x_shape)}")
     n, c, h, w = (int(d) for d in x_shape)
-    ho, wo = _out_size(h, kh, sh, ph, what), _out_size(w, kw, sw, pw, what)
+    ho, wo = conv2d_output_hw((h, w), (kh, kw), (sh, sw), (ph, pw), what)
     return Geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import cupy
 
-from ..reference.conv_transpose2d import transpose_output_shape
+from ..reference.conv_geometry import conv2d_output_hw, conv_transpose2d_output_shape
 from ._common import device_array, gemm, pair, same_dtype
 from .conv2d import col2im_bias, im2col
 from .layout import channel_sum, cns_to_ncs, ncs_to_cns
@@ -31,7 +31,7 @@ def conv_transpose2d_forward(
             f"conv_transpose2d_forward: x of shape {tuple(x.shape)} does not match W of shape {tuple(W.shape)}"
         )
     stride, padding = pair(stride), pair(padding)
-    y_shape = transpose_output_shape(
+    y_shape = conv_transpose2d_output_shape(
         x.shape, W.shape, stride, padding, pair(output_padding), "conv_transpose2d_forward"
     )
     cols = gemm(W.reshape(cin, -1), ncs_to_cns(x), transa=True)
@@ -53,9 +53,8 @@ def conv_transpose2d_backward_data(
             f"conv_transpose2d_backward_data: dy of shape {tuple(dy.shape)} does not match W of shape {tuple(W.shape)}"
         )
     dy_cols = im2col(dy, (kh, kw), stride, padding)
-    (sh, sw), (ph, pw) = pair(stride), pair(padding)
-    n, _, hy, wy = dy.shape
-    h, w = (hy + 2 * ph - kh) // sh + 1, (wy + 2 * pw - kw) // sw + 1
+    h, w = conv2d_output_hw(dy.shape[2:], (kh, kw), stride, padding, "conv_transpose2d_backward_data")
+    n = dy.shape[0]
     dx = cns_to_ncs(gemm(W.reshape(cin, -1), dy_cols), (n, cin, h, w))
     return dx, dy_cols
 

@@ -25,6 +25,12 @@ Inference uses the running statistics instead, so y is an affine function of x p
     y = (x - running_mean) * gamma / sqrt(running_var + eps) + beta
 
 The running statistics themselves are the layer's business (tinygan.layers.batchnorm).
+
+Precision: every per-channel sum (mean, var, dbeta, dgamma) and the expressions built from them are
+evaluated in float64 whatever x's dtype, and each result is rounded once to that dtype, as the Numba
+and CUDA kernels do. In float32 a sum over M values loses about log2(M) bits, and with an offset
+|mean| >> std (1e5 against 1) the error of a float32 mean is then ~1e-3 of the std: xhat would keep
+only 3 digits. An empty batch has no statistics: batchnorm_forward refuses it.
 """
 
 import numpy as np
@@ -41,28 +47,37 @@ def _per_channel(v, x):
     return v.reshape((1, -1) + (1,) * (x.ndim - 2))
 
 
+def _check_not_empty(x):
+    if x.size == 0:
+        raise ValueError(f"batchnorm_forward: cannot normalize over an empty batch (shape {tuple(x.shape)})")
+
+
 def batchnorm_forward(x, gamma, beta, eps):
     """Returns (y, mean, var, xhat, inv_std); var is the biased (1/M) variance."""
+    _check_not_empty(x)
     axes = _reduce_axes(x)
-    mean = x.mean(axis=axes)
-    centered = x - _per_channel(mean, x)
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=axes)
+    centered = x64 - _per_channel(mean, x)
     # Two passes (mean, then the mean of squared deviations) rather than E[x^2] - E[x]^2,
     # which cancels catastrophically when |mean| >> std.
     var = (centered * centered).mean(axis=axes)
     inv_std = 1 / np.sqrt(var + eps)
     xhat = centered * _per_channel(inv_std, x)
     y = _per_channel(gamma, x) * xhat + _per_channel(beta, x)
-    return y, mean, var, xhat, inv_std
+    return tuple(a.astype(x.dtype) for a in (y, mean, var, xhat, inv_std))
 
 
 def batchnorm_backward(dy, xhat, inv_std, gamma):
     """Returns (dx, dgamma, dbeta)."""
     axes = _reduce_axes(dy)
     m = dy.size // dy.shape[1]
-    dbeta = dy.sum(axis=axes)
-    dgamma = (dy * xhat).sum(axis=axes)
-    dx = _per_channel(gamma * inv_std, dy) * (dy - _per_channel(dbeta / m, dy) - xhat * _per_channel(dgamma / m, dy))
-    return dx, dgamma, dbeta
+    dy64 = dy.astype(np.float64)
+    dbeta = dy64.sum(axis=axes)
+    dgamma = (dy64 * xhat).sum(axis=axes)
+    scale = _per_channel(gamma * inv_std.astype(np.float64), dy)
+    dx = scale * (dy64 - _per_channel(dbeta / m, dy) - xhat * _per_channel(dgamma / m, dy))
+    return tuple(a.astype(dy.dtype) for a in (dx, dgamma, dbeta))
 
 
 def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps):

@@ -1,7 +1,8 @@
 """2-D convolution (cross-correlation, as in every deep-learning library) through im2col + GEMM.
 
 Shapes (NCHW): x (N, C, H, W), W (O, C, kh, kw), b (O,), y (N, O, Ho, Wo) with
-``Ho = (H + 2 ph - kh) // sh + 1`` and ``Wo = (W + 2 pw - kw) // sw + 1``. ``xp`` is x zero-padded by
+``Ho = (H + 2 ph - kh) // sh + 1`` and ``Wo = (W + 2 pw - kw) // sw + 1`` (computed and checked by
+``conv_geometry``, the one place for sizes and argument checks). ``xp`` is x zero-padded by
 ``ph`` rows and ``pw`` columns on each side.
 
 Forward::
@@ -35,12 +36,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .conv_geometry import conv2d_output_hw, conv2d_output_shape, conv_args
+
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight"]
-
-
-def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Number of kernel positions along one axis: (size + 2 padding - kernel) // stride + 1."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def im2col(
@@ -48,8 +46,8 @@ def im2col(
 ) -> np.ndarray:
     """Unroll the receptive fields of x (N, C, H, W) into cols (C kh kw, N Ho Wo)."""
     N, C, H, W = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    Ho, Wo = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    (kh, kw), (sh, sw), (ph, pw) = conv_args(kernel_size, stride, padding, "im2col")
+    Ho, Wo = conv2d_output_hw((H, W), kernel_size, stride, padding, "im2col")
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     cols = np.empty((C, kh, kw, N, Ho, Wo), dtype=x.dtype)
     # One kernel offset (i, j) at a time: the pixels it sees form a strided window of xp.
@@ -69,8 +67,8 @@ def col2im(
 ) -> np.ndarray:
     """Fold cols (C kh kw, N Ho Wo) back into an image of ``x_shape``, summing overlapping patches."""
     N, C, H, W = x_shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    Ho, Wo = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    (kh, kw), (sh, sw), (ph, pw) = conv_args(kernel_size, stride, padding, "col2im")
+    Ho, Wo = conv2d_output_hw((H, W), kernel_size, stride, padding, "col2im")
     cols6 = cols.reshape(C, kh, kw, N, Ho, Wo)
     xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
     # += because windows overlap when stride < kernel: a pixel collects one term from every window covering it.
@@ -85,10 +83,8 @@ def conv2d_forward(
     x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride: tuple[int, int], padding: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns (y, cols); cols is what conv2d_backward_weight needs. b=None means no bias."""
-    N, _, H, Wd = x.shape
-    O, _, kh, kw = W.shape
-    Ho, Wo = _out_size(H, kh, stride[0], padding[0]), _out_size(Wd, kw, stride[1], padding[1])
-    cols = im2col(x, (kh, kw), stride, padding)
+    N, O, Ho, Wo = conv2d_output_shape(x.shape, W.shape, stride, padding, "conv2d_forward")
+    cols = im2col(x, W.shape[2:], stride, padding)
     y_mat = W.reshape(O, -1) @ cols
     y = y_mat.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)
     if b is not None:

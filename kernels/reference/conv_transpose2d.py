@@ -18,9 +18,10 @@ where x_mat[ci, (n, h, w)] = x[n, ci, h, w]. Written out, the forward is
 
     y[n, co, oh, ow] = b[co] + sum_{ci, h, w, i, j : h s + i - p = oh, w s + j - p = ow} x[n, ci, h, w] W[ci, co, i, j]
 
-Output size ``Hout = (H - 1) sh - 2 ph + kh + oph`` (PyTorch's). Several output sizes share one input
-size under a strided convolution; ``output_padding`` (< stride) picks one by adding rows and columns
-at the bottom and right that receive no input contribution, only the bias.
+Output size ``Hout = (H - 1) sh - 2 ph + kh + oph`` (PyTorch's; computed and checked by
+``conv_geometry``). Several output sizes share one input size under a strided convolution;
+``output_padding`` (< stride) picks one by adding rows and columns at the bottom and right that
+receive no input contribution, only the bias.
 """
 
 from __future__ import annotations
@@ -28,37 +29,9 @@ from __future__ import annotations
 import numpy as np
 
 from .conv2d import conv2d_backward_data, conv2d_backward_weight, conv2d_forward, im2col
+from .conv_geometry import conv_transpose2d_output_shape
 
 __all__ = ["conv_transpose2d_forward", "conv_transpose2d_backward_data", "conv_transpose2d_backward_weight"]
-
-
-def _transpose_out_size(size: int, kernel: int, stride: int, padding: int, output_padding: int) -> int:
-    return (size - 1) * stride - 2 * padding + kernel + output_padding
-
-
-def _check_output_padding(stride: tuple[int, int], output_padding: tuple[int, int], what: str) -> None:
-    # With output_padding >= stride, im2col of the output would not map back onto x: no adjoint, no backward.
-    if not all(0 <= op < s for op, s in zip(output_padding, stride)):
-        raise ValueError(
-            f"{what}: output_padding {tuple(output_padding)} must be >= 0 and smaller than stride {tuple(stride)}"
-        )
-
-
-def transpose_output_shape(
-    x_shape: tuple[int, ...],
-    W_shape: tuple[int, ...],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    output_padding: tuple[int, int],
-    what: str,
-) -> tuple[int, int, int, int]:
-    """(N, Cout, Hout, Wout) of the transposed convolution of x with W, after checking output_padding."""
-    _check_output_padding(stride, output_padding, what)
-    N, _, H, Wd = x_shape
-    _, Cout, kh, kw = W_shape
-    Hout = _transpose_out_size(H, kh, stride[0], padding[0], output_padding[0])
-    Wout = _transpose_out_size(Wd, kw, stride[1], padding[1], output_padding[1])
-    return N, Cout, Hout, Wout
 
 
 def conv_transpose2d_forward(
@@ -69,7 +42,8 @@ def conv_transpose2d_forward(
     padding: tuple[int, int],
     output_padding: tuple[int, int],
 ) -> np.ndarray:
-    y_shape = transpose_output_shape(x.shape, W.shape, stride, padding, output_padding, "conv_transpose2d_forward")
+    op = "conv_transpose2d_forward"
+    y_shape = conv_transpose2d_output_shape(x.shape, W.shape, stride, padding, output_padding, op)
     y = conv2d_backward_data(x, W, y_shape, stride, padding)
     return y if b is None else y + b.reshape(1, -1, 1, 1)
 

@@ -19,7 +19,7 @@ class _Elementwise(Layer):
 
     def _begin(self, x: Any) -> Any:
         self.check_input(x)
-        self._out_shape = tuple(x.shape)
+        self.remember_output(x.shape, x)
         return kernels_for(x)
 
 

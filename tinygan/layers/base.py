@@ -7,6 +7,8 @@
   ``self.grads``. With ``param_grads=False`` the weight gradients are neither computed
   nor touched: this is how the generator's step backpropagates through a frozen
   discriminator. No layer ever updates its own weights; that is the optimizer's job.
+  ``dy`` must match the forward's output in shape, dtype and device (``remember_output`` records it,
+  ``check_grad`` checks it): a float64 dy would otherwise promote every gradient below it.
 * ``params`` and ``grads`` are dicts with the same keys (``W``, ``b``, ``gamma``, ``beta``);
   ``buffers`` holds state that is saved but not trained (BatchNorm's running statistics).
 """
@@ -113,14 +115,32 @@ class Layer:
                     f"{self.name}: expected {what} of shape {_shape_str(shape)}, received {tuple(x.shape)}"
                 )
 
+    def remember_output(self, shape: tuple, like: Any) -> None:
+        """Record, in forward, what backward's ``dy`` must be: an array of ``shape`` with the dtype and
+        device of ``like`` (the forward's input, whose dtype and device the output shares)."""
+        self._out_shape = tuple(shape)
+        self._out_dtype = like.dtype
+        self._out_device = device_of(like)
+
     def check_grad(self, dy: Any) -> Any:
-        """Check ``dy`` against the cached forward output shape; return the cache."""
+        """Check ``dy`` against the forward output's shape, dtype and device; return the cache.
+
+        A float64 or integer ``dy`` for a float32 layer is refused rather than cast: NumPy would
+        silently promote every gradient below it to float64."""
         if self.cache is None:
             raise RuntimeError(f"{self.name}: backward() called before forward()")
-        expected = getattr(self, "_out_shape", None)
-        if expected is not None and tuple(dy.shape) != tuple(expected):
+        if not hasattr(dy, "shape") or not hasattr(dy, "dtype"):
+            raise ValueError(f"{self.name}: expected an array as upstream gradient, received {type(dy).__name__}")
+        if device_of(dy) != self._out_device:
             raise ValueError(
-                f"{self.name}: expected upstream gradient of shape {tuple(expected)}, received {tuple(dy.shape)}"
+                f"{self.name}: expected the upstream gradient on the {self._out_device}, received it on the "
+                f"{device_of(dy)}"
+            )
+        if dy.dtype != self._out_dtype:
+            raise ValueError(f"{self.name}: expected upstream gradient of dtype {self._out_dtype}, received {dy.dtype}")
+        if tuple(dy.shape) != self._out_shape:
+            raise ValueError(
+                f"{self.name}: expected upstream gradient of shape {self._out_shape}, received {tuple(dy.shape)}"
             )
         return self.cache
 

@@ -2,12 +2,22 @@
 
 Training normalizes with the batch's statistics and updates the running ones as PyTorch does::
 
-    running_mean = (1 - momentum) running_mean + momentum mean
-    running_var  = (1 - momentum) running_var  + momentum var * M / (M - 1)
+    running_mean = (1 - f) running_mean + f mean
+    running_var  = (1 - f) running_var  + f var * M / (M - 1)
 
 with M the number of values per channel: the running variance is the unbiased estimate, the
-normalization itself uses the biased one. Evaluation normalizes with the running statistics, which
-makes the layer a fixed per-channel affine map; its backward is then just a per-channel scale.
+normalization itself uses the biased one. The factor f is ``momentum`` (an exponential moving
+average), or with ``momentum=None`` f = 1 / t at the t-th training batch, which makes the running
+statistics the plain mean of the statistics of all t batches seen so far (a cumulative moving
+average; t is the ``num_batches_tracked`` buffer, which only such layers have, and which lives on the
+layer's device so that a captured CUDA graph replays t, t + 1, ...). Evaluation normalizes with the
+running statistics, which makes the layer a fixed per-channel affine map; its backward is then just a
+per-channel scale.
+
+An empty input (N = 0, or H or W = 0) gives an empty output and changes nothing, in training as in
+evaluation, as in PyTorch; its backward gives an empty dx and adds nothing to the gradients. (PyTorch
+does count an empty training batch in num_batches_tracked; here t counts only batches with statistics,
+so the cumulative average stays the mean over those batches.)
 """
 
 from __future__ import annotations
@@ -22,25 +32,36 @@ from tinygan.layers.base import Layer
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
 
 
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 class _BatchNorm(Layer):
     """Shared by BatchNorm1d and BatchNorm2d, which differ only in the input rank they accept."""
 
     _input_ndim: int = 0
 
-    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, dtype: Any = np.float32) -> None:
+    def __init__(
+        self, num_features: int, momentum: float | None = 0.1, eps: float = 1e-5, dtype: Any = np.float32
+    ) -> None:
         super().__init__()
-        if int(num_features) != num_features or num_features <= 0:
-            raise ValueError(f"{self.name}: num_features must be a positive int, received {num_features}")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"{self.name}: momentum must lie in [0, 1], received {momentum}")
-        if eps <= 0:
-            raise ValueError(f"{self.name}: eps must be positive, received {eps}")
+        if not _is_real(num_features) or int(num_features) != num_features or num_features <= 0:
+            raise ValueError(f"{self.name}: num_features must be a positive int, received {num_features!r}")
+        if momentum is not None and not (_is_real(momentum) and 0.0 <= momentum <= 1.0):
+            raise ValueError(f"{self.name}: momentum must lie in [0, 1] or be None, received {momentum!r}")
+        if not (_is_real(eps) and 0 < eps < np.inf):
+            raise ValueError(f"{self.name}: eps must be positive and finite, received {eps!r}")
         self.num_features = int(num_features)
-        self.momentum, self.eps = float(momentum), float(eps)
+        self.momentum = None if momentum is None else float(momentum)
+        self.eps = float(eps)
         self.params["gamma"] = np.ones(self.num_features, dtype=dtype)
         self.params["beta"] = np.zeros(self.num_features, dtype=dtype)
         self.buffers["running_mean"] = np.zeros(self.num_features, dtype=dtype)
         self.buffers["running_var"] = np.ones(self.num_features, dtype=dtype)
+        if self.momentum is None:
+            # A float array like the other buffers (exact up to 2**24 batches in float32; beyond that t
+            # stops growing and f stays below 6e-8), updated in place where the layer lives.
+            self.buffers["num_batches_tracked"] = np.zeros((), dtype=dtype)
         self.zero_grad()
 
     def extra_repr(self) -> str:
@@ -53,7 +74,11 @@ class _BatchNorm(Layer):
         self.check_input(x, (None, self.num_features) + (None,) * (self._input_ndim - 2))
         K = kernels_for(x)
         gamma, beta = self.params["gamma"], self.params["beta"]
-        self._out_shape = tuple(x.shape)
+        self.remember_output(x.shape, x)
+        if x.size == 0:
+            # No values, no statistics: nothing to normalize and nothing to learn from (PyTorch does the same).
+            self.cache = ("empty",)
+            return array_module(x).empty_like(x)
         if not training:
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
             inv_std = 1 / array_module(var).sqrt(var + self.eps)
@@ -67,18 +92,30 @@ class _BatchNorm(Layer):
                 f"{tuple(x.shape)} (use training=False, or a larger batch)"
             )
         y, mean, var, xhat, inv_std = K.batchnorm_forward(x, gamma, beta, self.eps)
-        mom = self.momentum
-        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-        rm *= 1 - mom
-        rm += mom * mean
-        rv *= 1 - mom
-        rv += (mom * m / (m - 1)) * var
+        self._update_running_stats(mean, var, m)
         self.cache = ("train", xhat, inv_std)
         return y
+
+    def _update_running_stats(self, mean: Any, var: Any, m: int) -> None:
+        """running = (1 - f) running + f batch statistic, with f = momentum, or 1/t for the cumulative average;
+        the batch variance enters unbiased, var * m / (m - 1)."""
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+        if self.momentum is None:
+            t = self.buffers["num_batches_tracked"]
+            t += 1
+            f = 1 / t  # on the layer's device: no host round trip, and a captured CUDA graph replays it
+        else:
+            f = self.momentum
+        rm *= 1 - f
+        rm += f * mean
+        rv *= 1 - f
+        rv += (f * m / (m - 1)) * var
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
         cache = self.check_grad(dy)
         gamma = self.params["gamma"]
+        if cache[0] == "empty":
+            return array_module(dy).empty_like(dy) if input_grad else None
         if cache[0] == "train":
             _, xhat, inv_std = cache
             # One kernel yields all three: the input gradient needs dgamma and dbeta anyway.

@@ -8,27 +8,14 @@ import numpy as np
 
 from tinygan.backend import kernels_for
 from tinygan.init import glorot_uniform, make_rng
+from tinygan.kernels.reference.conv_geometry import conv2d_output_hw, conv_args
 from tinygan.layers.base import Layer
 
 __all__ = ["Conv2d"]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _pair(value: Any, what: str, minimum: int, layer: str) -> tuple[int, int]:
-    """An int or an (h, w) pair of ints, each >= minimum, as a pair of Python ints (the kernels take pairs)."""
-    pair = (value, value) if _is_int(value) else tuple(value) if isinstance(value, (tuple, list)) else ()
-    if len(pair) != 2 or not all(_is_int(v) for v in pair):
-        raise ValueError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{layer}: {what} must be >= {minimum}, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
 def _channels(value: Any, what: str, layer: str) -> int:
-    if not _is_int(value) or value < 1:
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)) or value < 1:
         raise ValueError(f"{layer}: {what} must be a positive int, got {value!r}")
     return int(value)
 
@@ -36,20 +23,20 @@ def _channels(value: Any, what: str, layer: str) -> int:
 def set_geometry(
     layer: Layer, in_channels: Any, out_channels: Any, kernel_size: Any, stride: Any, padding: Any
 ) -> None:
-    """Check and store the arguments both convolution layers share, as ints and (h, w) pairs."""
+    """Check and store the arguments both convolution layers share, as ints and (h, w) pairs
+    (the checks are tinygan.kernels.reference.conv_geometry's, shared with the kernels)."""
     name = type(layer).__name__
     layer.in_channels = _channels(in_channels, "in_channels", name)
     layer.out_channels = _channels(out_channels, "out_channels", name)
-    layer.kernel_size = _pair(kernel_size, "kernel_size", 1, name)
-    layer.stride = _pair(stride, "stride", 1, name)
-    layer.padding = _pair(padding, "padding", 0, name)
+    layer.kernel_size, layer.stride, layer.padding = conv_args(kernel_size, stride, padding, name)
 
 
 class Conv2d(Layer):
     """2-D convolution (cross-correlation, as in PyTorch) with a bias per output channel.
 
     Parameters ``W`` (out_channels, in_channels, kh, kw) and ``b`` (out_channels,). For x (N, C, H, W)
-    zero-padded by ``padding`` into xp, the output has ``Ho = (H + 2 ph - kh) // sh + 1`` rows (likewise Wo)::
+    zero-padded by ``padding`` into xp, the output has ``Ho = (H + 2 ph - kh) // sh + 1`` rows (likewise Wo;
+    sizes and checks in tinygan.kernels.reference.conv_geometry: H, W, Ho and Wo must be >= 1)::
 
         y[n, o, oh, ow] = b[o] + sum_{c, i, j} W[o, c, i, j] xp[n, c, oh sh + i, ow sw + j]
 
@@ -88,16 +75,8 @@ class Conv2d(Layer):
         )
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        N, _, H, W = input_shape
-        out = []
-        for size, k, s, p, axis in zip((H, W), self.kernel_size, self.stride, self.padding, ("height", "width")):
-            if size + 2 * p < k:
-                raise ValueError(
-                    f"{self.name}: input {axis} {size} with padding {p} is smaller than the kernel {k} "
-                    f"(input shape {tuple(input_shape)})"
-                )
-            out.append((size + 2 * p - k) // s + 1)
-        return (N, self.out_channels, *out)
+        ho, wo = conv2d_output_hw(input_shape[2:], self.kernel_size, self.stride, self.padding, self.name)
+        return (input_shape[0], self.out_channels, ho, wo)
 
     def forward(self, x: Any, training: bool = True) -> Any:
         self.check_input(x, (None, self.in_channels, None, None))
@@ -105,7 +84,7 @@ class Conv2d(Layer):
         K = kernels_for(x)
         y, cols = K.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.padding)
         self.cache = (cols, tuple(x.shape))
-        self._out_shape = out_shape
+        self.remember_output(out_shape, x)
         return y
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:

@@ -8,8 +8,9 @@ import numpy as np
 
 from tinygan.backend import kernels_for
 from tinygan.init import glorot_uniform, make_rng
+from tinygan.kernels.reference.conv_geometry import conv_args, conv_transpose2d_output_hw
 from tinygan.layers.base import Layer
-from tinygan.layers.conv2d import _pair, set_geometry
+from tinygan.layers.conv2d import set_geometry
 
 __all__ = ["ConvTranspose2d"]
 
@@ -23,7 +24,8 @@ class ConvTranspose2d(Layer):
 
         y[n, o, h s + i - p, w s + j - p] += x[n, c, h, w] W[c, o, i, j]      (then y += b[o])
 
-    Output size ``(H - 1) stride - 2 padding + kernel + output_padding``; ``output_padding`` (< stride)
+    Output size ``(H - 1) stride - 2 padding + kernel + output_padding`` (sizes and checks in
+    tinygan.kernels.reference.conv_geometry); ``output_padding`` (< stride)
     adds rows and columns at the bottom and right, so that for a stride-2 layer 4 -> 8 rather than 7.
 
     This is the adjoint of Conv2d with the same W, stride and padding (Dumoulin & Visin, 2016):
@@ -52,14 +54,8 @@ class ConvTranspose2d(Layer):
     ) -> None:
         super().__init__()
         set_geometry(self, in_channels, out_channels, kernel_size, stride, padding)
-        name = type(self).__name__
-        self.output_padding = _pair(output_padding, "output_padding", 0, name)
-        if any(op >= s for op, s in zip(self.output_padding, self.stride)):
-            # Beyond that, Conv2d of the output no longer maps back onto the input: no adjoint, no backward.
-            raise ValueError(
-                f"{name}: output_padding {self.output_padding} must be smaller than stride {self.stride} "
-                f"in each dimension (as PyTorch requires)"
-            )
+        # output_padding >= stride is refused: Conv2d of the output would no longer map back onto the input.
+        *_, self.output_padding = conv_args(kernel_size, stride, padding, self.name, output_padding)
         shape = (self.in_channels, self.out_channels, *self.kernel_size)
         self.params["W"] = glorot_uniform(make_rng(rng), shape, layout="conv_transpose").astype(dtype)
         self.params["b"] = np.zeros(self.out_channels, dtype=dtype)
@@ -72,16 +68,10 @@ class ConvTranspose2d(Layer):
         )
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        N, _, H, W = input_shape
-        out = []
-        for size, k, s, p, op in zip((H, W), self.kernel_size, self.stride, self.padding, self.output_padding):
-            out.append((size - 1) * s - 2 * p + k + op)
-        if min(out) < 1 or min(H, W) < 1:
-            raise ValueError(
-                f"{self.name}: input of shape {tuple(input_shape)} gives an empty output {tuple(out)}: "
-                f"padding {self.padding} crops more than the transposed convolution produces"
-            )
-        return (N, self.out_channels, *out)
+        hw = conv_transpose2d_output_hw(
+            input_shape[2:], self.kernel_size, self.stride, self.padding, self.output_padding, self.name
+        )
+        return (input_shape[0], self.out_channels, *hw)
 
     def forward(self, x: Any, training: bool = True) -> Any:
         self.check_input(x, (None, self.in_channels, None, None))
@@ -90,7 +80,7 @@ class ConvTranspose2d(Layer):
         W, b = self.params["W"], self.params["b"]
         y = K.conv_transpose2d_forward(x, W, b, self.stride, self.padding, self.output_padding)
         self.cache = x
-        self._out_shape = out_shape
+        self.remember_output(out_shape, x)
         return y
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:

@@ -45,7 +45,7 @@ class Dense(Layer):
         self.check_input(x, (None, self.in_features))
         K = kernels_for(x)
         self.cache = x
-        self._out_shape = (x.shape[0], self.out_features)
+        self.remember_output((x.shape[0], self.out_features), x)
         return K.dense_forward(x, self.params["W"], self.params["b"])
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:

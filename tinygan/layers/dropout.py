@@ -61,7 +61,7 @@ class Dropout(Layer):
 
     def forward(self, x: Any, training: bool = True) -> Any:
         self.check_input(x)
-        self._out_shape = tuple(x.shape)
+        self.remember_output(x.shape, x)
         if not training or self.p == 0.0:
             # Nothing cached but the fact that backward is the identity too.
             self.cache = "identity"

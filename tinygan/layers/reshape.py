@@ -22,7 +22,7 @@ class Flatten(Layer):
         if x.ndim < 2:
             raise ValueError(f"{self.name}: expected input of shape (N, ...), received {tuple(x.shape)}")
         self.cache = tuple(x.shape)
-        self._out_shape = (x.shape[0], math.prod(x.shape[1:]))
+        self.remember_output((x.shape[0], math.prod(x.shape[1:])), x)
         return x.reshape(self._out_shape)
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
@@ -56,7 +56,7 @@ class Reshape(Layer):
                 f"received shape {tuple(x.shape)}"
             )
         self.cache = tuple(x.shape)
-        self._out_shape = (x.shape[0], *self.shape)
+        self.remember_output((x.shape[0], *self.shape), x)
         return x.reshape(self._out_shape)
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
