@@ -397,6 +397,23 @@ def test_adam_matches_reference_over_steps(K, rng, dtype):
         close(got, ref, dtype, gemm=True)
 
 
+@pytest.mark.parametrize("g_size", [1e20, 1.0])
+def test_adam_float32_second_moment_does_not_overflow(K, g_size):
+    """As on the CPU (tests/test_optim.py): g^2 overflows float32 for |g| > 1.8e19 while (1 - beta2) g^2
+    still fits, so v is evaluated in double; the weights must move as a float64 computation says."""
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal(64).astype(np.float32)
+    gs = [(g_size * rng.standard_normal(64)).astype(np.float32) for _ in range(3)]
+    p, m, v = g(p0), cp.zeros(64, np.float32), cp.zeros(64, np.float32)
+    p64, m64, v64 = p0.astype(np.float64), np.zeros(64), np.zeros(64)
+    for t, grad in enumerate(gs, start=1):
+        K.adam_update(p, g(grad), m, v, 1e-2, 0.9, 0.999, 1e-8, t)
+        R.adam_update(p64, grad.astype(np.float64), m64, v64, 1e-2, 0.9, 0.999, 1e-8, t)
+    assert bool(cp.isfinite(v).all()) and bool(cp.isfinite(p).all())
+    np.testing.assert_allclose(cp.asnumpy(v), v64, rtol=1e-6)
+    np.testing.assert_allclose(cp.asnumpy(p), p64, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adam_update_multi_equals_per_tensor_updates(K, rng, dtype):
     shapes = [(3, 5), (1,), (300, 7), (4, 3, 2, 2), (1025,)]

@@ -4,9 +4,10 @@
 Why losses take logits
 ----------------------
 A discriminator that ends in a Sigmoid outputs p = sigmoid(z). Computing BCE from p,
--(t log p + (1 - t) log(1 - p)), breaks down exactly when training needs it: once |z| exceeds
-about 17 (float32) or 37 (float64), p rounds to 1 (or 1 - p to 0), log gives -inf and the
-gradient becomes NaN or vanishes. Written in z instead,
+-(t log p + (1 - t) log(1 - p)), breaks down exactly when training needs it: once z exceeds
+about 17 (float32) or 37 (float64), p rounds to 1, log(1 - p) gives -inf and the gradient becomes
+NaN or vanishes. (On the negative side p stays representable far longer, until exp(-z) overflows
+below about -88 in float32 or -709 in float64.) Written in z instead,
 
     loss = max(z, 0) - z t + log1p(exp(-|z|))
 

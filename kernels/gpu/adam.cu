@@ -10,7 +10,10 @@ __device__ __forceinline__ void adam_step(T* __restrict__ p, const T* __restrict
                                           T eps, T sqrt_bc2) {
     const T gi = g[i];
     const T mi = b1 * m[i] + c1 * gi;
-    const T vi = b2 * v[i] + c2 * (gi * gi);
+    // v in double, rounded once, as the reference and Numba do: in float32, g*g overflows to inf for
+    // |g| > 1.8e19 and the weight freezes, although (1 - b2) g^2 still fits.
+    const double gd = static_cast<double>(gi);
+    const T vi = static_cast<T>(static_cast<double>(b2) * static_cast<double>(v[i]) + static_cast<double>(c2) * (gd * gd));
     m[i] = mi;
     v[i] = vi;
     p[i] -= step_size * (mi / (sqrt(vi) / sqrt_bc2 + eps));

@@ -16,9 +16,11 @@ Backward, given dy (sums over the M positions of channel c)::
     dx       = gamma_c * inv_std * (dy - dbeta_c / M - xhat * dgamma_c / M)
 
 The last line is the chain rule through mean and var collapsed into one expression (the paper's
-section 3 spells out the intermediate terms). Note that dx is orthogonal, per channel, to both the
-constant 1 and xhat: an upstream gradient that is constant per channel (the gradient of ``y.sum()``)
-gives dx = 0 exactly, which is why gradient checks use a random upstream gradient.
+section 3 spells out the intermediate terms). Note that dx sums to zero per channel (it is orthogonal
+to the constant 1), and is orthogonal to xhat only up to eps: sum(dx * xhat) is proportional to
+1 - var / (var + eps). An upstream gradient that is constant per channel (the gradient of ``y.sum()``)
+gives dx = 0 exactly, since xhat has mean zero: that is why gradient checks use a random upstream
+gradient.
 
 Inference uses the running statistics instead, so y is an affine function of x per channel::
 
