@@ -23,6 +23,18 @@ from .activation import (  # noqa: F401
     tanh_forward,
 )
 from .adam import adam_update, adam_update_multi  # noqa: F401
+from .augment import (  # noqa: F401
+    brightness_backward,
+    brightness_forward,
+    contrast_backward,
+    contrast_forward,
+    cutout_backward,
+    cutout_forward,
+    saturation_backward,
+    saturation_forward,
+    translation_backward,
+    translation_forward,
+)
 from .batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_inference  # noqa: F401
 from .bce import bce_with_logits  # noqa: F401
 from .conv2d import col2im, conv2d_backward_data, conv2d_backward_weight, conv2d_forward, im2col  # noqa: F401

@@ -5,6 +5,7 @@ Each module's docstring states its op's forward and backward equations.
 
 from .activation import *  # noqa: F401,F403
 from .adam import *  # noqa: F401,F403
+from .augment import *  # noqa: F401,F403
 from .batchnorm import *  # noqa: F401,F403
 from .bce import *  # noqa: F401,F403
 from .conv2d import *  # noqa: F401,F403
