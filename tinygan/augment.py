@@ -90,7 +90,8 @@ class AugmentParams:
     saturation: Any = None  # factors, the batch's dtype
     contrast: Any = None
 
-    def _arrays(self) -> dict[str, Any]:
+    def arrays(self) -> dict[str, Any]:
+        """The parameter arrays present, by field name."""
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
@@ -99,13 +100,13 @@ class AugmentParams:
 
     @property
     def batch_size(self) -> int:
-        arrays = list(self._arrays().values())
+        arrays = list(self.arrays().values())
         return int(arrays[0].shape[0]) if arrays else 0
 
     def repeat(self, times: int) -> AugmentParams:
         """The parameters for ``times`` batches laid end to end (sample i + k*N gets sample i's):
         one draw for D's concatenated [real; fake] batch."""
-        repeated = {k: array_module(v).concatenate([v] * int(times)) for k, v in self._arrays().items()}
+        repeated = {k: array_module(v).concatenate([v] * int(times)) for k, v in self.arrays().items()}
         return dataclasses.replace(self, **repeated)
 
 
@@ -254,7 +255,7 @@ class DiffAugment:
                 f"{self!r}: params were drawn for {params.batch_size} images of {params.image_size}, "
                 f"the batch has {n} of {(h, w)} (use params.repeat(k) for k batches laid end to end)"
             )
-        for key, value in params._arrays().items():
+        for key, value in params.arrays().items():
             if device_of(value) != device_of(x):
                 raise ValueError(
                     f"{self!r}: params.{key} is on the {device_of(value)} but the batch is on the {device_of(x)}"

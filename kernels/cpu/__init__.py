@@ -23,5 +23,6 @@ with kernel_cache():
     from .bce import *  # noqa: E402,F401,F403
     from .conv import *  # noqa: E402,F401,F403
     from .dropout import *  # noqa: E402,F401,F403
+    from .ema import *  # noqa: E402,F401,F403
 
 IMPLEMENTATION = "numba"

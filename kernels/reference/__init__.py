@@ -12,5 +12,6 @@ from .conv2d import *  # noqa: F401,F403
 from .conv_transpose2d import *  # noqa: F401,F403
 from .dense import dense_backward_data, dense_backward_weight, dense_forward  # noqa: F401
 from .dropout import *  # noqa: F401,F403
+from .ema import *  # noqa: F401,F403
 
 IMPLEMENTATION = "reference"
