@@ -214,6 +214,16 @@ def test_parameter_ranges_match_diffaugment():
     assert q.shift_h.tolist() == [4, 4] and q.cutout_top.tolist() == [32 - 8] * 2
 
 
+def test_augment_parameters_equations_and_errors():
+    u = np.array([[0.0, 0.5, np.nextafter(1.0, 0.0)], [0.0, 0.25, 0.999]])
+    plan = np.array([[9.0, -4.0], [2.0, -0.5]])  # one integer row (count 9, low -4), one float row
+    ints, floats = reference_kernels.augment_parameters(u, plan, 1, np.float32)
+    assert ints.dtype == np.int32 and ints.tolist() == [[-4, 0, 4]]
+    assert floats.dtype == np.float32 and np.allclose(floats, [[-0.5, 0.0, 1.498]])
+    with pytest.raises(ValueError, match=r"augment_parameters: expected u \(rows, N\) and plan \(rows, 2\)"):
+        reference_kernels.augment_parameters(u, plan[:1], 1, np.float32)
+
+
 # -- one draw, two batches -------------------------------------------------------------------------
 
 

@@ -147,6 +147,22 @@ def test_uniforms_map_to_the_same_parameters_on_both_devices(rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_augment_parameters_matches_reference(K, rng, dtype):
+    aug = DiffAugment(POLICY)
+    table, n_int, fields = aug.plan(33, 17)
+    u = rng.random((len(fields), 301))
+    u[:, 0], u[:, 1] = 0.0, np.nextafter(1.0, 0.0)  # both ends of [0, 1)
+    poison(u.shape, np.float64)
+    ints, floats = K.augment_parameters(cp.asarray(u), cp.asarray(table), n_int, dtype)
+    ref_ints, ref_floats = R.augment_parameters(u, table, n_int, dtype)
+    assert ints.dtype == np.int32 and floats.dtype == dtype
+    np.testing.assert_array_equal(cp.asnumpy(ints), ref_ints)
+    np.testing.assert_array_equal(cp.asnumpy(floats), ref_floats)  # explicitly rounded: no fused multiply-add
+    with pytest.raises(TypeError, match="augment_parameters: u must be a float64 CuPy array"):
+        K.augment_parameters(cp.asarray(u, dtype=np.float32), cp.asarray(table), n_int, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_diffaugment_on_gpu_with_philox_matches_the_reference(rng, dtype):
     from tinygan.gpu_random import PhiloxGenerator
 

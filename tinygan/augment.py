@@ -17,11 +17,12 @@ to ``translation_ratio`` = 1/8 of the height and width, zero fill), ``cutout`` (
 ``cutout_ratio`` = 1/2 of the image zeroed at a random position, partly outside allowed),
 ``color`` (brightness, then saturation, then contrast).
 
-Randomness: each draw takes one (k, N) block of float64 uniforms from ``generator``, a
+Randomness: each draw takes one (rows, N) block of float64 uniforms from ``generator``, a
 ``numpy.random.Generator`` for host batches or a :class:`tinygan.gpu_random.PhiloxGenerator` for
 device batches (drawn on the device, no host round trip: a captured CUDA graph draws fresh
-parameters on every replay), and maps it to the parameters with array operations on the batch's
-device. The same uniforms give the same parameters on either device.
+parameters on every replay), and the kernel ``augment_parameters`` maps them to the parameters
+(:meth:`DiffAugment.plan` says how; one launch on the GPU). The same uniforms give the same
+parameters on either device.
 """
 
 from __future__ import annotations
@@ -42,9 +43,6 @@ POLICIES: dict[str, tuple[str, ...]] = {
     "translation": ("translation",),
     "cutout": ("cutout",),
 }
-
-# Uniforms each transform consumes per sample.
-_UNIFORMS = {"brightness": 1, "saturation": 1, "contrast": 1, "translation": 2, "cutout": 2}
 
 
 def _policy_names(policy: str | Sequence[str]) -> list[str]:
@@ -141,6 +139,7 @@ class DiffAugment:
         self.translation_ratio = float(translation_ratio)
         self.cutout_ratio = float(cutout_ratio)
         self.cache: _Cache | None = None
+        self._plans: dict[tuple[int, int, int], Any] = {}  # device copies of plan(), by (H, W, device)
 
     def __repr__(self) -> str:
         return f"DiffAugment({self.policy!r})"
@@ -176,8 +175,7 @@ class DiffAugment:
         PhiloxGenerator (device batches only)."""
         self._check_batch(x)
         n, _, h, w = (int(d) for d in x.shape)
-        rows = sum(_UNIFORMS[t] for t in self.transforms)
-        u = self._uniforms(generator, rows, n, x)
+        u = self._uniforms(generator, len(self.plan(h, w)[2]), n, x)
         return self.params_from_uniforms(u, x.shape, x.dtype)
 
     def _uniforms(self, generator: Any, rows: int, n: int, x: Any) -> Any:
@@ -196,52 +194,57 @@ class DiffAugment:
             f"received {type(generator).__name__}"
         )
 
-    def params_from_uniforms(self, u: Any, shape: Sequence[int], dtype: Any) -> AugmentParams:
-        """Map a (k, N) block of uniforms in [0, 1) to the parameters of a batch of ``shape``, rows
-        taken in the order of the policy's transforms (DiffAugment's distributions):
+    def plan(self, height: int, width: int) -> tuple[np.ndarray, int, list[str]]:
+        """How a draw's uniform rows become parameters for H x W images (DiffAugment's distributions):
+        ``(plan, n_int, fields)`` for the kernel ``augment_parameters``. Integer rows first, in policy
+        order, then float rows::
 
-        translation  shift = floor(u (2r + 1)) - r, in [-r, r] (H then W)
-        cutout       top = floor(u (H + 1 - s % 2)) - s // 2 for an s-row square (H then W)
-        brightness   u - 0.5;   saturation   2 u;   contrast   u + 0.5
+            shift_h, shift_w         count 2r + 1, low -r        (shifts in [-r, r])
+            cutout_top, cutout_left  count H + 1 - s % 2, low -(s // 2)   (centres 0 .. H - s % 2, an s-row square)
+            brightness  u - 0.5;   saturation  2 u;   contrast  u + 0.5
         """
-        xp = array_module(u)
-        n, _, h, w = (int(d) for d in shape)
-        sizes = self.sizes(h, w)
-        fields: dict[str, Any] = {}
-        row = 0
-
-        def integers(low: int, count: int) -> Any:
-            nonlocal row
-            # min(): float64 u*count never rounds up to count for count < 2**52, but stay safe.
-            k = xp.minimum(xp.floor(u[row] * count), count - 1).astype(np.int32) + np.int32(low)
-            row += 1
-            return k
-
-        def floats(scale: float, offset: float) -> Any:
-            nonlocal row
-            v = (u[row] * scale + offset).astype(dtype)
-            row += 1
-            return v
-
+        sizes = self.sizes(height, width)
+        ints: list[tuple[str, float, float]] = []
+        floats: list[tuple[str, float, float]] = []
         for name in self.transforms:
             if name == "translation":
-                rh, rw = sizes["translation"]
-                fields["shift_h"] = integers(-rh, 2 * rh + 1)
-                fields["shift_w"] = integers(-rw, 2 * rw + 1)
+                (rh, rw) = sizes["translation"]
+                ints += [("shift_h", 2 * rh + 1, -rh), ("shift_w", 2 * rw + 1, -rw)]
             elif name == "cutout":
                 sh, sw = sizes["cutout"]
-                fields["cutout_top"] = integers(-(sh // 2), h + 1 - sh % 2)
-                fields["cutout_left"] = integers(-(sw // 2), w + 1 - sw % 2)
-                fields["cutout_size"] = (sh, sw)
-            elif name == "brightness":
-                fields["brightness"] = floats(1.0, -0.5)
-            elif name == "saturation":
-                fields["saturation"] = floats(2.0, 0.0)
+                ints += [
+                    ("cutout_top", height + 1 - sh % 2, -(sh // 2)),
+                    ("cutout_left", width + 1 - sw % 2, -(sw // 2)),
+                ]
             else:
-                fields["contrast"] = floats(1.0, 0.5)
-        if tuple(u.shape) != (row, n):
-            raise ValueError(f"{self!r}: expected ({row}, {n}) uniforms, received shape {tuple(u.shape)}")
-        return AugmentParams(image_size=(h, w), **fields)
+                scale, offset = {"brightness": (1.0, -0.5), "saturation": (2.0, 0.0), "contrast": (1.0, 0.5)}[name]
+                floats.append((name, scale, offset))
+        rows = ints + floats
+        table = np.array([[a, b] for _, a, b in rows], dtype=np.float64).reshape(-1, 2)
+        return table, len(ints), [field for field, _, _ in rows]
+
+    def _device_plan(self, table: np.ndarray, height: int, width: int, u: Any) -> Any:
+        """The plan where ``u`` is; on the GPU uploaded once per image size (a captured step may not copy
+        from the host, and the warm-up step has uploaded it by then)."""
+        if not is_gpu_array(u):
+            return table
+        key = (height, width, int(u.device.id))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = array_module(u).asarray(table)
+        return plan
+
+    def params_from_uniforms(self, u: Any, shape: Sequence[int], dtype: Any) -> AugmentParams:
+        """The parameters for a batch of ``shape`` from a (rows, N) float64 block of uniforms in [0, 1)
+        (rows as :meth:`plan` lists them), on u's device: one ``augment_parameters`` launch there."""
+        n, _, h, w = (int(d) for d in shape)
+        table, n_int, fields = self.plan(h, w)
+        if tuple(u.shape) != (len(fields), n):
+            raise ValueError(f"{self!r}: expected ({len(fields)}, {n}) uniforms, received shape {tuple(u.shape)}")
+        ints, floats = kernels_for(u).augment_parameters(u, self._device_plan(table, h, w, u), n_int, dtype)
+        values = [ints[i] for i in range(n_int)] + [floats[i] for i in range(len(fields) - n_int)]
+        extra = {"cutout_size": self.sizes(h, w)["cutout"]} if "cutout" in self.transforms else {}
+        return AugmentParams(image_size=(h, w), **dict(zip(fields, values)), **extra)
 
     def _check_params(self, params: AugmentParams, x: Any) -> None:
         if not isinstance(params, AugmentParams):

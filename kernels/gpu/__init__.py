@@ -24,6 +24,7 @@ from .activation import (  # noqa: F401
 )
 from .adam import adam_update, adam_update_multi  # noqa: F401
 from .augment import (  # noqa: F401
+    augment_parameters,
     brightness_backward,
     brightness_forward,
     contrast_backward,

@@ -82,3 +82,22 @@ __global__ void augment_cutout(const T* __restrict__ src, const int* __restrict_
         out[i] = inside ? T(0) : src[i];
     }
 }
+
+// The parameters of one draw from its uniforms u (rows, N), one thread per (row, sample): the first
+// n_int rows are integers low + min(floor(u count), count - 1), plan[r] = (count, low); the others
+// floats u scale + offset, plan[r] = (scale, offset). Explicitly rounded double operations (no fused
+// multiply-add), so that the values are exactly NumPy's for the same uniforms.
+template <typename T>
+__global__ void augment_parameters(const double* __restrict__ u, const double* __restrict__ plan, int n_int,
+                                   int* __restrict__ ints, T* __restrict__ floats, index_t N, index_t total) {
+    GRID_STRIDE_LOOP(i, total) {
+        const index_t r = i / N;
+        const double a = plan[2 * r], b = plan[2 * r + 1];
+        if (r < n_int) {
+            const double k = fmin(floor(__dmul_rn(u[i], a)), a - 1.0);
+            ints[i] = (int)(k + b);
+        } else {
+            floats[i - (index_t)n_int * N] = (T)__dadd_rn(__dmul_rn(u[i], a), b);
+        }
+    }
+}

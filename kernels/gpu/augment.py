@@ -16,15 +16,16 @@ import cupy
 import numpy as np
 
 from ..reference.augment import check_augment_args
-from ._common import THREADS, CudaModule, device_array, idx, launch
+from ._common import THREADS, CudaModule, ctype_of, device_array, idx, launch
 
 _MOD = CudaModule(
     "augment.cu",
-    templates=("augment_contrast",),
+    templates=("augment_contrast", "augment_parameters"),
     indexed=("augment_add_per_sample", "augment_saturation", "augment_translate", "augment_cutout"),
 )
 
 __all__ = [
+    "augment_parameters",
     "brightness_forward",
     "brightness_backward",
     "saturation_forward",
@@ -36,6 +37,30 @@ __all__ = [
     "cutout_forward",
     "cutout_backward",
 ]
+
+
+def augment_parameters(
+    u: cupy.ndarray, plan: cupy.ndarray, n_int: int, dtype: Any
+) -> tuple[cupy.ndarray, cupy.ndarray]:
+    """``(ints, floats)`` from uniforms ``u`` (rows, N) float64 and ``plan`` (rows, 2) float64, both on
+    the device, in one launch (the reference's equations; ``plan`` is uploaded once by the caller, so
+    that a captured step copies nothing from the host)."""
+    op = "augment_parameters"
+    for name, arr in (("u", u), ("plan", plan)):
+        if not isinstance(arr, cupy.ndarray) or arr.dtype != np.float64:
+            raise TypeError(f"tinygan.kernels.gpu.{op}: {name} must be a float64 CuPy array")
+    ctype_of(dtype)
+    if u.ndim != 2 or plan.shape != (u.shape[0], 2) or not 0 <= n_int <= u.shape[0]:
+        raise ValueError(
+            f"{op}: expected u (rows, N) and plan (rows, 2) with 0 <= n_int <= rows, received "
+            f"u {tuple(u.shape)}, plan {tuple(plan.shape)}, n_int {n_int}"
+        )
+    rows, n = (int(d) for d in u.shape)
+    u, plan = cupy.ascontiguousarray(u), cupy.ascontiguousarray(plan)
+    ints = cupy.empty((n_int, n), dtype=np.int32)
+    floats = cupy.empty((rows - n_int, n), dtype=dtype)
+    launch(_MOD.get(op, dtype), u.size, (u, plan, np.int32(n_int), ints, floats, idx(n), idx(u.size)))
+    return ints, floats
 
 
 def _param(value: Any, name: str, op: str, dtype: Any) -> cupy.ndarray:

@@ -36,6 +36,12 @@ top[n], left[n] that may lie outside the image, the rectangle then clipped)::
     m[n, i, j] = 0 if top <= i < top + size_h and left <= j < left + size_w, else 1
     y = x m                         dx = dy m
 
+The parameters themselves come from uniform draws u in [0, 1) (one row of N per parameter) through
+``augment_parameters``, so that host and device draws map the same way::
+
+    integer row (count, low):    k = low + min(floor(u count), count - 1)     (uniform on low .. low + count - 1)
+    float row (scale, offset):   v = u scale + offset
+
 The paper's argument for applying the same differentiable transforms T to real and generated
 images in D's step and to generated ones in G's step (gradient through T): D then sees only
 augmented images, and G's gradient dL/dG(z) = T^T dL/dT(G(z)) trains G on the un-augmented
@@ -45,6 +51,7 @@ distribution, so the augmentation does not leak into the samples.
 import numpy as np
 
 __all__ = [
+    "augment_parameters",
     "brightness_forward",
     "brightness_backward",
     "saturation_forward",
@@ -56,6 +63,23 @@ __all__ = [
     "cutout_forward",
     "cutout_backward",
 ]
+
+
+def augment_parameters(u, plan, n_int, dtype):
+    """Map uniforms to parameters: ``u`` (rows, N) float64 in [0, 1), ``plan`` (rows, 2) float64 with
+    (count, low) for the first ``n_int`` rows and (scale, offset) for the others. Returns
+    ``(ints, floats)``: (n_int, N) int32 and (rows - n_int, N) of ``dtype``, the equations above."""
+    u = np.asarray(u, dtype=np.float64)
+    plan = np.asarray(plan, dtype=np.float64)
+    if u.ndim != 2 or plan.shape != (u.shape[0], 2) or not 0 <= n_int <= u.shape[0]:
+        raise ValueError(
+            f"augment_parameters: expected u (rows, N) and plan (rows, 2) with 0 <= n_int <= rows, received "
+            f"u {u.shape}, plan {plan.shape}, n_int {n_int}"
+        )
+    count, low = plan[:n_int, :1], plan[:n_int, 1:]
+    ints = (np.minimum(np.floor(u[:n_int] * count), count - 1) + low).astype(np.int32)
+    floats = (u[n_int:] * plan[n_int:, :1] + plan[n_int:, 1:]).astype(dtype)
+    return ints, floats
 
 
 def check_augment_args(op, x, *per_sample):
