@@ -250,6 +250,7 @@ def test_draws_are_reproducible_and_fresh(rng):
     gen = np.random.default_rng(7)
     first = a.forward(x, generator=gen)
     assert not np.array_equal(first, a.forward(x, generator=gen))
+    assert a.device_arrays() == []  # host batches upload nothing
     # backward uses the latest forward's parameters.
     dy = rng.standard_normal(x.shape)
     c = DiffAugment("translation,cutout,color")

@@ -174,6 +174,10 @@ def test_diffaugment_on_gpu_with_philox_matches_the_reference(rng, dtype):
     dx = aug.backward(cp.asarray(dy))
     p = aug.last_params
     assert isinstance(p.shift_h, cp.ndarray) and p.brightness.dtype == dtype
+    plans = aug.device_arrays()  # the plan, uploaded once, what a captured step reads
+    assert len(plans) == 1 and isinstance(plans[0], cp.ndarray)
+    aug.forward(cp.asarray(x), generator=PhiloxGenerator(4))
+    assert aug.device_arrays()[0] is plans[0]
     host = AugmentParams(
         image_size=p.image_size, cutout_size=p.cutout_size, **{k: cp.asnumpy(v) for k, v in p.arrays().items()}
     )

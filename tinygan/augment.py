@@ -12,6 +12,18 @@ this module parses a policy, draws the per-sample parameters and applies them li
     p = aug.sample_params(real, rng)      # or draw once and apply to two batches
     real_a, fake_a = aug.forward(real, params=p), aug.forward(fake, params=p)
 
+In a GAN step (what the paper prescribes; ``rng`` is the step's generator, a PhiloxGenerator on the
+GPU, and images go in as (N, C, H, W), a flat MNIST batch reshaped to (N, 1, 28, 28) first)::
+
+    # D step: one draw, the same transform for the real and the generated half of D's batch
+    p = aug.sample_params(real, rng)
+    d_in = concat(aug.forward(real, params=p), aug.forward(fake, params=p))   # then instance noise
+    # (D.backward(..., input_grad=False): no augmentation backward in D's step)
+    # G step: a fresh draw, and G's gradient through the transform
+    fake_a = aug.forward(G.forward(z), generator=rng)
+    d_fake = aug.backward(D.backward(dlogits, param_grads=False))
+    G.backward(d_fake)
+
 Policies (applied in the order given, as DiffAugment does): ``translation`` (integer shifts of up
 to ``translation_ratio`` = 1/8 of the height and width, zero fill), ``cutout`` (a square of
 ``cutout_ratio`` = 1/2 of the image zeroed at a random position, partly outside allowed),
@@ -147,6 +159,11 @@ class DiffAugment:
     @property
     def enabled(self) -> bool:
         return bool(self.transforms)
+
+    def device_arrays(self) -> list[Any]:
+        """The persistent device arrays a captured step reads: the uploaded plans (one per image size,
+        made by the first, eager, draw). Everything else a forward allocates is scratch."""
+        return list(self._plans.values())
 
     @property
     def last_params(self) -> AugmentParams | None:
