@@ -15,9 +15,16 @@ ReLU, Dense 128-10, on pixels scaled to [-1, 1]. Trained with tinygan's Adam (co
 as tinygan.metrics) and softmax cross-entropy, with random horizontal flips and translations of up
 to 4 pixels (the DiffAugment translation kernel), because the data are few: it trains on the CIFAR-10
 training batches it is given, less a fixed sixth held out (:func:`tinygan.metrics.split_order`), and
-is cached in ``cache_dir("metrics") / "cifar10_classifier.npz"`` with its test accuracy. Trained on
-the partial batches (about 3800 images), expect an accuracy far below a full-data network's; the
-report prints it. A cached classifier trained on other data (another number of images) is retrained.
+is cached in ``cache_dir("metrics") / "cifar10_classifier.npz"`` with its test accuracy. A cached
+classifier trained on other data (another number of images) is retrained.
+
+Measured on the partial data (/work/shared/data/cifar10-partial, 2026-12-02, CPU, 20 epochs, seed 0,
+524 s on one shared core): trained on 3171 images, **60.4% test accuracy** on the 761 test images,
+per class airplane 50%, automobile 73%, bird 51%, cat 36%, deer 39%, dog 47%, frog 80%, horse 78%,
+ship 75%, truck 71%. Held-out real images score a Fréchet distance of 3.49 against the whole test
+batch (n = 634) and 14.7 (frog) to 23.2 (automobile) against a class's test images (n = 54 to 80
+each side): the per-class distance is dominated by the small-n bias, so compare sample sets of the
+same size with each other, not with that line.
 
 The figures (as :mod:`tinygan.metrics` defines them)
 ---------------------------------------------------
@@ -86,7 +93,7 @@ __all__ = [
 
 CLASSIFIER_KIND = "tinygan-cifar10-classifier"
 NUM_CLASSES = 10
-EPOCHS = 30
+EPOCHS = 20
 BATCH_SIZE = 64
 LR = 2e-3
 DROPOUT = 0.3
