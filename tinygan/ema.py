@@ -13,13 +13,14 @@ is the kernel ``ema_update_multi`` (tinygan.kernels.reference.ema): on the GPU o
 whole model, with t in device memory, so it can sit inside the captured CUDA graph of a step.
 
 BatchNorm: the averaged weights produce activations of their own distribution, so neither the
-trained model's running statistics nor an average of them describes the averaged model's activations
-(normalizing with the wrong statistics shifts and rescales every channel). :meth:`EMA.refresh_batchnorm` therefore re-estimates the
-averaged model's running statistics from its own activations: a few training-mode forward passes of
-fixed noise, their batch statistics averaged with equal weights (the "standing statistics" of
-BigGAN, Brock et al., 2019, "Large Scale GAN Training for High Fidelity Natural Image Synthesis";
-the cumulative average of PyTorch's ``momentum=None``). Call it before sampling
-or saving; it needs no data and touches nothing of the trained model.
+trained model's running statistics nor an average of them describes the averaged model's
+activations (normalizing with the wrong statistics shifts and rescales every channel).
+:meth:`EMA.refresh_batchnorm` therefore re-estimates the averaged model's running statistics from
+its own activations: a few training-mode forward passes of fixed noise, their batch statistics
+averaged with equal weights (the "standing statistics" of BigGAN, Brock et al., 2019, "Large Scale
+GAN Training for High Fidelity Natural Image Synthesis"; the cumulative average of PyTorch's
+``momentum=None``). Call it before sampling or saving; it needs no data and touches nothing of the
+trained model.
 
 Typical use (the trainer's G step)::
 
