@@ -18,9 +18,11 @@ from ._cache import kernel_cache  # noqa: E402
 with kernel_cache():
     from .activation import *  # noqa: E402,F401,F403
     from .adam import *  # noqa: E402,F401,F403
+    from .augment import *  # noqa: E402,F401,F403
     from .batchnorm import *  # noqa: E402,F401,F403
     from .bce import *  # noqa: E402,F401,F403
     from .conv import *  # noqa: E402,F401,F403
     from .dropout import *  # noqa: E402,F401,F403
+    from .ema import *  # noqa: E402,F401,F403
 
 IMPLEMENTATION = "numba"

@@ -23,6 +23,19 @@ from .activation import (  # noqa: F401
     tanh_forward,
 )
 from .adam import adam_update, adam_update_multi  # noqa: F401
+from .augment import (  # noqa: F401
+    augment_parameters,
+    brightness_backward,
+    brightness_forward,
+    contrast_backward,
+    contrast_forward,
+    cutout_backward,
+    cutout_forward,
+    saturation_backward,
+    saturation_forward,
+    translation_backward,
+    translation_forward,
+)
 from .batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_inference  # noqa: F401
 from .bce import bce_with_logits  # noqa: F401
 from .conv2d import col2im, conv2d_backward_data, conv2d_backward_weight, conv2d_forward, im2col  # noqa: F401
@@ -33,5 +46,6 @@ from .conv_transpose2d import (  # noqa: F401
 )
 from .dense import dense_backward_data, dense_backward_weight, dense_forward  # noqa: F401
 from .dropout import dropout_backward, dropout_forward  # noqa: F401
+from .ema import ema_decay, ema_update_multi  # noqa: F401
 
 IMPLEMENTATION = "gpu"

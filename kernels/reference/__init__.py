@@ -9,12 +9,14 @@ parameters (tests/test_kernel_contract.py). Convolution sizes and argument check
 from . import activation, adam, batchnorm, bce, conv2d, conv_transpose2d, dropout
 from .activation import *  # noqa: F401,F403
 from .adam import *  # noqa: F401,F403
+from .augment import *  # noqa: F401,F403
 from .batchnorm import *  # noqa: F401,F403
 from .bce import *  # noqa: F401,F403
 from .conv2d import *  # noqa: F401,F403
 from .conv_transpose2d import *  # noqa: F401,F403
 from .dense import dense_backward_data, dense_backward_weight, dense_forward  # noqa: F401
 from .dropout import *  # noqa: F401,F403
+from .ema import *  # noqa: F401,F403
 
 IMPLEMENTATION = "reference"
 
