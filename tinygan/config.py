@@ -41,6 +41,9 @@ class GANConfig:
     g_loss: str = "nonsaturating"
     d_steps: int = 1  # discriminator updates per generator update
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs, annealed linearly to 0
+    # ... over this many epochs: the run's epochs when it started (0 until then), so that a resume with more
+    # epochs continues the schedule it began instead of restarting the annealing.
+    noise_epochs: int = 0
     sample_every: int = 1
     checkpoint_every: int = 0  # also keep checkpoints/epoch_NNNN.npz every N epochs (0: only the latest)
     auto_stop: bool = False
@@ -78,7 +81,7 @@ class GANConfig:
             _check(name, value, isinstance(value, dict) and all(isinstance(k, str) for k in value), "an object")
         for name, low in (("epochs", 1), ("batch_size", 1), ("d_steps", 1), ("sample_every", 1), ("log_every", 1)):
             _integer(name, getattr(self, name), low)
-        for name in ("seed", "checkpoint_every"):
+        for name in ("seed", "checkpoint_every", "noise_epochs"):
             _integer(name, getattr(self, name), 0)
         _integer("auto_stop_patience", self.auto_stop_patience, 1)
         for name in ("lr_d", "lr_g"):

@@ -80,6 +80,8 @@ class GANTrainer:
         data_source: str = "",
     ):
         config.validate()
+        if config.noise_epochs == 0:
+            config.noise_epochs = config.epochs
         self.config = config
         self.out_dir = Path(out_dir)
         self.progress = progress
@@ -162,7 +164,7 @@ class GANTrainer:
         if self.config.instance_noise <= 0:
             return 0.0
         progress = (self.epoch * self.steps_per_epoch + self.step_in_epoch) / (
-            self.config.epochs * self.steps_per_epoch
+            self.config.noise_epochs * self.steps_per_epoch
         )
         return self.config.instance_noise * max(0.0, 1.0 - progress)
 
