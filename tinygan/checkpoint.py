@@ -35,7 +35,7 @@ FORMAT = "tinygan-checkpoint"
 VERSION = 1
 META_KEY = "__meta__"
 MAX_META_BYTES = 64 * 2**20  # a 180-epoch history is ~0.2 MB
-MAX_ARRAY_BYTES = 2**30  # the largest array of the seed models is 3.2 MB; this only stops absurd entries
+MAX_ARRAY_BYTES = 2**28  # the largest array of the seed models is 3.2 MB; this only stops absurd entries
 
 
 class CheckpointError(ValueError):
@@ -51,7 +51,10 @@ def save_checkpoint(path: str | os.PathLike, arrays: dict[str, Any], meta: dict[
         _check_finite(path, key, value)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "version": VERSION, **meta}
-    text = json.dumps(meta, allow_nan=False)
+    try:
+        text = json.dumps(meta, allow_nan=False)
+    except ValueError as exc:  # NaN or infinity in the metadata (a history row, say): not a record to resume from
+        raise CheckpointError(f"{path}: key {META_KEY!r}: {exc}") from None
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:

@@ -94,8 +94,14 @@ class DeviceRunner:
             self.stream.synchronize()
 
     def begin_epoch(self, perm: np.ndarray, position: int) -> None:
-        """Upload the epoch's batch order and position; drop a graph whose arrays were replaced."""
+        """Upload the epoch's batch order and position; drop a graph whose arrays were replaced.
+
+        The step's stream first waits for the default stream, where the data, the weights (of a resume
+        too) and this runner's own arrays were written: it is non-blocking, so nothing orders the two
+        otherwise (never while capturing, which is why this is here and not in :meth:`step`)."""
+        cp = backend.xp_for("gpu")
         self.graph.check_arrays()
+        self.stream.wait_event(cp.cuda.Stream.null.record())
         with self.stream:
             self._perm.set(np.ascontiguousarray(perm, dtype=np.int64))
             self._position.fill(int(position))
