@@ -28,12 +28,9 @@ import numpy as np
 
 from tinygan.checkpoint import CheckpointError
 from tinygan.config import GANConfig
+from tinygan.models import MODEL_TITLES
 
 LOCK_NAME = ".lock"
-MODEL_TITLES = {
-    "mnist_dense": "the dense MNIST GAN (examples/mnist_dense.py)",
-    "dcgan": "the CIFAR-10 DCGAN (examples/cifar_dcgan.py)",
-}
 
 
 class RunLocked(RuntimeError):
