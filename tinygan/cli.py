@@ -47,7 +47,8 @@ RESUME_OPTIONS = (
     "resume",
 )
 
-LoadData = Callable[[dict[str, Any], "str | None"], "tuple[np.ndarray, str]"]
+# load_data(data_options, data_dir) -> (images, source)
+LoadData = Callable[[dict[str, Any], str | None], tuple[np.ndarray, str]]
 
 
 class ArgumentParser(argparse.ArgumentParser):
