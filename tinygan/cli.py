@@ -349,6 +349,13 @@ def _resume(
         overrides["checkpoint_every"] = 0
     if args.no_cuda_graph:
         overrides["cuda_graph"] = False
+    epochs = overrides.get("epochs", config.epochs)
+    if meta["epoch"] >= epochs:  # said before any data is loaded
+        print(
+            f"{run_dir} is finished: it has trained {meta['epoch']} of {epochs} epochs. "
+            f"To train longer, resume with --epochs N (N > {meta['epoch']})."
+        )
+        return 0
     with RunLock(run_dir):
         data_dir = args.data_dir or config.data_options.get("data_dir")
         data, source = load_data(config.data_options, data_dir)
@@ -363,12 +370,6 @@ def _resume(
         )
         if trainer.data_note:
             print(trainer.data_note)
-        if trainer.finished:
-            print(
-                f"{run_dir} is finished: it has trained {trainer.epoch} of {trainer.config.epochs} epochs. "
-                f"To train longer, resume with --epochs N (N > {trainer.epoch})."
-            )
-            return 0
         print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step_in_epoch}")
         return _train(trainer)
 
