@@ -254,3 +254,12 @@ def test_auto_stop_keeps_the_most_balanced_epoch_and_stops_after_patience(tmp_pa
     trainer.epoch = 7
     trainer._auto_stop({"epoch": 7, "d_acc_fake": 0.995})
     assert trainer.config.epochs == 7  # 0.97, 0.99, 0.995: three dominated epochs in a row
+
+
+def test_instance_noise_anneals_over_the_epochs_the_run_started_with(tmp_path, data):
+    GANTrainer(small_config(epochs=1, instance_noise=0.1), data, tmp_path / "run", progress=False).run()
+    resumed = GANTrainer.resume(tmp_path / "run", data, {"epochs": 2}, progress=False)
+    assert resumed.config.noise_epochs == 1 and resumed.noise_sigma() == 0.0  # annealed to 0 at epoch 1
+    fresh = GANTrainer(small_config(epochs=2, instance_noise=0.1), data, tmp_path / "fresh", progress=False)
+    fresh.epoch = 1
+    assert fresh.config.noise_epochs == 2 and fresh.noise_sigma() == pytest.approx(0.05)
