@@ -193,22 +193,21 @@ def bench_tinygan(modes=("eager", "graph"), label=""):
                 cp.cuda.Device().synchronize()
                 free_before, _ = cp.cuda.runtime.memGetInfo()
                 tr = GANTrainer(cfg, data, "/tmp/bench-run", progress=False)
-                tr.perm = tr.rng.permutation(len(tr.data))
-                tr.step_in_epoch = 0
-                tr._gpu_begin_epoch()
-                stream = tr._stream
+                cp.cuda.Device().synchronize()  # uploads on the default stream, before the runner's stream
+                tr.runner.begin_epoch(tr.rng.permutation(len(tr.data)), 0)
+                stream = tr.runner.stream
 
                 def events():
                     return cp.cuda.Event(), cp.cuda.Event()
 
                 with stream:
-                    pairs, wall = time_steps(tr._gpu_step, STEPS[mode], events, stream.synchronize)
+                    pairs, wall = time_steps(tr.runner.step, STEPS[mode], events, stream.synchronize)
                 times = [cp.cuda.get_elapsed_time(a, b) for a, b in pairs]
                 r = summary(times, wall)
                 free_after, _ = cp.cuda.runtime.memGetInfo()
-                mem = tr.gpu_memory()
+                mem = tr.runner.memory()
                 r.update(
-                    captured=tr._step_graph.graph is not None,
+                    captured=tr.runner.graph.graph is not None,
                     pool_held_mib=mem["pool_held"] / 2**20,
                     graph_pool_mib=mem["graph_pool"] / 2**20,
                     device_delta_mib=(free_before - free_after) / 2**20,
@@ -388,18 +387,17 @@ def profile_tinygan():
                         g_options={"seed": 0}, d_options={"seed": 1},
                         image_range="tanh" if family == "dcgan" else "01")
         tr = GANTrainer(cfg, data_for(family), "/tmp/bench-prof", progress=False)
-        tr.perm = tr.rng.permutation(len(tr.data))
-        tr.step_in_epoch = 0
-        tr._gpu_begin_epoch()
-        with tr._stream:
+        cp.cuda.Device().synchronize()
+        tr.runner.begin_epoch(tr.rng.permutation(len(tr.data)), 0)
+        with tr.runner.stream:
             for _ in range(5):
-                tr._gpu_step()
-            tr._stream.synchronize()
+                tr.runner.step()
+            tr.runner.stream.synchronize()
             reps = 10
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 for _ in range(reps):
-                    tr._gpu_step()
-                tr._stream.synchronize()
+                    tr.runner.step()
+                tr.runner.stream.synchronize()
         rows = []
         for e in prof.key_averages():
             t = getattr(e, "device_time_total", None)

@@ -1,4 +1,4 @@
-"""A whole training step of each GAN: tinygan's ``GANTrainer.train_step`` and the same step in PyTorch.
+"""A whole training step of each GAN: tinygan's ``GANStep`` (``GANTrainer.step``) and the same step in PyTorch.
 
 The PyTorch step is written to do tinygan's work and no more: the same layers, the same recipe (Adam
 betas (0.5, 0.999), the examples' learning rates and label targets), the fake batch detached in the
@@ -8,7 +8,8 @@ no host synchronization. On the GPU it runs eager, and as one CUDA graph per ste
 
 Validation, before anything is timed: every implementation takes one step from the same weights with
 the same noise, labels and dropout masks (:class:`Draws`, injected in place of the random draws), and
-its weight gradients of G and D must match tinygan's reference kernels run in float64. The discriminator's
+its weight gradients of G and D must match tinygan's reference kernels run in float64 (tinygan's step takes
+them through its public seam, ``GANStep.draws`` and each Dropout's ``rng``). The discriminator's
 learning rate is 0 in that step: Adam's first update is lr * sign(gradient), so gradient entries near 0
 whose sign differs in float32 would move G's gradients by far more than any kernel error. The Adam
 kernels are validated on their own (bench/cases.py).
@@ -24,17 +25,22 @@ from typing import Any
 import numpy as np
 
 from tinygan import backend
+from tinygan.layers import Dropout
 from tinygan.models import LATENT_DIM
+from tinygan.recipes import CIFAR_RECIPES, MNIST_RECIPES
 from tinygan.train import GANConfig, GANTrainer
 
 MODELS = ("mnist", "dcgan")
 MODEL_NAME = {"mnist": "mnist_dense", "dcgan": "dcgan"}
 BATCH = {"mnist": 125, "dcgan": 128}
 DATA_SHAPE = {"mnist": (784,), "dcgan": (3, 32, 32)}
-# The examples' default recipes (tinygan.recipes): what a training run actually executes.
+# The training settings of the examples' default recipes (tinygan.recipes): what a training run executes.
+# The step's architecture is the models' default (ReLU and a sigmoid output for the MNIST GAN), without
+# instance noise, as PyTorch's side below is written.
+_TRAINING = ("lr_d", "lr_g", "beta1", "real_label", "fake_label")
 RECIPE = {
-    "mnist": {"lr_d": 2e-4, "lr_g": 2e-4, "beta1": 0.5, "real_label": (0.9, 0.9), "fake_label": (0.0, 0.0)},
-    "dcgan": {"lr_d": 2e-4, "lr_g": 1e-4, "beta1": 0.5, "real_label": (0.8, 1.0), "fake_label": (0.0, 0.1)},
+    model: {key: recipes["default"][key] for key in _TRAINING}
+    for model, recipes in (("mnist", MNIST_RECIPES), ("dcgan", CIFAR_RECIPES))
 }
 IMAGE_RANGE = {"mnist": "01", "dcgan": "tanh"}
 # At initialization a weight gradient is a sum of ~1e5 terms of random sign that mostly cancel, and float32
@@ -91,14 +97,7 @@ class Built:
 
 def tiny_step(trainer: GANTrainer) -> Callable[[], Any]:
     real = trainer.data[: trainer.config.batch_size]
-    return lambda: trainer.train_step(real)
-
-
-def _has_device_loop() -> bool:
-    """Whether this tinygan runs its GPU epochs as device steps (``GANTrainer._gpu_step``: batch gather,
-    step and figures on the device, the graph captured on the second step), configured by ``cuda_graph``."""
-    fields = {f.name for f in dataclasses.fields(GANConfig)}
-    return "cuda_graph" in fields and hasattr(GANTrainer, "_gpu_step") and hasattr(GANTrainer, "_gpu_begin_epoch")
+    return lambda: trainer.step(real)
 
 
 # Several batches of data, so that the device loop's batch gather reads different rows from step to step.
@@ -109,29 +108,18 @@ def _device_loop_trainer(model: str, n: int, graph: bool) -> GANTrainer:
     import cupy
 
     trainer = tiny_trainer(model, n, "gpu", "gpu", config={"cuda_graph": graph}, batches=_DEVICE_LOOP_BATCHES)
-    trainer.perm = trainer.rng.permutation(len(trainer.data))
-    # The trainer's stream does not wait for the default stream, where the data and weights were uploaded.
+    # The runner's stream does not wait for the default stream, where the data and weights were uploaded.
     cupy.cuda.Device().synchronize()
-    trainer._gpu_begin_epoch()
+    trainer.runner.begin_epoch(trainer.rng.permutation(len(trainer.data)), 0)
     return trainer
 
 
 def tiny_gpu_step(model: str, n: int, graph: bool) -> Built:
-    """tinygan's GPU step as ``GANTrainer.run`` takes it: eager launches, or one captured CUDA graph.
-
-    HOOK: the graph-captured step lives in ``GANTrainer._gpu_step`` with ``GANConfig(cuda_graph=True)``
-    (recorded on the second call, replayed from the third). Where that is missing (an older tinygan), the
-    eager variant times ``train_step`` and the graph variant reports "n/a"; if the captured step gets
-    another entry point, this is the one function to change.
-    """
-    if _has_device_loop():
-        trainer = _device_loop_trainer(model, n, graph)
-        how = "GANTrainer._gpu_step, " + ("captured as one CUDA graph" if graph else "cuda_graph=False")
-        return Built(trainer._gpu_step, trainer, how, trainer._stream)
-    if graph:
-        raise NotImplementedError("this tinygan has no graph-captured training step (hook: bench/steps.py)")
-    trainer = tiny_trainer(model, n, "gpu", "gpu")
-    return Built(tiny_step(trainer), trainer, "GANTrainer.train_step")
+    """tinygan's GPU step as ``GANTrainer.run`` takes it (``trainer.runner.step``: batch gather, step and
+    figures on the device): eager launches, or one CUDA graph recorded on the second call and replayed."""
+    trainer = _device_loop_trainer(model, n, graph)
+    how = "DeviceRunner.step, " + ("captured as one CUDA graph" if graph else "cuda_graph=False")
+    return Built(trainer.runner.step, trainer, how, trainer.runner.stream)
 
 
 def validate_tiny_graph(model: str, n: int, built: Built, steps: int = 4) -> tuple[bool, float, str]:
@@ -143,9 +131,9 @@ def validate_tiny_graph(model: str, n: int, built: Built, steps: int = 4) -> tup
     eager = _device_loop_trainer(model, n, graph=False)
     for _ in range(steps):
         built.fn()
-        eager._gpu_step()
+        eager.runner.step()
     cupy.cuda.Device().synchronize()
-    if trainer._step_graph.graph is None:
+    if trainer.runner.graph.graph is None:
         return False, float("inf"), "the step was not captured (the trainer fell back to eager launches)"
     from bench.harness import compare
 
@@ -183,26 +171,31 @@ class Draws:
         return self.rng.random(shape) >= p
 
 
+class InjectedDraws:
+    """:class:`Draws` in the form tinygan's step takes them (``tinygan.step.Draws``): arrays on the step's
+    device, in its dtype; D's targets always drawn (also where a label range is constant), as PyTorch's
+    side draws them."""
+
+    def __init__(self, draws: Draws, trainer: GANTrainer) -> None:
+        self.draws, self.dtype, self.device, self.config = draws, trainer.G.dtype, trainer.device, trainer.config
+
+    def normal(self, shape: tuple[int, ...]) -> Any:
+        return backend.to_device(self.draws.normal(shape).astype(self.dtype), self.device)
+
+    def d_targets(self, n: int) -> Any:
+        real, fake = self.draws.uniform(*self.config.real_label, n), self.draws.uniform(*self.config.fake_label, n)
+        return backend.to_device(np.concatenate([real, fake]).astype(self.dtype), self.device)
+
+
 def inject(trainer: GANTrainer, draws: Draws) -> None:
-    """Replace the trainer's random draws by ``draws`` (instance attributes shadow the methods)."""
-    dtype, device, cfg = trainer.G.dtype, trainer.device, trainer.config
-
-    def uniform(low: float, high: float, n: int) -> Any:
-        return backend.to_device(draws.uniform(low, high, n).astype(dtype), device)
-
-    def targets(n: int) -> Any:  # the discriminator's (2n, 1) targets where the trainer draws them at once
-        return backend.to_device(
-            np.concatenate([draws.uniform(*cfg.real_label, n), draws.uniform(*cfg.fake_label, n)]).astype(dtype),
-            device,
-        )
-
-    trainer._normal = lambda shape: backend.to_device(draws.normal(shape).astype(dtype), device)
-    trainer._uniform = uniform
-    trainer._d_targets = targets
+    """Give the trainer's step the random draws of ``draws``, through its public seam: the step's ``draws``,
+    and each Dropout's mask generator (``rng``, with ``device_rng = None`` so a GPU Dropout draws its masks
+    on the host from it, as on the CPU). ``Draws.mask`` is ``rng.random(shape) >= p``, what Dropout draws."""
+    trainer.step.draws = InjectedDraws(draws, trainer)
     for _, layer in trainer.D.named_layers():
-        if type(layer).__name__ == "Dropout":
-            layer.device_rng = None  # a GPU Dropout then takes its masks from _draw_mask, as on the CPU
-            layer._draw_mask = lambda x, p=layer.p: backend.to_device(draws.mask(tuple(x.shape), p), device)
+        if isinstance(layer, Dropout):
+            layer.rng = draws.rng
+            layer.device_rng = None
 
 
 def reference_gradients(model: str, n: int) -> list[np.ndarray]:

@@ -15,6 +15,9 @@ cifar-10-batches-py/ folder) from --data-dir or the cache, downloaded when onlin
 --auto-stop stops a model once its discriminator has recognised at least --auto-stop-threshold of the
 generated images (D(G(z)) < 0.5) for --auto-stop-patience epochs in a row, and keeps the most balanced
 epoch (D's accuracy on generated images closest to 50%) as best.npz beside checkpoint.npz.
+
+--class all writes one subfolder per class and classes.json (the classes and the options of the run);
+--resume ROOT trains every class not yet finished with those recorded options.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 # tinygan before NumPy: its import sets OpenBLAS's thread timeout, which NumPy reads once when it loads.
 from tinygan import cli
-from tinygan.checkpoint import read_meta
-from tinygan.data.cifar10 import CLASS_NAMES, cifar10_for_gan
+from tinygan.checkpoint import CheckpointError, read_meta
+from tinygan.config import GANConfig
+from tinygan.data.cifar10 import CLASS_NAMES, load_cifar10, scale_cifar10
 from tinygan.recipes import CIFAR_RECIPES
+from tinygan.run_contract import RunLock, RunLocked
 from tinygan.sample import sample_grid
-from tinygan.train import GANConfig
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,27 +45,30 @@ PLAN_FILE = "classes.json"  # in the root of a per-class run: which classes, wit
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
+        epilog=__doc__.split("\n\n", 1)[1] + cli.RESUME_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cli.add_common_options(parser, CIFAR_RECIPES)
     parser.add_argument(
         "--class",
         dest="class_name",
-        default="all",
         choices=[*CLASS_NAMES, "all", "joint"],
         help="a class name, 'all' (one model per class, default) or 'joint' (one model on every class)",
     )
-    parser.add_argument("--auto-stop", action="store_true", help="stop when D dominates (see below)")
-    parser.add_argument("--auto-stop-threshold", type=float, default=0.95)
-    parser.add_argument("--auto-stop-patience", type=int, default=10)
-    return parser.parse_args(argv)
+    parser.add_argument("--auto-stop", action="store_true", default=None, help="stop when D dominates (see below)")
+    parser.add_argument(
+        "--auto-stop-threshold", type=cli.probability, metavar="P", help="share of generated images (default 0.95)"
+    )
+    parser.add_argument("--auto-stop-patience", type=cli.positive_int, metavar="N", help="epochs in a row (default 10)")
+    return cli.check_options(parser, parser.parse_args(argv))
 
 
 def make_config(args: argparse.Namespace) -> GANConfig:
-    settings = cli.apply_recipe(args, CIFAR_RECIPES[args.recipe])
+    recipe = args.recipe or "default"
+    settings = cli.apply_recipe(args, CIFAR_RECIPES[recipe])
+    common = cli.common_config(args, recipe)
     return GANConfig(
         model="dcgan",
         data_options={
@@ -69,67 +76,131 @@ def make_config(args: argparse.Namespace) -> GANConfig:
             "split": "train",
             "class": None if args.class_name == "joint" else args.class_name,
             "limit": args.limit,
+            "data_dir": cli.data_dir_record(args.data_dir),
         },
-        g_options={"seed": args.seed},
-        d_options={"seed": args.seed + 1},
-        seed=args.seed,
-        device=args.device or "cpu",
-        cuda_graph=not args.no_cuda_graph,
-        g_loss=args.g_loss,
-        sample_every=args.sample_every or 1,
-        checkpoint_every=args.checkpoint_every or 0,
-        auto_stop=args.auto_stop,
-        auto_stop_threshold=args.auto_stop_threshold,
-        auto_stop_patience=args.auto_stop_patience,
+        g_options={"seed": common["seed"]},
+        d_options={"seed": common["seed"] + 1},
+        auto_stop=bool(args.auto_stop),
+        auto_stop_threshold=0.95 if args.auto_stop_threshold is None else args.auto_stop_threshold,
+        auto_stop_patience=10 if args.auto_stop_patience is None else args.auto_stop_patience,
         image_range="tanh",
+        **common,
         **cli.config_fields(settings),
     )
 
 
-def load_data(options: dict[str, Any], data_dir: str | None) -> np.ndarray:
-    images = cifar10_for_gan(data_dir, options.get("split", "train"), class_name=options.get("class"))
+def recorded_options(config: GANConfig) -> dict[str, Any]:
+    """This example's own options as the run ``config`` records them (what --resume compares with)."""
+    return {
+        "class_name": config.data_options.get("class") or "joint",
+        "auto_stop": True if config.auto_stop else "no auto-stop",
+        "auto_stop_threshold": config.auto_stop_threshold,
+        "auto_stop_patience": config.auto_stop_patience,
+    }
+
+
+def load_data(options: dict[str, Any], data_dir: str | None) -> tuple[np.ndarray, str]:
+    split = options.get("split", "train")
+    loaded = load_cifar10(data_dir, split, options.get("class"))
+    images = scale_cifar10(loaded.images)
     if options.get("limit"):
         images = images[: options["limit"]]
     label = options.get("class") or "all classes"
-    print(f"data: CIFAR-10 {options.get('split', 'train')} split, {label}: {len(images)} images")
-    return images
+    print(f"data: {loaded.source}, {split} split, {label}: {len(images)} images")
+    source = loaded.source
+    return images, f"{source.dataset} from {source.kind} ({source.location})"
+
+
+def _plan_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {k: v for k, v in vars(args).items() if k not in ("resume", "out")}
+    options["data_dir"] = cli.data_dir_record(args.data_dir)
+    return options
+
+
+def _read_plan(root: Path) -> tuple[list[str], argparse.Namespace]:
+    """The classes and the recorded options of the per-class run in ``root`` (ValueError naming the file)."""
+    path = root / PLAN_FILE
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable run plan: {exc}") from None
+    classes = plan.get("classes") if isinstance(plan, dict) else None
+    if not isinstance(classes, list) or not classes or any(c not in CLASS_NAMES for c in classes):
+        raise ValueError(f"{path}: key 'classes': expected a list of CIFAR-10 class names, received {classes!r:.80}")
+    options = plan.get("options")
+    if isinstance(options, dict):
+        recorded = argparse.Namespace(**{**vars(parse_args([])), **options})
+    elif isinstance(plan.get("argv"), list) and all(isinstance(a, str) for a in plan["argv"]):
+        recorded = parse_args(plan["argv"])  # an older run recorded only its command line
+    else:
+        raise ValueError(f"{path}: key 'options': expected the run's options, found neither options nor argv")
+    return classes, recorded
+
+
+def _class_options(args: argparse.Namespace, root: Path) -> tuple[list[str], argparse.Namespace]:
+    """Resuming ROOT: its recorded options, with the options safe to change that were given now. Any
+    other option given that differs from the record is refused (ValueError naming it)."""
+    classes, recorded = _read_plan(root)
+    given = {k: v for k, v in vars(args).items() if k != "out"}
+    if args.out is not None and Path(args.out).resolve() != root.resolve():
+        raise ValueError(f"--out: a resumed run writes into its own folder {root}, received {args.out}")
+    cli.refuse_changed_options(str(root), given, {**vars(recorded), "class_name": "all"})
+    effective = copy.copy(recorded)
+    for key in cli.RESUME_OPTIONS:
+        if key != "resume" and getattr(args, key, None) is not None:
+            setattr(effective, key, getattr(args, key))
+    return classes, effective
 
 
 def run_all_classes(args: argparse.Namespace) -> int:
     """One model per class, each in its own subfolder, then a 10-row overview grid."""
-    if args.resume:
-        root = Path(args.resume)
-        plan = json.loads((root / PLAN_FILE).read_text())
-    else:
-        root = Path(args.out) if args.out else cli.new_run_dir("cifar_dcgan")
-        if (root / PLAN_FILE).exists():
-            return cli.fail(f"{root} already holds a run: use --resume {root}, or another --out", cli.EXIT_ERROR)
-        root.mkdir(parents=True, exist_ok=True)
-        plan = {"classes": CLASS_NAMES, "argv": sys.argv[1:]}
-        (root / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
-    for name in plan["classes"]:
+    try:
+        if args.resume:
+            root = Path(args.resume)
+            classes, options = _class_options(args, root)
+        else:
+            root = Path(args.out) if args.out else cli.new_run_dir("cifar_dcgan")
+            classes, options = CLASS_NAMES, args
+        with RunLock(root):
+            if not args.resume:
+                if (root / PLAN_FILE).exists():
+                    return cli.fail(
+                        f"{root} already holds a run: use --resume {root}, or another --out", cli.EXIT_ERROR
+                    )
+                plan = {"classes": classes, "argv": sys.argv[1:], "options": _plan_options(args)}
+                (root / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
+            return _train_classes(root, classes, options)
+    except (ValueError, OSError, RunLocked) as exc:
+        return cli.fail(str(exc), cli.EXIT_ERROR)
+
+
+def _train_classes(root: Path, classes: list[str], options: argparse.Namespace) -> int:
+    for name in classes:
         folder = root / name
-        one = copy.copy(args)
+        one = copy.copy(options)
         one.class_name, one.out, one.resume = name, str(folder), None
         if (folder / "checkpoint.npz").is_file():
-            if _finished(folder):
+            if _finished(folder, options.epochs):
                 print(f"{name}: already trained, skipping")
                 continue
             one.resume = str(folder)
-        print(f"=== class {name} ({plan['classes'].index(name) + 1}/{len(plan['classes'])}) ===")
-        code = cli.run(one, "cifar_dcgan", make_config, load_data)
+        print(f"=== class {name} ({classes.index(name) + 1}/{len(classes)}) ===")
+        code = cli.run(one, "cifar_dcgan", make_config, load_data, recorded_options, model="dcgan")
         if code != 0:
             if code == cli.EXIT_INTERRUPTED:
                 print(f"to continue every class: python {sys.argv[0]} --resume {root}")
             return code
-    overview = save_overview(root, plan["classes"], args.device or "cpu")
+    overview = save_overview(root, classes, options.device or "cpu")
     print(f"overview of every class: {overview}")
     return 0
 
 
-def _finished(folder: Path) -> bool:
-    meta = read_meta(folder)
-    return meta["epoch"] >= meta["config"]["epochs"]
+def _finished(folder: Path, epochs: int | None) -> bool:
+    try:
+        meta = read_meta(folder)
+        return meta["epoch"] >= (epochs or meta["config"]["epochs"])
+    except (CheckpointError, KeyError, TypeError):
+        return False  # the class's resume reports what is wrong with its checkpoint
 
 
 def save_overview(root: Path, classes: list[str], device: str = "cpu", per_class: int = 10) -> Path:
@@ -144,9 +215,9 @@ def save_overview(root: Path, classes: list[str], device: str = "cpu", per_class
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     resuming_all = bool(args.resume) and (Path(args.resume) / PLAN_FILE).is_file()
-    if resuming_all or (not args.resume and args.class_name == "all"):
+    if resuming_all or (not args.resume and args.class_name in (None, "all")):
         return run_all_classes(args)
-    return cli.run(args, "cifar_dcgan", make_config, load_data)
+    return cli.run(args, "cifar_dcgan", make_config, load_data, recorded_options, model="dcgan")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ Discriminator: 784 -> Dense 1024 -> 512 -> 256 -> 1, Dropout 0.25 after each hid
 The original recipe: ReLU, a sigmoid output with images in [0, 1], hard labels, Adam 2e-4 (beta1 0.5),
 batch 125, 180 epochs. The default recipe keeps the architecture and changes the training: LeakyReLU 0.2,
 a tanh output with images in [-1, 1], real labels 0.9, instance noise 0.1 annealed to 0, 30 epochs.
-Data: all 70,000 MNIST images (read from --data-dir or the cache, downloaded when online, and
-otherwise the 10,000-image MNIST test set embedded in the package).
-Writes into the run folder: sample grids (samples/), samples.gif, losses.png, grad_norms.png,
+Data: all 70,000 MNIST images (read from --data-dir, or the cache, downloaded when online, and
+otherwise the 10,000-image MNIST test set embedded in the package; an explicit --data-dir must hold
+the files). Writes into the run folder: sample grids (samples/), samples.gif, losses.png, grad_norms.png,
 metrics.csv, config.json and checkpoint.npz (after every epoch; Ctrl-C saves it too).
 """
 
@@ -24,57 +24,69 @@ from typing import TYPE_CHECKING, Any
 
 # tinygan before NumPy: its import sets OpenBLAS's thread timeout, which NumPy reads once when it loads.
 from tinygan import cli
+from tinygan.config import GANConfig
 from tinygan.data.mnist import load_mnist, scale_mnist
 from tinygan.recipes import MNIST_RECIPES
-from tinygan.train import GANConfig
 
 if TYPE_CHECKING:
     import numpy as np
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
+        epilog=__doc__.split("\n\n", 1)[1] + cli.RESUME_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cli.add_common_options(parser, MNIST_RECIPES)
     parser.add_argument("--activation", choices=("relu", "leaky"), help="ReLU or LeakyReLU(0.2) in both networks")
     parser.add_argument("--output", choices=("sigmoid", "tanh"), help="G's output: sigmoid in [0,1] or tanh in [-1,1]")
-    return parser.parse_args(argv)
+    return cli.check_options(parser, parser.parse_args(argv))
 
 
 def make_config(args: argparse.Namespace) -> GANConfig:
-    settings = cli.apply_recipe(args, MNIST_RECIPES[args.recipe])
+    recipe = args.recipe or "default"
+    settings = cli.apply_recipe(args, MNIST_RECIPES[recipe])
     activation = args.activation or settings["activation"]
     output = args.output or settings["output"]
+    common = cli.common_config(args, recipe)
     return GANConfig(
         model="mnist_dense",
-        data_options={"dataset": "mnist", "split": "all", "limit": args.limit, "scale": output},
-        g_options={"activation": activation, "output": output, "seed": args.seed},
-        d_options={"activation": activation, "seed": args.seed + 1},
-        seed=args.seed,
-        device=args.device or "cpu",
-        cuda_graph=not args.no_cuda_graph,
-        g_loss=args.g_loss,
-        sample_every=args.sample_every or 1,
-        checkpoint_every=args.checkpoint_every or 0,
+        data_options={
+            "dataset": "mnist",
+            "split": "all",
+            "limit": args.limit,
+            "scale": output,
+            "data_dir": cli.data_dir_record(args.data_dir),
+        },
+        g_options={"activation": activation, "output": output, "seed": common["seed"]},
+        d_options={"activation": activation, "seed": common["seed"] + 1},
         image_range="tanh" if output == "tanh" else "01",
+        **common,
         **cli.config_fields(settings),
     )
 
 
-def load_data(options: dict[str, Any], data_dir: str | None) -> np.ndarray:
+def recorded_options(config: GANConfig) -> dict[str, Any]:
+    """This example's own options as the run ``config`` records them (what --resume compares with)."""
+    return {"activation": config.g_options.get("activation"), "output": config.g_options.get("output")}
+
+
+def load_data(options: dict[str, Any], data_dir: str | None) -> tuple[np.ndarray, str]:
     loaded = load_mnist(data_dir, options.get("split", "all"))
     images = loaded.images
-    print(f"data: {loaded.source.dataset} from {loaded.source.kind} ({loaded.source.location}), {len(images)} images")
     if options.get("limit"):
         images = images[: options["limit"]]
-    return scale_mnist(images, "tanh" if options.get("scale") == "tanh" else "01")
+    print(f"data: {loaded.source}, {len(images)} images")
+    return scale_mnist(images, "tanh" if options.get("scale") == "tanh" else "01"), _short(loaded.source)
+
+
+def _short(source: Any) -> str:
+    return f"{source.dataset} from {source.kind} ({source.location})"
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run(parse_args(argv), "mnist_dense", make_config, load_data)
+    return cli.run(parse_args(argv), "mnist_dense", make_config, load_data, recorded_options)
 
 
 if __name__ == "__main__":

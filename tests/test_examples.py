@@ -1,6 +1,10 @@
-"""The examples as a user runs them: a short run, the sampler, Ctrl-C and resume, --device gpu without a GPU."""
+"""The examples as a user runs them: a short run, the sampler, Ctrl-C and resume, --device gpu without a GPU,
+options that make no sense, resume keeping its word, one run per folder, loader errors as one line."""
 
+import importlib.util
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +16,7 @@ import pytest
 from formats import write_cifar_folder, write_idx
 
 from tinygan.backend import gpu_unavailable_reason
+from tinygan.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_EXAMPLE = ROOT / "examples" / "mnist_dense.py"
@@ -30,6 +35,27 @@ def tiny_mnist(tmp_path):
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
     return folder
+
+
+def _module(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def mnist_example():
+    return _module(MNIST_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def cifar_example():
+    return _module(CIFAR_EXAMPLE)
+
+
+def error_lines(err):
+    return [line for line in err.splitlines() if line.strip() and "Warning" not in line and not line.startswith(" ")]
 
 
 def run_example(*args, cache, script=MNIST_EXAMPLE):
@@ -66,7 +92,8 @@ def test_short_example_run_and_sampler(tmp_path, tiny_mnist):
 
 def test_ctrl_c_saves_and_resume_finishes(tmp_path, tiny_mnist):
     out = tmp_path / "run"
-    args = ["--data-dir", str(tiny_mnist), "--epochs", "40", "--batch-size", "25", "--no-progress", "--out", str(out)]
+    common = ["--data-dir", str(tiny_mnist), "--batch-size", "25", "--instance-noise", "0", "--no-progress"]
+    args = [*common, "--epochs", "40", "--out", str(out)]
     env = {**os.environ, "TINYGAN_DATA": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, str(MNIST_EXAMPLE), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -85,6 +112,14 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, tiny_mnist):
     resumed = run_example("--resume", str(out), "--epochs", "2", "--no-progress", cache=tmp_path / "cache")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and "epoch 2/2" in resumed.stdout
+
+    straight = run_example(*common, "--epochs", "2", "--out", str(tmp_path / "straight"), cache=tmp_path / "cache")
+    assert straight.returncode == 0, straight.stderr
+    a, _ = load_checkpoint(out / "checkpoint.npz")
+    b, _ = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
+    for key in a:
+        if key.startswith(("G/", "D/", "opt_")):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 @pytest.mark.skipif(gpu_unavailable_reason() is None, reason="a GPU is present: this checks the no-GPU message")
@@ -120,6 +155,20 @@ def test_cifar_per_class_run_resume_and_overview(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.count("already trained, skipping") == 10
 
+    # A class not yet started when the run stopped is trained with the run's recorded options.
+    shutil.rmtree(out / "truck")
+    changed = run_example("--resume", str(out), "--lr", "0.1", cache=tmp_path / "cache", script=CIFAR_EXAMPLE)
+    assert changed.returncode == 1 and error_lines(changed.stderr) == [
+        f"error: --lr: {out} was trained with the default, received 0.1; a resumed run keeps its options (only "
+        "--epochs, --sample-every, --checkpoint-every, --no-progress, --no-cuda-graph and --data-dir may change)"
+    ]
+    resumed = run_example("--resume", str(out), cache=tmp_path / "cache", script=CIFAR_EXAMPLE)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("already trained, skipping") == 9 and "=== class truck (10/10) ===" in resumed.stdout
+    truck = json.loads((out / "truck" / "config.json").read_text())
+    assert (truck["batch_size"], truck["epochs"], truck["instance_noise"]) == (5, 1, 0.1)
+    assert truck["data_options"]["limit"] == 10 and truck["data_options"]["class"] == "truck"
+
     images = np.load(_sample(out / "cat" / "checkpoint.npz", tmp_path / "cat.npy", 4))
     assert images.shape == (4, 32, 32, 3) and 0 <= images.min() and images.max() <= 1
 
@@ -131,3 +180,121 @@ def _sample(checkpoint, out, n):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return out
+
+
+BAD_OPTIONS = [
+    (["--limit", "0"], "argument --limit: expected a positive integer, received '0'"),
+    (["--limit", "-5"], "argument --limit: expected a positive integer, received '-5'"),
+    (["--epochs", "0"], "argument --epochs: expected a positive integer, received '0'"),
+    (["--epochs", "-3"], "argument --epochs: expected a positive integer, received '-3'"),
+    (["--batch-size", "0"], "argument --batch-size: expected a positive integer, received '0'"),
+    (["--lr", "nan"], "argument --lr: expected a number in (0, 1], received 'nan'"),
+    (["--lr", "inf"], "argument --lr: expected a number in (0, 1], received 'inf'"),
+    (["--lr", "0"], "argument --lr: expected a number in (0, 1], received '0'"),
+    (["--lr-g", "2"], "argument --lr-g: expected a number in (0, 1], received '2'"),
+    (["--instance-noise", "nan"], "argument --instance-noise: expected a number in [0, 1], received 'nan'"),
+    (["--instance-noise", "-0.1"], "argument --instance-noise: expected a number in [0, 1], received '-0.1'"),
+    (["--seed", "-1"], "argument --seed: expected a non-negative integer, received '-1'"),
+    (["--seed", "x"], "argument --seed: expected a non-negative integer, received 'x'"),
+    (["--checkpoint-every", "-1"], "argument --checkpoint-every: expected a non-negative integer, received '-1'"),
+    (["--sample-every", "0"], "argument --sample-every: expected a positive integer, received '0'"),
+    (["--real-label", "0.5", "1.5"], "argument --real-label: expected a number in [0, 1], received '1.5'"),
+    (["--fake-label", "0.2", "0.1"], "argument --fake-label: expected LOW <= HIGH, received 0.2 0.1"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_options_that_make_no_sense_are_one_line(mnist_example, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        mnist_example.parse_args(argv)
+    assert exit_info.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].endswith(f": error: {message} (see --help)"), lines
+
+
+def test_cifar_auto_stop_options_are_checked(cifar_example, capsys):
+    with pytest.raises(SystemExit):
+        cifar_example.parse_args(["--auto-stop-threshold", "1.5"])
+    assert "argument --auto-stop-threshold: expected a number in [0, 1], received '1.5'" in capsys.readouterr().err
+
+
+def test_resume_keeps_the_runs_options(tmp_path, tiny_mnist, mnist_example, capsys, monkeypatch):
+    monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    start = ["--data-dir", str(tiny_mnist), "--epochs", "1", "--batch-size", "50", "--limit", "150", "--lr", "0.0003"]
+    start += ["--seed", "3", "--checkpoint-every", "1", "--recipe", "original", "--no-progress", "--out", str(out)]
+    assert mnist_example.main(start) == 0
+    capsys.readouterr()
+    refused = [
+        (["--lr", "0.001"], "--lr: {run} was trained with 0.0003, received 0.001"),
+        (["--lr-d", "0.001"], "--lr-d: {run} was trained with 0.0003, received 0.001"),
+        (["--batch-size", "25"], "--batch-size: {run} was trained with 50, received 25"),
+        (["--limit", "100"], "--limit: {run} was trained with 150, received 100"),
+        (["--seed", "0"], "--seed: {run} was trained with 3, received 0"),
+        (["--recipe", "default"], "--recipe: {run} was trained with original, received default"),
+        (["--activation", "leaky"], "--activation: {run} was trained with relu, received leaky"),
+        (["--no-label-smoothing"], None),  # the original recipe has hard labels: same, accepted below
+        (["--instance-noise", "0.2"], "--instance-noise: {run} was trained with 0.0, received 0.2"),
+        (["--out", str(tmp_path / "elsewhere")], "--out: a resumed run writes into its own folder {run}"),
+    ]
+    for argv, message in refused:
+        if message is None:
+            continue
+        code = mnist_example.main(["--resume", str(out), *argv])
+        lines = error_lines(capsys.readouterr().err)
+        assert code == 1 and len(lines) == 1 and lines[0].startswith("error: " + message.format(run=out)), lines
+    assert not (out / "checkpoints" / "epoch_0002.npz").exists()
+
+    # Options equal to the record, and the safe ones, are accepted; the recorded --checkpoint-every still applies.
+    same = ["--lr", "0.0003", "--seed", "3", "--no-label-smoothing", "--recipe", "original", "--out", str(out)]
+    assert mnist_example.main(["--resume", str(out), *same, "--epochs", "2", "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert "resuming" in stdout and "epoch 2/2" in stdout
+    assert (out / "checkpoints" / "epoch_0002.npz").is_file()
+    arrays, meta = load_checkpoint(out / "checkpoint.npz")
+    assert meta["config"]["batch_size"] == 50 and meta["config"]["lr_g"] == 0.0003 and len(arrays["perm"]) == 150
+
+    assert mnist_example.main(["--resume", str(out)]) == 0
+    assert f"{out} is finished: it has trained 2 of 2 epochs" in capsys.readouterr().out
+
+
+def test_a_dcgan_run_resumed_by_the_mnist_example_says_what_it_holds(tmp_path, tiny_mnist, mnist_example, capsys):
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(tiny_mnist), "--epochs", "1", "--batch-size", "125", "--no-progress", "--out", str(out)]
+    assert mnist_example.main(argv) == 0
+    arrays, meta = load_checkpoint(out / "checkpoint.npz")
+    meta["config"]["model"] = "dcgan"
+    np.savez(out / "checkpoint.npz", __meta__=np.array(json.dumps(meta)), **arrays)
+    capsys.readouterr()
+    assert mnist_example.main(["--resume", str(out)]) == 1
+    assert error_lines(capsys.readouterr().err) == [
+        f"error: {out / 'checkpoint.npz'}: key 'config.model': this checkpoint holds the CIFAR-10 DCGAN "
+        "(examples/cifar_dcgan.py), not the dense MNIST GAN (examples/mnist_dense.py)"
+    ]
+
+
+def test_a_folder_in_use_is_refused(tmp_path, tiny_mnist, mnist_example, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".lock").write_text(f"{sleeper.pid}\n")
+        assert mnist_example.main(["--data-dir", str(tiny_mnist), "--epochs", "1", "--out", str(out)]) == 1
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and f"{out} is in use by another run (process {sleeper.pid}" in lines[0]
+    assert not (out / "config.json").exists()
+
+
+def test_a_loader_error_is_one_line(tmp_path, tiny_mnist, mnist_example, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_mnist, broken)
+    path = broken / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:100])
+    code = mnist_example.main(["--data-dir", str(broken), "--epochs", "1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    lines = error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "train-images-idx3-ubyte.gz" in lines[0]

@@ -101,7 +101,7 @@ def test_adam_optimizer_on_gpu_keeps_its_step_on_the_device(rng):
     cpu = Sequential(Dense(6, 4, rng=1, dtype=np.float64), Dense(4, 2, rng=2, dtype=np.float64))
     gpu = Sequential(Dense(6, 4, rng=1, dtype=np.float64), Dense(4, 2, rng=2, dtype=np.float64)).to("gpu")
     opt_cpu, opt_gpu = Adam(cpu, lr=0.01), Adam(gpu, lr=0.01)
-    assert opt_gpu._device_step is not None
+    assert len(opt_gpu.device_arrays()) == 2 * 2 * 2 + 1  # m and v of 2 layers x (W, b), and the step count
     for _ in range(3):
         grads = {
             f"{n}.{k}": rng.standard_normal(p.shape) for n, layer in cpu.named_layers() for k, p in layer.params.items()
@@ -120,7 +120,7 @@ def test_adam_optimizer_on_gpu_keeps_its_step_on_the_device(rng):
     for key, value in cpu.state_dict().items():
         np.testing.assert_allclose(gpu.state_dict()[key], value, rtol=1e-12, atol=1e-14)
     opt_gpu.load_state_dict(dict(state, step=7))
-    assert opt_gpu.step_count == 7 and cp.asnumpy(opt_gpu._device_step).tolist() == [7, 0]
+    assert opt_gpu.step_count == 7 and cp.asnumpy(opt_gpu.device_arrays()[-1]).tolist() == [7, 0]
 
 
 # -- fused dropout -------------------------------------------------------------------------------
@@ -264,10 +264,10 @@ def test_graph_replay_equals_kernel_by_kernel_launches(tmp_path, family):
     data = _data(family, 64)  # 8 steps: one eager, one captured, six replays
     graphed = GANTrainer(_config(family, epochs=2), data, tmp_path / "graph", progress=False)
     graphed.run()
-    assert graphed._step_graph.graph is not None and not graphed._step_graph.failed
+    assert graphed.runner.graph.graph is not None and not graphed.runner.graph.failed
     eager = GANTrainer(_config(family, epochs=2, cuda_graph=False), data, tmp_path / "eager", progress=False)
     eager.run()
-    assert eager._step_graph.graph is None
+    assert eager.runner.graph.graph is None
     _assert_same(_state(graphed), _state(eager))
     for row_g, row_e in zip(graphed.history, eager.history, strict=True):
         for key in GANTrainer.METRICS:
@@ -287,17 +287,16 @@ def test_two_trainers_stepping_in_turn_do_not_disturb_each_other(tmp_path, famil
 
     def fresh(name, graph):
         trainer = GANTrainer(_config(family, cuda_graph=graph), data, tmp_path / name, progress=False)
-        trainer.perm = trainer.rng.permutation(len(trainer.data))
-        cp.cuda.Device().synchronize()
-        trainer._gpu_begin_epoch()
+        cp.cuda.Device().synchronize()  # the data and weights were uploaded on the default stream
+        trainer.runner.begin_epoch(trainer.rng.permutation(len(trainer.data)), 0)
         return trainer
 
     graphed, eager = fresh("graph", True), fresh("eager", False)
     for _ in range(4):
-        graphed._gpu_step()
-        eager._gpu_step()
+        graphed.runner.step(graphed.noise_sigma())
+        eager.runner.step(eager.noise_sigma())
     cp.cuda.Device().synchronize()
-    assert graphed._step_graph.graph is not None
+    assert graphed.runner.graph.graph is not None
     _assert_same(_state(graphed), _state(eager))
 
 
@@ -313,19 +312,11 @@ def test_same_seed_same_run_and_exact_mid_epoch_resume_with_the_graph(tmp_path, 
     _assert_same(_state(straight), _state(twice))
 
     stopped = GANTrainer(_config(family, epochs=2), data, tmp_path / "c", progress=False)
-    original = stopped._gpu_step
-
-    def step_then_stop():
-        original()
-        if stopped.global_step == 8:  # counted after this returns: stop after step 9, mid epoch 2
-            stopped.stop_requested = True
-
-    stopped._gpu_step = step_then_stop
-    stopped.run()
+    stopped.run(on_step=lambda t: t.global_step == 9 and t.request_stop())  # mid epoch 2
     assert (stopped.epoch, stopped.step_in_epoch) == (1, 3)
     resumed = GANTrainer.resume(tmp_path / "c", data, progress=False)
     resumed.run()
-    assert resumed._step_graph.graph is not None
+    assert resumed.runner.graph.graph is not None
     _assert_same(_state(straight), _state(resumed))
     assert [r["d_loss"] for r in straight.history] == [r["d_loss"] for r in resumed.history]
 
@@ -336,8 +327,9 @@ def test_nan_guard_names_the_window_on_gpu(tmp_path):
     trainer = GANTrainer(_config("mnist_dense", log_every=4), _data("mnist_dense", 64), tmp_path, progress=False)
     # D's output bias, in place (the graph keeps the array's address); a NaN inside G could be zeroed by a ReLU.
     trainer.D[9].params["b"][0] = float("nan")
-    with pytest.raises(TrainingDiverged, match=r"d_loss became nan in steps 1-4 \(epoch 1\)"):
+    with pytest.raises(TrainingDiverged, match=r"d_loss became nan in steps 1-4 \(epoch 1\).*no checkpoint was saved"):
         trainer.run()
+    assert not (tmp_path / "checkpoint.npz").exists()
 
 
 def test_host_batch_into_gpu_trainer_is_a_clear_error(tmp_path):
@@ -346,8 +338,8 @@ def test_host_batch_into_gpu_trainer_is_a_clear_error(tmp_path):
     data = _data("mnist_dense", 16)
     trainer = GANTrainer(_config("mnist_dense"), data, tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"batch is on the cpu but the models are on the gpu"):
-        trainer.train_step(data[:8])
-    figures = trainer.train_step(g(data[:8]))
+        trainer.step(data[:8])
+    figures = trainer.step(g(data[:8]))
     assert all(isinstance(v, cp.ndarray) and v.size == 1 for v in figures.values())
     with pytest.raises(ValueError, match=r"Dense.*cpu.*gpu"):
         trainer.D.forward(data[:8])
@@ -358,17 +350,42 @@ def test_failed_capture_falls_back_to_plain_launches(tmp_path, capsys):
 
     data = _data("mnist_dense", 32)
     trainer = GANTrainer(_config("mnist_dense"), data, tmp_path / "a", progress=False)
-    original = trainer.train_step
 
-    def refuse_capture(real):
-        if trainer._step_graph.capturing:
-            cp.random.standard_normal(3)  # cupy.random refuses to run under capture
-        return original(real)
+    class RefuseCapture:
+        """Draws as the trainer's own, but a cupy.random call while capturing, which CUDA graphs refuse."""
 
-    trainer.train_step = refuse_capture
+        def __init__(self, draws):
+            self.draws = draws
+
+        def normal(self, shape):
+            if trainer.runner.graph.capturing:
+                cp.random.standard_normal(3)
+            return self.draws.normal(shape)
+
+        def d_targets(self, n):
+            return self.draws.d_targets(n)
+
+        def device_arrays(self):
+            return self.draws.device_arrays()
+
+    trainer.step.draws = RefuseCapture(trainer.step.draws)
     trainer.run()
-    assert trainer._step_graph.graph is None and trainer._step_graph.failed
+    assert trainer.runner.graph.graph is None and trainer.runner.graph.failed
     assert "could not be captured as a CUDA graph" in capsys.readouterr().err
     eager = GANTrainer(_config("mnist_dense", cuda_graph=False), data, tmp_path / "b", progress=False)
     eager.run()
     _assert_same(_state(trainer), _state(eager))
+
+
+def test_every_object_declares_its_device_state(tmp_path):
+    """What the graph holds by address comes from each object's public device_arrays(): the Philox counters
+    of the noise and of every Dropout, Adam's moments and step count, the step's sigma and targets."""
+    from tinygan.train import GANTrainer
+
+    trainer = GANTrainer(_config("mnist_dense", instance_noise=0.1), _data("mnist_dense", 16), tmp_path, progress=False)
+    held = {id(a) for a in trainer.runner.device_arrays()}
+    expected = [*trainer.noise_rng.device_arrays(), trainer.step.sigma, trainer.data]
+    expected += trainer.opt_d.device_arrays() + trainer.opt_g.device_arrays()
+    for _, layer in trainer.D.named_layers():
+        expected += layer.device_arrays() if hasattr(layer, "device_arrays") else []
+    assert len(expected) > 20 and all(id(a) in held for a in expected)

@@ -1,4 +1,5 @@
-"""The GAN loop: outputs, exact resume, checkpoint errors, the NaN guard, frozen D in the G step."""
+"""The GAN loop: outputs, exact resume, checkpoint errors, the NaN guard, frozen D in the G step, the step's
+injected draws."""
 
 import csv
 import json
@@ -68,16 +69,7 @@ def test_resume_mid_epoch_continues_exactly(tmp_path, data):
     straight = GANTrainer(small_config(epochs=1), data, tmp_path / "a", progress=False)
     straight.run()
     stopped = GANTrainer(small_config(epochs=1), data, tmp_path / "b", progress=False)
-    original_step = stopped.train_step
-
-    def step_then_interrupt(real):
-        figures = original_step(real)
-        if stopped.global_step == 1:  # the step counter advances after this returns: stop after 2 steps
-            stopped.stop_requested = True
-        return figures
-
-    stopped.train_step = step_then_interrupt
-    stopped.run()
+    stopped.run(on_step=lambda t: t.global_step == 2 and t.request_stop())  # as Ctrl-C after two steps
     assert stopped.step_in_epoch == 2 and stopped.epoch == 0
     resumed = GANTrainer.resume(tmp_path / "b", data, progress=False)
     assert resumed.step_in_epoch == 2
@@ -91,7 +83,7 @@ def test_generator_step_leaves_discriminator_untouched(tmp_path, data):
     trainer = GANTrainer(small_config(), data, tmp_path / "run", progress=False)
     d_before = trainer.D.state_dict()
     g_before = trainer.G.state_dict()
-    trainer.generator_step(25)
+    trainer.step.generator_step((25, 784))
     d_after = trainer.D.state_dict()
     for key in d_before:
         np.testing.assert_array_equal(d_before[key], d_after[key], err_msg=key)
@@ -100,21 +92,49 @@ def test_generator_step_leaves_discriminator_untouched(tmp_path, data):
     assert any(not np.array_equal(g_before[k], v) for k, v in trainer.G.state_dict().items())
 
 
-def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, data):
+def _poison(trainer):
+    trainer.D[9].params["b"][...] = float("nan")  # D's output bias: every logit becomes NaN
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, data):
     trainer = GANTrainer(small_config(epochs=3, log_every=1), data, tmp_path / "run", progress=False)
-    original = trainer.train_step
 
-    def poisoned(real):
-        figures = original(real)
-        if trainer.epoch == 1 and trainer.step_in_epoch == 1:
-            figures["g_loss"] = float("nan")
-        return figures
+    def poison_after_step_5(t):
+        if t.global_step == 5:  # epoch 2, step 1: step 6 computes with a NaN weight
+            _poison(t)
 
-    trainer.train_step = poisoned
-    with pytest.raises(TrainingDiverged, match=r"g_loss became nan at step 6 \(epoch 2\)"):
-        trainer.run()
+    with pytest.raises(TrainingDiverged, match=r"d_loss became nan at step 6 \(epoch 2\).*last good checkpoint is"):
+        trainer.run(on_step=poison_after_step_5)
+    arrays, meta = load_checkpoint(tmp_path / "run" / "checkpoint.npz")  # validated: every value finite
+    assert meta["epoch"] == 1
+    assert np.isfinite(arrays["D/9.b"]).all()
+
+
+def test_nan_in_the_first_epoch_says_no_checkpoint_yet(tmp_path, data):
+    trainer = GANTrainer(small_config(log_every=2), data, tmp_path / "run", progress=False)
+    with pytest.raises(TrainingDiverged, match=r"at step 2 \(epoch 1\).*no checkpoint was saved yet"):
+        trainer.run(on_step=_poison)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_ctrl_c_with_broken_weights_saves_nothing(tmp_path, data):
+    trainer = GANTrainer(small_config(epochs=3, log_every=100), data, tmp_path / "run", progress=False)
+
+    def poison_and_stop(t):
+        if t.global_step == 5:
+            _poison(t)
+            t.request_stop()
+
+    # Step 5's figures were computed before the poison: only the weights are broken, and the save refuses them.
+    with pytest.raises(TrainingDiverged, match=r"not saving a checkpoint with broken weights .*'D/9.b'.*last good"):
+        trainer.run(on_step=poison_and_stop)
     _, meta = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
     assert meta["epoch"] == 1
+    before = (tmp_path / "run" / "checkpoint.npz").read_bytes()
+    with pytest.raises(TrainingDiverged, match=r"not saving a checkpoint with broken weights.*D/9.b"):
+        trainer.save()
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".checkpoint")) == []
 
 
 def test_corrupt_and_mismatched_checkpoints_give_clear_errors(tmp_path, data):
@@ -134,12 +154,16 @@ def test_corrupt_and_mismatched_checkpoints_give_clear_errors(tmp_path, data):
     bad_shape = save_checkpoint(tmp_path / "bad_shape.npz", arrays, meta)
     with pytest.raises(ValueError, match=r"bad_shape.npz.*0.W.*expected shape \(100, 256\), received \(100, 10\)"):
         load_generator(bad_shape)
+    with pytest.raises(CheckpointError, match=r"bad_shape.npz: key 'G/0.W': expected shape \(100, 256\)"):
+        GANTrainer.resume(bad_shape, data, progress=False)
 
     arrays, meta = load_checkpoint(good)
     meta["config"]["model"] = "dcgan"  # a checkpoint of one architecture loaded as another
     other = save_checkpoint(tmp_path / "other.npz", arrays, meta)
     with pytest.raises(ValueError, match="other.npz does not match G"):
         load_generator(other)
+    with pytest.raises(CheckpointError, match=r"other.npz: key 'config.model': .* the CIFAR-10 DCGAN .*not the dense"):
+        GANTrainer.resume(other, data, progress=False, model="mnist_dense")
 
     not_ours = tmp_path / "plain.npz"
     np.savez(not_ours, x=np.zeros(3))
@@ -148,18 +172,52 @@ def test_corrupt_and_mismatched_checkpoints_give_clear_errors(tmp_path, data):
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    path = save_checkpoint(tmp_path / "c.npz", {"a": np.arange(3)}, {"x": 1})
+    path = save_checkpoint(tmp_path / "c.npz", {"a": np.arange(3.0)}, {"x": 1})
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(np, "savez", crash)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(path, {"a": np.arange(5)}, {"x": 2})
+        save_checkpoint(path, {"a": np.arange(5.0)}, {"x": 2})
     arrays, meta = load_checkpoint(path)
-    np.testing.assert_array_equal(arrays["a"], np.arange(3))
+    np.testing.assert_array_equal(arrays["a"], np.arange(3.0))
     assert meta["x"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]
+
+
+def test_step_takes_its_random_draws_from_what_it_is_given(tmp_path, data):
+    """The step draws nothing itself: two trainers of different seeds given the same draws (and the same
+    dropout generator) take the same step from the same weights."""
+
+    class FixedDraws:
+        def __init__(self):
+            self.rng = np.random.default_rng(7)
+
+        def normal(self, shape):
+            return self.rng.standard_normal(shape).astype(np.float32)
+
+        def d_targets(self, n):
+            return self.rng.uniform(0.8, 1.0, (2 * n, 1)).astype(np.float32)
+
+    steps = []
+    for seed in (3, 4):
+        trainer = GANTrainer(small_config(seed=seed, instance_noise=0.1), data, tmp_path / str(seed), progress=False)
+        draws = FixedDraws()
+        trainer.step.draws = draws
+        trainer.step.set_sigma(0.05)
+        for _, layer in trainer.D.named_layers():
+            if hasattr(layer, "p"):
+                layer.rng = draws.rng  # Dropout's masks from the same stream
+        figures = trainer.step(data[:25])
+        steps.append((weights(trainer), figures))
+    (a, fa), (b, fb) = steps
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert fa == fb
+    other = GANTrainer(small_config(seed=3), data, tmp_path / "own", progress=False)
+    other.step(data[:25])
+    assert any(not np.array_equal(a[k], v) for k, v in weights(other).items())
 
 
 def test_resume_refuses_trajectory_changes(tmp_path, data):
@@ -186,6 +244,7 @@ def test_auto_stop_keeps_the_most_balanced_epoch_and_stops_after_patience(tmp_pa
     config = small_config(epochs=50, auto_stop=True, auto_stop_threshold=0.9, auto_stop_patience=3)
     trainer = GANTrainer(config, data, tmp_path / "run", progress=False)
     (tmp_path / "run").mkdir()
+    trainer.history = [{}] * 7  # the metadata's schema asks for one history row per epoch
     for epoch, accuracy in enumerate([0.8, 0.55, 0.95, 0.6, 0.97, 0.99], start=1):
         trainer.epoch = epoch
         trainer._auto_stop({"epoch": epoch, "d_acc_fake": accuracy})
@@ -195,3 +254,12 @@ def test_auto_stop_keeps_the_most_balanced_epoch_and_stops_after_patience(tmp_pa
     trainer.epoch = 7
     trainer._auto_stop({"epoch": 7, "d_acc_fake": 0.995})
     assert trainer.config.epochs == 7  # 0.97, 0.99, 0.995: three dominated epochs in a row
+
+
+def test_instance_noise_anneals_over_the_epochs_the_run_started_with(tmp_path, data):
+    GANTrainer(small_config(epochs=1, instance_noise=0.1), data, tmp_path / "run", progress=False).run()
+    resumed = GANTrainer.resume(tmp_path / "run", data, {"epochs": 2}, progress=False)
+    assert resumed.config.noise_epochs == 1 and resumed.noise_sigma() == 0.0  # annealed to 0 at epoch 1
+    fresh = GANTrainer(small_config(epochs=2, instance_noise=0.1), data, tmp_path / "fresh", progress=False)
+    fresh.epoch = 1
+    assert fresh.config.noise_epochs == 2 and fresh.noise_sigma() == pytest.approx(0.05)

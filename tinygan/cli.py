@@ -1,82 +1,193 @@
-"""Command-line plumbing shared by the examples: common options, run folders, errors as one line."""
+"""Command-line plumbing shared by the examples: common options, run folders, resume, errors as one line.
+
+Options are checked where they are parsed: a count that must be positive, a learning rate that is not a
+finite number in (0, 1], ... is refused with one line naming the option, what it expects and what it
+received (exit code :data:`EXIT_ERROR`).
+
+``--resume RUN`` continues the run with its own recorded options. Options that only decide how long it
+runs and what it writes (:data:`RESUME_OPTIONS`) may be given and apply; any other option given with
+``--resume`` must equal the run's record, or the resume is refused with one line naming it. The data
+must be the run's (same image count and digest) unless ``--allow-other-data`` says otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from tinygan import backend
-from tinygan.checkpoint import CheckpointError, read_meta
-from tinygan.train import GANConfig, GANTrainer, TrainingDiverged
+from tinygan.checkpoint import CheckpointError, checkpoint_path, read_meta
+from tinygan.config import GANConfig
+from tinygan.run_contract import RunLock, RunLocked, check_model, validate_meta
+from tinygan.train import GANTrainer, TrainingDiverged
 
 # Exit codes, so scripts driving the examples can tell failures apart.
-EXIT_ERROR = 1  # bad data, bad checkpoint, bad option
+EXIT_ERROR = 1  # bad data, bad checkpoint, bad option, a run folder in use
 EXIT_NO_GPU = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
+
+# Options that may be given with --resume and apply: how long the run goes on, what it writes, how the
+# GPU step is launched, where the data is read from (its identity is checked), and the data override.
+RESUME_OPTIONS = (
+    "epochs",
+    "sample_every",
+    "checkpoint_every",
+    "no_progress",
+    "no_cuda_graph",
+    "data_dir",
+    "allow_other_data",
+    "resume",
+)
+
+# load_data(data_options, data_dir) -> (images, source)
+LoadData = Callable[[dict[str, Any], str | None], tuple[np.ndarray, str]]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its errors as one line (no usage block) and the examples' exit code for bad options."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+
+
+# -- option types: each names what it expects and what it received -------------------------------------
+def _integer(text: str, low: int, expected: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, received {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {expected}, received {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _integer(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _integer(text, 0, "a non-negative integer")
+
+
+def _number(text: str, low: float, high: float, low_open: bool, expected: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, received {text!r}") from None
+    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+        raise argparse.ArgumentTypeError(f"expected {expected}, received {text!r}")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    return _number(text, 0.0, 1.0, True, "a number in (0, 1]")
+
+
+def probability(text: str) -> float:
+    return _number(text, 0.0, 1.0, False, "a number in [0, 1]")
+
+
+def noise_std(text: str) -> float:
+    return _number(text, 0.0, 1.0, False, "a number in [0, 1]")
 
 
 def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[str, Any]]) -> None:
     parser.add_argument(
         "--device", choices=backend.DEVICES, help="cpu (NumPy/Numba, default) or gpu (CuPy); --resume keeps the run's"
     )
-    parser.add_argument("--recipe", choices=sorted(recipes), default="default", help="settings to start from")
-    parser.add_argument("--epochs", type=int, help="epochs to train (default: the recipe's)")
-    parser.add_argument("--batch-size", type=int, help="images per batch (default: the recipe's)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate for both networks (default: the recipe's)")
-    parser.add_argument("--lr-d", type=float, help="discriminator learning rate (overrides --lr)")
-    parser.add_argument("--lr-g", type=float, help="generator learning rate (overrides --lr)")
+    parser.add_argument("--recipe", choices=sorted(recipes), help="settings to start from (default: default)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs to train (default: the recipe's)")
+    parser.add_argument("--batch-size", type=positive_int, help="images per batch (default: the recipe's)")
+    parser.add_argument(
+        "--lr", type=learning_rate, help="Adam learning rate for both networks, in (0, 1] (default: the recipe's)"
+    )
+    parser.add_argument("--lr-d", type=learning_rate, help="discriminator learning rate (overrides --lr)")
+    parser.add_argument("--lr-g", type=learning_rate, help="generator learning rate (overrides --lr)")
     bounds = ("LOW", "HIGH")
-    parser.add_argument("--real-label", type=float, nargs=2, metavar=bounds, help="real targets ~ U(LOW, HIGH)")
-    parser.add_argument("--fake-label", type=float, nargs=2, metavar=bounds, help="fake targets ~ U(LOW, HIGH)")
-    parser.add_argument("--no-label-smoothing", action="store_true", help="hard targets: real 1, fake 0")
+    parser.add_argument(
+        "--real-label", type=probability, nargs=2, metavar=bounds, help="real targets ~ U(LOW, HIGH), in [0, 1]"
+    )
+    parser.add_argument(
+        "--fake-label", type=probability, nargs=2, metavar=bounds, help="fake targets ~ U(LOW, HIGH), in [0, 1]"
+    )
+    parser.add_argument("--no-label-smoothing", action="store_true", default=None, help="hard targets: real 1, fake 0")
     parser.add_argument(
         "--instance-noise",
-        type=float,
+        type=noise_std,
         metavar="SIGMA",
-        help="Gaussian noise of std SIGMA on D's inputs, annealed linearly to 0 (default: the recipe's)",
+        help="Gaussian noise of std SIGMA (0 to 1) on D's inputs, annealed linearly to 0 (default: the recipe's)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights, noise, batches, dropout (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, help="seed for weights, noise, batches, dropout (default 0)")
     parser.add_argument(
-        "--data-dir", help="folder holding the dataset files, an error if they are not there (else: cache, download)"
+        "--data-dir",
+        help="folder holding the dataset files, an error if they are not there (else: cache, download)",
     )
     parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
-    parser.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its checkpoint")
-    parser.add_argument("--sample-every", type=int, help="save a sample grid every N epochs (default 1)")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue the run in folder RUN from its checkpoint, with its own options (see below)",
+    )
+    parser.add_argument(
+        "--allow-other-data",
+        action="store_true",
+        default=None,
+        help="with --resume: continue even if the data differs from the run's (other images or count)",
+    )
+    parser.add_argument(
+        "--sample-every", type=positive_int, metavar="N", help="save a sample grid every N epochs (default 1)"
+    )
     parser.add_argument(
         "--checkpoint-every",
-        type=int,
-        default=0,
+        type=non_negative_int,
         metavar="N",
-        help="also keep checkpoints/epoch_NNNN.npz every N epochs",
+        help="also keep checkpoints/epoch_NNNN.npz every N epochs (default 0: only the latest)",
     )
-    parser.add_argument("--limit", type=int, help="train on the first N images only (quick looks)")
+    parser.add_argument(
+        "--limit", type=positive_int, metavar="N", help="train on the first N images only (quick looks)"
+    )
     parser.add_argument(
         "--g-loss",
         choices=("nonsaturating", "minimax"),
-        default="nonsaturating",
-        help="generator loss: -log D(G(z)) (default) or the original minimax log(1 - D(G(z)))",
+        help="generator loss: -log D(G(z)) (nonsaturating, default) or the original minimax log(1 - D(G(z)))",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+    parser.add_argument("--no-progress", action="store_true", default=None, help="no progress bar (one line per epoch)")
     parser.add_argument(
         "--no-cuda-graph",
         action="store_true",
+        default=None,
         help="on the GPU, launch every kernel of a step one by one instead of replaying it as one CUDA graph",
     )
 
 
-def _run_device(run: str) -> str | None:
-    try:
-        return read_meta(run)["config"]["device"]
-    except (CheckpointError, KeyError, TypeError):
-        return None  # the resume itself reports what is wrong with the checkpoint
+RESUME_HELP = """
+--resume RUN continues the run with the options it was started with. --epochs, --sample-every,
+--checkpoint-every, --no-progress, --no-cuda-graph and --data-dir may be given and apply; any other option
+given with --resume must equal the run's, or the resume is refused naming it. The run records its data
+(source, image count, digest): other data is refused unless --allow-other-data is given. A run folder is
+locked while a run uses it (RUN/.lock); a second run given the same --out is refused.
+
+Exit codes: 0 done (or finished already), 1 bad option, data or checkpoint, or folder in use,
+2 no GPU, 3 training diverged (NaN), 130 interrupted (a checkpoint is saved: resume it).
+"""
+
+
+def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Checks across options, as parser errors (one line)."""
+    for option in ("real_label", "fake_label"):
+        value = getattr(args, option, None)
+        if value and value[0] > value[1]:
+            parser.error(f"argument --{option.replace('_', '-')}: expected LOW <= HIGH, received {value[0]} {value[1]}")
+    return args
 
 
 def new_run_dir(name: str, root: str = "runs") -> Path:
@@ -94,59 +205,178 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+def _shown(value: Any) -> str:
+    if value is None:
+        return "the default"
+    if isinstance(value, bool):
+        return "given" if value else "not given"
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _same(given: Any, recorded: Any) -> bool:
+    if isinstance(given, (list, tuple)) or isinstance(recorded, (list, tuple)):
+        return (
+            isinstance(given, (list, tuple)) and isinstance(recorded, (list, tuple)) and list(given) == list(recorded)
+        )
+    return given == recorded
+
+
+def refuse_changed_options(run: str, given: dict[str, Any], recorded: dict[str, Any]) -> None:
+    """ValueError naming the first option in ``given`` (not None, not in RESUME_OPTIONS) whose value is not
+    the run's ``recorded`` one."""
+    for dest, value in given.items():
+        if value is None or dest in RESUME_OPTIONS:
+            continue
+        option = "--" + ("class" if dest == "class_name" else dest.replace("_", "-"))
+        if dest not in recorded:
+            raise ValueError(f"{option}: {run} does not record it, so --resume cannot check it; leave it out")
+        if not _same(value, recorded[dest]):
+            raise ValueError(
+                f"{option}: {run} was trained with {_shown(recorded[dest])}, received {_shown(value)}; a resumed run "
+                "keeps its options (only --epochs, --sample-every, --checkpoint-every, --no-progress, "
+                "--no-cuda-graph and --data-dir may change)"
+            )
+
+
+def recorded_options(config: GANConfig, run_dir: Path) -> dict[str, Any]:
+    """What each common option would have been to give the run ``config``: the record --resume compares with."""
+    hard = config.real_label == (1.0, 1.0) and config.fake_label == (0.0, 0.0)
+    both = config.lr_d if config.lr_d == config.lr_g else f"{config.lr_d} (D) and {config.lr_g} (G)"
+    recorded: dict[str, Any] = {
+        "device": config.device,
+        "batch_size": config.batch_size,
+        "lr": both,
+        "lr_d": config.lr_d,
+        "lr_g": config.lr_g,
+        "real_label": list(config.real_label),
+        "fake_label": list(config.fake_label),
+        "no_label_smoothing": True if hard else "label smoothing",
+        "instance_noise": config.instance_noise,
+        "seed": config.seed,
+        "limit": config.data_options.get("limit"),
+        "g_loss": config.g_loss,
+        "out": str(run_dir),
+    }
+    if config.recipe:
+        recorded["recipe"] = config.recipe
+    return recorded
+
+
 def run(
     args: argparse.Namespace,
     name: str,
     make_config: Callable[[argparse.Namespace], GANConfig],
-    load_data: Callable[[dict[str, Any], str | None], np.ndarray],
+    load_data: LoadData,
+    example_options: Callable[[GANConfig], dict[str, Any]] = lambda config: {},
+    model: str | None = None,
 ) -> int:
-    """Build or resume a run from ``args`` and train it. Returns the process exit code."""
-    if args.device == "gpu" or (args.device is None and args.resume and _run_device(args.resume) == "gpu"):
-        reason = backend.gpu_unavailable_reason()
-        if reason:
-            return fail(f"--device gpu needs a CUDA GPU: {reason}. Run with --device cpu instead.", EXIT_NO_GPU)
+    """Build or resume a run from ``args`` and train it (``name``: the run folder's prefix; ``model``: the
+    model it trains, default ``name``; a checkpoint of another model is refused). Returns the exit code.
+
+    ``load_data(data_options, data_dir)`` returns ``(images, source)``; ``example_options(config)`` gives
+    the example's own options as the run records them (for --resume's comparison)."""
     try:
         if args.resume:
-            meta = read_meta(args.resume)
-            config = GANConfig.from_dict(meta["config"])
-            data = load_data(config.data_options, args.data_dir)
-            given = {
-                "epochs": args.epochs,
-                "sample_every": args.sample_every,
-                "checkpoint_every": args.checkpoint_every,
-            }
-            if args.device is not None and args.device != config.device:
-                return fail(
-                    f"{args.resume} was trained on the {config.device}; resume it there (a {args.device} run draws "
-                    "other random numbers, so it could not continue exactly)",
-                    EXIT_ERROR,
-                )
-            overrides = {k: v for k, v in given.items() if v is not None}
-            trainer = GANTrainer.resume(args.resume, data, overrides, progress=not args.no_progress)
-            print(f"resuming {trainer.out_dir} at epoch {trainer.epoch + 1}, step {trainer.step_in_epoch}")
-        else:
-            config = make_config(args)
-            data = load_data(config.data_options, args.data_dir)
-            out = Path(args.out) if args.out else new_run_dir(name)
-            if (out / "checkpoint.npz").exists():
-                return fail(f"{out} already holds a run: use --resume {out}, or another --out", EXIT_ERROR)
-            trainer = GANTrainer(config, data, out, progress=not args.no_progress)
-            print(
-                f"run folder: {out}  ({len(data)} images, {trainer.steps_per_epoch} steps per epoch, "
-                f"device {config.device})"
-            )
-            trainer.G.summary((trainer.latent_dim,))
-            trainer.D.summary(tuple(data.shape[1:]))
-        trainer.resume_hint = f"resume with: {resume_command(trainer.out_dir)}"
-        history = trainer.run()
+            return _resume(args, model or name, load_data, example_options)
+        return _start(args, name, make_config, load_data)
     except TrainingDiverged as exc:
         return fail(str(exc), EXIT_DIVERGED)
     except backend.DeviceError as exc:
         return fail(str(exc), EXIT_NO_GPU)
-    except (CheckpointError, ValueError, OSError) as exc:
+    except (CheckpointError, RunLocked, ValueError, OSError) as exc:
         return fail(str(exc), EXIT_ERROR)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _need_gpu(device: str) -> int | None:
+    if device == "gpu":
+        reason = backend.gpu_unavailable_reason()
+        if reason:
+            return fail(f"--device gpu needs a CUDA GPU: {reason}. Run with --device cpu instead.", EXIT_NO_GPU)
+    return None
+
+
+def _start(
+    args: argparse.Namespace, name: str, make_config: Callable[[argparse.Namespace], GANConfig], load_data: LoadData
+) -> int:
+    code = _need_gpu(args.device)
+    if code is not None:
+        return code
+    config = make_config(args)
+    out = Path(args.out) if args.out else new_run_dir(name)
+    with RunLock(out):
+        if (out / "checkpoint.npz").exists():
+            return fail(f"{out} already holds a run: use --resume {out}, or another --out", EXIT_ERROR)
+        data, source = load_data(config.data_options, args.data_dir)
+        trainer = GANTrainer(config, data, out, progress=not args.no_progress, data_source=source)
+        print(
+            f"run folder: {out}  ({len(data)} images, {trainer.steps_per_epoch} steps per epoch, "
+            f"device {config.device})"
+        )
+        trainer.G.summary((trainer.latent_dim,))
+        trainer.D.summary(tuple(data.shape[1:]))
+        return _train(trainer)
+
+
+def _resume(
+    args: argparse.Namespace, name: str, load_data: LoadData, example_options: Callable[[GANConfig], dict[str, Any]]
+) -> int:
+    path = checkpoint_path(args.resume)
+    run_dir = path.parent
+    meta = read_meta(path)
+    config = validate_meta(path, meta, GANTrainer.METRICS)
+    check_model(path, config, name)
+    code = _need_gpu(config.device)
+    if code is not None:
+        return code
+    if args.device is not None and args.device != config.device:
+        return fail(
+            f"--device: {run_dir} was trained on the {config.device}; resume it there (a {args.device} run draws "
+            "other random numbers, so it could not continue exactly)",
+            EXIT_ERROR,
+        )
+    given = {k: v for k, v in vars(args).items() if k != "out"}
+    if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
+        raise ValueError(f"--out: a resumed run writes into its own folder {run_dir}, received {args.out}")
+    refuse_changed_options(str(run_dir), given, {**recorded_options(config, run_dir), **example_options(config)})
+    overrides: dict[str, Any] = {
+        key: getattr(args, key) for key in ("epochs", "sample_every", "checkpoint_every") if getattr(args, key)
+    }
+    if args.checkpoint_every == 0:
+        overrides["checkpoint_every"] = 0
+    if args.no_cuda_graph:
+        overrides["cuda_graph"] = False
+    epochs = overrides.get("epochs", config.epochs)
+    if meta["epoch"] >= epochs:  # said before any data is loaded
+        print(
+            f"{run_dir} is finished: it has trained {meta['epoch']} of {epochs} epochs. "
+            f"To train longer, resume with --epochs N (N > {meta['epoch']})."
+        )
+        return 0
+    with RunLock(run_dir):
+        data_dir = args.data_dir or config.data_options.get("data_dir")
+        data, source = load_data(config.data_options, data_dir)
+        trainer = GANTrainer.resume(
+            run_dir,
+            data,
+            overrides,
+            progress=not args.no_progress,
+            data_source=source,
+            allow_other_data=bool(args.allow_other_data),
+            model=name,
+        )
+        if trainer.data_note:
+            print(trainer.data_note)
+        print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step_in_epoch}")
+        return _train(trainer)
+
+
+def _train(trainer: GANTrainer) -> int:
+    trainer.resume_hint = f"resume with: {resume_command(trainer.out_dir)}"
+    history = trainer.run()
     if trainer.stop_requested:
         return EXIT_INTERRUPTED
     if history:
@@ -183,12 +413,45 @@ def apply_recipe(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, 
         settings["real_label"], settings["fake_label"] = (1.0, 1.0), (0.0, 0.0)
     if args.instance_noise is not None:
         settings["instance_noise"] = args.instance_noise
-    for low, high in (settings["real_label"], settings["fake_label"]):
-        if not 0.0 <= low <= high <= 1.0:
-            raise SystemExit(f"error: label ranges need 0 <= LOW <= HIGH <= 1, received {low} {high}")
     return settings
 
 
 def config_fields(settings: dict[str, Any]) -> dict[str, Any]:
+    import dataclasses
+
     names = {f.name for f in dataclasses.fields(GANConfig)}
     return {k: v for k, v in settings.items() if k in names}
+
+
+def common_config(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
+    """The GANConfig fields every example takes from the common options (defaults filled in)."""
+    return {
+        "recipe": recipe,
+        "seed": 0 if args.seed is None else args.seed,
+        "device": args.device or "cpu",
+        "cuda_graph": not args.no_cuda_graph,
+        "g_loss": args.g_loss or "nonsaturating",
+        "sample_every": args.sample_every or 1,
+        "checkpoint_every": args.checkpoint_every or 0,
+    }
+
+
+def data_dir_record(data_dir: str | None) -> str | None:
+    """An explicit --data-dir as an absolute path, so that a resume from elsewhere finds the same folder."""
+    return None if data_dir is None else str(Path(data_dir).expanduser().resolve())
+
+
+__all__ = [
+    "EXIT_DIVERGED",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_NO_GPU",
+    "RESUME_OPTIONS",
+    "ArgumentParser",
+    "add_common_options",
+    "apply_recipe",
+    "check_options",
+    "fail",
+    "new_run_dir",
+    "run",
+]

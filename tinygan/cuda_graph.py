@@ -25,9 +25,9 @@ from typing import Any
 class StepGraph:
     """Run ``step`` (no arguments, no host synchronization) on ``stream``: eagerly first, then captured
     as one CUDA graph and replayed. ``arrays()`` returns every persistent array the step touches.
-    ``before_replay`` runs on the host before each replay: it writes the device values that change
-    from step to step but come from the host (a graph cannot record them). With ``enabled=False``
-    every call launches the kernels one by one."""
+    Device values that change from step to step but come from the host (a graph cannot record them)
+    are written by the caller on ``stream`` before each call (``tinygan.runner.DeviceRunner.step``).
+    With ``enabled=False`` every call launches the kernels one by one."""
 
     def __init__(
         self,
@@ -35,13 +35,11 @@ class StepGraph:
         step: Callable[[], None],
         arrays: Callable[[], list[Any]],
         enabled: bool = True,
-        before_replay: Callable[[], None] | None = None,
     ):
         self.stream = stream
         self.step = step
         self.arrays = arrays
         self.enabled = enabled
-        self.before_replay = before_replay
         self.graph: Any = None
         self.pool: Any = None  # the graph's private memory pool
         self.failed = False  # capture was tried and failed: plain launches from now on
@@ -55,8 +53,6 @@ class StepGraph:
             if self.graph is None and self._warm and self.enabled and not self.failed:
                 self._capture()
             if self.graph is not None:
-                if self.before_replay is not None:
-                    self.before_replay()
                 self.graph.launch(self.stream)
             else:
                 self.step()

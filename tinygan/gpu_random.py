@@ -57,6 +57,11 @@ class PhiloxGenerator:
     def key(self) -> tuple[int, int]:
         return self.seed & 0xFFFFFFFF, self.seed >> 32
 
+    def device_arrays(self) -> list[Any]:
+        """The generator's state in device memory (its counter), which every draw reads and advances: what
+        a captured CUDA graph holds by address."""
+        return [self._state]
+
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, int]:
         """Seed and counter as host ints (reads the counter back: synchronizes with the stream)."""

@@ -95,6 +95,12 @@ BUILDERS = {
     ("dcgan", "D"): dcgan_discriminator,
 }
 
+# What each model is called in messages (a checkpoint of one resumed as the other says which it holds).
+MODEL_TITLES = {
+    "mnist_dense": "the dense MNIST GAN (examples/mnist_dense.py)",
+    "dcgan": "the CIFAR-10 DCGAN (examples/cifar_dcgan.py)",
+}
+
 # What a sample from each family looks like: (channels, height, width), and the range of G's output.
 IMAGE_SHAPES = {"mnist_dense": (1, 28, 28), "dcgan": (3, 32, 32)}
 

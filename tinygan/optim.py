@@ -205,6 +205,12 @@ class Adam:
         for _, layer in self.layers:
             layer.zero_grad()
 
+    def device_arrays(self) -> list[Any]:
+        """The optimizer's state arrays (m, v and, on the GPU, the step count in device memory), which every
+        step reads and writes in place: what a captured CUDA graph holds by address."""
+        arrays = [*self.m.values(), *self.v.values()]
+        return arrays if self._device_step is None else [*arrays, self._device_step]
+
     def to(self, device: str) -> Adam:
         """Move m and v to ``device`` ("cpu" or "gpu")."""
         for store in (self.m, self.v):

@@ -53,6 +53,10 @@ class Dropout(Layer):
             self.device_rng = None
         return self
 
+    def device_arrays(self) -> list[Any]:
+        """Device state that persists between forward calls: the GPU generator's counter (none on the CPU)."""
+        return [] if self.device_rng is None else self.device_rng.device_arrays()
+
     def _draw_mask(self, x: Any) -> Any:
         """Keep mask (bool, True = kept) for ``x``, on x's device, drawn on the host in float64 so that a
         seed gives the same mask whatever x's dtype or device."""

@@ -1,0 +1,235 @@
+"""One GAN training step: D steps, then a G step through the frozen D, with its random draws injected.
+
+The step, as a reader should be able to follow it (:meth:`GANStep.__call__`)::
+
+    z -> G.forward -> fake
+    D.forward([real, fake] + instance noise) -> logits -> BCE(targets real ~ U(real_label), fake ~ U(fake_label))
+    D.backward(dlogits)            (weight gradients only: D's input gradient is not needed)
+    Adam(D)
+    fresh z -> G.forward -> (+ instance noise) -> D.forward -> generator loss -> dlogits
+    D.backward(dlogits, param_grads=False)   (D is frozen: gradients flow through it, its weights stay)
+    G.backward(...)                (weight gradients of G)
+    Adam(G)
+
+The same code is the CPU step, the GPU step and the benchmark's step. What differs is handed in:
+
+- ``draws`` gives the random numbers, noise ``normal(shape)`` and D's targets ``d_targets(n)``:
+  :class:`HostDraws` (a NumPy generator, the CPU run), :class:`DeviceDraws` (a Philox generator whose
+  counter lives in device memory, so a captured CUDA graph draws fresh numbers on every replay), or
+  anything with those two methods (``bench/steps.py`` injects fixed draws to compare implementations).
+- the step's own few array operations (D's input with instance noise, D's figures) come from
+  :data:`HOST_OPS` on the CPU and from ``kernels/gpu/gan.py`` on the GPU, picked once by device.
+
+Nothing in a step waits for the device: on the GPU its figures are 0-d device arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Protocol
+
+import numpy as np
+
+from tinygan import backend
+from tinygan.losses import bce_with_logits, generator_loss
+
+FIGURES = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_fake")
+
+
+class Draws(Protocol):
+    """Where a step's random numbers come from (arrays on the models' device, in the models' dtype)."""
+
+    def normal(self, shape: tuple[int, ...]) -> Any: ...
+
+    def d_targets(self, n: int) -> Any: ...
+
+
+class HostDraws:
+    """Draws from a ``numpy.random.Generator``: noise, and D's targets with real ~ U(real_label) and
+    fake ~ U(fake_label) (a constant where LOW == HIGH, which draws nothing)."""
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        dtype: Any,
+        real_label: tuple[float, float],
+        fake_label: tuple[float, float],
+        device: str = "cpu",
+    ) -> None:
+        self.rng, self.dtype, self.device = rng, np.dtype(dtype), device
+        self.real_label, self.fake_label = tuple(real_label), tuple(fake_label)
+
+    def normal(self, shape: tuple[int, ...]) -> Any:
+        return backend.to_device(self.rng.standard_normal(shape, dtype=self.dtype), self.device)
+
+    def _uniform(self, low: float, high: float, n: int) -> np.ndarray:
+        if low == high:
+            return np.full((n, 1), low, dtype=self.dtype)
+        return self.rng.uniform(low, high, size=(n, 1)).astype(self.dtype)
+
+    def d_targets(self, n: int) -> Any:
+        """D's targets, (2n, 1): n real labels, then n fake ones."""
+        targets = np.concatenate([self._uniform(*self.real_label, n), self._uniform(*self.fake_label, n)])
+        return backend.to_device(targets, self.device)
+
+    def device_arrays(self) -> list[Any]:
+        return []
+
+
+class DeviceDraws:
+    """Draws on the GPU from a :class:`tinygan.gpu_random.PhiloxGenerator`, into arrays that keep their
+    addresses from step to step (a captured graph holds them): D's targets are allocated once per batch
+    size and refilled on the device (written once and never again where both label ranges are constant)."""
+
+    def __init__(
+        self, generator: Any, dtype: Any, real_label: tuple[float, float], fake_label: tuple[float, float]
+    ) -> None:
+        self.generator, self.dtype = generator, np.dtype(dtype)
+        self.real_label, self.fake_label = tuple(real_label), tuple(fake_label)
+        self._targets: dict[int, Any] = {}
+
+    def normal(self, shape: tuple[int, ...]) -> Any:
+        return self.generator.normal(shape, self.dtype)
+
+    def d_targets(self, n: int) -> Any:
+        from tinygan.kernels.gpu import gan
+
+        fixed = self.real_label[0] == self.real_label[1] and self.fake_label[0] == self.fake_label[1]
+        targets = self._targets.get(n)
+        if targets is None:
+            targets = self._targets[n] = backend.xp_for("gpu").empty((2 * n, 1), dtype=self.dtype)
+            if fixed:  # written once: no launch at all in later steps
+                targets[:n].fill(self.real_label[0])
+                targets[n:].fill(self.fake_label[0])
+        if not fixed:
+            self.generator.uniform_into(targets)
+            gan.label_ranges_(targets, n, self.real_label, self.fake_label)
+        return targets
+
+    def device_arrays(self) -> list[Any]:
+        """The arrays a captured step reads or writes: the generator's counter and the targets."""
+        return [*self.generator.device_arrays(), *self._targets.values()]
+
+
+class _HostOps:
+    """The CPU twins of ``kernels/gpu/gan.py``'s ``concat_noisy`` and ``d_figures``."""
+
+    @staticmethod
+    def concat_noisy(a: Any, b: Any | None, noise: Any | None, sigma: Any | None) -> Any:
+        x = a if b is None else np.concatenate([a, b])
+        return x if noise is None else x + sigma * noise
+
+    @staticmethod
+    def d_figures(logits: Any, n: int) -> tuple[Any, Any, Any]:
+        real, fake = logits[:n], logits[n:]
+        sigmoid = backend.kernels_for(logits).sigmoid_forward
+        return sigmoid(real).mean(), sigmoid(fake).mean(), (fake < 0).mean()
+
+    @staticmethod
+    def step_context(real: Any) -> Any:
+        return contextlib.nullcontext()
+
+
+class _DeviceOps:
+    def __init__(self) -> None:
+        from tinygan.kernels.gpu import _common, gan
+
+        self.concat_noisy, self.d_figures, self._capture_gemm = gan.concat_noisy, gan.d_figures, _common.capture_gemm
+
+    def step_context(self, real: Any) -> Any:
+        if not backend.is_gpu_array(real):
+            raise ValueError(
+                f"GANStep: the batch is on the {backend.device_of(real)} but the models are on the gpu; "
+                "move it with tinygan.backend.to_device(batch, 'gpu')"
+            )
+        # Every GEMM through the ctypes cuBLAS call, so that eager and captured steps give the same bits.
+        return self._capture_gemm()
+
+
+HOST_OPS = _HostOps()
+
+
+class GANStep:
+    """D steps and a G step on a batch of real images. ``G``, ``D`` and their optimizers are trained in
+    place; ``draws`` gives every random number the step needs except dropout masks, which D's Dropout
+    layers draw themselves. ``instance_noise``: whether D's inputs get Gaussian noise of std
+    :attr:`sigma` (set with :meth:`set_sigma`; on the GPU it lives in device memory, so a captured
+    graph reads the value of the moment)."""
+
+    def __init__(
+        self,
+        G: Any,
+        D: Any,
+        opt_g: Any,
+        opt_d: Any,
+        draws: Draws,
+        latent_dim: int,
+        d_steps: int = 1,
+        g_loss: str = "nonsaturating",
+        instance_noise: bool = False,
+    ) -> None:
+        self.G, self.D, self.opt_g, self.opt_d, self.draws = G, D, opt_g, opt_d, draws
+        self.latent_dim, self.d_steps, self.g_loss = int(latent_dim), int(d_steps), g_loss
+        self.device = G.device
+        self.ops = _DeviceOps() if self.device == "gpu" else HOST_OPS
+        xp = backend.xp_for(self.device)
+        self.sigma = xp.zeros((), dtype=G.dtype) if instance_noise else None
+
+    def set_sigma(self, value: float) -> None:
+        """The instance noise's std for the next steps (ignored without instance noise). On the GPU this
+        is a launch on the current stream: call it on the stream the step runs on."""
+        if self.sigma is not None:
+            self.sigma.fill(value)
+
+    def discriminator_step(self, real: Any) -> dict[str, Any]:
+        n = real.shape[0]
+        fake = self.G.forward(self.draws.normal((n, self.latent_dim)), training=True)
+        noise = None if self.sigma is None else self.draws.normal((2 * n, *real.shape[1:]))
+        batch = self.ops.concat_noisy(real, fake.reshape(real.shape), noise, self.sigma)
+        targets = self.draws.d_targets(n)
+        logits = self.D.forward(batch, training=True, logits=True)
+        loss, dlogits = bce_with_logits(logits, targets)
+        self.opt_d.zero_grad()
+        self.D.backward(dlogits, input_grad=False)
+        self.opt_d.step()
+        d_real, d_fake, d_acc_fake = self.ops.d_figures(logits, n)
+        return {"d_loss": loss, "d_real": d_real, "d_fake": d_fake, "d_acc_fake": d_acc_fake}
+
+    def generator_step(self, real_shape: tuple[int, ...]) -> dict[str, Any]:
+        """One G update through the frozen D; ``real_shape`` is the shape of a real batch (D's input)."""
+        n = real_shape[0]
+        fake = self.G.forward(self.draws.normal((n, self.latent_dim)), training=True).reshape(real_shape)
+        noise = None if self.sigma is None else self.draws.normal(tuple(real_shape))
+        fake = self.ops.concat_noisy(fake, None, noise, self.sigma)
+        logits = self.D.forward(fake, training=True, logits=True)
+        loss, dlogits = generator_loss(logits, kind=self.g_loss)
+        self.opt_g.zero_grad()
+        dfake = self.D.backward(dlogits, param_grads=False)
+        self.G.backward(dfake.reshape(self.G.output_shape((n, self.latent_dim))), input_grad=False)
+        self.opt_g.step()
+        return {"g_loss": loss}
+
+    def __call__(self, real: Any) -> dict[str, Any]:
+        """Train on the batch ``real``; returns the step's figures (:data:`FIGURES`), floats' 0-d arrays
+        on the models' device (nothing here waits for the device)."""
+        with self.ops.step_context(real):
+            figures: dict[str, Any] = {}
+            for _ in range(self.d_steps):
+                figures.update(self.discriminator_step(real))
+            figures.update(self.generator_step(tuple(real.shape)))
+        return figures
+
+    def device_arrays(self) -> list[Any]:
+        """Every persistent array one step reads or writes on the device: what a captured graph holds by
+        address. Each object declares its own (``device_arrays()``); layers' params, grads and buffers
+        are theirs to show."""
+        arrays = [] if self.sigma is None else [self.sigma]
+        arrays += getattr(self.draws, "device_arrays", list)()
+        for net in (self.G, self.D):
+            for _, layer in net.named_layers():
+                for store in (layer.params, layer.grads, layer.buffers):
+                    arrays += list(store.values())
+                arrays += getattr(layer, "device_arrays", list)()
+        for opt in (self.opt_d, self.opt_g):
+            arrays += opt.device_arrays()
+        return arrays
