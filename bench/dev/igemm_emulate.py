@@ -29,10 +29,37 @@ def swz(row: int, k: int) -> int:
 def run_kernel(mode, prec, a_src, b_src, out, bias, pbias, N, C, H, W, Cout, kh, kw, sh, sw, ph, pw, Ho, Wo, kps, grid):
     """One launch: every block of ``grid`` (x, y, z), every thread, as conv_igemm<MODE, PREC>."""
     for bz, by, bx in itertools.product(range(grid[2]), range(grid[1]), range(grid[0])):
-        block(mode, prec, a_src, b_src, out, bias, pbias, N, C, H, W, Cout, kh, kw, sh, sw, ph, pw, Ho, Wo, kps, bx, by, bz)
+        block(
+            mode,
+            prec,
+            a_src,
+            b_src,
+            out,
+            bias,
+            pbias,
+            N,
+            C,
+            H,
+            W,
+            Cout,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            Ho,
+            Wo,
+            kps,
+            bx,
+            by,
+            bz,
+        )
 
 
-def block(mode, prec, a_src, b_src, out, bias, pbias, N, C, H, W, Cout, kh, kw, sh, sw, ph, pw, Ho, Wo, kps, bx, by, bz):
+def block(
+    mode, prec, a_src, b_src, out, bias, pbias, N, C, H, W, Cout, kh, kw, sh, sw, ph, pw, Ho, Wo, kps, bx, by, bz
+):
     m0, n0 = by * BM, bx * BN
     HoWo, khkw = Ho * Wo, kh * kw
     kbeg = 0
@@ -228,7 +255,7 @@ def tile_product(prec, As, Bs, acc):
                         for (sr, sk), (fr, fk) in zip(regs_a, rows_a):
                             A[fr, fk] = As[swz(sr, sk)]  # low half: the lower k
                             A[fr, fk + 1] = As[swz(sr, sk + 1)]
-                        for reg, off in enumerate((0, 8)):
+                        for off in (0, 8):
                             B[2 * t + off, g] = Bs[swz(c0, k0 + off)]
                             B[2 * t + off + 1, g] = Bs[swz(c0, k0 + off + 1)]
                     else:
@@ -262,14 +289,18 @@ def conv_case(n, c, h, w, cout, k, s, p, prec, rng):
     _, _, ho, wo = y_ref.shape
     y = np.full(y_ref.size, np.nan)
     grid = (-(-(n * ho * wo) // BN), -(-cout // BM), 1)
-    run_kernel(FPROP, prec, Wt.ravel(), x.ravel(), y, b, None, n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo, 0, grid)
+    run_kernel(
+        FPROP, prec, Wt.ravel(), x.ravel(), y, b, None, n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo, 0, grid
+    )
     errs = {"fprop": np.abs(y.reshape(y_ref.shape) - y_ref).max()}
     dy = rng.standard_normal(y_ref.shape)
     dx_ref = R.conv2d_backward_data(dy, Wt, x.shape, s, p)
     dx = np.full(x.size, np.nan)
     hq, wq = -(-h // sh), -(-w // sw)
     grid = (-(-(n * hq * wq) // BN), -(-c // BM), sh * sw)
-    run_kernel(DGRAD, prec, Wt.ravel(), dy.ravel(), dx, None, None, n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo, 0, grid)
+    run_kernel(
+        DGRAD, prec, Wt.ravel(), dy.ravel(), dx, None, None, n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo, 0, grid
+    )
     errs["dgrad"] = np.abs(dx.reshape(x.shape) - dx_ref).max()
     dW_ref, db_ref = R.conv2d_backward_weight(dy, cols, Wt.shape)
     K = n * ho * wo
@@ -278,7 +309,9 @@ def conv_case(n, c, h, w, cout, k, s, p, prec, rng):
     part = np.full(splits * cout * c * kh * kw, np.nan)
     pb = np.full(splits * cout, np.nan)
     grid = (-(-(c * kh * kw) // BN), -(-cout // BM), splits)
-    run_kernel(WGRAD, prec, dy.ravel(), x.ravel(), part, None, pb, n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo, kps, grid)
+    run_kernel(
+        WGRAD, prec, dy.ravel(), x.ravel(), part, None, pb, n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo, kps, grid
+    )
     dW = part.reshape(splits, -1).sum(axis=0).reshape(Wt.shape)
     db = pb.reshape(splits, cout).sum(axis=0)
     errs["wgrad"] = np.abs(dW - dW_ref).max()
@@ -305,7 +338,9 @@ def main() -> int:
             errs = conv_case(*case, prec, rng)
             bad = {k: v for k, v in errs.items() if not v < 1e-9}
             ok &= not bad
-            print(f"{case} prec {prec}: " + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()) + (" WRONG" if bad else ""))
+            print(
+                f"{case} prec {prec}: " + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()) + (" WRONG" if bad else "")
+            )
     print("all index math matches the reference" if ok else "MISMATCH")
     return 0 if ok else 1
 

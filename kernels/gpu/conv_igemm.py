@@ -61,11 +61,17 @@ def _geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo) -> tuple:
     return tuple(np.int32(v) for v in (n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo))
 
 
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def _null() -> Any:
     return np.uintp(0)
 
 
-def fprop(x: cupy.ndarray, W: cupy.ndarray, bias: cupy.ndarray | None, stride, padding, out_hw, prec: int) -> cupy.ndarray:
+def fprop(
+    x: cupy.ndarray, W: cupy.ndarray, bias: cupy.ndarray | None, stride, padding, out_hw, prec: int
+) -> cupy.ndarray:
     """y = conv2d(x, W) + bias for contiguous float32 x (N, C, H, W) and W (Cout, C, kh, kw)."""
     n, c, h, w = x.shape
     cout, _, kh, kw = W.shape
@@ -76,12 +82,22 @@ def fprop(x: cupy.ndarray, W: cupy.ndarray, bias: cupy.ndarray | None, stride, p
         _MOD.get(f"conv_igemm<{FPROP}, {prec}>")(
             grid,
             (THREADS,),
-            (W, x, y, bias if bias is not None else _null(), _null(), *_geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo), np.int32(0)),
+            (
+                W,
+                x,
+                y,
+                bias if bias is not None else _null(),
+                _null(),
+                *_geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo),
+                np.int32(0),
+            ),
         )
     return y
 
 
-def dgrad(dy: cupy.ndarray, W: cupy.ndarray, x_shape, stride, padding, bias: cupy.ndarray | None, prec: int) -> cupy.ndarray:
+def dgrad(
+    dy: cupy.ndarray, W: cupy.ndarray, x_shape, stride, padding, bias: cupy.ndarray | None, prec: int
+) -> cupy.ndarray:
     """dx of conv2d (plus ``bias[c]``: ConvTranspose2d's forward) for dy (N, Cout, Ho, Wo), W (Cout, C, kh, kw)."""
     n, c, h, w = (int(d) for d in x_shape)
     _, cout, ho, wo = dy.shape
@@ -94,12 +110,22 @@ def dgrad(dy: cupy.ndarray, W: cupy.ndarray, x_shape, stride, padding, bias: cup
         _MOD.get(f"conv_igemm<{DGRAD}, {prec}>")(
             grid,
             (THREADS,),
-            (W, dy, dx, bias if bias is not None else _null(), _null(), *_geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo), np.int32(0)),
+            (
+                W,
+                dy,
+                dx,
+                bias if bias is not None else _null(),
+                _null(),
+                *_geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo),
+                np.int32(0),
+            ),
         )
     return dx
 
 
-def wgrad(dy: cupy.ndarray, x: cupy.ndarray, kernel, stride, padding, with_bias: bool, prec: int) -> tuple[cupy.ndarray, cupy.ndarray | None]:
+def wgrad(
+    dy: cupy.ndarray, x: cupy.ndarray, kernel, stride, padding, with_bias: bool, prec: int
+) -> tuple[cupy.ndarray, cupy.ndarray | None]:
     """(dW, db) of conv2d for dy (N, Cout, Ho, Wo) and x (N, C, H, W); db (the row sums of dy) only when asked."""
     n, c, h, w = x.shape
     _, cout, ho, wo = dy.shape
@@ -108,7 +134,7 @@ def wgrad(dy: cupy.ndarray, x: cupy.ndarray, kernel, stride, padding, with_bias:
     tiles = -(-ng // BN) * -(-cout // BM)
     # Split K so the grid fills the card, each split at least _MIN_K_PER_SPLIT deep.
     splits = max(1, min(-(-_TARGET_BLOCKS // tiles), -(-k_total // _MIN_K_PER_SPLIT)))
-    k_per_split = -(-(-(-k_total // splits)) // BK) * BK
+    k_per_split = _cdiv(_cdiv(k_total, splits), BK) * BK
     splits = max(1, -(-k_total // k_per_split))
     dW = cupy.empty((cout, c, kh, kw), dtype=np.float32)
     db = cupy.empty(cout, dtype=np.float32) if with_bias else None
@@ -123,7 +149,15 @@ def wgrad(dy: cupy.ndarray, x: cupy.ndarray, kernel, stride, padding, with_bias:
     _MOD.get(f"conv_igemm<{WGRAD}, {prec}>")(
         grid,
         (THREADS,),
-        (dy, x, part, _null(), pbias if pbias is not None else _null(), *_geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo), np.int32(k_per_split)),
+        (
+            dy,
+            x,
+            part,
+            _null(),
+            pbias if pbias is not None else _null(),
+            *_geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo),
+            np.int32(k_per_split),
+        ),
     )
     if splits > 1:
         reduce = _MOD.get("ig_splitk_reduce")
