@@ -11,6 +11,9 @@ u * sqrt(2/3) (relative, rms), and the sums are FP32.
   tf32  10 explicit mantissa bits, u = 2**-11: ~4e-4 expected, 1e-3 allowed
   bf16   7 explicit mantissa bits, u = 2**-8:  ~3e-3 expected, 1e-2 allowed
 float64 arrays take the float64 im2col path whatever the precision: 1e-12.
+
+Each float32 test runs on both routes an op can take (kernels/gpu/conv_igemm.py ROUTE): the implicit-GEMM
+kernels, and im2col / col2im around cuBLAS at the same precision.
 """
 
 from __future__ import annotations
@@ -74,6 +77,16 @@ def K():
     return gpu
 
 
+@pytest.fixture(params=["implicit", "im2col"])
+def route(request, K, monkeypatch):
+    """Every conv op on the implicit-GEMM kernels (from any size), or none."""
+    from tinygan.kernels.gpu import conv_igemm
+
+    table = {op: 0 for op in conv_igemm.OPS} if request.param == "implicit" else {}
+    monkeypatch.setattr(conv_igemm, "ROUTE", {p: dict(table) for p in PRECISIONS})
+    return request.param
+
+
 def rel_err(got, want) -> float:
     import cupy as cp
 
@@ -95,7 +108,7 @@ def poison_pool() -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_at_each_precision_matches_float64_reference(K, rng, precision, case):
+def test_conv2d_at_each_precision_matches_float64_reference(K, route, rng, precision, case):
     import cupy as cp
 
     n, c, h, w, cout, k, s, p = case
@@ -121,7 +134,7 @@ def test_conv2d_at_each_precision_matches_float64_reference(K, rng, precision, c
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("case", CONVT_CASES)
-def test_conv_transpose2d_at_each_precision_matches_float64_reference(K, rng, precision, case):
+def test_conv_transpose2d_at_each_precision_matches_float64_reference(K, route, rng, precision, case):
     import cupy as cp
 
     n, cin, h, w, cout, k, s, p, op = case
@@ -160,7 +173,7 @@ def test_float64_stays_float64_at_every_precision(K, rng, precision):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_captured_graph_gives_the_eager_bits(K, rng, precision):
+def test_captured_graph_gives_the_eager_bits(K, route, rng, precision):
     """The same kernels replayed from a CUDA graph (as the training step runs them) give the same bits."""
     import cupy as cp
 
@@ -178,7 +191,9 @@ def test_captured_graph_gives_the_eager_bits(K, rng, precision):
         dWt, dbt = K.conv_transpose2d_backward_weight(yt, y, Wt.shape, (2, 2), (2, 2))
         return [y, dx, dW, db, yt, dxt, dWt, dbt]
 
-    with backend.precision(precision):
+    from tinygan.kernels.gpu._common import capture_gemm
+
+    with backend.precision(precision), capture_gemm():  # eager GEMMs on the captured ones' cuBLAS handle
         eager = [cp.asnumpy(a) for a in passes()]
         stream = cp.cuda.Stream(non_blocking=True)
         with stream:
@@ -194,10 +209,13 @@ def test_captured_graph_gives_the_eager_bits(K, rng, precision):
 
 
 @pytest.mark.gpu
-def test_lower_precisions_really_round(K, rng):
-    """tf32 and bf16 differ from fp32 (so the setting reaches the kernels), by about their unit roundoff."""
+def test_lower_precisions_really_round(K, rng, monkeypatch):
+    """tf32 and bf16 differ from fp32 on the implicit-GEMM kernels (so the setting reaches them), by about
+    their unit roundoff."""
     import cupy as cp
+    from tinygan.kernels.gpu import conv_igemm
 
+    monkeypatch.setattr(conv_igemm, "ROUTE", {p: {op: 0 for op in conv_igemm.OPS} for p in PRECISIONS})
     x = cp.asarray(rng.standard_normal((2, 16, 9, 9)), dtype=cp.float32)
     W = cp.asarray(rng.standard_normal((8, 16, 3, 3)), dtype=cp.float32)
     ys = {}
@@ -210,9 +228,11 @@ def test_lower_precisions_really_round(K, rng):
 
 
 @pytest.mark.gpu
-def test_weight_gradient_rejects_a_mismatched_dy(K, rng):
+def test_weight_gradient_rejects_a_mismatched_dy(K, rng, monkeypatch):
     import cupy as cp
+    from tinygan.kernels.gpu import conv_igemm
 
+    monkeypatch.setattr(conv_igemm, "ROUTE", {p: {op: 0 for op in conv_igemm.OPS} for p in PRECISIONS})
     x = cp.asarray(rng.standard_normal((2, 3, 8, 8)), dtype=cp.float32)
     W = cp.asarray(rng.standard_normal((4, 3, 3, 3)), dtype=cp.float32)
     _, cache = K.conv2d_forward(x, W, None, 1, 1)

@@ -15,15 +15,22 @@ import sys
 
 import numpy as np
 
-BM = BN = 64
-BK = 32
-THREADS = 128
 FPROP, DGRAD, WGRAD = 0, 1, 2
 SIMT, TF32, BF16 = 0, 1, 2
+# (BM, BN, BK, THREADS, WM, WN) of IgCfg<0>, <1>, <2>
+CFGS = {0: (64, 64, 32, 128, 2, 2), 1: (128, 128, 16, 256, 2, 4), 2: (64, 128, 16, 128, 2, 2)}
+BM, BN, BK, THREADS, WM, WN = CFGS[0]
+
+
+def use_cfg(cfg: int) -> None:
+    global BM, BN, BK, THREADS, WM, WN
+    BM, BN, BK, THREADS, WM, WN = CFGS[cfg]
 
 
 def swz(row: int, k: int) -> int:
-    return row * BK + (k ^ (((row & 7) << 2) | ((row >> 3) & 3)))
+    if BK == 32:
+        return row * BK + (k ^ (((row & 7) << 2) | ((row >> 3) & 3)))
+    return row * 16 + (k ^ ((((row >> 1) & 3) << 2) | ((row >> 3) & 3)))
 
 
 def run_kernel(mode, prec, a_src, b_src, out, bias, pbias, N, C, H, W, Cout, kh, kw, sh, sw, ph, pw, Ho, Wo, kps, grid):
@@ -83,18 +90,21 @@ def block(
         return
     As = np.full(BM * BK, np.nan)
     Bs = np.full(BN * BK, np.nan)
-    acc = np.zeros((THREADS, 32))
-    bsum = np.zeros((THREADS, 16))
+    A_PER, B_PER, A_ROWS = BM * BK // THREADS, BN * BK // THREADS, THREADS // BK
+    ACC = (BM // WM) * (BN // WN) // 32
+    acc = np.zeros((THREADS, ACC))
+    bsum = np.zeros((THREADS, A_PER))
     want_bsum = mode == WGRAD and pbias is not None and bx == 0
     for k0 in range(kbeg, kend, BK):
         for tid in range(THREADS):
-            lane, warp = tid & 31, tid >> 5
+            a_row, a_k = tid // BK, tid % BK
+            b_col, b_k = tid % BN, B_PER * (tid // BN)
             # -- A loads
-            ak = k0 + lane
+            ak = k0 + a_k
             ak_ok = ak < kend
-            a_reg = np.zeros(16)
-            for r in range(16):
-                m = m0 + warp + 4 * r
+            a_reg = np.zeros(A_PER)
+            for r in range(A_PER):
+                m = m0 + a_row + A_ROWS * r
                 if not (ak_ok and m < M):
                     continue
                 if mode == FPROP:
@@ -111,10 +121,10 @@ def block(
             if want_bsum:
                 bsum[tid] += a_reg
             # -- B loads: column bn, rows kb .. kb + 15, stepped by counting as the kernel does
-            bn = n0 + (tid & 63)
+            bn = n0 + b_col
             bn_ok = bn < Ng
-            kb = k0 + 16 * (tid >> 6)
-            b_reg = np.zeros(16)
+            kb = k0 + b_k
+            b_reg = np.zeros(B_PER)
             if mode == FPROP:
                 if bn_ok:
                     img = bn // HoWo
@@ -124,7 +134,7 @@ def block(
                 ci = kb // khkw
                 rr = kb - ci * khkw
                 i, j = rr // kw, rr % kw
-                for r in range(16):
+                for r in range(B_PER):
                     if bn_ok and kb + r < kend:
                         h, w = by_ + i, bx_ + j
                         if 0 <= h < H and 0 <= w < W:
@@ -146,7 +156,7 @@ def block(
                 co = kb // nt
                 rr = kb - co * nt
                 t, u = rr // ntj, rr % ntj
-                for r in range(16):
+                for r in range(B_PER):
                     if bn_ok and kb + r < kend:
                         oh, ow = hq + dh - t, wq + dw - u
                         if 0 <= oh < Ho and 0 <= ow < Wo:
@@ -166,7 +176,7 @@ def block(
                 img = kb // HoWo
                 p = kb - img * HoWo
                 oh, ow = p // Wo, p % Wo
-                for r in range(16):
+                for r in range(B_PER):
                     if bn_ok and kb + r < kend:
                         h, w = oh * sh - ph + bi, ow * sw - pw + bj
                         if 0 <= h < H and 0 <= w < W:
@@ -179,30 +189,32 @@ def block(
                             oh = 0
                             img += 1
             # -- stores
-            for r in range(16):
-                As[swz(warp + 4 * r, lane)] = a_reg[r]
-                Bs[swz(tid & 63, 16 * (tid >> 6) + r)] = b_reg[r]
+            for r in range(A_PER):
+                As[swz(a_row + A_ROWS * r, a_k)] = a_reg[r]
+            for r in range(B_PER):
+                Bs[swz(b_col, b_k + r)] = b_reg[r]
         tile_product(prec, As, Bs, acc)
     if want_bsum:
         for tid in range(THREADS):
-            warp, lane = tid >> 5, tid & 31
-            if lane == 0:
-                for r in range(16):
-                    m = m0 + warp + 4 * r
+            a_row, a_k = tid // BK, tid % BK
+            if a_k == 0:
+                for r in range(A_PER):
+                    m = m0 + a_row + A_ROWS * r
                     if m < M:
-                        pbias[bz * M + m] = bsum[tid - lane : tid - lane + 32, r].sum()
+                        pbias[bz * M + m] = bsum[tid : tid + BK, r].sum()
+    NT = BN // WN // 8
     for tid in range(THREADS):
         lane, warp = tid & 31, tid >> 5
-        wm, wn = warp >> 1, warp & 1
-        for e in range(32):
+        wm, wn = warp // WN, warp % WN
+        for e in range(ACC):
             if prec == SIMT:
                 m = m0 + wm * 32 + (lane >> 3) + 4 * (e >> 2)
                 n = n0 + wn * 32 + (lane & 7) + 8 * (e & 3)
             else:
                 tile = e >> 2
-                mt, nt, q = tile >> 2, tile & 3, e & 3
-                m = m0 + wm * 32 + mt * 16 + (lane >> 2) + ((q >> 1) << 3)
-                n = n0 + wn * 32 + nt * 8 + 2 * (lane & 3) + (q & 1)
+                mt, nt, q = tile // NT, tile % NT, e & 3
+                m = m0 + wm * (BM // WM) + mt * 16 + (lane >> 2) + ((q >> 1) << 3)
+                n = n0 + wn * (BN // WN) + nt * 8 + 2 * (lane & 3) + (q & 1)
             if m >= M or n >= Ng:
                 continue
             v = acc[tid, e]
@@ -225,8 +237,10 @@ def block(
 
 def tile_product(prec, As, Bs, acc):
     """Every warp's products of one tile pair, with the fragments each lane owns."""
-    for warp in range(4):
-        wm, wn = warp >> 1, warp & 1
+    WTM, WTN = BM // WM, BN // WN
+    MT, NT = WTM // 16, WTN // 8
+    for warp in range(THREADS // 32):
+        wm, wn = warp // WN, warp % WN
         lanes = range(32)
         if prec == SIMT:
             for lane in lanes:
@@ -241,13 +255,13 @@ def tile_product(prec, As, Bs, acc):
             continue
         kstep = 16 if prec == BF16 else 8
         for kk in range(0, BK, kstep):
-            for mt, nt in itertools.product(range(2), range(4)):
+            for mt, nt in itertools.product(range(MT), range(NT)):
                 # Assemble the 16 x kstep A and kstep x 8 B the warp's registers hold, per the PTX layouts.
                 A = np.full((16, kstep), np.nan)
                 B = np.full((kstep, 8), np.nan)
                 for lane in lanes:
                     g, t = lane >> 2, lane & 3
-                    r0, c0 = wm * 32 + mt * 16 + g, wn * 32 + nt * 8 + g
+                    r0, c0 = wm * WTM + mt * 16 + g, wn * WTN + nt * 8 + g
                     if prec == BF16:
                         k0 = kk + 2 * t
                         regs_a = [(r0, k0), (r0 + 8, k0), (r0, k0 + 8), (r0 + 8, k0 + 8)]
@@ -270,7 +284,7 @@ def tile_product(prec, As, Bs, acc):
                 for lane in lanes:
                     g, t = lane >> 2, lane & 3
                     tid = warp * 32 + lane
-                    base = (mt * 4 + nt) * 4
+                    base = (mt * NT + nt) * 4
                     acc[tid, base + 0] += D[g, 2 * t]
                     acc[tid, base + 1] += D[g, 2 * t + 1]
                     acc[tid, base + 2] += D[g + 8, 2 * t]
@@ -333,8 +347,13 @@ CASES = [
 def main() -> int:
     rng = np.random.default_rng(0)
     ok = True
+    runs = [(0, p) for p in (SIMT, TF32, BF16)] + [(c, p) for c in (1, 2) for p in (TF32, BF16)]
+    only = [int(a) for a in sys.argv[1:]]
     for case in CASES:
-        for prec in (SIMT, TF32, BF16):
+        for cfg, prec in runs:
+            if only and cfg not in only:
+                continue
+            use_cfg(cfg)
             errs = conv_case(*case, prec, rng)
             bad = {k: v for k, v in errs.items() if not v < 1e-9}
             ok &= not bad

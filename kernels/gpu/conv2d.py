@@ -10,7 +10,8 @@ and Wm = W.reshape(Cout, C*kh*kw),
 
 The implicit-GEMM kernels form the tiles of cols in shared memory and never store cols, so their
 forward pass caches :class:`ConvInput` (x and its geometry) instead of cols; conv2d_backward_weight
-takes either. Their products follow tinygan.backend's precision setting ("fp32", "tf32", "bf16").
+takes either. Which ops take them at which precision is conv_igemm.ROUTE (from measurements); all
+products follow tinygan.backend's precision setting ("fp32", "tf32", "bf16").
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def conv2d_forward(
     if x.ndim != 4 or x.shape[1] != cin:
         raise ValueError(f"conv2d_forward: x of shape {tuple(x.shape)} does not match W of shape {tuple(W.shape)}")
     g = geometry(x.shape, (kh, kw), stride, padding, "conv2d_forward")
-    if conv_igemm.supports(x, W) and g.n * cout * g.ho * g.wo < 2**31:
+    if conv_igemm.use_implicit("conv2d_forward", cout, x, W) and g.n * cout * g.ho * g.wo < 2**31:
         b = None if b is None else cupy.ascontiguousarray(b)
         prec = conv_igemm.kernel_for(get_precision())
         y = conv_igemm.fprop(x, W, b, (g.sh, g.sw), (g.ph, g.pw), (g.ho, g.wo), prec)
@@ -172,7 +173,7 @@ def conv2d_backward_data(
             f"conv2d_backward_data: dy of shape {tuple(dy.shape)} does not match x_shape {tuple(x_shape)} and W of "
             f"shape {tuple(W.shape)}: expected {(g.n, cout, g.ho, g.wo)}"
         )
-    if conv_igemm.supports(dy, W) and g.n * g.c * g.h * g.w < 2**31:
+    if conv_igemm.use_implicit("conv2d_backward_data", g.c, dy, W) and g.n * g.c * g.h * g.w < 2**31:
         prec = conv_igemm.kernel_for(get_precision())
         return conv_igemm.dgrad(dy, W, x_shape, (g.sh, g.sw), (g.ph, g.pw), None, prec)
     dcols = gemm(W.reshape(cout, -1), ncs_to_cns(dy), transa=True)
@@ -195,8 +196,10 @@ def conv2d_backward_weight(
                 f"{op}: dy of shape {tuple(dy.shape)} does not match the cached input of shape {tuple(x.shape)} "
                 f"and W_shape {tuple(W_shape)}"
             )
-        prec = conv_igemm.kernel_for(get_precision())
-        return conv_igemm.wgrad(dy, x, (kh, kw), cols.stride, cols.padding, True, prec)
+        if conv_igemm.use_implicit(op, cout, dy, x):
+            prec = conv_igemm.kernel_for(get_precision())
+            return conv_igemm.wgrad(dy, x, (kh, kw), cols.stride, cols.padding, True, prec)
+        cols = im2col(x, (kh, kw), cols.stride, cols.padding)
     dy, cols = device_array(dy, "dy", op), device_array(cols, "cols", op)
     same_dtype("conv2d_backward_weight", dy, cols=cols)
     dW = gemm(ncs_to_cns(dy), cols, transb=True).reshape(tuple(int(d) for d in W_shape))

@@ -26,10 +26,25 @@
 // Accumulation is FP32 in every mode. All index math is 32-bit: the host sends larger tensors to the
 // im2col path.
 
-#define IG_BM 64
-#define IG_BN 64
-#define IG_BK 32
-#define IG_THREADS 128
+// Tile configurations (template parameter CFG): BM x BN outputs per block of THREADS threads, WM x WN
+// warps each owning a (BM/WM) x (BN/WN) sub-tile, BK deep k tiles.
+//   CFG 0: 64 x 64,   BK 32, 128 threads, 2 x 2 warps of 32 x 32   (v1-v4 of bench/dev)
+//   CFG 1: 128 x 128, BK 16, 256 threads, 2 x 4 warps of 64 x 32   (four times the work per loaded byte)
+//   CFG 2: 64 x 128,  BK 16, 128 threads, 2 x 2 warps of 32 x 64   (for M <= 64)
+template <int CFG>
+struct IgCfg;
+template <>
+struct IgCfg<0> {
+    static constexpr int BM = 64, BN = 64, BK = 32, THREADS = 128, WM = 2, WN = 2;
+};
+template <>
+struct IgCfg<1> {
+    static constexpr int BM = 128, BN = 128, BK = 16, THREADS = 256, WM = 2, WN = 4;
+};
+template <>
+struct IgCfg<2> {
+    static constexpr int BM = 64, BN = 128, BK = 16, THREADS = 128, WM = 2, WN = 2;
+};
 
 #define IG_FPROP 0
 #define IG_DGRAD 1
@@ -40,8 +55,17 @@
 #define IG_BF16 2
 #define IG_3XTF32 3
 
-// Element (row, k) of a 32-wide tile: the k column XORed with a 5-bit function of the row.
-__device__ __forceinline__ int ig_swz(int row, int k) { return row * IG_BK + (k ^ (((row & 7) << 2) | ((row >> 3) & 3))); }
+// Element (row, k) of a BK-wide tile: the k column XORed with a function of the row, chosen so that 32
+// consecutive rows at one k (the B tile stores), a warp's rows at consecutive k (the A tile stores) and the
+// mma.sync fragment loads (rows g = 0..7 of an 8-aligned group, k = t or t + 4) each hit 32 different banks.
+template <int BK>
+__device__ __forceinline__ int ig_swz(int row, int k) {
+    if constexpr (BK == 32) {
+        return row * 32 + (k ^ (((row & 7) << 2) | ((row >> 3) & 3)));
+    } else {  // BK == 16: two rows per 32 banks, told apart by the row's parity
+        return row * 16 + (k ^ ((((row >> 1) & 3) << 2) | ((row >> 3) & 3)));
+    }
+}
 
 __device__ __forceinline__ unsigned ig_tf32(float v) {
     unsigned r;
@@ -72,21 +96,25 @@ __device__ __forceinline__ void ig_mma_bf16(float* c, const unsigned* a, const u
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// The products of one BK-deep pair of tiles into this thread's 32 accumulators.
-template <int PREC>
+// The products of one BK-deep pair of tiles into this thread's accumulators. Warp (wm, wn) owns rows
+// wm*WTM .. +WTM and columns wn*WTN .. +WTN of the block tile: MT x NT mma tiles of 16 x 8.
+template <int CFG, int PREC>
 __device__ __forceinline__ void ig_tile_product(const float* __restrict__ As, const float* __restrict__ Bs, float* acc,
                                                 int wm, int wn, int lane) {
+    using C = IgCfg<CFG>;
+    constexpr int BK = C::BK, WTM = C::BM / C::WM, WTN = C::BN / C::WN, MT = WTM / 16, NT = WTN / 8;
     if constexpr (PREC == IG_SIMT) {
+        static_assert(CFG == 0, "the SIMT product is written for 32 x 32 warp tiles");
         // acc[r*4 + c] is (m, n) = (wm*32 + tm + 4r, wn*32 + tn + 8c): a warp's 4 rows and 8 columns
         // per step fall in distinct banks, and equal addresses broadcast.
         const int tm = lane >> 3, tn = lane & 7;
 #pragma unroll 4
-        for (int kk = 0; kk < IG_BK; ++kk) {
+        for (int kk = 0; kk < BK; ++kk) {
             float a[8], b[4];
 #pragma unroll
-            for (int r = 0; r < 8; ++r) a[r] = As[ig_swz(wm * 32 + tm + 4 * r, kk)];
+            for (int r = 0; r < 8; ++r) a[r] = As[ig_swz<BK>(wm * 32 + tm + 4 * r, kk)];
 #pragma unroll
-            for (int c = 0; c < 4; ++c) b[c] = Bs[ig_swz(wn * 32 + tn + 8 * c, kk)];
+            for (int c = 0; c < 4; ++c) b[c] = Bs[ig_swz<BK>(wn * 32 + tn + 8 * c, kk)];
 #pragma unroll
             for (int r = 0; r < 8; ++r)
 #pragma unroll
@@ -96,75 +124,74 @@ __device__ __forceinline__ void ig_tile_product(const float* __restrict__ As, co
         // m16n8k16: a thread holds A rows g, g+8 at k = 2t, 2t+1 (and +8), B column g at the same k.
         const int g = lane >> 2, t = lane & 3;
 #pragma unroll
-        for (int kk = 0; kk < IG_BK; kk += 16) {
-            unsigned a[2][4], b[4][2];
+        for (int kk = 0; kk < BK; kk += 16) {
+            unsigned a[MT][4], b[NT][2];
+            const int k0 = kk + 2 * t;
 #pragma unroll
-            for (int mt = 0; mt < 2; ++mt) {
-                const int r0 = wm * 32 + mt * 16 + g;
-                const int k0 = kk + 2 * t;
-                a[mt][0] = ig_bf16x2(As[ig_swz(r0, k0)], As[ig_swz(r0, k0 + 1)]);
-                a[mt][1] = ig_bf16x2(As[ig_swz(r0 + 8, k0)], As[ig_swz(r0 + 8, k0 + 1)]);
-                a[mt][2] = ig_bf16x2(As[ig_swz(r0, k0 + 8)], As[ig_swz(r0, k0 + 9)]);
-                a[mt][3] = ig_bf16x2(As[ig_swz(r0 + 8, k0 + 8)], As[ig_swz(r0 + 8, k0 + 9)]);
+            for (int mt = 0; mt < MT; ++mt) {
+                const int r0 = wm * WTM + mt * 16 + g;
+                a[mt][0] = ig_bf16x2(As[ig_swz<BK>(r0, k0)], As[ig_swz<BK>(r0, k0 + 1)]);
+                a[mt][1] = ig_bf16x2(As[ig_swz<BK>(r0 + 8, k0)], As[ig_swz<BK>(r0 + 8, k0 + 1)]);
+                a[mt][2] = ig_bf16x2(As[ig_swz<BK>(r0, k0 + 8)], As[ig_swz<BK>(r0, k0 + 9)]);
+                a[mt][3] = ig_bf16x2(As[ig_swz<BK>(r0 + 8, k0 + 8)], As[ig_swz<BK>(r0 + 8, k0 + 9)]);
             }
 #pragma unroll
-            for (int nt = 0; nt < 4; ++nt) {
-                const int c0 = wn * 32 + nt * 8 + g;
-                const int k0 = kk + 2 * t;
-                b[nt][0] = ig_bf16x2(Bs[ig_swz(c0, k0)], Bs[ig_swz(c0, k0 + 1)]);
-                b[nt][1] = ig_bf16x2(Bs[ig_swz(c0, k0 + 8)], Bs[ig_swz(c0, k0 + 9)]);
+            for (int nt = 0; nt < NT; ++nt) {
+                const int c0 = wn * WTN + nt * 8 + g;
+                b[nt][0] = ig_bf16x2(Bs[ig_swz<BK>(c0, k0)], Bs[ig_swz<BK>(c0, k0 + 1)]);
+                b[nt][1] = ig_bf16x2(Bs[ig_swz<BK>(c0, k0 + 8)], Bs[ig_swz<BK>(c0, k0 + 9)]);
             }
 #pragma unroll
-            for (int mt = 0; mt < 2; ++mt)
+            for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                for (int nt = 0; nt < 4; ++nt) ig_mma_bf16(acc + (mt * 4 + nt) * 4, a[mt], b[nt]);
+                for (int nt = 0; nt < NT; ++nt) ig_mma_bf16(acc + (mt * NT + nt) * 4, a[mt], b[nt]);
         }
     } else {
         // m16n8k8: a thread holds A rows g, g+8 at k = t, t+4, and B column g at k = t, t+4.
         const int g = lane >> 2, t = lane & 3;
 #pragma unroll
-        for (int kk = 0; kk < IG_BK; kk += 8) {
-            unsigned a[2][4], b[4][2];
-            float af[2][4], bf[4][2];
+        for (int kk = 0; kk < BK; kk += 8) {
+            unsigned a[MT][4], b[NT][2];
+            float af[MT][4], bf[NT][2];
 #pragma unroll
-            for (int mt = 0; mt < 2; ++mt) {
-                const int r0 = wm * 32 + mt * 16 + g;
-                af[mt][0] = As[ig_swz(r0, kk + t)];
-                af[mt][1] = As[ig_swz(r0 + 8, kk + t)];
-                af[mt][2] = As[ig_swz(r0, kk + t + 4)];
-                af[mt][3] = As[ig_swz(r0 + 8, kk + t + 4)];
+            for (int mt = 0; mt < MT; ++mt) {
+                const int r0 = wm * WTM + mt * 16 + g;
+                af[mt][0] = As[ig_swz<BK>(r0, kk + t)];
+                af[mt][1] = As[ig_swz<BK>(r0 + 8, kk + t)];
+                af[mt][2] = As[ig_swz<BK>(r0, kk + t + 4)];
+                af[mt][3] = As[ig_swz<BK>(r0 + 8, kk + t + 4)];
             }
 #pragma unroll
-            for (int nt = 0; nt < 4; ++nt) {
-                const int c0 = wn * 32 + nt * 8 + g;
-                bf[nt][0] = Bs[ig_swz(c0, kk + t)];
-                bf[nt][1] = Bs[ig_swz(c0, kk + t + 4)];
+            for (int nt = 0; nt < NT; ++nt) {
+                const int c0 = wn * WTN + nt * 8 + g;
+                bf[nt][0] = Bs[ig_swz<BK>(c0, kk + t)];
+                bf[nt][1] = Bs[ig_swz<BK>(c0, kk + t + 4)];
             }
             if constexpr (PREC == IG_TF32) {
                 // The tiles were rounded to TF32 when stored.
 #pragma unroll
-                for (int mt = 0; mt < 2; ++mt)
+                for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                     for (int e = 0; e < 4; ++e) a[mt][e] = __float_as_uint(af[mt][e]);
 #pragma unroll
-                for (int nt = 0; nt < 4; ++nt)
+                for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                     for (int e = 0; e < 2; ++e) b[nt][e] = __float_as_uint(bf[nt][e]);
 #pragma unroll
-                for (int mt = 0; mt < 2; ++mt)
+                for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                    for (int nt = 0; nt < 4; ++nt) ig_mma_tf32(acc + (mt * 4 + nt) * 4, a[mt], b[nt]);
+                    for (int nt = 0; nt < NT; ++nt) ig_mma_tf32(acc + (mt * NT + nt) * 4, a[mt], b[nt]);
             } else {  // IG_3XTF32
-                unsigned as[2][4], bs[4][2];
+                unsigned as[MT][4], bs[NT][2];
 #pragma unroll
-                for (int mt = 0; mt < 2; ++mt)
+                for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                     for (int e = 0; e < 4; ++e) {
                         a[mt][e] = ig_tf32(af[mt][e]);
                         as[mt][e] = ig_tf32(af[mt][e] - __uint_as_float(a[mt][e]));
                     }
 #pragma unroll
-                for (int nt = 0; nt < 4; ++nt)
+                for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                     for (int e = 0; e < 2; ++e) {
                         b[nt][e] = ig_tf32(bf[nt][e]);
@@ -172,32 +199,39 @@ __device__ __forceinline__ void ig_tile_product(const float* __restrict__ As, co
                     }
                 // The small cross terms first, then the big product.
 #pragma unroll
-                for (int mt = 0; mt < 2; ++mt)
+                for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                    for (int nt = 0; nt < 4; ++nt) {
-                        ig_mma_tf32(acc + (mt * 4 + nt) * 4, as[mt], b[nt]);
-                        ig_mma_tf32(acc + (mt * 4 + nt) * 4, a[mt], bs[nt]);
-                        ig_mma_tf32(acc + (mt * 4 + nt) * 4, a[mt], b[nt]);
+                    for (int nt = 0; nt < NT; ++nt) {
+                        ig_mma_tf32(acc + (mt * NT + nt) * 4, as[mt], b[nt]);
+                        ig_mma_tf32(acc + (mt * NT + nt) * 4, a[mt], bs[nt]);
+                        ig_mma_tf32(acc + (mt * NT + nt) * 4, a[mt], b[nt]);
                     }
             }
         }
     }
 }
 
-// Thread roles in the loads: A element (m, k) = (m0 + warp + 4r, k0 + lane), r < 16; B element (k, n) =
-// (k0 + 16*(tid / 64) + r, n0 + tid % 64), r < 16: a thread decodes its k (A) or its k run (B) once
-// per tile and steps through it by counting.
-template <int MODE, int PREC>
-__global__ void __launch_bounds__(IG_THREADS)
+// Thread roles in the loads: A element (m, k) = (m0 + tid/BK + (THREADS/BK)*r, k0 + tid%BK), r < A_PER;
+// B element (k, n) = (k0 + B_PER*(tid/BN) + r, n0 + tid%BN), r < B_PER: a thread decodes its k (A) or its
+// k run (B) once per tile and steps through it by counting.
+template <int CFG, int MODE, int PREC>
+__global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
     conv_igemm(const float* __restrict__ a_src, const float* __restrict__ b_src, float* __restrict__ out,
                const float* __restrict__ bias, float* __restrict__ pbias, int N, int C, int H, int W, int Cout,
                int kh, int kw, int sh, int sw, int ph, int pw, int Ho, int Wo, int k_per_split) {
-    __shared__ __align__(16) float As[2][IG_BM * IG_BK];
-    __shared__ __align__(16) float Bs[2][IG_BN * IG_BK];
+    using Cf = IgCfg<CFG>;
+    constexpr int BM = Cf::BM, BN = Cf::BN, BK = Cf::BK, THREADS = Cf::THREADS;
+    constexpr int A_PER = BM * BK / THREADS, B_PER = BN * BK / THREADS, A_ROWS = THREADS / BK;
+    constexpr int ACC = (BM / Cf::WM) * (BN / Cf::WN) / 32;
+    constexpr int MT = BM / Cf::WM / 16, NT = BN / Cf::WN / 8;
+    __shared__ __align__(16) float As[2][BM * BK];
+    __shared__ __align__(16) float Bs[2][BN * BK];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int wm = warp >> 1, wn = warp & 1;
-    const int m0 = blockIdx.y * IG_BM, n0 = blockIdx.x * IG_BN;
+    const int wm = warp / Cf::WN, wn = warp % Cf::WN;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const int HoWo = Ho * Wo, khkw = kh * kw;
+    const int a_row = tid / BK, a_k = tid % BK;          // this thread's A rows: a_row + A_ROWS*r
+    const int b_col = tid % BN, b_k = B_PER * (tid / BN);  // this thread's B column and k run
 
     // The GEMM's sizes and this block's k range.
     int M, Ng, kbeg = 0, kend;
@@ -222,7 +256,7 @@ __global__ void __launch_bounds__(IG_THREADS)
     if (m0 >= M || n0 >= Ng) return;
 
     // This thread's B column n, decoded once.
-    const int bn = n0 + (tid & 63);
+    const int bn = n0 + b_col;
     const bool bn_ok = bn < Ng;
     int b_img = 0, b_y = 0, b_x = 0;  // FPROP: image, top-left input row/col; DGRAD: image, hq, wq
     int b_ci = 0, b_i = 0, b_j = 0;   // WGRAD: the (ci, i, j) of column n
@@ -244,21 +278,21 @@ __global__ void __launch_bounds__(IG_THREADS)
         }
     }
 
-    float a_reg[16], b_reg[16];
-    float bsum[16];
+    float a_reg[A_PER], b_reg[B_PER];
+    float bsum[A_PER];
     const bool want_bsum = (MODE == IG_WGRAD) && pbias != nullptr && blockIdx.x == 0;
 #pragma unroll
-    for (int r = 0; r < 16; ++r) bsum[r] = 0.f;
+    for (int r = 0; r < A_PER; ++r) bsum[r] = 0.f;
 
     auto load = [&](int k0) {
-        // A: element (m0 + warp + 4r, k0 + lane).
-        const int ak = k0 + lane;
+        // A: element (m0 + a_row + A_ROWS*r, k0 + a_k).
+        const int ak = k0 + a_k;
         const bool ak_ok = ak < kend;
         if constexpr (MODE == IG_FPROP) {
             const int K = C * khkw;
 #pragma unroll
-            for (int r = 0; r < 16; ++r) {
-                const int m = m0 + warp + 4 * r;
+            for (int r = 0; r < A_PER; ++r) {
+                const int m = m0 + a_row + A_ROWS * r;
                 a_reg[r] = (ak_ok && m < M) ? a_src[m * K + ak] : 0.f;
             }
         } else if constexpr (MODE == IG_DGRAD) {
@@ -271,8 +305,8 @@ __global__ void __launch_bounds__(IG_THREADS)
                 base = co * C * khkw + (i0 + sh * t) * kw + (j0 + sw * u);
             }
 #pragma unroll
-            for (int r = 0; r < 16; ++r) {
-                const int m = m0 + warp + 4 * r;
+            for (int r = 0; r < A_PER; ++r) {
+                const int m = m0 + a_row + A_ROWS * r;
                 a_reg[r] = (ak_ok && m < M) ? a_src[base + m * khkw] : 0.f;
             }
         } else {
@@ -282,21 +316,21 @@ __global__ void __launch_bounds__(IG_THREADS)
                 base = img * Cout * HoWo + (ak - img * HoWo);
             }
 #pragma unroll
-            for (int r = 0; r < 16; ++r) {
-                const int m = m0 + warp + 4 * r;
+            for (int r = 0; r < A_PER; ++r) {
+                const int m = m0 + a_row + A_ROWS * r;
                 a_reg[r] = (ak_ok && m < M) ? a_src[base + m * HoWo] : 0.f;
                 if (want_bsum) bsum[r] += a_reg[r];
             }
         }
-        // B: elements (k0 + kb + r, bn), r < 16.
-        const int kb = k0 + 16 * (tid >> 6);
+        // B: elements (k0 + b_k + r, bn), r < B_PER.
+        const int kb = k0 + b_k;
         if constexpr (MODE == IG_FPROP) {
             int ci = kb / khkw;
             int rr = kb - ci * khkw;
             int i = rr / kw, j = rr - i * kw;
             const float* xc = b_src + (b_img * C + ci) * H * W;
 #pragma unroll
-            for (int r = 0; r < 16; ++r) {
+            for (int r = 0; r < B_PER; ++r) {
                 const int h = b_y + i, w = b_x + j;
                 b_reg[r] = (bn_ok && kb + r < kend && h >= 0 && h < H && w >= 0 && w < W) ? xc[h * W + w] : 0.f;
                 if (++j == kw) {
@@ -314,7 +348,7 @@ __global__ void __launch_bounds__(IG_THREADS)
             int t = rr / ntj, u = rr - t * ntj;
             const float* dyc = b_src + (b_img * Cout + co) * HoWo;
 #pragma unroll
-            for (int r = 0; r < 16; ++r) {
+            for (int r = 0; r < B_PER; ++r) {
                 const int oh = b_y + dh - t, ow = b_x + dw - u;
                 b_reg[r] =
                     (bn_ok && kb + r < kend && oh >= 0 && oh < Ho && ow >= 0 && ow < Wo) ? dyc[oh * Wo + ow] : 0.f;
@@ -331,7 +365,7 @@ __global__ void __launch_bounds__(IG_THREADS)
             int p = kb - img * HoWo;
             int oh = p / Wo, ow = p - oh * Wo;
 #pragma unroll
-            for (int r = 0; r < 16; ++r) {
+            for (int r = 0; r < B_PER; ++r) {
                 const int h = oh * sh - ph + b_i, w = ow * sw - pw + b_j;
                 b_reg[r] = (bn_ok && kb + r < kend && h >= 0 && h < H && w >= 0 && w < W)
                                ? b_src[((img * C + b_ci) * H + h) * W + w]
@@ -347,32 +381,33 @@ __global__ void __launch_bounds__(IG_THREADS)
         }
     };
     auto store = [&](int buf) {
-        const int b_col = tid & 63, b_k = 16 * (tid >> 6);
 #pragma unroll
-        for (int r = 0; r < 16; ++r) {
-            float av = a_reg[r], bv = b_reg[r];
-            if constexpr (PREC == IG_TF32) {
-                av = __uint_as_float(ig_tf32(av));
-                bv = __uint_as_float(ig_tf32(bv));
-            }
-            As[buf][ig_swz(warp + 4 * r, lane)] = av;
-            Bs[buf][ig_swz(b_col, b_k + r)] = bv;
+        for (int r = 0; r < A_PER; ++r) {
+            float av = a_reg[r];
+            if constexpr (PREC == IG_TF32) av = __uint_as_float(ig_tf32(av));
+            As[buf][ig_swz<BK>(a_row + A_ROWS * r, a_k)] = av;
+        }
+#pragma unroll
+        for (int r = 0; r < B_PER; ++r) {
+            float bv = b_reg[r];
+            if constexpr (PREC == IG_TF32) bv = __uint_as_float(ig_tf32(bv));
+            Bs[buf][ig_swz<BK>(b_col, b_k + r)] = bv;
         }
     };
 
-    float acc[32];
+    float acc[ACC];
 #pragma unroll
-    for (int e = 0; e < 32; ++e) acc[e] = 0.f;
+    for (int e = 0; e < ACC; ++e) acc[e] = 0.f;
 
     if (kbeg < kend) {
         load(kbeg);
         store(0);
         __syncthreads();
         int buf = 0;
-        for (int k0 = kbeg; k0 < kend; k0 += IG_BK) {
-            const bool more = k0 + IG_BK < kend;
-            if (more) load(k0 + IG_BK);
-            ig_tile_product<PREC>(As[buf], Bs[buf], acc, wm, wn, lane);
+        for (int k0 = kbeg; k0 < kend; k0 += BK) {
+            const bool more = k0 + BK < kend;
+            if (more) load(k0 + BK);
+            ig_tile_product<CFG, PREC>(As[buf], Bs[buf], acc, wm, wn, lane);
             if (more) store(buf ^ 1);
             __syncthreads();
             buf ^= 1;
@@ -381,28 +416,29 @@ __global__ void __launch_bounds__(IG_THREADS)
 
     if constexpr (MODE == IG_WGRAD) {
         if (want_bsum) {
+            // The BK threads of one A row are BK consecutive lanes of one warp.
 #pragma unroll
-            for (int r = 0; r < 16; ++r) {
+            for (int r = 0; r < A_PER; ++r) {
                 float v = bsum[r];
 #pragma unroll
-                for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-                const int m = m0 + warp + 4 * r;
-                if (lane == 0 && m < M) pbias[blockIdx.z * M + m] = v;
+                for (int o = BK / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+                const int m = m0 + a_row + A_ROWS * r;
+                if (a_k == 0 && m < M) pbias[blockIdx.z * M + m] = v;
             }
         }
     }
 
     // Epilogue: acc element e is (m, n) as ig_tile_product lays it out.
 #pragma unroll
-    for (int e = 0; e < 32; ++e) {
+    for (int e = 0; e < ACC; ++e) {
         int m, n;
         if constexpr (PREC == IG_SIMT) {
             m = m0 + wm * 32 + (lane >> 3) + 4 * (e >> 2);
             n = n0 + wn * 32 + (lane & 7) + 8 * (e & 3);
         } else {
-            const int tile = e >> 2, mt = tile >> 2, nt = tile & 3, q = e & 3;
-            m = m0 + wm * 32 + mt * 16 + (lane >> 2) + ((q >> 1) << 3);
-            n = n0 + wn * 32 + nt * 8 + 2 * (lane & 3) + (q & 1);
+            const int tile = e >> 2, mt = tile / NT, nt = tile % NT, q = e & 3;
+            m = m0 + wm * (BM / Cf::WM) + mt * 16 + (lane >> 2) + ((q >> 1) << 3);
+            n = n0 + wn * (BN / Cf::WN) + nt * 8 + 2 * (lane & 3) + (q & 1);
         }
         if (m >= M || n >= Ng) continue;
         float v = acc[e];
@@ -421,6 +457,7 @@ __global__ void __launch_bounds__(IG_THREADS)
             out[(blockIdx.z * M + m) * Ng + n] = v;
         }
     }
+    (void)MT;
 }
 
 // out[i] = sum over z < splits of part[z*count + i], in the order of z: the same bits on every run.

@@ -23,26 +23,65 @@ import numpy as np
 
 from ._common import CudaModule
 
-BM = BN = 64
-BK = 32
-THREADS = 128
 FPROP, DGRAD, WGRAD = 0, 1, 2
 SIMT, TF32, BF16, X3TF32 = 0, 1, 2, 3
+# Tile configurations of conv_igemm.cu (IgCfg): (BM, BN, BK, threads). 0 is the first version (64 x 64,
+# the only one with the SIMT product), 1 the 128 x 128 tiles, 2 the 64 x 128 tiles for M <= 64.
+CFGS = {0: (64, 64, 32, 128), 1: (128, 128, 16, 256), 2: (64, 128, 16, 128)}
+AUTO = -1  # pick 1 or 2 by the GEMM's M
 
-# The product each precision runs: "fp32" takes the faster of the two exact schemes (measured:
-# bench/results/gpu-kernel-versions-2026-12-02.md).
-FP32_KERNEL = X3TF32
+# The product each precision runs. "fp32" takes the SIMT kernel: the split-TF32 one measured up to 3e-5
+# relative error on the DCGAN's long weight-gradient sums (tensor-core accumulation), above FP32's 1e-5.
+FP32_KERNEL = SIMT
 PRECISION_KERNEL = {"fp32": FP32_KERNEL, "tf32": TF32, "bf16": BF16}
 
+# Which ops take the implicit-GEMM kernels at each precision, and from how many output rows M of the GEMM
+# (output channels; input channels for the data gradients) on; everything else runs im2col / col2im
+# around cuBLAS at the same precision. Chosen from the measurements in
+# bench/results/gpu-kernel-versions-2026-12-02.md.
+OPS = (
+    "conv2d_forward",
+    "conv2d_backward_data",
+    "conv2d_backward_weight",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward_data",
+    "conv_transpose2d_backward_weight",
+)
+ROUTE: dict[str, dict[str, int]] = {"fp32": {}, "tf32": {}, "bf16": {}}
+
+
+def use_implicit(op: str, m: int, *arrays: cupy.ndarray) -> bool:
+    """Whether ``op`` (one of OPS) with a GEMM of ``m`` rows runs on the implicit-GEMM kernels at the
+    current precision: float32 arrays below 2**31 elements, and an entry in ROUTE."""
+    from tinygan.backend import get_precision
+
+    least = ROUTE[get_precision()].get(op)
+    return least is not None and m >= least and supports(*arrays)
+
+
+INSTANCES = [(0, p) for p in (SIMT, TF32, BF16, X3TF32)] + [(c, p) for c in (1, 2) for p in (TF32, BF16, X3TF32)]
 _MOD = CudaModule(
     "conv_igemm.cu",
-    plain=tuple(f"conv_igemm<{m}, {p}>" for m in (FPROP, DGRAD, WGRAD) for p in (SIMT, TF32, BF16, X3TF32))
+    plain=tuple(f"conv_igemm<{c}, {m}, {p}>" for c, p in INSTANCES for m in (FPROP, DGRAD, WGRAD))
     + ("ig_splitk_reduce",),
 )
 
+
+def _cfg(cfg: int, prec: int, m: int) -> int:
+    if prec == SIMT:
+        return 0
+    if cfg == AUTO:
+        return 2 if m <= 64 else 1
+    return cfg
+
+
+def _kernel(cfg: int, mode: int, prec: int) -> Any:
+    return _MOD.get(f"conv_igemm<{cfg}, {mode}, {prec}>")
+
+
 # Blocks to aim for when splitting the weight gradient's long K: a few waves of the card's SMs.
 _TARGET_BLOCKS = 2 * 132
-_MIN_K_PER_SPLIT = 8 * BK
+_MIN_K_PER_SPLIT = 256
 
 
 def supports(*arrays: cupy.ndarray) -> bool:
@@ -69,34 +108,36 @@ def _null() -> Any:
     return np.uintp(0)
 
 
+def _launch(mode: int, prec: int, cfg: int, grid_n: int, m: int, z: int, args: tuple) -> None:
+    cfg = _cfg(cfg, prec, m)
+    bm, bn, _, threads = CFGS[cfg]
+    _kernel(cfg, mode, prec)((_cdiv(grid_n, bn), _cdiv(m, bm), z), (threads,), args)
+
+
 def fprop(
-    x: cupy.ndarray, W: cupy.ndarray, bias: cupy.ndarray | None, stride, padding, out_hw, prec: int
+    x: cupy.ndarray, W: cupy.ndarray, bias: cupy.ndarray | None, stride, padding, out_hw, prec: int, cfg: int = AUTO
 ) -> cupy.ndarray:
     """y = conv2d(x, W) + bias for contiguous float32 x (N, C, H, W) and W (Cout, C, kh, kw)."""
     n, c, h, w = x.shape
     cout, _, kh, kw = W.shape
     (sh, sw), (ph, pw), (ho, wo) = stride, padding, out_hw
     y = cupy.empty((n, cout, ho, wo), dtype=np.float32)
-    grid = (-(-(n * ho * wo) // BN), -(-cout // BM), 1)
     if y.size:
-        _MOD.get(f"conv_igemm<{FPROP}, {prec}>")(
-            grid,
-            (THREADS,),
-            (
-                W,
-                x,
-                y,
-                bias if bias is not None else _null(),
-                _null(),
-                *_geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo),
-                np.int32(0),
-            ),
-        )
+        geom = _geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo)
+        b = bias if bias is not None else _null()
+        _launch(FPROP, prec, cfg, n * ho * wo, cout, 1, (W, x, y, b, _null(), *geom, np.int32(0)))
     return y
 
 
 def dgrad(
-    dy: cupy.ndarray, W: cupy.ndarray, x_shape, stride, padding, bias: cupy.ndarray | None, prec: int
+    dy: cupy.ndarray,
+    W: cupy.ndarray,
+    x_shape,
+    stride,
+    padding,
+    bias: cupy.ndarray | None,
+    prec: int,
+    cfg: int = AUTO,
 ) -> cupy.ndarray:
     """dx of conv2d (plus ``bias[c]``: ConvTranspose2d's forward) for dy (N, Cout, Ho, Wo), W (Cout, C, kh, kw)."""
     n, c, h, w = (int(d) for d in x_shape)
@@ -104,38 +145,29 @@ def dgrad(
     _, _, kh, kw = W.shape
     (sh, sw), (ph, pw) = stride, padding
     dx = cupy.empty((n, c, h, w), dtype=np.float32)
-    hq, wq = -(-h // sh), -(-w // sw)
-    grid = (-(-(n * hq * wq) // BN), -(-c // BM), sh * sw)
     if dx.size:
-        _MOD.get(f"conv_igemm<{DGRAD}, {prec}>")(
-            grid,
-            (THREADS,),
-            (
-                W,
-                dy,
-                dx,
-                bias if bias is not None else _null(),
-                _null(),
-                *_geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo),
-                np.int32(0),
-            ),
-        )
+        # One grid layer per phase (h mod sh, w mod sw), each over ceil(H/sh) x ceil(W/sw) pixels.
+        geom = _geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo)
+        b = bias if bias is not None else _null()
+        pixels = n * _cdiv(h, sh) * _cdiv(w, sw)
+        _launch(DGRAD, prec, cfg, pixels, c, sh * sw, (W, dy, dx, b, _null(), *geom, np.int32(0)))
     return dx
 
 
 def wgrad(
-    dy: cupy.ndarray, x: cupy.ndarray, kernel, stride, padding, with_bias: bool, prec: int
+    dy: cupy.ndarray, x: cupy.ndarray, kernel, stride, padding, with_bias: bool, prec: int, cfg: int = AUTO
 ) -> tuple[cupy.ndarray, cupy.ndarray | None]:
     """(dW, db) of conv2d for dy (N, Cout, Ho, Wo) and x (N, C, H, W); db (the row sums of dy) only when asked."""
     n, c, h, w = x.shape
     _, cout, ho, wo = dy.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     ng, k_total = c * kh * kw, n * ho * wo
-    tiles = -(-ng // BN) * -(-cout // BM)
+    bm, bn, bk, _ = CFGS[_cfg(cfg, prec, cout)]
+    tiles = _cdiv(ng, bn) * _cdiv(cout, bm)
     # Split K so the grid fills the card, each split at least _MIN_K_PER_SPLIT deep.
-    splits = max(1, min(-(-_TARGET_BLOCKS // tiles), -(-k_total // _MIN_K_PER_SPLIT)))
-    k_per_split = _cdiv(_cdiv(k_total, splits), BK) * BK
-    splits = max(1, -(-k_total // k_per_split))
+    splits = max(1, min(_cdiv(_TARGET_BLOCKS, tiles), _cdiv(k_total, _MIN_K_PER_SPLIT)))
+    k_per_split = _cdiv(_cdiv(k_total, splits), bk) * bk
+    splits = max(1, _cdiv(k_total, k_per_split))
     dW = cupy.empty((cout, c, kh, kw), dtype=np.float32)
     db = cupy.empty(cout, dtype=np.float32) if with_bias else None
     if k_total == 0 or dW.size == 0:
@@ -145,24 +177,14 @@ def wgrad(
         return dW, db
     part = dW if splits == 1 else cupy.empty((splits, cout, ng), dtype=np.float32)
     pbias = db if (splits == 1 or db is None) else cupy.empty((splits, cout), dtype=np.float32)
-    grid = (-(-ng // BN), -(-cout // BM), splits)
-    _MOD.get(f"conv_igemm<{WGRAD}, {prec}>")(
-        grid,
-        (THREADS,),
-        (
-            dy,
-            x,
-            part,
-            _null(),
-            pbias if pbias is not None else _null(),
-            *_geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo),
-            np.int32(k_per_split),
-        ),
-    )
+    geom = _geom_args(n, c, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo)
+    pb = pbias if pbias is not None else _null()
+    _launch(WGRAD, prec, cfg, ng, cout, splits, (dy, x, part, _null(), pb, *geom, np.int32(k_per_split)))
     if splits > 1:
+        # The partial sums of the splits, added in a fixed order: the same bits on every run.
         reduce = _MOD.get("ig_splitk_reduce")
         count = cout * ng
-        reduce((min(4096, -(-count // 256)),), (256,), (part, dW, np.int32(count), np.int32(splits)))
+        reduce((min(4096, _cdiv(count, 256)),), (256,), (part, dW, np.int32(count), np.int32(splits)))
         if db is not None:
-            reduce((max(1, -(-cout // 256)),), (256,), (pbias, db, np.int32(cout), np.int32(splits)))
+            reduce((max(1, _cdiv(cout, 256)),), (256,), (pbias, db, np.int32(cout), np.int32(splits)))
     return dW, db

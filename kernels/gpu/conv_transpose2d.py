@@ -43,7 +43,7 @@ def conv_transpose2d_forward(
     y_shape = transpose_output_shape(
         x.shape, W.shape, stride, padding, pair(output_padding), "conv_transpose2d_forward"
     )
-    if conv_igemm.supports(x, W) and math.prod(y_shape) < 2**31:
+    if conv_igemm.use_implicit("conv_transpose2d_forward", W.shape[1], x, W) and math.prod(y_shape) < 2**31:
         b = None if b is None else cupy.ascontiguousarray(b)
         return conv_igemm.dgrad(x, W, y_shape, stride, padding, b, conv_igemm.kernel_for(get_precision()))
     cols = gemm(W.reshape(cin, -1), ncs_to_cns(x), transa=True)
@@ -68,7 +68,7 @@ def conv_transpose2d_backward_data(
     (sh, sw), (ph, pw) = pair(stride), pair(padding)
     n, _, hy, wy = dy.shape
     h, w = (hy + 2 * ph - kh) // sh + 1, (wy + 2 * pw - kw) // sw + 1
-    if conv_igemm.supports(dy, W) and n * cin * h * w < 2**31:
+    if conv_igemm.use_implicit("conv_transpose2d_backward_data", cin, dy, W) and n * cin * h * w < 2**31:
         prec = conv_igemm.kernel_for(get_precision())
         return conv_igemm.fprop(dy, W, None, (sh, sw), (ph, pw), (h, w), prec), None
     dy_cols = im2col(dy, (kh, kw), stride, padding)
@@ -89,7 +89,7 @@ def conv_transpose2d_backward_weight(
     dy, x = device_array(dy, "dy", op), device_array(x, "x", op)
     same_dtype(op, dy, x=x, dy_cols=dy_cols)
     cin, cout, kh, kw = (int(d) for d in W_shape)
-    if dy_cols is None and conv_igemm.supports(dy, x):
+    if dy_cols is None and conv_igemm.use_implicit("conv_transpose2d_backward_weight", cin, dy, x):
         (sh, sw), (ph, pw) = pair(stride), pair(padding)
         n, _, hy, wy = dy.shape
         h, w = (hy + 2 * ph - kh) // sh + 1, (wy + 2 * pw - kw) // sw + 1
