@@ -77,12 +77,14 @@ def K():
     return gpu
 
 
-@pytest.fixture(params=["implicit", "im2col"])
+@pytest.fixture(params=["implicit", "implicit-cp.async", "im2col"])
 def route(request, K, monkeypatch):
-    """Every conv op on the implicit-GEMM kernels (from any size), or none."""
+    """Every conv op on the implicit-GEMM kernels (from any size; register-staged or cp.async tiles), or none."""
     from tinygan.kernels.gpu import conv_igemm
 
-    table = {op: 0 for op in conv_igemm.OPS} if request.param == "implicit" else {}
+    table = {op: 0 for op in conv_igemm.OPS} if request.param != "im2col" else {}
+    pipelined = request.param == "implicit-cp.async"
+    monkeypatch.setattr(conv_igemm, "DEFAULT_CFG", conv_igemm.AUTO_PIPE if pipelined else conv_igemm.AUTO)
     monkeypatch.setattr(conv_igemm, "ROUTE", {p: dict(table) for p in PRECISIONS})
     return request.param
 

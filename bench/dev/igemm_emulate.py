@@ -19,6 +19,8 @@ FPROP, DGRAD, WGRAD = 0, 1, 2
 SIMT, TF32, BF16 = 0, 1, 2
 # (BM, BN, BK, THREADS, WM, WN) of IgCfg<0>, <1>, <2>
 CFGS = {0: (64, 64, 32, 128, 2, 2), 1: (128, 128, 16, 256, 2, 4), 2: (64, 128, 16, 128, 2, 2)}
+# 3 and 4 map their tiles as 1 and 2 do (they copy them with cp.async instead of through registers).
+CFGS[3], CFGS[4] = CFGS[1], CFGS[2]
 BM, BN, BK, THREADS, WM, WN = CFGS[0]
 
 

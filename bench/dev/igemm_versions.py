@@ -353,7 +353,22 @@ def measure_peaks() -> dict:
 
 
 IM2COL_VERSION = {"fp32": "v0", "tf32": "v0t", "bf16": "v0b"}
-IMPLICIT_VERSION = {"fp32": "v1", "tf32": "v5", "bf16": "v6"}  # what production's implicit route runs
+# What production's implicit route runs, by DEFAULT_CFG (AUTO: v5/v6, AUTO_PIPE: v8/v9; fp32: SIMT v1).
+IMPLICIT_VERSIONS = {
+    "AUTO": {"fp32": "v1", "tf32": "v5", "bf16": "v6"},
+    "AUTO_PIPE": {"fp32": "v1", "tf32": "v8", "bf16": "v9"},
+}
+
+
+def best_cfg(rows: list[Row]) -> str:
+    """The tile configuration whose TF32 and BF16 versions took less time summed over the DCGAN passes."""
+    total = {}
+    for name, versions in IMPLICIT_VERSIONS.items():
+        vs = {versions["tf32"], versions["bf16"]}
+        times = [r.median_us for r in rows if r.version in vs and not r.layer.startswith("odd")]
+        ok = all(r.ok for r in rows if r.version in vs)
+        total[name] = sum(times) if ok and times and not any(math.isnan(t) for t in times) else math.inf
+    return min(total, key=total.get)
 
 
 def op_name(layer: Layer, pas: str) -> str:
@@ -361,7 +376,7 @@ def op_name(layer: Layer, pas: str) -> str:
     return f"{prefix}_{pas.replace(' ', '_')}"
 
 
-def best_route(rows: list[Row]) -> dict[str, dict[str, int]]:
+def best_route(rows: list[Row], cfg_name: str) -> dict[str, dict[str, int]]:
     """For each precision, the ops whose implicit-GEMM kernel took less time than im2col + cuBLAS summed
     over the DCGAN layers (both validated): the ROUTE table this run measured to be fastest."""
     route: dict[str, dict[str, int]] = {}
@@ -371,7 +386,7 @@ def best_route(rows: list[Row]) -> dict[str, dict[str, int]]:
         for layer in DCGAN:
             for pas in PASSES:
                 a = by.get((layer.name, pas, IM2COL_VERSION[precision]))
-                b = by.get((layer.name, pas, IMPLICIT_VERSION[precision]))
+                b = by.get((layer.name, pas, IMPLICIT_VERSIONS[cfg_name][precision]))
                 if a is None or b is None:
                     continue
                 t = totals.setdefault(op_name(layer, pas), [0.0, 0.0])
@@ -381,7 +396,9 @@ def best_route(rows: list[Row]) -> dict[str, dict[str, int]]:
     return route
 
 
-def time_steps(steps_n: int = 100, measured: dict | None = None) -> list[tuple[str, float, str]]:
+def time_steps(
+    steps_n: int = 100, measured: dict | None = None, cfg_name: str = "AUTO"
+) -> list[tuple[str, float, str]]:
     """The DCGAN training step (batch 128) as one CUDA graph: tinygan at each precision, PyTorch in FP32
     and at its default (cuDNN TF32 convolutions, FP32 matmuls). Median ms of ``steps_n`` replays, 10 at a time."""
     import cupy
@@ -424,16 +441,17 @@ def time_steps(steps_n: int = 100, measured: dict | None = None) -> list[tuple[s
 
     from tinygan.kernels.gpu import conv_igemm
 
+    conv_igemm.DEFAULT_CFG = getattr(conv_igemm, cfg_name)
     production = conv_igemm.ROUTE
-    routes = {
-        "production": production,
-        "all im2col": {p: {} for p in production},
-        "all implicit": {p: {op: 0 for op in conv_igemm.OPS} for p in production},
-    }
+    routes = {"all im2col": {p: {} for p in production}}
     if measured is not None:
         routes["measured best"] = measured
+    else:
+        routes["all implicit"] = {p: {op: 0 for op in conv_igemm.OPS} for p in production}
     for precision in ("fp32", "tf32", "bf16"):
         for route_name, route in routes.items():
+            if route_name != "all im2col" and not route[precision]:
+                continue  # the same as all im2col at this precision
             try:
                 conv_igemm.ROUTE = route
                 with backend.precision(precision):
@@ -476,13 +494,15 @@ VERSIONS = [
     ("v5", "tf32", "implicit GEMM 128x128x16 (8 warps of 64x32; 64x128 for M <= 64), TF32"),
     ("v6", "bf16", "implicit GEMM 128x128x16 / 64x128x16, BF16"),
     ("v7", "3xtf32", "implicit GEMM 128x128x16 / 64x128x16, split-TF32"),
+    ("v8", "tf32", "v5 with cp.async into a 3-deep (4 for M <= 64) shared-memory ring, TF32"),
+    ("v9", "bf16", "v8 with BF16 mma.sync"),
     ("torch-fp32", "fp32", "PyTorch/cuDNN, allow_tf32 False"),
     ("torch-tf32", "tf32", "PyTorch/cuDNN at its default (TF32 convolutions)"),
     ("torch-bf16", "bf16", "PyTorch/cuDNN on bf16 tensors"),
 ]
 
 
-def run_layer(layer: Layer, rng, rounds: int, reps: int, timed: bool, log) -> list[Row]:
+def run_layer(layer: Layer, rng, rounds: int, reps: int, timed: bool, log, skip: frozenset = frozenset()) -> list[Row]:
     import cupy
     import torch
 
@@ -511,6 +531,8 @@ def run_layer(layer: Layer, rng, rounds: int, reps: int, timed: bool, log) -> li
     for pas in PASSES:
         want = (reference_torch64 if timed else reference_numpy)(layer, pas, *h64)
         for version, precision, _ in VERSIONS:
+            if timed and version in skip:
+                continue
             row = Row(layer.name, pas, version, precision, False, math.inf, flops=layer.flops())
             try:
                 if version.startswith("torch"):
@@ -603,6 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("."))
     ap.add_argument("--layers", default="", help="comma-separated substrings of layer names to run (default all)")
     ap.add_argument("--steps", action="store_true", help="also time the whole DCGAN training step (CUDA graph)")
+    ap.add_argument("--skip", default="", help="comma-separated versions to validate on the odd shapes only")
     args = ap.parse_args(argv)
     import cupy
     import torch
@@ -626,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     for layer in DCGAN:
         if wanted and not any(w in layer.name for w in wanted):
             continue
-        rows += run_layer(layer, rng, args.rounds, args.reps, True, log)
+        rows += run_layer(layer, rng, args.rounds, args.reps, True, log, frozenset(args.skip.split(",")))
     header = (
         f"# Implicit-GEMM convolution versions: {card}, {dt.date.today().isoformat()}\n\n"
         f"`python -m bench.dev.igemm_versions` ({args.rounds} rounds of {args.reps} calls, two passes), "
@@ -635,15 +658,17 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k} {v:,.0f} TFLOP/s" for k, v in peaks.items())
         + ". Odd shapes validated against tinygan's NumPy float64 reference, DCGAN shapes against PyTorch float64."
     )
-    measured = best_route(rows)
-    print("measured best ROUTE: " + json.dumps(measured), flush=True)
-    step_times = time_steps(measured=measured) if args.steps else []
+    cfg_name = best_cfg(rows)
+    measured = best_route(rows, cfg_name)
+    print(f"measured best: DEFAULT_CFG {cfg_name}, ROUTE " + json.dumps(measured), flush=True)
+    step_times = time_steps(measured=measured, cfg_name=cfg_name) if args.steps else []
     text = render([r for r in rows if not r.layer.startswith("odd")], peaks, header)
     if step_times:
         text += "\n\n## DCGAN training step, batch 128, one CUDA graph\n\n"
         text += "| implementation | median ms | how |\n| --- | ---: | --- |\n"
         text += "\n".join(f"| {label} | {ms:.3f} | {what} |" for label, ms, what in step_times)
-    text += "\n\nROUTE measured fastest (ops on the implicit-GEMM kernels): `" + json.dumps(measured) + "`"
+    text += f"\n\nMeasured fastest: DEFAULT_CFG {cfg_name}, ROUTE (ops on the implicit-GEMM kernels) `"
+    text += json.dumps(measured) + "`"
     odd_bad = [r for r in rows if r.layer.startswith("odd") and not r.ok]
     text += "\n\nOdd shapes: " + (
         "every version validated."

@@ -31,20 +31,43 @@
 //   CFG 0: 64 x 64,   BK 32, 128 threads, 2 x 2 warps of 32 x 32   (v1-v4 of bench/dev)
 //   CFG 1: 128 x 128, BK 16, 256 threads, 2 x 4 warps of 64 x 32   (four times the work per loaded byte)
 //   CFG 2: 64 x 128,  BK 16, 128 threads, 2 x 2 warps of 32 x 64   (for M <= 64)
+//   CFG 3, 4: CFG 1, 2 with the tiles copied by cp.async into a ring of STAGES shared-memory buffers,
+//   several tiles in flight instead of one staged through registers (TF32 rounding then happens as the
+//   fragments are loaded).
+// STAGES 0: loads staged through registers into two buffers.
 template <int CFG>
 struct IgCfg;
 template <>
 struct IgCfg<0> {
-    static constexpr int BM = 64, BN = 64, BK = 32, THREADS = 128, WM = 2, WN = 2;
+    static constexpr int BM = 64, BN = 64, BK = 32, THREADS = 128, WM = 2, WN = 2, STAGES = 0;
 };
 template <>
 struct IgCfg<1> {
-    static constexpr int BM = 128, BN = 128, BK = 16, THREADS = 256, WM = 2, WN = 4;
+    static constexpr int BM = 128, BN = 128, BK = 16, THREADS = 256, WM = 2, WN = 4, STAGES = 0;
 };
 template <>
 struct IgCfg<2> {
-    static constexpr int BM = 64, BN = 128, BK = 16, THREADS = 128, WM = 2, WN = 2;
+    static constexpr int BM = 64, BN = 128, BK = 16, THREADS = 128, WM = 2, WN = 2, STAGES = 0;
 };
+template <>
+struct IgCfg<3> {
+    static constexpr int BM = 128, BN = 128, BK = 16, THREADS = 256, WM = 2, WN = 4, STAGES = 3;
+};
+template <>
+struct IgCfg<4> {
+    static constexpr int BM = 64, BN = 128, BK = 16, THREADS = 128, WM = 2, WN = 2, STAGES = 4;
+};
+
+// 4 bytes global -> shared, asynchronously; zero-filled (nothing read) when !ok.
+__device__ __forceinline__ void ig_cp_async4(float* dst, const float* src, bool ok) {
+    const unsigned saddr = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(saddr), "l"(src), "r"(ok ? 4 : 0));
+}
+__device__ __forceinline__ void ig_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void ig_cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
 
 #define IG_FPROP 0
 #define IG_DGRAD 1
@@ -168,15 +191,16 @@ __device__ __forceinline__ void ig_tile_product(const float* __restrict__ As, co
                 bf[nt][1] = Bs[ig_swz<BK>(c0, kk + t + 4)];
             }
             if constexpr (PREC == IG_TF32) {
-                // The tiles were rounded to TF32 when stored.
+                // Register-staged tiles were rounded to TF32 when stored; cp.async tiles are rounded here.
+                constexpr bool round = C::STAGES > 0;
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) a[mt][e] = __float_as_uint(af[mt][e]);
+                    for (int e = 0; e < 4; ++e) a[mt][e] = round ? ig_tf32(af[mt][e]) : __float_as_uint(af[mt][e]);
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-                    for (int e = 0; e < 2; ++e) b[nt][e] = __float_as_uint(bf[nt][e]);
+                    for (int e = 0; e < 2; ++e) b[nt][e] = round ? ig_tf32(bf[nt][e]) : __float_as_uint(bf[nt][e]);
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -224,8 +248,9 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
     constexpr int A_PER = BM * BK / THREADS, B_PER = BN * BK / THREADS, A_ROWS = THREADS / BK;
     constexpr int ACC = (BM / Cf::WM) * (BN / Cf::WN) / 32;
     constexpr int MT = BM / Cf::WM / 16, NT = BN / Cf::WN / 8;
-    __shared__ __align__(16) float As[2][BM * BK];
-    __shared__ __align__(16) float Bs[2][BN * BK];
+    constexpr int STAGES = Cf::STAGES, NBUF = STAGES > 0 ? STAGES : 2;
+    __shared__ __align__(16) float As[NBUF][BM * BK];
+    __shared__ __align__(16) float Bs[NBUF][BN * BK];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp / Cf::WN, wn = warp % Cf::WN;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
@@ -284,7 +309,22 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
 #pragma unroll
     for (int r = 0; r < A_PER; ++r) bsum[r] = 0.f;
 
-    auto load = [&](int k0) {
+    // Element r of this thread's A (B) part of a tile: into registers, or by cp.async into buffer `stage`.
+    auto put_a = [&](int stage, int r, bool ok, const float* src) {
+        if constexpr (STAGES > 0) {
+            ig_cp_async4(&As[stage][ig_swz<BK>(a_row + A_ROWS * r, a_k)], ok ? src : a_src, ok);
+        } else {
+            a_reg[r] = ok ? *src : 0.f;
+        }
+    };
+    auto put_b = [&](int stage, int r, bool ok, const float* src) {
+        if constexpr (STAGES > 0) {
+            ig_cp_async4(&Bs[stage][ig_swz<BK>(b_col, b_k + r)], ok ? src : b_src, ok);
+        } else {
+            b_reg[r] = ok ? *src : 0.f;
+        }
+    };
+    auto load = [&](int k0, int stage) {
         // A: element (m0 + a_row + A_ROWS*r, k0 + a_k).
         const int ak = k0 + a_k;
         const bool ak_ok = ak < kend;
@@ -293,7 +333,7 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
 #pragma unroll
             for (int r = 0; r < A_PER; ++r) {
                 const int m = m0 + a_row + A_ROWS * r;
-                a_reg[r] = (ak_ok && m < M) ? a_src[m * K + ak] : 0.f;
+                put_a(stage, r, ak_ok && m < M, a_src + m * K + ak);
             }
         } else if constexpr (MODE == IG_DGRAD) {
             int base = 0;
@@ -307,7 +347,7 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
 #pragma unroll
             for (int r = 0; r < A_PER; ++r) {
                 const int m = m0 + a_row + A_ROWS * r;
-                a_reg[r] = (ak_ok && m < M) ? a_src[base + m * khkw] : 0.f;
+                put_a(stage, r, ak_ok && m < M, a_src + base + m * khkw);
             }
         } else {
             int base = 0;
@@ -318,8 +358,10 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
 #pragma unroll
             for (int r = 0; r < A_PER; ++r) {
                 const int m = m0 + a_row + A_ROWS * r;
-                a_reg[r] = (ak_ok && m < M) ? a_src[base + m * HoWo] : 0.f;
-                if (want_bsum) bsum[r] += a_reg[r];
+                put_a(stage, r, ak_ok && m < M, a_src + base + m * HoWo);
+                if constexpr (STAGES == 0) {
+                    if (want_bsum) bsum[r] += a_reg[r];
+                }
             }
         }
         // B: elements (k0 + b_k + r, bn), r < B_PER.
@@ -332,7 +374,7 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
 #pragma unroll
             for (int r = 0; r < B_PER; ++r) {
                 const int h = b_y + i, w = b_x + j;
-                b_reg[r] = (bn_ok && kb + r < kend && h >= 0 && h < H && w >= 0 && w < W) ? xc[h * W + w] : 0.f;
+                put_b(stage, r, bn_ok && kb + r < kend && h >= 0 && h < H && w >= 0 && w < W, xc + h * W + w);
                 if (++j == kw) {
                     j = 0;
                     if (++i == kh) {
@@ -350,8 +392,7 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
 #pragma unroll
             for (int r = 0; r < B_PER; ++r) {
                 const int oh = b_y + dh - t, ow = b_x + dw - u;
-                b_reg[r] =
-                    (bn_ok && kb + r < kend && oh >= 0 && oh < Ho && ow >= 0 && ow < Wo) ? dyc[oh * Wo + ow] : 0.f;
+                put_b(stage, r, bn_ok && kb + r < kend && oh >= 0 && oh < Ho && ow >= 0 && ow < Wo, dyc + oh * Wo + ow);
                 if (++u == ntj) {
                     u = 0;
                     if (++t == nti) {
@@ -367,9 +408,8 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
 #pragma unroll
             for (int r = 0; r < B_PER; ++r) {
                 const int h = oh * sh - ph + b_i, w = ow * sw - pw + b_j;
-                b_reg[r] = (bn_ok && kb + r < kend && h >= 0 && h < H && w >= 0 && w < W)
-                               ? b_src[((img * C + b_ci) * H + h) * W + w]
-                               : 0.f;
+                put_b(stage, r, bn_ok && kb + r < kend && h >= 0 && h < H && w >= 0 && w < W,
+                      b_src + ((img * C + b_ci) * H + h) * W + w);
                 if (++ow == Wo) {
                     ow = 0;
                     if (++oh == Ho) {
@@ -399,18 +439,45 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
 #pragma unroll
     for (int e = 0; e < ACC; ++e) acc[e] = 0.f;
 
-    if (kbeg < kend) {
-        load(kbeg);
-        store(0);
-        __syncthreads();
-        int buf = 0;
-        for (int k0 = kbeg; k0 < kend; k0 += BK) {
-            const bool more = k0 + BK < kend;
-            if (more) load(k0 + BK);
-            ig_tile_product<CFG, PREC>(As[buf], Bs[buf], acc, wm, wn, lane);
-            if (more) store(buf ^ 1);
+    if constexpr (STAGES == 0) {
+        if (kbeg < kend) {
+            load(kbeg, 0);
+            store(0);
             __syncthreads();
-            buf ^= 1;
+            int buf = 0;
+            for (int k0 = kbeg; k0 < kend; k0 += BK) {
+                const bool more = k0 + BK < kend;
+                if (more) load(k0 + BK, 0);
+                ig_tile_product<CFG, PREC>(As[buf], Bs[buf], acc, wm, wn, lane);
+                if (more) store(buf ^ 1);
+                __syncthreads();
+                buf ^= 1;
+            }
+        }
+    } else if (kbeg < kend) {
+        // Tiles t+1 .. t+STAGES-1 in flight while tile t is multiplied. One commit group per tile (empty
+        // ones too), so "all but the newest STAGES-2 groups done" means tile t has landed.
+#pragma unroll
+        for (int s = 0; s < STAGES - 1; ++s) {
+            if (kbeg + s * BK < kend) load(kbeg + s * BK, s);
+            ig_cp_async_commit();
+        }
+        int stage = 0;
+        for (int k0 = kbeg; k0 < kend; k0 += BK) {
+            ig_cp_async_wait<STAGES - 2>();
+            // Every thread's copies of tile t have landed, and every warp is done with tile t-1's buffer.
+            __syncthreads();
+            if constexpr (MODE == IG_WGRAD) {
+                if (want_bsum) {
+#pragma unroll
+                    for (int r = 0; r < A_PER; ++r) bsum[r] += As[stage][ig_swz<BK>(a_row + A_ROWS * r, a_k)];
+                }
+            }
+            const int next = k0 + (STAGES - 1) * BK;
+            if (next < kend) load(next, (stage + STAGES - 1) % STAGES);
+            ig_cp_async_commit();
+            ig_tile_product<CFG, PREC>(As[stage], Bs[stage], acc, wm, wn, lane);
+            stage = (stage + 1) % STAGES;
         }
     }
 

@@ -27,8 +27,18 @@ FPROP, DGRAD, WGRAD = 0, 1, 2
 SIMT, TF32, BF16, X3TF32 = 0, 1, 2, 3
 # Tile configurations of conv_igemm.cu (IgCfg): (BM, BN, BK, threads). 0 is the first version (64 x 64,
 # the only one with the SIMT product), 1 the 128 x 128 tiles, 2 the 64 x 128 tiles for M <= 64.
-CFGS = {0: (64, 64, 32, 128), 1: (128, 128, 16, 256), 2: (64, 128, 16, 128)}
+# 3 and 4 are 1 and 2 with the tiles copied by cp.async into a 3- or 4-deep ring of shared-memory buffers.
+CFGS = {
+    0: (64, 64, 32, 128),
+    1: (128, 128, 16, 256),
+    2: (64, 128, 16, 128),
+    3: (128, 128, 16, 256),
+    4: (64, 128, 16, 128),
+}
 AUTO = -1  # pick 1 or 2 by the GEMM's M
+AUTO_PIPE = -2  # pick 3 or 4 by the GEMM's M
+# The tiles the ops of tinygan.kernels.gpu use (measured: bench/results/gpu-kernel-versions-2026-12-02.md).
+DEFAULT_CFG = AUTO
 
 # The product each precision runs. "fp32" takes the SIMT kernel: the split-TF32 one measured up to 3e-5
 # relative error on the DCGAN's long weight-gradient sums (tensor-core accumulation), above FP32's 1e-5.
@@ -59,7 +69,11 @@ def use_implicit(op: str, m: int, *arrays: cupy.ndarray) -> bool:
     return least is not None and m >= least and supports(*arrays)
 
 
-INSTANCES = [(0, p) for p in (SIMT, TF32, BF16, X3TF32)] + [(c, p) for c in (1, 2) for p in (TF32, BF16, X3TF32)]
+INSTANCES = (
+    [(0, p) for p in (SIMT, TF32, BF16, X3TF32)]
+    + [(c, p) for c in (1, 2) for p in (TF32, BF16, X3TF32)]
+    + [(c, p) for c in (3, 4) for p in (TF32, BF16)]
+)
 _MOD = CudaModule(
     "conv_igemm.cu",
     plain=tuple(f"conv_igemm<{c}, {m}, {p}>" for c, p in INSTANCES for m in (FPROP, DGRAD, WGRAD))
@@ -67,11 +81,14 @@ _MOD = CudaModule(
 )
 
 
-def _cfg(cfg: int, prec: int, m: int) -> int:
+def _cfg(cfg: int | None, prec: int, m: int) -> int:
     if prec == SIMT:
         return 0
+    cfg = DEFAULT_CFG if cfg is None else cfg
     if cfg == AUTO:
         return 2 if m <= 64 else 1
+    if cfg == AUTO_PIPE:
+        return 4 if m <= 64 else 3
     return cfg
 
 
@@ -108,14 +125,21 @@ def _null() -> Any:
     return np.uintp(0)
 
 
-def _launch(mode: int, prec: int, cfg: int, grid_n: int, m: int, z: int, args: tuple) -> None:
+def _launch(mode: int, prec: int, cfg: int | None, grid_n: int, m: int, z: int, args: tuple) -> None:
     cfg = _cfg(cfg, prec, m)
     bm, bn, _, threads = CFGS[cfg]
     _kernel(cfg, mode, prec)((_cdiv(grid_n, bn), _cdiv(m, bm), z), (threads,), args)
 
 
 def fprop(
-    x: cupy.ndarray, W: cupy.ndarray, bias: cupy.ndarray | None, stride, padding, out_hw, prec: int, cfg: int = AUTO
+    x: cupy.ndarray,
+    W: cupy.ndarray,
+    bias: cupy.ndarray | None,
+    stride,
+    padding,
+    out_hw,
+    prec: int,
+    cfg: int | None = None,
 ) -> cupy.ndarray:
     """y = conv2d(x, W) + bias for contiguous float32 x (N, C, H, W) and W (Cout, C, kh, kw)."""
     n, c, h, w = x.shape
@@ -137,7 +161,7 @@ def dgrad(
     padding,
     bias: cupy.ndarray | None,
     prec: int,
-    cfg: int = AUTO,
+    cfg: int | None = None,
 ) -> cupy.ndarray:
     """dx of conv2d (plus ``bias[c]``: ConvTranspose2d's forward) for dy (N, Cout, Ho, Wo), W (Cout, C, kh, kw)."""
     n, c, h, w = (int(d) for d in x_shape)
@@ -155,7 +179,7 @@ def dgrad(
 
 
 def wgrad(
-    dy: cupy.ndarray, x: cupy.ndarray, kernel, stride, padding, with_bias: bool, prec: int, cfg: int = AUTO
+    dy: cupy.ndarray, x: cupy.ndarray, kernel, stride, padding, with_bias: bool, prec: int, cfg: int | None = None
 ) -> tuple[cupy.ndarray, cupy.ndarray | None]:
     """(dW, db) of conv2d for dy (N, Cout, Ho, Wo) and x (N, C, H, W); db (the row sums of dy) only when asked."""
     n, c, h, w = x.shape
