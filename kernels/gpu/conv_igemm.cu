@@ -60,7 +60,8 @@ struct IgCfg<4> {
 
 // 4 bytes global -> shared, asynchronously; zero-filled (nothing read) when !ok.
 __device__ __forceinline__ void ig_cp_async4(float* dst, const float* src, bool ok) {
-    const unsigned saddr = (unsigned)__cvta_generic_to_shared(dst);
+    unsigned saddr;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(saddr) : "l"(dst));
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(saddr), "l"(src), "r"(ok ? 4 : 0));
 }
 __device__ __forceinline__ void ig_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
