@@ -168,8 +168,10 @@ def ours(layer: Layer, pas: str, version: str):
         "v5": ig.TF32,
         "v6": ig.BF16,
         "v7": ig.X3TF32,
+        "v8": ig.TF32,
+        "v9": ig.BF16,
     }[version]
-    cfg = 0 if version in ("v1", "v2", "v3", "v4") else ig.AUTO
+    cfg = 0 if version in ("v1", "v2", "v3", "v4") else ig.AUTO if version in ("v5", "v6", "v7") else ig.AUTO_PIPE
 
     def fn(x, W, b, dy):
         if kind == "conv":
