@@ -28,10 +28,10 @@ CPU_IMPLEMENTATIONS = ("numba", "reference")
 _cpu_impl = os.environ.get("TINYGAN_CPU_KERNELS", "numba")
 
 # How the GPU kernels multiply float32 arrays (float64 arrays are always multiplied in float64):
-#   "fp32"  FP32 accuracy: the convolutions split each operand into two TF32 parts and take three
-#           tensor-core products (or use plain FP32 FMAs), cuBLAS runs FP32 GEMMs. The default.
-#   "tf32"  one TF32 tensor-core product: operands rounded to 10-bit mantissas, ~1e-3 relative error.
-#   "bf16"  one BF16 tensor-core product: operands rounded to 7-bit mantissas, ~1e-2 relative error.
+#   "fp32"  FP32 products: cuBLAS FP32 GEMMs, FP32 FMAs in the implicit-GEMM conv kernels. The default.
+#   "tf32"  TF32 tensor cores: operands rounded to 10-bit mantissas, ~1e-3 relative error.
+#   "bf16"  BF16 tensor cores: operands rounded to 7-bit mantissas, ~1e-2 relative error (cuBLAS may
+#           still choose TF32 kernels for float32 arrays: it did for every GEMM of the DCGAN on an H200).
 # Every mode accumulates in FP32 and keeps the arrays (weights, Adam state, activations) in float32.
 PRECISIONS = ("fp32", "tf32", "bf16")
 

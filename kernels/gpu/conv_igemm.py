@@ -9,9 +9,13 @@ With x (N, C, H, W), W (Cout, C, kh, kw) and y (N, Cout, Ho, Wo):
 each one matrix product whose operand tiles are gathered from the NCHW tensors into shared memory.
 ConvTranspose2d's passes are the same kernels with the roles swapped (conv_transpose2d.py).
 
-``precision`` picks the product (see tinygan.backend.set_precision): ``"fp32"`` FP32 accuracy (split-TF32
-on tensor cores, or SIMT FMAs: ``FP32_KERNEL``), ``"tf32"`` and ``"bf16"`` one tensor-core product with
-operands rounded to TF32 or BF16; FP32 accumulation in all. Inputs and outputs are float32 arrays.
+The precision setting (tinygan.backend.set_precision) picks the product: ``"fp32"`` SIMT FP32 FMAs
+(``FP32_KERNEL``), ``"tf32"`` and ``"bf16"`` ``mma.sync`` tensor-core products with operands rounded to TF32
+or BF16; FP32 accumulation in all. Inputs and outputs are float32 arrays.
+
+Which ops run here rather than im2col + cuBLAS is ``ROUTE`` (empty: slower on the DCGAN's large layers, see
+bench/results/gpu-kernel-versions-2026-12-02.md). The index math is replayed on the CPU by
+bench/dev/igemm_emulate.py; the versions are timed by bench/dev/igemm_versions.py.
 """
 
 from __future__ import annotations
