@@ -629,8 +629,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", action="store_true", help="also time the whole DCGAN training step (CUDA graph)")
     ap.add_argument("--skip", default="", help="comma-separated versions to validate on the odd shapes only")
     args = ap.parse_args(argv)
+    from tinygan.backend import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason:
+        print(f"igemm_versions needs a CUDA GPU: {reason}", file=sys.stderr)
+        return 2
+    try:
+        import torch
+    except ImportError:
+        print(
+            "igemm_versions needs PyTorch (the comparison and the float64 reference of the DCGAN shapes)",
+            file=sys.stderr,
+        )
+        return 2
     import cupy
-    import torch
 
     args.out.mkdir(parents=True, exist_ok=True)
     log = open(args.out / "igemm_versions.log", "w")
