@@ -9,6 +9,7 @@ Each pass (Conv2d forward / data gradient / weight gradient, ConvTranspose2d the
   m16n8k16 (operands rounded to BF16 as the fragments are loaded)
 - v5-v7: the same gathers with 128 x 128 x 16 tiles of 8 warps (64 x 128 x 16 of 4 warps when M <= 64):
   TF32, BF16, split-TF32
+- v8, v9: v5's tiles copied by cp.async into a 3-deep (4-deep when M <= 64) shared-memory ring: TF32, BF16
 - torch fp32 / torch tf32 / torch bf16: PyTorch (cuDNN) on the same tensors, TF32 off, on (its default for
   convolutions), and with bf16 tensors; the backward passes through aten.convolution_backward, one pass each
 
@@ -21,7 +22,8 @@ torch.cuda.graph), its replays timed with CUDA events, medians of two passes of 
 Rates: useful FLOPs (2 * output pixels * Cout * Cin * kh * kw for every pass) over the time, against the
 matrix peak of the same precision measured in this run (8192^3 torch.matmul).
 
-    python -m bench.dev.igemm_versions --out DIR     # writes DIR/igemm_versions.md and .json
+    python -m bench.dev.igemm_versions --out DIR     # writes DIR/igemm_versions.md, .json and .log
+    python -m bench.dev.igemm_versions --steps --skip v1,v2,v7 --out DIR   # what run 2 ran (+ the step)
 """
 
 from __future__ import annotations
