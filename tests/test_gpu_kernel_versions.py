@@ -79,3 +79,35 @@ def test_col2im_versions_give_the_same_bits():
         first = outputs[col2im.versions[0].name]
         for name, out in outputs.items():
             assert np.array_equal(out, first), f"col2im {name} differs from v1 on {label}"
+
+
+@pytest.mark.parametrize("cfg, prec", [(0, 0), (1, 2), (2, 1)])
+def test_implicit_gemm_index_math_replays_the_reference_conv(cfg, prec):
+    """No GPU needed: bench/dev/igemm_emulate replays conv_igemm.cu's loads, swizzled tiles, mma.sync
+    fragments and epilogue in NumPy for one tile configuration and product (SIMT, TF32, BF16 layouts), on
+    a ragged stride-2 case; the forward, data, weight and bias gradients must equal the reference's."""
+    from bench.dev import igemm_emulate as E
+
+    E.use_cfg(cfg)
+    try:
+        errs = E.conv_case(2, 3, 9, 7, 70, (3, 3), (2, 2), (1, 1), prec, np.random.default_rng(3))
+    finally:
+        E.use_cfg(0)
+    assert all(e < 1e-9 for e in errs.values()), errs
+
+
+@pytest.mark.gpu
+def test_every_implicit_gemm_version_matches_the_reference():
+    """bench/dev/igemm_versions' versions (im2col + cuBLAS at each precision, the implicit-GEMM kernels of
+    every tile configuration and product, PyTorch) on its odd shapes against tinygan's float64 reference,
+    each within its precision's tolerance."""
+    pytest.importorskip("torch")
+    from bench.dev import igemm_versions as iv
+
+    rows = []
+    with open("/dev/null", "w") as log:
+        for layer in iv.ODD:
+            rows += iv.run_layer(layer, np.random.default_rng(5), 1, 1, False, log)
+    assert len(rows) == len(iv.ODD) * len(iv.PASSES) * len(iv.VERSIONS)
+    bad = [f"{r.layer} {r.pas} {r.version}: {r.error:.1e} {r.note}" for r in rows if not r.ok]
+    assert not bad, bad

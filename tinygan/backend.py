@@ -13,8 +13,10 @@ and calls ``K.<op>_forward(...)``; nothing else in the layer depends on the devi
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -24,6 +26,27 @@ DEVICES = ("cpu", "gpu")
 CPU_IMPLEMENTATIONS = ("numba", "reference")
 
 _cpu_impl = os.environ.get("TINYGAN_CPU_KERNELS", "numba")
+
+# How the GPU kernels multiply float32 arrays (float64 arrays are always multiplied in float64):
+#   "fp32"  FP32 products: cuBLAS FP32 GEMMs, FP32 FMAs in the implicit-GEMM conv kernels. The default.
+#   "tf32"  TF32 tensor cores: operands rounded to 10-bit mantissas, ~1e-3 relative error.
+#   "bf16"  BF16 tensor cores: operands rounded to 7-bit mantissas, ~1e-2 relative error (cuBLAS may
+#           still choose TF32 kernels for float32 arrays: it did for every GEMM of the DCGAN on an H200).
+# Every mode accumulates in FP32 and keeps the arrays (weights, Adam state, activations) in float32.
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def _precision_from_environment() -> str:
+    value = os.environ.get("TINYGAN_PRECISION")
+    if value is None:
+        # TINYGAN_TF32=1, the older switch, stays an alias.
+        return "tf32" if os.environ.get("TINYGAN_TF32") == "1" else "fp32"
+    if value not in PRECISIONS:
+        raise ValueError(f"TINYGAN_PRECISION={value!r} in the environment: expected one of {', '.join(PRECISIONS)}")
+    return value
+
+
+_precision: str | None = None  # read from the environment on first use, so a bad value fails there, not at import
 
 
 class DeviceError(RuntimeError):
@@ -113,6 +136,34 @@ def set_cpu_kernels(impl: str) -> None:
 
 def get_cpu_kernels() -> str:
     return _cpu_impl
+
+
+def set_precision(precision: str) -> None:
+    """How the GPU kernels multiply float32 arrays: ``"fp32"`` (default), ``"tf32"`` or ``"bf16"`` (see
+    PRECISIONS above). The kernels read it at each call, so a CUDA graph keeps the precision it was
+    captured with. ``TINYGAN_PRECISION`` (or the older ``TINYGAN_TF32=1``) sets the initial value."""
+    global _precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    _precision = precision
+
+
+def get_precision() -> str:
+    global _precision
+    if _precision is None:
+        _precision = _precision_from_environment()
+    return _precision
+
+
+@contextlib.contextmanager
+def precision(value: str) -> Iterator[None]:
+    """``with precision("tf32"): ...`` runs the block at that precision and restores the previous one."""
+    before = get_precision()
+    set_precision(value)
+    try:
+        yield
+    finally:
+        set_precision(before)
 
 
 def kernels(device: str, cpu_impl: str | None = None) -> ModuleType:

@@ -179,8 +179,11 @@ def capture_gemm() -> Iterator[None]:
 
 def gemm(a: cupy.ndarray, b: cupy.ndarray, transa: bool = False, transb: bool = False) -> cupy.ndarray:
     """``op(a) @ op(b)`` for 2-D arrays: cupy.matmul normally, our ctypes cuBLAS call while a graph is
-    being captured (the only GEMM that works there) and inside :func:`capture_gemm`."""
-    if _capture_gemm_depth or capturing():
+    being captured (the only GEMM that works there), inside :func:`capture_gemm`, and for float32 at a
+    precision other than "fp32" (tinygan.backend.set_precision: cupy.matmul knows no such setting)."""
+    from tinygan.backend import get_precision
+
+    if _capture_gemm_depth or capturing() or (a.dtype == np.float32 and get_precision() != "fp32"):
         from .cublas import matmul
 
         return matmul(a, b, transa=transa, transb=transb)

@@ -1,11 +1,17 @@
-"""Conv2d on the GPU: im2col / col2im kernels (conv2d.cu) around cuBLAS GEMMs.
+"""Conv2d on the GPU: implicit-GEMM kernels for float32 (conv_igemm.py), im2col / col2im (conv2d.cu)
+around cuBLAS GEMMs for float64 and for tensors past 2**31 elements.
 
-Same equations and cols layout as tinygan.kernels.reference.conv2d: with cols = im2col(x) of shape
-(C*kh*kw, N*Ho*Wo) and Wm = W.reshape(Cout, C*kh*kw),
+Same equations as tinygan.kernels.reference.conv2d: with cols = im2col(x) of shape (C*kh*kw, N*Ho*Wo)
+and Wm = W.reshape(Cout, C*kh*kw),
 
     y  = Wm @ cols + b             (then laid out as NCHW)
     dx = col2im(Wm.T @ dy_m)       dy_m = dy as a (Cout, N*Ho*Wo) matrix
     dW = dy_m @ cols.T             db = dy summed over N, H, W
+
+The implicit-GEMM kernels form the tiles of cols in shared memory and never store cols, so their
+forward pass caches :class:`ConvInput` (x and its geometry) instead of cols; conv2d_backward_weight
+takes either. Which ops take them at which precision is conv_igemm.ROUTE (from measurements); all
+products follow tinygan.backend's precision setting ("fp32", "tf32", "bf16").
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from typing import Any, NamedTuple
 
 import cupy
 
+from tinygan.backend import get_precision
+
 from ..reference.conv_geometry import conv2d_output_hw, conv_args
+from . import conv_igemm
 from ._common import THREADS, CudaModule, device_array, gemm, idx, launch, same_dtype
 from .layout import channel_sum, cns_to_ncs, ncs_to_cns
 
@@ -114,17 +123,32 @@ def col2im(cols: cupy.ndarray, x_shape: tuple[int, ...], kernel_size: Any, strid
     return col2im_bias(cols, x_shape, kernel_size, stride, padding, None)
 
 
+class ConvInput(NamedTuple):
+    """The cache of an implicit-GEMM conv2d_forward: its input and geometry, from which
+    conv2d_backward_weight gathers the tiles of cols again (cols itself is never stored)."""
+
+    x: cupy.ndarray
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+
 def conv2d_forward(
     x: cupy.ndarray, W: cupy.ndarray, b: cupy.ndarray | None, stride: Any, padding: Any
-) -> tuple[cupy.ndarray, cupy.ndarray]:
-    """Returns (y, cols); cols is the cache conv2d_backward_weight takes."""
+) -> tuple[cupy.ndarray, cupy.ndarray | ConvInput]:
+    """Returns (y, cache): the cache conv2d_backward_weight takes, cols = im2col(x) on the im2col path,
+    a :class:`ConvInput` on the implicit-GEMM one."""
     x, W = device_array(x, "x", "conv2d_forward"), device_array(W, "W", "conv2d_forward")
     same_dtype("conv2d_forward", x, W=W, b=b)
     cout, cin, kh, kw = W.shape
     if x.ndim != 4 or x.shape[1] != cin:
         raise ValueError(f"conv2d_forward: x of shape {tuple(x.shape)} does not match W of shape {tuple(W.shape)}")
-    cols = im2col(x, (kh, kw), stride, padding)
     g = geometry(x.shape, (kh, kw), stride, padding, "conv2d_forward")
+    if conv_igemm.use_implicit("conv2d_forward", cout, x, W) and g.n * cout * g.ho * g.wo < 2**31:
+        b = None if b is None else cupy.ascontiguousarray(b)
+        prec = conv_igemm.kernel_for(get_precision())
+        y = conv_igemm.fprop(x, W, b, (g.sh, g.sw), (g.ph, g.pw), (g.ho, g.wo), prec)
+        return y, ConvInput(x, (g.sh, g.sw), (g.ph, g.pw))
+    cols = im2col(x, (kh, kw), stride, padding)
     y = cns_to_ncs(gemm(W.reshape(cout, -1), cols), (g.n, cout, g.ho, g.wo), b)
     return y, cols
 
@@ -135,15 +159,40 @@ def conv2d_backward_data(
     dy, W = device_array(dy, "dy", "conv2d_backward_data"), device_array(W, "W", "conv2d_backward_data")
     same_dtype("conv2d_backward_data", dy, W=W)
     cout, _, kh, kw = W.shape
+    g = geometry(x_shape, (kh, kw), stride, padding, "conv2d_backward_data")
+    if tuple(dy.shape) != (g.n, cout, g.ho, g.wo):
+        raise ValueError(
+            f"conv2d_backward_data: dy of shape {tuple(dy.shape)} does not match x_shape {tuple(x_shape)} and W of "
+            f"shape {tuple(W.shape)}: expected {(g.n, cout, g.ho, g.wo)}"
+        )
+    if conv_igemm.use_implicit("conv2d_backward_data", g.c, dy, W) and g.n * g.c * g.h * g.w < 2**31:
+        prec = conv_igemm.kernel_for(get_precision())
+        return conv_igemm.dgrad(dy, W, x_shape, (g.sh, g.sw), (g.ph, g.pw), None, prec)
     dcols = gemm(W.reshape(cout, -1), ncs_to_cns(dy), transa=True)
     return col2im_bias(dcols, x_shape, (kh, kw), stride, padding, None, "conv2d_backward_data")
 
 
 def conv2d_backward_weight(
-    dy: cupy.ndarray, cols: cupy.ndarray, W_shape: tuple[int, ...]
+    dy: cupy.ndarray, cols: cupy.ndarray | ConvInput, W_shape: tuple[int, ...]
 ) -> tuple[cupy.ndarray, cupy.ndarray]:
-    """Returns (dW, db)."""
-    dy, cols = device_array(dy, "dy", "conv2d_backward_weight"), device_array(cols, "cols", "conv2d_backward_weight")
+    """Returns (dW, db); ``cols`` is the cache conv2d_forward returned (cols, or a :class:`ConvInput`)."""
+    op = "conv2d_backward_weight"
+    if isinstance(cols, ConvInput):
+        dy = device_array(dy, "dy", op)
+        x = cols.x
+        same_dtype(op, dy, x=x)
+        cout, cin, kh, kw = (int(d) for d in W_shape)
+        g = geometry(x.shape, (kh, kw), cols.stride, cols.padding, op)
+        if tuple(dy.shape) != (g.n, cout, g.ho, g.wo) or g.c != cin:
+            raise ValueError(
+                f"{op}: dy of shape {tuple(dy.shape)} does not match the cached input of shape {tuple(x.shape)} "
+                f"and W_shape {tuple(W_shape)}"
+            )
+        if conv_igemm.use_implicit(op, cout, dy, x):
+            prec = conv_igemm.kernel_for(get_precision())
+            return conv_igemm.wgrad(dy, x, (kh, kw), cols.stride, cols.padding, True, prec)
+        cols = im2col(x, (kh, kw), cols.stride, cols.padding)
+    dy, cols = device_array(dy, "dy", op), device_array(cols, "cols", op)
     same_dtype("conv2d_backward_weight", dy, cols=cols)
     dW = gemm(ncs_to_cns(dy), cols, transb=True).reshape(tuple(int(d) for d in W_shape))
     return dW, channel_sum(dy)

@@ -6,15 +6,24 @@ W is (Cin, Cout, kh, kw) as in PyTorch; Wm = W.reshape(Cin, Cout*kh*kw). The out
     y  = col2im(Wm.T @ x_m) + b    (col2im onto the output's shape: conv2d's backward-data)
     dx = Wm @ im2col(dy)           (conv2d's forward, no bias)
     dW = x_m @ im2col(dy).T        db = dy summed over N, H, W
+
+For float32 each pass is one implicit-GEMM kernel of Conv2d (conv_igemm.py), which never stores the
+col buffers: the forward is Conv2d's data gradient with dy := x (plus the bias), the data gradient is
+Conv2d's forward on dy, the weight gradient Conv2d's weight gradient with the roles of x and dy swapped.
+float64 (and tensors past 2**31 elements) take the im2col / col2im path above.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import cupy
 
+from tinygan.backend import get_precision
+
 from ..reference.conv_geometry import conv2d_output_hw, conv_transpose2d_output_shape
+from . import conv_igemm
 from ._common import device_array, gemm, pair, same_dtype
 from .conv2d import col2im_bias, im2col
 from .layout import channel_sum, cns_to_ncs, ncs_to_cns
@@ -34,6 +43,9 @@ def conv_transpose2d_forward(
     y_shape = conv_transpose2d_output_shape(
         x.shape, W.shape, stride, padding, pair(output_padding), "conv_transpose2d_forward"
     )
+    if conv_igemm.use_implicit("conv_transpose2d_forward", W.shape[1], x, W) and math.prod(y_shape) < 2**31:
+        b = None if b is None else cupy.ascontiguousarray(b)
+        return conv_igemm.dgrad(x, W, y_shape, stride, padding, b, conv_igemm.kernel_for(get_precision()))
     cols = gemm(W.reshape(cin, -1), ncs_to_cns(x), transa=True)
     return col2im_bias(cols, y_shape, (kh, kw), stride, padding, b, "conv_transpose2d_forward")
 
@@ -41,7 +53,8 @@ def conv_transpose2d_forward(
 def conv_transpose2d_backward_data(
     dy: cupy.ndarray, W: cupy.ndarray, stride: Any, padding: Any
 ) -> tuple[cupy.ndarray, cupy.ndarray]:
-    """Returns (dx, dy_cols); dy_cols = im2col(dy) is reusable by conv_transpose2d_backward_weight."""
+    """Returns (dx, dy_cols); dy_cols = im2col(dy) is reusable by conv_transpose2d_backward_weight (None on
+    the implicit-GEMM path, which forms no such buffer)."""
     dy, W = (
         device_array(dy, "dy", "conv_transpose2d_backward_data"),
         device_array(W, "W", "conv_transpose2d_backward_data"),
@@ -52,9 +65,12 @@ def conv_transpose2d_backward_data(
         raise ValueError(
             f"conv_transpose2d_backward_data: dy of shape {tuple(dy.shape)} does not match W of shape {tuple(W.shape)}"
         )
-    dy_cols = im2col(dy, (kh, kw), stride, padding)
     h, w = conv2d_output_hw(dy.shape[2:], (kh, kw), stride, padding, "conv_transpose2d_backward_data")
     n = dy.shape[0]
+    if conv_igemm.use_implicit("conv_transpose2d_backward_data", cin, dy, W) and n * cin * h * w < 2**31:
+        prec = conv_igemm.kernel_for(get_precision())
+        return conv_igemm.fprop(dy, W, None, pair(stride), pair(padding), (h, w), prec), None
+    dy_cols = im2col(dy, (kh, kw), stride, padding)
     dx = cns_to_ncs(gemm(W.reshape(cin, -1), dy_cols), (n, cin, h, w))
     return dx, dy_cols
 
@@ -72,6 +88,19 @@ def conv_transpose2d_backward_weight(
     dy, x = device_array(dy, "dy", op), device_array(x, "x", op)
     same_dtype(op, dy, x=x, dy_cols=dy_cols)
     cin, cout, kh, kw = (int(d) for d in W_shape)
+    if dy_cols is None and conv_igemm.use_implicit("conv_transpose2d_backward_weight", cin, dy, x):
+        (sh, sw), (ph, pw) = pair(stride), pair(padding)
+        n, _, hy, wy = dy.shape
+        h, w = (hy + 2 * ph - kh) // sh + 1, (wy + 2 * pw - kw) // sw + 1
+        if tuple(x.shape) != (n, cin, h, w) or dy.shape[1] != cout:
+            raise ValueError(
+                f"{op}: dy of shape {tuple(dy.shape)} does not match x of shape {tuple(x.shape)} and W_shape "
+                f"{tuple(W_shape)}: expected x of shape {(n, cin, h, w)}"
+            )
+        # Conv2d's weight gradient with x := dy and dy := x:
+        # dW[ci, co, i, j] = sum x[n, ci, q] dy[n, co, q*s - p + (i, j)].
+        dW, _ = conv_igemm.wgrad(x, dy, (kh, kw), (sh, sw), (ph, pw), False, conv_igemm.kernel_for(get_precision()))
+        return dW, channel_sum(dy)
     if dy_cols is None:
         dy_cols = im2col(dy, (kh, kw), stride, padding)
     else:

@@ -2,7 +2,7 @@
 
 CuPy refuses ``cupy.matmul`` while a stream is capturing a graph ("calling cuBLAS API during
 stream capture is currently unsupported"), although cuBLAS itself supports capture. This module
-calls ``cublasSgemm_v2`` / ``cublasDgemm_v2`` directly, on a handle of its own created through the
+calls ``cublasGemmEx`` / ``cublasDgemm_v2`` directly, on a handle of its own created through the
 same libcublas that CuPy loaded, bound to the current stream and given a workspace we own (so
 cuBLAS allocates nothing while capturing).
 
@@ -12,16 +12,16 @@ Before capturing, call :func:`bind_stream` on the capture stream (or run one eag
 Row-major arrays are handled with the usual swap: a row-major (m, n) C is a column-major (n, m)
 C^T, and C^T = op(B)^T op(A)^T, so cuBLAS is called with B first and A second.
 
-The products are full FP32. ``TINYGAN_TF32=1`` in the environment (read when the handle is made)
-lets cuBLAS use TF32 tensor cores for float32 instead (10-bit mantissa products, as PyTorch does
-by default for convolutions): faster, less exact, off unless asked for.
+float32 products go through ``cublasGemmEx`` with the compute type of the precision setting
+(tinygan.backend.set_precision, read at each call): ``"fp32"`` full FP32 (CUBLAS_COMPUTE_32F), ``"tf32"``
+TF32 tensor cores (10-bit mantissa products, as PyTorch does by default for convolutions), ``"bf16"``
+BF16 tensor cores; FP32 accumulation in all three. float64 products are always full float64.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import threading
 
 import cupy
@@ -31,7 +31,10 @@ from ._common import capturing
 
 CUBLAS_OP_N = 0
 CUBLAS_OP_T = 1
-CUBLAS_TF32_TENSOR_OP_MATH = 3
+CUDA_R_32F = 0
+CUBLAS_GEMM_DEFAULT = -1
+# cublasComputeType_t for float32 inputs and outputs, by tinygan.backend precision.
+COMPUTE_TYPES = {"fp32": 68, "tf32": 77, "bf16": 75}  # 32F, 32F_FAST_TF32, 32F_FAST_16BF
 
 # cuBLAS asks for at least 4 MiB of workspace; Hopper kernels use up to 32 MiB.
 WORKSPACE_BYTES = 32 * 1024 * 1024
@@ -56,8 +59,6 @@ class _Handle:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self.ptr = ctypes.c_void_p()
         _check(lib.cublasCreate_v2(ctypes.byref(self.ptr)), "cublasCreate_v2")
-        if os.environ.get("TINYGAN_TF32") == "1":
-            _check(lib.cublasSetMathMode(self.ptr, CUBLAS_TF32_TENSOR_OP_MATH), "cublasSetMathMode")
         self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
         self.stream: int | None = None
 
@@ -115,7 +116,9 @@ def library() -> ctypes.CDLL:
         lib.cublasSetMathMode.argtypes = [vp, ci]
         for fn, real in ((lib.cublasSgemm_v2, ctypes.c_float), (lib.cublasDgemm_v2, ctypes.c_double)):
             fn.argtypes = [vp, ci, ci, ci, ci, ci, ctypes.POINTER(real), vp, ci, vp, ci, ctypes.POINTER(real), vp, ci]
+        lib.cublasGemmEx.argtypes = [vp, ci, ci, ci, ci, ci, vp, vp, ci, ci, vp, ci, ci, vp, vp, ci, ci, ci, ci]
         for fn in (
+            lib.cublasGemmEx,
             lib.cublasCreate_v2,
             lib.cublasSetStream_v2,
             lib.cublasSetWorkspace_v2,
@@ -180,11 +183,13 @@ def matmul(
     *,
     alpha: float = 1.0,
     beta: float = 0.0,
+    precision: str | None = None,
 ) -> cupy.ndarray:
     """``out = alpha * op(a) @ op(b) + beta * out`` for 2-D float32 or float64 CuPy arrays.
 
     ``op(x)`` is ``x.T`` when the matching trans flag is set. Works inside stream capture once the
-    stream has been bound (see :func:`bind_stream`).
+    stream has been bound (see :func:`bind_stream`). ``precision`` (float32 only; default: the
+    backend's setting) picks the product: "fp32", "tf32" or "bf16".
     """
     for name, x in (("a", a), ("b", b)):
         if not isinstance(x, cupy.ndarray) or x.ndim != 2:
@@ -217,8 +222,37 @@ def matmul(
             out *= beta
         return out
     h = _handle(create=not capturing())
-    real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
-    fn = library().cublasSgemm_v2 if dtype == np.float32 else library().cublasDgemm_v2
+    if dtype == np.float32:
+        if precision is None:
+            from tinygan.backend import get_precision
+
+            precision = get_precision()
+        one, zero = ctypes.c_float(alpha), ctypes.c_float(beta)
+        status = library().cublasGemmEx(
+            h.ptr,
+            CUBLAS_OP_T if transb else CUBLAS_OP_N,
+            CUBLAS_OP_T if transa else CUBLAS_OP_N,
+            n,
+            m,
+            k,
+            ctypes.byref(one),
+            ctypes.c_void_p(b.data.ptr),
+            CUDA_R_32F,
+            b.shape[1],
+            ctypes.c_void_p(a.data.ptr),
+            CUDA_R_32F,
+            a.shape[1],
+            ctypes.byref(zero),
+            ctypes.c_void_p(out.data.ptr),
+            CUDA_R_32F,
+            n,
+            COMPUTE_TYPES[precision],
+            CUBLAS_GEMM_DEFAULT,
+        )
+        _check(status, f"cublasGemmEx ({precision})")
+        return out
+    real = ctypes.c_double
+    fn = library().cublasDgemm_v2
     status = fn(
         h.ptr,
         CUBLAS_OP_T if transb else CUBLAS_OP_N,
@@ -235,5 +269,5 @@ def matmul(
         ctypes.c_void_p(out.data.ptr),
         n,
     )
-    _check(status, "cublasSgemm_v2" if dtype == np.float32 else "cublasDgemm_v2")
+    _check(status, "cublasDgemm_v2")
     return out
