@@ -6,7 +6,7 @@ parameters (tests/test_kernel_contract.py). Convolution sizes and argument check
 ``conv_geometry``, shared by all three sets and the layers.
 """
 
-from . import activation, adam, batchnorm, bce, conv2d, conv_transpose2d, dropout
+from . import activation, adam, augment, batchnorm, bce, conv2d, conv_transpose2d, dropout, ema
 from .activation import *  # noqa: F401,F403
 from .adam import *  # noqa: F401,F403
 from .augment import *  # noqa: F401,F403
@@ -23,6 +23,7 @@ IMPLEMENTATION = "reference"
 OPS: tuple[str, ...] = (
     *activation.__all__,
     *adam.__all__,
+    *augment.__all__,
     *batchnorm.__all__,
     *bce.__all__,
     *conv2d.__all__,
@@ -31,6 +32,7 @@ OPS: tuple[str, ...] = (
     "dense_backward_data",
     "dense_backward_weight",
     *dropout.__all__,
+    *ema.__all__,
 )
 
 # What ``from tinygan.kernels.reference import *`` gives (the Numba set starts from it): the ops, not the modules.
