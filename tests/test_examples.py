@@ -200,6 +200,8 @@ BAD_OPTIONS = [
     (["--sample-every", "0"], "argument --sample-every: expected a positive integer, received '0'"),
     (["--real-label", "0.5", "1.5"], "argument --real-label: expected a number in [0, 1], received '1.5'"),
     (["--fake-label", "0.2", "0.1"], "argument --fake-label: expected LOW <= HIGH, received 0.2 0.1"),
+    (["--precision", "tf32"], "argument --precision: tf32 needs --device gpu (the CPU computes in fp32)"),
+    (["--precision", "bf16"], "argument --precision: invalid choice: 'bf16' (choose from 'fp32', 'tf32')"),
 ]
 
 
@@ -231,6 +233,7 @@ def test_resume_keeps_the_runs_options(tmp_path, tiny_mnist, mnist_example, caps
         (["--batch-size", "25"], "--batch-size: {run} was trained with 50, received 25"),
         (["--limit", "100"], "--limit: {run} was trained with 150, received 100"),
         (["--seed", "0"], "--seed: {run} was trained with 3, received 0"),
+        (["--precision", "tf32"], "--precision: {run} was trained with fp32, received tf32"),
         (["--recipe", "default"], "--recipe: {run} was trained with original, received default"),
         (["--activation", "leaky"], "--activation: {run} was trained with relu, received leaky"),
         (["--no-label-smoothing"], None),  # the original recipe has hard labels: same, accepted below

@@ -24,7 +24,7 @@ import numpy as np
 
 from tinygan import backend
 from tinygan.checkpoint import CheckpointError, checkpoint_path, read_meta
-from tinygan.config import GANConfig
+from tinygan.config import RUN_PRECISIONS, GANConfig
 from tinygan.run_contract import RunLock, RunLocked, check_model, validate_meta
 from tinygan.train import GANTrainer, TrainingDiverged
 
@@ -167,6 +167,12 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
         default=None,
         help="on the GPU, launch every kernel of a step one by one instead of replaying it as one CUDA graph",
     )
+    parser.add_argument(
+        "--precision",
+        choices=RUN_PRECISIONS,
+        help="GPU matrix products: fp32 (exact float32, default) or tf32 (tensor cores, ~1e-3 relative error, "
+        "faster convolutions); weights and Adam stay float32 either way. Default: $TINYGAN_PRECISION, else fp32",
+    )
 
 
 RESUME_HELP = """
@@ -187,6 +193,9 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         value = getattr(args, option, None)
         if value and value[0] > value[1]:
             parser.error(f"argument --{option.replace('_', '-')}: expected LOW <= HIGH, received {value[0]} {value[1]}")
+    precision = getattr(args, "precision", None)
+    if precision not in (None, "fp32") and getattr(args, "device", None) != "gpu" and not getattr(args, "resume", None):
+        parser.error(f"argument --precision: {precision} needs --device gpu (the CPU computes in fp32)")
     return args
 
 
@@ -257,6 +266,7 @@ def recorded_options(config: GANConfig, run_dir: Path) -> dict[str, Any]:
         "seed": config.seed,
         "limit": config.data_options.get("limit"),
         "g_loss": config.g_loss,
+        "precision": config.precision,
         "out": str(run_dir),
     }
     if config.recipe:
@@ -430,10 +440,22 @@ def common_config(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
         "seed": 0 if args.seed is None else args.seed,
         "device": args.device or "cpu",
         "cuda_graph": not args.no_cuda_graph,
+        "precision": args.precision or _default_precision(args.device or "cpu"),
         "g_loss": args.g_loss or "nonsaturating",
         "sample_every": args.sample_every or 1,
         "checkpoint_every": args.checkpoint_every or 0,
     }
+
+
+def _default_precision(device: str) -> str:
+    """fp32 on the CPU; on the GPU the environment's setting (TINYGAN_PRECISION, or TINYGAN_TF32=1), as the
+    Python API reads it, so both ways of asking for tf32 give the same run."""
+    if device != "gpu":
+        return "fp32"
+    precision = backend.get_precision()
+    if precision not in RUN_PRECISIONS:
+        raise ValueError(f"TINYGAN_PRECISION={precision}: runs take one of {', '.join(RUN_PRECISIONS)}")
+    return precision
 
 
 def data_dir_record(data_dir: str | None) -> str | None:

@@ -181,7 +181,8 @@ class GANTrainer:
             self._write_json(self.out_dir / "config.json", dataclasses.asdict(self.config))
             previous_handler = self._install_sigint()
             try:
-                with self.runner.active():
+                # The precision is the run's, set here for the run's length, not a global left behind.
+                with self.runner.active(), backend.precision(self.config.precision):
                     self._epochs(tqdm, on_step)
             finally:
                 if previous_handler is not None:
