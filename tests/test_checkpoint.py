@@ -43,6 +43,17 @@ def test_the_good_checkpoint_resumes(good, data):
     assert (trainer.epoch, trainer.step_in_epoch) == (1, 2)
 
 
+def test_a_checkpoint_written_before_the_format_was_recorded_still_resumes(tmp_path, good, data):
+    """tinygan 0.1 wrote the same keys without 'format' and 'version': such runs must still resume."""
+    arrays, meta = load_checkpoint(good)
+    del meta["format"], meta["version"]
+    trainer = resume(write_raw(tmp_path / "old.npz", arrays, meta), data)
+    assert (trainer.epoch, trainer.step_in_epoch) == (1, 2)
+    meta["version"] = 1  # but a record that names one half of it is damaged
+    with pytest.raises(CheckpointError, match="key 'format'"):
+        resume(write_raw(tmp_path / "half.npz", arrays, meta), data)
+
+
 @pytest.mark.parametrize(
     "dtype, what",
     [(np.int32, "int32"), (np.bool_, "bool"), (np.complex64, "complex64")],

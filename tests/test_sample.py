@@ -15,7 +15,7 @@ import pytest
 
 import tinygan.sample as sampler
 from tinygan import backend
-from tinygan.checkpoint import CheckpointError, save_checkpoint
+from tinygan.checkpoint import FORMAT, VERSION, CheckpointError, save_checkpoint
 from tinygan.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_GPU
 from tinygan.models import build
 from tinygan.sample import load_generator, main, sample
@@ -28,7 +28,12 @@ def write_checkpoint(path: Path, mutate=None, meta=None) -> Path:
     arrays = {f"G/{k}": v for k, v in build("mnist_dense", "G").state_dict().items()}
     if mutate is not None:
         mutate(arrays)
-    return save_checkpoint(path, arrays, {"config": dict(CONFIG)} if meta is None else meta)
+    # Written with NumPy directly, in the checkpoint's format: save_checkpoint itself refuses the NaN
+    # weights some of these tests need (a file from elsewhere, or from an older tinygan, can hold them).
+    meta = {"format": FORMAT, "version": VERSION, "config": dict(CONFIG)} if meta is None else meta
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -236,8 +241,8 @@ def raw_npz(path: Path, meta_json: str, **arrays) -> None:
         ("text", "not a readable tinygan checkpoint"),
         ("truncated", "not a readable tinygan checkpoint"),
         ("truncated compressed", "not a readable tinygan checkpoint"),
-        ("plain npz", "not a tinygan checkpoint (no metadata record)"),
-        ("meta a list", "not a tinygan checkpoint (metadata is not a JSON object)"),
+        ("plain npz", "not a tinygan checkpoint (no metadata record '__meta__')"),
+        ("meta a list", "key '__meta__': expected a JSON object, received list"),
         ("no config", "metadata key 'config': expected an object, received NoneType"),
         ("bogus model", "metadata key 'config.model': expected one of ['dcgan', 'mnist_dense'], received 'bogus'"),
         ("bogus range", "metadata key 'config.image_range': expected one of ('01', 'tanh'), received 'bogus'"),
@@ -249,9 +254,9 @@ def raw_npz(path: Path, meta_json: str, **arrays) -> None:
             "G/0.W: expected shape (1000000000000, units) for config.g_options.latent_dim 1000000000000, "
             "received (100, 256)",
         ),
-        ("NaN", "G/0.W: expected finite weights, received 3 NaN or infinite values of 25600 (the run diverged"),
-        ("int", "G/6.b: expected floating-point weights, received int64"),
-        ("complex", "G/6.W: expected floating-point weights, received complex64"),
+        ("NaN", "key 'G/0.W': 3 of 25,600 values are NaN or infinite"),
+        ("int", "key 'G/6.b': expected a floating-point array, received dtype int64"),
+        ("complex", "key 'G/6.W': expected a floating-point array, received dtype complex64"),
         ("wrong shape", "does not match G: 0.W (G[0] Dense(100, 256)) expected shape (100, 256), received (100, 10)"),
         ("dcgan record", "does not match G: missing"),
     ],
@@ -311,9 +316,9 @@ def test_bad_checkpoints_are_refused_in_one_line(tmp_path, capsys, good, case, m
 
 def test_nan_weights_are_refused_by_the_library_too(tmp_path):
     path = write_checkpoint(tmp_path / "c.npz", nan_in("G/2.b"))
-    with pytest.raises(CheckpointError, match=r"c\.npz: G/2\.b: expected finite weights, received 3 NaN"):
+    with pytest.raises(CheckpointError, match=r"c\.npz: key 'G/2\.b': 3 of 512 values are NaN or infinite"):
         load_generator(path)
-    with pytest.raises(CheckpointError, match="expected finite weights"):
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
         sample(path, 4)
 
 
@@ -341,7 +346,7 @@ def test_zip_that_is_no_npz_is_refused(tmp_path, capsys):
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("__meta__.npy", b"not an npy header")
     err = refused(capsys, path, "--out", tmp_path / "s.npy")
-    assert err == f"error: {path}: corrupt checkpoint metadata: Expecting value: line 1 column 1 (char 0)"
+    assert err.startswith(f"error: {path}: key '__meta__': unreadable header: "), err
 
 
 def test_module_run_has_no_traceback(tmp_path):

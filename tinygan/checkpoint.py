@@ -209,6 +209,8 @@ def _read_meta(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.
         raise CheckpointError(f"{path}: key {META_KEY!r}: corrupt checkpoint metadata: {exc}") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: key {META_KEY!r}: expected a JSON object, received {type(meta).__name__}")
+    if "format" not in meta and "version" not in meta:
+        return meta  # written by tinygan 0.1 before the record named its format: the same keys, still checked
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: key 'format': expected {FORMAT!r}, received {meta.get('format')!r}")
     if meta.get("version") != VERSION:
