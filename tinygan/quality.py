@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tinygan.checkpoint import CheckpointError, load_checkpoint
+from tinygan.data.download import DataIntegrityWarning
 
 __all__ = ["QualityUnavailable", "Scorer", "make_scorer", "plot_quality", "SCORE_COLUMNS"]
 
@@ -74,7 +76,9 @@ def mnist_scorer(data_dir: str | None, device: str, classifier: Any = None, verb
     from tinygan import metrics
 
     try:
-        data = metrics.load_data(data_dir, download=False, verbose=None)
+        with warnings.catch_warnings():  # the run has said what it thinks of this data when it loaded it
+            warnings.simplefilter("ignore", DataIntegrityWarning)
+            data = metrics.load_data(data_dir, download=False, verbose=None)
     except (OSError, ValueError) as exc:
         raise QualityUnavailable(f"--score-every: cannot load the MNIST data the metric needs: {exc}") from None
     if classifier is None:
@@ -110,7 +114,9 @@ def cifar_scorer(
     from tinygan import metrics_cifar
 
     try:
-        data = metrics_cifar.load_data(data_dir, download=False, verbose=None)
+        with warnings.catch_warnings():  # the run has said what it thinks of this data when it loaded it
+            warnings.simplefilter("ignore", DataIntegrityWarning)
+            data = metrics_cifar.load_data(data_dir, download=False, verbose=None)
     except (OSError, ValueError) as exc:
         raise QualityUnavailable(f"--score-every: cannot load the CIFAR-10 data the metric needs: {exc}") from None
     if classifier is None:

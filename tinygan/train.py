@@ -299,13 +299,13 @@ class GANTrainer:
         self.history.append(row)
         self.epoch += 1
         self.step_in_epoch = 0
-        scored = self._score(row)
         print(
             f"epoch {self.epoch}/{cfg.epochs}  d_loss {row['d_loss']:.3f}  g_loss {row['g_loss']:.3f}  "
             f"D(x) {row['d_real']:.2f}  D(G(z)) {row['d_fake']:.2f}  {seconds:.1f} s  "
             f"{row['images_per_s']:.0f} img/s{note}",
             flush=True,
         )
+        scored = self._score(row)
         self._write_metrics()
         # Plots cost more than a short epoch (a per-class CIFAR-10 epoch is two steps): draw them with the
         # sample grids, and once more when the run ends for any reason.
