@@ -152,6 +152,9 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
     )
     parser.add_argument("--seed", type=non_negative_int, help="seed for weights, noise, batches, dropout (default 0)")
     parser.add_argument(
+        "--d-steps", type=positive_int, metavar="N", help="discriminator updates per generator update (default 1)"
+    )
+    parser.add_argument(
         "--ema-decay",
         type=ema_decay,
         metavar="D",
@@ -315,6 +318,7 @@ def recorded_options(config: GANConfig, run_dir: Path) -> dict[str, Any]:
         "limit": config.data_options.get("limit"),
         "g_loss": config.g_loss,
         "precision": config.precision,
+        "d_steps": config.d_steps,
         "ema_decay": config.ema_decay,
         "augment": config.augment,
         "score_samples": config.score_samples,
@@ -477,6 +481,8 @@ def apply_recipe(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, 
         settings["real_label"], settings["fake_label"] = (1.0, 1.0), (0.0, 0.0)
     if args.instance_noise is not None:
         settings["instance_noise"] = args.instance_noise
+    if args.d_steps is not None:
+        settings["d_steps"] = args.d_steps
     if args.ema_decay is not None:
         settings["ema_decay"] = args.ema_decay
     if args.augment is not None:
