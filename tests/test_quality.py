@@ -25,6 +25,12 @@ def small_config(**overrides):
     return GANConfig(**settings)
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """No test here may read or write the user's data cache (a classifier trained on first use lands there)."""
+    monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def data():
     return np.random.default_rng(0).random((50, 784)).astype(np.float32)
@@ -69,8 +75,7 @@ def test_score_every_n_epochs_and_the_last_and_resume_keeps_the_best(tmp_path, d
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [r["fid"] for r in rows] == ["", "2.0", "4.0"]  # epochs 2 and 3 (the last)
     later = ScriptedScorer([3.0])
-    resumed = GANTrainer.resume(tmp_path / "run", data, {"epochs": 4, "score_every": 1}, progress=False)
-    resumed.scorer = later
+    resumed = GANTrainer.resume(tmp_path / "run", data, {"epochs": 4, "score_every": 1}, progress=False, scorer=later)
     resumed.run()
     _, meta = load_checkpoint(tmp_path / "run" / "best.npz")
     assert meta["epoch"] == 2 and resumed.best_fid == 2.0  # 3.0 at epoch 4 does not beat epoch 2's 2.0

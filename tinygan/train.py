@@ -493,11 +493,13 @@ class GANTrainer:
         data_source: str = "",
         allow_other_data: bool = False,
         model: str | None = None,
+        scorer: Callable[[np.ndarray], dict[str, float]] | None = None,
     ) -> GANTrainer:
         """Continue the run in ``run_dir`` from its checkpoint, with its recorded configuration.
         ``overrides`` may change only settings that do not alter the trajectory
         (:data:`tinygan.config.RESUME_SAFE`). ``model``: refuse a checkpoint of another model. The data
-        must be the run's (same image count and digest) unless ``allow_other_data``."""
+        must be the run's (same image count and digest) unless ``allow_other_data``. ``scorer``: as for
+        the constructor."""
         path = checkpoint_path(run_dir)
         meta = read_meta(path)
         config = validate_meta(path, meta, cls.METRICS)
@@ -507,7 +509,7 @@ class GANTrainer:
             if key not in RESUME_SAFE:
                 raise ValueError(f"--resume cannot change {key!r}: it would change the run")
             setattr(config, key, value)
-        trainer = cls(config, data, path.parent, progress=progress, data_source=data_source)
+        trainer = cls(config, data, path.parent, progress=progress, data_source=data_source, scorer=scorer)
         trainer.data_note = check_data(path, meta.get("data"), trainer.data_record, allow_other_data)
         trainer.load_state(path)
         return trainer
