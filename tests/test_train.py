@@ -440,3 +440,15 @@ def test_ema_and_augment_are_part_of_the_run(tmp_path, data):
         GANTrainer(small_config(ema_decay=1.0), data, tmp_path / "x")
     with pytest.raises(ValueError, match=r"augment: unknown augmentation 'flip'"):
         GANTrainer(small_config(augment="translation,flip"), data, tmp_path / "x")
+
+
+def test_ema_does_not_feed_back_into_training(tmp_path, data):
+    """G and D train exactly as without the average (it draws nothing and is only read for sampling)."""
+    with_ema = GANTrainer(small_config(epochs=1, ema_decay=0.999), data, tmp_path / "a", progress=False)
+    with_ema.run()
+    without = GANTrainer(small_config(epochs=1), data, tmp_path / "b", progress=False)
+    without.run()
+    a, b = weights(with_ema), weights(without)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert with_ema.ema.num_updates == 4
