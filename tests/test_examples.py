@@ -160,7 +160,8 @@ def test_cifar_per_class_run_resume_and_overview(tmp_path):
     changed = run_example("--resume", str(out), "--lr", "0.1", cache=tmp_path / "cache", script=CIFAR_EXAMPLE)
     assert changed.returncode == 1 and error_lines(changed.stderr) == [
         f"error: --lr: {out} was trained with the default, received 0.1; a resumed run keeps its options (only "
-        "--epochs, --sample-every, --checkpoint-every, --no-progress, --no-cuda-graph and --data-dir may change)"
+        "--epochs, --sample-every, --checkpoint-every, --score-every, --no-progress, --no-cuda-graph and --data-dir "
+        "may change)"
     ]
     resumed = run_example("--resume", str(out), cache=tmp_path / "cache", script=CIFAR_EXAMPLE)
     assert resumed.returncode == 0, resumed.stderr
