@@ -320,7 +320,7 @@ def test_ema_and_augment_options_are_recorded_checked_on_resume_and_sampled(
     capsys.readouterr()
     for argv, message in (
         (["--ema-decay", "0.9"], "--ema-decay: {run} was trained with 0.99, received 0.9"),
-        (["--augment", "none"], "--augment: {run} was trained with translation,cutout, received "),
+        (["--augment", "none"], "--augment: {run} was trained with translation,cutout, received none;"),
         (["--score-samples", "100"], "--score-samples: {run} was trained with 2000, received 100"),
     ):
         code = mnist_example.main(["--resume", str(out), "--epochs", "2", *argv])

@@ -268,6 +268,8 @@ def fail(message: str, code: int) -> int:
 def _shown(value: Any) -> str:
     if value is None:
         return "the default"
+    if value == "":  # an empty setting (--augment none)
+        return "none"
     if isinstance(value, bool):
         return "given" if value else "not given"
     if isinstance(value, (list, tuple)):
