@@ -14,7 +14,10 @@ cifar-10-batches-py/ folder) from --data-dir or the cache, downloaded when onlin
 
 --auto-stop stops a model once its discriminator has recognised at least --auto-stop-threshold of the
 generated images (D(G(z)) < 0.5) for --auto-stop-patience epochs in a row, and keeps the most balanced
-epoch (D's accuracy on generated images closest to 50%) as best.npz beside checkpoint.npz.
+epoch (D's accuracy on generated images closest to 50%) as best.npz beside checkpoint.npz; with
+--score-every N, best.npz is instead the epoch of the lowest CIFAR-10 Fréchet distance (tinygan.metrics_cifar,
+against the test images of the class), which the overview grid then shows. --ema-decay D samples from an
+average of G's weights, --augment POLICY augments everything D sees (README, "The examples").
 
 --class all writes one subfolder per class and classes.json (the classes and the options of the run);
 --resume ROOT trains every class not yet finished with those recorded options.
@@ -204,7 +207,8 @@ def _finished(folder: Path, epochs: int | None) -> bool:
 
 
 def save_overview(root: Path, classes: list[str], device: str = "cpu", per_class: int = 10) -> Path:
-    """One row per class: samples from each class's model (best.npz where auto-stop kept one)."""
+    """One row per class: samples from each class's model (best.npz where auto-stop or scoring kept one;
+    its EMA generator where the run keeps one)."""
     checkpoints = []
     for name in classes:
         best = root / name / "best.npz"

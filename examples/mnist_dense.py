@@ -14,6 +14,11 @@ Data: all 70,000 MNIST images (read from --data-dir, or the cache, downloaded wh
 otherwise the 10,000-image MNIST test set embedded in the package; an explicit --data-dir must hold
 the files). Writes into the run folder: sample grids (samples/), samples.gif, losses.png, grad_norms.png,
 metrics.csv, config.json and checkpoint.npz (after every epoch; Ctrl-C saves it too).
+
+--ema-decay D samples from an exponential moving average of G's weights; --augment POLICY applies
+differentiable augmentation (translation, cutout, color) to everything D sees; --score-every N scores
+samples with tinygan.metrics every N epochs (FID into metrics.csv and quality.png, the best epoch kept
+as best.npz). All three are off in both recipes.
 """
 
 from __future__ import annotations

@@ -160,7 +160,8 @@ def test_cifar_per_class_run_resume_and_overview(tmp_path):
     changed = run_example("--resume", str(out), "--lr", "0.1", cache=tmp_path / "cache", script=CIFAR_EXAMPLE)
     assert changed.returncode == 1 and error_lines(changed.stderr) == [
         f"error: --lr: {out} was trained with the default, received 0.1; a resumed run keeps its options (only "
-        "--epochs, --sample-every, --checkpoint-every, --no-progress, --no-cuda-graph and --data-dir may change)"
+        "--epochs, --sample-every, --checkpoint-every, --score-every, --no-progress, --no-cuda-graph and --data-dir "
+        "may change)"
     ]
     resumed = run_example("--resume", str(out), cache=tmp_path / "cache", script=CIFAR_EXAMPLE)
     assert resumed.returncode == 0, resumed.stderr
@@ -301,3 +302,51 @@ def test_a_loader_error_is_one_line(tmp_path, tiny_mnist, mnist_example, capsys)
     assert code == 1 and "Traceback" not in err
     lines = error_lines(err)
     assert len(lines) == 1 and lines[0].startswith("error: ") and "train-images-idx3-ubyte.gz" in lines[0]
+
+
+def test_ema_and_augment_options_are_recorded_checked_on_resume_and_sampled(
+    tmp_path, tiny_mnist, mnist_example, capsys, monkeypatch
+):
+    monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    start = ["--data-dir", str(tiny_mnist), "--epochs", "1", "--batch-size", "50", "--limit", "100", "--no-progress"]
+    assert (
+        mnist_example.main([*start, "--ema-decay", "0.99", "--augment", "translation, cutout", "--out", str(out)]) == 0
+    )
+    config = json.loads((out / "config.json").read_text())
+    assert config["ema_decay"] == 0.99 and config["augment"] == "translation,cutout" and config["score_every"] == 0
+    arrays, meta = load_checkpoint(out / "checkpoint.npz")
+    assert "G_ema/6.W" in arrays and meta["ema_updates"] == 2
+    capsys.readouterr()
+    for argv, message in (
+        (["--ema-decay", "0.9"], "--ema-decay: {run} was trained with 0.99, received 0.9"),
+        (["--augment", "none"], "--augment: {run} was trained with translation,cutout, received none;"),
+        (["--score-samples", "100"], "--score-samples: {run} was trained with 2000, received 100"),
+    ):
+        code = mnist_example.main(["--resume", str(out), "--epochs", "2", *argv])
+        lines = error_lines(capsys.readouterr().err)
+        assert code == 1 and len(lines) == 1 and lines[0].startswith("error: " + message.format(run=out)), lines
+    for argv, message in (
+        (["--ema-decay", "1"], "argument --ema-decay: expected a number in [0, 1) (0: no EMA), received '1'"),
+        (["--augment", "flip"], "argument --augment: unknown augmentation 'flip' in 'flip'; expected a comma"),
+        (["--score-samples", "1"], "argument --score-samples: expected an integer >= 2, received '1'"),
+    ):
+        with pytest.raises(SystemExit):
+            mnist_example.parse_args(argv)
+        assert message in capsys.readouterr().err
+
+    def sampled(*extra):
+        npy = tmp_path / f"s{len(extra)}.npy"
+        result = subprocess.run(
+            [sys.executable, "-m", "tinygan.sample", str(out), "--n", "8", "--out", str(npy), *extra],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return np.load(npy)
+
+    from tinygan.sample import sample
+
+    ema, raw = sampled(), sampled("--no-ema")
+    np.testing.assert_array_equal(ema, sample(out, 8))
+    np.testing.assert_array_equal(raw, sample(out, 8, ema=False))
+    assert not np.array_equal(ema, raw)

@@ -245,6 +245,9 @@ def _config(family: str, **overrides):
 def _state(trainer) -> dict[str, np.ndarray]:
     state = {**{"G/" + k: v for k, v in trainer.G.state_dict().items()}}
     state.update({"D/" + k: v for k, v in trainer.D.state_dict().items()})
+    if trainer.ema is not None:  # the averaged parameters (its BatchNorm buffers are refreshed, not trained)
+        state.update({"G_ema/" + k: v for k, v in trainer.ema.model.state_dict().items()})
+        state["ema_updates"] = np.asarray(trainer.ema.num_updates)
     for name, opt in (("opt_G", trainer.opt_g), ("opt_D", trainer.opt_d)):
         state.update({f"{name}/{k}": np.asarray(v) for k, v in opt.state_dict().items()})
     return state
@@ -389,3 +392,63 @@ def test_every_object_declares_its_device_state(tmp_path):
     for _, layer in trainer.D.named_layers():
         expected += layer.device_arrays() if hasattr(layer, "device_arrays") else []
     assert len(expected) > 20 and all(id(a) in held for a in expected)
+
+
+# -- generator EMA and differentiable augmentation inside the captured step --------------------------------
+
+EMA_AUGMENT = {"ema_decay": 0.99, "augment": "translation,cutout,color"}
+
+
+@pytest.mark.parametrize("family", ["mnist_dense", "dcgan"])
+def test_graph_with_ema_and_augmentation_equals_kernel_by_kernel_launches(tmp_path, family):
+    """The EMA update and the augmentation (its parameters drawn from the device Philox generator) are part
+    of the one captured graph: replays give the launches' bits, and every replay draws fresh parameters."""
+    from tinygan.train import GANTrainer
+
+    data = _data(family, 64)
+    graphed = GANTrainer(_config(family, epochs=2, **EMA_AUGMENT), data, tmp_path / "graph", progress=False)
+    graphed.run()
+    assert graphed.runner.graph.graph is not None and not graphed.runner.graph.failed
+    eager = GANTrainer(
+        _config(family, epochs=2, cuda_graph=False, **EMA_AUGMENT), data, tmp_path / "eager", progress=False
+    )
+    eager.run()
+    _assert_same(_state(graphed), _state(eager))
+    assert graphed.ema.num_updates == 16
+    for row_g, row_e in zip(graphed.history, eager.history, strict=True):
+        for key in GANTrainer.METRICS:
+            assert row_g[key] == row_e[key], key
+    plain = GANTrainer(_config(family, epochs=2, ema_decay=0.99), data, tmp_path / "plain", progress=False)
+    plain.run()
+    assert not np.array_equal(_state(plain)["G/0.W"], _state(graphed)["G/0.W"])  # the augmentation acted
+    # Replays drew fresh parameters: a graph that replayed the first draw would have trained otherwise than
+    # the eager run, which draws anew at every launch (checked above); and the last draw is not the first.
+    params = graphed.augment.last_params
+    assert params is not None and cp.asnumpy(params.shift_h).std() > 0
+
+
+@pytest.mark.parametrize("family", ["mnist_dense", "dcgan"])
+def test_mid_epoch_resume_with_ema_and_augmentation_on_the_graph(tmp_path, family):
+    from tinygan.train import GANTrainer
+
+    data = _data(family, 48)
+    straight = GANTrainer(_config(family, epochs=2, **EMA_AUGMENT), data, tmp_path / "a", progress=False)
+    straight.run()
+    stopped = GANTrainer(_config(family, epochs=2, **EMA_AUGMENT), data, tmp_path / "b", progress=False)
+    stopped.run(on_step=lambda t: t.global_step == 9 and t.request_stop())
+    resumed = GANTrainer.resume(tmp_path / "b", data, progress=False)
+    assert resumed.ema.num_updates == 9
+    resumed.run()
+    assert resumed.runner.graph.graph is not None
+    _assert_same(_state(straight), _state(resumed))
+
+
+def test_ema_and_augmentation_declare_their_device_state(tmp_path):
+    from tinygan.train import GANTrainer
+
+    trainer = GANTrainer(_config("dcgan", **EMA_AUGMENT), _data("dcgan", 16), tmp_path, progress=False)
+    trainer.run()  # the first (eager) draw uploads the augmentation's plan
+    held = {id(a) for a in trainer.runner.device_arrays()}
+    expected = trainer.ema.device_arrays() + trainer.augment.device_arrays()
+    assert trainer.augment.device_arrays() and all(id(a) in held for a in expected)
+    assert any(id(a) == id(trainer.ema.device_arrays()[-1]) for a in trainer.runner.device_arrays())  # the count

@@ -263,3 +263,192 @@ def test_instance_noise_anneals_over_the_epochs_the_run_started_with(tmp_path, d
     fresh = GANTrainer(small_config(epochs=2, instance_noise=0.1), data, tmp_path / "fresh", progress=False)
     fresh.epoch = 1
     assert fresh.config.noise_epochs == 2 and fresh.noise_sigma() == pytest.approx(0.05)
+
+
+# -- generator EMA and differentiable augmentation in the step ----------------------------------------
+
+
+def test_resume_mid_epoch_with_ema_and_augmentation_continues_exactly(tmp_path, data):
+    """Ctrl-C mid-epoch and resume: G, D, the EMA generator and its update count end bit for bit where an
+    uninterrupted run ends; the augmentation's draws come from the saved generator state."""
+    config = dict(epochs=2, ema_decay=0.99, augment="translation,cutout,color", instance_noise=0.1)
+    straight = GANTrainer(small_config(**config), data, tmp_path / "a", progress=False)
+    straight.run()
+    stopped = GANTrainer(small_config(**config), data, tmp_path / "b", progress=False)
+    stopped.run(on_step=lambda t: t.global_step == 6 and t.request_stop())  # epoch 2, step 2
+    resumed = GANTrainer.resume(tmp_path / "b", data, progress=False)
+    assert (resumed.epoch, resumed.step_in_epoch) == (1, 2) and resumed.ema.num_updates == 6
+    resumed.run()
+    a, meta_a = load_checkpoint(tmp_path / "a" / "checkpoint.npz")
+    b, meta_b = load_checkpoint(tmp_path / "b" / "checkpoint.npz")
+    assert any(key.startswith("G_ema/") for key in a) and a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert meta_a["ema_updates"] == meta_b["ema_updates"] == 8
+    assert not np.array_equal(a["G_ema/6.W"], a["G/6.W"])
+    other = GANTrainer(small_config(**{**config, "augment": "translation"}), data, tmp_path / "c", progress=False)
+    other.run()
+    assert not np.array_equal(weights(other)["G6.W"], weights(straight)["G6.W"])  # the policy matters
+
+
+def _plain_original_step(G, D, opt_g, opt_d, rng, real):
+    """The step of the original recipe as docs/DESIGN's data flow has it, before EMA and augmentation
+    existed: hard labels, no instance noise; every random number from ``rng`` in this order."""
+    from tinygan.losses import bce_with_logits, generator_loss
+
+    n = len(real)
+    fake = G.forward(rng.standard_normal((n, 100), dtype=np.float32), training=True)
+    targets = np.concatenate([np.ones((n, 1), np.float32), np.zeros((n, 1), np.float32)])
+    logits = D.forward(np.concatenate([real, fake]), training=True, logits=True)
+    _, dlogits = bce_with_logits(logits, targets)
+    opt_d.zero_grad()
+    D.backward(dlogits, input_grad=False)
+    opt_d.step()
+    fake = G.forward(rng.standard_normal((n, 100), dtype=np.float32), training=True)
+    _, dlogits = generator_loss(D.forward(fake, training=True, logits=True), kind="nonsaturating")
+    opt_g.zero_grad()
+    G.backward(D.backward(dlogits, param_grads=False), input_grad=False)
+    opt_g.step()
+
+
+def test_original_recipe_step_is_unchanged_and_draws_nothing_more(tmp_path, data):
+    """--recipe original (no EMA, no augmentation) takes the plain step bit for bit, and leaves the
+    generator where the plain step leaves it: nothing is drawn for the features that are off."""
+    from tinygan.recipes import MNIST_RECIPES
+
+    recipe = MNIST_RECIPES["original"]
+    options = {"activation": recipe["activation"], "output": recipe["output"]}
+    config = dict(
+        batch_size=25,
+        real_label=recipe["real_label"],
+        fake_label=recipe["fake_label"],
+        g_options={**options, "seed": 0},
+        d_options={"activation": options["activation"], "seed": 1},
+    )
+    ours = GANTrainer(small_config(**config), data, tmp_path / "a", progress=False)
+    plain = GANTrainer(small_config(**config), data, tmp_path / "b", progress=False)
+    assert ours.ema is None and ours.step.augment is None and ours.config.augment == ""
+    for k in range(3):
+        batch = data[25 * k : 25 * (k + 1)]
+        ours.step(batch)
+        _plain_original_step(plain.G, plain.D, plain.opt_g, plain.opt_d, plain.rng, batch)
+    a, b = weights(ours), weights(plain)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert ours.rng.bit_generator.state == plain.rng.bit_generator.state
+
+
+def test_ema_is_updated_after_gs_adam_step_once_per_step(tmp_path, data):
+    trainer = GANTrainer(small_config(ema_decay=0.999, d_steps=2), data, tmp_path / "run", progress=False)
+    before = trainer.G.state_dict()
+    trainer.step(data[:25])
+    after, averaged = trainer.G.state_dict(), trainer.ema.model.state_dict()
+    assert trainer.ema.num_updates == 1  # one G step, whatever d_steps is
+    # First update: decay_0 = min(0.999, 1/10); the average moves towards the weights *after* Adam's step.
+    for key in before:
+        np.testing.assert_allclose(averaged[key], 0.1 * before[key] + 0.9 * after[key], rtol=1e-6, atol=1e-7)
+    assert trainer.ema in [trainer.step.ema] and trainer.G is trainer.ema.source
+
+
+class _FixedCutout:
+    """The trainer's draws, except that every augmentation draw cuts out the top-left 14 x 14 square of
+    every image (counted)."""
+
+    def __init__(self, draws):
+        self.draws, self.calls = draws, 0
+
+    def normal(self, shape):
+        return self.draws.normal(shape)
+
+    def d_targets(self, n):
+        return self.draws.d_targets(n)
+
+    def augment_params(self, augment, images):
+        from tinygan.augment import AugmentParams
+
+        self.calls += 1
+        n = len(images)
+        zero = np.zeros(n, np.int32)
+        return AugmentParams(image_size=(28, 28), cutout_top=zero, cutout_left=zero, cutout_size=(14, 14))
+
+
+def test_augmentation_in_d_step_same_draw_for_real_and_fake(tmp_path, data):
+    trainer = GANTrainer(small_config(augment="cutout"), data, tmp_path / "run", progress=False)
+    draws = trainer.step.draws = _FixedCutout(trainer.step.draws)
+    seen = []
+    forward = trainer.D.forward
+    trainer.D.forward = lambda x, **kw: (seen.append(np.array(x)), forward(x, **kw))[1]
+    real = data[:25]
+    trainer.step.discriminator_step(real)
+    assert draws.calls == 1
+    batch = seen[0].reshape(50, 28, 28)
+    assert not batch[:, :14, :14].any()  # both halves cut at the same place
+    np.testing.assert_array_equal(batch[:25, 14:], real.reshape(25, 28, 28)[:, 14:])
+    assert batch[25:, 14:].any()
+
+
+def test_g_step_gradient_flows_back_through_the_augmentation(tmp_path, data):
+    """With the top-left square cut out of every generated image, D never sees those pixels: G's output
+    layer gets exactly zero gradient for them, and a non-zero one elsewhere (without the augmentation's
+    backward it would get D's gradient at the cut-out pixels)."""
+    trainer = GANTrainer(small_config(augment="cutout"), data, tmp_path / "run", progress=False)
+    draws = trainer.step.draws = _FixedCutout(trainer.step.draws)
+    trainer.step.generator_step((25, 784))
+    assert draws.calls == 1
+    last = trainer.G[6]
+    cut = np.zeros((28, 28), bool)
+    cut[:14, :14] = True
+    cut = cut.ravel()
+    assert not last.grads["W"][:, cut].any() and not last.grads["b"][cut].any()
+    assert last.grads["W"][:, ~cut].any() and last.grads["b"][~cut].all()
+
+
+def test_checkpoints_without_ema_still_load_and_missing_ema_arrays_are_refused(tmp_path, data):
+    plain = GANTrainer(small_config(epochs=1), data, tmp_path / "plain", progress=False)
+    plain.run()
+    arrays, meta = load_checkpoint(tmp_path / "plain" / "checkpoint.npz")
+    assert not any(k.startswith("G_ema") for k in arrays) and "ema_updates" not in meta
+    np.testing.assert_array_equal(sample(tmp_path / "plain", 5), sample(tmp_path / "plain", 5, ema=False))
+    meta["config"].pop("ema_decay"), meta["config"].pop("augment")  # as written before the options existed
+    old = save_checkpoint(tmp_path / "old" / "checkpoint.npz", arrays, meta)
+    resumed = GANTrainer.resume(old, data, {"epochs": 2}, progress=False)
+    assert resumed.ema is None and resumed.config.augment == ""
+
+    GANTrainer(small_config(epochs=1, ema_decay=0.9), data, tmp_path / "ema", progress=False).run()
+    arrays, meta = load_checkpoint(tmp_path / "ema" / "checkpoint.npz")
+    G_ema, _ = load_generator(tmp_path / "ema")
+    G_raw, _ = load_generator(tmp_path / "ema", ema=False)
+    np.testing.assert_array_equal(G_ema.state_dict()["0.W"], arrays["G_ema/0.W"])
+    np.testing.assert_array_equal(G_raw.state_dict()["0.W"], arrays["G/0.W"])
+    no_count = dict(meta)
+    no_count.pop("ema_updates")
+    save_checkpoint(tmp_path / "no_count" / "checkpoint.npz", arrays, no_count)
+    with pytest.raises(CheckpointError, match=r"no_count/checkpoint.npz: key 'ema_updates': expected a non-negative"):
+        GANTrainer.resume(tmp_path / "no_count", data, {"epochs": 2}, progress=False)
+    missing = {k: v for k, v in arrays.items() if not k.startswith("G_ema/")}
+    save_checkpoint(tmp_path / "missing" / "checkpoint.npz", missing, meta)
+    with pytest.raises(CheckpointError, match=r"missing/checkpoint.npz.*G_ema/0.W"):
+        GANTrainer.resume(tmp_path / "missing", data, {"epochs": 2}, progress=False)
+
+
+def test_ema_and_augment_are_part_of_the_run(tmp_path, data):
+    GANTrainer(small_config(epochs=1, ema_decay=0.9), data, tmp_path / "run", progress=False).run()
+    for key, value in (("ema_decay", 0.5), ("augment", "cutout"), ("score_samples", 100)):
+        with pytest.raises(ValueError, match=f"cannot change '{key}'"):
+            GANTrainer.resume(tmp_path / "run", data, {key: value}, progress=False)
+    with pytest.raises(ValueError, match=r"ema_decay: expected a number in \[0, 1\) \(0: no EMA\), received 1.0"):
+        GANTrainer(small_config(ema_decay=1.0), data, tmp_path / "x")
+    with pytest.raises(ValueError, match=r"augment: unknown augmentation 'flip'"):
+        GANTrainer(small_config(augment="translation,flip"), data, tmp_path / "x")
+
+
+def test_ema_does_not_feed_back_into_training(tmp_path, data):
+    """G and D train exactly as without the average (it draws nothing and is only read for sampling)."""
+    with_ema = GANTrainer(small_config(epochs=1, ema_decay=0.999), data, tmp_path / "a", progress=False)
+    with_ema.run()
+    without = GANTrainer(small_config(epochs=1), data, tmp_path / "b", progress=False)
+    without.run()
+    a, b = weights(with_ema), weights(without)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert with_ema.ema.num_updates == 4

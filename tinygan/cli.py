@@ -40,6 +40,7 @@ RESUME_OPTIONS = (
     "epochs",
     "sample_every",
     "checkpoint_every",
+    "score_every",
     "no_progress",
     "no_cuda_graph",
     "data_dir",
@@ -100,6 +101,29 @@ def noise_std(text: str) -> float:
     return _number(text, 0.0, 1.0, False, "a number in [0, 1]")
 
 
+def ema_decay(text: str) -> float:
+    value = _number(text, 0.0, 1.0, False, "a number in [0, 1) (0: no EMA)")
+    if value == 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1) (0: no EMA), received {text!r}")
+    return value
+
+
+def augment_policy(text: str) -> str:
+    """A DiffAugment policy, normalized (``""`` for none); the error lists the transforms."""
+    from tinygan.augment import parse_policy
+
+    try:
+        parse_policy(text, "--augment")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--augment: ")) from None
+    names = [p.strip() for p in text.split(",")]
+    return "" if text.strip().lower() in ("", "none") else ",".join(names)
+
+
+def sample_count(text: str) -> int:
+    return _integer(text, 2, "an integer >= 2")
+
+
 def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[str, Any]]) -> None:
     parser.add_argument(
         "--device", choices=backend.DEVICES, help="cpu (NumPy/Numba, default) or gpu (CuPy); --resume keeps the run's"
@@ -127,6 +151,33 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
         help="Gaussian noise of std SIGMA (0 to 1) on D's inputs, annealed linearly to 0 (default: the recipe's)",
     )
     parser.add_argument("--seed", type=non_negative_int, help="seed for weights, noise, batches, dropout (default 0)")
+    parser.add_argument(
+        "--d-steps", type=positive_int, metavar="N", help="discriminator updates per generator update (default 1)"
+    )
+    parser.add_argument(
+        "--ema-decay",
+        type=ema_decay,
+        metavar="D",
+        help="keep an exponential moving average of G's weights with decay D (e.g. 0.999; 0: off), updated after "
+        "every G step; grids, scores and tinygan.sample use it (default: the recipe's, off)",
+    )
+    parser.add_argument(
+        "--augment",
+        type=augment_policy,
+        metavar="POLICY",
+        help="differentiable augmentation of everything D sees: a comma-separated list of translation, cutout, "
+        "color, or none (default: the recipe's, none)",
+    )
+    parser.add_argument(
+        "--score-every",
+        type=non_negative_int,
+        metavar="N",
+        help="every N epochs score samples with the project's metric (tinygan.metrics, tinygan.metrics_cifar): "
+        "FID and classifier score into metrics.csv and quality.png, the lowest FID kept as best.npz (default 0: off)",
+    )
+    parser.add_argument(
+        "--score-samples", type=sample_count, metavar="N", help="samples scored each time (default 2000)"
+    )
     parser.add_argument(
         "--data-dir",
         help="folder holding the dataset files, an error if they are not there (else: cache, download)",
@@ -177,8 +228,8 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
 
 RESUME_HELP = """
 --resume RUN continues the run with the options it was started with. --epochs, --sample-every,
---checkpoint-every, --no-progress, --no-cuda-graph and --data-dir may be given and apply; any other option
-given with --resume must equal the run's, or the resume is refused naming it. The run records its data
+--checkpoint-every, --score-every, --no-progress, --no-cuda-graph and --data-dir may be given and apply;
+any other option given with --resume must equal the run's, or the resume is refused naming it. The run records its data
 (source, image count, digest): other data is refused unless --allow-other-data is given. A run folder is
 locked while a run uses it (RUN/.lock); a second run given the same --out is refused.
 
@@ -217,6 +268,8 @@ def fail(message: str, code: int) -> int:
 def _shown(value: Any) -> str:
     if value is None:
         return "the default"
+    if value == "":  # an empty setting (--augment none)
+        return "none"
     if isinstance(value, bool):
         return "given" if value else "not given"
     if isinstance(value, (list, tuple)):
@@ -244,8 +297,8 @@ def refuse_changed_options(run: str, given: dict[str, Any], recorded: dict[str, 
         if not _same(value, recorded[dest]):
             raise ValueError(
                 f"{option}: {run} was trained with {_shown(recorded[dest])}, received {_shown(value)}; a resumed run "
-                "keeps its options (only --epochs, --sample-every, --checkpoint-every, --no-progress, "
-                "--no-cuda-graph and --data-dir may change)"
+                "keeps its options (only --epochs, --sample-every, --checkpoint-every, --score-every, "
+                "--no-progress, --no-cuda-graph and --data-dir may change)"
             )
 
 
@@ -267,6 +320,10 @@ def recorded_options(config: GANConfig, run_dir: Path) -> dict[str, Any]:
         "limit": config.data_options.get("limit"),
         "g_loss": config.g_loss,
         "precision": config.precision,
+        "d_steps": config.d_steps,
+        "ema_decay": config.ema_decay,
+        "augment": config.augment,
+        "score_samples": config.score_samples,
         "out": str(run_dir),
     }
     if config.recipe:
@@ -353,10 +410,13 @@ def _resume(
         raise ValueError(f"--out: a resumed run writes into its own folder {run_dir}, received {args.out}")
     refuse_changed_options(str(run_dir), given, {**recorded_options(config, run_dir), **example_options(config)})
     overrides: dict[str, Any] = {
-        key: getattr(args, key) for key in ("epochs", "sample_every", "checkpoint_every") if getattr(args, key)
+        key: getattr(args, key)
+        for key in ("epochs", "sample_every", "checkpoint_every", "score_every")
+        if getattr(args, key)
     }
-    if args.checkpoint_every == 0:
-        overrides["checkpoint_every"] = 0
+    for key in ("checkpoint_every", "score_every"):
+        if getattr(args, key) == 0:
+            overrides[key] = 0
     if args.no_cuda_graph:
         overrides["cuda_graph"] = False
     epochs = overrides.get("epochs", config.epochs)
@@ -423,6 +483,12 @@ def apply_recipe(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, 
         settings["real_label"], settings["fake_label"] = (1.0, 1.0), (0.0, 0.0)
     if args.instance_noise is not None:
         settings["instance_noise"] = args.instance_noise
+    if args.d_steps is not None:
+        settings["d_steps"] = args.d_steps
+    if args.ema_decay is not None:
+        settings["ema_decay"] = args.ema_decay
+    if args.augment is not None:
+        settings["augment"] = args.augment
     return settings
 
 
@@ -444,6 +510,8 @@ def common_config(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
         "g_loss": args.g_loss or "nonsaturating",
         "sample_every": args.sample_every or 1,
         "checkpoint_every": args.checkpoint_every or 0,
+        "score_every": args.score_every or 0,
+        "score_samples": args.score_samples or 2000,
     }
 
 

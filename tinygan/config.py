@@ -10,6 +10,7 @@ import dataclasses
 import math
 from typing import Any
 
+from tinygan.augment import parse_policy
 from tinygan.models import BUILDERS
 
 DEVICES = ("cpu", "gpu")
@@ -19,7 +20,7 @@ IMAGE_RANGES = ("01", "tanh")
 # real mixed precision (today cuBLAS runs it as tf32 on float32 arrays).
 RUN_PRECISIONS = ("fp32", "tf32")
 # Settings a resumed run may change: they decide how long it runs and what it writes, not what it computes.
-RESUME_SAFE = ("epochs", "sample_every", "checkpoint_every", "log_every", "cuda_graph")
+RESUME_SAFE = ("epochs", "sample_every", "checkpoint_every", "log_every", "cuda_graph", "score_every")
 
 
 @dataclasses.dataclass
@@ -56,6 +57,10 @@ class GANConfig:
     image_range: str = "01"  # "01" for a sigmoid generator, "tanh" for [-1, 1]
     cuda_graph: bool = True  # on the GPU: capture the training step as one CUDA graph and replay it
     precision: str = "fp32"  # float32 products on the GPU: "fp32" or "tf32" (tensor cores); the CPU is always fp32
+    ema_decay: float = 0.0  # generator EMA (tinygan.ema) with this decay, updated after every G step; 0: none
+    augment: str = ""  # DiffAugment policy (tinygan.augment) on D's inputs, e.g. "translation,cutout"; "": none
+    score_every: int = 0  # score samples with the project's metric every N epochs (tinygan.quality); 0: never
+    score_samples: int = 2000  # ... how many samples each time
 
     def __post_init__(self) -> None:
         self.real_label = tuple(self.real_label)
@@ -88,6 +93,15 @@ class GANConfig:
         for name in ("seed", "checkpoint_every", "noise_epochs"):
             _integer(name, getattr(self, name), 0)
         _integer("auto_stop_patience", self.auto_stop_patience, 1)
+        _integer("score_every", self.score_every, 0)
+        _integer("score_samples", self.score_samples, 2)
+        _number("ema_decay", self.ema_decay, 0.0, 1.0)
+        _check("ema_decay", self.ema_decay, self.ema_decay < 1.0, "a number in [0, 1) (0: no EMA)")
+        _check("augment", self.augment, isinstance(self.augment, str), "a string")
+        try:
+            parse_policy(self.augment, "augment")
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
         for name in ("lr_d", "lr_g"):
             _number(name, getattr(self, name), 0.0, 1.0)
         for name in ("beta1", "beta2"):

@@ -2,10 +2,12 @@
 
     python -m tinygan.sample RUN/checkpoint.npz --n 10000 --out samples.npy --grid samples.png
 
-Only the generator is loaded. The ``.npy`` holds float32 images in [0, 1]: (n, 28, 28) for the
-MNIST model, (n, 32, 32, 3) for the CIFAR-10 DCGAN. It is written to exactly the path given (no
-``.npy`` is appended), through a temporary file renamed into place, so an interrupted or failed
-write leaves any earlier file of that name as it was.
+Only the generator is loaded: the run's EMA generator (``G_ema/...``, with its own BatchNorm
+statistics) where the checkpoint holds one, which is what the run's sample grids show; ``--no-ema``
+(``ema=False``) loads the raw trained generator instead. The ``.npy`` holds float32 images in
+[0, 1]: (n, 28, 28) for the MNIST model, (n, 32, 32, 3) for the CIFAR-10 DCGAN. It is written to
+exactly the path given (no ``.npy`` is appended), through a temporary file renamed into place, so
+an interrupted or failed write leaves any earlier file of that name as it was.
 
 A checkpoint is refused, in one line naming the file and the key, when it is missing, not a
 tinygan checkpoint, damaged, of another architecture, or when the generator's weights are not
@@ -115,24 +117,26 @@ def check_generator_weights(weights: dict[str, np.ndarray], source: str, prefix:
             )
 
 
-def load_generator(path: str | os.PathLike, device: str = "cpu") -> tuple[Sequential, dict[str, Any]]:
+def load_generator(path: str | os.PathLike, device: str = "cpu", ema: bool = True) -> tuple[Sequential, dict[str, Any]]:
     """Rebuild and load the generator stored in checkpoint ``path`` (or run folder): ``(G, config_dict)``.
+    With ``ema`` (default) the EMA generator where the checkpoint holds one (``G_ema/...``), else ``G/...``.
 
     Raises :class:`CheckpointError` (a ValueError) naming the file and the key for anything wrong with it.
     """
     path, arrays, meta = _open_checkpoint(path)
     config = _generator_record(path, meta)
-    weights = subtree(arrays, "G")
+    prefix = "G_ema" if ema and subtree(arrays, "G_ema") else "G"
+    weights = subtree(arrays, prefix)
     if not weights:
         raise CheckpointError(f"{path}: holds no generator weights (no 'G/...' keys); expected a tinygan GAN run")
-    check_generator_weights(weights, str(path))
+    check_generator_weights(weights, str(path), prefix=f"{prefix}/")
     # both generators start with a Dense layer of latent_dim inputs: a record that disagrees with the weights
     # would otherwise build a model of its own size (a latent_dim of 10**9 asks for terabytes) before failing
     latent = config.get("g_options", {}).get("latent_dim", LATENT_DIM)
     first = weights.get("0.W")
     if first is not None and (first.ndim != 2 or first.shape[0] != latent):
         raise CheckpointError(
-            f"{path}: G/0.W: expected shape ({latent}, units) for config.g_options.latent_dim {latent}, "
+            f"{path}: {prefix}/0.W: expected shape ({latent}, units) for config.g_options.latent_dim {latent}, "
             f"received {first.shape}"
         )
     try:
@@ -143,13 +147,16 @@ def load_generator(path: str | os.PathLike, device: str = "cpu") -> tuple[Sequen
     return G.to(device), config
 
 
-def sample(path: str | os.PathLike, n: int, seed: int = 0, device: str = "cpu", batch_size: int = 1000) -> np.ndarray:
-    """``n`` float32 images in [0, 1] from the generator in checkpoint ``path``, ``batch_size`` at a time."""
+def sample(
+    path: str | os.PathLike, n: int, seed: int = 0, device: str = "cpu", batch_size: int = 1000, ema: bool = True
+) -> np.ndarray:
+    """``n`` float32 images in [0, 1] from the generator in checkpoint ``path``, ``batch_size`` at a time
+    (the EMA generator where there is one, unless ``ema`` is False)."""
     for name, value, low in (("n", n, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, received {value!r}")
     backend.check_device(device)
-    G, config = load_generator(path, device)
+    G, config = load_generator(path, device, ema)
     latent = int(config.get("g_options", {}).get("latent_dim", LATENT_DIM))
     rng = np.random.default_rng(seed)
     shape = IMAGE_SHAPES[config["model"]]
@@ -172,10 +179,15 @@ def sample(path: str | os.PathLike, n: int, seed: int = 0, device: str = "cpu", 
 
 
 def sample_grid(
-    checkpoints: list[str | os.PathLike], path: str | os.PathLike, per_row: int = 10, seed: int = 0, device: str = "cpu"
+    checkpoints: list[str | os.PathLike],
+    path: str | os.PathLike,
+    per_row: int = 10,
+    seed: int = 0,
+    device: str = "cpu",
+    ema: bool = True,
 ) -> Path:
     """A PNG with one row of ``per_row`` samples from each checkpoint's generator (e.g. one per class)."""
-    rows = [sample(checkpoint, per_row, seed, device) for checkpoint in checkpoints]
+    rows = [sample(checkpoint, per_row, seed, device, ema=ema) for checkpoint in checkpoints]
     return save_grid(np.concatenate(rows), path, nrow=per_row)
 
 
@@ -265,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch-size", type=int, default=1000, help="images per forward pass, at least 1 (default 1000)"
     )
+    parser.add_argument(
+        "--no-ema",
+        action="store_true",
+        help="the raw trained generator, not the EMA generator a run with --ema-decay keeps (its default)",
+    )
     args = parser.parse_args(argv)
     if not args.out and not args.grid:
         parser.error("nothing to do: give --out FILE.npy and/or --grid FILE.png")
@@ -282,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --device gpu needs a CUDA GPU: {reason}. Run with --device cpu instead.", file=sys.stderr)
         return EXIT_NO_GPU
     try:
-        images = sample(args.checkpoint, args.n, args.seed, args.device, args.batch_size)
+        images = sample(args.checkpoint, args.n, args.seed, args.device, args.batch_size, ema=not args.no_ema)
     except backend.DeviceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NO_GPU

@@ -3,17 +3,25 @@
 The step, as a reader should be able to follow it (:meth:`GANStep.__call__`)::
 
     z -> G.forward -> fake
+    [augment real and fake with one draw of parameters]
     D.forward([real, fake] + instance noise) -> logits -> BCE(targets real ~ U(real_label), fake ~ U(fake_label))
     D.backward(dlogits)            (weight gradients only: D's input gradient is not needed)
     Adam(D)
-    fresh z -> G.forward -> (+ instance noise) -> D.forward -> generator loss -> dlogits
+    fresh z -> G.forward -> [augment, a fresh draw] -> (+ instance noise) -> D.forward -> generator loss -> dlogits
     D.backward(dlogits, param_grads=False)   (D is frozen: gradients flow through it, its weights stay)
+    [augment.backward]             (G's gradient through the same transform)
     G.backward(...)                (weight gradients of G)
     Adam(G)
+    [EMA update of G's weights]
+
+The bracketed parts are optional: ``augment`` (a :class:`tinygan.augment.DiffAugment`, Zhao et al.,
+2020) and ``ema`` (a :class:`tinygan.ema.EMA` of G). Without them the step draws and computes exactly
+what it did before they existed (``--recipe original`` reproduces its runs bit for bit).
 
 The same code is the CPU step, the GPU step and the benchmark's step. What differs is handed in:
 
-- ``draws`` gives the random numbers, noise ``normal(shape)`` and D's targets ``d_targets(n)``:
+- ``draws`` gives the random numbers, noise ``normal(shape)``, D's targets ``d_targets(n)`` and, with
+  augmentation, its parameters ``augment_params(augment, images)``:
   :class:`HostDraws` (a NumPy generator, the CPU run), :class:`DeviceDraws` (a Philox generator whose
   counter lives in device memory, so a captured CUDA graph draws fresh numbers on every replay), or
   anything with those two methods (``bench/steps.py`` injects fixed draws to compare implementations).
@@ -43,6 +51,9 @@ class Draws(Protocol):
 
     def d_targets(self, n: int) -> Any: ...
 
+    # Only called with augmentation on (draws without it need not have it).
+    def augment_params(self, augment: Any, images: Any) -> Any: ...
+
 
 class HostDraws:
     """Draws from a ``numpy.random.Generator``: noise, and D's targets with real ~ U(real_label) and
@@ -71,6 +82,10 @@ class HostDraws:
         """D's targets, (2n, 1): n real labels, then n fake ones."""
         targets = np.concatenate([self._uniform(*self.real_label, n), self._uniform(*self.fake_label, n)])
         return backend.to_device(targets, self.device)
+
+    def augment_params(self, augment: Any, images: Any) -> Any:
+        """A draw of ``augment``'s parameters for the (N, C, H, W) batch ``images``, from the same generator."""
+        return augment.sample_params(images, self.rng)
 
     def device_arrays(self) -> list[Any]:
         return []
@@ -105,6 +120,11 @@ class DeviceDraws:
             self.generator.uniform_into(targets)
             gan.label_ranges_(targets, n, self.real_label, self.fake_label)
         return targets
+
+    def augment_params(self, augment: Any, images: Any) -> Any:
+        """A draw of ``augment``'s parameters for the (N, C, H, W) batch ``images``, on the device from
+        the same Philox generator (no host round trip: a captured graph draws afresh on every replay)."""
+        return augment.sample_params(images, self.generator)
 
     def device_arrays(self) -> list[Any]:
         """The arrays a captured step reads or writes: the generator's counter and the targets."""
@@ -154,7 +174,11 @@ class GANStep:
     place; ``draws`` gives every random number the step needs except dropout masks, which D's Dropout
     layers draw themselves. ``instance_noise``: whether D's inputs get Gaussian noise of std
     :attr:`sigma` (set with :meth:`set_sigma`; on the GPU it lives in device memory, so a captured
-    graph reads the value of the moment)."""
+    graph reads the value of the moment).
+
+    ``augment``: a DiffAugment applied to everything D sees (None or a policy of no transforms: off);
+    ``image_shape`` (C, H, W) is how a batch is viewed for it (a flat MNIST batch of 784 is
+    (1, 28, 28)). ``ema``: an EMA of G, updated right after G's Adam step."""
 
     def __init__(
         self,
@@ -167,8 +191,16 @@ class GANStep:
         d_steps: int = 1,
         g_loss: str = "nonsaturating",
         instance_noise: bool = False,
+        augment: Any = None,
+        image_shape: tuple[int, ...] | None = None,
+        ema: Any = None,
     ) -> None:
         self.G, self.D, self.opt_g, self.opt_d, self.draws = G, D, opt_g, opt_d, draws
+        self.augment = augment if augment is not None and augment.enabled else None
+        if self.augment is not None and (image_shape is None or len(image_shape) != 3):
+            raise ValueError(f"GANStep: augmentation needs image_shape (C, H, W), received {image_shape!r}")
+        self.image_shape = None if image_shape is None else tuple(int(d) for d in image_shape)
+        self.ema = ema
         self.latent_dim, self.d_steps, self.g_loss = int(latent_dim), int(d_steps), g_loss
         self.device = G.device
         self.ops = _DeviceOps() if self.device == "gpu" else HOST_OPS
@@ -181,11 +213,20 @@ class GANStep:
         if self.sigma is not None:
             self.sigma.fill(value)
 
+    def _images(self, x: Any) -> Any:
+        """``x`` viewed as (N, C, H, W) images for the augmentation."""
+        return x.reshape((x.shape[0], *self.image_shape))
+
     def discriminator_step(self, real: Any) -> dict[str, Any]:
         n = real.shape[0]
-        fake = self.G.forward(self.draws.normal((n, self.latent_dim)), training=True)
+        fake = self.G.forward(self.draws.normal((n, self.latent_dim)), training=True).reshape(real.shape)
+        if self.augment is not None:
+            # One draw for both halves: D must not tell real from fake by how they were transformed.
+            params = self.draws.augment_params(self.augment, self._images(real))
+            real = self.augment.forward(self._images(real), params=params).reshape(fake.shape)
+            fake = self.augment.forward(self._images(fake), params=params).reshape(fake.shape)
         noise = None if self.sigma is None else self.draws.normal((2 * n, *real.shape[1:]))
-        batch = self.ops.concat_noisy(real, fake.reshape(real.shape), noise, self.sigma)
+        batch = self.ops.concat_noisy(real, fake, noise, self.sigma)
         targets = self.draws.d_targets(n)
         logits = self.D.forward(batch, training=True, logits=True)
         loss, dlogits = bce_with_logits(logits, targets)
@@ -199,14 +240,22 @@ class GANStep:
         """One G update through the frozen D; ``real_shape`` is the shape of a real batch (D's input)."""
         n = real_shape[0]
         fake = self.G.forward(self.draws.normal((n, self.latent_dim)), training=True).reshape(real_shape)
+        if self.augment is not None:
+            images = self._images(fake)
+            params = self.draws.augment_params(self.augment, images)
+            fake = self.augment.forward(images, params=params).reshape(real_shape)
         noise = None if self.sigma is None else self.draws.normal(tuple(real_shape))
         fake = self.ops.concat_noisy(fake, None, noise, self.sigma)
         logits = self.D.forward(fake, training=True, logits=True)
         loss, dlogits = generator_loss(logits, kind=self.g_loss)
         self.opt_g.zero_grad()
         dfake = self.D.backward(dlogits, param_grads=False)
+        if self.augment is not None:  # instance noise is additive: its gradient is the identity
+            dfake = self.augment.backward(self._images(dfake))
         self.G.backward(dfake.reshape(self.G.output_shape((n, self.latent_dim))), input_grad=False)
         self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update()
         return {"g_loss": loss}
 
     def __call__(self, real: Any) -> dict[str, Any]:
@@ -232,4 +281,7 @@ class GANStep:
                 arrays += getattr(layer, "device_arrays", list)()
         for opt in (self.opt_d, self.opt_g):
             arrays += opt.device_arrays()
+        for extra in (self.augment, self.ema):
+            if extra is not None:
+                arrays += extra.device_arrays()
         return arrays

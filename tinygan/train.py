@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from tinygan import backend
+from tinygan.augment import DiffAugment
 from tinygan.checkpoint import (
     CheckpointError,
     checkpoint_path,
@@ -42,6 +43,7 @@ from tinygan.checkpoint import (
     with_prefix,
 )
 from tinygan.config import RESUME_SAFE, GANConfig
+from tinygan.ema import EMA
 from tinygan.models import IMAGE_SHAPES, LATENT_DIM, build
 from tinygan.optim import Adam
 from tinygan.run_contract import (
@@ -67,7 +69,12 @@ class GANTrainer:
     """Trains a generator ``G`` against a discriminator ``D`` on ``data`` (float32, (n, ...) in G's range).
 
     ``data_source`` says where the data came from, for the run's record of its data (with the image
-    count and a digest: a resume on other data is refused)."""
+    count and a digest: a resume on other data is refused).
+
+    ``config.ema_decay`` > 0 keeps an EMA of G (:class:`tinygan.ema.EMA`, updated inside the step) that
+    the sample grids, scores and ``python -m tinygan.sample`` use; ``config.augment`` applies DiffAugment
+    to D's inputs (:mod:`tinygan.augment`); ``config.score_every`` scores samples with ``scorer``
+    (default: :func:`tinygan.quality.make_scorer` for the run's model and data)."""
 
     METRICS = FIGURES
 
@@ -78,6 +85,7 @@ class GANTrainer:
         out_dir: str | os.PathLike,
         progress: bool = True,
         data_source: str = "",
+        scorer: Callable[[np.ndarray], dict[str, float]] | None = None,
     ):
         config.validate()
         if config.noise_epochs == 0:
@@ -103,6 +111,8 @@ class GANTrainer:
             draws: Any = HostDraws(self.rng, self.G.dtype, config.real_label, config.fake_label)
         else:
             draws = DeviceDraws(self.noise_rng, self.G.dtype, config.real_label, config.fake_label)
+        self.ema = EMA(self.G, config.ema_decay) if config.ema_decay > 0 else None
+        self.augment = DiffAugment(config.augment) if config.augment else None
         self.step = GANStep(
             self.G,
             self.D,
@@ -113,9 +123,20 @@ class GANTrainer:
             d_steps=config.d_steps,
             g_loss=config.g_loss,
             instance_noise=config.instance_noise > 0,
+            augment=self.augment,
+            image_shape=self.image_shape,
+            ema=self.ema,
         )
         self.runner = make_runner(self.step, self.data, config.batch_size, config.cuda_graph)
         self.fixed_noise = np.random.default_rng([config.seed, 1]).standard_normal((64, self.latent_dim))
+        # The EMA generator's BatchNorm statistics are its own, re-estimated from this fixed noise (tinygan.ema).
+        self.ema_noise = np.random.default_rng([config.seed, 2]).standard_normal((4, 256, self.latent_dim))
+        self.scorer = scorer
+        if config.score_every and scorer is None:
+            from tinygan.quality import make_scorer
+
+            self.scorer = make_scorer(config.model, config.data_options, self.device)
+        self.best_fid = math.inf
         self.steps_per_epoch = len(data) // config.batch_size
         self.epoch = 0  # completed epochs
         self.step_in_epoch = 0
@@ -284,6 +305,7 @@ class GANTrainer:
             f"{row['images_per_s']:.0f} img/s{note}",
             flush=True,
         )
+        scored = self._score(row)
         self._write_metrics()
         # Plots cost more than a short epoch (a per-class CIFAR-10 epoch is two steps): draw them with the
         # sample grids, and once more when the run ends for any reason.
@@ -291,25 +313,59 @@ class GANTrainer:
             self.save_samples()
             self._write_plots()
         self.save()
+        if scored:
+            self.save(self.out_dir / "best.npz")
         if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
             self.save(self.out_dir / "checkpoints" / f"epoch_{self.epoch:04d}.npz")
         if cfg.auto_stop:
             self._auto_stop(row)
 
+    def _score(self, row: dict[str, float]) -> bool:
+        """Every ``score_every`` epochs and at the last: score ``score_samples`` images of the sampling
+        generator into ``row`` and ``quality.png``; True when this is the lowest Fréchet distance so far
+        (the caller keeps the epoch as ``best.npz``)."""
+        cfg = self.config
+        if not cfg.score_every or self.scorer is None:
+            return False
+        if self.epoch % cfg.score_every and self.epoch != cfg.epochs:
+            return False
+        from tinygan.quality import plot_quality
+
+        start = time.perf_counter()
+        noise = np.random.default_rng([cfg.seed, 3]).standard_normal((cfg.score_samples, self.latent_dim))
+        images = np.concatenate([self.generate(noise[i : i + 1000]) for i in range(0, len(noise), 1000)])
+        figures = self.scorer(images)
+        row.update(figures)
+        extra = f"  recognized {figures['recognized']:.1%}" if "recognized" in figures else ""
+        print(
+            f"  score ({cfg.score_samples} samples{', EMA' if self.ema is not None else ''}): Fréchet distance "
+            f"{figures['fid']:.3f}  classifier score {figures['classifier_score']:.2f}  rarest class "
+            f"{figures['rarest_class_fraction']:.1%}{extra}  ({time.perf_counter() - start:.1f} s)",
+            flush=True,
+        )
+        plot_quality(self.history, self.out_dir / "quality.png")
+        if figures["fid"] < self.best_fid:
+            self.best_fid = figures["fid"]
+            return True
+        return False
+
     def _auto_stop(self, row: dict[str, float]) -> None:
         """Stop once D has recognised at least ``auto_stop_threshold`` of the generated images for
         ``auto_stop_patience`` epochs in a row; keep as ``best.npz`` the most balanced epoch so far
-        (D's accuracy on generated images closest to 0.5)."""
+        (D's accuracy on generated images closest to 0.5), unless the run scores its samples
+        (``score_every``): then ``best.npz`` is the epoch of the lowest Fréchet distance."""
         cfg = self.config
         balance = abs(row["d_acc_fake"] - 0.5)
         if balance < self.best_balance:
             self.best_balance = balance
-            self.save(self.out_dir / "best.npz")
+            if not cfg.score_every:
+                self.save(self.out_dir / "best.npz")
         self.dominated_epochs = self.dominated_epochs + 1 if row["d_acc_fake"] >= cfg.auto_stop_threshold else 0
         if self.dominated_epochs >= cfg.auto_stop_patience:
+            kept = "lowest Fréchet distance" if cfg.score_every else "most balanced"
             print(
                 f"auto-stop: D recognised >= {cfg.auto_stop_threshold:.0%} of generated images for "
-                f"{self.dominated_epochs} epochs; the most balanced epoch is kept in {self.out_dir / 'best.npz'}"
+                f"{self.dominated_epochs} epochs; the epoch of the {kept} is kept in {self.out_dir / 'best.npz'}"
             )
             self.config.epochs = self.epoch
 
@@ -324,9 +380,17 @@ class GANTrainer:
         return norms
 
     # -- outputs -------------------------------------------------------------------------------------
+    def sampling_generator(self) -> Any:
+        """The generator samples come from: the EMA generator, its BatchNorm statistics re-estimated
+        from the run's fixed noise, where the run keeps one; else G."""
+        if self.ema is None:
+            return self.G
+        return self.ema.refresh_batchnorm(self.ema_noise)
+
     def generate(self, z: np.ndarray) -> np.ndarray:
-        """G's images for noise ``z`` (host array) in [0, 1], (n, H, W) or (n, H, W, 3)."""
-        out = self.G.forward(backend.to_device(z.astype(self.G.dtype), self.device), training=False)
+        """The sampling generator's images for noise ``z`` (host array) in [0, 1], (n, H, W) or (n, H, W, 3)."""
+        G = self.sampling_generator()
+        out = G.forward(backend.to_device(z.astype(G.dtype), self.device), training=False)
         return to_images(backend.to_numpy(out), self.image_shape, self.config.image_range)
 
     def save_samples(self) -> Path:
@@ -375,6 +439,8 @@ class GANTrainer:
             **with_prefix(opt_d, "opt_D"),
             "fixed_noise": self.fixed_noise,
         }
+        if self.ema is not None:
+            arrays.update(with_prefix(self.sampling_generator().state_dict(), "G_ema"))
         if self.perm is not None:
             arrays["perm"] = self.perm
         meta = {
@@ -391,6 +457,10 @@ class GANTrainer:
             "dominated_epochs": self.dominated_epochs,
             "data": self.data_record,
         }
+        if self.ema is not None:
+            meta["ema_updates"] = self.ema.num_updates
+        if not math.isinf(self.best_fid):
+            meta["best_fid"] = self.best_fid
         try:
             return save_checkpoint(path, arrays, meta)
         except CheckpointError as exc:
@@ -401,7 +471,8 @@ class GANTrainer:
     def expected_arrays(self) -> dict[str, tuple[int, ...] | None]:
         """Every array key of this run's checkpoints with its shape (``perm``: any length, checked on load)."""
         shapes: dict[str, tuple[int, ...] | None] = {}
-        for prefix, net in (("G", self.G), ("D", self.D)):
+        nets = [("G", self.G), ("D", self.D)] + ([("G_ema", self.ema.model)] if self.ema is not None else [])
+        for prefix, net in nets:
             for key, value in net.state_dict().items():
                 shapes[f"{prefix}/{key}"] = tuple(value.shape)
         for prefix, opt in (("opt_G", self.opt_g), ("opt_D", self.opt_d)):
@@ -422,11 +493,13 @@ class GANTrainer:
         data_source: str = "",
         allow_other_data: bool = False,
         model: str | None = None,
+        scorer: Callable[[np.ndarray], dict[str, float]] | None = None,
     ) -> GANTrainer:
         """Continue the run in ``run_dir`` from its checkpoint, with its recorded configuration.
         ``overrides`` may change only settings that do not alter the trajectory
         (:data:`tinygan.config.RESUME_SAFE`). ``model``: refuse a checkpoint of another model. The data
-        must be the run's (same image count and digest) unless ``allow_other_data``."""
+        must be the run's (same image count and digest) unless ``allow_other_data``. ``scorer``: as for
+        the constructor."""
         path = checkpoint_path(run_dir)
         meta = read_meta(path)
         config = validate_meta(path, meta, cls.METRICS)
@@ -436,7 +509,7 @@ class GANTrainer:
             if key not in RESUME_SAFE:
                 raise ValueError(f"--resume cannot change {key!r}: it would change the run")
             setattr(config, key, value)
-        trainer = cls(config, data, path.parent, progress=progress, data_source=data_source)
+        trainer = cls(config, data, path.parent, progress=progress, data_source=data_source, scorer=scorer)
         trainer.data_note = check_data(path, meta.get("data"), trainer.data_record, allow_other_data)
         trainer.load_state(path)
         return trainer
@@ -471,6 +544,12 @@ class GANTrainer:
             self.D.load_state_dict(subtree(arrays, "D"), source=source)
             self.opt_g.load_state_dict({**subtree(arrays, "opt_G"), "step": meta["opt_G_step"]})
             self.opt_d.load_state_dict({**subtree(arrays, "opt_D"), "step": meta["opt_D_step"]})
+            if self.ema is not None:
+                updates = meta.get("ema_updates")
+                if not isinstance(updates, int) or isinstance(updates, bool) or updates < 0:
+                    raise CheckpointError(f"{source}: key 'ema_updates': expected a non-negative integer, "
+                                          f"received {updates!r}")  # fmt: skip
+                self.ema.load_state_dict({**subtree(arrays, "G_ema"), "num_updates": updates}, source=source)
         except ValueError as exc:
             message = str(exc)
             raise CheckpointError(message if message.startswith(source) else f"{source}: {message}") from None
@@ -489,6 +568,10 @@ class GANTrainer:
         best = meta.get("best_balance")
         self.best_balance = math.inf if best is None else float(best)
         self.dominated_epochs = int(meta.get("dominated_epochs", 0))
+        best_fid = meta.get("best_fid")
+        self.best_fid = (
+            float(best_fid) if isinstance(best_fid, (int, float)) and not isinstance(best_fid, bool) else math.inf
+        )
 
     # -- Ctrl-C ------------------------------------------------------------------------------------------
     def _install_sigint(self) -> Any:
