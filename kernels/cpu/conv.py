@@ -1,40 +1,52 @@
-"""Numba CPU kernels for conv2d and conv_transpose2d: jitted im2col / col2im around NumPy's BLAS matrix
-products. The equations are in ``kernels/reference/conv2d.py`` and ``kernels/reference/conv_transpose2d.py``;
-this module computes the same thing, faster.
+"""Numba CPU kernels for conv2d and conv_transpose2d: im2col and col2im in cache-sized tiles, each tile's
+matrix product a single-threaded sgemm of NumPy's BLAS. The equations are in ``kernels/reference/conv2d.py``
+and ``kernels/reference/conv_transpose2d.py``; this module computes the same thing, faster.
 
-Choices, each measured on the DCGAN shapes at batch 128 on 2 cores:
+Every pass of both layers is one of three tiled loops over the batch (a tile is a few images, sized so that
+its column buffer, ``TILE_BYTES``, stays in the cache; ``tiles.run_tiles`` hands the tiles to one thread per
+core):
 
-* im2col copies each (n, c) plane once into a private zero-padded buffer, then fills every kernel tap's
-  row with a gather through a precomputed index table: no bounds tests in the inner loop (AVX-512 gathers).
-  1.8-2.8x faster than a loop that tests bounds per row segment.
-* col2im is a gather: the task for plane (n, c) sums, for every output pixel, the at most
-  ceil(kh/sh) ceil(kw/sw) column entries that land on it (a precomputed table), in a fixed order.
-  No two tasks write the same pixel: no atomics, and bit-for-bit reproducible. 1.4-3.2x faster than a
-  per-row loop with stride tests, 4-10x faster than the reference's strided NumPy adds.
-* Each product is one large GEMM on (C kh kw, N Ho Wo) columns. Per-image GEMMs writing NCHW directly
-  (a stacked matmul, no transpose) were slower once Ho Wo is small (8x8, 4x4 outputs).
-* The (O, N Ho Wo) <-> NCHW transposes and the bias sum are NumPy's single-threaded copies, not jitted
-  parallel loops: a Numba parallel region that starts right after an OpenBLAS call competes with
-  OpenBLAS's idle threads, which spin for a while after every GEMM (set OPENBLAS_THREAD_TIMEOUT=4 and
-  OMP_WAIT_POLICY=passive before NumPy loads to stop that). With the default settings, jitted transposes
-  made a layer's forward + backward 15-45% slower (the sum over the 7 DCGAN layers: 565 ms vs 392 ms);
-  with those settings the two were within noise (285 ms vs 290 ms).
-* Outputs are allocated by NumPy, never inside jitted code: NumPy asks the kernel for transparent huge
-  pages on large arrays and Numba's allocator does not; 4 KiB first-touch faults made filling a fresh
-  75 MB im2col buffer cost 19 ms instead of 3.7 ms.
+* ``_unfold_gemm``: im2col of a tile, then ``Wm @ cols``, written to NCHW with the bias. Conv2d's forward,
+  and ConvTranspose2d's input gradient (its adjoint is a convolution).
+* ``_gemm_fold``: ``Wm.T @ b_tile``, then col2im of the tile, with the bias. Conv2d's input gradient, and
+  ConvTranspose2d's forward.
+* ``_unfold_weight``: per worker, the sum over its tiles of ``b_tile @ im2col(a_tile).T``; then the workers'
+  sums are added. Both weight gradients (conv2d: a = x, b = dy; transposed: a = dy, b = x), with the bias
+  gradient summed in the same loop.
+
+Nothing of the size of the whole im2col matrix is made: the forward pass keeps x (an ``Unfolded``, which
+``np.asarray`` turns into the matrix when asked) and the weight gradient unfolds x again, tile by tile:
+rebuilding a tile in the cache costs less than writing the full matrix (151 MB for the discriminator's second
+convolution at 256 images) and reading it back. Measured per layer and for the whole DCGAN step in
+``bench/results/cpu-conv-versions-2026-12-02.md`` (``python -m bench.dev.cpu_conv_versions``); the version
+this replaced (one full im2col and one multi-threaded GEMM per pass) is ``bench/dev/cpu_conv_v1.py``.
+
+Choices kept from that version, each measured on the DCGAN shapes:
+
+* im2col copies each (n, c) plane once into a zero-padded scratch plane, then fills every kernel tap's row
+  with a gather through a precomputed index table: no bounds tests in the inner loop.
+* col2im is a gather: for every pixel, the at most ceil(kh/sh) ceil(kw/sw) column entries that land on it (a
+  precomputed table), summed in a fixed order. No two tiles write the same pixel: no atomics, and the result
+  does not depend on how the tiles were shared out.
+* Outputs are allocated by NumPy, never inside jitted code (NumPy asks for transparent huge pages).
+
+The public ``im2col``/``col2im`` (whole batch, parallel over planes) stay for callers that want the matrix.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from numba import njit, prange
 
 from ..reference.conv2d import _out_size
 from ..reference.conv_transpose2d import transpose_output_shape
+from .tiles import run_tiles, workers
 
 __all__ = [
+    "Unfolded",
     "im2col",
     "col2im",
     "conv2d_forward",
@@ -44,6 +56,11 @@ __all__ = [
     "conv_transpose2d_backward_data",
     "conv_transpose2d_backward_weight",
 ]
+
+# Bytes of one tile's column buffer (im2col side), and of a weight-gradient tile (whose products are summed, so
+# larger tiles mean fewer additions of the (O, C kh kw) partial products). Measured in cpu-conv-versions.
+TILE_BYTES = 1 << 20
+WEIGHT_TILE_BYTES = 4 << 20
 
 
 # -- index tables (pure NumPy, cached per geometry) --------------------------------------------------------
@@ -130,6 +147,222 @@ def _col2im(cols, x, tab, bias):  # pragma: no cover - compiled
                 out[q] += block[entry[q]]
 
 
+# -- serial tile kernels (run concurrently by the tile workers: nogil, no prange) ---------------------------
+
+
+@njit(cache=True, nogil=True)
+def _im2col_tile(x, n0, cols, idx, ph, pw, plane):  # pragma: no cover - compiled
+    """cols (C kh kw, nb, Ho Wo) <- the receptive fields of images n0 .. n0 + nb - 1 of x (N, C, H, W).
+    plane: scratch of (H + 2 ph)(W + 2 pw) zeros; only its interior is written, so its border stays 0."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    KK, HoWo = idx.shape
+    nb = cols.shape[1]
+    Wp = W + 2 * pw
+    for c in range(C):
+        for t in range(nb):
+            for h in range(H):
+                base = (h + ph) * Wp + pw
+                for w in range(W):
+                    plane[base + w] = x[n0 + t, c, h, w]
+            for ij in range(KK):
+                row = cols[c * KK + ij, t]
+                tap = idx[ij]
+                for p in range(HoWo):
+                    row[p] = plane[tap[p]]
+
+
+@njit(cache=True, nogil=True)
+def _col2im_tile(cols, x, n0, tab, bias, block):  # pragma: no cover - compiled
+    """x[n0 + t, c] = bias[c] + the sum of its entries in cols (C kh kw, nb, Ho Wo), for t < nb.
+    block: scratch of kh kw Ho Wo + 1 (the last slot is the zero that missing entries point at)."""
+    C = x.shape[1]
+    KK = cols.shape[0] // C
+    nb, HoWo = cols.shape[1], cols.shape[2]
+    M, HW = tab.shape
+    block[KK * HoWo] = 0
+    for t in range(nb):
+        for c in range(C):
+            for ij in range(KK):
+                row = cols[c * KK + ij, t]
+                for p in range(HoWo):
+                    block[ij * HoWo + p] = row[p]
+            out = x[n0 + t, c].reshape(HW)
+            for q in range(HW):
+                out[q] = bias[c]
+            for m in range(M):
+                entry = tab[m]
+                for q in range(HW):
+                    out[q] += block[entry[q]]
+
+
+@njit(cache=True, nogil=True)
+def _cm_to_nchw(mat, y, n0, bias):  # pragma: no cover - compiled
+    """y[n0 + t, o] = mat[o, t] + bias[o] for mat (O, nb, H W) and y (N, O, H, W)."""
+    O, nb, HW = mat.shape
+    for t in range(nb):
+        for o in range(O):
+            out = y[n0 + t, o].reshape(HW)
+            src = mat[o, t]
+            for q in range(HW):
+                out[q] = src[q] + bias[o]
+
+
+@njit(cache=True, nogil=True)
+def _nchw_to_cm(a, n0, mat):  # pragma: no cover - compiled
+    """mat[c, t] = a[n0 + t, c] for mat (C, nb, H W) and a (N, C, H, W)."""
+    C, nb, HW = mat.shape
+    for c in range(C):
+        for t in range(nb):
+            src = a[n0 + t, c].reshape(HW)
+            dst = mat[c, t]
+            for q in range(HW):
+                dst[q] = src[q]
+
+
+@njit(cache=True, nogil=True)
+def _channel_sums(a, n0, nb, sums):  # pragma: no cover - compiled
+    """sums[c] += the sum of a[n0 .. n0 + nb - 1, c] (a float64 accumulator)."""
+    C, H, W = a.shape[1], a.shape[2], a.shape[3]
+    for t in range(nb):
+        for c in range(C):
+            plane = a[n0 + t, c].reshape(H * W)
+            s = 0.0
+            for q in range(H * W):
+                s += plane[q]
+            sums[c] += s
+
+
+# -- the three tiled passes ------------------------------------------------------------------------------
+
+
+def _images_per_tile(N: int, bytes_per_image: int, target: int) -> int:
+    return max(1, min(N, target // max(1, bytes_per_image)))
+
+
+class _Scratch:
+    """Per-worker buffers of one pass, allocated on the worker's first tile (by NumPy, see the module notes)."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+        self.bufs = [None] * workers()
+
+    def get(self, worker: int):
+        if self.bufs[worker] is None:
+            self.bufs[worker] = self.make()
+        return self.bufs[worker]
+
+
+def _unfold_gemm(a: np.ndarray, Wm: np.ndarray, bias: np.ndarray, geom: tuple[int, ...], tile_bytes: int) -> np.ndarray:
+    """out[n] = Wm @ im2col(a[n]) + bias[:, None], as (N, O, Ho, Wo): a convolution of a (N, C, H, W)."""
+    kh, kw, sh, sw, ph, pw, Ho, Wo = geom
+    N, C, H, W = a.shape
+    O, CKK = Wm.shape
+    HoWo = Ho * Wo
+    out = np.empty((N, O, Ho, Wo), dtype=a.dtype)
+    nb = _images_per_tile(N, CKK * HoWo * a.itemsize, tile_bytes)
+    idx = _im2col_table(kh, kw, sh, sw, pw, W, Ho, Wo)
+    scratch = _Scratch(
+        lambda: (
+            np.empty(CKK * nb * HoWo, a.dtype),
+            np.empty(O * nb * HoWo, a.dtype),
+            np.zeros((H + 2 * ph) * (W + 2 * pw), a.dtype),
+        )
+    )
+
+    def work(tile: int, worker: int) -> None:
+        cols_buf, y_buf, plane = scratch.get(worker)
+        n0 = tile * nb
+        m = min(nb, N - n0)
+        cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
+        _im2col_tile(a, n0, cols.reshape(CKK, m, HoWo), idx, ph, pw, plane)
+        y_mat = y_buf[: O * m * HoWo].reshape(O, m * HoWo)
+        np.matmul(Wm, cols, out=y_mat)
+        _cm_to_nchw(y_mat.reshape(O, m, HoWo), out, n0, bias)
+
+    run_tiles(math.ceil(N / nb), work)
+    return out
+
+
+def _gemm_fold(
+    b: np.ndarray, Wm: np.ndarray, bias: np.ndarray, out_shape: tuple[int, ...], geom: tuple[int, ...], tile_bytes: int
+) -> np.ndarray:
+    """out = col2im(Wm.T @ b_mat) + bias, of shape out_shape (N, C, H, W), for b (N, O, Ho, Wo): the adjoint of
+    ``_unfold_gemm``."""
+    kh, kw, sh, sw, ph, pw, Ho, Wo = geom
+    N, C, H, W = out_shape
+    O, CKK = Wm.shape
+    HoWo = Ho * Wo
+    out = np.empty(out_shape, dtype=b.dtype)
+    nb = _images_per_tile(N, CKK * HoWo * b.itemsize, tile_bytes)
+    tab = _col2im_table(kh, kw, sh, sw, ph, pw, H, W, Ho, Wo)
+    WmT = Wm.T
+    scratch = _Scratch(
+        lambda: (
+            np.empty(O * nb * HoWo, b.dtype),
+            np.empty(CKK * nb * HoWo, b.dtype),
+            np.empty(kh * kw * HoWo + 1, b.dtype),
+        )
+    )
+
+    def work(tile: int, worker: int) -> None:
+        b_buf, cols_buf, block = scratch.get(worker)
+        n0 = tile * nb
+        m = min(nb, N - n0)
+        b_mat = b_buf[: O * m * HoWo].reshape(O, m * HoWo)
+        _nchw_to_cm(b, n0, b_mat.reshape(O, m, HoWo))
+        cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
+        np.matmul(WmT, b_mat, out=cols)
+        _col2im_tile(cols.reshape(CKK, m, HoWo), out, n0, tab, bias, block)
+
+    run_tiles(math.ceil(N / nb), work)
+    return out
+
+
+def _unfold_weight(
+    a: np.ndarray, b: np.ndarray, geom: tuple[int, ...], sum_of: str, tile_bytes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sum_n b_mat[n] @ im2col(a[n]).T, the channel sums of ``sum_of``: "a" or "b"), for a (N, C, H, W) and
+    b (N, Ob, Ho, Wo): a weight gradient (Ob, C kh kw) and its bias gradient."""
+    kh, kw, sh, sw, ph, pw, Ho, Wo = geom
+    N, C, H, W = a.shape
+    Ob = b.shape[1]
+    CKK, HoWo = C * kh * kw, Ho * Wo
+    summed = a if sum_of == "a" else b
+    nb = _images_per_tile(N, CKK * HoWo * a.itemsize, tile_bytes)
+    idx = _im2col_table(kh, kw, sh, sw, pw, W, Ho, Wo)
+    scratch = _Scratch(
+        lambda: (
+            np.empty(CKK * nb * HoWo, a.dtype),
+            np.empty(Ob * nb * HoWo, a.dtype),
+            np.zeros((H + 2 * ph) * (W + 2 * pw), a.dtype),
+            np.empty((Ob, CKK), a.dtype),
+            np.zeros((Ob, CKK), a.dtype),
+            np.zeros(summed.shape[1], np.float64),
+        )
+    )
+
+    def work(tile: int, worker: int) -> None:
+        cols_buf, b_buf, plane, product, total, sums = scratch.get(worker)
+        n0 = tile * nb
+        m = min(nb, N - n0)
+        cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
+        _im2col_tile(a, n0, cols.reshape(CKK, m, HoWo), idx, ph, pw, plane)
+        b_mat = b_buf[: Ob * m * HoWo].reshape(Ob, m * HoWo)
+        _nchw_to_cm(b, n0, b_mat.reshape(Ob, m, HoWo))
+        np.matmul(b_mat, cols.T, out=product)
+        total += product
+        _channel_sums(summed, n0, m, sums)
+
+    run_tiles(math.ceil(N / nb), work)
+    dW = np.zeros((Ob, CKK), a.dtype)
+    db = np.zeros(summed.shape[1], np.float64)
+    for buffers in scratch.bufs:
+        if buffers is not None:
+            dW += buffers[4]
+            db += buffers[5]
+    return dW, db.astype(a.dtype)
+
+
 # -- helpers -----------------------------------------------------------------------------------------------
 
 
@@ -151,20 +384,34 @@ def _geometry(shape: tuple[int, ...], kernel_size, stride, padding, what: str = 
     return kh, kw, sh, sw, ph, pw, Ho, Wo
 
 
+class Unfolded:
+    """im2col(x) for one kernel size, stride and padding, not materialised: what the forward pass keeps for
+    the weight gradient, which unfolds x again tile by tile. ``np.asarray(u)`` builds the (C kh kw, N Ho Wo)
+    matrix, for a caller that wants it."""
+
+    def __init__(self, x: np.ndarray, kernel_size, stride, padding) -> None:
+        self.x, self.kernel_size, self.stride, self.padding = x, tuple(kernel_size), tuple(stride), tuple(padding)
+        kh, kw, _, _, _, _, Ho, Wo = _geometry(x.shape, kernel_size, stride, padding, "Unfolded")
+        self.shape = (x.shape[1] * kh * kw, x.shape[0] * Ho * Wo)
+        self.dtype = x.dtype
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        cols = im2col(self.x, self.kernel_size, self.stride, self.padding)
+        return cols if dtype is None else cols.astype(dtype, copy=False)
+
+
 def _to_cm(x: np.ndarray) -> np.ndarray:
     """(N, C, H, W) -> (C, N H W), im2col's column order (a NumPy copy)."""
     return x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)
 
 
-def _from_cm(y_mat: np.ndarray, b: np.ndarray | None, N: int) -> np.ndarray:
-    """(O, N Ho Wo) -> (N, O, Ho Wo), adding b[o] in the same pass."""
-    O = y_mat.shape[0]
-    y_t = y_mat.reshape(O, N, -1).transpose(1, 0, 2)
-    if b is None:
-        return np.ascontiguousarray(y_t)
-    y = np.empty(y_t.shape, dtype=y_mat.dtype)
-    np.add(y_t, b.astype(y_mat.dtype, copy=False)[:, None], out=y)
-    return y
+def _bias(b: np.ndarray | None, n: int, dtype) -> np.ndarray:
+    return np.zeros(n, dtype=dtype) if b is None else np.asarray(b, dtype=dtype)
+
+
+def _check_weight(a: np.ndarray, W: np.ndarray, axis: int, what: str) -> None:
+    if a.ndim != 4 or a.shape[1] != W.shape[axis]:
+        raise ValueError(f"{what}: input of shape {tuple(a.shape)} does not match W of shape {tuple(W.shape)}")
 
 
 def _fold(cols: np.ndarray, x_shape: tuple[int, ...], kernel_size, stride, padding, bias, what: str) -> np.ndarray:
@@ -181,26 +428,6 @@ def _fold(cols: np.ndarray, x_shape: tuple[int, ...], kernel_size, stride, paddi
     cols3 = np.ascontiguousarray(cols).reshape(C * kh * kw, N, Ho * Wo)
     _col2im(cols3, x, _col2im_table(kh, kw, sh, sw, ph, pw, H, W, Ho, Wo), bias)
     return x
-
-
-def _conv(
-    x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride, padding, what: str
-) -> tuple[np.ndarray, np.ndarray]:
-    O, C, kh, kw = W.shape
-    if x.ndim != 4 or x.shape[1] != C:
-        raise ValueError(f"{what}: input of shape {tuple(x.shape)} does not match W of shape {tuple(W.shape)}")
-    N = x.shape[0]
-    _, _, _, _, _, _, Ho, Wo = _geometry(x.shape, (kh, kw), stride, padding, what)
-    cols = im2col(x, (kh, kw), stride, padding)
-    return _from_cm(W.reshape(O, -1) @ cols, b, N).reshape(N, O, Ho, Wo), cols
-
-
-def _conv_adjoint(dy: np.ndarray, W: np.ndarray, x_shape, stride, padding, bias, what: str) -> np.ndarray:
-    O = W.shape[0]
-    if dy.ndim != 4 or dy.shape[1] != O:
-        raise ValueError(f"{what}: input of shape {tuple(dy.shape)} does not match W of shape {tuple(W.shape)}")
-    dcols = W.reshape(O, -1).T @ _to_cm(dy)
-    return _fold(dcols, x_shape, W.shape[2:], stride, padding, bias, what)
 
 
 # -- the kernel API ----------------------------------------------------------------------------------------
@@ -229,9 +456,16 @@ def col2im(
 
 def conv2d_forward(
     x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride: tuple[int, int], padding: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (y, cols); b=None means no bias."""
-    return _conv(x, W, b, stride, padding, "conv2d_forward")
+) -> tuple[np.ndarray, Unfolded]:
+    """Returns (y, cols): cols is an ``Unfolded`` (im2col(x), not materialised) for conv2d_backward_weight.
+    b=None means no bias."""
+    what = "conv2d_forward"
+    _check_weight(x, W, 1, what)
+    geom = _geometry(x.shape, W.shape[2:], stride, padding, what)
+    x = np.ascontiguousarray(x)
+    Wm = np.ascontiguousarray(W.reshape(W.shape[0], -1), dtype=x.dtype)
+    y = _unfold_gemm(x, Wm, _bias(b, W.shape[0], x.dtype), geom, TILE_BYTES)
+    return y, Unfolded(x, W.shape[2:], stride, padding)
 
 
 def conv2d_backward_data(
@@ -241,15 +475,33 @@ def conv2d_backward_data(
     stride: tuple[int, int],
     padding: tuple[int, int],
 ) -> np.ndarray:
-    return _conv_adjoint(dy, W, x_shape, stride, padding, None, "conv2d_backward_data")
+    what = "conv2d_backward_data"
+    _check_weight(dy, W, 0, what)
+    geom = _geometry(x_shape, W.shape[2:], stride, padding, what)
+    if tuple(dy.shape[2:]) != geom[6:] or dy.shape[0] != x_shape[0]:
+        raise ValueError(f"{what}: dy of shape {tuple(dy.shape)} does not match x_shape {tuple(x_shape)}")
+    dy = np.ascontiguousarray(dy)
+    Wm = np.ascontiguousarray(W.reshape(W.shape[0], -1), dtype=dy.dtype)
+    shape = tuple(int(d) for d in x_shape)
+    return _gemm_fold(dy, Wm, np.zeros(shape[1], dy.dtype), shape, geom, TILE_BYTES)
 
 
 def conv2d_backward_weight(
-    dy: np.ndarray, cols: np.ndarray, W_shape: tuple[int, int, int, int]
+    dy: np.ndarray, cols: Unfolded | np.ndarray, W_shape: tuple[int, int, int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (dW, db)."""
-    dW = (_to_cm(dy) @ cols.T).reshape(W_shape)
-    return dW, dy.sum(axis=(0, 2, 3))
+    """Returns (dW, db). cols: conv2d_forward's ``Unfolded``, or an im2col matrix."""
+    if not isinstance(cols, Unfolded):
+        dW = (_to_cm(dy) @ np.asarray(cols).T).reshape(W_shape)
+        return dW, dy.sum(axis=(0, 2, 3))
+    x = cols.x
+    geom = _geometry(x.shape, cols.kernel_size, cols.stride, cols.padding, "conv2d_backward_weight")
+    if dy.ndim != 4 or tuple(dy.shape) != (x.shape[0], W_shape[0], *geom[6:]):
+        raise ValueError(
+            f"conv2d_backward_weight: dy of shape {tuple(dy.shape)} does not match the forward's input "
+            f"{tuple(x.shape)} and W_shape {tuple(W_shape)}"
+        )
+    dW, db = _unfold_weight(x, np.ascontiguousarray(dy), geom, "b", WEIGHT_TILE_BYTES)
+    return dW.reshape(W_shape), db
 
 
 def conv_transpose2d_forward(
@@ -260,15 +512,26 @@ def conv_transpose2d_forward(
     padding: tuple[int, int],
     output_padding: tuple[int, int],
 ) -> np.ndarray:
-    y_shape = transpose_output_shape(x.shape, W.shape, stride, padding, output_padding, "conv_transpose2d_forward")
-    return _conv_adjoint(x, W, y_shape, stride, padding, b, "conv_transpose2d_forward")
+    what = "conv_transpose2d_forward"
+    y_shape = transpose_output_shape(x.shape, W.shape, stride, padding, output_padding, what)
+    _check_weight(x, W, 0, what)
+    geom = _geometry(y_shape, W.shape[2:], stride, padding, what)
+    x = np.ascontiguousarray(x)
+    Wm = np.ascontiguousarray(W.reshape(W.shape[0], -1), dtype=x.dtype)
+    return _gemm_fold(x, Wm, _bias(b, W.shape[1], x.dtype), tuple(int(d) for d in y_shape), geom, TILE_BYTES)
 
 
 def conv_transpose2d_backward_data(
     dy: np.ndarray, W: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (dx, dy_cols)."""
-    return _conv(dy, W, None, stride, padding, "conv_transpose2d_backward_data")
+) -> tuple[np.ndarray, Unfolded]:
+    """Returns (dx, dy_cols): dy_cols is an ``Unfolded`` (im2col(dy), not materialised)."""
+    what = "conv_transpose2d_backward_data"
+    _check_weight(dy, W, 1, what)
+    geom = _geometry(dy.shape, W.shape[2:], stride, padding, what)
+    dy = np.ascontiguousarray(dy)
+    Wm = np.ascontiguousarray(W.reshape(W.shape[0], -1), dtype=dy.dtype)
+    dx = _unfold_gemm(dy, Wm, np.zeros(W.shape[0], dy.dtype), geom, TILE_BYTES)
+    return dx, Unfolded(dy, W.shape[2:], stride, padding)
 
 
 def conv_transpose2d_backward_weight(
@@ -277,16 +540,19 @@ def conv_transpose2d_backward_weight(
     W_shape: tuple[int, int, int, int],
     stride: tuple[int, int],
     padding: tuple[int, int],
-    dy_cols: np.ndarray | None = None,
+    dy_cols: Unfolded | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (dW, db)."""
-    if dy_cols is None:
-        dy_cols = im2col(dy, (W_shape[2], W_shape[3]), stride, padding)
-    x_cm = _to_cm(x)
-    if dy_cols.shape != (W_shape[1] * W_shape[2] * W_shape[3], x_cm.shape[1]) or x_cm.shape[0] != W_shape[0]:
+    """Returns (dW, db). dy_cols (optional): an im2col matrix of dy to use; an ``Unfolded`` or None means
+    unfold dy tile by tile."""
+    what = "conv_transpose2d_backward_weight"
+    geom = _geometry(dy.shape, (W_shape[2], W_shape[3]), stride, padding, what)
+    if x.ndim != 4 or tuple(x.shape) != (dy.shape[0], W_shape[0], *geom[6:]) or dy.shape[1] != W_shape[1]:
         raise ValueError(
-            f"conv_transpose2d_backward_weight: dy of shape {tuple(dy.shape)} (im2col {tuple(dy_cols.shape)}) does "
-            f"not match x of shape {tuple(x.shape)} and W_shape {tuple(W_shape)}"
+            f"{what}: dy of shape {tuple(dy.shape)} does not match x of shape {tuple(x.shape)} and W_shape "
+            f"{tuple(W_shape)}"
         )
-    dW = (x_cm @ dy_cols.T).reshape(W_shape)
-    return dW, dy.sum(axis=(0, 2, 3))
+    if dy_cols is not None and not isinstance(dy_cols, Unfolded):
+        dW = (_to_cm(x) @ np.asarray(dy_cols).T).reshape(W_shape)
+        return dW, dy.sum(axis=(0, 2, 3))
+    dW, db = _unfold_weight(np.ascontiguousarray(dy), np.ascontiguousarray(x), geom, "a", WEIGHT_TILE_BYTES)
+    return dW.reshape(W_shape), db
