@@ -6,14 +6,15 @@ Imports tinygan before NumPy, as the examples do, so OpenBLAS gets tinygan's thr
 JSON line: the median and minimum of the step time over 10 (DCGAN) or 40 (MNIST) steps after 3 warm-ups.
 """
 
+# ruff: noqa: I001, E402  (tinygan is imported before NumPy on purpose; an import sorter must not move it)
 import json
 import sys
 import time
 
-import numpy as np  # noqa: E402,I001
-
 import tinygan  # noqa: F401  (first: sets OPENBLAS_THREAD_TIMEOUT before NumPy loads OpenBLAS)
-from bench import steps  # noqa: E402
+import numpy as np
+
+from bench import steps
 
 
 def main(impl: str, model: str) -> None:
