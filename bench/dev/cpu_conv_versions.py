@@ -6,11 +6,15 @@ earlier ones are kept here so that a reader sees what each step changed and what
 - v1: the full im2col matrix (C kh kw, N Ho Wo), one multi-threaded GEMM of NumPy's BLAS over it, col2im of the
   full matrix; the forward keeps the matrix for the weight gradient (``bench/dev/cpu_conv_v1.py``).
 - v1-blas1: v1 with NumPy's BLAS held at one thread: what the GEMM's own threads buy (or cost) here.
-- v2 (production): tiles of a few images, each tile's im2col/col2im in the cache and its product a one-thread
-  sgemm, the tiles shared out to one thread per core from a counter (``kernels/cpu/tiles.py``); nothing of the
-  size of the full matrix is made. ``TILE_BYTES`` 1 MiB, weight tiles 4 MiB.
-- v2-256k, v2-4m: v2 with other tile sizes (column buffer 256 KiB / 4 MiB for every pass).
-- v2-1t: v2 on one thread (how much the second core adds under the present load).
+- v2: tiles of a few images, each tile's im2col/col2im in the cache and its product a one-thread sgemm, the
+  tiles shared out to one thread per core from a counter (``kernels/cpu/tiles.py``); nothing of the size of the
+  full matrix is made. ``TILE_BYTES`` 1 MiB, weight tiles 4 MiB. im2col/col2im channels-first, through the
+  index tables of v1 (production with ``NHWC_MIN_CHANNELS`` out of reach).
+- v3 (production): v2, but a pass whose unfolded side has 16 channels or more works channels-last: the tile is
+  transposed to a zero-padded NHWC buffer, and every patch is kh kw runs of C contiguous values (copies and
+  vector adds instead of gathers through a table).
+- v3-256k, v3-4m: v3 with other tile sizes (column buffer 256 KiB / 4 MiB for every pass).
+- v3-1t: v3 on one thread (how much the second core adds under the present load).
 - torch: PyTorch's own kernels (oneDNN), where installed: ``F.conv2d``/``F.conv_transpose2d`` and
   ``torch.ops.aten.convolution_backward`` for each gradient alone.
 
@@ -115,6 +119,16 @@ def tile_sizes(tile: int, weight: int):
 
 
 @contextlib.contextmanager
+def channels_first():
+    saved = conv_module.NHWC_MIN_CHANNELS
+    conv_module.NHWC_MIN_CHANNELS = 10**9
+    try:
+        yield
+    finally:
+        conv_module.NHWC_MIN_CHANNELS = saved
+
+
+@contextlib.contextmanager
 def one_worker():
     from tinygan.kernels.cpu import tiles
 
@@ -131,10 +145,11 @@ def one_worker():
 VERSIONS: dict[str, tuple[Any, Callable[[], Any]]] = {
     "v1": (v1, contextlib.nullcontext),
     "v1-blas1": (v1, lambda: blas_threads(1)),
-    "v2": (production, contextlib.nullcontext),
-    "v2-256k": (production, lambda: tile_sizes(256 << 10, 256 << 10)),
-    "v2-4m": (production, lambda: tile_sizes(4 << 20, 4 << 20)),
-    "v2-1t": (production, one_worker),
+    "v2": (production, channels_first),
+    "v3": (production, contextlib.nullcontext),
+    "v3-256k": (production, lambda: tile_sizes(256 << 10, 256 << 10)),
+    "v3-4m": (production, lambda: tile_sizes(4 << 20, 4 << 20)),
+    "v3-1t": (production, one_worker),
 }
 
 

@@ -61,6 +61,9 @@ __all__ = [
 # larger tiles mean fewer additions of the (O, C kh kw) partial products). Measured in cpu-conv-versions.
 TILE_BYTES = 1 << 20
 WEIGHT_TILE_BYTES = 4 << 20
+# From this many channels on, a pass unfolds channels-last (NHWC patches: contiguous copies instead of gathers).
+NHWC_MIN_CHANNELS = 16
+WEIGHT_GROUPS = 8
 
 
 # -- index tables (pure NumPy, cached per geometry) --------------------------------------------------------
@@ -232,6 +235,72 @@ def _channel_sums(a, n0, nb, sums):  # pragma: no cover - compiled
             sums[c] += s
 
 
+@njit(cache=True, nogil=True)
+def _to_padded_nhwc(a, n0, xt, ph, pw):  # pragma: no cover - compiled
+    """xt[t, h + ph, w + pw, c] = a[n0 + t, c, h, w] for xt (nb, H + 2 ph, W + 2 pw, C); the border is not
+    written (the caller's zeros stay)."""
+    C, H, W = a.shape[1], a.shape[2], a.shape[3]
+    for t in range(xt.shape[0]):
+        for c in range(C):
+            for h in range(H):
+                dst = xt[t, h + ph]
+                for w in range(W):
+                    dst[w + pw, c] = a[n0 + t, c, h, w]
+
+
+@njit(cache=True, nogil=True)
+def _im2col_nhwc(xt, cols, kh, kw, sh, sw, Ho, Wo):  # pragma: no cover - compiled
+    """cols (nb Ho Wo, kh kw C): row (t, oh, ow) is the patch xt[t, oh sh + i, ow sw + j, :] for every (i, j),
+    in that order: contiguous runs of C values, no gathers."""
+    nb, C = xt.shape[0], xt.shape[3]
+    r = 0
+    for t in range(nb):
+        for oh in range(Ho):
+            for ow in range(Wo):
+                row = cols[r]
+                for i in range(kh):
+                    src_row = xt[t, oh * sh + i]
+                    for j in range(kw):
+                        src = src_row[ow * sw + j]
+                        base = (i * kw + j) * C
+                        for c in range(C):
+                            row[base + c] = src[c]
+                r += 1
+
+
+@njit(cache=True, nogil=True)
+def _col2im_nhwc(cols, acc, kh, kw, sh, sw, Ho, Wo):  # pragma: no cover - compiled
+    """acc (nb, Hp, Wp, C) = the sum of every patch row of cols (nb Ho Wo, kh kw C) at its place (the adjoint of
+    _im2col_nhwc), in a fixed order."""
+    nb, C = acc.shape[0], acc.shape[3]
+    acc[:] = 0
+    r = 0
+    for t in range(nb):
+        for oh in range(Ho):
+            for ow in range(Wo):
+                row = cols[r]
+                for i in range(kh):
+                    dst_row = acc[t, oh * sh + i]
+                    for j in range(kw):
+                        dst = dst_row[ow * sw + j]
+                        base = (i * kw + j) * C
+                        for c in range(C):
+                            dst[c] += row[base + c]
+                r += 1
+
+
+@njit(cache=True, nogil=True)
+def _from_padded_nhwc(acc, x, n0, ph, pw, bias):  # pragma: no cover - compiled
+    """x[n0 + t, c, h, w] = acc[t, h + ph, w + pw, c] + bias[c]."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for t in range(acc.shape[0]):
+        for c in range(C):
+            for h in range(H):
+                src = acc[t, h + ph]
+                for w in range(W):
+                    x[n0 + t, c, h, w] = src[w + pw, c] + bias[c]
+
+
 # -- the three tiled passes ------------------------------------------------------------------------------
 
 
@@ -252,31 +321,46 @@ class _Scratch:
         return self.bufs[worker]
 
 
-def _unfold_gemm(a: np.ndarray, Wm: np.ndarray, bias: np.ndarray, geom: tuple[int, ...], tile_bytes: int) -> np.ndarray:
-    """out[n] = Wm @ im2col(a[n]) + bias[:, None], as (N, O, Ho, Wo): a convolution of a (N, C, H, W)."""
+def _nhwc(C: int) -> bool:
+    """Whether a pass unfolds (or folds) channels-last: patches are then runs of C contiguous values."""
+    return C >= NHWC_MIN_CHANNELS
+
+
+def _unfold_gemm(a: np.ndarray, W4: np.ndarray, bias: np.ndarray, geom: tuple[int, ...], tile_bytes: int) -> np.ndarray:
+    """out[n] = W4.reshape(O, -1) @ im2col(a[n]) + bias[:, None], as (N, O, Ho, Wo): the convolution of
+    a (N, C, H, W) with W4 (O, C, kh, kw)."""
     kh, kw, sh, sw, ph, pw, Ho, Wo = geom
     N, C, H, W = a.shape
-    O, CKK = Wm.shape
-    HoWo = Ho * Wo
+    O, CKK = W4.shape[0], C * kh * kw
+    HoWo, Hp, Wp = Ho * Wo, H + 2 * ph, W + 2 * pw
     out = np.empty((N, O, Ho, Wo), dtype=a.dtype)
     nb = _images_per_tile(N, CKK * HoWo * a.itemsize, tile_bytes)
-    idx = _im2col_table(kh, kw, sh, sw, pw, W, Ho, Wo)
+    nhwc = _nhwc(C)
+    if nhwc:
+        Wm = np.ascontiguousarray(W4.transpose(0, 2, 3, 1)).reshape(O, CKK)  # columns (i, j, c)
+        pad_shape: tuple[int, ...] = (nb, Hp, Wp, C)
+    else:
+        Wm = W4.reshape(O, CKK)
+        idx = _im2col_table(kh, kw, sh, sw, pw, W, Ho, Wo)
+        pad_shape = (Hp * Wp,)
     scratch = _Scratch(
-        lambda: (
-            np.empty(CKK * nb * HoWo, a.dtype),
-            np.empty(O * nb * HoWo, a.dtype),
-            np.zeros((H + 2 * ph) * (W + 2 * pw), a.dtype),
-        )
+        lambda: (np.empty(CKK * nb * HoWo, a.dtype), np.empty(O * nb * HoWo, a.dtype), np.zeros(pad_shape, a.dtype))
     )
 
     def work(tile: int, worker: int) -> None:
-        cols_buf, y_buf, plane = scratch.get(worker)
+        cols_buf, y_buf, padded = scratch.get(worker)
         n0 = tile * nb
         m = min(nb, N - n0)
-        cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
-        _im2col_tile(a, n0, cols.reshape(CKK, m, HoWo), idx, ph, pw, plane)
         y_mat = y_buf[: O * m * HoWo].reshape(O, m * HoWo)
-        np.matmul(Wm, cols, out=y_mat)
+        if nhwc:
+            cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
+            _to_padded_nhwc(a, n0, padded[:m], ph, pw)
+            _im2col_nhwc(padded[:m], cols, kh, kw, sh, sw, Ho, Wo)
+            np.matmul(Wm, cols.T, out=y_mat)
+        else:
+            cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
+            _im2col_tile(a, n0, cols.reshape(CKK, m, HoWo), idx, ph, pw, padded)
+            np.matmul(Wm, cols, out=y_mat)
         _cm_to_nchw(y_mat.reshape(O, m, HoWo), out, n0, bias)
 
     run_tiles(math.ceil(N / nb), work)
@@ -284,35 +368,43 @@ def _unfold_gemm(a: np.ndarray, Wm: np.ndarray, bias: np.ndarray, geom: tuple[in
 
 
 def _gemm_fold(
-    b: np.ndarray, Wm: np.ndarray, bias: np.ndarray, out_shape: tuple[int, ...], geom: tuple[int, ...], tile_bytes: int
+    b: np.ndarray, W4: np.ndarray, bias: np.ndarray, out_shape: tuple[int, ...], geom: tuple[int, ...], tile_bytes: int
 ) -> np.ndarray:
-    """out = col2im(Wm.T @ b_mat) + bias, of shape out_shape (N, C, H, W), for b (N, O, Ho, Wo): the adjoint of
-    ``_unfold_gemm``."""
+    """out = col2im(W4.reshape(O, -1).T @ b_mat) + bias, of shape out_shape (N, C, H, W), for b (N, O, Ho, Wo)
+    and W4 (O, C, kh, kw): the adjoint of ``_unfold_gemm``."""
     kh, kw, sh, sw, ph, pw, Ho, Wo = geom
     N, C, H, W = out_shape
-    O, CKK = Wm.shape
-    HoWo = Ho * Wo
+    O, CKK = W4.shape[0], C * kh * kw
+    HoWo, Hp, Wp = Ho * Wo, H + 2 * ph, W + 2 * pw
     out = np.empty(out_shape, dtype=b.dtype)
     nb = _images_per_tile(N, CKK * HoWo * b.itemsize, tile_bytes)
-    tab = _col2im_table(kh, kw, sh, sw, ph, pw, H, W, Ho, Wo)
-    WmT = Wm.T
+    nhwc = _nhwc(C)
+    if nhwc:
+        Wm = np.ascontiguousarray(W4.transpose(0, 2, 3, 1)).reshape(O, CKK)
+        pad_shape: tuple[int, ...] = (nb, Hp, Wp, C)
+    else:
+        Wm = W4.reshape(O, CKK)
+        tab = _col2im_table(kh, kw, sh, sw, ph, pw, H, W, Ho, Wo)
+        pad_shape = (kh * kw * HoWo + 1,)
     scratch = _Scratch(
-        lambda: (
-            np.empty(O * nb * HoWo, b.dtype),
-            np.empty(CKK * nb * HoWo, b.dtype),
-            np.empty(kh * kw * HoWo + 1, b.dtype),
-        )
+        lambda: (np.empty(O * nb * HoWo, b.dtype), np.empty(CKK * nb * HoWo, b.dtype), np.empty(pad_shape, b.dtype))
     )
 
     def work(tile: int, worker: int) -> None:
-        b_buf, cols_buf, block = scratch.get(worker)
+        b_buf, cols_buf, padded = scratch.get(worker)
         n0 = tile * nb
         m = min(nb, N - n0)
         b_mat = b_buf[: O * m * HoWo].reshape(O, m * HoWo)
         _nchw_to_cm(b, n0, b_mat.reshape(O, m, HoWo))
-        cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
-        np.matmul(WmT, b_mat, out=cols)
-        _col2im_tile(cols.reshape(CKK, m, HoWo), out, n0, tab, bias, block)
+        if nhwc:
+            cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
+            np.matmul(b_mat.T, Wm, out=cols)
+            _col2im_nhwc(cols, padded[:m], kh, kw, sh, sw, Ho, Wo)
+            _from_padded_nhwc(padded[:m], out, n0, ph, pw, bias)
+        else:
+            cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
+            np.matmul(Wm.T, b_mat, out=cols)
+            _col2im_tile(cols.reshape(CKK, m, HoWo), out, n0, tab, bias, padded)
 
     run_tiles(math.ceil(N / nb), work)
     return out
@@ -321,46 +413,62 @@ def _gemm_fold(
 def _unfold_weight(
     a: np.ndarray, b: np.ndarray, geom: tuple[int, ...], sum_of: str, tile_bytes: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(sum_n b_mat[n] @ im2col(a[n]).T, the channel sums of ``sum_of``: "a" or "b"), for a (N, C, H, W) and
-    b (N, Ob, Ho, Wo): a weight gradient (Ob, C kh kw) and its bias gradient."""
+    """(sum_n b_mat[n] @ im2col(a[n]).T as (Ob, C, kh, kw), the channel sums of ``sum_of``: "a" or "b"), for
+    a (N, C, H, W) and b (N, Ob, Ho, Wo): a weight gradient and its bias gradient."""
     kh, kw, sh, sw, ph, pw, Ho, Wo = geom
     N, C, H, W = a.shape
     Ob = b.shape[1]
-    CKK, HoWo = C * kh * kw, Ho * Wo
+    CKK, HoWo, Hp, Wp = C * kh * kw, Ho * Wo, H + 2 * ph, W + 2 * pw
     summed = a if sum_of == "a" else b
     nb = _images_per_tile(N, CKK * HoWo * a.itemsize, tile_bytes)
-    idx = _im2col_table(kh, kw, sh, sw, pw, W, Ho, Wo)
+    nhwc = _nhwc(C)
+    if nhwc:
+        pad_shape: tuple[int, ...] = (nb, Hp, Wp, C)
+    else:
+        idx = _im2col_table(kh, kw, sh, sw, pw, W, Ho, Wo)
+        pad_shape = (Hp * Wp,)
+    n_tiles = math.ceil(N / nb)
+    # The tiles are summed in WEIGHT_GROUPS groups of consecutive tiles, each group by one worker in tile order
+    # into its own slot, and the groups in a fixed order: the same bits whichever worker takes which group.
+    n_groups = min(n_tiles, WEIGHT_GROUPS)
+    totals = np.zeros((n_groups, Ob, CKK), a.dtype)
+    sums = np.zeros((n_groups, summed.shape[1]), np.float64)
     scratch = _Scratch(
         lambda: (
             np.empty(CKK * nb * HoWo, a.dtype),
             np.empty(Ob * nb * HoWo, a.dtype),
-            np.zeros((H + 2 * ph) * (W + 2 * pw), a.dtype),
+            np.zeros(pad_shape, a.dtype),
             np.empty((Ob, CKK), a.dtype),
-            np.zeros((Ob, CKK), a.dtype),
-            np.zeros(summed.shape[1], np.float64),
         )
     )
 
-    def work(tile: int, worker: int) -> None:
-        cols_buf, b_buf, plane, product, total, sums = scratch.get(worker)
-        n0 = tile * nb
-        m = min(nb, N - n0)
-        cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
-        _im2col_tile(a, n0, cols.reshape(CKK, m, HoWo), idx, ph, pw, plane)
-        b_mat = b_buf[: Ob * m * HoWo].reshape(Ob, m * HoWo)
-        _nchw_to_cm(b, n0, b_mat.reshape(Ob, m, HoWo))
-        np.matmul(b_mat, cols.T, out=product)
-        total += product
-        _channel_sums(summed, n0, m, sums)
+    def work(group: int, worker: int) -> None:
+        cols_buf, b_buf, padded, product = scratch.get(worker)
+        for tile in range(group * n_tiles // n_groups, (group + 1) * n_tiles // n_groups):
+            n0 = tile * nb
+            m = min(nb, N - n0)
+            b_mat = b_buf[: Ob * m * HoWo].reshape(Ob, m * HoWo)
+            _nchw_to_cm(b, n0, b_mat.reshape(Ob, m, HoWo))
+            if nhwc:
+                cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
+                _to_padded_nhwc(a, n0, padded[:m], ph, pw)
+                _im2col_nhwc(padded[:m], cols, kh, kw, sh, sw, Ho, Wo)
+                np.matmul(b_mat, cols, out=product)
+            else:
+                cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
+                _im2col_tile(a, n0, cols.reshape(CKK, m, HoWo), idx, ph, pw, padded)
+                np.matmul(b_mat, cols.T, out=product)
+            totals[group] += product
+            _channel_sums(summed, n0, m, sums[group])
 
-    run_tiles(math.ceil(N / nb), work)
+    run_tiles(n_groups, work)
     dW = np.zeros((Ob, CKK), a.dtype)
-    db = np.zeros(summed.shape[1], np.float64)
-    for buffers in scratch.bufs:
-        if buffers is not None:
-            dW += buffers[4]
-            db += buffers[5]
-    return dW, db.astype(a.dtype)
+    for total in totals:
+        dW += total
+    db = sums.sum(axis=0).astype(a.dtype) if n_groups else np.zeros(summed.shape[1], a.dtype)
+    if nhwc:
+        return np.ascontiguousarray(dW.reshape(Ob, kh, kw, C).transpose(0, 3, 1, 2)), db
+    return dW.reshape(Ob, C, kh, kw), db
 
 
 # -- helpers -----------------------------------------------------------------------------------------------
@@ -463,8 +571,7 @@ def conv2d_forward(
     _check_weight(x, W, 1, what)
     geom = _geometry(x.shape, W.shape[2:], stride, padding, what)
     x = np.ascontiguousarray(x)
-    Wm = np.ascontiguousarray(W.reshape(W.shape[0], -1), dtype=x.dtype)
-    y = _unfold_gemm(x, Wm, _bias(b, W.shape[0], x.dtype), geom, TILE_BYTES)
+    y = _unfold_gemm(x, np.ascontiguousarray(W, dtype=x.dtype), _bias(b, W.shape[0], x.dtype), geom, TILE_BYTES)
     return y, Unfolded(x, W.shape[2:], stride, padding)
 
 
@@ -481,9 +588,9 @@ def conv2d_backward_data(
     if tuple(dy.shape[2:]) != geom[6:] or dy.shape[0] != x_shape[0]:
         raise ValueError(f"{what}: dy of shape {tuple(dy.shape)} does not match x_shape {tuple(x_shape)}")
     dy = np.ascontiguousarray(dy)
-    Wm = np.ascontiguousarray(W.reshape(W.shape[0], -1), dtype=dy.dtype)
     shape = tuple(int(d) for d in x_shape)
-    return _gemm_fold(dy, Wm, np.zeros(shape[1], dy.dtype), shape, geom, TILE_BYTES)
+    W4 = np.ascontiguousarray(W, dtype=dy.dtype)
+    return _gemm_fold(dy, W4, np.zeros(shape[1], dy.dtype), shape, geom, TILE_BYTES)
 
 
 def conv2d_backward_weight(
@@ -517,8 +624,8 @@ def conv_transpose2d_forward(
     _check_weight(x, W, 0, what)
     geom = _geometry(y_shape, W.shape[2:], stride, padding, what)
     x = np.ascontiguousarray(x)
-    Wm = np.ascontiguousarray(W.reshape(W.shape[0], -1), dtype=x.dtype)
-    return _gemm_fold(x, Wm, _bias(b, W.shape[1], x.dtype), tuple(int(d) for d in y_shape), geom, TILE_BYTES)
+    W4 = np.ascontiguousarray(W, dtype=x.dtype)
+    return _gemm_fold(x, W4, _bias(b, W.shape[1], x.dtype), tuple(int(d) for d in y_shape), geom, TILE_BYTES)
 
 
 def conv_transpose2d_backward_data(
@@ -529,8 +636,7 @@ def conv_transpose2d_backward_data(
     _check_weight(dy, W, 1, what)
     geom = _geometry(dy.shape, W.shape[2:], stride, padding, what)
     dy = np.ascontiguousarray(dy)
-    Wm = np.ascontiguousarray(W.reshape(W.shape[0], -1), dtype=dy.dtype)
-    dx = _unfold_gemm(dy, Wm, np.zeros(W.shape[0], dy.dtype), geom, TILE_BYTES)
+    dx = _unfold_gemm(dy, np.ascontiguousarray(W, dtype=dy.dtype), np.zeros(W.shape[0], dy.dtype), geom, TILE_BYTES)
     return dx, Unfolded(dy, W.shape[2:], stride, padding)
 
 
