@@ -8,13 +8,14 @@ earlier ones are kept here so that a reader sees what each step changed and what
 - v1-blas1: v1 with NumPy's BLAS held at one thread: what the GEMM's own threads buy (or cost) here.
 - v2: tiles of a few images, each tile's im2col/col2im in the cache and its product a one-thread sgemm, the
   tiles shared out to one thread per core from a counter (``kernels/cpu/tiles.py``); nothing of the size of the
-  full matrix is made. ``TILE_BYTES`` 1 MiB, weight tiles 4 MiB. im2col/col2im channels-first, through the
-  index tables of v1 (production with ``NHWC_MIN_CHANNELS`` out of reach).
-- v3 (production): v2, but a pass whose unfolded side has 16 channels or more works channels-last: the tile is
-  transposed to a zero-padded NHWC buffer, and every patch is kh kw runs of C contiguous values (copies and
-  vector adds instead of gathers through a table).
-- v3-256k, v3-4m: v3 with other tile sizes (column buffer 256 KiB / 4 MiB for every pass).
-- v3-1t: v3 on one thread (how much the second core adds under the present load).
+  full matrix is made. 1 MiB column buffers, 4 MiB for weight gradients. im2col/col2im channels-first, through
+  the index tables of v1 (production with ``NHWC_MIN_CHANNELS`` out of reach).
+- v3: v2, but a pass whose unfolded side has 16 channels or more works channels-last: the tile is transposed to
+  a zero-padded NHWC buffer, and every patch is kh kw runs of C contiguous values (copies and vector adds
+  instead of gathers through a table).
+- v4 (production): v3 with 1 MiB weight-gradient tiles (a core's L2) instead of 4 MiB.
+- v4-256k, v4-4m: v4 with other tile sizes (256 KiB / 4 MiB for every pass); v4-w16m: 16 MiB weight tiles.
+- v4-1t: v4 on one thread (how much the second core adds under the present load).
 - torch: PyTorch's own kernels (oneDNN), where installed: ``F.conv2d``/``F.conv_transpose2d`` and
   ``torch.ops.aten.convolution_backward`` for each gradient alone.
 
@@ -129,6 +130,12 @@ def channels_first():
 
 
 @contextlib.contextmanager
+def both(first, second):
+    with first, second:
+        yield
+
+
+@contextlib.contextmanager
 def one_worker():
     from tinygan.kernels.cpu import tiles
 
@@ -145,11 +152,13 @@ def one_worker():
 VERSIONS: dict[str, tuple[Any, Callable[[], Any]]] = {
     "v1": (v1, contextlib.nullcontext),
     "v1-blas1": (v1, lambda: blas_threads(1)),
-    "v2": (production, channels_first),
-    "v3": (production, contextlib.nullcontext),
-    "v3-256k": (production, lambda: tile_sizes(256 << 10, 256 << 10)),
-    "v3-4m": (production, lambda: tile_sizes(4 << 20, 4 << 20)),
-    "v3-1t": (production, one_worker),
+    "v2": (production, lambda: both(channels_first(), tile_sizes(1 << 20, 4 << 20))),
+    "v3": (production, lambda: tile_sizes(1 << 20, 4 << 20)),
+    "v4": (production, contextlib.nullcontext),
+    "v4-256k": (production, lambda: tile_sizes(256 << 10, 256 << 10)),
+    "v4-4m": (production, lambda: tile_sizes(4 << 20, 4 << 20)),
+    "v4-w16m": (production, lambda: tile_sizes(1 << 20, 16 << 20)),
+    "v4-1t": (production, one_worker),
 }
 
 

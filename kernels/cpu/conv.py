@@ -57,10 +57,11 @@ __all__ = [
     "conv_transpose2d_backward_weight",
 ]
 
-# Bytes of one tile's column buffer (im2col side), and of a weight-gradient tile (whose products are summed, so
-# larger tiles mean fewer additions of the (O, C kh kw) partial products). Measured in cpu-conv-versions.
+# Bytes of one tile's column buffer (im2col side), for the forward/data passes and for the weight gradient: about
+# the 1 MiB L2 cache of a core. 256 KiB to 1 MiB measured within noise of each other; 4 MiB weight tiles were 12%
+# slower than 1 MiB and 16 MiB 30% slower on an idle machine (bench/results/cpu-conv-versions-2026-12-02.md).
 TILE_BYTES = 1 << 20
-WEIGHT_TILE_BYTES = 4 << 20
+WEIGHT_TILE_BYTES = 1 << 20
 # From this many channels on, a pass unfolds channels-last (NHWC patches: contiguous copies instead of gathers).
 NHWC_MIN_CHANNELS = 16
 WEIGHT_GROUPS = 8
