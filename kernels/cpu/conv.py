@@ -10,9 +10,16 @@ core):
   and ConvTranspose2d's input gradient (its adjoint is a convolution).
 * ``_gemm_fold``: ``Wm.T @ b_tile``, then col2im of the tile, with the bias. Conv2d's input gradient, and
   ConvTranspose2d's forward.
-* ``_unfold_weight``: per worker, the sum over its tiles of ``b_tile @ im2col(a_tile).T``; then the workers'
-  sums are added. Both weight gradients (conv2d: a = x, b = dy; transposed: a = dy, b = x), with the bias
-  gradient summed in the same loop.
+* ``_unfold_weight``: the sum over tiles of ``b_tile @ im2col(a_tile).T``, in ``WEIGHT_GROUPS`` groups of
+  consecutive tiles, each summed in order by one worker, then the groups in order: the same bits whichever
+  worker took which group. Both weight gradients (conv2d: a = x, b = dy; transposed: a = dy, b = x), with the
+  bias gradient summed in the same loop.
+
+Layout: a pass whose unfolded (or folded) side has ``NHWC_MIN_CHANNELS`` channels or more transposes its tile
+to a zero-padded channels-last buffer; each patch is then kh kw runs of C contiguous values, copied (im2col) or
+added (col2im) as vectors, and the weights are permuted to (O, kh, kw, C) to match. The table gathers below
+cost 35-45% of a tile's GEMM time on the discriminator's layers; the copies cost 10-18% (all of it in the two
+layout changes). Passes with fewer channels (the 3-channel image side) keep the gathers.
 
 Nothing of the size of the whole im2col matrix is made: the forward pass keeps x (an ``Unfolded``, which
 ``np.asarray`` turns into the matrix when asked) and the weight gradient unfolds x again, tile by tile:
@@ -21,13 +28,13 @@ convolution at 256 images) and reading it back. Measured per layer and for the w
 ``bench/results/cpu-conv-versions-2026-12-02.md`` (``python -m bench.dev.cpu_conv_versions``); the version
 this replaced (one full im2col and one multi-threaded GEMM per pass) is ``bench/dev/cpu_conv_v1.py``.
 
-Choices kept from that version, each measured on the DCGAN shapes:
+Choices kept from that version for the channels-first passes, each measured on the DCGAN shapes:
 
 * im2col copies each (n, c) plane once into a zero-padded scratch plane, then fills every kernel tap's row
   with a gather through a precomputed index table: no bounds tests in the inner loop.
 * col2im is a gather: for every pixel, the at most ceil(kh/sh) ceil(kw/sw) column entries that land on it (a
   precomputed table), summed in a fixed order. No two tiles write the same pixel: no atomics, and the result
-  does not depend on how the tiles were shared out.
+  does not depend on how the tiles were shared out (in either layout).
 * Outputs are allocated by NumPy, never inside jitted code (NumPy asks for transparent huge pages).
 
 The public ``im2col``/``col2im`` (whole batch, parallel over planes) stay for callers that want the matrix.
@@ -64,6 +71,7 @@ TILE_BYTES = 1 << 20
 WEIGHT_TILE_BYTES = 1 << 20
 # From this many channels on, a pass unfolds channels-last (NHWC patches: contiguous copies instead of gathers).
 NHWC_MIN_CHANNELS = 16
+# Fixed, not the core count: the weight gradient's bits do not depend on the machine's cores.
 WEIGHT_GROUPS = 8
 
 
