@@ -151,6 +151,29 @@ def test_run_tiles_raises_a_tile_error_after_the_workers_stop():
         tiles.run_tiles(20, work, n_workers=2)
 
 
+def _conv_in_child(queue) -> None:
+    x = np.ones((8, 2, 5, 5), np.float32)
+    queue.put(float(NB.conv2d_forward(x, np.ones((2, 2, 3, 3), np.float32), None, (1, 1), (1, 1))[0].sum()))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_tiles_work_in_a_forked_child_after_the_parent_used_its_pool(monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(conv_module, "TILE_BYTES", 1)  # 8 tiles: the pool's thread takes some (the child inherits)
+    x = np.ones((8, 2, 5, 5), np.float32)
+    want = float(NB.conv2d_forward(x, np.ones((2, 2, 3, 3), np.float32), None, (1, 1), (1, 1))[0].sum())
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_conv_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()  # hung waiting for a pool thread that was not forked
+    assert child.exitcode == 0, "the child hung or failed"
+    assert queue.get(timeout=5) == want
+
+
 def test_blas_is_one_thread_inside_tiles_and_restored_after():
     from threadpoolctl import threadpool_info
 

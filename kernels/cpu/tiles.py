@@ -29,6 +29,16 @@ _pool: ThreadPoolExecutor | None = None
 _blas: object | None = None
 
 
+def _forget_after_fork() -> None:
+    """A forked child has none of its parent's threads: it starts its own pool on its first tiles."""
+    global _pool, _lock
+    _pool, _lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def workers() -> int:
     """Threads a tiled pass uses: the cores this process may run on."""
     try:
