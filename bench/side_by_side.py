@@ -1,29 +1,51 @@
-"""One training step, tinygan (Numba) or PyTorch eager, timed in a fresh process: run them in turn.
+"""One training step, tinygan (Numba) or PyTorch eager, timed in a fresh process: run them in turn, with the
+machine's sgemm rate (the floor's denominator) measured the same way between them.
 
-    for impl in tinygan torch tinygan torch; do python -m bench.side_by_side $impl dcgan; done
+    for i in 1 2 3; do for impl in tinygan torch sgemm; do python -m bench.side_by_side $impl dcgan; done; done
 
 Imports tinygan before NumPy, as the examples do, so OpenBLAS gets tinygan's thread timeout. Prints one
-JSON line: the median and minimum of the step time over 10 (DCGAN) or 40 (MNIST) steps after 3 warm-ups.
+JSON line: the median and minimum of the step time over 10 (DCGAN) or 40 (MNIST) steps after 3 warm-ups,
+with the step's GEMM GFLOP and the 1-minute load average before and after; ``sgemm`` prints NumPy's float32
+GEMM rate at 2048^3 on all cores (``bench.harness.measure_peak``, best and median) instead.
 """
 
+# ruff: noqa: I001, E402  (tinygan is imported before NumPy on purpose; an import sorter must not move it)
 import json
+import os
 import sys
 import time
 
-import numpy as np  # noqa: E402,I001
-
 import tinygan  # noqa: F401  (first: sets OPENBLAS_THREAD_TIMEOUT before NumPy loads OpenBLAS)
-from bench import steps  # noqa: E402
+import numpy as np
+
+from bench import steps
+from bench.cases import step_flops
 
 
 def main(impl: str, model: str) -> None:
     n = 125 if model == "mnist" else 128
+    load_before = os.getloadavg()[0]
+    if impl == "sgemm":
+        from bench.harness import measure_peak
+
+        peak = measure_peak("cpu")
+        print(
+            json.dumps(
+                {
+                    "impl": impl,
+                    "sgemm_gflops": peak["gemm_gflops"],
+                    "sgemm_gflops_median": peak["gemm_gflops_median"],
+                    "load": [load_before, os.getloadavg()[0]],
+                }
+            )
+        )
+        return
     if impl == "tinygan":
         step = steps.tiny_step(steps.tiny_trainer(model, n, "cpu", "numba"))
     elif impl == "torch":
         step = steps.torch_step(model, n, "cpu").fn
     else:
-        raise SystemExit(f"unknown implementation {impl!r}: expected tinygan or torch")
+        raise SystemExit(f"unknown implementation {impl!r}: expected tinygan, torch or sgemm")
     for _ in range(3):
         step()
     times = []
@@ -33,7 +55,14 @@ def main(impl: str, model: str) -> None:
         times.append(time.perf_counter() - start)
     print(
         json.dumps(
-            {"impl": impl, "model": model, "median_ms": 1e3 * float(np.median(times)), "min_ms": 1e3 * min(times)}
+            {
+                "impl": impl,
+                "model": model,
+                "median_ms": 1e3 * float(np.median(times)),
+                "min_ms": 1e3 * min(times),
+                "gflop": step_flops(model, n) / 1e9,
+                "load": [load_before, os.getloadavg()[0]],
+            }
         )
     )
 
