@@ -45,6 +45,7 @@ from tinygan.checkpoint import (
     with_prefix,
 )
 from tinygan.config import RESUME_SAFE, GANConfig
+from tinygan.diagnostics import gradient_norms, params_snapshot, probe, update_ratios
 from tinygan.models import IMAGE_SHAPES, LATENT_DIM, build
 from tinygan.optim import Adam
 from tinygan.run_contract import (
@@ -57,7 +58,7 @@ from tinygan.run_contract import (
 )
 from tinygan.runner import make_runner
 from tinygan.step import FIGURES, DeviceDraws, GANStep, HostDraws
-from tinygan.viz import plot_grad_norms, plot_losses, save_gif, save_grid, to_images
+from tinygan.viz import plot_diagnostics, plot_grad_norms, plot_losses, save_gif, save_grid, to_images
 from tinygan.writer import OutputWriter
 
 __all__ = ["GANConfig", "GANTrainer", "TrainingDiverged"]
@@ -138,6 +139,8 @@ class GANTrainer:
         self.resume_hint = "resume with --resume " + str(self.out_dir)
         self.writer: OutputWriter | None = None  # writes the outputs while run() runs
         self._last_plot = -math.inf
+        self._epoch_params: dict[str, Any] | None = None  # the parameters as the epoch began (diagnostics)
+        self._probe_noise: Any = None
         # Wall-clock seconds of the last run(): the steps, the outputs' work on the training thread (device
         # to host copies, the sample grid's forward pass), the waits for the writer, and the writer's own.
         self.timings: dict[str, Any] = {}
@@ -224,7 +227,7 @@ class GANTrainer:
             if drain and self.history:
                 writer.submit("plots", "plots", self._write_plots, list(self.history))
                 writer.submit("samples.gif", "gif", self._write_gif)
-        except Exception as exc:  # a job's error, raised by submit
+        except Exception as exc:  # submit after a failed close: should not happen, but never lost
             error = exc
         finally:
             writer.close(drain=drain)
@@ -260,6 +263,7 @@ class GANTrainer:
                 self.perm = self.rng.permutation(len(self.data))
                 self.sums = dict.fromkeys(self.METRICS, 0.0)
                 self.epoch_seconds_before = 0.0
+                self._epoch_params = {"G": params_snapshot(self.G), "D": params_snapshot(self.D)}
             self.runner.begin_epoch(self.perm, self.step_in_epoch)
             start = time.perf_counter()
             bar = tqdm(
@@ -336,6 +340,7 @@ class GANTrainer:
         row["seconds"] = seconds
         row["images_per_s"] = self.steps_per_epoch * cfg.batch_size / max(seconds, 1e-9)
         row.update(self.gradient_norms())
+        row.update(self.diagnostics())
         memory = self.runner.memory()
         note = ""
         if memory:
@@ -367,6 +372,8 @@ class GANTrainer:
         if cfg.auto_stop:
             self._auto_stop(row)
         self.timings["outputs"] = self.timings.get("outputs", 0.0) + time.perf_counter() - outputs_start
+        if self.writer is not None:
+            self.writer.raise_error()  # an output that failed stops the run; what is queued is still written
 
     def _output(self, key: str, kind: str, fn: Callable[..., Any], *args: Any) -> None:
         """``fn(*args)`` on the writer while a run runs, at once otherwise (host copies in ``args``)."""
@@ -393,14 +400,27 @@ class GANTrainer:
             self.config.epochs = self.epoch
 
     def gradient_norms(self) -> dict[str, float]:
-        """The last step's weight-gradient norm of every layer of G and D (a diagnostic, logged per epoch)."""
-        norms = {}
-        for net_name, net in (("G", self.G), ("D", self.D)):
-            for prefix, layer in net.named_layers():
-                if "W" in layer.grads:
-                    g = layer.grads["W"]
-                    norms[f"grad_{net_name}_{prefix}"] = float(self.xp.sqrt((g * g).sum()))
-        return norms
+        """The last step's weight-gradient norm of every layer of G and D, ``grad.G.dense1`` ... (logged
+        per epoch; :mod:`tinygan.diagnostics`)."""
+        return {**gradient_norms(self.G, "G"), **gradient_norms(self.D, "D")}
+
+    def diagnostics(self) -> dict[str, float]:
+        """The epoch's diagnostics beside the gradient norms (:mod:`tinygan.diagnostics`): each layer's
+        relative update over the epoch (``update.G.dense1``; absent for an epoch resumed midway, whose
+        start this process never saw), and on a probe batch what G receives from D (``g_input_grad``)
+        and the share of dead units in each network (``dead.G``, ``dead.D``)."""
+        row: dict[str, float] = {}
+        start = self._epoch_params
+        if start is not None:
+            row.update(update_ratios(self.G, "G", start["G"]))
+            row.update(update_ratios(self.D, "D", start["D"]))
+        self._epoch_params = None
+        n = self.config.batch_size
+        if self._probe_noise is None:  # its own seeded noise: the run's streams stay untouched
+            noise = np.random.default_rng([self.config.seed, 2]).standard_normal((n, self.latent_dim))
+            self._probe_noise = backend.to_device(noise.astype(self.G.dtype), self.device)
+        row.update(probe(self.G, self.D, self._probe_noise, self.data[:n], self.config.g_loss))
+        return row
 
     # -- outputs -------------------------------------------------------------------------------------
     def generate(self, z: np.ndarray) -> np.ndarray:
@@ -417,6 +437,7 @@ class GANTrainer:
         if history:
             plot_losses(history, self.out_dir / "losses.png")
             plot_grad_norms(history, self.out_dir / "grad_norms.png")
+            plot_diagnostics(history, self.out_dir / "diagnostics.png")
 
     def _write_gif(self) -> None:
         frames = sorted((self.out_dir / "samples").glob("epoch_*.png"))

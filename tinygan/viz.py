@@ -1,4 +1,4 @@
-"""Pictures of a run: sample grids, the animated grid over training, loss and gradient-norm plots."""
+"""Pictures of a run: sample grids, the animated grid over training, loss, gradient-norm and diagnostics plots."""
 
 from __future__ import annotations
 
@@ -104,20 +104,53 @@ def plot_losses(history: list[dict[str, float]], path: str | os.PathLike) -> Pat
 
 
 def plot_grad_norms(history: list[dict[str, float]], path: str | os.PathLike) -> Path | None:
-    """Per-layer weight-gradient norms of G and D per epoch (log scale): vanishing G gradients show here."""
-    keys = sorted({k for row in history for k in row if k.startswith("grad_")})
+    """Per-layer weight-gradient norms of G and D per epoch (log scale). Under Adam a small gradient does
+    not mean a small step: read it beside :func:`plot_diagnostics` (docs/backprop.md)."""
+    keys = sorted({k for row in history for k in row if k.startswith("grad.")})
     if not keys:
         return None
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, net in zip(axes, ("G", "D")):
-        for key in (k for k in keys if k.startswith(f"grad_{net}_")):
-            ax.plot(epochs, [max(r.get(key, np.nan), 1e-12) for r in history], label=key[len("grad_") :])
+        for key in (k for k in keys if k.startswith(f"grad.{net}.")):
+            ax.plot(epochs, [max(r.get(key, np.nan), 1e-12) for r in history], label=key[len("grad.") :])
         ax.set_yscale("log")
         ax.set_title(f"{net}: last step's weight-gradient norm per layer")
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_diagnostics(history: list[dict[str, float]], path: str | os.PathLike) -> Path | None:
+    """What Adam did and what G receives, per epoch (tinygan.diagnostics): each layer's relative update
+    ||delta theta|| / ||theta|| (log scale), the RMS gradient G receives from D per sample, and the share
+    of dead (ReLU) or all-negative (LeakyReLU) units in each network."""
+    updates = sorted({k for row in history for k in row if k.startswith("update.")})
+    if not updates and not any("g_input_grad" in row for row in history):
+        return None
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for key in updates:
+        axes[0].plot(epochs, [max(r.get(key, np.nan), 1e-12) for r in history], label=key[len("update.") :])
+    axes[0].set_yscale("log")
+    axes[0].set_title("relative update per epoch, ||Δθ|| / ||θ||")
+    if updates:  # none for a run resumed midway through its only epoch
+        axes[0].legend(fontsize=7, ncol=2)
+    axes[1].plot(epochs, [max(r.get("g_input_grad", np.nan), 1e-30) for r in history])
+    axes[1].set_yscale("log")
+    axes[1].set_title("what G receives: RMS ||∂loss/∂G(z)|| per sample")
+    for net in ("G", "D"):
+        axes[2].plot(epochs, [r.get(f"dead.{net}", np.nan) for r in history], label=net)
+    axes[2].set_ylim(0, 1)
+    axes[2].set_title("share of units <= 0 on every probe sample")
+    axes[2].legend()
+    for ax in axes:
+        ax.set_xlabel("epoch")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -10,9 +10,9 @@ writer runs them one at a time, in order. Three rules keep it bounded and honest
   are never dropped.
 - **A bounded queue.** At most ``max_pending`` distinct keys wait; one more makes :meth:`submit` wait
   for room (back-pressure: the run cannot get further ahead of its outputs than that).
-- **No error is lost.** The first job that raises is kept; the next :meth:`submit` or :meth:`flush` on
-  the training thread raises that same exception there (its message names the file), and after
-  :meth:`close`, :meth:`raise_error` does.
+- **No error is lost.** The first job that raises is kept; :meth:`raise_error` or :meth:`flush` on the
+  training thread raises that same exception there (its message names the file). :meth:`submit` does
+  not: the run loop hands over all of an epoch's outputs (its checkpoint among them) and then asks.
   Later jobs still run: the writer does not stop writing the other files because one failed.
 
 What a job writes is atomic where it must be (:func:`tinygan.checkpoint.save_checkpoint` writes a
@@ -54,8 +54,7 @@ class OutputWriter:
     # -- the training thread's side -------------------------------------------------------------------
     def submit(self, key: str, kind: str, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)`` under ``key`` (replacing a waiting job of that key); ``kind`` names it in
-        :attr:`busy_seconds`. Raises a previous job's error first, if there was one."""
-        self.raise_error()
+        :attr:`busy_seconds`."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("OutputWriter: submit after close")
