@@ -132,8 +132,9 @@ def report(results: list[dict[str, Any]], warmup: float, machine: str) -> str:
         )
     lines += [
         "",
-        "per training run: | folder | epochs | steps/epoch | wall s | steps s | outputs on the training thread s "
+        "| training run | epochs | steps/epoch | wall s | steps s | outputs on the training thread s "
         "| final (plots, GIF, drain) s | waited for the writer s | writer busy s (by kind) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         for x in r["runs"]:
