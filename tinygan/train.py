@@ -188,7 +188,10 @@ class GANTrainer:
         """Train until ``config.epochs`` (or auto-stop, Ctrl-C, divergence). Returns the metric history.
 
         Holds the run folder's lock throughout. ``on_step(trainer)`` runs on the host after every step
-        (it must not wait for the device); :meth:`request_stop` from it stops as Ctrl-C does."""
+        (it must not wait for the device); :meth:`request_stop` from it stops as Ctrl-C does. The outputs
+        are written by a background :class:`~tinygan.writer.OutputWriter`; every one of them is on disk
+        when this returns or raises (a second Ctrl-C drops those not yet begun). A failed output raises
+        its error at the end of the epoch that found it. :attr:`timings` says where the time went."""
         from tqdm import tqdm
 
         with RunLock(self.out_dir):
