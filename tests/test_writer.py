@@ -137,7 +137,12 @@ def test_plots_are_drawn_at_most_every_plot_seconds_and_at_the_end(tmp_path, dat
     monkeypatch.setattr(GANTrainer, "PLOT_SECONDS", 1e9)
     monkeypatch.setattr("tinygan.train.plot_losses", lambda history, path: calls.append(len(history)))
     GANTrainer(small_config(epochs=4), data, tmp_path / "run", progress=False).run()
-    assert calls == [1, 4]  # after the first epoch, then at the end
+    assert calls == [4]  # a run shorter than PLOT_SECONDS: only at the end
+    calls.clear()
+    monkeypatch.setattr(GANTrainer, "PLOT_SECONDS", 0.0)
+    GANTrainer(small_config(epochs=3), data, tmp_path / "every", progress=False).run()
+    # Handed over after every epoch; one still waiting when the next comes is replaced by it.
+    assert calls == sorted(calls) and calls[-1] == 3
 
 
 def test_a_failing_output_stops_the_run_with_its_error(tmp_path, data, monkeypatch):
@@ -161,7 +166,7 @@ def test_a_writer_error_during_another_error_is_printed_not_lost(tmp_path, data,
         if len(calls) > 1:
             raise OSError(f"{path}: no space left on device")
 
-    monkeypatch.setattr(GANTrainer, "PLOT_SECONDS", 1e9)  # plots after epoch 1, then the final ones
+    monkeypatch.setattr(GANTrainer, "PLOT_SECONDS", 0.0)  # plots after every epoch, then the final ones
     monkeypatch.setattr("tinygan.train.plot_losses", plots_fail_after_the_first)
     trainer = GANTrainer(small_config(epochs=3, log_every=1), data, tmp_path / "run", progress=False)
 

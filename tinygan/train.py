@@ -138,7 +138,7 @@ class GANTrainer:
         self.data_note: str | None = None  # what a resume has to say about the data (tinygan.run_contract)
         self.resume_hint = "resume with --resume " + str(self.out_dir)
         self.writer: OutputWriter | None = None  # writes the outputs while run() runs
-        self._last_plot = -math.inf
+        self._last_plot = 0.0  # when the plots were last handed to the writer (time.perf_counter())
         self._epoch_params: dict[str, Any] | None = None  # the parameters as the epoch began (diagnostics)
         self._probe_noise: Any = None
         # Wall-clock seconds of the last run(): the steps, the outputs' work on the training thread (device
@@ -199,6 +199,7 @@ class GANTrainer:
             self._write_json(self.out_dir / "config.json", dataclasses.asdict(self.config))
             self.timings = {"steps": 0.0, "outputs": 0.0, "final": 0.0}
             self.writer = OutputWriter()
+            self._last_plot = time.perf_counter()  # a run shorter than PLOT_SECONDS plots once, at its end
             previous_handler = self._install_sigint()
             try:
                 # The precision is the run's, set here for the run's length, not a global left behind.
