@@ -71,9 +71,8 @@ def test_what_g_receives_matches_finite_differences_of_each_samples_loss(kind):
     rng = np.random.default_rng(4)
     n = 5
     z, real = rng.standard_normal((n, 3)), rng.standard_normal((n, 4))
-    figures = probe(G, D, z, real, kind)
-
-    fake = G.forward(z, training=False)
+    figures, fake = probe(G, D, z, real, kind)
+    np.testing.assert_array_equal(fake, G.forward(z, training=False))
 
     def sample_loss(x):  # one sample's generator loss, as generator_loss defines it for a batch of one
         loss, _ = generator_loss(D.forward(x[None], training=False, logits=True), kind=kind)
@@ -98,7 +97,7 @@ def test_dead_units_are_those_below_zero_for_every_probe_sample():
     D[0].params["b"][:] = 100.0
     D[0].params["b"][:3] = -100.0  # three of D's six
     rng = np.random.default_rng(6)
-    figures = probe(G, D, rng.standard_normal((8, 3)), rng.standard_normal((8, 4)))
+    figures, _ = probe(G, D, rng.standard_normal((8, 3)), rng.standard_normal((8, 4)))
     assert figures["dead.G"] == pytest.approx(2 / 5)
     assert figures["dead.D"] == pytest.approx(3 / 6)
 

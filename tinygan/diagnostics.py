@@ -14,10 +14,11 @@ logs per epoch (``docs/backprop.md``, "Reading the diagnostics under Adam"):
   every sample of the probe batch: dead for a ReLU (no gradient passes), on the small slope for a
   LeakyReLU.
 
-The probe: G on a fixed noise of one batch (its own, seeded; nothing of the run's random streams is
-used), D on a fixed batch of real images and those generated ones, both in evaluation mode (dropout
-off, BatchNorm's running statistics), D's weights untouched (``param_grads=False``). It runs once per
-epoch on the training thread, outside the captured step: a forward and backward pass of one batch.
+The probe: G on the run's fixed noise (the 64 vectors of its sample grids, whose images the grid then
+reuses: one forward pass of G serves both), D on the first 64 real images and on those generated ones,
+both in evaluation mode (dropout off, BatchNorm's running statistics), D's weights untouched
+(``param_grads=False``); nothing of the run's random streams is used. It runs once per epoch on the
+training thread, outside the captured step: G forward, D forward twice and D backward once, on 64.
 """
 
 from __future__ import annotations
@@ -87,44 +88,44 @@ def update_ratios(net: Any, net_name: str, before: dict[str, list[Any]]) -> dict
     return dict(zip(keys, (float(v) for v in backend.to_numpy(xp.sqrt(moved_all / size_all)))))
 
 
-def probe(G: Any, D: Any, z: Any, real: Any, g_loss: str = "nonsaturating") -> dict[str, float]:
-    """``dead.G``, ``dead.D`` and ``g_input_grad`` on the probe batch: noise ``z`` (n, latent) and
-    ``real`` images (n, ...), both on the networks' device (see the module docstring)."""
+def probe(G: Any, D: Any, z: Any, real: Any, g_loss: str = "nonsaturating") -> tuple[dict[str, float], Any]:
+    """``dead.G``, ``dead.D`` and ``g_input_grad`` on the probe batch (see the module docstring): noise
+    ``z`` (n, latent) and ``real`` images (any number), on the networks' device. Returns the figures and
+    G's output for ``z`` (what ``G.forward(z, training=False)`` gives: the run's sample grid reuses it)."""
     xp = backend.xp_for(G.device)
     n = z.shape[0]
-    fake, g_dead, g_units = _forward_counting(G, z, stop=len(G.layers))
-    batch = xp.concatenate([real, fake.reshape(real.shape)])
+    fake, g_masks = _forward_masks(G, z, stop=len(G.layers))
     stop = len(D.layers) - 1 if D.ends_in_sigmoid() else len(D.layers)  # logits, as the step's D.forward
-    logits, d_dead, d_units = _forward_counting(D, batch, stop)
-    _, dlogits_fake = generator_loss(logits[n:], kind=g_loss)
-    dlogits = xp.concatenate([xp.zeros_like(dlogits_fake), dlogits_fake])  # the real half gives G nothing
+    _, real_masks = _forward_masks(D, real, stop)
+    logits, fake_masks = _forward_masks(D, fake.reshape((n, *real.shape[1:])), stop)  # D's caches: the fakes'
+    _, dlogits = generator_loss(logits, kind=g_loss)
     dx = dlogits
     for layer in reversed(D.layers[:stop]):  # Sequential.backward over the layers this probe ran; D's weights stay
         dx = layer.backward(dx, param_grads=False)
-    dx = dx[n:].reshape(n, -1)
+    dx = dx.reshape(n, -1)
     # dlogits is d(mean loss): times n, one sample's own loss gradient; RMS over the samples.
     per_sample = xp.sqrt((dx * dx).sum(axis=1)) * n
+    g_dead = sum((m.sum() for m in g_masks), xp.zeros((), dtype=xp.int64))
+    d_dead = sum(((a & b).sum() for a, b in zip(real_masks, fake_masks)), xp.zeros((), dtype=xp.int64))
     figures = xp.stack([xp.sqrt((per_sample * per_sample).mean()), xp.asarray(g_dead), xp.asarray(d_dead)])
     g_input_grad, g_dead_count, d_dead_count = (float(v) for v in backend.to_numpy(figures))
+    g_units, d_units = sum(m.size for m in g_masks), sum(m.size for m in real_masks)
     return {
         "g_input_grad": g_input_grad,
         "dead.G": g_dead_count / g_units if g_units else 0.0,
         "dead.D": d_dead_count / d_units if d_units else 0.0,
-    }
+    }, fake
 
 
-def _forward_counting(net: Any, x: Any, stop: int) -> tuple[Any, Any, int]:
-    """The network's layers up to ``stop`` in evaluation mode, counting the units that enter a ReLU or
-    LeakyReLU <= 0 for every sample: ``(output, dead count (device scalar), units counted)``."""
-    xp = backend.xp_for(net.device)
-    dead, units = xp.zeros((), dtype=xp.int64), 0
+def _forward_masks(net: Any, x: Any, stop: int) -> tuple[Any, list[Any]]:
+    """The network's layers up to ``stop`` in evaluation mode; for each ReLU or LeakyReLU, which of its
+    input units are <= 0 for every sample (a boolean array on the device)."""
+    masks = []
     for layer in net.layers[:stop]:
         if type(layer).__name__ in ACTIVATIONS:
-            flat = x.reshape(x.shape[0], -1)
-            dead = dead + (flat <= 0).all(axis=0).sum()
-            units += flat.shape[1]
+            masks.append((x.reshape(x.shape[0], -1) <= 0).all(axis=0))
         x = layer.forward(x, training=False)
-    return x, dead, units
+    return x, masks
 
 
 def _square_roots(keys: list[str], squares: list[Any]) -> dict[str, float]:

@@ -140,7 +140,7 @@ class GANTrainer:
         self.writer: OutputWriter | None = None  # writes the outputs while run() runs
         self._last_plot = 0.0  # when the plots were last handed to the writer (time.perf_counter())
         self._epoch_params: dict[str, Any] | None = None  # the parameters as the epoch began (diagnostics)
-        self._probe_noise: Any = None
+        self._probe_fake: Any = None  # G's output for the fixed noise at the last epoch's end (the probe's)
         # Wall-clock seconds of the last run(): the steps, the outputs' work on the training thread (device
         # to host copies, the sample grid's forward pass), the waits for the writer, and the writer's own.
         self.timings: dict[str, Any] = {}
@@ -364,7 +364,9 @@ class GANTrainer:
         self._output("metrics.csv", "metrics", self._write_metrics, list(self.history))
         if self.epoch % cfg.sample_every == 0 or self.epoch == cfg.epochs:
             path = self.out_dir / "samples" / f"epoch_{self.epoch:04d}.png"
-            self._output(str(path), "samples", save_grid, self.generate(self.fixed_noise), path)
+            # The probe's G output for the fixed noise: generate(fixed_noise) without a second forward pass.
+            images = to_images(backend.to_numpy(self._probe_fake), self.image_shape, self.config.image_range)
+            self._output(str(path), "samples", save_grid, images, path)
         # Plots cost more than a short epoch (a per-class CIFAR-10 epoch can be two steps): at most every
         # PLOT_SECONDS, and once more when the run ends for any reason.
         if time.perf_counter() - self._last_plot >= self.PLOT_SECONDS:
@@ -419,11 +421,9 @@ class GANTrainer:
             row.update(update_ratios(self.G, "G", start["G"]))
             row.update(update_ratios(self.D, "D", start["D"]))
         self._epoch_params = None
-        n = self.config.batch_size
-        if self._probe_noise is None:  # its own seeded noise: the run's streams stay untouched
-            noise = np.random.default_rng([self.config.seed, 2]).standard_normal((n, self.latent_dim))
-            self._probe_noise = backend.to_device(noise.astype(self.G.dtype), self.device)
-        row.update(probe(self.G, self.D, self._probe_noise, self.data[:n], self.config.g_loss))
+        z = backend.to_device(self.fixed_noise.astype(self.G.dtype), self.device)
+        figures, self._probe_fake = probe(self.G, self.D, z, self.data[: len(z)], self.config.g_loss)
+        row.update(figures)
         return row
 
     # -- outputs -------------------------------------------------------------------------------------
