@@ -13,7 +13,7 @@ a tanh output with images in [-1, 1], real labels 0.9, instance noise 0.1 anneal
 Data: all 70,000 MNIST images (read from --data-dir, or the cache, downloaded when online, and
 otherwise the 10,000-image MNIST test set embedded in the package; an explicit --data-dir must hold
 the files). Writes into the run folder: sample grids (samples/), samples.gif, losses.png, grad_norms.png,
-metrics.csv, config.json and checkpoint.npz (after every epoch; Ctrl-C saves it too).
+diagnostics.png, metrics.csv, config.json and checkpoint.npz (after every epoch; Ctrl-C saves it too).
 
 --ema-decay D samples from an exponential moving average of G's weights; --augment POLICY applies
 differentiable augmentation (translation, cutout, color) to everything D sees; --score-every N scores

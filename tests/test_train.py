@@ -40,7 +40,7 @@ def test_short_run_writes_every_output(tmp_path, data):
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(np.isfinite(float(rows[-1][k])) for k in ("d_loss", "g_loss", "d_real", "d_fake"))
-    assert any(k.startswith("grad_G_") for k in rows[0]) and any(k.startswith("grad_D_") for k in rows[0])
+    assert any(k.startswith("grad.G.") for k in rows[0]) and any(k.startswith("grad.D.") for k in rows[0])
     assert history[0]["d_loss"] != history[1]["d_loss"]
     after = trainer.G.state_dict()
     assert any(not np.array_equal(before[k], after[k]) for k in before)

@@ -9,6 +9,9 @@ Training is in four pieces a reader can tell apart:
 - the run loop (:class:`GANTrainer`, here): epochs of random batches, a progress bar, one summary line
   per epoch, sample grids from a fixed noise, plots, ``metrics.csv``, an atomic checkpoint after every
   epoch, a NaN guard, Ctrl-C that saves before it stops, and optional auto-stop when D dominates;
+- the outputs' writer (:mod:`tinygan.writer`): the training thread takes host copies (the checkpoint's
+  arrays, the sample grid's images, the history) and one background thread writes the files, so
+  the next epoch's steps start at once;
 - the run contract (:mod:`tinygan.run_contract`, :mod:`tinygan.checkpoint`): the folder's lock, the
   checkpoint's schema, exact resume on the same data with the same options, or a clear refusal.
 """
@@ -43,6 +46,7 @@ from tinygan.checkpoint import (
     with_prefix,
 )
 from tinygan.config import RESUME_SAFE, GANConfig
+from tinygan.diagnostics import gradient_norms, params_snapshot, probe, update_ratios
 from tinygan.ema import EMA
 from tinygan.models import IMAGE_SHAPES, LATENT_DIM, build
 from tinygan.optim import Adam
@@ -56,7 +60,8 @@ from tinygan.run_contract import (
 )
 from tinygan.runner import make_runner
 from tinygan.step import FIGURES, DeviceDraws, GANStep, HostDraws
-from tinygan.viz import plot_grad_norms, plot_losses, save_gif, save_grid, to_images
+from tinygan.viz import plot_diagnostics, plot_grad_norms, plot_losses, save_gif, save_grid, to_images
+from tinygan.writer import OutputWriter
 
 __all__ = ["GANConfig", "GANTrainer", "TrainingDiverged"]
 
@@ -77,6 +82,9 @@ class GANTrainer:
     (default: :func:`tinygan.quality.make_scorer` for the run's model and data)."""
 
     METRICS = FIGURES
+    # Plots take ~0.1-1 s each (matplotlib), longer than a whole epoch of a small run on the GPU: they are
+    # redrawn when at least this many seconds have passed since the last ones, and when the run ends.
+    PLOT_SECONDS = 30.0
 
     def __init__(
         self,
@@ -150,6 +158,13 @@ class GANTrainer:
         self.stop_requested = False
         self.data_note: str | None = None  # what a resume has to say about the data (tinygan.run_contract)
         self.resume_hint = "resume with --resume " + str(self.out_dir)
+        self.writer: OutputWriter | None = None  # writes the outputs while run() runs
+        self._last_plot = 0.0  # when the plots were last handed to the writer (time.perf_counter())
+        self._epoch_params: dict[str, Any] | None = None  # the parameters as the epoch began (diagnostics)
+        self._probe_fake: Any = None  # G's output for the fixed noise at the last epoch's end (the probe's)
+        # Wall-clock seconds of the last run(): the steps, the outputs' work on the training thread (device
+        # to host copies, the sample grid's forward pass), the waits for the writer, and the writer's own.
+        self.timings: dict[str, Any] = {}
 
     @property
     def finished(self) -> bool:
@@ -194,23 +209,77 @@ class GANTrainer:
         """Train until ``config.epochs`` (or auto-stop, Ctrl-C, divergence). Returns the metric history.
 
         Holds the run folder's lock throughout. ``on_step(trainer)`` runs on the host after every step
-        (it must not wait for the device); :meth:`request_stop` from it stops as Ctrl-C does."""
+        (it must not wait for the device); :meth:`request_stop` from it stops as Ctrl-C does. The outputs
+        are written by a background :class:`~tinygan.writer.OutputWriter`; every one of them is on disk
+        when this returns or raises (a second Ctrl-C drops those not yet begun). A failed output raises
+        its error at the end of the epoch that found it. :attr:`timings` says where the time went."""
         from tqdm import tqdm
 
         with RunLock(self.out_dir):
             remove_stale_temporaries(self.out_dir)
             self._write_json(self.out_dir / "config.json", dataclasses.asdict(self.config))
+            self.timings = {"steps": 0.0, "outputs": 0.0, "final": 0.0}
+            self.writer = OutputWriter()
+            self._last_plot = time.perf_counter()  # a run shorter than PLOT_SECONDS plots once, at its end
             previous_handler = self._install_sigint()
             try:
                 # The precision is the run's, set here for the run's length, not a global left behind.
                 with self.runner.active(), backend.precision(self.config.precision):
                     self._epochs(tqdm, on_step)
+            except KeyboardInterrupt:  # a second Ctrl-C: stop now, dropping outputs not yet begun
+                self._close_writer(drain=False)
+                raise
+            except BaseException:  # the run's own error goes on; the outputs so far are still written
+                self._close_writer(drain=True, quiet=True)
+                raise
+            else:
+                self._close_writer(drain=True)
             finally:
                 if previous_handler is not None:
                     signal.signal(signal.SIGINT, previous_handler)
-                self._write_plots()
-                self._write_gif()
         return self.history
+
+    def _close_writer(self, drain: bool, quiet: bool = False) -> None:
+        """End the writer: with ``drain``, after the final plots and GIF and every job still waiting. A
+        job's error is raised, or with ``quiet`` (another error is already on its way) printed as one
+        line, never dropped."""
+        writer, self.writer = self.writer, None
+        if writer is None:
+            return
+        start = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            if drain and self.history:
+                writer.submit("plots", "plots", self._write_plots, list(self.history))
+                writer.submit("samples.gif", "gif", self._write_gif)
+        except Exception as exc:  # submit after a failed close: should not happen, but never lost
+            error = exc
+        finally:
+            writer.close(drain=drain)
+        error = error or writer.take_error()
+        self.timings["final"] = time.perf_counter() - start
+        self.timings["writer_wait"] = writer.wait_seconds
+        self.timings["writer_busy"] = dict(writer.busy_seconds)
+        self.timings["writer_replaced"] = writer.replaced
+        if self.history:
+            busy = writer.busy_seconds
+            parts = ", ".join(f"{kind} {seconds:.1f}" for kind, seconds in sorted(busy.items()))
+            print(
+                f"time: steps {self.timings['steps']:.1f} s, outputs on the training thread "
+                f"{self.timings['outputs']:.1f} s, waiting for the writer {writer.wait_seconds:.1f} s; "
+                f"the writer worked {sum(busy.values()):.1f} s beside the run ({parts})",
+                flush=True,
+            )
+        if error is not None:
+            if not quiet:
+                raise error
+            print(f"also: writing the outputs failed: {error}", file=sys.stderr)
+
+    def _drain_writer(self, raise_errors: bool = True) -> None:
+        """Wait for every output submitted so far (before a final save, or an error that names the last
+        good checkpoint)."""
+        if self.writer is not None:
+            self.writer.flush(raise_errors)
 
     def _epochs(self, tqdm: Any, on_step: Callable[[GANTrainer], None] | None) -> None:
         cfg = self.config
@@ -219,6 +288,7 @@ class GANTrainer:
                 self.perm = self.rng.permutation(len(self.data))
                 self.sums = dict.fromkeys(self.METRICS, 0.0)
                 self.epoch_seconds_before = 0.0
+                self._epoch_params = {"G": params_snapshot(self.G), "D": params_snapshot(self.D)}
             self.runner.begin_epoch(self.perm, self.step_in_epoch)
             start = time.perf_counter()
             bar = tqdm(
@@ -246,9 +316,11 @@ class GANTrainer:
                 self._absorb()
             bar.close()
             self.epoch_seconds_before += time.perf_counter() - start
+            self.timings["steps"] = self.timings.get("steps", 0.0) + time.perf_counter() - start
             if self.step_in_epoch == self.steps_per_epoch:
                 self._end_epoch()
         if self.stop_requested:
+            self._drain_writer()  # the epochs' checkpoints still waiting go first; this one is the newest
             path = self.save()
             print(f"stopped at epoch {self.epoch + 1}, step {self.step_in_epoch}: saved {path}; {self.resume_hint}")
 
@@ -276,6 +348,7 @@ class GANTrainer:
             for key in self.METRICS:
                 value = figures[key]
                 if not math.isfinite(value):
+                    self._drain_writer(raise_errors=False)  # the last good checkpoint may still be on its way
                     raise TrainingDiverged(
                         f"{key} became {value} {window} (epoch {self.epoch + 1}); training stopped, "
                         f"{self._last_good()} (try a lower learning rate, or label smoothing)"
@@ -285,12 +358,14 @@ class GANTrainer:
 
     def _end_epoch(self) -> None:
         cfg = self.config
+        outputs_start = time.perf_counter()
         seconds = self.epoch_seconds_before
         row: dict[str, float] = {"epoch": self.epoch + 1, "steps": self.global_step}
         row.update({key: self.sums[key] / self.steps_per_epoch for key in self.METRICS})
         row["seconds"] = seconds
         row["images_per_s"] = self.steps_per_epoch * cfg.batch_size / max(seconds, 1e-9)
         row.update(self.gradient_norms())
+        row.update(self.diagnostics())
         memory = self.runner.memory()
         note = ""
         if memory:
@@ -306,19 +381,39 @@ class GANTrainer:
             flush=True,
         )
         scored = self._score(row)
-        self._write_metrics()
-        # Plots cost more than a short epoch (a per-class CIFAR-10 epoch is two steps): draw them with the
-        # sample grids, and once more when the run ends for any reason.
+        # The training thread makes host copies; the writer writes them (tinygan.writer) while the next epoch
+        # trains. metrics.csv and checkpoint.npz are rewritten whole: a newer one replaces one still waiting.
+        self._output("metrics.csv", "metrics", self._write_metrics, list(self.history))
         if self.epoch % cfg.sample_every == 0 or self.epoch == cfg.epochs:
-            self.save_samples()
-            self._write_plots()
-        self.save()
+            path = self.out_dir / "samples" / f"epoch_{self.epoch:04d}.png"
+            if self.ema is None:
+                # The probe's G output for the fixed noise: generate(fixed_noise) without a second forward pass.
+                images = to_images(backend.to_numpy(self._probe_fake), self.image_shape, self.config.image_range)
+            else:  # the grids show the averaged generator, as samples do
+                images = self.generate(self.fixed_noise)
+            self._output(str(path), "samples", save_grid, images, path)
+        # Plots cost more than a short epoch (a per-class CIFAR-10 epoch can be two steps): at most every
+        # PLOT_SECONDS, and once more when the run ends for any reason.
+        if time.perf_counter() - self._last_plot >= self.PLOT_SECONDS:
+            self._last_plot = time.perf_counter()
+            self._output("plots", "plots", self._write_plots, list(self.history))
+        self.save(background=True)
         if scored:
-            self.save(self.out_dir / "best.npz")
+            self.save(self.out_dir / "best.npz", background=True)
         if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
-            self.save(self.out_dir / "checkpoints" / f"epoch_{self.epoch:04d}.npz")
+            self.save(self.out_dir / "checkpoints" / f"epoch_{self.epoch:04d}.npz", background=True)
         if cfg.auto_stop:
             self._auto_stop(row)
+        self.timings["outputs"] = self.timings.get("outputs", 0.0) + time.perf_counter() - outputs_start
+        if self.writer is not None:
+            self.writer.raise_error()  # an output that failed stops the run; what is queued is still written
+
+    def _output(self, key: str, kind: str, fn: Callable[..., Any], *args: Any) -> None:
+        """``fn(*args)`` on the writer while a run runs, at once otherwise (host copies in ``args``)."""
+        if self.writer is None:
+            fn(*args)
+        else:
+            self.writer.submit(key, kind, fn, *args)
 
     def _score(self, row: dict[str, float]) -> bool:
         """Every ``score_every`` epochs and at the last: score ``score_samples`` images of the sampling
@@ -359,7 +454,7 @@ class GANTrainer:
         if balance < self.best_balance:
             self.best_balance = balance
             if not cfg.score_every:
-                self.save(self.out_dir / "best.npz")
+                self.save(self.out_dir / "best.npz", background=True)
         self.dominated_epochs = self.dominated_epochs + 1 if row["d_acc_fake"] >= cfg.auto_stop_threshold else 0
         if self.dominated_epochs >= cfg.auto_stop_patience:
             kept = "lowest Fréchet distance" if cfg.score_every else "most balanced"
@@ -370,14 +465,25 @@ class GANTrainer:
             self.config.epochs = self.epoch
 
     def gradient_norms(self) -> dict[str, float]:
-        """The last step's weight-gradient norm of every layer of G and D (a diagnostic, logged per epoch)."""
-        norms = {}
-        for net_name, net in (("G", self.G), ("D", self.D)):
-            for prefix, layer in net.named_layers():
-                if "W" in layer.grads:
-                    g = layer.grads["W"]
-                    norms[f"grad_{net_name}_{prefix}"] = float(self.xp.sqrt((g * g).sum()))
-        return norms
+        """The last step's weight-gradient norm of every layer of G and D, ``grad.G.dense1`` ... (logged
+        per epoch; :mod:`tinygan.diagnostics`)."""
+        return {**gradient_norms(self.G, "G"), **gradient_norms(self.D, "D")}
+
+    def diagnostics(self) -> dict[str, float]:
+        """The epoch's diagnostics beside the gradient norms (:mod:`tinygan.diagnostics`): each layer's
+        relative update over the epoch (``update.G.dense1``; absent for an epoch resumed midway, whose
+        start this process never saw), and on a probe batch what G receives from D (``g_input_grad``)
+        and the share of dead units in each network (``dead.G``, ``dead.D``)."""
+        row: dict[str, float] = {}
+        start = self._epoch_params
+        if start is not None:
+            row.update(update_ratios(self.G, "G", start["G"]))
+            row.update(update_ratios(self.D, "D", start["D"]))
+        self._epoch_params = None
+        z = backend.to_device(self.fixed_noise.astype(self.G.dtype), self.device)
+        figures, self._probe_fake = probe(self.G, self.D, z, self.data[: len(z)], self.config.g_loss)
+        row.update(figures)
+        return row
 
     # -- outputs -------------------------------------------------------------------------------------
     def sampling_generator(self) -> Any:
@@ -393,29 +499,28 @@ class GANTrainer:
         out = G.forward(backend.to_device(z.astype(G.dtype), self.device), training=False)
         return to_images(backend.to_numpy(out), self.image_shape, self.config.image_range)
 
-    def save_samples(self) -> Path:
-        path = self.out_dir / "samples" / f"epoch_{self.epoch:04d}.png"
-        return save_grid(self.generate(self.fixed_noise), path)
-
-    def _write_plots(self) -> None:
-        if self.history:
-            plot_losses(self.history, self.out_dir / "losses.png")
-            plot_grad_norms(self.history, self.out_dir / "grad_norms.png")
+    def _write_plots(self, history: list[dict[str, float]] | None = None) -> None:
+        history = self.history if history is None else history
+        if history:
+            plot_losses(history, self.out_dir / "losses.png")
+            plot_grad_norms(history, self.out_dir / "grad_norms.png")
+            plot_diagnostics(history, self.out_dir / "diagnostics.png")
 
     def _write_gif(self) -> None:
         frames = sorted((self.out_dir / "samples").glob("epoch_*.png"))
         if frames:
             save_gif(frames, self.out_dir / "samples.gif")
 
-    def _write_metrics(self) -> None:
+    def _write_metrics(self, history: list[dict[str, float]] | None = None) -> None:
+        history = self.history if history is None else history
         fields: list[str] = []
-        for row in self.history:
+        for row in history:
             fields += [k for k in row if k not in fields]
         tmp = self.out_dir / ".metrics.csv.tmp"
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
-            writer.writerows(self.history)
+            writer.writerows(history)
         os.replace(tmp, self.out_dir / "metrics.csv")
 
     @staticmethod
@@ -425,10 +530,13 @@ class GANTrainer:
         os.replace(tmp, path)
 
     # -- checkpoints ---------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike | None = None) -> Path:
+    def save(self, path: str | os.PathLike | None = None, background: bool = False) -> Path:
         """Write everything needed to continue exactly: both models, both optimizers, the position in the
         epoch (with its batch order), every random generator's state, the metric history and the data's
-        identity. Weights with NaN or infinite values are never written (TrainingDiverged instead)."""
+        identity. Weights with NaN or infinite values are never written (TrainingDiverged instead).
+
+        ``background`` (while :meth:`run` runs): the host copies are taken now and the writer writes them
+        (a newer save of the same path replaces one still waiting); its error is raised at the next output."""
         path = Path(path) if path else self.out_dir / "checkpoint.npz"
         opt_g, opt_d = self.opt_g.state_dict(), self.opt_d.state_dict()
         steps = {"opt_G_step": opt_g.pop("step"), "opt_D_step": opt_d.pop("step")}
@@ -461,6 +569,14 @@ class GANTrainer:
             meta["ema_updates"] = self.ema.num_updates
         if not math.isinf(self.best_fid):
             meta["best_fid"] = self.best_fid
+        if background and self.writer is not None:
+            # The arrays are host copies already; the metadata's lists and dicts that training changes are copied.
+            meta = {**meta, "sums": dict(meta["sums"]), "history": list(meta["history"])}
+            self.writer.submit(str(path), "checkpoint", self._write_checkpoint, path, arrays, meta)
+            return path
+        return self._write_checkpoint(path, arrays, meta)
+
+    def _write_checkpoint(self, path: Path, arrays: dict[str, Any], meta: dict[str, Any]) -> Path:
         try:
             return save_checkpoint(path, arrays, meta)
         except CheckpointError as exc:

@@ -1,0 +1,130 @@
+"""The per-epoch diagnostics (tinygan.diagnostics): names by layer, the relative update, what G receives
+from D (against finite differences, float64), dead units, and their place in a run's metrics and plots."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from tinygan import layers as nn
+from tinygan.diagnostics import gradient_norms, layer_names, params_snapshot, probe, update_ratios
+from tinygan.losses import generator_loss
+from tinygan.models import build
+from tinygan.train import GANConfig, GANTrainer
+
+
+def tiny_nets(seed=0, activation=nn.ReLU):
+    """G: 3 -> 5 -> 4 with ``activation``; D: 4 -> 6 -> 1 with a sigmoid; float64 throughout."""
+    G = nn.Sequential(
+        nn.Dense(3, 5, rng=seed, dtype=np.float64),
+        activation(),
+        nn.Dense(5, 4, rng=seed + 1, dtype=np.float64),
+        nn.Tanh(),
+        name="G",
+    )
+    D = nn.Sequential(
+        nn.Dense(4, 6, rng=seed + 2, dtype=np.float64),
+        activation(),
+        nn.Dense(6, 1, rng=seed + 3, dtype=np.float64),
+        nn.Sigmoid(),
+        name="D",
+    )
+    return G, D
+
+
+def test_layers_are_named_by_kind_and_order():
+    assert list(layer_names(build("mnist_dense", "G"), "G").values()) == [f"G.dense{i}" for i in range(1, 5)]
+    d_names = list(layer_names(build("dcgan", "D"), "D").values())
+    assert d_names == ["D.conv1", "D.conv2", "D.conv3", "D.conv4", "D.dense1"]
+    g_names = list(layer_names(build("dcgan", "G"), "G").values())
+    assert g_names[0] == "G.dense1" and "G.bn1" in g_names and "G.deconv3" in g_names
+
+
+def test_gradient_norms_per_layer():
+    G, _ = tiny_nets()
+    rng = np.random.default_rng(1)
+    for _, layer in G.named_layers():
+        for key in layer.grads:
+            layer.grads[key] = rng.standard_normal(layer.grads[key].shape)
+    norms = gradient_norms(G, "G")
+    assert list(norms) == ["grad.G.dense1", "grad.G.dense2"]
+    assert norms["grad.G.dense2"] == pytest.approx(np.linalg.norm(G[2].grads["W"]), rel=1e-12)
+
+
+def test_update_ratio_is_the_change_of_all_a_layers_parameters_over_their_size():
+    G, _ = tiny_nets()
+    before = params_snapshot(G)
+    W0, b0 = G[0].params["W"].copy(), G[0].params["b"].copy()
+    rng = np.random.default_rng(2)
+    dW, db = rng.standard_normal(W0.shape) * 1e-3, rng.standard_normal(b0.shape) * 1e-3
+    G[0].params["W"] += dW
+    G[0].params["b"] += db
+    ratios = update_ratios(G, "G", before)
+    expected = np.sqrt((dW**2).sum() + (db**2).sum()) / np.sqrt((W0**2).sum() + (b0**2).sum())
+    assert ratios["update.G.dense1"] == pytest.approx(expected, rel=1e-10)
+    assert ratios["update.G.dense2"] == 0.0  # untouched layer
+
+
+@pytest.mark.parametrize("kind", ["nonsaturating", "minimax"])
+def test_what_g_receives_matches_finite_differences_of_each_samples_loss(kind):
+    G, D = tiny_nets(seed=3, activation=nn.LeakyReLU)
+    rng = np.random.default_rng(4)
+    n = 5
+    z, real = rng.standard_normal((n, 3)), rng.standard_normal((n, 4))
+    figures, fake = probe(G, D, z, real, kind)
+    np.testing.assert_array_equal(fake, G.forward(z, training=False))
+
+    def sample_loss(x):  # one sample's generator loss, as generator_loss defines it for a batch of one
+        loss, _ = generator_loss(D.forward(x[None], training=False, logits=True), kind=kind)
+        return float(loss)
+
+    eps, squares = 1e-6, []
+    for i in range(n):
+        grad = np.zeros(4)
+        for j in range(4):
+            up, down = fake[i].copy(), fake[i].copy()
+            up[j] += eps
+            down[j] -= eps
+            grad[j] = (sample_loss(up) - sample_loss(down)) / (2 * eps)
+        squares.append((grad**2).sum())
+    assert figures["g_input_grad"] == pytest.approx(np.sqrt(np.mean(squares)), rel=1e-6)
+
+
+def test_dead_units_are_those_below_zero_for_every_probe_sample():
+    G, D = tiny_nets(seed=5)
+    G[0].params["b"][:] = 100.0  # every unit fires for these inputs ...
+    G[0].params["b"][:2] = -100.0  # ... but two of G's five, which never do
+    D[0].params["b"][:] = 100.0
+    D[0].params["b"][:3] = -100.0  # three of D's six
+    rng = np.random.default_rng(6)
+    figures, _ = probe(G, D, rng.standard_normal((8, 3)), rng.standard_normal((8, 4)))
+    assert figures["dead.G"] == pytest.approx(2 / 5)
+    assert figures["dead.D"] == pytest.approx(3 / 6)
+
+
+def test_a_run_logs_and_plots_the_diagnostics(tmp_path):
+    data = np.random.default_rng(0).random((100, 784)).astype(np.float32)
+    config = GANConfig(epochs=2, batch_size=25, g_options={"seed": 0}, d_options={"seed": 1}, log_every=4)
+    trainer = GANTrainer(config, data, tmp_path / "run", progress=False)
+    trainer.run()
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    for key in ("update.G.dense1", "update.D.dense4", "grad.G.dense4", "g_input_grad", "dead.G", "dead.D"):
+        values = [float(row[key]) for row in rows]
+        assert all(np.isfinite(values)), key
+    assert 0 < float(rows[0]["update.G.dense1"]) < 1
+    assert 0 <= float(rows[0]["dead.D"]) <= 1 and float(rows[0]["g_input_grad"]) > 0
+    assert (tmp_path / "run" / "diagnostics.png").is_file()
+
+
+def test_an_epoch_resumed_midway_has_no_update_but_the_run_stays_exact(tmp_path):
+    data = np.random.default_rng(0).random((100, 784)).astype(np.float32)
+    config = dict(epochs=1, batch_size=25, g_options={"seed": 0}, d_options={"seed": 1}, log_every=4)
+    straight = GANTrainer(GANConfig(**config), data, tmp_path / "a", progress=False)
+    straight.run()
+    stopped = GANTrainer(GANConfig(**config), data, tmp_path / "b", progress=False)
+    stopped.run(on_step=lambda t: t.global_step == 2 and t.request_stop())
+    resumed = GANTrainer.resume(tmp_path / "b", data, progress=False)
+    resumed.run()
+    assert "update.G.dense1" in straight.history[0] and "update.G.dense1" not in resumed.history[0]
+    for key in ("d_loss", "g_input_grad", "dead.G", "dead.D"):
+        assert resumed.history[0][key] == straight.history[0][key], key
