@@ -247,7 +247,7 @@ def test_weight_gradient_rejects_a_mismatched_dy(K, rng, monkeypatch):
 # -- whole training runs at each precision ------------------------------------------------------------
 
 
-def _run(family: str, tmp_path, name: str, graph: bool):
+def _run(family: str, tmp_path, name: str, graph: bool, precision: str):
     from tinygan.train import GANConfig, GANTrainer
 
     n = 48
@@ -263,6 +263,7 @@ def _run(family: str, tmp_path, name: str, graph: bool):
         log_every=3,
         image_range="01" if family == "mnist_dense" else "tanh",
         cuda_graph=graph,
+        precision=precision,  # the trainer sets it for the run's length
     )
     trainer = GANTrainer(config, data if family == "mnist_dense" else 2 * data - 1, tmp_path / name, progress=False)
     before = {k: np.array(v) for k, v in trainer.G.state_dict().items()}
@@ -280,10 +281,9 @@ def test_training_at_each_precision_trains_and_its_graph_equals_eager_launches(K
         pytest.skip("the dense GAN has no convolutions: one route is enough")
     from tinygan.train import GANTrainer
 
-    with backend.precision(precision):
-        graphed, before = _run(family, tmp_path, "graph", True)
-        eager, _ = _run(family, tmp_path, "eager", False)
-    assert graphed._step_graph.graph is not None
+    graphed, before = _run(family, tmp_path, "graph", True, precision)
+    eager, _ = _run(family, tmp_path, "eager", False, precision)
+    assert graphed.runner.graph.graph is not None
     assert all(math.isfinite(row[key]) for row in graphed.history for key in GANTrainer.METRICS)
     after = graphed.G.state_dict()
     assert any(not np.array_equal(np.asarray(after[k]), before[k]) for k in before), "G did not train"

@@ -16,8 +16,9 @@ from tinygan.models import BUILDERS
 DEVICES = ("cpu", "gpu")
 G_LOSSES = ("nonsaturating", "minimax")
 IMAGE_RANGES = ("01", "tanh")
-# How the GPU multiplies float32 arrays (tinygan.backend.set_precision); bf16 is not offered to runs until it is
-# real mixed precision (today cuBLAS runs it as tf32 on float32 arrays).
+# How the GPU multiplies float32 arrays (tinygan.backend.PRECISIONS). The command line offers fp32 and tf32 only:
+# bf16 is not real mixed precision yet (cuBLAS runs it as tf32 on float32 arrays), so only the API may ask for it.
+CONFIG_PRECISIONS = ("fp32", "tf32", "bf16")
 RUN_PRECISIONS = ("fp32", "tf32")
 # Settings a resumed run may change: they decide how long it runs and what it writes, not what it computes.
 RESUME_SAFE = ("epochs", "sample_every", "checkpoint_every", "log_every", "cuda_graph", "score_every")
@@ -56,7 +57,7 @@ class GANConfig:
     log_every: int = 20  # steps between host synchronizations for the progress bar and NaN guard
     image_range: str = "01"  # "01" for a sigmoid generator, "tanh" for [-1, 1]
     cuda_graph: bool = True  # on the GPU: capture the training step as one CUDA graph and replay it
-    precision: str = "fp32"  # float32 products on the GPU: "fp32" or "tf32" (tensor cores); the CPU is always fp32
+    precision: str = "fp32"  # float32 products on the GPU: "fp32", "tf32" or "bf16" (tensor cores); CPU: fp32
     ema_decay: float = 0.0  # generator EMA (tinygan.ema) with this decay, updated after every G step; 0: none
     augment: str = ""  # DiffAugment policy (tinygan.augment) on D's inputs, e.g. "translation,cutout"; "": none
     score_every: int = 0  # score samples with the project's metric every N epochs (tinygan.quality); 0: never
@@ -118,7 +119,7 @@ class GANConfig:
         _choice("device", self.device, DEVICES)
         _choice("g_loss", self.g_loss, G_LOSSES)
         _choice("image_range", self.image_range, IMAGE_RANGES)
-        _choice("precision", self.precision, RUN_PRECISIONS)
+        _choice("precision", self.precision, CONFIG_PRECISIONS)
         if self.device == "cpu" and self.precision != "fp32":
             raise ValueError(f"precision: {self.precision} exists on the GPU only; the CPU computes in fp32")
         for name in ("auto_stop", "cuda_graph"):

@@ -20,7 +20,7 @@ def _ema(e, p, d, c):
         e[i] = d * np.float64(e[i]) + c * np.float64(p[i])
 
 
-def ema_update_multi(ema_params, params, decay, num_updates=None):
+def ema_update_multi(ema_params, params, decay, num_updates=None, advance=True):  # advance: see the reference
     check_ema_args("ema_update_multi", ema_params, params)
     if not all(e.flags.c_contiguous for e in ema_params):
         # A raveled view of a non-contiguous array is a copy, and the in-place update would be lost.

@@ -40,8 +40,11 @@ def check_ema_args(op, ema_params, params):
             )
 
 
-def ema_update_multi(ema_params, params, decay, num_updates=None):
-    """``ema = d ema + (1 - d) param`` for every pair, d = ema_decay(decay, num_updates); in place."""
+def ema_update_multi(ema_params, params, decay, num_updates=None, advance=True):
+    """``ema = d ema + (1 - d) param`` for every pair, d = ema_decay(decay, num_updates); in place.
+
+    ``advance`` matters only for a count kept in device memory (the GPU set's, for a captured graph),
+    which the launch then increments; a host count is the caller's to advance."""
     check_ema_args("ema_update_multi", ema_params, params)
     d = ema_decay(decay, num_updates)
     for e, p in zip(ema_params, params):
