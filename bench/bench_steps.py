@@ -1,4 +1,4 @@
-"""A whole training step of each GAN (GANTrainer.train_step on a fixed real batch) in every implementation,
+"""A whole training step of each GAN (one GANStep call on a fixed real batch) in every implementation,
 and the same step in PyTorch (eager; on the GPU also one CUDA graph per step). Each is validated by its
 weight gradients against the float64 reference before it is timed (bench/steps.py)."""
 

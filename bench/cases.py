@@ -744,7 +744,7 @@ def _gemm_layers(model: str, n: int) -> dict[str, list[float]]:
 
 
 def step_flops(model: str, n: int) -> float:
-    """GEMM FLOPs of one GANTrainer.train_step at batch n (elementwise work left out)."""
+    """GEMM FLOPs of one GANStep call at batch n (elementwise work left out)."""
     f1, f2 = _gemm_layers(model, n), _gemm_layers(model, 2 * n)
     g, d, d2 = sum(f1["G"]), sum(f1["D"]), sum(f2["D"])
     first_d2, first_g = f2["D"][0], f1["G"][0]

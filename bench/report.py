@@ -402,8 +402,8 @@ class Report:
             return []
         lines = [
             f"## Training step ({device.upper()})\n",
-            "One `GANTrainer.train_step` (discriminator step on real and fake, generator step through the frozen "
-            "discriminator, Adam on both) on a fixed real batch; PyTorch runs the same step (bench/steps.py). "
+            "One `GANStep` call (tinygan/step.py: discriminator step on real and fake, generator step through the "
+            "frozen discriminator, Adam on both) on a fixed real batch; PyTorch runs the same step (bench/steps.py). "
             "GFLOP/s counts the GEMM work of the step only.\n",
             f"![training step times]({stem}-steps-{device}.png)\n",
             "| model | batch | implementation | median | IQR | GFLOP/s | % of GEMM peak | vs PyTorch eager here | "

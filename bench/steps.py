@@ -301,7 +301,7 @@ def torch_gradients(G: Any, D: Any) -> list[Any]:
 
 
 class TorchGAN:
-    """GANTrainer.train_step in PyTorch; ``step(real)`` returns the two losses as device tensors."""
+    """One GANStep call in PyTorch; ``step(real)`` returns the two losses as device tensors."""
 
     def __init__(self, model: str, device: str, capturable: bool = False) -> None:
         import torch

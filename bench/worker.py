@@ -169,7 +169,7 @@ def step_factories(impl: str, device: str) -> dict[str, Any]:
 
     def eager(m: str, n: int) -> Any:
         trainer = steps.tiny_trainer(m, n, device, impl)
-        return steps.Built(steps.tiny_step(trainer), trainer, "GANTrainer.train_step")
+        return steps.Built(steps.tiny_step(trainer), trainer, "one GANStep call")
 
     return {"eager": eager}
 

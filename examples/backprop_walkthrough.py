@@ -582,7 +582,7 @@ def backward_and_check(report: Report, chain: list[nn.Layer], acts: list[Any], h
 
 def discriminator_step(report: Report, G: nn.Sequential, D: nn.Sequential, opt_d: Adam, real: Any, z: Any) -> None:
     n = real.shape[0]
-    report.section("3a. Discriminator step (GANTrainer.discriminator_step)")
+    report.section("3a. Discriminator step (GANStep.discriminator_step)")
     report.say("forward: fake = G(z), then D on [real; fake] with targets [1]*n + [0]*n")
     fake = G.forward(z, training=True)
     report.say(f"  {'G(z)':<18} {shape_str(z):>6} -> {shape_str(fake):<6}  (G gets no gradient in this step)")
@@ -619,7 +619,7 @@ def explain_fused_sigmoid(report: Report, sigmoid: nn.Layer, logits: Any, target
 
 
 def generator_step(report: Report, G: nn.Sequential, D: nn.Sequential, opt_g: Adam, z: Any, kind: str) -> None:
-    report.section("3b. Generator step through the frozen D (GANTrainer.generator_step)")
+    report.section("3b. Generator step through the frozen D (GANStep.generator_step)")
     report.say(f"forward: fresh z -> G -> D (logits), loss generator_loss(logits, kind={kind!r})")
     d_params = {f"{i}.{k}": v.copy() for i, layer in D.named_layers() for k, v in layer.params.items()}
     d_grads = {f"{i}.{k}": v.copy() for i, layer in D.named_layers() for k, v in layer.grads.items()}

@@ -63,7 +63,7 @@ def flat(arrays: list[Any]) -> np.ndarray:
 
 
 def generator_backward(G: nn.Sequential, D: nn.Sequential, z: np.ndarray, kind: str) -> np.ndarray:
-    """One generator step's forward and backward (GANTrainer.generator_step without the Adam step).
+    """One generator step's forward and backward (GANStep.generator_step without the Adam step).
     Returns D(G(z)) per sample."""
     fake = G.forward(z, training=True)
     logits = D.forward(fake, training=True, logits=True)

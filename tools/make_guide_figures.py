@@ -3,7 +3,7 @@
     python tools/make_guide_figures.py                  # writes docs/figures/*.png
     python tools/make_guide_figures.py --out /tmp/figs
 
-gan_step_graph.png: the computational graph of one GAN training step (GANTrainer.discriminator_step, then
+gan_step_graph.png: the computational graph of one GAN training step (GANStep.discriminator_step, then
 generator_step), forward in black, backward in red, with the places where ``input_grad=False`` and
 ``param_grads=False`` cut the backward pass. A diagram, drawn with matplotlib only.
 

@@ -76,7 +76,7 @@ def layer_flops(layer: tuple, n: int | None = None) -> float:
 
 
 def step_flops() -> dict[str, float]:
-    """The DCGAN training step's GEMM work (batch 128), pass by pass as GANTrainer.train_step runs it."""
+    """The DCGAN training step's GEMM work (batch 128), pass by pass as one GANStep call runs it."""
     n = 128
     g_layers = [layer for layer in LAYERS if layer[1] == "convT"]
     d_layers = [layer for layer in LAYERS if layer[1] == "conv"]
