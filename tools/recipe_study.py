@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # name -> command-line options on top of the default recipe (what a user would type)
 # (in the order they run: the most informative first, in case the time budget ends the study early)
 CANDIDATES: dict[str, list[str]] = {
-    "default": [],
-    "ema-0.999": ["--ema-decay", "0.999"],
+    "default": [],  # since 2026-12-02 with an EMA of decay 0.999 (bench/results/recipe-study-2026-12-02.md)
+    "no-ema": ["--ema-decay", "0"],
     "aug-translation": ["--augment", "translation"],
     "aug-translation-cutout": ["--augment", "translation,cutout"],
     "ema-0.9999": ["--ema-decay", "0.9999"],
@@ -185,11 +185,11 @@ def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
         ]
     lines += ["", "Candidates (options on top of the default recipe):", ""]
     lines += [f"- {name}: `{' '.join(CANDIDATES[name]) or '(none)'}`" for name in args.candidate_names]
-    if any(name.startswith("ema-") for name in args.candidate_names):
+    if any(name.startswith(("ema-", "no-ema")) for name in args.candidate_names):
         lines += [
             "",
-            "The EMA candidates train exactly the default's trajectory (the average does not feed back into "
-            "training): their rows differ from the default's only by the averaging.",
+            "The EMA candidates (no-ema included) train exactly the default's trajectory (the average does not feed "
+            "back into training): their rows differ from the default's only by the averaging.",
         ]
     lines += ["", *[f"Note: {note}" for note in notes]]
     (out / "results.md").write_text("\n".join(lines).rstrip() + "\n")
