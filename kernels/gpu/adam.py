@@ -114,14 +114,16 @@ def _table(groups: list[tuple[int, ...]], sizes: list[int]) -> tuple[cupy.ndarra
 _SMS: dict[int, int] = {}
 
 
-def _grid(largest: int, count: int) -> tuple[int, int]:
+def _grid(total: int) -> tuple[int]:
+    """One grid for all the tensors of a launch: enough blocks for the elements of all of them, at most
+    a few per SM (the kernels grid-stride over each tensor in turn)."""
     device = cupy.cuda.Device()
     sms = _SMS.get(device.id)
     if sms is None:
         sms = _SMS[device.id] = cupy.cuda.runtime.deviceGetAttribute(
             cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device.id
         )
-    return (max(1, min(MAX_BLOCKS, _BLOCKS_PER_SM * sms, -(-largest // THREADS))), count)
+    return (max(1, min(MAX_BLOCKS, _BLOCKS_PER_SM * sms, -(-total // THREADS))),)
 
 
 def device_step(count: int = 0) -> cupy.ndarray:
@@ -160,9 +162,6 @@ def adam_update_multi(
     if not isinstance(first, cupy.ndarray):
         raise TypeError(f"tinygan.kernels.gpu.{op}: params must be CuPy arrays, received {type(first).__name__}")
     ctype_of(first.dtype)
-    # A launch has at most 65535 blocks along y, one per tensor.
-    if len(params) > 65535:
-        raise ValueError(f"{op}: at most 65535 tensors per launch, got {len(params)}")
     groups, sizes, keep = [], [], []
     for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs)):
         if not isinstance(p, cupy.ndarray) or p.dtype != first.dtype:
@@ -178,18 +177,18 @@ def adam_update_multi(
         groups.append((p.data.ptr, g.data.ptr, m.data.ptr, v.data.ptr))
         sizes.append(p.size)
     tables = _table(groups, sizes)
-    largest = max(sizes)
+    count = np.int32(len(sizes))
     if on_device:
         _MOD.get("adam_update_multi_device_step", first.dtype)(
-            _grid(largest, len(sizes)),
+            _grid(sum(sizes)),
             (THREADS,),
-            (*tables, step, np.int32(bool(advance)), *(np.float64(x) for x in (lr, beta1, beta2, eps))),
+            (*tables, count, step, np.int32(bool(advance)), *(np.float64(x) for x in (lr, beta1, beta2, eps))),
         )
         return
-    if largest == 0:
+    if sum(sizes) == 0:
         return
     _MOD.get(op, first.dtype)(
-        _grid(largest, len(sizes)), (THREADS,), (*tables, *_scalars(first.dtype, lr, beta1, beta2, eps, step))
+        _grid(sum(sizes)), (THREADS,), (*tables, count, *_scalars(first.dtype, lr, beta1, beta2, eps, step))
     )
 
 
@@ -205,5 +204,5 @@ def zero_multi(arrays: Sequence[cupy.ndarray]) -> None:
     ctype_of(dtype)
     sizes = [a.size for a in arrays]
     tables = _table([(a.data.ptr,) for a in arrays], sizes)
-    if max(sizes) > 0:
-        _MOD.get("zero_multi", dtype)(_grid(max(sizes), len(sizes)), (THREADS,), tables)
+    if sum(sizes) > 0:
+        _MOD.get("zero_multi", dtype)(_grid(sum(sizes)), (THREADS,), (*tables, np.int32(len(sizes))))

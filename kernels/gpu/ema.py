@@ -45,8 +45,6 @@ def ema_update_multi(
     if not ema_params:
         return
     first = ema_params[0]
-    if len(ema_params) > 65535:  # one block row per tensor along y
-        raise ValueError(f"{op}: at most 65535 tensors per launch, got {len(ema_params)}")
     groups, sizes, keep = [], [], []
     for i, (e, p) in enumerate(zip(ema_params, params)):
         for name, arr in ((f"ema_params[{i}]", e), (f"params[{i}]", p)):
@@ -64,13 +62,13 @@ def ema_update_multi(
         sizes.append(e.size)
     ctype_of(first.dtype)
     tables = _table(groups, sizes)
-    grid = _grid(max(sizes), len(sizes))
+    grid, n_tensors = _grid(sum(sizes)), np.int32(len(sizes))
     if on_device:
         _MOD.get("ema_update_multi_device_count", first.dtype)(
-            grid, (THREADS,), (*tables, num_updates, np.int32(bool(advance)), np.float64(decay))
+            grid, (THREADS,), (*tables, n_tensors, num_updates, np.int32(bool(advance)), np.float64(decay))
         )
         return
-    if max(sizes) == 0:
+    if sum(sizes) == 0:
         return
     d = ema_decay(decay, num_updates)
-    _MOD.get(op, first.dtype)(grid, (THREADS,), (*tables, np.float64(d), np.float64(1.0 - d)))
+    _MOD.get(op, first.dtype)(grid, (THREADS,), (*tables, n_tensors, np.float64(d), np.float64(1.0 - d)))
