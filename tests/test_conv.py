@@ -368,5 +368,5 @@ def test_dcgan_generator_transposed_convs(cpu_kernels):
         assert layer.output_shape(x.shape) == shape
         x = layer.forward(x)
         assert x.shape == shape and x.dtype == np.float32
-        assert layer.backward(np.ones(shape, np.float32)).shape == layer.cache.shape
+        assert layer.backward(np.ones(shape, np.float32)).shape == layer.cache.x.shape
     assert [u.num_parameters() for u in ups] == [409_728, 204_864, 4_803]

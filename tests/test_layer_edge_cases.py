@@ -128,10 +128,12 @@ def test_backward_refuses_a_dy_of_another_shape(cpu_kernels, make, shape):
         layer.backward(np.ones(y.shape, np.float32).tolist())
 
 
-def test_a_sequential_names_the_layer_whose_dy_is_wrong(cpu_kernels):
-    model = Sequential(Dense(4, 3, rng=0), ReLU(), name="G")
+@pytest.mark.parametrize("fuse,named", [(False, r"G\[1\] ReLU\(\)"), (True, r"G\[0\] Dense\(4, 3\)")])
+def test_a_sequential_names_the_layer_whose_dy_is_wrong(cpu_kernels, fuse, named):
+    # Fused, Dense + ReLU run as one step: the Dense (whose output is the activated one) receives dy.
+    model = Sequential(Dense(4, 3, rng=0), ReLU(), name="G", fuse=fuse)
     model.forward(np.ones((2, 4), np.float32))
-    with pytest.raises(ValueError, match=r"^G\[1\] ReLU\(\): expected upstream gradient of dtype float32, received"):
+    with pytest.raises(ValueError, match=rf"^{named}: expected upstream gradient of dtype float32, received"):
         model.backward(np.ones((2, 3), np.float64))
 
 

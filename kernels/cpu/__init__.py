@@ -1,7 +1,8 @@
 """Numba-jitted CPU kernels, the default on the CPU.
 
 Starts from the reference namespace and overrides it op by op with jitted versions. Ops where
-NumPy already runs optimized code (the matrix products of Dense) stay the reference's.
+NumPy already runs optimized code stay the reference's (Dense's matrix products stay NumPy's BLAS, with
+the bias, activation and bias gradient as jitted passes in ``fused``).
 """
 
 import os
@@ -24,5 +25,6 @@ with kernel_cache():
     from .conv import *  # noqa: E402,F401,F403
     from .dropout import *  # noqa: E402,F401,F403
     from .ema import *  # noqa: E402,F401,F403
+    from .fused import *  # noqa: E402,F401,F403
 
 IMPLEMENTATION = "numba"

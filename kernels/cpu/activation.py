@@ -12,6 +12,11 @@ a (125, 1024) float32 batch: 21 us against 1.9 ms).
 parallel kernel runs on the calling thread only. Waking the thread pool costs more than these
 memory-bound loops save on small arrays, and on a busy machine (BLAS threads or other processes
 on the same cores) the OpenMP pool's barrier can cost milliseconds per call.
+
+The fused epilogue's activation (``act``, ``act_grad``; equations in the reference's docstring) is written
+once here as inlined jitted functions, which the fused weight ops (``fused.py``, ``conv.py``) call where they
+write their output: y = act(z + b) in the pass that adds the bias, dz = act_grad(dy, y) in the pass that
+first reads dy.
 """
 
 import numba
@@ -30,6 +35,40 @@ __all__ = [
     "tanh_forward",
     "tanh_backward",
 ]
+
+
+@njit(inline="always", cache=True)
+def act(z, use, slope):  # pragma: no cover - compiled
+    """The fused epilogue: z when not ``use``, else LeakyReLU(slope) (ReLU for slope 0)."""
+    return z if (not use or z > 0) else z * slope
+
+
+@njit(inline="always", cache=True)
+def act_grad(dy, y, use, slope):  # pragma: no cover - compiled
+    """dL/dz from the fused output y (slope >= 0: y > 0 exactly when z > 0)."""
+    return dy if (not use or y > 0) else dy * slope
+
+
+def epilogue(slope):
+    """(use, slope) as the jitted epilogue takes them, for ``slope`` None (no activation) or a float."""
+    return (False, 0.0) if slope is None else (True, float(slope))
+
+
+@njit(parallel=True, cache=True)
+def _act_grad_flat(dy, y, use, slope, dz):  # pragma: no cover - compiled
+    for i in prange(dy.size):
+        dz[i] = act_grad(dy[i], y[i], use, slope)
+
+
+def activation_grad(dy, y, slope, op):
+    """dz = dy * act'(y) for the fused backward ops (dy itself for slope None), one parallel pass."""
+    if slope is None:
+        return dy
+    if y is None:
+        raise ValueError(f"{op}: slope={slope} needs y, the fused forward's output")
+    if tuple(y.shape) != tuple(dy.shape):
+        raise ValueError(f"{op}: y of shape {tuple(y.shape)} does not match dy of shape {tuple(dy.shape)}")
+    return _binary(_act_grad_flat, dy, y, *epilogue(slope))
 
 
 @njit(parallel=True, cache=True)

@@ -49,6 +49,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..reference.conv_geometry import conv2d_output_hw, conv_args, conv_transpose2d_output_shape
+from .activation import act, epilogue
 from .tiles import run_tiles, workers
 
 __all__ = [
@@ -183,9 +184,10 @@ def _im2col_tile(x, n0, cols, idx, ph, pw, plane):  # pragma: no cover - compile
 
 
 @njit(cache=True, nogil=True)
-def _col2im_tile(cols, x, n0, tab, bias, block):  # pragma: no cover - compiled
-    """x[n0 + t, c] = bias[c] + the sum of its entries in cols (C kh kw, nb, Ho Wo), for t < nb.
-    block: scratch of kh kw Ho Wo + 1 (the last slot is the zero that missing entries point at)."""
+def _col2im_tile(cols, x, n0, tab, bias, block, use, slope):  # pragma: no cover - compiled
+    """x[n0 + t, c] = act(bias[c] + the sum of its entries in cols (C kh kw, nb, Ho Wo)), for t < nb.
+    block: scratch of kh kw Ho Wo + 1 (the last slot is the zero that missing entries point at).
+    act: the fused epilogue (activation.act), applied to each plane while it is in the cache."""
     C = x.shape[1]
     KK = cols.shape[0] // C
     nb, HoWo = cols.shape[1], cols.shape[2]
@@ -204,18 +206,22 @@ def _col2im_tile(cols, x, n0, tab, bias, block):  # pragma: no cover - compiled
                 entry = tab[m]
                 for q in range(HW):
                     out[q] += block[entry[q]]
+            if use:
+                for q in range(HW):
+                    out[q] = act(out[q], use, slope)
 
 
 @njit(cache=True, nogil=True)
-def _cm_to_nchw(mat, y, n0, bias):  # pragma: no cover - compiled
-    """y[n0 + t, o] = mat[o, t] + bias[o] for mat (O, nb, H W) and y (N, O, H, W)."""
+def _cm_to_nchw(mat, y, n0, bias, use, slope):  # pragma: no cover - compiled
+    """y[n0 + t, o] = act(mat[o, t] + bias[o]) for mat (O, nb, H W) and y (N, O, H, W) (act: the fused
+    epilogue, activation.act)."""
     O, nb, HW = mat.shape
     for t in range(nb):
         for o in range(O):
             out = y[n0 + t, o].reshape(HW)
             src = mat[o, t]
             for q in range(HW):
-                out[q] = src[q] + bias[o]
+                out[q] = act(src[q] + bias[o], use, slope)
 
 
 @njit(cache=True, nogil=True)
@@ -298,15 +304,15 @@ def _col2im_nhwc(cols, acc, kh, kw, sh, sw, Ho, Wo):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True)
-def _from_padded_nhwc(acc, x, n0, ph, pw, bias):  # pragma: no cover - compiled
-    """x[n0 + t, c, h, w] = acc[t, h + ph, w + pw, c] + bias[c]."""
+def _from_padded_nhwc(acc, x, n0, ph, pw, bias, use, slope):  # pragma: no cover - compiled
+    """x[n0 + t, c, h, w] = act(acc[t, h + ph, w + pw, c] + bias[c]) (act: the fused epilogue)."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for t in range(acc.shape[0]):
         for c in range(C):
             for h in range(H):
                 src = acc[t, h + ph]
                 for w in range(W):
-                    x[n0 + t, c, h, w] = src[w + pw, c] + bias[c]
+                    x[n0 + t, c, h, w] = act(src[w + pw, c] + bias[c], use, slope)
 
 
 # -- the three tiled passes ------------------------------------------------------------------------------
@@ -334,9 +340,12 @@ def _nhwc(C: int) -> bool:
     return C >= NHWC_MIN_CHANNELS
 
 
-def _unfold_gemm(a: np.ndarray, W4: np.ndarray, bias: np.ndarray, geom: tuple[int, ...], tile_bytes: int) -> np.ndarray:
-    """out[n] = W4.reshape(O, -1) @ im2col(a[n]) + bias[:, None], as (N, O, Ho, Wo): the convolution of
-    a (N, C, H, W) with W4 (O, C, kh, kw)."""
+def _unfold_gemm(
+    a: np.ndarray, W4: np.ndarray, bias: np.ndarray, geom: tuple[int, ...], tile_bytes: int, slope=None
+) -> np.ndarray:
+    """out[n] = act(W4.reshape(O, -1) @ im2col(a[n]) + bias[:, None]), as (N, O, Ho, Wo): the convolution of
+    a (N, C, H, W) with W4 (O, C, kh, kw); act the fused epilogue (``slope`` None: none)."""
+    use, slope_f = epilogue(slope)
     kh, kw, sh, sw, ph, pw, Ho, Wo = geom
     N, C, H, W = a.shape
     O, CKK = W4.shape[0], C * kh * kw
@@ -369,17 +378,24 @@ def _unfold_gemm(a: np.ndarray, W4: np.ndarray, bias: np.ndarray, geom: tuple[in
             cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
             _im2col_tile(a, n0, cols.reshape(CKK, m, HoWo), idx, ph, pw, padded)
             np.matmul(Wm, cols, out=y_mat)
-        _cm_to_nchw(y_mat.reshape(O, m, HoWo), out, n0, bias)
+        _cm_to_nchw(y_mat.reshape(O, m, HoWo), out, n0, bias, use, slope_f)
 
     run_tiles(math.ceil(N / nb), work)
     return out
 
 
 def _gemm_fold(
-    b: np.ndarray, W4: np.ndarray, bias: np.ndarray, out_shape: tuple[int, ...], geom: tuple[int, ...], tile_bytes: int
+    b: np.ndarray,
+    W4: np.ndarray,
+    bias: np.ndarray,
+    out_shape: tuple[int, ...],
+    geom: tuple[int, ...],
+    tile_bytes: int,
+    slope=None,
 ) -> np.ndarray:
-    """out = col2im(W4.reshape(O, -1).T @ b_mat) + bias, of shape out_shape (N, C, H, W), for b (N, O, Ho, Wo)
-    and W4 (O, C, kh, kw): the adjoint of ``_unfold_gemm``."""
+    """out = act(col2im(W4.reshape(O, -1).T @ b_mat) + bias), of shape out_shape (N, C, H, W), for b
+    (N, O, Ho, Wo) and W4 (O, C, kh, kw): the adjoint of ``_unfold_gemm``; act the fused epilogue."""
+    use, slope_f = epilogue(slope)
     kh, kw, sh, sw, ph, pw, Ho, Wo = geom
     N, C, H, W = out_shape
     O, CKK = W4.shape[0], C * kh * kw
@@ -408,11 +424,11 @@ def _gemm_fold(
             cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
             np.matmul(b_mat.T, Wm, out=cols)
             _col2im_nhwc(cols, padded[:m], kh, kw, sh, sw, Ho, Wo)
-            _from_padded_nhwc(padded[:m], out, n0, ph, pw, bias)
+            _from_padded_nhwc(padded[:m], out, n0, ph, pw, bias, use, slope_f)
         else:
             cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
             np.matmul(Wm.T, b_mat, out=cols)
-            _col2im_tile(cols.reshape(CKK, m, HoWo), out, n0, tab, bias, padded)
+            _col2im_tile(cols.reshape(CKK, m, HoWo), out, n0, tab, bias, padded, use, slope_f)
 
     run_tiles(math.ceil(N / nb), work)
     return out
@@ -562,15 +578,21 @@ def col2im(
 
 
 def conv2d_forward(
-    x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride: tuple[int, int], padding: tuple[int, int]
+    x: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    slope: float | None = None,
 ) -> tuple[np.ndarray, Unfolded]:
     """Returns (y, cols): cols is an ``Unfolded`` (im2col(x), not materialised) for conv2d_backward_weight.
-    b=None means no bias."""
+    b=None means no bias; ``slope``: the fused activation applied as each tile is written (None: none)."""
     what = "conv2d_forward"
     _check_weight(x, W, 1, what)
     geom = _geometry(x.shape, W.shape[2:], stride, padding, what)
     x = np.ascontiguousarray(x)
-    y = _unfold_gemm(x, np.ascontiguousarray(W, dtype=x.dtype), _bias(b, W.shape[0], x.dtype), geom, TILE_BYTES)
+    W4 = np.ascontiguousarray(W, dtype=x.dtype)
+    y = _unfold_gemm(x, W4, _bias(b, W.shape[0], x.dtype), geom, TILE_BYTES, slope)
     return y, Unfolded(x, W.shape[2:], stride, padding)
 
 
@@ -617,14 +639,16 @@ def conv_transpose2d_forward(
     stride: tuple[int, int],
     padding: tuple[int, int],
     output_padding: tuple[int, int],
+    slope: float | None = None,
 ) -> np.ndarray:
+    """y = act(conv_transpose(x) + b), act (``slope``) applied as each tile is written (None: none)."""
     what = "conv_transpose2d_forward"
     y_shape = conv_transpose2d_output_shape(x.shape, W.shape, stride, padding, output_padding, what)
     _check_weight(x, W, 0, what)
     geom = _geometry(y_shape, W.shape[2:], stride, padding, what)
     x = np.ascontiguousarray(x)
     W4 = np.ascontiguousarray(W, dtype=x.dtype)
-    return _gemm_fold(x, W4, _bias(b, W.shape[1], x.dtype), tuple(int(d) for d in y_shape), geom, TILE_BYTES)
+    return _gemm_fold(x, W4, _bias(b, W.shape[1], x.dtype), tuple(int(d) for d in y_shape), geom, TILE_BYTES, slope)
 
 
 def conv_transpose2d_backward_data(

@@ -38,13 +38,21 @@ from .augment import (  # noqa: F401
 )
 from .batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_inference  # noqa: F401
 from .bce import bce_with_logits  # noqa: F401
-from .conv2d import col2im, conv2d_backward_data, conv2d_backward_weight, conv2d_forward, im2col  # noqa: F401
+from .conv2d import (  # noqa: F401
+    col2im,
+    conv2d_backward,
+    conv2d_backward_data,
+    conv2d_backward_weight,
+    conv2d_forward,
+    im2col,
+)
 from .conv_transpose2d import (  # noqa: F401
+    conv_transpose2d_backward,
     conv_transpose2d_backward_data,
     conv_transpose2d_backward_weight,
     conv_transpose2d_forward,
 )
-from .dense import dense_backward_data, dense_backward_weight, dense_forward  # noqa: F401
+from .dense import dense_backward, dense_backward_data, dense_backward_weight, dense_forward  # noqa: F401
 from .dropout import dropout_backward, dropout_forward  # noqa: F401
 from .ema import ema_decay, ema_update_multi  # noqa: F401
 

@@ -27,3 +27,17 @@ __device__ A block_sum(A v, A* smem) {
     __syncthreads();
     return total;
 }
+
+// The fused epilogue of the weight ops (kernels/reference/activation.py: activate, activate_backward), in one
+// place for every kernel that writes a weight op's output or first reads its upstream gradient: when act is
+// nonzero, LeakyReLU(slope) (ReLU for slope 0); the identity otherwise. The backward reads the fused output y
+// (slope >= 0: y > 0 exactly when the pre-activation was). "!(v > 0)" lets a NaN through, as NumPy does.
+template <typename T>
+__device__ __forceinline__ T epilogue_act(T z, int act, T slope) {
+    return (act && !(z > T(0))) ? z * slope : z;
+}
+
+template <typename T>
+__device__ __forceinline__ T epilogue_grad(T dy, T y, int act, T slope) {
+    return (act && !(y > T(0))) ? dy * slope : dy;
+}

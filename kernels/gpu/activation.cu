@@ -58,3 +58,17 @@ __global__ void tanh_backward(const T* __restrict__ dy, const T* __restrict__ y,
         dx[i] = dy[i] * (T(1) - t * t);
     }
 }
+
+// The fused epilogue on its own (epilogue_act / epilogue_grad of _common.cu), for the weight ops whose product
+// kernel does not apply it itself (the implicit-GEMM route, ConvTranspose2d's backward): in place on y, and
+// dz = dy * act'(y) from the fused output y.
+template <typename T>
+__global__ void fused_act(T* __restrict__ y, T slope, index_t n) {
+    GRID_STRIDE_LOOP(i, n) { y[i] = epilogue_act(y[i], 1, slope); }
+}
+
+template <typename T>
+__global__ void fused_act_grad(const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ dz, T slope,
+                               index_t n) {
+    GRID_STRIDE_LOOP(i, n) { dz[i] = epilogue_grad(dy[i], y[i], 1, slope); }
+}

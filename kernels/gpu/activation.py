@@ -3,6 +3,9 @@
 Same equations as tinygan.kernels.reference.activation:
 relu y = max(x, 0), dx = dy * [y > 0]; leaky_relu y = x if x > 0 else a*x, dx = dy * (1 if x > 0 else a);
 sigmoid y = 1 / (1 + exp(-x)), dx = dy * y * (1 - y); tanh dx = dy * (1 - y^2).
+
+``activate_`` and ``activation_grad`` (not contract ops) are the weight ops' fused epilogue as a pass of its
+own, for the routes whose product kernel does not apply it (equations in reference.activation.activate).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ _MOD = CudaModule(
         "sigmoid_backward",
         "tanh_forward",
         "tanh_backward",
+        "fused_act",
+        "fused_act_grad",
     ),
 )
 
@@ -73,3 +78,19 @@ def tanh_forward(x: cupy.ndarray) -> cupy.ndarray:
 
 def tanh_backward(dy: cupy.ndarray, y: cupy.ndarray) -> cupy.ndarray:
     return _binary("tanh_backward", dy, y, "y")
+
+
+def activate_(y: cupy.ndarray, slope: float | None) -> cupy.ndarray:
+    """In place: y = act(y), the fused epilogue's activation (nothing for slope None). y must be contiguous."""
+    if slope is not None:
+        launch(_MOD.get("fused_act", y.dtype), y.size, (y, scalar(y.dtype, slope), idx(y.size)))
+    return y
+
+
+def activation_grad(dy: cupy.ndarray, y: cupy.ndarray | None, slope: float | None, op: str) -> cupy.ndarray:
+    """dz = dy * act'(y) from the fused forward's output y (dy itself for slope None); ``op`` names the caller."""
+    if slope is None:
+        return dy
+    if y is None:
+        raise ValueError(f"{op}: slope={slope} needs y, the fused forward's output")
+    return _binary("fused_act_grad", dy, y, "y", slope)

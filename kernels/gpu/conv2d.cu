@@ -55,7 +55,8 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, index_t N,
 // The adjoint of im2col, written as a gather: each thread owns one pixel of x and sums the cols
 // entries of every (output pixel, tap) whose patch covers it. No two threads write the same
 // address, so there are no atomics and the sum order is fixed. bias[c] is added at the end when
-// has_bias (ConvTranspose2d's forward is exactly this col2im plus a bias).
+// has_bias (ConvTranspose2d's forward is exactly this col2im plus a bias), then the fused activation
+// (epilogue_act, _common.cu) when act is set.
 // Tap i of output row oh lands on row h when oh*sh = h + ph - i: only the taps i = (h + ph) mod sh,
 // then every sh-th, can, with oh falling by one from tap to tap. Every version below visits just
 // those (about (kh/sh) * (kw/sw) of the kh * kw) in increasing i and j, so all give the same bits.
@@ -64,8 +65,8 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, index_t N,
 // Any geometry, any index width: pixels in NCHW order.
 template <typename T, typename I>
 __device__ __forceinline__ void col2im_pixels(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
-                                              int has_bias, I N, I C, I H, I W, int kh, int kw, int sh, int sw,
-                                              int ph, int pw, I Ho, I Wo) {
+                                              int has_bias, int act, T slope, I N, I C, I H, I W, int kh, int kw,
+                                              int sh, int sw, int ph, int pw, I Ho, I Wo) {
     const I L = N * Ho * Wo;
     const I total = N * C * H * W;
     for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (I)blockDim.x * gridDim.x) {
@@ -90,7 +91,7 @@ __device__ __forceinline__ void col2im_pixels(const T* __restrict__ cols, T* __r
             }
         }
         if (has_bias) acc += bias[c];
-        x[e] = acc;
+        x[e] = epilogue_act(acc, act, slope);
     }
 }
 
@@ -105,8 +106,8 @@ __device__ __forceinline__ void col2im_pixels(const T* __restrict__ cols, T* __r
 // e = ((((n*C + c)*SH + rh)*SW + rw)*Ha + a)*Wb + b; Ha = ceil(H/SH), Wb = ceil(W/SW).
 template <typename T, int KH, int KW, int SH, int SW>
 __device__ __forceinline__ void col2im_phases(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
-                                              int has_bias, int N, int C, int H, int W, int ph, int pw, int Ho,
-                                              int Wo) {
+                                              int has_bias, int act, T slope, int N, int C, int H, int W, int ph,
+                                              int pw, int Ho, int Wo) {
     const int L = N * Ho * Wo;
     const int Ha = (H + SH - 1) / SH, Wb = (W + SW - 1) / SW;
     const int total = N * C * SH * SW * Ha * Wb;
@@ -140,7 +141,7 @@ __device__ __forceinline__ void col2im_phases(const T* __restrict__ cols, T* __r
             }
         }
         if (has_bias) acc += bias[c];
-        x[((n * C + c) * H + h) * W + w] = acc;
+        x[((n * C + c) * H + h) * W + w] = epilogue_act(acc, act, slope);
     }
 }
 
@@ -149,18 +150,19 @@ __device__ __forceinline__ void col2im_phases(const T* __restrict__ cols, T* __r
 // (arrays with offsets beyond 32 bits) takes the general path.
 template <typename T, typename I>
 __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias, int has_bias,
-                       index_t N, index_t C, index_t H, index_t W, int kh, int kw, int sh, int sw, int ph, int pw,
-                       index_t Ho, index_t Wo) {
+                       int act, T slope, index_t N, index_t C, index_t H, index_t W, int kh, int kw, int sh, int sw,
+                       int ph, int pw, index_t Ho, index_t Wo) {
     if constexpr (sizeof(I) == sizeof(int)) {
         const int n = (int)N, c = (int)C, h = (int)H, w = (int)W, ho = (int)Ho, wo = (int)Wo;
         if (kh == 3 && kw == 3 && sh == 1 && sw == 1)
-            return col2im_phases<T, 3, 3, 1, 1>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
+            return col2im_phases<T, 3, 3, 1, 1>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo);
         if (kh == 3 && kw == 3 && sh == 2 && sw == 2)
-            return col2im_phases<T, 3, 3, 2, 2>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
+            return col2im_phases<T, 3, 3, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo);
         if (kh == 4 && kw == 4 && sh == 2 && sw == 2)
-            return col2im_phases<T, 4, 4, 2, 2>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
+            return col2im_phases<T, 4, 4, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo);
         if (kh == 5 && kw == 5 && sh == 2 && sw == 2)
-            return col2im_phases<T, 5, 5, 2, 2>(cols, x, bias, has_bias, n, c, h, w, ph, pw, ho, wo);
+            return col2im_phases<T, 5, 5, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo);
     }
-    col2im_pixels<T, I>(cols, x, bias, has_bias, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo);
+    col2im_pixels<T, I>(cols, x, bias, has_bias, act, slope, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho,
+                        (I)Wo);
 }

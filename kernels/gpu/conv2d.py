@@ -12,6 +12,12 @@ The implicit-GEMM kernels form the tiles of cols in shared memory and never stor
 forward pass caches :class:`ConvInput` (x and its geometry) instead of cols; conv2d_backward_weight
 takes either. Which ops take them at which precision is conv_igemm.ROUTE (from measurements); all
 products follow tinygan.backend's precision setting ("fp32", "tf32", "bf16").
+
+Fused with a following activation (``slope``, see reference.conv2d): on the im2col route the forward applies
+it in ``cns_to_ncs`` with the bias, and ``conv2d_backward`` forms dz = dy * act'(y) in the one ``ncs_to_cns``
+transpose that both products then read, sums db from dz's rows into the bias gradient and writes dW with a
+beta = 1 GEMM straight into the weight gradient. The implicit-GEMM route applies the epilogue as a pass of its
+own (activation.activate_ / activation_grad) around its kernels.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from tinygan.backend import get_precision
 from ..reference.conv_geometry import conv2d_output_hw, conv_args
 from . import conv_igemm
 from ._common import THREADS, CudaModule, device_array, gemm, idx, launch, same_dtype
-from .layout import channel_sum, cns_to_ncs, ncs_to_cns
+from .activation import activate_, activation_grad
+from .cublas import matmul_accumulate
+from .layout import act_args, channel_sum, check_out, cns_to_ncs, ncs_to_cns
 
 _MOD = CudaModule("conv2d.cu", indexed=("im2col", "col2im"))
 
@@ -95,8 +103,10 @@ def col2im_bias(
     padding: Any,
     bias: cupy.ndarray | None,
     what: str = "col2im",
+    slope: float | None = None,
 ) -> cupy.ndarray:
-    """col2im with ``bias[c]`` added to every pixel of channel c in the same pass."""
+    """col2im with ``bias[c]`` added to every pixel of channel c and the fused activation ``slope`` applied,
+    in the same pass."""
     cols = device_array(cols, "cols", what)
     g = geometry(x_shape, kernel_size, stride, padding, what)
     expected = (g.c * g.kh * g.kw, g.n * g.ho * g.wo)
@@ -113,7 +123,14 @@ def col2im_bias(
     launch(
         _MOD.get_for("col2im", cols.dtype, cols, x),
         threads,
-        (cols, x, cupy.ascontiguousarray(bias) if has_bias else cols, cupy.int32(has_bias), *g.kernel_args()),
+        (
+            cols,
+            x,
+            cupy.ascontiguousarray(bias) if has_bias else cols,
+            cupy.int32(has_bias),
+            *act_args(cols.dtype, slope),
+            *g.kernel_args(),
+        ),
     )
     return x
 
@@ -133,10 +150,10 @@ class ConvInput(NamedTuple):
 
 
 def conv2d_forward(
-    x: cupy.ndarray, W: cupy.ndarray, b: cupy.ndarray | None, stride: Any, padding: Any
+    x: cupy.ndarray, W: cupy.ndarray, b: cupy.ndarray | None, stride: Any, padding: Any, slope: float | None = None
 ) -> tuple[cupy.ndarray, cupy.ndarray | ConvInput]:
     """Returns (y, cache): the cache conv2d_backward_weight takes, cols = im2col(x) on the im2col path,
-    a :class:`ConvInput` on the implicit-GEMM one."""
+    a :class:`ConvInput` on the implicit-GEMM one. y = act(conv(x) + b) for ``slope`` (None: no activation)."""
     x, W = device_array(x, "x", "conv2d_forward"), device_array(W, "W", "conv2d_forward")
     same_dtype("conv2d_forward", x, W=W, b=b)
     cout, cin, kh, kw = W.shape
@@ -147,9 +164,9 @@ def conv2d_forward(
         b = None if b is None else cupy.ascontiguousarray(b)
         prec = conv_igemm.kernel_for(get_precision())
         y = conv_igemm.fprop(x, W, b, (g.sh, g.sw), (g.ph, g.pw), (g.ho, g.wo), prec)
-        return y, ConvInput(x, (g.sh, g.sw), (g.ph, g.pw))
+        return activate_(y, slope), ConvInput(x, (g.sh, g.sw), (g.ph, g.pw))
     cols = im2col(x, (kh, kw), stride, padding)
-    y = cns_to_ncs(gemm(W.reshape(cout, -1), cols), (g.n, cout, g.ho, g.wo), b)
+    y = cns_to_ncs(gemm(W.reshape(cout, -1), cols), (g.n, cout, g.ho, g.wo), b, slope)
     return y, cols
 
 
@@ -196,3 +213,72 @@ def conv2d_backward_weight(
     same_dtype("conv2d_backward_weight", dy, cols=cols)
     dW = gemm(ncs_to_cns(dy), cols, transb=True).reshape(tuple(int(d) for d in W_shape))
     return dW, channel_sum(dy)
+
+
+def conv2d_backward(
+    dy: cupy.ndarray,
+    cols: cupy.ndarray | ConvInput,
+    W: cupy.ndarray,
+    x_shape: tuple[int, ...],
+    stride: Any,
+    padding: Any,
+    y: cupy.ndarray | None = None,
+    slope: float | None = None,
+    dW: cupy.ndarray | None = None,
+    db: cupy.ndarray | None = None,
+    input_grad: bool = True,
+) -> cupy.ndarray | None:
+    """The whole backward pass of y = act(conv2d(x) + b): ``dW +=``, ``db +=`` (each skipped when None) and dx
+    (None when ``input_grad`` is False), from dz = dy * act'(y). ``cols`` is conv2d_forward's cache.
+
+    im2col route: one ``ncs_to_cns`` forms dz channel-major (with the activation's gradient), db is summed from
+    its rows into the bias gradient, dW = dz @ cols.T is a beta = 1 GEMM into the weight gradient, and
+    dx = col2im(Wm.T @ dz). The implicit-GEMM route runs the split ops on dz and adds their results.
+    """
+    op = "conv2d_backward"
+    dy, W = device_array(dy, "dy", op), device_array(W, "W", op)
+    same_dtype(op, dy, W=W, y=y, dW=dW, db=db)
+    cout, cin, kh, kw = W.shape
+    g = geometry(x_shape, (kh, kw), stride, padding, op)
+    if tuple(dy.shape) != (g.n, cout, g.ho, g.wo):
+        raise ValueError(
+            f"{op}: dy of shape {tuple(dy.shape)} does not match x_shape {tuple(x_shape)} and W of shape "
+            f"{tuple(W.shape)}: expected {(g.n, cout, g.ho, g.wo)}"
+        )
+    want_w = dW is not None or db is not None
+    if dW is not None:
+        check_out(dW, W.shape, dy.dtype, f"{op} (dW)")
+    implicit_w = (
+        want_w and isinstance(cols, ConvInput) and conv_igemm.use_implicit("conv2d_backward_weight", cout, dy, cols.x)
+    )
+    implicit_d = input_grad and conv_igemm.use_implicit("conv2d_backward_data", g.c, dy, W)
+    if implicit_w or implicit_d:
+        dz = activation_grad(dy, y, slope, op)
+        if want_w:
+            gW, gb = conv2d_backward_weight(dz, cols, W.shape)
+            if dW is not None:
+                dW += gW
+            if db is not None:
+                db += gb
+        return conv2d_backward_data(dz, W, x_shape, stride, padding) if input_grad else None
+    dz = ncs_to_cns(dy, y, slope)  # (cout, N Ho Wo): what both products read
+    if db is not None:
+        channel_sum(dz.reshape(1, cout, -1), out=db)
+    if dW is not None:
+        if isinstance(cols, ConvInput):
+            if tuple(cols.x.shape) != tuple(int(d) for d in x_shape):
+                raise ValueError(
+                    f"{op}: the cached input of shape {tuple(cols.x.shape)} does not match x_shape {tuple(x_shape)}"
+                )
+            cols = im2col(cols.x, (kh, kw), cols.stride, cols.padding)
+        cols = device_array(cols, "cols", op)
+        if tuple(cols.shape) != (cin * kh * kw, dz.shape[1]):
+            raise ValueError(
+                f"{op}: cols of shape {tuple(cols.shape)} do not match x_shape {tuple(x_shape)}: expected "
+                f"{(cin * kh * kw, dz.shape[1])}"
+            )
+        matmul_accumulate(dW.reshape(cout, -1), dz, cols, transb=True, what=f"{op} (dW)")
+    if not input_grad:
+        return None
+    dcols = gemm(W.reshape(cout, -1), dz, transa=True)
+    return col2im_bias(dcols, x_shape, (kh, kw), stride, padding, None, op)

@@ -11,6 +11,11 @@ For float32 each pass is one implicit-GEMM kernel of Conv2d (conv_igemm.py), whi
 col buffers: the forward is Conv2d's data gradient with dy := x (plus the bias), the data gradient is
 Conv2d's forward on dy, the weight gradient Conv2d's weight gradient with the roles of x and dy swapped.
 float64 (and tensors past 2**31 elements) take the im2col / col2im path above.
+
+Fused with a following activation (``slope``, see reference.conv_transpose2d): the forward applies it in
+col2im with the bias (a pass of its own on the implicit-GEMM route). ``conv_transpose2d_backward`` forms
+dz = dy * act'(y) in one elementwise pass (im2col needs dz in NCHW), sums db into the bias gradient and writes
+dW with a beta = 1 GEMM straight into the weight gradient.
 """
 
 from __future__ import annotations
@@ -25,13 +30,22 @@ from tinygan.backend import get_precision
 from ..reference.conv_geometry import conv2d_output_hw, conv_transpose2d_output_shape
 from . import conv_igemm
 from ._common import device_array, gemm, pair, same_dtype
+from .activation import activate_, activation_grad
 from .conv2d import col2im_bias, im2col
-from .layout import channel_sum, cns_to_ncs, ncs_to_cns
+from .cublas import matmul_accumulate
+from .layout import channel_sum, check_out, cns_to_ncs, ncs_to_cns
 
 
 def conv_transpose2d_forward(
-    x: cupy.ndarray, W: cupy.ndarray, b: cupy.ndarray | None, stride: Any, padding: Any, output_padding: Any
+    x: cupy.ndarray,
+    W: cupy.ndarray,
+    b: cupy.ndarray | None,
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    slope: float | None = None,
 ) -> cupy.ndarray:
+    """y = act(conv_transpose(x) + b) for ``slope`` (None: no activation)."""
     x, W = device_array(x, "x", "conv_transpose2d_forward"), device_array(W, "W", "conv_transpose2d_forward")
     same_dtype("conv_transpose2d_forward", x, W=W, b=b)
     cin, _, kh, kw = W.shape
@@ -45,9 +59,10 @@ def conv_transpose2d_forward(
     )
     if conv_igemm.use_implicit("conv_transpose2d_forward", W.shape[1], x, W) and math.prod(y_shape) < 2**31:
         b = None if b is None else cupy.ascontiguousarray(b)
-        return conv_igemm.dgrad(x, W, y_shape, stride, padding, b, conv_igemm.kernel_for(get_precision()))
+        y = conv_igemm.dgrad(x, W, y_shape, stride, padding, b, conv_igemm.kernel_for(get_precision()))
+        return activate_(y, slope)
     cols = gemm(W.reshape(cin, -1), ncs_to_cns(x), transa=True)
-    return col2im_bias(cols, y_shape, (kh, kw), stride, padding, b, "conv_transpose2d_forward")
+    return col2im_bias(cols, y_shape, (kh, kw), stride, padding, b, "conv_transpose2d_forward", slope)
 
 
 def conv_transpose2d_backward_data(
@@ -113,3 +128,48 @@ def conv_transpose2d_backward_weight(
         )
     dW = gemm(x_m, dy_cols, transb=True).reshape(cin, cout, kh, kw)
     return dW, channel_sum(dy)
+
+
+def conv_transpose2d_backward(
+    dy: cupy.ndarray,
+    x: cupy.ndarray,
+    W: cupy.ndarray,
+    stride: Any,
+    padding: Any,
+    y: cupy.ndarray | None = None,
+    slope: float | None = None,
+    dW: cupy.ndarray | None = None,
+    db: cupy.ndarray | None = None,
+    input_grad: bool = True,
+) -> cupy.ndarray | None:
+    """The whole backward pass of y = act(conv_transpose2d(x) + b): ``dW +=``, ``db +=`` (each skipped when
+    None) and dx (None when ``input_grad`` is False), from dz = dy * act'(y)."""
+    op = "conv_transpose2d_backward"
+    dy, x, W = device_array(dy, "dy", op), device_array(x, "x", op), device_array(W, "W", op)
+    same_dtype(op, dy, x=x, W=W, y=y, dW=dW, db=db)
+    cin, cout, kh, kw = W.shape
+    if dy.ndim != 4 or dy.shape[1] != cout:
+        raise ValueError(f"{op}: dy of shape {tuple(dy.shape)} does not match W of shape {tuple(W.shape)}")
+    h, w = conv2d_output_hw(dy.shape[2:], (kh, kw), stride, padding, op)
+    if tuple(x.shape) != (dy.shape[0], cin, h, w):
+        raise ValueError(
+            f"{op}: dy of shape {tuple(dy.shape)} does not match x of shape {tuple(x.shape)} and W of shape "
+            f"{tuple(W.shape)}: expected x of shape {(dy.shape[0], cin, h, w)}"
+        )
+    if dW is not None:
+        check_out(dW, W.shape, dy.dtype, f"{op} (dW)")
+    dz = activation_grad(dy, y, slope, op)
+    dx = dz_cols = None
+    if input_grad:
+        dx, dz_cols = conv_transpose2d_backward_data(dz, W, stride, padding)
+    if db is not None:
+        channel_sum(dz, out=db)
+    if dW is not None:
+        if dz_cols is None and conv_igemm.use_implicit("conv_transpose2d_backward_weight", cin, dz, x):
+            gW, _ = conv_transpose2d_backward_weight(dz, x, W.shape, stride, padding)
+            dW += gW
+        else:
+            if dz_cols is None:
+                dz_cols = im2col(dz, (kh, kw), stride, padding)
+            matmul_accumulate(dW.reshape(cin, -1), ncs_to_cns(x), dz_cols, transb=True, what=f"{op} (dW)")
+    return dx

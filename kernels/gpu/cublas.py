@@ -16,6 +16,9 @@ float32 products go through ``cublasGemmEx`` with the compute type of the precis
 (tinygan.backend.set_precision, read at each call): ``"fp32"`` full FP32 (CUBLAS_COMPUTE_32F), ``"tf32"``
 TF32 tensor cores (10-bit mantissa products, as PyTorch does by default for convolutions), ``"bf16"``
 BF16 tensor cores; FP32 accumulation in all three. float64 products are always full float64.
+
+:func:`matmul_accumulate` is the weight gradients' GEMM: ``dW += op(a) @ op(b)`` straight into the layer's
+gradient buffer (beta = 1), with no temporary product and no separate ``+=`` kernel.
 """
 
 from __future__ import annotations
@@ -271,3 +274,25 @@ def matmul(
     )
     _check(status, "cublasDgemm_v2")
     return out
+
+
+def matmul_accumulate(
+    out: cupy.ndarray,
+    a: cupy.ndarray,
+    b: cupy.ndarray,
+    transa: bool = False,
+    transb: bool = False,
+    what: str = "matmul_accumulate",
+) -> cupy.ndarray:
+    """``out += op(a) @ op(b)`` in one GEMM with beta = 1, for a gradient buffer ``out`` (C-contiguous, of the
+    product's shape and dtype; written in place, never replaced, so a captured graph keeps its address).
+
+    The product follows the precision setting as every GEMM here does. ``what`` names the caller in errors.
+    """
+    if not isinstance(out, cupy.ndarray) or not out.flags.c_contiguous or out.dtype != a.dtype:
+        got = f"{getattr(out, 'dtype', type(out).__name__)} {tuple(getattr(out, 'shape', ()))}"
+        raise ValueError(f"{what}: the gradient buffer must be a C-contiguous {a.dtype} CuPy array, got {got}")
+    try:
+        return matmul(a, b, out=out, transa=transa, transb=transb, beta=1.0)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None

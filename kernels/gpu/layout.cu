@@ -5,10 +5,12 @@
 // each kernel; the host picks); a 64-bit division costs several times a 32-bit one, and these
 // kernels do little else.
 
-// (C, N, S) -> (N, C, S), adding bias[c] on the way so the GEMM's output needs no second pass.
+// (C, N, S) -> (N, C, S), adding bias[c] and applying the fused activation (epilogue_act) on the way, so
+// the GEMM's output needs no second pass.
 template <typename T, typename I>
 __device__ __forceinline__ void cns_to_ncs_body(const T* __restrict__ src, T* __restrict__ dst,
-                                                const T* __restrict__ bias, int has_bias, I N, I C, I S) {
+                                                const T* __restrict__ bias, int has_bias, int act, T slope, I N,
+                                                I C, I S) {
     const I total = N * C * S;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x) {
         const I t = i / S;
@@ -17,44 +19,51 @@ __device__ __forceinline__ void cns_to_ncs_body(const T* __restrict__ src, T* __
         const I c = t - n * C;
         T v = src[(c * N + n) * S + s];
         if (has_bias) v += bias[c];
-        dst[i] = v;
+        dst[i] = epilogue_act(v, act, slope);
     }
 }
 
 template <typename T, typename I>
 __global__ void cns_to_ncs(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ bias, int has_bias,
-                           index_t N, index_t C, index_t S) {
-    cns_to_ncs_body<T, I>(src, dst, bias, has_bias, (I)N, (I)C, (I)S);
+                           int act, T slope, index_t N, index_t C, index_t S) {
+    cns_to_ncs_body<T, I>(src, dst, bias, has_bias, act, slope, (I)N, (I)C, (I)S);
 }
 
-// (N, C, S) -> (C, N, S); indexed by the destination so the writes are coalesced.
+// (N, C, S) -> (C, N, S); indexed by the destination so the writes are coalesced. With act, the source is an
+// upstream gradient dy and the result dz = epilogue_grad(dy, y): the fused activation's backward, in the pass
+// that already reads dy for the GEMMs (gate = y, the fused forward's output, in dy's layout).
 template <typename T, typename I>
-__device__ __forceinline__ void ncs_to_cns_body(const T* __restrict__ src, T* __restrict__ dst, I N, I C, I S) {
+__device__ __forceinline__ void ncs_to_cns_body(const T* __restrict__ src, T* __restrict__ dst,
+                                                const T* __restrict__ gate, int act, T slope, I N, I C, I S) {
     const I total = N * C * S;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x) {
         const I t = i / S;
         const I s = i - t * S;
         const I c = t / N;
         const I n = t - c * N;
-        dst[i] = src[(n * C + c) * S + s];
+        const I j = (n * C + c) * S + s;
+        dst[i] = act ? epilogue_grad(src[j], gate[j], act, slope) : src[j];
     }
 }
 
 template <typename T, typename I>
-__global__ void ncs_to_cns(const T* __restrict__ src, T* __restrict__ dst, index_t N, index_t C, index_t S) {
-    ncs_to_cns_body<T, I>(src, dst, (I)N, (I)C, (I)S);
+__global__ void ncs_to_cns(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ gate, int act,
+                           T slope, index_t N, index_t C, index_t S) {
+    ncs_to_cns_body<T, I>(src, dst, gate, act, slope, (I)N, (I)C, (I)S);
 }
 
-// In place: y[n, c, s] += bias[c].
+// In place: y[n, c, s] = epilogue_act(y[n, c, s] + bias[c]) (Dense's forward epilogue after the GEMM).
 template <typename T, typename I>
-__device__ __forceinline__ void add_bias_body(T* __restrict__ y, const T* __restrict__ bias, I C, I S, I total) {
+__device__ __forceinline__ void add_bias_body(T* __restrict__ y, const T* __restrict__ bias, int act, T slope, I C,
+                                              I S, I total) {
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x)
-        y[i] += bias[(i / S) % C];
+        y[i] = epilogue_act(y[i] + bias[(i / S) % C], act, slope);
 }
 
 template <typename T, typename I>
-__global__ void add_bias(T* __restrict__ y, const T* __restrict__ bias, index_t C, index_t S, index_t total) {
-    add_bias_body<T, I>(y, bias, (I)C, (I)S, (I)total);
+__global__ void add_bias(T* __restrict__ y, const T* __restrict__ bias, int act, T slope, index_t C, index_t S,
+                         index_t total) {
+    add_bias_body<T, I>(y, bias, act, slope, (I)C, (I)S, (I)total);
 }
 
 // Per-channel sums (bias gradients), all in double, each in a fixed order: the same inputs give
@@ -65,6 +74,8 @@ __global__ void add_bias(T* __restrict__ y, const T* __restrict__ bias, index_t 
 //                     the GPU idle when a few channels hold N*H*W values each);
 //   channel_sum_rows  S = 1 and a large N (a Dense layer's (N, C) gradient over a big batch): one
 //                     thread per channel, so that neighbouring threads read neighbouring addresses.
+// With accumulate, each adds its sum into out (out[c] += sum, a bias gradient accumulated in place: beta = 1)
+// instead of overwriting it.
 template <typename T, typename I>
 __device__ __forceinline__ double channel_chunk_sum(const T* __restrict__ x, I C, I S, I c, I begin, I end,
                                                     double* smem) {
@@ -76,12 +87,18 @@ __device__ __forceinline__ double channel_chunk_sum(const T* __restrict__ x, I C
     return block_sum(acc, smem);
 }
 
+template <typename T>
+__device__ __forceinline__ void store_sum(T* __restrict__ out, index_t c, double total, int accumulate) {
+    out[c] = accumulate ? out[c] + (T)total : (T)total;
+}
+
 template <typename T, typename I>
-__global__ void channel_sum(const T* __restrict__ x, T* __restrict__ out, index_t N, index_t C, index_t S) {
+__global__ void channel_sum(const T* __restrict__ x, T* __restrict__ out, index_t N, index_t C, index_t S,
+                            int accumulate) {
     __shared__ double smem[REDUCE_THREADS];
     const I c = blockIdx.x;
     const double total = channel_chunk_sum<T, I>(x, (I)C, (I)S, c, 0, (I)(N * S), smem);
-    if (threadIdx.x == 0) out[c] = (T)total;
+    if (threadIdx.x == 0) store_sum(out, (index_t)c, total, accumulate);
 }
 
 // Block (p, c) sums values p*chunk .. (p+1)*chunk - 1 of channel c into partial[c * gridDim.x + p].
@@ -97,20 +114,51 @@ __global__ void channel_partial(const T* __restrict__ x, double* __restrict__ pa
 }
 
 template <typename T>
-__global__ void channel_finish(const double* __restrict__ partial, T* __restrict__ out, index_t parts) {
+__global__ void channel_finish(const double* __restrict__ partial, T* __restrict__ out, index_t parts,
+                               int accumulate) {
     __shared__ double smem[REDUCE_THREADS];
     const index_t c = blockIdx.x;
     double acc = 0.0;
     for (index_t p = threadIdx.x; p < parts; p += blockDim.x) acc += partial[c * parts + p];
     const double total = block_sum(acc, smem);
-    if (threadIdx.x == 0) out[c] = (T)total;
+    if (threadIdx.x == 0) store_sum(out, c, total, accumulate);
 }
 
 template <typename T>
-__global__ void channel_sum_rows(const T* __restrict__ x, T* __restrict__ out, index_t N, index_t C) {
+__global__ void channel_sum_rows(const T* __restrict__ x, T* __restrict__ out, index_t N, index_t C,
+                                 int accumulate) {
     GRID_STRIDE_LOOP(c, C) {
         double acc = 0.0;
         for (index_t n = 0; n < N; ++n) acc += (double)x[n * C + c];
-        out[c] = (T)acc;
+        store_sum(out, c, acc, accumulate);
+    }
+}
+
+// Dense's backward epilogue in one pass over (N, C) arrays: dz = epilogue_grad(dy, y) (written only with act;
+// without it dz is dy itself) and, with want_sum, the bias gradient db[c] (+)= sum_n dz[n, c] in double.
+// Block (32, ROWS_GRAD_Y): threadIdx.x is the channel, so neighbouring threads read neighbouring addresses;
+// threadIdx.y takes every ROWS_GRAD_Y-th row, and the ROWS_GRAD_Y partial sums are added in a fixed order.
+#define ROWS_GRAD_Y 16
+template <typename T>
+__global__ void rows_grad_sum(const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ dz,
+                              T* __restrict__ db, int act, T slope, int want_sum, int accumulate, index_t N,
+                              index_t C) {
+    __shared__ double part[ROWS_GRAD_Y][32];
+    const index_t c = (index_t)blockIdx.x * 32 + threadIdx.x;
+    double acc = 0.0;
+    if (c < C) {
+        for (index_t n = threadIdx.y; n < N; n += ROWS_GRAD_Y) {
+            const index_t i = n * C + c;
+            const T v = act ? epilogue_grad(dy[i], y[i], act, slope) : dy[i];
+            if (act) dz[i] = v;
+            acc += (double)v;
+        }
+    }
+    part[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (want_sum && threadIdx.y == 0 && c < C) {
+        double total = 0.0;
+        for (int k = 0; k < ROWS_GRAD_Y; ++k) total += part[k][threadIdx.x];
+        store_sum(db, c, total, accumulate);
     }
 }

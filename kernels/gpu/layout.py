@@ -1,22 +1,42 @@
-"""Layout changes between NCHW and channel-major matrices, bias adds and per-channel sums.
+"""Layout changes between NCHW and channel-major matrices, bias adds and per-channel sums, with the fused
+epilogue where they touch a weight op's output or upstream gradient.
 
-Not part of the kernel contract: the building blocks that dense, conv2d and conv_transpose2d share.
+Not part of the kernel contract: the building blocks that dense, conv2d and conv_transpose2d share. ``slope``
+is the fused activation (None: none; 0: ReLU; s: LeakyReLU(s)), applied by ``epilogue_act`` /
+``epilogue_grad`` in _common.cu (equations in kernels/reference/activation.py). A sum given ``out`` adds
+into it (a gradient buffer, accumulated in place) instead of returning a new array.
 """
 
 from __future__ import annotations
 
 import cupy
 
-from ._common import THREADS, CudaModule, idx, launch
+from ._common import THREADS, CudaModule, idx, launch, scalar
 
 _MOD = CudaModule(
     "layout.cu",
-    templates=("channel_finish", "channel_sum_rows"),
+    templates=("channel_finish", "channel_sum_rows", "rows_grad_sum"),
     indexed=("cns_to_ncs", "ncs_to_cns", "add_bias", "channel_sum", "channel_partial"),
 )
 
 # Values of one channel that one block of channel_partial sums (16 per thread).
 CHANNEL_CHUNK = 16 * THREADS
+# rows_grad_sum's block: 32 channels by ROWS_GRAD_Y rows (layout.cu).
+ROWS_GRAD_Y = 16
+
+
+def act_args(dtype, slope: float | None) -> tuple:
+    """The (act, slope) kernel arguments of the fused epilogue for ``slope`` (None: no activation)."""
+    return cupy.int32(slope is not None), scalar(dtype, 0.0 if slope is None else slope)
+
+
+def check_out(out: cupy.ndarray, shape: tuple[int, ...], dtype, what: str) -> None:
+    """A buffer a kernel accumulates into in place must be exactly that: no copy may stand in for it."""
+    if not isinstance(out, cupy.ndarray) or tuple(out.shape) != tuple(shape) or out.dtype != dtype:
+        got = f"{getattr(out, 'dtype', type(out).__name__)} {tuple(getattr(out, 'shape', ()))}"
+        raise ValueError(f"{what}: the gradient buffer must be a {dtype} CuPy array of shape {tuple(shape)}, got {got}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{what}: the gradient buffer must be C-contiguous (it is accumulated in place)")
 
 
 def _ncs(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -26,8 +46,11 @@ def _ncs(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return int(shape[0]), int(shape[1]), s
 
 
-def cns_to_ncs(src: cupy.ndarray, shape: tuple[int, ...], bias: cupy.ndarray | None = None) -> cupy.ndarray:
-    """A contiguous (C, N*S) matrix laid out as an array of ``shape`` = (N, C, ...), plus ``bias[c]``."""
+def cns_to_ncs(
+    src: cupy.ndarray, shape: tuple[int, ...], bias: cupy.ndarray | None = None, slope: float | None = None
+) -> cupy.ndarray:
+    """A contiguous (C, N*S) matrix laid out as an array of ``shape`` = (N, C, ...), plus ``bias[c]``, through
+    the fused activation ``slope``."""
     n, c, s = _ncs(shape)
     dst = cupy.empty(shape, dtype=src.dtype)
     has_bias = bias is not None
@@ -36,49 +59,95 @@ def cns_to_ncs(src: cupy.ndarray, shape: tuple[int, ...], bias: cupy.ndarray | N
     launch(
         _MOD.get_for("cns_to_ncs", src.dtype, src, dst),
         dst.size,
-        (src, dst, b, cupy.int32(has_bias), idx(n), idx(c), idx(s)),
+        (src, dst, b, cupy.int32(has_bias), *act_args(src.dtype, slope), idx(n), idx(c), idx(s)),
     )
     return dst
 
 
-def ncs_to_cns(src: cupy.ndarray) -> cupy.ndarray:
-    """An (N, C, ...) array as a contiguous (C, N*S) matrix."""
+def ncs_to_cns(src: cupy.ndarray, gate: cupy.ndarray | None = None, slope: float | None = None) -> cupy.ndarray:
+    """An (N, C, ...) array as a contiguous (C, N*S) matrix. With ``slope``, ``src`` is an upstream gradient
+    dy, ``gate`` the fused forward's output y (same shape), and the result dz = dy * act'(y), channel-major."""
     n, c, s = _ncs(src.shape)
+    if slope is not None and (gate is None or tuple(gate.shape) != tuple(src.shape) or gate.dtype != src.dtype):
+        got = "none" if gate is None else f"{gate.dtype} {tuple(gate.shape)}"
+        raise ValueError(
+            f"ncs_to_cns: slope={slope} needs y of dtype {src.dtype} and shape {tuple(src.shape)}, got {got}"
+        )
+    g = cupy.ascontiguousarray(gate) if slope is not None else src  # never read without act
     dst = cupy.empty((c, n * s), dtype=src.dtype)
     launch(
         _MOD.get_for("ncs_to_cns", src.dtype, src, dst),
         dst.size,
-        (src, dst, idx(n), idx(c), idx(s)),
+        (src, dst, g, *act_args(src.dtype, slope), idx(n), idx(c), idx(s)),
     )
     return dst
 
 
-def add_bias_(y: cupy.ndarray, bias: cupy.ndarray) -> cupy.ndarray:
-    """In place: ``y[n, c, ...] += bias[c]``."""
+def add_bias_(y: cupy.ndarray, bias: cupy.ndarray | None, slope: float | None = None) -> cupy.ndarray:
+    """In place: ``y[n, c, ...] = act(y[n, c, ...] + bias[c])`` (no bias: act alone)."""
     _, c, s = _ncs(y.shape)
+    b = cupy.zeros(c, dtype=y.dtype) if bias is None else cupy.ascontiguousarray(bias)
     launch(
         _MOD.get_for("add_bias", y.dtype, y),
         y.size,
-        (y, cupy.ascontiguousarray(bias), idx(c), idx(s), idx(y.size)),
+        (y, b, *act_args(y.dtype, slope), idx(c), idx(s), idx(y.size)),
     )
     return y
 
 
-def channel_sum(x: cupy.ndarray) -> cupy.ndarray:
-    """``x`` summed over every axis but 1 (the bias gradient), deterministically."""
+def channel_sum(x: cupy.ndarray, out: cupy.ndarray | None = None) -> cupy.ndarray:
+    """``x`` summed over every axis but 1 (the bias gradient), deterministically; added into ``out`` when
+    given (``out += ...`` in the same kernel), else returned as a new array."""
     n, c, s = _ncs(x.shape)
-    out = cupy.empty(c, dtype=x.dtype)
+    accumulate = out is not None
+    if accumulate:
+        check_out(out, (c,), x.dtype, "channel_sum")
+    else:
+        out = cupy.empty(c, dtype=x.dtype)
     if c == 0:
         return out
+    acc = cupy.int32(accumulate)
     if n * s <= CHANNEL_CHUNK or c > 65535:
-        _MOD.get_for("channel_sum", x.dtype, x)((c,), (THREADS,), (x, out, idx(n), idx(c), idx(s)))
+        _MOD.get_for("channel_sum", x.dtype, x)((c,), (THREADS,), (x, out, idx(n), idx(c), idx(s), acc))
     elif s == 1:
-        launch(_MOD.get("channel_sum_rows", x.dtype), c, (x, out, idx(n), idx(c)))
+        launch(_MOD.get("channel_sum_rows", x.dtype), c, (x, out, idx(n), idx(c), acc))
     else:
         parts = -(-(n * s) // CHANNEL_CHUNK)
         partial = cupy.empty((c, parts), dtype=cupy.float64)
         _MOD.get_for("channel_partial", x.dtype, x)(
             (parts, c), (THREADS,), (x, partial, idx(n), idx(c), idx(s), idx(CHANNEL_CHUNK))
         )
-        _MOD.get("channel_finish", x.dtype)((c,), (THREADS,), (partial, out, idx(parts)))
+        _MOD.get("channel_finish", x.dtype)((c,), (THREADS,), (partial, out, idx(parts), acc))
     return out
+
+
+def rows_grad_sum(
+    dy: cupy.ndarray, y: cupy.ndarray | None, slope: float | None, db: cupy.ndarray | None
+) -> cupy.ndarray:
+    """Dense's backward epilogue for (N, C) arrays in one pass: returns dz = dy * act'(y) (dy itself for slope
+    None) and adds the bias gradient sum_n dz into ``db`` when given."""
+    n, c = dy.shape
+    if slope is not None and (y is None or tuple(y.shape) != (n, c) or y.dtype != dy.dtype):
+        got = "none" if y is None else f"{y.dtype} {tuple(y.shape)}"
+        raise ValueError(f"dense_backward: slope={slope} needs y of dtype {dy.dtype} and shape {(n, c)}, got {got}")
+    if db is not None:
+        check_out(db, (c,), dy.dtype, "dense_backward (db)")
+    dz = cupy.empty_like(dy) if slope is not None else dy
+    if c > 0 and (slope is not None or db is not None):
+        gate = cupy.ascontiguousarray(y) if slope is not None else dy
+        _MOD.get("rows_grad_sum", dy.dtype)(
+            (-(-c // 32),),
+            (32, ROWS_GRAD_Y),
+            (
+                dy,
+                gate,
+                dz,
+                db if db is not None else dy,  # never written without want_sum
+                *act_args(dy.dtype, slope),
+                cupy.int32(db is not None),
+                cupy.int32(1),
+                idx(n),
+                idx(c),
+            ),
+        )
+    return dz

@@ -14,7 +14,7 @@ from .batchnorm import *  # noqa: F401,F403
 from .bce import *  # noqa: F401,F403
 from .conv2d import *  # noqa: F401,F403
 from .conv_transpose2d import *  # noqa: F401,F403
-from .dense import dense_backward_data, dense_backward_weight, dense_forward  # noqa: F401
+from .dense import dense_backward, dense_backward_data, dense_backward_weight, dense_forward  # noqa: F401
 from .dropout import *  # noqa: F401,F403
 from .ema import *  # noqa: F401,F403
 
@@ -31,6 +31,7 @@ OPS: tuple[str, ...] = (
     "dense_forward",
     "dense_backward_data",
     "dense_backward_weight",
+    "dense_backward",
     *dropout.__all__,
     *ema.__all__,
 )

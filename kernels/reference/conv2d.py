@@ -30,15 +30,20 @@ receptive fields, so its gradient is the sum of the column entries it was copied
 
 and dx is dxp with the padding cut off. The same col2im is the forward pass of the transposed
 convolution (see ``conv_transpose2d.py``). The matrix products go to NumPy's BLAS.
+
+Fused with a following ReLU / LeakyReLU (``slope``; equations in ``activation.py``): the forward returns
+y = act(conv(x) + b), and ``conv2d_backward``, the whole backward pass in one op, takes that y, forms
+dz = dy * act'(y) and uses dz in the place of dy above, adding dW and db into the caller's buffers.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .activation import activate, activate_backward
 from .conv_geometry import conv2d_output_hw, conv2d_output_shape, conv_args
 
-__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight"]
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "conv2d_backward"]
 
 
 def im2col(
@@ -80,16 +85,22 @@ def col2im(
 
 
 def conv2d_forward(
-    x: np.ndarray, W: np.ndarray, b: np.ndarray | None, stride: tuple[int, int], padding: tuple[int, int]
+    x: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    slope: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (y, cols); cols is what conv2d_backward_weight needs. b=None means no bias."""
+    """Returns (y, cols); cols is what conv2d_backward_weight needs. b=None means no bias; ``slope`` None
+    no activation, 0 ReLU, s LeakyReLU(s) applied to the output."""
     N, O, Ho, Wo = conv2d_output_shape(x.shape, W.shape, stride, padding, "conv2d_forward")
     cols = im2col(x, W.shape[2:], stride, padding)
     y_mat = W.reshape(O, -1) @ cols
     y = y_mat.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)
     if b is not None:
         y = y + b.reshape(1, O, 1, 1)
-    return np.ascontiguousarray(y), cols
+    return np.ascontiguousarray(activate(y, slope)), cols
 
 
 def _as_matrix(dy: np.ndarray) -> np.ndarray:
@@ -115,3 +126,29 @@ def conv2d_backward_weight(
     """Returns (dW, db)."""
     dW = (_as_matrix(dy) @ cols.T).reshape(W_shape)
     return dW, dy.sum(axis=(0, 2, 3))
+
+
+def conv2d_backward(
+    dy: np.ndarray,
+    cols: np.ndarray,
+    W: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    y: np.ndarray | None = None,
+    slope: float | None = None,
+    dW: np.ndarray | None = None,
+    db: np.ndarray | None = None,
+    input_grad: bool = True,
+) -> np.ndarray | None:
+    """The whole backward pass of ``y = act(conv2d(x) + b)``: dz = dy * act'(y) (dz = dy for slope None),
+    ``dW += `` and ``db += `` its weight and bias gradients (each skipped when None), returns dx (None when
+    ``input_grad`` is False). ``cols`` is conv2d_forward's cache."""
+    dz = activate_backward(dy, y, slope, "conv2d_backward")
+    if dW is not None or db is not None:
+        gW, gb = conv2d_backward_weight(dz, cols, W.shape)
+        if dW is not None:
+            dW += gW
+        if db is not None:
+            db += gb
+    return conv2d_backward_data(dz, W, x_shape, stride, padding) if input_grad else None

@@ -22,16 +22,26 @@ Output size ``Hout = (H - 1) sh - 2 ph + kh + oph`` (PyTorch's; computed and che
 ``conv_geometry``). Several output sizes share one input size under a strided convolution;
 ``output_padding`` (< stride) picks one by adding rows and columns at the bottom and right that
 receive no input contribution, only the bias.
+
+Fused with a following ReLU / LeakyReLU (``slope``; equations in ``activation.py``): the forward returns
+y = act(conv_transpose(x) + b), and ``conv_transpose2d_backward``, the whole backward pass in one op, takes
+that y, forms dz = dy * act'(y) and uses dz in the place of dy, adding dW and db into the caller's buffers.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .activation import activate, activate_backward
 from .conv2d import conv2d_backward_data, conv2d_backward_weight, conv2d_forward, im2col
 from .conv_geometry import conv_transpose2d_output_shape
 
-__all__ = ["conv_transpose2d_forward", "conv_transpose2d_backward_data", "conv_transpose2d_backward_weight"]
+__all__ = [
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward_data",
+    "conv_transpose2d_backward_weight",
+    "conv_transpose2d_backward",
+]
 
 
 def conv_transpose2d_forward(
@@ -41,11 +51,13 @@ def conv_transpose2d_forward(
     stride: tuple[int, int],
     padding: tuple[int, int],
     output_padding: tuple[int, int],
+    slope: float | None = None,
 ) -> np.ndarray:
+    """y = act(conv_transpose(x) + b); ``slope`` None: no activation, 0: ReLU, s: LeakyReLU(s)."""
     op = "conv_transpose2d_forward"
     y_shape = conv_transpose2d_output_shape(x.shape, W.shape, stride, padding, output_padding, op)
     y = conv2d_backward_data(x, W, y_shape, stride, padding)
-    return y if b is None else y + b.reshape(1, -1, 1, 1)
+    return activate(y if b is None else y + b.reshape(1, -1, 1, 1), slope)
 
 
 def conv_transpose2d_backward_data(
@@ -68,3 +80,31 @@ def conv_transpose2d_backward_weight(
         dy_cols = im2col(dy, (W_shape[2], W_shape[3]), stride, padding)
     dW, _ = conv2d_backward_weight(x, dy_cols, W_shape)
     return dW, dy.sum(axis=(0, 2, 3))
+
+
+def conv_transpose2d_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    W: np.ndarray,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    y: np.ndarray | None = None,
+    slope: float | None = None,
+    dW: np.ndarray | None = None,
+    db: np.ndarray | None = None,
+    input_grad: bool = True,
+) -> np.ndarray | None:
+    """The whole backward pass of ``y = act(conv_transpose2d(x) + b)``: dz = dy * act'(y) (dz = dy for slope
+    None), ``dW += `` and ``db += `` its weight and bias gradients (each skipped when None), returns dx (None
+    when ``input_grad`` is False)."""
+    dz = activate_backward(dy, y, slope, "conv_transpose2d_backward")
+    dx = dz_cols = None
+    if input_grad:
+        dx, dz_cols = conv_transpose2d_backward_data(dz, W, stride, padding)
+    if dW is not None or db is not None:
+        gW, gb = conv_transpose2d_backward_weight(dz, x, W.shape, stride, padding, dy_cols=dz_cols)
+        if dW is not None:
+            dW += gW
+        if db is not None:
+            db += gb
+    return dx

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from tinygan.backend import kernels_for
 from tinygan.init import glorot_uniform, make_rng
 from tinygan.kernels.reference.conv_geometry import conv2d_output_hw, conv_args
+from tinygan.layers.activation import check_fusion_slope
 from tinygan.layers.base import Layer
 
 __all__ = ["Conv2d"]
+
+
+class Conv2dCache(NamedTuple):
+    """What Conv2d's backward needs: the forward's kernel cache (im2col(x), or what stands for it), the input
+    shape, and with a fused activation the output y and its slope."""
+
+    cols: Any
+    x_shape: tuple
+    y: Any
+    slope: float | None
 
 
 def _channels(value: Any, what: str, layer: str) -> int:
@@ -49,6 +60,10 @@ class Conv2d(Layer):
     ``kernel_size``, ``stride`` and ``padding`` take an int or an (h, w) pair.
 
     Initialization: Glorot-uniform weights with fan_in = C kh kw and fan_out = O kh kw, zero biases.
+
+    ``forward(x, slope=s)`` fuses a following ReLU (s = 0) or LeakyReLU(s) into the output,
+    y = act(conv(x) + b), in the kernel's epilogue; ``backward`` then takes dL/dy of that activated output.
+    ``Sequential``'s fusion plan does this for a Conv2d followed by ReLU / LeakyReLU.
     """
 
     def __init__(
@@ -78,21 +93,30 @@ class Conv2d(Layer):
         ho, wo = conv2d_output_hw(input_shape[2:], self.kernel_size, self.stride, self.padding, self.name)
         return (input_shape[0], self.out_channels, ho, wo)
 
-    def forward(self, x: Any, training: bool = True) -> Any:
+    def forward(self, x: Any, training: bool = True, *, slope: float | None = None) -> Any:
+        """y = conv(x) + b, or act(conv(x) + b) with the fused activation ``slope`` (0: ReLU, s: LeakyReLU(s))."""
         self.check_input(x, (None, self.in_channels, None, None))
+        slope = check_fusion_slope(slope, self.name)
         out_shape = self.output_shape(tuple(x.shape))
         K = kernels_for(x)
-        y, cols = K.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.padding)
-        self.cache = (cols, tuple(x.shape))
+        y, cols = K.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.padding, slope)
+        self.cache = Conv2dCache(cols, tuple(x.shape), None if slope is None else y, slope)
         self.remember_output(out_shape, x)
         return y
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
-        cols, x_shape = self.check_grad(dy)
-        K = kernels_for(dy)
-        W = self.params["W"]
-        if param_grads:
-            dW, db = K.conv2d_backward_weight(dy, cols, W.shape)
-            self.grads["W"] += dW
-            self.grads["b"] += db
-        return K.conv2d_backward_data(dy, W, x_shape, self.stride, self.padding) if input_grad else None
+        cache = self.check_grad(dy)
+        # One op: the activation's gradient, dW and db added into the gradient buffers, dx.
+        return kernels_for(dy).conv2d_backward(
+            dy,
+            cache.cols,
+            self.params["W"],
+            cache.x_shape,
+            self.stride,
+            self.padding,
+            cache.y,
+            cache.slope,
+            dW=self.grads["W"] if param_grads else None,
+            db=self.grads["b"] if param_grads else None,
+            input_grad=input_grad,
+        )

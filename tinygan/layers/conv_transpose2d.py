@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from tinygan.backend import kernels_for
 from tinygan.init import glorot_uniform, make_rng
 from tinygan.kernels.reference.conv_geometry import conv_args, conv_transpose2d_output_hw
+from tinygan.layers.activation import check_fusion_slope
 from tinygan.layers.base import Layer
 from tinygan.layers.conv2d import set_geometry
 
 __all__ = ["ConvTranspose2d"]
+
+
+class ConvTranspose2dCache(NamedTuple):
+    """What ConvTranspose2d's backward needs: the input, and with a fused activation the output y and slope."""
+
+    x: Any
+    y: Any
+    slope: float | None
 
 
 class ConvTranspose2d(Layer):
@@ -39,6 +48,10 @@ class ConvTranspose2d(Layer):
     take an int or an (h, w) pair.
 
     Initialization: Glorot-uniform weights (fans as PyTorch computes them for this layout), zero biases.
+
+    ``forward(x, slope=s)`` fuses a following ReLU (s = 0) or LeakyReLU(s) into the output,
+    y = act(conv_transpose(x) + b), in the kernel's epilogue; ``backward`` then takes dL/dy of that activated
+    output. ``Sequential``'s fusion plan does this for a ConvTranspose2d followed by ReLU / LeakyReLU.
     """
 
     def __init__(
@@ -73,25 +86,30 @@ class ConvTranspose2d(Layer):
         )
         return (input_shape[0], self.out_channels, *hw)
 
-    def forward(self, x: Any, training: bool = True) -> Any:
+    def forward(self, x: Any, training: bool = True, *, slope: float | None = None) -> Any:
+        """y = conv_transpose(x) + b, or act(...) with the fused activation ``slope`` (0: ReLU, s: LeakyReLU(s))."""
         self.check_input(x, (None, self.in_channels, None, None))
+        slope = check_fusion_slope(slope, self.name)
         out_shape = self.output_shape(tuple(x.shape))
         K = kernels_for(x)
         W, b = self.params["W"], self.params["b"]
-        y = K.conv_transpose2d_forward(x, W, b, self.stride, self.padding, self.output_padding)
-        self.cache = x
+        y = K.conv_transpose2d_forward(x, W, b, self.stride, self.padding, self.output_padding, slope)
+        self.cache = ConvTranspose2dCache(x, None if slope is None else y, slope)
         self.remember_output(out_shape, x)
         return y
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
-        x = self.check_grad(dy)
-        K = kernels_for(dy)
-        W = self.params["W"]
-        dx = dy_cols = None
-        if input_grad:
-            dx, dy_cols = K.conv_transpose2d_backward_data(dy, W, self.stride, self.padding)
-        if param_grads:
-            dW, db = K.conv_transpose2d_backward_weight(dy, x, W.shape, self.stride, self.padding, dy_cols=dy_cols)
-            self.grads["W"] += dW
-            self.grads["b"] += db
-        return dx
+        cache = self.check_grad(dy)
+        # One op: the activation's gradient, dW and db added into the gradient buffers, dx.
+        return kernels_for(dy).conv_transpose2d_backward(
+            dy,
+            cache.x,
+            self.params["W"],
+            self.stride,
+            self.padding,
+            cache.y,
+            cache.slope,
+            dW=self.grads["W"] if param_grads else None,
+            db=self.grads["b"] if param_grads else None,
+            input_grad=input_grad,
+        )

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from tinygan.backend import kernels_for
 from tinygan.init import glorot_uniform, make_rng
+from tinygan.layers.activation import check_fusion_slope
 from tinygan.layers.base import Layer
+
+
+class DenseCache(NamedTuple):
+    """What Dense's backward needs: the input, and with a fused activation its output y and slope."""
+
+    x: Any
+    y: Any
+    slope: float | None
 
 
 class Dense(Layer):
@@ -19,6 +28,10 @@ class Dense(Layer):
 
     Initialization: Glorot-uniform weights and zero biases (Glorot & Bengio, 2010), as Keras does,
     drawn from ``rng`` (a ``numpy.random.Generator`` or a seed).
+
+    ``forward(x, slope=s)`` fuses a following ReLU (s = 0) or LeakyReLU(s) into the output,
+    y = act(x @ W + b), in the kernel's epilogue; ``backward`` then takes dL/dy of that activated output.
+    ``Sequential``'s fusion plan does this for a Dense followed by ReLU / LeakyReLU.
     """
 
     def __init__(
@@ -41,18 +54,26 @@ class Dense(Layer):
     def output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.out_features)
 
-    def forward(self, x: Any, training: bool = True) -> Any:
+    def forward(self, x: Any, training: bool = True, *, slope: float | None = None) -> Any:
+        """y = x @ W + b, or act(x @ W + b) with the fused activation ``slope`` (0: ReLU, s: LeakyReLU(s))."""
         self.check_input(x, (None, self.in_features))
+        slope = check_fusion_slope(slope, self.name)
         K = kernels_for(x)
-        self.cache = x
+        y = K.dense_forward(x, self.params["W"], self.params["b"], slope)
+        self.cache = DenseCache(x, None if slope is None else y, slope)
         self.remember_output((x.shape[0], self.out_features), x)
-        return K.dense_forward(x, self.params["W"], self.params["b"])
+        return y
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
-        x = self.check_grad(dy)
-        K = kernels_for(dy)
-        if param_grads:
-            dW, db = K.dense_backward_weight(dy, x)
-            self.grads["W"] += dW
-            self.grads["b"] += db
-        return K.dense_backward_data(dy, self.params["W"]) if input_grad else None
+        cache = self.check_grad(dy)
+        # One op: the activation's gradient, dW and db added into the gradient buffers, dx.
+        return kernels_for(dy).dense_backward(
+            dy,
+            cache.x,
+            self.params["W"],
+            cache.y,
+            cache.slope,
+            dW=self.grads["W"] if param_grads else None,
+            db=self.grads["b"] if param_grads else None,
+            input_grad=input_grad,
+        )

@@ -1,14 +1,89 @@
-"""Sequential: a chain of layers, run forward in order and backward in reverse (the chain rule)."""
+"""Sequential: a chain of layers, run forward in order and backward in reverse (the chain rule), by an
+explicit fusion plan.
+
+The plan (``Sequential.plan``, printed by ``Sequential.describe()``) is a list of :class:`Step`, built from
+the layers by :func:`build_plan`: a weight layer (Dense, Conv2d, ConvTranspose2d) directly followed by an
+activation with a ``fusion_slope`` (ReLU, LeakyReLU with a slope >= 0) is one fused step, run as the weight
+layer's ``forward(x, slope=...)``, whose kernel applies the activation in the epilogue that adds the bias,
+and its ``backward``, whose kernel forms the activation's gradient in the pass that first reads dy. Every
+other layer is a step of its own. ``Sequential(..., fuse=False)`` (or ``set_fusion(False)``) runs every layer
+as its own step, as the chain rule is written in the textbook; both give the same outputs and gradients up to
+rounding (tests/test_fusion.py). docs/ARCHITECTURE.md ("The fusion plan") says why and what it saves.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tinygan.backend import device_of, to_device
 from tinygan.layers.base import Layer
+from tinygan.layers.conv2d import Conv2d
+from tinygan.layers.conv_transpose2d import ConvTranspose2d
+from tinygan.layers.dense import Dense
+
+# The layers whose kernels take a fused activation (their forward's ``slope``).
+FUSABLE = (Dense, Conv2d, ConvTranspose2d)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a plan: ``layers[start:stop]`` of the Sequential, run as one unit.
+
+    A single layer runs its own forward and backward. A fused pair (weight layer, activation) runs the weight
+    layer with the activation in its epilogue: the activation layer keeps its place in ``layers`` (names,
+    checkpoints and diagnostics see the same structure) but does not run; its cache is cleared, so a stray
+    ``backward`` on it alone fails loudly instead of using a stale input.
+    """
+
+    start: int
+    stop: int
+    layers: tuple[Layer, ...]
+    slope: float | None = None  # the fused activation's, for a pair
+
+    @property
+    def fused(self) -> bool:
+        return len(self.layers) == 2
+
+    def forward(self, x: Any, training: bool) -> Any:
+        if not self.fused:
+            return self.layers[0].forward(x, training=training)
+        weight, activation = self.layers
+        y = weight.forward(x, training=training, slope=self.slope)
+        activation.cache = None
+        return y
+
+    def backward(self, dy: Any, param_grads: bool, input_grad: bool) -> Any:
+        # A fused weight layer's backward starts from dL/d(activated output): its kernel applies act'(y).
+        return self.layers[0].backward(dy, param_grads=param_grads, input_grad=input_grad)
+
+    def describe(self) -> str:
+        where = f"{self.start}" if not self.fused else f"{self.start}-{self.stop - 1}"
+        if not self.fused:
+            return f"{where}: {self.layers[0]!r}"
+        act = "ReLU" if self.slope == 0 else f"LeakyReLU({self.slope})"
+        return f"{where}: {self.layers[0]!r} + {self.layers[1]!r}  [fused: {act} in the epilogue]"
+
+
+def build_plan(layers: list[Layer], fuse: bool = True) -> list[Step]:
+    """The steps that run ``layers``: each weight layer (FUSABLE) followed by an activation whose
+    ``fusion_slope`` is not None as one fused step (when ``fuse``), every other layer alone."""
+    steps: list[Step] = []
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        slope = getattr(nxt, "fusion_slope", None) if nxt is not None else None
+        if fuse and isinstance(layer, FUSABLE) and slope is not None:
+            steps.append(Step(i, i + 2, (layer, nxt), slope))
+            i += 2
+        else:
+            steps.append(Step(i, i + 1, (layer,)))
+            i += 1
+    return steps
 
 
 class Sequential(Layer):
@@ -23,15 +98,23 @@ class Sequential(Layer):
     ``forward(x, logits=True)`` stops before a final ``Sigmoid``, so that a loss on logits
     (``bce_with_logits``) trains a model that ends in a sigmoid without losing precision;
     the following ``backward`` then starts below that sigmoid.
+
+    The layers run by a fusion plan (module docstring): with ``fuse=True`` (the default) a weight layer and
+    the ReLU / LeakyReLU after it run as one fused step. ``fuse=False`` or ``set_fusion(False)`` runs every
+    layer on its own; ``describe()`` prints the plan.
     """
 
-    def __init__(self, *layers: Layer, name: str = "Sequential") -> None:
+    def __init__(self, *layers: Layer, name: str = "Sequential", fuse: bool = True) -> None:
         super().__init__()
         self.layers = list(layers)
         self.name = name
         for i, layer in enumerate(self.layers):
             layer.name = f"{name}[{i}] {layer!r}"
         self._stop = len(self.layers)
+        self.set_fusion(fuse)
+        self._plan_key: tuple = ()
+        self._plan: list[Step] = []
+        self._ran: list[Step] = []  # the steps of the last forward, which its backward runs in reverse
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -45,20 +128,50 @@ class Sequential(Layer):
     def ends_in_sigmoid(self) -> bool:
         return bool(self.layers) and type(self.layers[-1]).__name__ == "Sigmoid"
 
+    # -- the fusion plan ------------------------------------------------------------------------
+    @property
+    def fuse(self) -> bool:
+        """Whether the plan fuses weight layers with the activations after them (``set_fusion``)."""
+        return self._fuse
+
+    def set_fusion(self, fuse: bool) -> Sequential:
+        """Turn the fusion plan on or off (off: every layer runs its own forward and backward); returns self.
+        Takes effect at the next forward: a backward always runs the steps its forward ran."""
+        if not isinstance(fuse, bool):
+            raise ValueError(f"{self.name}: fuse must be True or False, got {fuse!r}")
+        self._fuse = fuse
+        return self
+
+    @property
+    def plan(self) -> list[Step]:
+        """The steps a forward runs now, rebuilt whenever the layers, their activations' slopes or the
+        ``fuse`` setting changed since the last one."""
+        key = (self._fuse, tuple((id(layer), getattr(layer, "fusion_slope", None)) for layer in self.layers))
+        if key != self._plan_key:
+            self._plan, self._plan_key = build_plan(self.layers, self._fuse), key
+        return self._plan
+
+    def describe(self) -> str:
+        """The plan, one step a line: which layers run fused and which alone."""
+        fused = sum(step.fused for step in self.plan)
+        head = f"{self.name}: {len(self.plan)} steps for {len(self.layers)} layers, {fused} fused"
+        return "\n".join([head + ("" if self._fuse else " (fusion off)")] + ["  " + s.describe() for s in self.plan])
+
     # -- passes -------------------------------------------------------------------------------
     def forward(self, x: Any, training: bool = True, logits: bool = False) -> Any:
         self._stop = len(self.layers) - 1 if (logits and self.ends_in_sigmoid()) else len(self.layers)
-        for layer in self.layers[: self._stop]:
-            x = layer.forward(x, training=training)
+        # No step straddles the stop: only a final Sigmoid is left out, and a Sigmoid is never fused.
+        self._ran = [step for step in self.plan if step.stop <= self._stop]
+        for step in self._ran:
+            x = step.forward(x, training)
         self.cache = True
         return x
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
         if self.cache is None:
             raise RuntimeError(f"{self.name}: backward() called before forward()")
-        active = self.layers[: self._stop]
-        for i in range(len(active) - 1, -1, -1):
-            dy = active[i].backward(dy, param_grads=param_grads, input_grad=input_grad or i > 0)
+        for step in reversed(self._ran):
+            dy = step.backward(dy, param_grads=param_grads, input_grad=input_grad or step.start > 0)
         return dy
 
     def output_shape(self, input_shape: tuple) -> tuple:
