@@ -1,8 +1,27 @@
-"""Recipe study for the dense MNIST GAN: candidates for the default recipe, each on several seeds, scored
-while they train with tinygan.metrics (issue 14).
+"""Recipe study for the two examples: candidates for the default recipe, each on several seeds, scored with
+the project's metric (issue 14).
 
     python tools/recipe_study.py --data-dir .data/mnist --device gpu --out $OUT/study \\
         --epochs 30 --score-every 10 --score-samples 10000 --seeds 0 1 --time-budget 240
+    python tools/recipe_study.py --model cifar --data-dir CIFAR --device gpu --out $OUT/cifar --time-budget 420
+
+CIFAR-10 (``--model cifar``, :func:`cifar_main`)
+-----------------------------------------------
+As ``examples/cifar_dcgan.py --class all``: one G/D per class (about 380 images each on the partial data),
+for every candidate (:data:`CIFAR_CANDIDATES`: EMA, augmentation translation,cutout and translation,cutout,
+color, ``--upsample convT4``, and "combo", the options that beat the default together) on every seed. The
+default recipe is scored from the raw generator of the EMA runs (EMA does not change what trains). Each run
+trains without any output (no checkpoint, grid, plot or GIF: :func:`_train_quietly`), then its sampling
+generator makes ``--score-samples`` images from fixed noise, scored with :mod:`tinygan.metrics_cifar`
+against the test images of its class (Fréchet distance in the classifier's features, the share recognised
+as the class). The classifier is the cached one, trained first on ``--device`` where there is none.
+``--epochs`` (default 150, the recipe's) is lowered for every run when the first run shows that the study
+would not fit ``--time-budget`` (unless ``--no-fit-budget``); results.md says which epochs were used.
+Writes ``results.csv``, ``results.md`` and one ``grid-CANDIDATE.png`` per candidate (a row of samples per
+class, seed 0): at most 8 files. ``--smoke`` trains a tiny classifier instead, for a CPU test in seconds.
+
+MNIST
+-----
 
 Every candidate is the default recipe (examples/mnist_dense.py's ``make_config``) with a few options
 changed (:data:`CANDIDATES`); each trains once per seed with ``--score-every``, so the samples of its
@@ -363,10 +382,10 @@ CIFAR_FIELDS = (
 SMOKE_CLASSIFIER = {  # --smoke: a classifier small enough to train in a second on the CPU
     "type": "cifar-convnet",
     "convs": [[3, 8, 3, 1, 1], [8, 16, 4, 2, 1]],
-    "features": 16,
+    "features": 32,
     "classes": 10,
     "dropout": 0.0,
-    "description": "penultimate layer: the 16 ReLU activations that feed the last Dense (smoke test)",
+    "description": "penultimate layer: the 32 ReLU activations that feed the last Dense (smoke test)",
     "input_scaling": "uint8 pixels / 127.5 - 1 (samples in [0, 1]: 2 x - 1), NCHW",
 }
 
@@ -538,7 +557,14 @@ def cifar_main(args: argparse.Namespace) -> int:
     if args.smoke:
         with tempfile.TemporaryDirectory() as tmp:
             classifier = metrics_cifar.load_classifier(
-                data, path=Path(tmp) / "clf.npz", device=args.device, epochs=1, batch_size=8, record=SMOKE_CLASSIFIER
+                data,
+                path=Path(tmp) / "clf.npz",
+                device=args.device,
+                epochs=1,
+                batch_size=8,
+                lr=1e-4,  # the default 2e-3 leaves every ReLU of so small a net dead after a few noisy steps
+                record=SMOKE_CLASSIFIER,
+                verbose=None,
             )
     else:
         classifier = metrics_cifar.load_classifier(data, device=args.device)
@@ -617,7 +643,9 @@ def cifar_main(args: argparse.Namespace) -> int:
     done = 0
     try:
         # A first short run compiles the kernels, so that the timed first run measures training alone.
-        one_run("warm-up", [], args.seeds[0], classes[0], 1)
+        if not one_run("warm-up", [], args.seeds[0], classes[0], 1):
+            info["notes"].append(f"time budget: spent before the first run; none of the {runs_total} runs started")
+            raise TimeoutError
         rows.clear()
         grids.clear()
         for name in names:
@@ -629,7 +657,12 @@ def cifar_main(args: argparse.Namespace) -> int:
                 for class_name in classes:
                     began = time.monotonic()
                     if not one_run(name, options, seed, class_name, epochs):
-                        info["notes"].append(f"time budget: {name} seed {seed} {class_name} stopped before its end")
+                        later = names[names.index(name) + 1 :]
+                        info["notes"].append(
+                            f"time budget: {name} seed {seed} {class_name} stopped before its end (not scored); "
+                            f"{runs_total - done - 1} of {runs_total} runs skipped"
+                            + (f"; candidates not run: {', '.join(later)}" if later else "")
+                        )
                         raise TimeoutError
                     took = time.monotonic() - began
                     done += 1
@@ -652,9 +685,11 @@ def cifar_main(args: argparse.Namespace) -> int:
                                 raise TimeoutError
                             done = 1
                     elif left and time.monotonic() + took > deadline:
+                        later = names[names.index(name) + 1 :]
                         info["notes"].append(
                             f"time budget: runs after {name} seed {seed} {class_name} not started ({left} of "
-                            f"{runs_total} runs skipped)"
+                            f"{runs_total} runs skipped"
+                            + (f"; candidates not run: {', '.join(later)})" if later else ")")
                         )
                         raise TimeoutError
                 print(
