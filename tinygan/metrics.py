@@ -302,7 +302,7 @@ def fit_classifier(
     for epoch in range(epochs):
         opt.lr = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / epochs)))
         order = rng.permutation(len(x))
-        total, seen, t0 = 0.0, 0, time.perf_counter()
+        losses, t0 = [], time.perf_counter()
         for begin in range(0, max(stop, 1), batch_size):
             idx = order[begin : begin + batch_size]
             xb = hook(x[idx])
@@ -312,9 +312,8 @@ def fit_classifier(
             loss, dlogits = softmax_cross_entropy(logits, tb)
             model.backward(dlogits, input_grad=False)
             opt.step()
-            total += float(loss) * len(idx)
-            seen += len(idx)
-        total /= seen
+            losses.append((loss, len(idx)))  # read at the epoch's end: no wait for the device in the loop
+        total = sum(float(loss) * n for loss, n in losses) / sum(n for _, n in losses)
         line = f"  epoch {epoch + 1}/{epochs}: loss {total:.4f}"
         if holdout_accuracy is not None:
             line += f", held-out accuracy {100 * holdout_accuracy():.2f}%"
