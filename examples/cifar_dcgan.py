@@ -6,7 +6,8 @@
     python examples/cifar_dcgan.py --resume runs/cifar_dcgan-...   # continue a stopped run exactly
 
 Generator: z (100) -> Dense 2048 -> (128, 4, 4) -> [BatchNorm, LeakyReLU 0.2, ConvTranspose 5x5 stride 2] x3
--> Tanh: 32x32x3 images (826,883 parameters). Discriminator: Conv 3x3 64 -> Conv 3x3/2 128 -> Conv 3x3/2
+-> Tanh: 32x32x3 images (826,883 parameters; --upsample convT4: ConvTranspose 4x4 stride 2 padding 1, whose
+even overlap builds in no checkerboard, 603,971 parameters). Discriminator: Conv 3x3 64 -> Conv 3x3/2 128 -> Conv 3x3/2
 128 -> Conv 3x3/2 32 -> Dense 1, LeakyReLU 0.2 (260,641 parameters).
 Recipe: Adam beta1 0.5, D lr 2e-4, G lr 1e-4, batch 128, 150 epochs, labels smoothed to real ~ U(0.8, 1.0)
 and fake ~ U(0.0, 0.1). Data: the CIFAR-10 python version (cifar-10-python.tar.gz or its extracted
@@ -37,6 +38,7 @@ from tinygan import cli
 from tinygan.checkpoint import CheckpointError, read_meta
 from tinygan.config import GANConfig
 from tinygan.data.cifar10 import CLASS_NAMES, load_cifar10, scale_cifar10
+from tinygan.models import UPSAMPLES
 from tinygan.recipes import CIFAR_RECIPES
 from tinygan.run_contract import RunLock, RunLocked
 from tinygan.sample import sample_grid
@@ -60,6 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=[*CLASS_NAMES, "all", "joint"],
         help="a class name, 'all' (one model per class, default) or 'joint' (one model on every class)",
     )
+    parser.add_argument(
+        "--upsample",
+        choices=UPSAMPLES,
+        help="G's upsampling layers: convT5 (ConvTranspose 5x5 stride 2, the original; uneven overlap, "
+        "checkerboard) or convT4 (4x4 stride 2 padding 1, even overlap) (default: the recipe's, convT5)",
+    )
     parser.add_argument("--auto-stop", action="store_true", default=None, help="stop when D dominates (see below)")
     parser.add_argument(
         "--auto-stop-threshold", type=cli.probability, metavar="P", help="share of generated images (default 0.95)"
@@ -81,7 +89,7 @@ def make_config(args: argparse.Namespace) -> GANConfig:
             "limit": args.limit,
             "data_dir": cli.data_dir_record(args.data_dir),
         },
-        g_options={"seed": common["seed"]},
+        g_options=generator_options(common["seed"], args.upsample or settings.get("upsample", "convT5")),
         d_options={"seed": common["seed"] + 1},
         auto_stop=bool(args.auto_stop),
         auto_stop_threshold=0.95 if args.auto_stop_threshold is None else args.auto_stop_threshold,
@@ -92,10 +100,20 @@ def make_config(args: argparse.Namespace) -> GANConfig:
     )
 
 
+def generator_options(seed: int, upsample: str) -> dict[str, Any]:
+    """G's builder options (tinygan.models.dcgan_generator) as the run records them. The original upsampling
+    is left out of the record, so an original run's configuration stays exactly what it always was."""
+    options: dict[str, Any] = {"seed": seed}
+    if upsample != "convT5":
+        options["upsample"] = upsample
+    return options
+
+
 def recorded_options(config: GANConfig) -> dict[str, Any]:
     """This example's own options as the run ``config`` records them (what --resume compares with)."""
     return {
         "class_name": config.data_options.get("class") or "joint",
+        "upsample": config.g_options.get("upsample", "convT5"),
         "auto_stop": True if config.auto_stop else "no auto-stop",
         "auto_stop_threshold": config.auto_stop_threshold,
         "auto_stop_patience": config.auto_stop_patience,

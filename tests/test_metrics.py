@@ -17,6 +17,7 @@ from tinygan.checkpoint import load_checkpoint
 from tinygan.cli import EXIT_ERROR, EXIT_NO_GPU
 from tinygan.gradcheck import numerical_gradient, relative_error
 from tinygan.metrics import (
+    Classifier,
     check_samples,
     class_coverage,
     classifier_score,
@@ -495,3 +496,103 @@ def test_genuine_mnist_quick_classifier(shared_data, tmp_path, monkeypatch):
     assert real["samples"]["classifier_score"] > 9 and real["samples"]["coverage"]["classes_covered"] == 10
     assert ones["samples"]["classifier_score"] < 1.1 and ones["samples"]["coverage"]["classes_covered"] == 1
     assert ones["samples"]["frechet_distance"] > 20 * real["samples"]["frechet_distance"]
+
+
+# -- the classifier helpers both metrics share (tinygan.metrics.fit_classifier, load_cached_classifier) --------
+
+
+def _loop_before_the_shared_helper(data, epochs, hidden, batch_size, lr, seed):
+    """The MNIST training loop as tinygan.metrics wrote it before fit_classifier served both datasets
+    (Adam, cosine learning rate, one shuffle generator, partial last batch kept): the refactor must give
+    the same weights."""
+    import math
+
+    from tinygan.optim import Adam
+
+    architecture = metrics._architecture(hidden, metrics.DROPOUT)
+    seeds = np.random.SeedSequence(seed).spawn(2)
+    model = metrics.build_classifier(architecture, seed=int(seeds[0].generate_state(1)[0]))
+    opt = Adam(model, lr=lr)
+    shuffle = np.random.default_rng(seeds[1])
+    images, labels = data.train
+    x = metrics._scale(images)
+    onehot = np.eye(10, dtype=np.float32)[labels]
+    for epoch in range(epochs):
+        opt.lr = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / epochs)))
+        order = shuffle.permutation(len(x))
+        for begin in range(0, len(x), batch_size):
+            idx = order[begin : begin + batch_size]
+            opt.zero_grad()
+            logits = model.forward(x[idx], training=True)
+            _, dlogits = softmax_cross_entropy(logits, onehot[idx])
+            model.backward(dlogits, input_grad=False)
+            opt.step()
+    return model
+
+
+def test_shared_training_loop_keeps_the_mnist_classifier_unchanged(tiny_mnist):
+    data = metrics.load_data(tiny_mnist, download=False, verbose=None)
+    options = {"epochs": 2, "hidden": (32, 16), "batch_size": 96, "lr": 3e-3, "seed": 4}  # 500 = 5 x 96 + 20
+    got = metrics.train_classifier(data, verbose=None, **options)
+    want = _loop_before_the_shared_helper(data, **options)
+    for key, value in want.state_dict().items():
+        np.testing.assert_array_equal(got.model.state_dict()[key], value, err_msg=key)
+    # The cached file's metadata: the same keys and values as before the refactor.
+    meta = got.meta
+    assert list(meta) == ["kind", "architecture", "training", "test_accuracy", "n_test", "notes"]
+    assert list(meta["training"]) == [
+        "mode", "data_source", "n_train", "n_holdout", "split_rule", "epochs", "batch_size", "optimizer", "loss",
+        "seed", "seconds",
+    ]  # fmt: skip
+    assert (meta["training"]["n_train"], meta["training"]["n_holdout"], meta["training"]["epochs"]) == (500, 100, 2)
+    assert meta["training"]["optimizer"] == f"Adam lr 0.003 cosine to {0.003 / 20}, betas (0.9, 0.999)"
+    assert meta["test_accuracy"] == got.accuracy(*data.test) and isinstance(meta["test_accuracy"], float)
+
+
+def test_fit_classifier_whole_batches_and_the_batch_hook(rng):
+    model = metrics.build_classifier(metrics._architecture((8,), 0.0), seed=0)
+    x = rng.random((10, 784), dtype=np.float32)
+    labels = rng.integers(0, 10, 10)
+    seen = []
+
+    def hook(batch):
+        seen.append(len(batch))
+        return batch * 0.5
+
+    lines = []
+    loss = metrics.fit_classifier(
+        model, x, labels, epochs=2, batch_size=4, lr=1e-3, rng=rng, device="cpu", batch_hook=hook,
+        whole_batches=True, holdout_accuracy=lambda: 0.25, say=lines.append,
+    )  # fmt: skip
+    assert seen == [4, 4, 4, 4]  # the last 2 images of each epoch dropped, every batch through the hook
+    assert np.isfinite(loss) and len(lines) == 2 and "held-out accuracy 25.00%" in lines[1]
+    seen.clear()
+    metrics.fit_classifier(model, x, labels, epochs=1, batch_size=4, lr=1e-3, rng=rng, device="cpu", batch_hook=hook)
+    assert seen == [4, 4, 2]
+    x[3, 5] = np.nan
+    with pytest.raises(RuntimeError, match="classifier training diverged"):
+        metrics.fit_classifier(model, x, labels, epochs=1, batch_size=4, lr=1e-3, rng=rng, device="cpu")
+
+
+def test_load_cached_classifier_checks_kind_and_record(tiny_mnist, tmp_path):
+    from tinygan.checkpoint import CheckpointError, save_checkpoint
+
+    data = metrics.load_data(tiny_mnist, download=False, verbose=None)
+    clf = metrics.train_classifier(data, verbose=None, epochs=1, hidden=(16,))
+    path = tmp_path / "clf.npz"
+    save_checkpoint(path, clf.model.state_dict(), clf.meta)
+    loaded = metrics.load_cached_classifier(path, metrics.CLASSIFIER_KIND, metrics.build_classifier, Classifier, "cpu")
+    assert isinstance(loaded, Classifier) and not loaded.trained and loaded.path == path
+    with pytest.raises(CheckpointError, match="expected a tinygan-cifar10-classifier checkpoint, received kind"):
+        metrics.load_cached_classifier(path, "tinygan-cifar10-classifier", metrics.build_classifier, Classifier, "cpu")
+
+    def refuse(meta):
+        raise ValueError("no mode")
+
+    with pytest.raises(CheckpointError, match="cannot rebuild the classifier from its record: no mode"):
+        metrics.load_cached_classifier(
+            path, metrics.CLASSIFIER_KIND, metrics.build_classifier, Classifier, "cpu", refuse
+        )
+    save_checkpoint(path, clf.model.state_dict(), {**clf.meta, "test_accuracy": None})
+    with pytest.raises(CheckpointError, match="lacks the test accuracy"):
+        metrics.load_cached_classifier(path, metrics.CLASSIFIER_KIND, metrics.build_classifier, Classifier, "cpu")

@@ -160,3 +160,39 @@ def test_cli_scores_a_file_and_refuses_bad_input(data_dir, tmp_path, monkeypatch
     assert "expected shape (n, 32, 32, 3)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(samples), "--epochs", "0"])
+
+
+SMALL = {
+    "type": "cifar-convnet",
+    "convs": [[3, 8, 3, 1, 1], [8, 16, 4, 2, 1]],
+    "features": 16,
+    "classes": 10,
+    "dropout": 0.0,
+    "description": "penultimate layer: the 16 ReLU activations that feed the last Dense",
+    "input_scaling": "uint8 pixels / 127.5 - 1 (samples in [0, 1]: 2 x - 1), NCHW",
+}
+
+
+def test_another_architecture_is_retrained_and_the_record_is_kept(data, tmp_path):
+    path = tmp_path / "clf.npz"
+    small = load_classifier(data, path=path, verbose=None, record=SMALL, **QUICK)
+    assert small.trained and small.meta["architecture"] == SMALL
+    assert small.model.layers[-1].in_features == 16
+    training = small.meta["training"]
+    assert training["augmentation"].startswith("random horizontal flips, then DiffAugment translation,cutout")
+    assert training["device"] == "cpu" and training["n_holdout"] == 10
+    assert small.meta["test_accuracy"] == small.accuracy(*data.test)
+    assert not load_classifier(data, path=path, verbose=None, record=SMALL, **QUICK).trained
+    # The cache holds another architecture than this version's default: retrained, with a message.
+    messages = []
+    default = load_classifier(data, path=path, verbose=messages.append, **QUICK)
+    assert default.trained and default.meta["architecture"] == metrics_cifar.architecture()
+    assert any("another architecture than this version's; retraining" in m for m in messages)
+
+
+def test_default_architecture_is_the_wider_network():
+    record = metrics_cifar.architecture()
+    assert [c[1] for c in record["convs"]] == [64, 128, 128, 256, 256]
+    model = build_classifier(record)
+    assert model.output_shape((2, 3, 32, 32)) == (2, 10)
+    assert metrics_cifar.EPOCHS == 60 and metrics_cifar.AUGMENTATION == "translation,cutout"

@@ -65,3 +65,70 @@ def test_recipe_study_runs_every_candidate_on_both_seeds_and_writes_its_table(tm
     assert "time budget" in again.stdout
     assert "not started" in (out / "results.md").read_text()
     assert list(csv.DictReader(open(out / "results.csv"))) == []
+
+
+# -- CIFAR-10 ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cifar(tmp_path):
+    from formats import write_cifar_folder
+
+    write_cifar_folder(tmp_path / "cifar", per_batch=40, rng=np.random.default_rng(0))  # 20 images per class
+    return tmp_path / "cifar"
+
+
+def cifar_study(tmp_path, cifar, *extra):
+    env = {**os.environ, "TINYGAN_DATA": str(tmp_path / "cache")}
+    argv = [sys.executable, str(STUDY), "--model", "cifar", "--data-dir", str(cifar), "--out", str(tmp_path / "out")]
+    argv += ["--device", "cpu", "--smoke", "--epochs", "1", "--batch-size", "4", "--score-samples", "8"]
+    argv += ["--classes", "airplane,cat", "--grid-columns", "3", *extra]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_cifar_study_smoke_every_candidate_seed_and_class(tmp_path, cifar):
+    result = cifar_study(tmp_path, cifar, "--candidates", "ema,convT4,combo", "--time-budget", "300")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [
+        "grid-combo.png", "grid-convT4.png", "grid-default.png", "grid-ema.png", "results.csv", "results.md"
+    ]  # fmt: skip
+    assert not (tmp_path / "cache").exists()  # the smoke classifier is not cached
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    keys = [(r["candidate"], r["seed"], r["class"]) for r in rows]
+    expected = {(c, s, k) for c in ("default", "ema", "convT4", "combo") for s in "01" for k in ("airplane", "cat")}
+    assert sorted(keys) == sorted(expected)
+    assert all(r["epochs"] == "1" for r in rows)
+    fids = [float(r["fid"]) for r in rows]
+    assert all(np.isfinite(fids)) and all(f > 0 for f in fids)
+    assert len({r["fid"] for r in rows if r["candidate"] != "combo"}) == 12  # seeds, classes, candidates differ
+    by = {(r["candidate"], r["seed"], r["class"]): r for r in rows}
+    assert by[("convT4", "0", "cat")]["options"] == "--upsample convT4"
+    # The EMA runs score the raw generator as 'default': the same run, so the same seconds.
+    assert by[("default", "1", "cat")]["train_seconds"] == by[("ema", "1", "cat")]["train_seconds"]
+    assert all(0 <= float(r["recognized"]) <= 1 for r in rows)
+    table = (out / "results.md").read_text()
+    assert "**1 epochs** per class" in table and "| candidate | FID s0 | FID s1 | rec s0 | rec s1 |" in table
+    assert "- combo: `--ema-decay 0.999 --augment translation,cutout --upsample convT4`" in table
+    # Each grid: 2 classes x 3 samples of 32x32 (plus the grid's padding).
+    from PIL import Image
+
+    width, height = Image.open(out / "grid-ema.png").size
+    assert width > height > 2 * 32
+
+
+def test_cifar_study_stops_at_the_budget_and_says_what_it_skipped(tmp_path, cifar):
+    result = cifar_study(tmp_path, cifar, "--candidates", "convT4", "--time-budget", "0.01")
+    assert result.returncode == 0, result.stderr
+    assert "time budget" in result.stdout
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "Note: time budget" in table and "runs" in table
+    assert list(csv.DictReader(open(tmp_path / "out" / "results.csv"))) == []
+
+
+def test_cifar_study_refuses_unknown_candidates_and_classes(tmp_path, cifar):
+    bad = cifar_study(tmp_path, cifar, "--candidates", "no-ema")
+    assert bad.returncode == 2 and "--candidates: unknown ['no-ema']" in bad.stderr
+    bad = cifar_study(tmp_path, cifar, "--classes", "cow")
+    assert bad.returncode == 2 and "--classes: unknown ['cow']" in bad.stderr

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from tinygan.augment import parse_policy
-from tinygan.models import BUILDERS
+from tinygan.models import BUILDERS, UPSAMPLES
 
 DEVICES = ("cpu", "gpu")
 G_LOSSES = ("nonsaturating", "minimax")
@@ -89,6 +89,9 @@ class GANConfig:
         for name in ("data_options", "g_options", "d_options"):
             value = getattr(self, name)
             _check(name, value, isinstance(value, dict) and all(isinstance(k, str) for k in value), "an object")
+        if "upsample" in self.g_options:  # the DCGAN generator's upsampling layers (tinygan.models.UPSAMPLES)
+            _check("g_options.upsample", self.g_options["upsample"], self.model == "dcgan", "no upsample (not a DCGAN)")
+            _choice("g_options.upsample", self.g_options["upsample"], UPSAMPLES)
         for name, low in (("epochs", 1), ("batch_size", 1), ("d_steps", 1), ("sample_every", 1), ("log_every", 1)):
             _integer(name, getattr(self, name), low)
         for name in ("seed", "checkpoint_every", "noise_epochs"):

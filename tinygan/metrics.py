@@ -269,6 +269,113 @@ def default_cache_path() -> Path:
     return cache_dir("metrics") / "mnist_classifier.npz"
 
 
+def fit_classifier(
+    model: Sequential,
+    x: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    rng: np.random.Generator,
+    device: str,
+    batch_hook: Callable[[np.ndarray], Any] | None = None,
+    whole_batches: bool = False,
+    holdout_accuracy: Callable[[], float] | None = None,
+    say: Callable[[str], Any] = lambda _: None,
+) -> float:
+    """Train ``model`` (already on ``device``) on host inputs ``x`` and integer ``labels`` with Adam and the
+    softmax cross-entropy; the loss of the last epoch. Shared by the MNIST and CIFAR-10 classifiers.
+
+    Each epoch shuffles with ``rng`` and sets the learning rate on a cosine from ``lr`` down to ``lr / 20``
+    (the last epochs at a small rate settle the weights, worth a few tenths of a percent of accuracy).
+    ``batch_hook(x_batch)`` turns a host batch into the model's device input (augmentation goes there;
+    default: copy it to the device); ``whole_batches`` drops the last partial batch (BatchNorm: a batch of
+    one image has no statistics); ``holdout_accuracy()`` is printed after every epoch. RuntimeError when the
+    loss stops being finite.
+    """
+    opt = Adam(model, lr=lr)
+    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+    hook = batch_hook or (lambda xb: backend.to_device(xb, device))
+    stop = len(x) - batch_size + 1 if whole_batches and len(x) >= batch_size else len(x)
+    total = 0.0
+    for epoch in range(epochs):
+        opt.lr = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / epochs)))
+        order = rng.permutation(len(x))
+        losses, t0 = [], time.perf_counter()
+        for begin in range(0, max(stop, 1), batch_size):
+            idx = order[begin : begin + batch_size]
+            xb = hook(x[idx])
+            tb = backend.to_device(onehot[idx], device)
+            opt.zero_grad()
+            logits = model.forward(xb, training=True)
+            loss, dlogits = softmax_cross_entropy(logits, tb)
+            model.backward(dlogits, input_grad=False)
+            opt.step()
+            losses.append((loss, len(idx)))  # read at the epoch's end: no wait for the device in the loop
+        total = sum(float(loss) * n for loss, n in losses) / sum(n for _, n in losses)
+        line = f"  epoch {epoch + 1}/{epochs}: loss {total:.4f}"
+        if holdout_accuracy is not None:
+            line += f", held-out accuracy {100 * holdout_accuracy():.2f}%"
+        say(f"{line} ({time.perf_counter() - t0:.1f} s)")
+        if not math.isfinite(total):
+            raise RuntimeError("classifier training diverged (non-finite loss)")
+    return total
+
+
+def classifier_record(
+    kind: str,
+    architecture: dict[str, Any],
+    data: EvalData,
+    test_accuracy: float,
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """The metadata a cached classifier carries (both datasets): ``training`` holds the fields particular
+    to the run (n_train, split rule, epochs, optimizer, ...); the data's mode, source and held-out count
+    are added here."""
+    holdout = 0 if data.holdout is None else int(len(data.holdout[0]))
+    return {
+        "kind": kind,
+        "architecture": architecture,
+        "training": {
+            "mode": data.mode,
+            "data_source": data.source,
+            "n_train": training["n_train"],
+            "n_holdout": holdout,
+            **training,
+        },
+        "test_accuracy": float(test_accuracy),
+        "n_test": int(len(data.test[0])),
+        "notes": list(data.notes),
+    }
+
+
+def load_cached_classifier(
+    path: Path,
+    kind: str,
+    build: Callable[[dict[str, Any]], Sequential],
+    classifier_class: type[Classifier],
+    device: str,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> Classifier:
+    """The classifier cached in ``path``: its metadata's ``kind`` must be ``kind``, ``build(architecture)``
+    rebuilds the model whose weights are then loaded, ``check(meta)`` raises ValueError on metadata this
+    kind needs and lacks. CheckpointError naming the file on anything wrong."""
+    arrays, meta = load_checkpoint(path)
+    if meta.get("kind") != kind:
+        raise CheckpointError(f"{path}: expected a {kind} checkpoint, received kind {meta.get('kind')!r}")
+    try:
+        model = build(meta["architecture"])
+        model.load_state_dict(arrays, source=str(path))
+        if not isinstance(meta["test_accuracy"], float) or not isinstance(meta["training"]["n_train"], int):
+            raise ValueError("metadata lacks the test accuracy or the number of training images")
+        if check is not None:
+            check(meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild the classifier from its record: {exc}") from None
+    return classifier_class(model.to(device), meta, path, False)
+
+
 def train_classifier(
     data: EvalData,
     *,
@@ -281,11 +388,8 @@ def train_classifier(
     device: str = "cpu",
     verbose: Verbose = _stderr,
 ) -> Classifier:
-    """Train the classifier on ``data.train`` with Adam and softmax cross-entropy; not cached here.
-
-    The learning rate follows a cosine from ``lr`` down to ``lr / 20`` over the epochs: the last
-    epochs at a small rate settle the weights, worth a few tenths of a percent of accuracy.
-    """
+    """Train the classifier on ``data.train`` (:func:`fit_classifier`: Adam, cosine learning rate, softmax
+    cross-entropy); not cached here."""
     if data.train is None:
         raise ValueError("no training images available for the classifier")
     if epochs < 1:
@@ -293,11 +397,8 @@ def train_classifier(
     architecture = _architecture(hidden, dropout)
     seeds = np.random.SeedSequence(seed).spawn(2)
     model = build_classifier(architecture, seed=int(seeds[0].generate_state(1)[0])).to(device)
-    opt = Adam(model, lr=lr)
-    shuffle = np.random.default_rng(seeds[1])
     images, labels = data.train
     x = _scale(images)
-    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
     classifier = Classifier(model, {}, None, True)
     say = verbose or (lambda _: None)
     say(
@@ -305,41 +406,33 @@ def train_classifier(
         f"{len(x)} images, {epochs} epochs, on the {device}"
     )
     start = time.perf_counter()
-    for epoch in range(epochs):
-        opt.lr = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / epochs)))
-        order = shuffle.permutation(len(x))
-        total, seen, t0 = 0.0, 0, time.perf_counter()
-        for begin in range(0, len(x), batch_size):
-            idx = order[begin : begin + batch_size]
-            xb = backend.to_device(x[idx], device)
-            tb = backend.to_device(onehot[idx], device)
-            opt.zero_grad()
-            logits = model.forward(xb, training=True)
-            loss, dlogits = softmax_cross_entropy(logits, tb)
-            model.backward(dlogits, input_grad=False)
-            opt.step()
-            total += float(loss) * len(idx)
-            seen += len(idx)
-        line = f"  epoch {epoch + 1}/{epochs}: loss {total / seen:.4f}"
-        if data.holdout is not None:
-            line += f", held-out accuracy {100 * classifier.accuracy(*data.holdout):.2f}%"
-        say(f"{line} ({time.perf_counter() - t0:.1f} s)")
-    if not math.isfinite(total):
-        raise RuntimeError("classifier training diverged (non-finite loss)")
+    holdout = None if data.holdout is None else (lambda: classifier.accuracy(*data.holdout))
+    fit_classifier(
+        model,
+        x,
+        labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        rng=np.random.default_rng(seeds[1]),
+        device=device,
+        holdout_accuracy=holdout,
+        say=say,
+    )
     test_accuracy = classifier.accuracy(*data.test)
-    classifier.meta = {
-        "kind": CLASSIFIER_KIND,
-        "architecture": architecture,
-        "training": {
-            "mode": data.mode,
-            "data_source": data.source,
+    split_rule = (
+        "MNIST training set in split_order(): the first sixth held out, the rest trained on"
+        if data.mode == MODE_TRAIN
+        else "embedded test set in split_order(): train the first 60%, hold out the next 20%, test the last 20%"
+    )
+    classifier.meta = classifier_record(
+        CLASSIFIER_KIND,
+        architecture,
+        data,
+        test_accuracy,
+        {
             "n_train": int(len(x)),
-            "n_holdout": 0 if data.holdout is None else int(len(data.holdout[0])),
-            "split_rule": (
-                "MNIST training set in split_order(): the first sixth held out, the rest trained on"
-                if data.mode == MODE_TRAIN
-                else "embedded test set in split_order(): train the first 60%, hold out the next 20%, test the last 20%"
-            ),
+            "split_rule": split_rule,
             "epochs": int(epochs),
             "batch_size": int(batch_size),
             "optimizer": f"Adam lr {lr} cosine to {lr / 20}, betas (0.9, 0.999)",
@@ -347,26 +440,18 @@ def train_classifier(
             "seed": int(seed),
             "seconds": round(time.perf_counter() - start, 1),
         },
-        "test_accuracy": test_accuracy,
-        "n_test": int(len(data.test[0])),
-        "notes": list(data.notes),
-    }
+    )
     say(f"classifier test accuracy {100 * test_accuracy:.2f}% on {len(data.test[0])} images")
     return classifier
 
 
+def _check_mode(meta: dict[str, Any]) -> None:
+    if meta["training"]["mode"] not in (MODE_TRAIN, MODE_EMBEDDED):
+        raise ValueError("metadata lacks the training data mode")
+
+
 def _load_cached(path: Path, device: str) -> Classifier:
-    arrays, meta = load_checkpoint(path)
-    if meta.get("kind") != CLASSIFIER_KIND:
-        raise CheckpointError(f"{path}: expected a {CLASSIFIER_KIND} checkpoint, received kind {meta.get('kind')!r}")
-    try:
-        model = build_classifier(meta["architecture"])
-        model.load_state_dict(arrays, source=str(path))
-        if not isinstance(meta["test_accuracy"], float) or meta["training"]["mode"] not in (MODE_TRAIN, MODE_EMBEDDED):
-            raise ValueError("metadata lacks the test accuracy or the training data mode")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot rebuild the classifier from its record: {exc}") from None
-    return Classifier(model.to(device), meta, path, False)
+    return load_cached_classifier(path, CLASSIFIER_KIND, build_classifier, Classifier, device, check=_check_mode)
 
 
 def load_classifier(

@@ -62,12 +62,29 @@ def mnist_discriminator(
     return nn.Sequential(*layers, name="D")
 
 
-def dcgan_generator(latent_dim: int = LATENT_DIM, seed: int = 0, dtype: Any = np.float32) -> nn.Sequential:
+# How the DCGAN generator doubles the image size (``g_options["upsample"]``; absent: "convT5", the original).
+# "convT5": ConvTranspose2d 5x5 stride 2 (padding 2, output_padding 1). 5 is not a multiple of the stride, so
+#   output pixels alternately receive 9 and 6 (rows x columns: 3 or 2 taps each way) kernel taps: uneven
+#   overlap, the checkerboard of Odena et al., 2016, "Deconvolution and checkerboard artifacts" (Distill).
+# "convT4": ConvTranspose2d 4x4 stride 2 padding 1 (as the DCGAN of Radford et al., 2016): every output pixel
+#   receives exactly 2 x 2 taps, so the overlap is even (the weights can still learn a pattern, but none is
+#   built in). Same output size, 128*128*16 instead of 128*128*25 weights per layer.
+UPSAMPLES = ("convT5", "convT4")
+
+
+def dcgan_generator(
+    latent_dim: int = LATENT_DIM, seed: int = 0, dtype: Any = np.float32, upsample: str = "convT5"
+) -> nn.Sequential:
     """z (100) -> Dense 2048 -> (128, 4, 4) -> [BN, LeakyReLU, ConvT 5x5 stride 2] x3 -> Tanh: (3, 32, 32),
-    826,883 parameters."""
+    826,883 parameters. ``upsample="convT4"``: ConvT 4x4 stride 2 padding 1 instead (see :data:`UPSAMPLES`),
+    603,971 parameters."""
+    if upsample not in UPSAMPLES:
+        raise ValueError(f"unknown upsample {upsample!r}: expected one of {list(UPSAMPLES)}")
     rng = np.random.default_rng(seed)
 
     def up(cin: int, cout: int) -> list[Any]:
+        if upsample == "convT4":
+            return [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, rng=rng, dtype=dtype)]
         return [nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1, rng=rng, dtype=dtype)]
 
     layers = [nn.Dense(latent_dim, 2048, rng=rng, dtype=dtype), nn.Reshape(128, 4, 4)]

@@ -1,8 +1,27 @@
-"""Recipe study for the dense MNIST GAN: candidates for the default recipe, each on several seeds, scored
-while they train with tinygan.metrics (issue 14).
+"""Recipe study for the two examples: candidates for the default recipe, each on several seeds, scored with
+the project's metric (issue 14).
 
     python tools/recipe_study.py --data-dir .data/mnist --device gpu --out $OUT/study \\
         --epochs 30 --score-every 10 --score-samples 10000 --seeds 0 1 --time-budget 240
+    python tools/recipe_study.py --model cifar --data-dir CIFAR --device gpu --out $OUT/cifar --time-budget 420
+
+CIFAR-10 (``--model cifar``, :func:`cifar_main`)
+-----------------------------------------------
+As ``examples/cifar_dcgan.py --class all``: one G/D per class (about 380 images each on the partial data),
+for every candidate (:data:`CIFAR_CANDIDATES`: EMA, augmentation translation,cutout and translation,cutout,
+color, ``--upsample convT4``, and "combo", the options that beat the default together) on every seed. The
+default recipe is scored from the raw generator of the EMA runs (EMA does not change what trains). Each run
+trains without any output (no checkpoint, grid, plot or GIF: :func:`_train_quietly`), then its sampling
+generator makes ``--score-samples`` images from fixed noise, scored with :mod:`tinygan.metrics_cifar`
+against the test images of its class (Fréchet distance in the classifier's features, the share recognised
+as the class). The classifier is the cached one, trained first on ``--device`` where there is none.
+``--epochs`` (default 150, the recipe's) is lowered for every run when the first run shows that the study
+would not fit ``--time-budget`` (unless ``--no-fit-budget``); results.md says which epochs were used.
+Writes ``results.csv``, ``results.md`` and one ``grid-CANDIDATE.png`` per candidate (a row of samples per
+class, seed 0): at most 8 files. ``--smoke`` trains a tiny classifier instead, for a CPU test in seconds.
+
+MNIST
+-----
 
 Every candidate is the default recipe (examples/mnist_dense.py's ``make_config``) with a few options
 changed (:data:`CANDIDATES`); each trains once per seed with ``--score-every``, so the samples of its
@@ -37,10 +56,16 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from tinygan.data.download import DataIntegrityWarning  # noqa: E402
 
 # name -> command-line options on top of the default recipe (what a user would type)
 # (in the order they run: the most informative first, in case the time budget ends the study early)
@@ -81,30 +106,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog=__doc__.split("\n\n", 2)[2],
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    parser.add_argument("--data-dir", required=True, help="folder holding the four MNIST IDX files")
-    parser.add_argument("--out", required=True, help="folder for results.csv, results.md and samples.png")
+    parser.add_argument("--model", choices=("mnist", "cifar"), default="mnist", help="which example (mnist)")
+    parser.add_argument("--data-dir", required=True, help="folder of the MNIST IDX files / cifar-10-batches-py")
+    parser.add_argument("--out", required=True, help="folder for the results (at most 8 files)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="gpu")
-    parser.add_argument("--epochs", type=int, default=30, help="epochs per run (default 30)")
-    parser.add_argument("--score-every", type=int, default=10, help="score every N epochs and at the last (10)")
-    parser.add_argument("--score-samples", type=int, default=10000, help="samples scored each time (10000)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of every candidate (0 1)")
+    parser.add_argument("--epochs", type=int, help="epochs per run (MNIST 30; CIFAR-10 150, the recipe's)")
+    parser.add_argument("--score-every", type=int, default=10, help="MNIST: score every N epochs and at the last (10)")
     parser.add_argument(
-        "--candidates", help=f"comma-separated subset of {', '.join(CANDIDATES)} (default: all, in that order)"
+        "--score-samples", type=int, help="samples scored each time (MNIST 10000; CIFAR-10 1000 per class)"
     )
-    parser.add_argument("--limit", type=int, help="train on the first N images only (a quick look or a test)")
-    parser.add_argument("--time-budget", type=float, default=240.0, help="seconds for the whole study (240)")
-    parser.add_argument("--work-dir", help="scratch folder for the runs (default: a temporary one, removed)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of every candidate (0 1)")
+    parser.add_argument("--candidates", help="comma-separated subset of the model's candidates (default: all)")
+    parser.add_argument("--limit", type=int, help="MNIST: train on the first N images only (a quick look or a test)")
+    parser.add_argument("--time-budget", type=float, help="seconds for the whole study (MNIST 240, CIFAR-10 420)")
+    parser.add_argument("--work-dir", help="MNIST: scratch folder for the runs (default: a temporary one, removed)")
+    parser.add_argument("--classes", help="CIFAR-10: comma-separated classes (default: all ten)")
+    parser.add_argument("--batch-size", type=int, help="CIFAR-10: batch size (default: the recipe's, 128)")
+    parser.add_argument(
+        "--no-fit-budget",
+        dest="fit_budget",
+        action="store_false",
+        help="CIFAR-10: keep --epochs even when the first run says the study will not fit the budget",
+    )
+    parser.add_argument("--grid-columns", type=int, default=10, help="CIFAR-10: samples per class in the grids")
+    parser.add_argument(
+        "--smoke", action="store_true", help="CIFAR-10: a tiny classifier trained for the study (tests, CPU)"
+    )
     args = parser.parse_args(argv)
-    names = list(CANDIDATES) if not args.candidates else [c.strip() for c in args.candidates.split(",")]
-    unknown = [c for c in names if c not in CANDIDATES]
+    cifar = args.model == "cifar"
+    table = CIFAR_CANDIDATES if cifar else CANDIDATES
+    names = list(table) if not args.candidates else [c.strip() for c in args.candidates.split(",")]
+    unknown = [c for c in names if c not in table]
     if unknown:
-        parser.error(f"--candidates: unknown {unknown}; expected some of {list(CANDIDATES)}")
+        parser.error(f"--candidates: unknown {unknown}; expected some of {list(table)}")
     args.candidate_names = names
-    for option in ("epochs", "score_every", "score_samples"):
+    args.epochs = args.epochs if args.epochs is not None else (150 if cifar else 30)
+    args.score_samples = args.score_samples if args.score_samples is not None else (1000 if cifar else 10000)
+    args.time_budget = args.time_budget if args.time_budget is not None else (420.0 if cifar else 240.0)
+    for option in ("epochs", "score_every", "score_samples", "grid_columns"):
         if getattr(args, option) < (2 if option == "score_samples" else 1):
             parser.error(f"--{option.replace('_', '-')}: expected a positive integer, received {getattr(args, option)}")
+    if args.batch_size is not None and args.batch_size < 2:
+        parser.error(f"--batch-size: expected an integer >= 2, received {args.batch_size}")
     if args.time_budget <= 0:
         parser.error(f"--time-budget: expected a positive number of seconds, received {args.time_budget}")
+    classes, args.classes = args.classes, None
+    if cifar:
+        from tinygan.data.cifar10 import CLASS_NAMES
+
+        if classes:
+            args.classes = [c.strip() for c in classes.split(",")]
+            wrong = [c for c in args.classes if c not in CLASS_NAMES]
+            if wrong:
+                parser.error(f"--classes: unknown {wrong}; expected some of {list(CLASS_NAMES)}")
+    elif args.smoke or args.batch_size:
+        parser.error("--smoke and --batch-size are options of --model cifar")
     return args
 
 
@@ -197,6 +253,8 @@ def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.model == "cifar":
+        return cifar_main(args)
     start = time.monotonic()
     deadline = start + args.time_budget
     out = Path(args.out)
@@ -206,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="recipe_study-", dir=scratch))
     work.mkdir(parents=True, exist_ok=True)
 
-    sys.path.insert(0, str(ROOT))
     from tinygan import metrics
     from tinygan.quality import mnist_scorer
     from tinygan.train import GANTrainer
@@ -286,14 +343,370 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         write_results(out, rows, args, real, notes)
         if grid_rows:
-            import numpy as np
-
             save_grid(np.concatenate(grid_rows), out / "samples.png", nrow=10)
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
     print(
         f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'samples.png'} ({time.monotonic() - start:.0f} s)"
     )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- CIFAR-10
+
+# CIFAR-10 candidates, in the order they run. "ema" trains exactly the default's trajectory (the average
+# does not feed back into training), so its runs also score the raw generator, filed as "default": one set
+# of runs gives both. "combo" is built after the others from the options that beat the default
+# (:func:`combination`).
+CIFAR_CANDIDATES: dict[str, list[str]] = {
+    "ema": ["--ema-decay", "0.999"],
+    "aug-tc": ["--augment", "translation,cutout"],
+    "aug-tcc": ["--augment", "translation,cutout,color"],
+    "convT4": ["--upsample", "convT4"],
+    "combo": [],  # filled in by combination()
+}
+CIFAR_RAW_TWIN = {"ema": "default"}  # candidate -> the name its raw generator's scores are filed under
+CIFAR_FIELDS = (
+    "candidate",
+    "seed",
+    "class",
+    "epochs",
+    "fid",
+    "recognized",
+    "classifier_score",
+    "real_fid",
+    "real_recognized",
+    "options",
+    "train_seconds",
+)
+SMOKE_CLASSIFIER = {  # --smoke: a classifier small enough to train in a second on the CPU
+    "type": "cifar-convnet",
+    "convs": [[3, 8, 3, 1, 1], [8, 16, 4, 2, 1]],
+    "features": 32,
+    "classes": 10,
+    "dropout": 0.0,
+    "description": "penultimate layer: the 32 ReLU activations that feed the last Dense (smoke test)",
+    "input_scaling": "uint8 pixels / 127.5 - 1 (samples in [0, 1]: 2 x - 1), NCHW",
+}
+
+
+def _example(name: str) -> Any:
+    path = ROOT / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _mean_by(rows: list[dict[str, Any]], candidate: str, seed: int, key: str) -> float:
+    values = [r[key] for r in rows if r["candidate"] == candidate and r["seed"] == seed]
+    return _mean(values)
+
+
+def beats_default(rows: list[dict[str, Any]], candidate: str, seeds: list[int], classes: list[str]) -> bool | None:
+    """Whether ``candidate``'s Fréchet distance, averaged over the classes, is lower than the default's on
+    every seed; None while either lacks a class or a seed."""
+    for name in (candidate, "default"):
+        done = {(r["seed"], r["class"]) for r in rows if r["candidate"] == name}
+        if not all((s, c) in done for s in seeds for c in classes):
+            return None
+    return all(_mean_by(rows, candidate, s, "fid") < _mean_by(rows, "default", s, "fid") for s in seeds)
+
+
+def combination(rows: list[dict[str, Any]], seeds: list[int], classes: list[str]) -> tuple[list[str], str]:
+    """The options of "combo": EMA, the better augmentation and convT4, each only where its own candidate
+    beat the default on every seed; where fewer than two did, all three (to see them together anyway).
+    Returns the options and why."""
+    aug = min(("aug-tc", "aug-tcc"), key=lambda c: _mean([r["fid"] for r in rows if r["candidate"] == c] or [math.inf]))
+    picks = [name for name in ("ema", aug, "convT4") if beats_default(rows, name, seeds, classes)]
+    why = f"the options that beat the default on every seed: {', '.join(picks)}"
+    if len(picks) < 2:
+        why = f"fewer than two options beat the default ({', '.join(picks) or 'none'}): all three, with {aug}"
+        picks = ["ema", aug, "convT4"]
+    return [opt for name in picks for opt in CIFAR_CANDIDATES[name]], why
+
+
+def write_cifar_results(
+    out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, classes: list[str], info: dict[str, Any]
+) -> None:
+    """results.csv and results.md for the CIFAR-10 study (rewritten whole after every run)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".results.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CIFAR_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out / "results.csv")
+    seeds = args.seeds
+    names = ["default", *[n for n in args.candidate_names if n != "default"]]
+    present = [n for n in names if any(r["candidate"] == n for r in rows)]
+    lines = [
+        "# CIFAR-10 recipe study (tools/recipe_study.py --model cifar)",
+        "",
+        f"The CIFAR-10 DCGAN, one G/D per class (`--class all`), default recipe plus each candidate's options; "
+        f"**{info.get('epochs', args.epochs)} epochs** per class, seeds {', '.join(map(str, seeds))}, device "
+        f"{args.device}. Each run's sampling generator (the EMA generator where it keeps one; the raw one for "
+        f"'default', from the 'ema' runs) makes {args.score_samples} samples, scored with tinygan.metrics_cifar "
+        "against the test images of its class: FID = the Fréchet distance in the classifier's features (lower "
+        "is better), rec = the share of samples the classifier recognises as the class. Means over the classes. "
+        "'beats default': lower mean FID on every seed; 'FID -30%': classes whose FID (mean of the seeds) is at "
+        "least 30% below the default's.",
+        "",
+    ]
+    if info.get("classifier"):
+        lines += [info["classifier"], ""]
+    header = ["candidate", *[f"FID s{s}" for s in seeds], *[f"rec s{s}" for s in seeds]]
+    header += ["worst class rec", "FID -30%", "beats default", "seconds"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def per_class(name: str, key: str) -> dict[str, float]:
+        return {c: _mean([r[key] for r in rows if r["candidate"] == name and r["class"] == c]) for c in classes}
+
+    base = per_class("default", "fid")
+    for name in present:
+        cells = [name]
+        cells += [f"{_mean_by(rows, name, s, 'fid'):.2f}" for s in seeds]
+        cells += [f"{100 * _mean_by(rows, name, s, 'recognized'):.0f}%" for s in seeds]
+        rec = per_class(name, "recognized")
+        worst = min(rec, key=lambda c: rec[c] if not math.isnan(rec[c]) else math.inf)
+        cells.append(f"{100 * rec[worst]:.0f}% ({worst})")
+        fid = per_class(name, "fid")
+        better = sum(1 for c in classes if fid[c] < 0.7 * base[c])
+        cells.append("" if name == "default" else f"{better}/{len(classes)}")
+        verdict = beats_default(rows, name, seeds, classes)
+        cells.append("" if name == "default" else {True: "yes", False: "no", None: "(incomplete)"}[verdict])
+        cells.append(f"{sum(r['train_seconds'] for r in rows if r['candidate'] == name):.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Per class (mean of the seeds): FID / recognised", ""]
+    lines += ["| candidate | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 1)]
+    for name in present:
+        fid, rec = per_class(name, "fid"), per_class(name, "recognized")
+        lines.append(f"| {name} | " + " | ".join(f"{fid[c]:.1f} / {100 * rec[c]:.0f}%" for c in classes) + " |")
+    real = {c: next((r for r in rows if r["class"] == c), None) for c in classes}
+    if any(real.values()):
+        cells = [f"{r['real_fid']:.1f} / {100 * r['real_recognized']:.0f}%" if r else "-" for r in real.values()]
+        lines.append("| real held-out | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "real held-out: the class's held-out real training images (unseen by the classifier, as many as there "
+            "are, about 63), scored the same way; their FID is dominated by the small-n bias.",
+        ]
+    lines += ["", "Candidates (options on top of the default recipe):", ""]
+    lines += ["- default: `(none)`, the raw generator of the 'ema' runs"]
+    for name in names:
+        if name != "default":
+            options = info.get("combo") if name == "combo" else " ".join(CIFAR_CANDIDATES[name])
+            lines.append(f"- {name}: `{options or '(not built yet)'}`")
+    if info.get("combo_why"):
+        lines.append(f"- combo: {info['combo_why']}")
+    lines += ["", "Grids: grid-CANDIDATE.png, one row of samples per class (seed 0)."]
+    lines += ["", *[f"Note: {note}" for note in info.get("notes", [])]]
+    (out / "results.md").write_text("\n".join(lines).rstrip() + "\n")
+
+
+def _raw_images(trainer: Any, z: np.ndarray) -> np.ndarray:
+    """The raw generator's images (G, not its average) for noise ``z``, in [0, 1]."""
+    from tinygan import backend
+    from tinygan.viz import to_images
+
+    out = trainer.G.forward(backend.to_device(z.astype(trainer.G.dtype), trainer.device), training=False)
+    return to_images(backend.to_numpy(out), trainer.image_shape, trainer.config.image_range)
+
+
+def _train_quietly(trainer: Any, deadline: float) -> bool:
+    """Train ``trainer`` for its epochs without any output (no checkpoints, grids, plots or GIF: the study
+    only scores the end); False when the deadline stopped it. Raises TrainingDiverged on a non-finite loss."""
+    from tinygan import backend
+    from tinygan.train import TrainingDiverged
+
+    config = trainer.config
+    with trainer.runner.active(), backend.precision(config.precision):
+        for epoch in range(config.epochs):
+            trainer.epoch = epoch  # what noise_sigma() anneals by
+            trainer.runner.begin_epoch(trainer.rng.permutation(len(trainer.data)), 0)
+            for _ in range(trainer.steps_per_epoch):
+                trainer.runner.step(trainer.noise_sigma())
+            if epoch % 10 == 9 or epoch == config.epochs - 1:
+                for _, figures in trainer.runner.collect():
+                    if not all(math.isfinite(v) for v in figures.values()):
+                        raise TrainingDiverged(f"non-finite loss by epoch {epoch + 1}")
+            if time.monotonic() > deadline:
+                return False
+    trainer.epoch = config.epochs
+    return True
+
+
+def cifar_main(args: argparse.Namespace) -> int:
+    import gc
+
+    from tinygan import metrics_cifar
+    from tinygan.data.cifar10 import CLASS_NAMES
+    from tinygan.train import GANTrainer, TrainingDiverged
+    from tinygan.viz import save_grid
+
+    start = time.monotonic()
+    deadline = start + args.time_budget
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = args.classes or list(CLASS_NAMES)
+    example = _example("cifar_dcgan")
+    info: dict[str, Any] = {"notes": [], "epochs": args.epochs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataIntegrityWarning)
+        data = metrics_cifar.load_data(args.data_dir, download=False, verbose=None)
+    if args.smoke:
+        with tempfile.TemporaryDirectory() as tmp:
+            classifier = metrics_cifar.load_classifier(
+                data,
+                path=Path(tmp) / "clf.npz",
+                device=args.device,
+                epochs=1,
+                batch_size=8,
+                lr=1e-4,  # the default 2e-3 leaves every ReLU of so small a net dead after a few noisy steps
+                record=SMOKE_CLASSIFIER,
+                verbose=None,
+            )
+    else:
+        classifier = metrics_cifar.load_classifier(data, device=args.device)
+    accuracy, training = classifier.meta["test_accuracy"], classifier.meta["training"]
+    info["classifier"] = (
+        f"Classifier: {100 * accuracy:.1f}% test accuracy on {classifier.meta['n_test']} test images, trained on "
+        f"{training['n_train']} images ({training['epochs']} epochs, {training.get('augmentation', '')}; "
+        f"{'trained in this study' if classifier.trained else 'cached'}, {training['seconds']} s on the "
+        f"{training.get('device', 'device')})."
+    )
+    print(f"classifier ready: {100 * accuracy:.1f}% test accuracy ({time.monotonic() - start:.0f} s)", flush=True)
+
+    names = [n for n in args.candidate_names if n != "default"]
+    runs_total = len(names) * len(args.seeds) * len(classes)
+    rows: list[dict[str, Any]] = []
+    grids: dict[str, list[np.ndarray]] = {}
+    images_by_class: dict[str, Any] = {}
+    real_by_class: dict[str, Any] = {}
+    z_score = {s: np.random.default_rng([s, 3]).standard_normal((args.score_samples, 100)) for s in args.seeds}
+
+    def one_run(name: str, options: list[str], seed: int, class_name: str, epochs: int) -> bool:
+        cli_args = [*options, "--seed", str(seed), "--epochs", str(epochs), "--device", args.device]
+        cli_args += ["--data-dir", args.data_dir, "--class", class_name, "--no-progress"]
+        if args.batch_size:
+            cli_args += ["--batch-size", str(args.batch_size)]
+        config = example.make_config(example.parse_args(cli_args))
+        if class_name not in images_by_class:
+            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DataIntegrityWarning)
+                images_by_class[class_name] = example.load_data(config.data_options, args.data_dir)
+        images, source = images_by_class[class_name]
+        began = time.monotonic()
+        with tempfile.TemporaryDirectory() as folder:
+            trainer = GANTrainer(config, images, folder, progress=False, data_source=source)
+            finished = _train_quietly(trainer, deadline)
+        seconds = time.monotonic() - began
+        if not finished:
+            return False
+        z = z_score[seed]
+        sets = [(name, trainer.generate(z))]
+        if name in CIFAR_RAW_TWIN:
+            sets.append((CIFAR_RAW_TWIN[name], _raw_images(trainer, z)))
+        for label, samples in sets:
+            result = metrics_cifar.evaluate(samples, data, classifier, class_name=class_name, seed=seed)
+            entry = result["samples"]
+            if class_name not in real_by_class:
+                real_by_class[class_name] = result["real"] or {"frechet_distance": math.nan, "recognized": math.nan}
+            real = real_by_class[class_name]
+            rows.append(
+                {
+                    "candidate": label,
+                    "seed": seed,
+                    "class": class_name,
+                    "epochs": epochs,
+                    "fid": entry["frechet_distance"],
+                    "recognized": entry["recognized"],
+                    "classifier_score": entry["classifier_score"],
+                    "real_fid": real["frechet_distance"],
+                    "real_recognized": real["recognized"],
+                    "options": " ".join(options) if label == name else "",
+                    "train_seconds": round(seconds, 2),
+                }
+            )
+            if seed == args.seeds[0]:
+                grids.setdefault(label, []).append(samples[: args.grid_columns])
+        del trainer
+        gc.collect()
+        return True
+
+    def write_all() -> None:
+        write_cifar_results(out, rows, args, classes, info)
+        for label, batch in grids.items():
+            save_grid(np.concatenate(batch), out / f"grid-{label}.png", nrow=args.grid_columns)
+
+    epochs = args.epochs
+    done = 0
+    try:
+        # A first short run compiles the kernels, so that the timed first run measures training alone.
+        if not one_run("warm-up", [], args.seeds[0], classes[0], 1):
+            info["notes"].append(f"time budget: spent before the first run; none of the {runs_total} runs started")
+            raise TimeoutError
+        rows.clear()
+        grids.clear()
+        for name in names:
+            options = list(CIFAR_CANDIDATES[name])
+            if name == "combo":
+                options, info["combo_why"] = combination(rows, args.seeds, classes)
+                info["combo"] = " ".join(options)
+            for seed in args.seeds:
+                for class_name in classes:
+                    began = time.monotonic()
+                    if not one_run(name, options, seed, class_name, epochs):
+                        later = names[names.index(name) + 1 :]
+                        info["notes"].append(
+                            f"time budget: {name} seed {seed} {class_name} stopped before its end (not scored); "
+                            f"{runs_total - done - 1} of {runs_total} runs skipped"
+                            + (f"; candidates not run: {', '.join(later)}" if later else "")
+                        )
+                        raise TimeoutError
+                    took = time.monotonic() - began
+                    done += 1
+                    left = runs_total - done
+                    if done == 1 and args.fit_budget and took * left > deadline - time.monotonic():
+                        # The study would not fit: fewer epochs for every run (the same for all candidates).
+                        share = (deadline - time.monotonic()) / (took * (left + 1))
+                        fitted = max(1, int(epochs * share * 0.85))
+                        if fitted < epochs:
+                            info["notes"].append(
+                                f"the first run took {took:.1f} s at {epochs} epochs: {runs_total} runs would not "
+                                f"fit the budget, so every run trains {fitted} epochs"
+                            )
+                            print(f"epochs {epochs} -> {fitted} to fit the budget", flush=True)
+                            epochs = info["epochs"] = fitted
+                            rows.clear()
+                            grids.clear()
+                            done = 0
+                            if not one_run(name, options, seed, class_name, epochs):
+                                raise TimeoutError
+                            done = 1
+                    elif left and time.monotonic() + took > deadline:
+                        later = names[names.index(name) + 1 :]
+                        info["notes"].append(
+                            f"time budget: runs after {name} seed {seed} {class_name} not started ({left} of "
+                            f"{runs_total} runs skipped"
+                            + (f"; candidates not run: {', '.join(later)})" if later else ")")
+                        )
+                        raise TimeoutError
+                print(
+                    f"{name} seed {seed}: mean FID {_mean_by(rows, name, seed, 'fid'):.2f}, recognised "
+                    f"{100 * _mean_by(rows, name, seed, 'recognized'):.0f}% ({time.monotonic() - start:.0f} s)",
+                    flush=True,
+                )
+                write_all()
+    except TimeoutError:
+        print(f"time budget of {args.time_budget:.0f} s spent: writing what there is", flush=True)
+    except TrainingDiverged as exc:
+        info["notes"].append(f"a run diverged, the study stopped: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+    finally:
+        write_all()
+    written = sorted(p.name for p in out.iterdir())
+    print(f"wrote {', '.join(written)} into {out} ({time.monotonic() - start:.0f} s)", flush=True)
     return 0
 
 
