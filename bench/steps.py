@@ -377,16 +377,21 @@ def torch_real(model: str, n: int, device: str) -> Any:
     return torch.from_numpy(real_batch(model, n)).to("cuda" if device == "gpu" else "cpu")
 
 
-def configure_torch(device: str) -> None:
-    """FP32 everywhere (no TF32, which cuDNN would otherwise use for convolutions), and on the CPU as many
-    threads as the machine has cores."""
+# PyTorch's precision modes on the GPU: (cuBLAS TF32, cuDNN TF32). "default" is what PyTorch does unless
+# told otherwise (TF32 convolutions through cuDNN, FP32 matrix products), the comparison a user meets.
+TORCH_PRECISIONS = {"fp32": (False, False), "tf32": (True, True), "default": (False, True)}
+
+
+def configure_torch(device: str, precision: str = "fp32") -> None:
+    """On the GPU, PyTorch's precision: ``"fp32"`` (no TF32 anywhere, tinygan's default), ``"tf32"`` (TF32
+    matrix products and convolutions, tinygan's ``--precision tf32``) or ``"default"`` (PyTorch's own
+    defaults: TF32 convolutions only). On the CPU as many threads as the machine has cores."""
     import torch
 
     from bench.harness import usable_cores
 
     if device == "gpu":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = TORCH_PRECISIONS[precision]
     else:
         torch.set_num_threads(usable_cores())
 
@@ -419,12 +424,12 @@ def torch_step(model: str, n: int, device: str) -> Built:
     return Built(lambda: gan.step(real), gan, "torch eager")
 
 
-def torch_graph_step(model: str, n: int, warmup: int = 3) -> Built:
+def torch_graph_step(model: str, n: int, warmup: int = 3, precision: str = "fp32") -> Built:
     """The whole step captured as one CUDA graph (the recipe of PyTorch's CUDA-graphs notes: warm up on a
     side stream so that Adam's capturable state exists, then capture; every replay draws fresh noise)."""
     import torch
 
-    configure_torch("gpu")
+    configure_torch("gpu", precision)
     gan = TorchGAN(model, "gpu", capturable=True)
     real = torch_real(model, n, "gpu")
     side = torch.cuda.Stream()

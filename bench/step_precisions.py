@@ -1,0 +1,138 @@
+"""The GPU training step at every precision, tinygan beside PyTorch, in one process (issue 11's targets).
+
+    python -m bench.step_precisions [--rounds 5] [--replays 200] [--out FILE.md]
+
+For each model (dense MNIST GAN, batch 125; CIFAR-10 DCGAN, batch 128) it builds, as whole-step CUDA graphs:
+
+- tinygan at ``fp32`` (its default) and ``tf32`` (``--precision tf32``): ``DeviceRunner.step``;
+- PyTorch at ``fp32`` (TF32 off everywhere), ``tf32`` (TF32 matrix products and convolutions) and at its own
+  ``default`` (TF32 convolutions through cuDNN, FP32 matrix products): what a user who changes nothing gets.
+
+Each is validated before it is timed: one step's gradients from the same weights and draws against tinygan's
+float64 reference (bench/steps.py, at the tolerance of its precision), and for the graphs, that replays train.
+Timing: ``--replays`` back-to-back replays between two CUDA events, ``--rounds`` rounds with the
+implementations interleaved (so a clock or neighbour change hits all of them alike); the median of the rounds.
+Needs CuPy and a GPU; PyTorch where installed (its rows are left out otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import statistics
+import sys
+from typing import Any
+
+from bench import steps
+from tinygan import backend
+
+MODELS = (("mnist", 125, "dense MNIST GAN"), ("dcgan", 128, "CIFAR-10 DCGAN"))
+
+
+def _tinygan(model: str, n: int, precision: str, want: list[Any]) -> tuple[steps.Built, str]:
+    backend.set_precision(precision)
+    ok, err, text = steps.validate_tiny(model, n, "gpu", "gpu", want)
+    built = steps.tiny_gpu_step(model, n, graph=True)
+    for _ in range(3):  # the second call captures, the third replays
+        built.fn()
+    check = f"gradients {'within' if ok else 'NOT within'} tolerance {steps.step_tolerance():g}: {text}"
+    return built, check
+
+
+def _torch(model: str, n: int, precision: str, want: list[Any]) -> tuple[steps.Built, str]:
+    saved = steps.configure_torch
+    steps.configure_torch = lambda device, p=precision: saved(device, p)  # validate_torch configures by itself
+    try:
+        ok, err, text = steps.validate_torch(model, n, "gpu", want)
+    finally:
+        steps.configure_torch = saved
+    tolerance = steps.STEP_TOLERANCE if precision == "fp32" else steps.STEP_TOLERANCE_TF32
+    ok = err <= tolerance
+    built = steps.torch_graph_step(model, n, precision=precision)
+    graph_ok, _, graph_text = steps.check_graph_step(built)
+    check = f"gradients {'within' if ok else 'NOT within'} {tolerance:g}: {text}; {graph_text}"
+    return built, check
+
+
+def _time(built: steps.Built, replays: int) -> float:
+    """Seconds per step over ``replays`` back-to-back calls, between CUDA events on the step's stream."""
+    if built.keep.__class__.__name__ == "TorchGAN":
+        import torch
+
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(replays):
+            built.fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / replays
+    import cupy
+
+    stream = built.stream or cupy.cuda.get_current_stream()
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    start.record(stream)
+    for _ in range(replays):
+        built.fn()
+    end.record(stream)
+    end.synchronize()
+    return cupy.cuda.get_elapsed_time(start, end) / 1e3 / replays
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (5)")
+    parser.add_argument("--replays", type=int, default=200, help="steps per round and implementation (200)")
+    parser.add_argument("--out", help="also write the table as markdown to this file")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.replays < 1:
+        parser.error("--rounds and --replays must be at least 1")
+    import cupy
+
+    has_torch = importlib.util.find_spec("torch") is not None
+    card = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    lines = [
+        f"# Training step by precision, {card}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"`python -m bench.step_precisions --rounds {args.rounds} --replays {args.replays}`: whole-step CUDA graphs,"
+        f" median of {args.rounds} interleaved rounds of {args.replays} replays.",
+        "",
+        "| model | implementation | precision | median | vs PyTorch default | validation |",
+        "| --- | --- | --- | ---: | ---: | --- |",
+    ]
+    for model, n, title in MODELS:
+        runs: dict[tuple[str, str], Any] = {}
+        want = steps.reference_gradients(model, n)
+        for precision in ("fp32", "tf32"):
+            runs[("tinygan", precision)] = _tinygan(model, n, precision, want)
+        backend.set_precision("fp32")
+        if has_torch:
+            for precision in ("fp32", "tf32", "default"):
+                runs[("PyTorch", precision)] = _torch(model, n, precision, want)
+        times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
+        for _ in range(args.rounds):
+            for key, (built, _) in runs.items():
+                if key[0] == "tinygan":
+                    backend.set_precision(key[1])  # a replay keeps what it captured; set it for clarity
+                times[key].append(_time(built, args.replays))
+        backend.set_precision("fp32")
+        base = statistics.median(times[("PyTorch", "default")]) if has_torch else None
+        for key, (_, check) in runs.items():
+            med = statistics.median(times[key])
+            ratio = ""
+            if base:
+                ratio = f"{base / med:.2f}x faster" if med < base else f"{med / base:.2f}x slower"
+            lines.append(f"| {title} (batch {n}) | {key[0]} | {key[1]} | {med * 1e3:.3f} ms | {ratio} | {check} |")
+            print(lines[-1], flush=True)
+        for built, _ in runs.values():
+            del built
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
