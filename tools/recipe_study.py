@@ -363,9 +363,14 @@ CIFAR_CANDIDATES: dict[str, list[str]] = {
     "aug-tc": ["--augment", "translation,cutout"],
     "aug-tcc": ["--augment", "translation,cutout,color"],
     "convT4": ["--upsample", "convT4"],
+    # EMA on top of augmentation: like "ema" over the default, its runs also score the raw augmented G.
+    "ema-aug-tc": ["--ema-decay", "0.999", "--augment", "translation,cutout"],
     "combo": [],  # filled in by combination()
 }
-CIFAR_RAW_TWIN = {"ema": "default"}  # candidate -> the name its raw generator's scores are filed under
+CIFAR_RAW_TWIN = {
+    "ema": "default",
+    "ema-aug-tc": "aug-tc",
+}  # candidate -> the name its raw generator's scores are filed under
 CIFAR_FIELDS = (
     "candidate",
     "seed",
