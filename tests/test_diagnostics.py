@@ -108,7 +108,14 @@ def test_a_run_logs_and_plots_the_diagnostics(tmp_path):
     trainer = GANTrainer(config, data, tmp_path / "run", progress=False)
     trainer.run()
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
-    keys = ("update.G.dense1", "update.D.dense4", "grad.G.dense4", "g_input_grad", "g_input_grad_probe")
+    keys = (
+        "update.G.dense1",
+        "update.D.dense4",
+        "grad.G.dense4",
+        "g_input_grad",
+        "g_input_grad_probe",
+        "g_weight_share",
+    )
     for key in (*keys, "dead.G", "dead.D"):
         values = [float(row[key]) for row in rows]
         assert all(np.isfinite(values)), key
@@ -130,6 +137,14 @@ def test_an_epoch_resumed_midway_has_no_update_but_the_run_stays_exact(tmp_path)
     assert "update.G.dense1" in straight.history[0] and "update.G.dense1" not in resumed.history[0]
     for key in ("d_loss", "g_input_grad", "g_input_grad_probe", "dead.G", "dead.D"):
         assert resumed.history[0][key] == straight.history[0][key], key
+
+
+def test_weight_share_is_one_for_equal_weights_and_one_over_n_for_a_single_sample():
+    from tinygan.step import HOST_OPS
+
+    assert float(HOST_OPS.weight_share(np.full((5, 1), -0.2, np.float32))) == pytest.approx(1.0)
+    assert float(HOST_OPS.weight_share(np.array([[0.0], [0.0], [0.0], [-0.3]]))) == pytest.approx(0.25)
+    assert float(HOST_OPS.weight_share(np.zeros((4, 1)))) == 1.0  # no step to share: not NaN, which stops a run
 
 
 @pytest.mark.parametrize("kind", ["nonsaturating", "minimax"])
@@ -159,6 +174,13 @@ def test_what_g_receives_in_a_step_matches_finite_differences_of_each_samples_lo
         grad = np.array([(sample_loss(x + e) - sample_loss(x - e)) / (2 * eps) for e in np.eye(4) * eps])
         squares.append((grad**2).sum())
     assert float(figures["g_input_grad"]) == pytest.approx(np.sqrt(np.mean(squares)), rel=1e-6)
+
+    # How evenly the samples share the step: each one's factor on its own direction is D(G(z_i)) for the
+    # minimax loss and 1 - D(G(z_i)) for the non-saturating one (section 11 of the guide).
+    p = 1 / (1 + np.exp(-forward(fake, training=False, logits=True).ravel()))
+    w = p if kind == "minimax" else 1 - p
+    assert float(figures["g_weight_share"]) == pytest.approx(w.sum() ** 2 / (len(w) * (w**2).sum()), rel=1e-9)
+    assert 1 / len(w) <= float(figures["g_weight_share"]) <= 1
 
 
 def test_a_runs_g_input_grad_is_the_mean_of_its_steps(tmp_path):

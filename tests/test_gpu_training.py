@@ -189,11 +189,11 @@ def test_gan_kernels_match_numpy(K, rng, dtype):
     sig = 1 / (1 + np.exp(-z.astype(np.float64)))
     np.testing.assert_allclose(figures, [sig[:100].mean(), sig[100:].mean(), (z[100:] < 0).mean()], rtol=1e-6)
 
-    acc, pos = cp.zeros(6, np.float64), cp.zeros(1, np.int64)
-    values = [g(np.asarray(v, dtype)) for v in (1.5, -2.0, 0.25, 0.5, 1.0, 0.75)]
+    acc, pos = cp.zeros(7, np.float64), cp.zeros(1, np.int64)
+    values = [g(np.asarray(v, dtype)) for v in (1.5, -2.0, 0.25, 0.5, 1.0, 0.75, 0.125)]
     gan.step_end(acc, values, pos)
     gan.step_end(acc, values, pos)
-    np.testing.assert_array_equal(cp.asnumpy(acc), [3.0, -4.0, 0.5, 1.0, 2.0, 1.5])
+    np.testing.assert_array_equal(cp.asnumpy(acc), [3.0, -4.0, 0.5, 1.0, 2.0, 1.5, 0.25])
     assert int(pos[0]) == 2
 
     # What G receives: RMS over samples of n * dx_i; more entries than one block's threads, an odd count.
@@ -207,6 +207,13 @@ def test_gan_kernels_match_numpy(K, rng, dtype):
         assert float(HOST_OPS.input_grad_rms(dx, shape[0])) == pytest.approx(expected, rel=1e-12)
     with pytest.raises(ValueError, match="input_grad_rms: expected 4 rows"):
         gan.input_grad_rms(g(dx), 4)
+
+    # How evenly the samples share G's step, against the host twin; all-zero weights give 1, not NaN.
+    for n in (1, 7, 300):
+        dlogits = -rng.random((n, 1)).astype(dtype) / n
+        got = float(cp.asnumpy(gan.weight_share(g(dlogits)))[0])
+        assert got == pytest.approx(float(HOST_OPS.weight_share(dlogits)), rel=1e-6 if dtype == np.float32 else 1e-13)
+    assert float(cp.asnumpy(gan.weight_share(cp.zeros((5, 1), dtype)))[0]) == 1.0
 
 
 def test_losses_on_gpu_return_device_scalars(rng):
@@ -316,6 +323,7 @@ def test_what_g_receives_is_summed_over_the_epochs_steps_on_the_device(tmp_path,
     graphed.run()
     assert graphed.history[0]["g_input_grad"] == trainer.history[0]["g_input_grad"]
     assert graphed.history[0]["g_input_grad_probe"] > 0
+    assert 1 / 8 <= graphed.history[0]["g_weight_share"] <= 1
 
 
 @pytest.mark.parametrize("family", ["mnist_dense", "dcgan"])

@@ -38,6 +38,7 @@ def recorded(tool, folder, recipes=("default",), epochs=6):
                 for epoch in range(1, epochs + 1):
                     row = {"recipe": recipe, "loss": loss, "seed": seed, "epoch": epoch, "d_real": 0.8, "d_fake": 0.3}
                     row.update({"g_input_grad": 1.0 / epoch, "g_input_grad_probe": 0.5 / epoch, "dead.G": 0.0})
+                    row["g_weight_share"] = 0.9 if loss == "nonsaturating" else 0.6
                     row.update({"update.G.dense1": 0.01, "update.G.dense2": 0.03, "update.D.dense1": 0.02})
                     if epoch % 2 == 0:
                         row.update({"fid": 100.0 / epoch, "classes_covered": 10, "rarest_class_fraction": 0.07})
@@ -76,7 +77,7 @@ def test_the_figures_grids_span_the_run_and_the_table_picks_its_epochs(tool, tmp
     table = tool.results_table(tool.read_csv(tmp_path / "study" / "results.csv"), args, None, ["a note"])
     run_rows = [line for line in table.splitlines() if line.startswith("| default | minimax | 1 |")]
     assert [line.split(" | ")[3] for line in run_rows] == ["1", "2", "10", "20", "30"]
-    assert "| 2.00e-02 | 2.00e-02 |" in run_rows[0]  # G's layers' mean update, then D's
+    assert "| 0.600 | 2.00e-02 | 2.00e-02 |" in run_rows[0]  # the share, G's layers' mean update, then D's
     assert "Note: a note" in table and "--data-dir DATA" in table
 
 
@@ -126,7 +127,7 @@ def test_a_tiny_study_on_the_cpu_writes_every_file_of_the_gpu_run(tmp_path, digi
     rows = list(csv.DictReader(open(out / "results.csv")))
     runs = [(loss, seed) for seed in ("0", "1") for loss in ("nonsaturating", "minimax")]
     assert [(r["loss"], r["seed"], r["epoch"]) for r in rows] == [(*run, e) for run in runs for e in ("1", "2")]
-    for key in ("d_real", "d_fake", "g_input_grad", "g_input_grad_probe", "update.G.dense1", "update.D.dense4"):
+    for key in ("d_real", "d_fake", "g_input_grad", "g_input_grad_probe", "g_weight_share", "update.G.dense1"):
         assert all(np.isfinite(float(r[key])) for r in rows), key
     for key in ("dead.G", "dead.D", "classes_covered", "rarest_class_fraction", "classifier_score", "fid"):
         assert all(np.isfinite(float(r[key])) for r in rows), key

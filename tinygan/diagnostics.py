@@ -11,6 +11,10 @@ logs per epoch (``docs/backprop.md``, "Reading the diagnostics under Adam"):
   l_i one sample's generator loss (so it does not depend on the batch size), measured in every training
   step on the step's own batch (D in training mode, dropout on) and averaged over the epoch's steps: a
   figure of the step (:data:`tinygan.step.FIGURES`), summed on the device like D's;
+- ``g_weight_share``: how evenly the step's samples share G's update, (sum w_i)^2 / (n sum w_i^2) with
+  w_i = |dl_i/ds_i| the factor of sample i's own direction (D(G(z_i)) for the minimax loss, 1 - D(G(z_i))
+  for the non-saturating one, s_i D's logit): 1 when all weigh the same, 1/n when one sample carries the
+  step; a step figure averaged over the epoch, like ``g_input_grad``;
 - ``g_input_grad_probe``: the same quantity once, at the epoch's end, on the probe batch below (D in
   evaluation mode, the run's fixed noise): what the epoch's last weights give on the same inputs every
   epoch, with no dropout and no sampling noise between epochs;

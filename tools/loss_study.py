@@ -9,7 +9,9 @@ Every run is a recipe of examples/mnist_dense.py (``default``, then ``original``
 allows) with ``--g-loss nonsaturating`` or ``--g-loss minimax`` and nothing else changed, trained once per
 seed. Per epoch the study keeps the whole of the run's ``metrics.csv`` row: D(x) and D(G(z)) (``d_real``,
 ``d_fake``, means over the epoch's steps), what G receives from D (``g_input_grad``, the mean over the
-epoch's steps of RMS_i ||dl_i/dG(z_i)||; ``g_input_grad_probe``, the same on a fixed probe batch), each
+epoch's steps of RMS_i ||dl_i/dG(z_i)||; ``g_input_grad_probe``, the same on a fixed probe batch), how
+evenly the batch's samples share G's step (``g_weight_share``, (sum w_i)^2 / (n sum w_i^2) with w_i
+D(G(z_i)) for minimax and 1 - D(G(z_i)) for non-saturating: 1 when all weigh the same), each
 layer's relative update ||Δθ||/||θ|| (``update.*``), the share of dead units (``dead.G``, ``dead.D``), and
 every ``--score-every`` epochs the scores of :mod:`tinygan.metrics` on ``--score-samples`` samples of the
 sampling generator (the EMA generator where the recipe keeps one): class coverage (``classes_covered``,
@@ -333,7 +335,9 @@ def results_table(
         f"device {args.device}{f', the first {args.limit} images' if args.limit else ''}. "
         "D(x), D(G(z)): D's mean outputs over the epoch's steps. received: what G receives from D, "
         "RMS_i ||dl_i/dG(z_i)|| averaged over the epoch's steps (`g_input_grad`); probe: the same on the fixed "
-        "probe batch at the epoch's end (`g_input_grad_probe`). upd G, upd D: the mean over each network's "
+        "probe batch at the epoch's end (`g_input_grad_probe`). share: how evenly the samples share G's step, "
+        "(Σw_i)²/(n Σw_i²) with w_i = D(G(z_i)) for minimax and 1 - D(G(z_i)) for non-saturating, epoch mean "
+        "(`g_weight_share`; 1: all samples weigh the same). upd G, upd D: the mean over each network's "
         "layers of the epoch's relative update ||Δθ||/||θ|| (per layer in results.csv). dead: units <= 0 on "
         "every probe sample. Scores of tinygan.metrics on "
         f"{args.score_samples} samples of the sampling generator (the EMA generator where the recipe keeps one) "
@@ -341,19 +345,20 @@ def results_table(
         "(classifier score, max 10), FID (classifier-feature Fréchet distance to the MNIST test set).",
         "",
     ]
-    header = ["recipe", "loss", "seed", "epoch", "D(x)", "D(G(z))", "received", "probe", "upd G", "upd D"]
+    header = ["recipe", "loss", "seed", "epoch", "D(x)", "D(G(z))", "received", "probe", "share", "upd G", "upd D"]
     header += ["dead G", "dead D", "classes", "rarest", "score", "FID"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for key, runs in _by_run(rows).items():
         scored = [r for r in runs if "fid" in r]
-        epochs = {runs[0]["epoch"], runs[-1]["epoch"], *(r["epoch"] for r in scored if r["epoch"] % 10 == 0)}
+        epochs = {runs[0]["epoch"], runs[-1]["epoch"], *(r["epoch"] for r in runs if r["epoch"] % 10 == 0)}
         if scored:
             epochs.add(scored[0]["epoch"])
         for row in (r for r in runs if r["epoch"] in epochs):
             cells = [*map(str, key), str(row["epoch"])]
             cells += [_fmt(row.get("d_real"), ".3f"), _fmt(row.get("d_fake"), ".3f")]
             cells += [_fmt(row.get("g_input_grad"), ".3g"), _fmt(row.get("g_input_grad_probe"), ".3g")]
+            cells += [_fmt(row.get("g_weight_share"), ".3f")]
             cells += [_fmt(net_mean(row, "update.G."), ".2e"), _fmt(net_mean(row, "update.D."), ".2e")]
             cells += [_fmt(row.get("dead.G"), ".2f"), _fmt(row.get("dead.D"), ".2f")]
             cells += [_fmt(row.get("classes_covered"), ".0f")]
@@ -396,8 +401,8 @@ def _rarest_x10(row: dict[str, Any]) -> float:
 # (title, y-axis label, [(column or function of a row, label suffix)], log scale); a panel's second series
 # is drawn fainter.
 PANELS: list[tuple[str, str, list[tuple[Any, str]], bool]] = [
-    ("D(G(z)), mean over the epoch's steps", "D(G(z))", [("d_fake", "")], False),
-    ("D(x), mean over the epoch's steps", "D(x)", [("d_real", "")], False),
+    ("D(G(z)), epoch mean; faint: D(x)", "D's output", [("d_fake", ""), ("d_real", " D(x)")], False),
+    ("how evenly the samples share G's step, epoch mean", "g_weight_share", [("g_weight_share", "")], False),
     (
         "what G receives: RMS ||∂l_i/∂G(z_i)|| (epoch mean; faint: probe)",
         "g_input_grad",

@@ -85,12 +85,28 @@ __global__ void input_grad_rms(const T* __restrict__ dx, index_t n, index_t tota
     if (threadIdx.x == 0) out[0] = (T)sqrt((double)n * sq);
 }
 
+// How evenly the n samples share G's step: w_i = |dlogits_i|, out[0] = (sum w)^2 / (n sum w^2) (1 where
+// every w_i is 0). One block with a fixed reduction order, as d_figures.
+template <typename T>
+__global__ void weight_share(const T* __restrict__ dlogits, index_t n, T* __restrict__ out) {
+    __shared__ double smem[REDUCE_THREADS];
+    double sum = 0.0, sq = 0.0;
+    for (index_t i = threadIdx.x; i < n; i += blockDim.x) {
+        const double w = fabs((double)dlogits[i]);
+        sum += w;
+        sq += w * w;
+    }
+    sum = block_sum(sum, smem);
+    sq = block_sum(sq, smem);
+    if (threadIdx.x == 0) out[0] = (T)(sq > 0.0 ? sum * sum / ((double)n * sq) : 1.0);
+}
+
 // End of a step: acc[k] += figure k (in double, so a window of steps sums without float32
-// rounding), and pos[0] += 1 for the next step's batch. A single thread: seven scalars.
+// rounding), and pos[0] += 1 for the next step's batch. A single thread: eight scalars.
 template <typename T>
 __global__ void step_end(double* __restrict__ acc, const T* __restrict__ f0, const T* __restrict__ f1,
                          const T* __restrict__ f2, const T* __restrict__ f3, const T* __restrict__ f4,
-                         const T* __restrict__ f5, long long* __restrict__ pos) {
+                         const T* __restrict__ f5, const T* __restrict__ f6, long long* __restrict__ pos) {
     if (blockIdx.x == 0 && threadIdx.x == 0) {
         acc[0] += (double)f0[0];
         acc[1] += (double)f1[0];
@@ -98,6 +114,7 @@ __global__ void step_end(double* __restrict__ acc, const T* __restrict__ f0, con
         acc[3] += (double)f3[0];
         acc[4] += (double)f4[0];
         acc[5] += (double)f5[0];
+        acc[6] += (double)f6[0];
         pos[0] += 1;
     }
 }

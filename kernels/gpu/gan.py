@@ -16,9 +16,18 @@ import numpy as np
 from ._common import THREADS, CudaModule, device_array, idx, launch, same_dtype, scalar
 
 _MOD = CudaModule(
-    "gan.cu", templates=("gather_rows", "concat_noisy", "label_ranges", "d_figures", "input_grad_rms", "step_end")
+    "gan.cu",
+    templates=(
+        "gather_rows",
+        "concat_noisy",
+        "label_ranges",
+        "d_figures",
+        "input_grad_rms",
+        "weight_share",
+        "step_end",
+    ),
 )
-STEP_FIGURES = 6  # step_end's figures: tinygan.step.FIGURES
+STEP_FIGURES = 7  # step_end's figures: tinygan.step.FIGURES
 
 
 def _int64_vector(x: cupy.ndarray, what: str) -> None:
@@ -109,8 +118,19 @@ def input_grad_rms(dx: cupy.ndarray, n: int) -> cupy.ndarray:
     return out
 
 
+def weight_share(dlogits: cupy.ndarray) -> cupy.ndarray:
+    """How evenly the samples share G's step: ``w = |dlogits|``, ``(sum w)**2 / (n * sum w**2)`` (summed
+    in float64; 1 where every ``w`` is 0); a one-element device array of ``dlogits``' dtype."""
+    dlogits = device_array(dlogits, "dlogits", "weight_share")
+    if dlogits.size == 0:
+        raise ValueError("weight_share: no logits")
+    out = cupy.empty(1, dtype=dlogits.dtype)
+    _MOD.get("weight_share", dlogits.dtype)((1,), (THREADS,), (dlogits, idx(dlogits.size), out))
+    return out
+
+
 def step_end(acc: cupy.ndarray, figures: Sequence[cupy.ndarray], pos: cupy.ndarray) -> None:
-    """``acc += figures`` (the step's six 0-d device arrays of one dtype, summed in float64) and ``pos += 1``."""
+    """``acc += figures`` (the step's seven 0-d device arrays of one dtype, summed in float64) and ``pos += 1``."""
     if not isinstance(acc, cupy.ndarray) or acc.dtype != np.float64 or acc.shape != (STEP_FIGURES,):
         raise TypeError(f"step_end: acc must be a float64 CuPy array of shape ({STEP_FIGURES},)")
     figures = list(figures)
