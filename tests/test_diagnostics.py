@@ -87,7 +87,7 @@ def test_what_g_receives_matches_finite_differences_of_each_samples_loss(kind):
             down[j] -= eps
             grad[j] = (sample_loss(up) - sample_loss(down)) / (2 * eps)
         squares.append((grad**2).sum())
-    assert figures["g_input_grad"] == pytest.approx(np.sqrt(np.mean(squares)), rel=1e-6)
+    assert figures["g_input_grad_probe"] == pytest.approx(np.sqrt(np.mean(squares)), rel=1e-6)
 
 
 def test_dead_units_are_those_below_zero_for_every_probe_sample():
@@ -108,11 +108,20 @@ def test_a_run_logs_and_plots_the_diagnostics(tmp_path):
     trainer = GANTrainer(config, data, tmp_path / "run", progress=False)
     trainer.run()
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
-    for key in ("update.G.dense1", "update.D.dense4", "grad.G.dense4", "g_input_grad", "dead.G", "dead.D"):
+    keys = (
+        "update.G.dense1",
+        "update.D.dense4",
+        "grad.G.dense4",
+        "g_input_grad",
+        "g_input_grad_probe",
+        "g_weight_share",
+    )
+    for key in (*keys, "dead.G", "dead.D"):
         values = [float(row[key]) for row in rows]
         assert all(np.isfinite(values)), key
     assert 0 < float(rows[0]["update.G.dense1"]) < 1
     assert 0 <= float(rows[0]["dead.D"]) <= 1 and float(rows[0]["g_input_grad"]) > 0
+    assert float(rows[0]["g_input_grad_probe"]) > 0
     assert (tmp_path / "run" / "diagnostics.png").is_file()
 
 
@@ -126,5 +135,72 @@ def test_an_epoch_resumed_midway_has_no_update_but_the_run_stays_exact(tmp_path)
     resumed = GANTrainer.resume(tmp_path / "b", data, progress=False)
     resumed.run()
     assert "update.G.dense1" in straight.history[0] and "update.G.dense1" not in resumed.history[0]
-    for key in ("d_loss", "g_input_grad", "dead.G", "dead.D"):
+    for key in ("d_loss", "g_input_grad", "g_input_grad_probe", "dead.G", "dead.D"):
         assert resumed.history[0][key] == straight.history[0][key], key
+
+
+def test_weight_share_is_one_for_equal_weights_and_one_over_n_for_a_single_sample():
+    from tinygan.step import HOST_OPS
+
+    assert float(HOST_OPS.weight_share(np.full((5, 1), -0.2, np.float32))) == pytest.approx(1.0)
+    assert float(HOST_OPS.weight_share(np.array([[0.0], [0.0], [0.0], [-0.3]]))) == pytest.approx(0.25)
+    assert float(HOST_OPS.weight_share(np.zeros((4, 1)))) == 1.0  # no step to share: not NaN, which stops a run
+
+
+@pytest.mark.parametrize("kind", ["nonsaturating", "minimax"])
+def test_what_g_receives_in_a_step_matches_finite_differences_of_each_samples_loss(kind):
+    """The step's figure g_input_grad: the RMS over its batch of ||dl_i/dG(z_i)||, l_i sample i's generator
+    loss through the D of that moment (after its own step), by central differences in float64."""
+    from tinygan.optim import Adam
+    from tinygan.step import GANStep, HostDraws
+
+    G, D = tiny_nets(seed=7, activation=nn.LeakyReLU)
+    draws = HostDraws(np.random.default_rng(8), np.float64, (1.0, 1.0), (0.0, 0.0))
+    step = GANStep(G, D, Adam(G, lr=1e-2), Adam(D, lr=1e-2), draws, latent_dim=3, g_loss=kind)
+    seen = []  # D's inputs: the D step's [real; fake], then the G step's fakes
+    forward = D.forward
+    D.forward = lambda x, *a, **k: seen.append(np.array(x)) or forward(x, *a, **k)
+    real = np.random.default_rng(9).standard_normal((6, 4))
+    figures = step(real)
+    fake = seen[-1]
+    assert fake.shape == (6, 4)
+
+    def sample_loss(x):
+        loss, _ = generator_loss(forward(x[None], training=False, logits=True), kind=kind)
+        return float(loss)
+
+    eps, squares = 1e-6, []
+    for x in fake:
+        grad = np.array([(sample_loss(x + e) - sample_loss(x - e)) / (2 * eps) for e in np.eye(4) * eps])
+        squares.append((grad**2).sum())
+    assert float(figures["g_input_grad"]) == pytest.approx(np.sqrt(np.mean(squares)), rel=1e-6)
+
+    # How evenly the samples share the step: each one's factor on its own direction is D(G(z_i)) for the
+    # minimax loss and 1 - D(G(z_i)) for the non-saturating one (section 11 of the guide).
+    p = 1 / (1 + np.exp(-forward(fake, training=False, logits=True).ravel()))
+    w = p if kind == "minimax" else 1 - p
+    assert float(figures["g_weight_share"]) == pytest.approx(w.sum() ** 2 / (len(w) * (w**2).sum()), rel=1e-9)
+    assert 1 / len(w) <= float(figures["g_weight_share"]) <= 1
+
+
+def test_a_runs_g_input_grad_is_the_mean_of_its_steps(tmp_path):
+    """metrics.csv's g_input_grad is the mean over the epoch's steps of sqrt(n * sum(dfake**2)), computed here
+    from the gradient each G.backward was given; the probe's figure is another measurement."""
+    data = np.random.default_rng(0).random((100, 784)).astype(np.float32)
+    config = GANConfig(epochs=2, batch_size=25, g_options={"seed": 0}, d_options={"seed": 1}, log_every=3)
+    trainer = GANTrainer(config, data, tmp_path / "run", progress=False)
+    received = []
+    backward = trainer.G.backward
+
+    def recording_backward(dy, *args, **kwargs):
+        dx = np.asarray(dy, dtype=np.float64)
+        received.append(np.sqrt(len(dx) * (dx**2).sum()))
+        return backward(dy, *args, **kwargs)
+
+    trainer.G.backward = recording_backward
+    trainer.run()
+    assert len(received) == 8
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    for epoch, row in enumerate(rows):
+        assert float(row["g_input_grad"]) == pytest.approx(np.mean(received[4 * epoch : 4 * epoch + 4]), rel=1e-12)
+        assert float(row["g_input_grad_probe"]) != float(row["g_input_grad"])

@@ -189,12 +189,31 @@ def test_gan_kernels_match_numpy(K, rng, dtype):
     sig = 1 / (1 + np.exp(-z.astype(np.float64)))
     np.testing.assert_allclose(figures, [sig[:100].mean(), sig[100:].mean(), (z[100:] < 0).mean()], rtol=1e-6)
 
-    acc, pos = cp.zeros(5, np.float64), cp.zeros(1, np.int64)
-    values = [g(np.asarray(v, dtype)) for v in (1.5, -2.0, 0.25, 0.5, 1.0)]
+    acc, pos = cp.zeros(7, np.float64), cp.zeros(1, np.int64)
+    values = [g(np.asarray(v, dtype)) for v in (1.5, -2.0, 0.25, 0.5, 1.0, 0.75, 0.125)]
     gan.step_end(acc, values, pos)
     gan.step_end(acc, values, pos)
-    np.testing.assert_array_equal(cp.asnumpy(acc), [3.0, -4.0, 0.5, 1.0, 2.0])
+    np.testing.assert_array_equal(cp.asnumpy(acc), [3.0, -4.0, 0.5, 1.0, 2.0, 1.5, 0.25])
     assert int(pos[0]) == 2
+
+    # What G receives: RMS over samples of n * dx_i; more entries than one block's threads, an odd count.
+    from tinygan.step import HOST_OPS
+
+    for shape in ((7, 5), (33, 1, 9, 11)):
+        dx = rand(rng, shape, dtype, scale=1e-3)
+        got = cp.asnumpy(gan.input_grad_rms(g(dx), shape[0]))
+        expected = np.sqrt(shape[0] * (dx.astype(np.float64) ** 2).sum())
+        np.testing.assert_allclose(got, [expected], rtol=1e-6 if dtype == np.float32 else 1e-13)
+        assert float(HOST_OPS.input_grad_rms(dx, shape[0])) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="input_grad_rms: expected 4 rows"):
+        gan.input_grad_rms(g(dx), 4)
+
+    # How evenly the samples share G's step, against the host twin; all-zero weights give 1, not NaN.
+    for n in (1, 7, 300):
+        dlogits = -rng.random((n, 1)).astype(dtype) / n
+        got = float(cp.asnumpy(gan.weight_share(g(dlogits)))[0])
+        assert got == pytest.approx(float(HOST_OPS.weight_share(dlogits)), rel=1e-6 if dtype == np.float32 else 1e-13)
+    assert float(cp.asnumpy(gan.weight_share(cp.zeros((5, 1), dtype)))[0]) == 1.0
 
 
 def test_losses_on_gpu_return_device_scalars(rng):
@@ -277,6 +296,34 @@ def test_graph_replay_equals_kernel_by_kernel_launches(tmp_path, family):
             assert row_g[key] == row_e[key], key
     assert all(math.isfinite(row[key]) for row in graphed.history for key in GANTrainer.METRICS)
     assert graphed.history[-1]["gpu_memory_mib"] > 0
+
+
+@pytest.mark.parametrize("family", ["mnist_dense", "dcgan"])
+def test_what_g_receives_is_summed_over_the_epochs_steps_on_the_device(tmp_path, family):
+    """g_input_grad, a step figure summed in the captured graph: the epoch's mean equals the mean of each
+    step's sqrt(n * sum(dfake**2)), computed on the host from the gradient G.backward was given (recorded
+    in an eager run: a replayed graph calls no Python)."""
+    from tinygan.train import GANTrainer
+
+    data = _data(family, 64)
+    trainer = GANTrainer(_config(family, epochs=1, cuda_graph=False), data, tmp_path / "eager", progress=False)
+    received = []
+    backward = trainer.G.backward
+
+    def recording_backward(dy, *args, **kwargs):
+        dx = cp.asnumpy(dy).astype(np.float64)
+        received.append(np.sqrt(len(dx) * (dx**2).sum()))
+        return backward(dy, *args, **kwargs)
+
+    trainer.G.backward = recording_backward
+    trainer.run()
+    assert len(received) == trainer.steps_per_epoch
+    assert trainer.history[0]["g_input_grad"] == pytest.approx(np.mean(received), rel=1e-5)
+    graphed = GANTrainer(_config(family, epochs=1), data, tmp_path / "graph", progress=False)
+    graphed.run()
+    assert graphed.history[0]["g_input_grad"] == trainer.history[0]["g_input_grad"]
+    assert graphed.history[0]["g_input_grad_probe"] > 0
+    assert 1 / 8 <= graphed.history[0]["g_weight_share"] <= 1
 
 
 @pytest.mark.parametrize("family", ["mnist_dense", "dcgan"])

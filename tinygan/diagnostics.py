@@ -8,8 +8,16 @@ logs per epoch (``docs/backprop.md``, "Reading the diagnostics under Adam"):
 - ``update.G.dense1``: the relative update over the epoch, ||theta_end - theta_start|| / ||theta_start||,
   theta being all the layer's parameters (what Adam actually did with those gradients);
 - ``g_input_grad``: what G actually receives from D, the RMS over samples of ||dl_i/dG(z_i)||, with
-  l_i one sample's generator loss (so it does not depend on the batch size), measured on a probe batch
-  at the epoch's end;
+  l_i one sample's generator loss (so it does not depend on the batch size), measured in every training
+  step on the step's own batch (D in training mode, dropout on) and averaged over the epoch's steps: a
+  figure of the step (:data:`tinygan.step.FIGURES`), summed on the device like D's;
+- ``g_weight_share``: how evenly the step's samples share G's update, (sum w_i)^2 / (n sum w_i^2) with
+  w_i = |dl_i/ds_i| the factor of sample i's own direction (D(G(z_i)) for the minimax loss, 1 - D(G(z_i))
+  for the non-saturating one, s_i D's logit): 1 when all weigh the same, 1/n when one sample carries the
+  step; a step figure averaged over the epoch, like ``g_input_grad``;
+- ``g_input_grad_probe``: the same quantity once, at the epoch's end, on the probe batch below (D in
+  evaluation mode, the run's fixed noise): what the epoch's last weights give on the same inputs every
+  epoch, with no dropout and no sampling noise between epochs;
 - ``dead.G``, ``dead.D``: the share of the units feeding a ReLU or LeakyReLU whose input is <= 0 for
   every sample of the probe batch: dead for a ReLU (no gradient passes), on the small slope for a
   LeakyReLU.
@@ -89,7 +97,7 @@ def update_ratios(net: Any, net_name: str, before: dict[str, list[Any]]) -> dict
 
 
 def probe(G: Any, D: Any, z: Any, real: Any, g_loss: str = "nonsaturating") -> tuple[dict[str, float], Any]:
-    """``dead.G``, ``dead.D`` and ``g_input_grad`` on the probe batch (see the module docstring): noise
+    """``dead.G``, ``dead.D`` and ``g_input_grad_probe`` on the probe batch (see the module docstring): noise
     ``z`` (n, latent) and ``real`` images (any number), on the networks' device. Returns the figures and
     G's output for ``z`` (what ``G.forward(z, training=False)`` gives: the run's sample grid reuses it)."""
     xp = backend.xp_for(G.device)
@@ -111,7 +119,7 @@ def probe(G: Any, D: Any, z: Any, real: Any, g_loss: str = "nonsaturating") -> t
     g_input_grad, g_dead_count, d_dead_count = (float(v) for v in backend.to_numpy(figures))
     g_units, d_units = sum(m.size for m in g_masks), sum(m.size for m in real_masks)
     return {
-        "g_input_grad": g_input_grad,
+        "g_input_grad_probe": g_input_grad,
         "dead.G": g_dead_count / g_units if g_units else 0.0,
         "dead.D": d_dead_count / d_units if d_units else 0.0,
     }, fake

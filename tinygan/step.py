@@ -10,6 +10,7 @@ The step, as a reader should be able to follow it (:meth:`GANStep.__call__`)::
     fresh z -> G.forward -> [augment, a fresh draw] -> (+ instance noise) -> D.forward -> generator loss -> dlogits
     D.backward(dlogits, param_grads=False)   (D is frozen: gradients flow through it, its weights stay)
     [augment.backward]             (G's gradient through the same transform)
+    -> what G receives, RMS_i ||dl_i/dG(z_i)||, and how evenly the samples share it  (step figures, like D's)
     G.backward(...)                (weight gradients of G)
     Adam(G)
     [EMA update of G's weights]
@@ -25,7 +26,7 @@ The same code is the CPU step, the GPU step and the benchmark's step. What diffe
   :class:`HostDraws` (a NumPy generator, the CPU run), :class:`DeviceDraws` (a Philox generator whose
   counter lives in device memory, so a captured CUDA graph draws fresh numbers on every replay), or
   anything with those two methods (``bench/steps.py`` injects fixed draws to compare implementations).
-- the step's own few array operations (D's input with instance noise, D's figures) come from
+- the step's own few array operations (D's input with instance noise, D's figures, what G receives) come from
   :data:`HOST_OPS` on the CPU and from ``kernels/gpu/gan.py`` on the GPU, picked once by device.
 
 Nothing in a step waits for the device: on the GPU its figures are 0-d device arrays.
@@ -41,7 +42,10 @@ import numpy as np
 from tinygan import backend
 from tinygan.losses import bce_with_logits, generator_loss
 
-FIGURES = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_fake")
+# Summed over an epoch's steps (on the GPU, on the device) and logged as their means. ``g_input_grad``: what G
+# receives from D in the step, the RMS over the batch of each sample's ||dl_i/dG(z_i)||; ``g_weight_share``:
+# how evenly the samples share G's step, (sum w_i)^2 / (n sum w_i^2) for w_i = |dl_i/ds_i| (tinygan.diagnostics).
+FIGURES = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_fake", "g_input_grad", "g_weight_share")
 
 
 class Draws(Protocol):
@@ -132,7 +136,8 @@ class DeviceDraws:
 
 
 class _HostOps:
-    """The CPU twins of ``kernels/gpu/gan.py``'s ``concat_noisy`` and ``d_figures``."""
+    """The CPU twins of ``kernels/gpu/gan.py``'s ``concat_noisy``, ``d_figures``, ``input_grad_rms`` and
+    ``weight_share``."""
 
     @staticmethod
     def concat_noisy(a: Any, b: Any | None, noise: Any | None, sigma: Any | None) -> Any:
@@ -146,6 +151,21 @@ class _HostOps:
         return sigmoid(real).mean(), sigmoid(fake).mean(), (fake < 0).mean()
 
     @staticmethod
+    def input_grad_rms(dx: Any, n: int) -> Any:
+        """What G receives from D: ``dx`` is d(mean loss)/d(fake), so row i times n is sample i's own
+        gradient dl_i/dx_i; their RMS over the n samples is sqrt(n * sum(dx**2)) (summed in float64)."""
+        return np.sqrt(n * np.square(dx, dtype=np.float64).sum())
+
+    @staticmethod
+    def weight_share(dlogits: Any) -> Any:
+        """How evenly the n samples share G's step: with w_i = |dlogits_i| (each sample's factor on its own
+        direction), (sum w)^2 / (n sum w^2) in float64: 1 when all weigh the same, 1/n when one carries
+        the step; 1 where every w_i is 0 (no step to share)."""
+        w = np.abs(np.asarray(dlogits, dtype=np.float64)).ravel()
+        squares = (w * w).sum()
+        return np.float64(1.0) if squares == 0 else w.sum() ** 2 / (w.size * squares)
+
+    @staticmethod
     def step_context(real: Any) -> Any:
         return contextlib.nullcontext()
 
@@ -155,6 +175,7 @@ class _DeviceOps:
         from tinygan.kernels.gpu import _common, gan
 
         self.concat_noisy, self.d_figures, self._capture_gemm = gan.concat_noisy, gan.d_figures, _common.capture_gemm
+        self.input_grad_rms, self.weight_share = gan.input_grad_rms, gan.weight_share
 
     def step_context(self, real: Any) -> Any:
         if not backend.is_gpu_array(real):
@@ -248,15 +269,17 @@ class GANStep:
         fake = self.ops.concat_noisy(fake, None, noise, self.sigma)
         logits = self.D.forward(fake, training=True, logits=True)
         loss, dlogits = generator_loss(logits, kind=self.g_loss)
+        share = self.ops.weight_share(dlogits)  # minimax: w_i = D(G(z_i)); non-saturating: 1 - D(G(z_i))
         self.opt_g.zero_grad()
         dfake = self.D.backward(dlogits, param_grads=False)
         if self.augment is not None:  # instance noise is additive: its gradient is the identity
             dfake = self.augment.backward(self._images(dfake))
+        received = self.ops.input_grad_rms(dfake, n)  # what G receives, before G's backward uses it
         self.G.backward(dfake.reshape(self.G.output_shape((n, self.latent_dim))), input_grad=False)
         self.opt_g.step()
         if self.ema is not None:
             self.ema.update()
-        return {"g_loss": loss}
+        return {"g_loss": loss, "g_input_grad": received, "g_weight_share": share}
 
     def __call__(self, real: Any) -> dict[str, Any]:
         """Train on the batch ``real``; returns the step's figures (:data:`FIGURES`), floats' 0-d arrays

@@ -472,8 +472,9 @@ class GANTrainer:
     def diagnostics(self) -> dict[str, float]:
         """The epoch's diagnostics beside the gradient norms (:mod:`tinygan.diagnostics`): each layer's
         relative update over the epoch (``update.G.dense1``; absent for an epoch resumed midway, whose
-        start this process never saw), and on a probe batch what G receives from D (``g_input_grad``)
-        and the share of dead units in each network (``dead.G``, ``dead.D``)."""
+        start this process never saw), and on a probe batch what G receives from D
+        (``g_input_grad_probe``; ``g_input_grad``, its mean over the epoch's steps, is a step figure) and
+        the share of dead units in each network (``dead.G``, ``dead.D``)."""
         row: dict[str, float] = {}
         start = self._epoch_params
         if start is not None:

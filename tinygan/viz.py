@@ -131,10 +131,12 @@ def plot_grad_norms(history: list[dict[str, float]], path: str | os.PathLike) ->
 
 def plot_diagnostics(history: list[dict[str, float]], path: str | os.PathLike) -> Path | None:
     """What Adam did and what G receives, per epoch (tinygan.diagnostics): each layer's relative update
-    ||delta theta|| / ||theta|| (log scale), the RMS gradient G receives from D per sample, and the share
+    ||delta theta|| / ||theta|| (log scale), the RMS gradient G receives from D per sample (the mean over
+    the epoch's steps, ``g_input_grad``, and the probe's, ``g_input_grad_probe``), and the share
     of dead (ReLU) or all-negative (LeakyReLU) units in each network."""
     updates = sorted({k for row in history for k in row if k.startswith("update.")})
-    if not updates and not any("g_input_grad" in row for row in history):
+    received = [k for k in ("g_input_grad", "g_input_grad_probe") if any(k in row for row in history)]
+    if not updates and not received:
         return None
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
@@ -145,9 +147,13 @@ def plot_diagnostics(history: list[dict[str, float]], path: str | os.PathLike) -
     axes[0].set_title("relative update per epoch, ||Δθ|| / ||θ||")
     if updates:  # none for a run resumed midway through its only epoch
         axes[0].legend(fontsize=7, ncol=2, loc="lower left")
-    axes[1].plot(epochs, [max(r.get("g_input_grad", np.nan), 1e-30) for r in history])
+    labels = {"g_input_grad": "mean over the epoch's steps", "g_input_grad_probe": "probe at the epoch's end"}
+    for key in received:
+        axes[1].plot(epochs, [max(r.get(key, np.nan), 1e-30) for r in history], label=labels[key])
     axes[1].set_yscale("log")
     axes[1].set_title("what G receives: RMS ||∂loss/∂G(z)|| per sample")
+    if received:
+        axes[1].legend(fontsize=7, loc="lower left")
     for net in ("G", "D"):
         axes[2].plot(epochs, [r.get(f"dead.{net}", np.nan) for r in history], label=net)
     axes[2].set_ylim(0, 1)

@@ -1,8 +1,8 @@
 // The pieces of GANTrainer's GPU step that are no layer's business (tinygan/train.py): picking the
-// batch, assembling D's input, smoothed labels, D's figures and their running sums. Each replaces
-// several CuPy launches, and none reads a host value that changes from step to step: what varies
-// (the batch position, the instance-noise sigma) sits in device memory, so a captured CUDA graph
-// replays them correctly.
+// batch, assembling D's input, smoothed labels, D's figures, what G receives and their running sums.
+// Each replaces several CuPy launches, and none reads a host value that changes from step to step:
+// what varies (the batch position, the instance-noise sigma) sits in device memory, so a captured
+// CUDA graph replays them correctly.
 
 // out[r, :] = data[perm[(pos[0] * rows + r) % n_perm], :]: the step's batch from the epoch's
 // permutation. pos counts the steps taken (gan_step_end advances it); the modulo keeps any pos in
@@ -70,18 +70,51 @@ __global__ void d_figures(const T* __restrict__ z, index_t n, index_t total, T* 
     }
 }
 
+// What G receives from D in the step: dx = d(mean loss)/d(fake) over n samples (row i times n is
+// sample i's own gradient), out[0] = RMS over samples of ||n dx_i|| = sqrt(n * sum(dx^2)). One block
+// with a fixed reduction order, as d_figures, so the figure is reproducible bit for bit.
+template <typename T>
+__global__ void input_grad_rms(const T* __restrict__ dx, index_t n, index_t total, T* __restrict__ out) {
+    __shared__ double smem[REDUCE_THREADS];
+    double sq = 0.0;
+    for (index_t i = threadIdx.x; i < total; i += blockDim.x) {
+        const double v = (double)dx[i];
+        sq += v * v;
+    }
+    sq = block_sum(sq, smem);
+    if (threadIdx.x == 0) out[0] = (T)sqrt((double)n * sq);
+}
+
+// How evenly the n samples share G's step: w_i = |dlogits_i|, out[0] = (sum w)^2 / (n sum w^2) (1 where
+// every w_i is 0). One block with a fixed reduction order, as d_figures.
+template <typename T>
+__global__ void weight_share(const T* __restrict__ dlogits, index_t n, T* __restrict__ out) {
+    __shared__ double smem[REDUCE_THREADS];
+    double sum = 0.0, sq = 0.0;
+    for (index_t i = threadIdx.x; i < n; i += blockDim.x) {
+        const double w = fabs((double)dlogits[i]);
+        sum += w;
+        sq += w * w;
+    }
+    sum = block_sum(sum, smem);
+    sq = block_sum(sq, smem);
+    if (threadIdx.x == 0) out[0] = (T)(sq > 0.0 ? sum * sum / ((double)n * sq) : 1.0);
+}
+
 // End of a step: acc[k] += figure k (in double, so a window of steps sums without float32
-// rounding), and pos[0] += 1 for the next step's batch. A single thread: six scalars.
+// rounding), and pos[0] += 1 for the next step's batch. A single thread: eight scalars.
 template <typename T>
 __global__ void step_end(double* __restrict__ acc, const T* __restrict__ f0, const T* __restrict__ f1,
                          const T* __restrict__ f2, const T* __restrict__ f3, const T* __restrict__ f4,
-                         long long* __restrict__ pos) {
+                         const T* __restrict__ f5, const T* __restrict__ f6, long long* __restrict__ pos) {
     if (blockIdx.x == 0 && threadIdx.x == 0) {
         acc[0] += (double)f0[0];
         acc[1] += (double)f1[0];
         acc[2] += (double)f2[0];
         acc[3] += (double)f3[0];
         acc[4] += (double)f4[0];
+        acc[5] += (double)f5[0];
+        acc[6] += (double)f6[0];
         pos[0] += 1;
     }
 }

@@ -15,7 +15,19 @@ import numpy as np
 
 from ._common import THREADS, CudaModule, device_array, idx, launch, same_dtype, scalar
 
-_MOD = CudaModule("gan.cu", templates=("gather_rows", "concat_noisy", "label_ranges", "d_figures", "step_end"))
+_MOD = CudaModule(
+    "gan.cu",
+    templates=(
+        "gather_rows",
+        "concat_noisy",
+        "label_ranges",
+        "d_figures",
+        "input_grad_rms",
+        "weight_share",
+        "step_end",
+    ),
+)
+STEP_FIGURES = 7  # step_end's figures: tinygan.step.FIGURES
 
 
 def _int64_vector(x: cupy.ndarray, what: str) -> None:
@@ -95,13 +107,35 @@ def d_figures(logits: cupy.ndarray, n: int) -> cupy.ndarray:
     return out
 
 
+def input_grad_rms(dx: cupy.ndarray, n: int) -> cupy.ndarray:
+    """What G receives: ``sqrt(n * sum(dx**2))`` (summed in float64), the RMS over the ``n`` samples of
+    ``n * dx[i]``, ``dx`` being d(mean loss)/d(fake); a one-element device array of ``dx``'s dtype."""
+    dx = device_array(dx, "dx", "input_grad_rms")
+    if n < 1 or dx.shape[0] != n:
+        raise ValueError(f"input_grad_rms: expected {n} rows, got shape {tuple(dx.shape)}")
+    out = cupy.empty(1, dtype=dx.dtype)
+    _MOD.get("input_grad_rms", dx.dtype)((1,), (THREADS,), (dx, idx(n), idx(dx.size), out))
+    return out
+
+
+def weight_share(dlogits: cupy.ndarray) -> cupy.ndarray:
+    """How evenly the samples share G's step: ``w = |dlogits|``, ``(sum w)**2 / (n * sum w**2)`` (summed
+    in float64; 1 where every ``w`` is 0); a one-element device array of ``dlogits``' dtype."""
+    dlogits = device_array(dlogits, "dlogits", "weight_share")
+    if dlogits.size == 0:
+        raise ValueError("weight_share: no logits")
+    out = cupy.empty(1, dtype=dlogits.dtype)
+    _MOD.get("weight_share", dlogits.dtype)((1,), (THREADS,), (dlogits, idx(dlogits.size), out))
+    return out
+
+
 def step_end(acc: cupy.ndarray, figures: Sequence[cupy.ndarray], pos: cupy.ndarray) -> None:
-    """``acc += figures`` (five 0-d device arrays of one dtype, summed in float64) and ``pos += 1``."""
-    if not isinstance(acc, cupy.ndarray) or acc.dtype != np.float64 or acc.shape != (5,):
-        raise TypeError("step_end: acc must be a float64 CuPy array of shape (5,)")
+    """``acc += figures`` (the step's seven 0-d device arrays of one dtype, summed in float64) and ``pos += 1``."""
+    if not isinstance(acc, cupy.ndarray) or acc.dtype != np.float64 or acc.shape != (STEP_FIGURES,):
+        raise TypeError(f"step_end: acc must be a float64 CuPy array of shape ({STEP_FIGURES},)")
     figures = list(figures)
-    if len(figures) != 5 or any(not isinstance(f, cupy.ndarray) or f.size != 1 for f in figures):
-        raise TypeError("step_end: expected five one-element CuPy arrays")
+    if len(figures) != STEP_FIGURES or any(not isinstance(f, cupy.ndarray) or f.size != 1 for f in figures):
+        raise TypeError(f"step_end: expected {STEP_FIGURES} one-element CuPy arrays")
     same_dtype("step_end", figures[0], **{f"figures[{i}]": f for i, f in enumerate(figures)})
     _int64_vector(pos, "pos")
     _MOD.get("step_end", figures[0].dtype)((1,), (1,), (acc, *figures, pos))
