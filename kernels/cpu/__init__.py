@@ -24,5 +24,6 @@ with kernel_cache():
     from .conv import *  # noqa: E402,F401,F403
     from .dropout import *  # noqa: E402,F401,F403
     from .ema import *  # noqa: E402,F401,F403
+    from .upsample import *  # noqa: E402,F401,F403
 
 IMPLEMENTATION = "numba"
