@@ -702,7 +702,7 @@ def cifar_main(args: argparse.Namespace) -> int:
                 if state["done"] == 1 and args.fit_budget and took * left > deadline - time.monotonic():
                     # The study would not fit: fewer epochs for every run (the same for all candidates).
                     share = (deadline - time.monotonic()) / (took * (left + 1))
-                    fitted = max(1, int(state["epochs"] * share * 0.8))
+                    fitted = max(1, int(state["epochs"] * share * 0.7))
                     if fitted < state["epochs"]:
                         info["notes"].append(
                             f"the first run took {took:.1f} s at {state['epochs']} epochs: {runs_total} runs would "
