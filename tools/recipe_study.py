@@ -94,9 +94,10 @@ FIELDS = (
 )
 
 
-def _mnist_example() -> Any:
-    path = ROOT / "examples" / "mnist_dense.py"
-    spec = importlib.util.spec_from_file_location("mnist_dense_example", path)
+def _example(name: str) -> Any:
+    """examples/NAME.py as a module (its make_config, parse_args and load_data)."""
+    path = ROOT / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_example", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     from tinygan.train import GANTrainer
     from tinygan.viz import save_grid
 
-    example = _mnist_example()
+    example = _example("mnist_dense")
     classifier_data = metrics.load_data(args.data_dir, download=False, verbose=None)
     classifier = metrics.load_classifier(args.data_dir, data=classifier_data, device=args.device, download=False)
     scorer = mnist_scorer(args.data_dir, args.device, classifier=classifier)
@@ -391,14 +392,6 @@ SMOKE_CLASSIFIER = {  # --smoke: a classifier small enough to train in a second 
     "description": "penultimate layer: the 32 ReLU activations that feed the last Dense (smoke test)",
     "input_scaling": "uint8 pixels / 127.5 - 1 (samples in [0, 1]: 2 x - 1), NCHW",
 }
-
-
-def _example(name: str) -> Any:
-    path = ROOT / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _mean_by(rows: list[dict[str, Any]], candidate: str, seed: int, key: str) -> float:
