@@ -606,6 +606,9 @@ def cifar_main(args: argparse.Namespace) -> int:
         f"{'trained in this study' if classifier.trained else 'cached'}, {training['seconds']} s on the "
         f"{training.get('device', 'device')})."
     )
+    per_class = classifier.meta.get("test_accuracy_per_class")
+    if per_class:
+        info["classifier"] += " Per class: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in per_class.items()) + "."
     print(f"classifier ready: {100 * accuracy:.1f}% test accuracy ({time.monotonic() - start:.0f} s)", flush=True)
 
     names = [n for n in args.candidate_names if n != "default"]
