@@ -7,7 +7,8 @@
 
 Generator: z (100) -> Dense 2048 -> (128, 4, 4) -> [BatchNorm, LeakyReLU 0.2, ConvTranspose 5x5 stride 2] x3
 -> Tanh: 32x32x3 images (826,883 parameters; --upsample convT4: ConvTranspose 4x4 stride 2 padding 1, whose
-even overlap builds in no checkerboard, 603,971 parameters). Discriminator: Conv 3x3 64 -> Conv 3x3/2 128 -> Conv 3x3/2
+even overlap builds in no checkerboard, 603,971 parameters; --upsample resize: nearest-neighbour upsampling x2,
+then Conv 3x3, 430,595 parameters). Discriminator: Conv 3x3 64 -> Conv 3x3/2 128 -> Conv 3x3/2
 128 -> Conv 3x3/2 32 -> Dense 1, LeakyReLU 0.2 (260,641 parameters).
 Recipe: Adam beta1 0.5, D lr 2e-4, G lr 1e-4, batch 128, 150 epochs, labels smoothed to real ~ U(0.8, 1.0)
 and fake ~ U(0.0, 0.1). Data: the CIFAR-10 python version (cifar-10-python.tar.gz or its extracted
@@ -66,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--upsample",
         choices=UPSAMPLES,
         help="G's upsampling layers: convT5 (ConvTranspose 5x5 stride 2, the original; uneven overlap, "
-        "checkerboard) or convT4 (4x4 stride 2 padding 1, even overlap) (default: the recipe's, convT5)",
+        "checkerboard), convT4 (4x4 stride 2 padding 1, even overlap) or resize (nearest-neighbour upsample x2, "
+        "then Conv 3x3) (default: the recipe's, convT5)",
     )
     parser.add_argument("--auto-stop", action="store_true", default=None, help="stop when D dominates (see below)")
     parser.add_argument(

@@ -182,6 +182,11 @@ def test_another_architecture_is_retrained_and_the_record_is_kept(data, tmp_path
     assert training["augmentation"].startswith("random horizontal flips, then DiffAugment translation,cutout")
     assert training["device"] == "cpu" and training["n_holdout"] == 10
     assert small.meta["test_accuracy"] == small.accuracy(*data.test)
+    per_class = small.meta["test_accuracy_per_class"]
+    labels = data.test[1]
+    assert set(per_class) == {metrics_cifar.CLASS_NAMES[k] for k in np.unique(labels)}
+    predicted = small.predict(data.test[0])
+    assert per_class["airplane"] == np.mean(predicted[labels == 0] == 0)
     assert not load_classifier(data, path=path, verbose=None, record=SMALL, **QUICK).trained
     # The cache holds another architecture than this version's default: retrained, with a message.
     messages = []

@@ -87,39 +87,40 @@ def cifar_study(tmp_path, cifar, *extra):
 
 
 def test_cifar_study_smoke_every_candidate_seed_and_class(tmp_path, cifar):
-    result = cifar_study(tmp_path, cifar, "--candidates", "ema,convT4,combo", "--time-budget", "300")
+    result = cifar_study(tmp_path, cifar, "--candidates", "ema,resize,combo", "--time-budget", "300")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
-    files = sorted(p.name for p in out.iterdir())
-    assert files == [
-        "grid-combo.png", "grid-convT4.png", "grid-default.png", "grid-ema.png", "results.csv", "results.md"
-    ]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["grids.tar", "overview.png", "results.csv", "results.md"]
     assert not (tmp_path / "cache").exists()  # the smoke classifier is not cached
     rows = list(csv.DictReader(open(out / "results.csv")))
     keys = [(r["candidate"], r["seed"], r["class"]) for r in rows]
-    expected = {(c, s, k) for c in ("default", "ema", "convT4", "combo") for s in "01" for k in ("airplane", "cat")}
+    expected = {(c, s, k) for c in ("default", "ema", "resize", "combo") for s in "01" for k in ("airplane", "cat")}
     assert sorted(keys) == sorted(expected)
     assert all(r["epochs"] == "1" for r in rows)
     fids = [float(r["fid"]) for r in rows]
     assert all(np.isfinite(fids)) and all(f > 0 for f in fids)
     assert len({r["fid"] for r in rows if r["candidate"] != "combo"}) == 12  # seeds, classes, candidates differ
     by = {(r["candidate"], r["seed"], r["class"]): r for r in rows}
-    assert by[("convT4", "0", "cat")]["options"] == "--upsample convT4"
+    assert by[("resize", "0", "cat")]["options"] == "--upsample resize"
     # The EMA runs score the raw generator as 'default': the same run, so the same seconds.
     assert by[("default", "1", "cat")]["train_seconds"] == by[("ema", "1", "cat")]["train_seconds"]
     assert all(0 <= float(r["recognized"]) <= 1 for r in rows)
     table = (out / "results.md").read_text()
     assert "**1 epochs** per class" in table and "| candidate | FID s0 | FID s1 | rec s0 | rec s1 |" in table
-    assert "- combo: `--ema-decay 0.999 --augment translation,cutout --upsample convT4`" in table
-    # Each grid: 2 classes x 3 samples of 32x32 (plus the grid's padding).
+    assert "- combo: `--ema-decay 0.999" in table and "left to right: default, ema, resize, combo" in table
+    import tarfile
+
     from PIL import Image
 
-    width, height = Image.open(out / "grid-ema.png").size
-    assert width > height > 2 * 32
+    with tarfile.open(out / "grids.tar") as tar:
+        assert sorted(tar.getnames()) == ["grid-combo.png", "grid-default.png", "grid-ema.png", "grid-resize.png"]
+    # overview: 2 class rows; 4 candidates x 3 samples and 3 separator columns = 15 columns.
+    width, height = Image.open(out / "overview.png").size
+    assert abs(width / height - 15 / 2) < 0.3
 
 
 def test_cifar_study_stops_at_the_budget_and_says_what_it_skipped(tmp_path, cifar):
-    result = cifar_study(tmp_path, cifar, "--candidates", "convT4", "--time-budget", "0.01")
+    result = cifar_study(tmp_path, cifar, "--candidates", "convT4,resize", "--time-budget", "0.01")
     assert result.returncode == 0, result.stderr
     assert "time budget" in result.stdout
     table = (tmp_path / "out" / "results.md").read_text()

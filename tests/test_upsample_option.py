@@ -81,9 +81,11 @@ def test_convT4_overlap_is_even_and_convT5_is_not():
 
 
 def test_unknown_upsample_is_refused():
-    with pytest.raises(ValueError, match=r"unknown upsample 'bilinear': expected one of \['convT5', 'convT4'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown upsample 'bilinear': expected one of \[.convT5., .convT4., .resize.\]"
+    ):
         dcgan_generator(upsample="bilinear")
-    with pytest.raises(ValueError, match=r"g_options.upsample: expected one of \['convT5', 'convT4'\]"):
+    with pytest.raises(ValueError, match=r"g_options.upsample: expected one of \[.convT5., .convT4., .resize.\]"):
         GANConfig.from_dict({"model": "dcgan", "g_options": {"upsample": "convT3"}})
     with pytest.raises(ValueError, match="g_options.upsample: expected no upsample"):
         GANConfig.from_dict({"model": "mnist_dense", "g_options": {"upsample": "convT4"}})
@@ -116,7 +118,7 @@ def test_upsample_option_goes_into_g_options(example):
     assert config.g_options == {"seed": 5, "upsample": "convT4"}
     config = example.make_config(example.parse_args(["--upsample", "convT5", "--class", "cat"]))
     assert config.g_options == {"seed": 0}
-    assert set(UPSAMPLES) == {"convT5", "convT4"}
+    assert set(UPSAMPLES) == {"convT5", "convT4", "resize"}
 
 
 def run_example(*args, cache):
@@ -150,3 +152,25 @@ def test_checkpoint_round_trip_sampler_and_resume(tmp_path):
     assert read_meta(out)["epoch"] == 2
     G2, _ = load_generator(out / "checkpoint.npz")
     assert layer_list(G2) == layer_list(G)
+
+
+def test_resize_builds_upsample_then_conv3x3():
+    resize = dcgan_generator(seed=3, upsample="resize")
+    kinds = [type(layer).__name__ for layer in resize.layers]
+    assert kinds == [
+        "Dense", "Reshape",
+        "BatchNorm2d", "LeakyReLU", "Upsample", "Conv2d",
+        "BatchNorm2d", "LeakyReLU", "Upsample", "Conv2d",
+        "BatchNorm2d", "LeakyReLU", "Upsample", "Conv2d", "Tanh",
+    ]  # fmt: skip
+    convs = [layer for layer in resize.layers if isinstance(layer, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == ORIGINAL_CONVT
+    assert all((c.kernel_size, c.stride, c.padding) == ((3, 3), (1, 1), (1, 1)) for c in convs)
+    assert all(layer.scale_factor == 2 for layer in resize.layers if isinstance(layer, nn.Upsample))
+    assert resize.num_parameters() == 430_595
+    z = np.random.default_rng(0).standard_normal((2, 100)).astype(np.float32)
+    assert resize.forward(z, training=False).shape == (2, 3, 32, 32)
+    config = GANConfig.from_dict({"model": "dcgan", "g_options": {"seed": 1, "upsample": "resize"}})
+    assert layer_list(build(config.model, "G", **config.g_options)) == layer_list(
+        dcgan_generator(seed=1, upsample="resize")
+    )

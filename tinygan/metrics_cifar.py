@@ -253,7 +253,10 @@ def train_classifier(
         holdout_accuracy=None if holdout is None else (lambda: classifier.accuracy(*holdout)),
         say=say,
     )
-    test_accuracy = classifier.accuracy(*data.test)
+    test_images, test_labels = data.test
+    predicted = classifier.predict(test_images)
+    test_accuracy = float(np.mean(predicted == test_labels))
+    per_class = {CLASS_NAMES[k]: float(np.mean(predicted[test_labels == k] == k)) for k in np.unique(test_labels)}
     classifier.meta = classifier_record(
         CLASSIFIER_KIND,
         record,
@@ -273,7 +276,9 @@ def train_classifier(
             "seconds": round(time.perf_counter() - start, 1),
         },
     )
-    say(f"classifier test accuracy {100 * test_accuracy:.2f}% on {len(data.test[0])} images")
+    classifier.meta["test_accuracy_per_class"] = per_class
+    shown = ", ".join(f"{name} {100 * value:.0f}%" for name, value in per_class.items())
+    say(f"classifier test accuracy {100 * test_accuracy:.2f}% on {len(test_images)} images ({shown})")
     return classifier
 
 

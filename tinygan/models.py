@@ -69,7 +69,9 @@ def mnist_discriminator(
 # "convT4": ConvTranspose2d 4x4 stride 2 padding 1 (as the DCGAN of Radford et al., 2016): every output pixel
 #   receives exactly 2 x 2 taps, so the overlap is even (the weights can still learn a pattern, but none is
 #   built in). Same output size, 128*128*16 instead of 128*128*25 weights per layer.
-UPSAMPLES = ("convT5", "convT4")
+# "resize": nearest-neighbour Upsample x2, then Conv2d 3x3 stride 1 padding 1: the resize-convolution of Odena
+#   et al., every output pixel computed the same way from its neighbourhood (no uneven overlap at all).
+UPSAMPLES = ("convT5", "convT4", "resize")
 
 
 def dcgan_generator(
@@ -77,7 +79,7 @@ def dcgan_generator(
 ) -> nn.Sequential:
     """z (100) -> Dense 2048 -> (128, 4, 4) -> [BN, LeakyReLU, ConvT 5x5 stride 2] x3 -> Tanh: (3, 32, 32),
     826,883 parameters. ``upsample="convT4"``: ConvT 4x4 stride 2 padding 1 instead (see :data:`UPSAMPLES`),
-    603,971 parameters."""
+    603,971 parameters; ``upsample="resize"``: Upsample x2 then Conv 3x3, 430,595 parameters."""
     if upsample not in UPSAMPLES:
         raise ValueError(f"unknown upsample {upsample!r}: expected one of {list(UPSAMPLES)}")
     rng = np.random.default_rng(seed)
@@ -85,6 +87,8 @@ def dcgan_generator(
     def up(cin: int, cout: int) -> list[Any]:
         if upsample == "convT4":
             return [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, rng=rng, dtype=dtype)]
+        if upsample == "resize":
+            return [nn.Upsample(2), nn.Conv2d(cin, cout, 3, stride=1, padding=1, rng=rng, dtype=dtype)]
         return [nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1, rng=rng, dtype=dtype)]
 
     layers = [nn.Dense(latent_dim, 2048, rng=rng, dtype=dtype), nn.Reshape(128, 4, 4)]

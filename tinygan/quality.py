@@ -15,7 +15,7 @@ the run keeps the checkpoint of its lowest Fréchet distance as ``best.npz``.
 The classifiers are tinygan's own, cached after their first training (their modules say where).
 Nothing is downloaded here: MNIST's classifier trains on first use from the data on disk (the run's
 ``--data-dir``, the cache, else the embedded test set; about a minute on the CPU); CIFAR-10's trains
-on first use only on the GPU (on the CPU it takes about ten minutes, so a run there is refused with
+on first use only on the GPU (on the CPU it takes more than an hour, so a run there is refused with
 the one command that trains and caches it). The noise is fixed per run (from its seed), so the
 figures of two epochs differ only by the generator.
 """
@@ -125,7 +125,7 @@ def cifar_scorer(
             where = "" if data_dir is None else f"{data_dir!r}"
             raise QualityUnavailable(
                 f"--score-every: no CIFAR-10 classifier for this data is cached in {path}, and training one takes "
-                'about 10 minutes on the CPU; train and cache it once with: python -c "from tinygan import '
+                'more than an hour on the CPU; train and cache it once with: python -c "from tinygan import '
                 f'metrics_cifar as m; m.load_classifier(m.load_data({where}))" (or run with --device gpu)'
             )
         classifier = metrics_cifar.load_classifier(data, device=device, verbose=verbose)

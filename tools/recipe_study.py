@@ -9,16 +9,18 @@ CIFAR-10 (``--model cifar``, :func:`cifar_main`)
 -----------------------------------------------
 As ``examples/cifar_dcgan.py --class all``: one G/D per class (about 380 images each on the partial data),
 for every candidate (:data:`CIFAR_CANDIDATES`: EMA, augmentation translation,cutout and translation,cutout,
-color, ``--upsample convT4``, and "combo", the options that beat the default together) on every seed. The
-default recipe is scored from the raw generator of the EMA runs (EMA does not change what trains). Each run
-trains without any output (no checkpoint, grid, plot or GIF: :func:`_train_quietly`), then its sampling
-generator makes ``--score-samples`` images from fixed noise, scored with :mod:`tinygan.metrics_cifar`
-against the test images of its class (Fréchet distance in the classifier's features, the share recognised
-as the class). The classifier is the cached one, trained first on ``--device`` where there is none.
-``--epochs`` (default 150, the recipe's) is lowered for every run when the first run shows that the study
-would not fit ``--time-budget`` (unless ``--no-fit-budget``); results.md says which epochs were used.
-Writes ``results.csv``, ``results.md`` and one ``grid-CANDIDATE.png`` per candidate (a row of samples per
-class, seed 0): at most 8 files. ``--smoke`` trains a tiny classifier instead, for a CPU test in seconds.
+color, ``--upsample convT4`` and ``resize``, and "combo", the options that beat the default together) on
+every seed. The default recipe is scored from the raw generator of the EMA runs (EMA does not change what
+trains). Each run trains without any output (no checkpoint, grid, plot or GIF: :func:`_train_quietly`),
+then its sampling generator makes ``--score-samples`` images from fixed noise, scored with
+:mod:`tinygan.metrics_cifar` against the test images of its class (Fréchet distance in the classifier's
+features, the share recognised as the class). The classifier is the cached one, trained first on
+``--device`` where there is none. ``--epochs`` (default 150, the recipe's) is lowered for every run when
+the first run shows that the study would not fit ``--time-budget`` (unless ``--no-fit-budget``);
+results.md says which epochs were used. A candidate that fails (diverges, a kernel error) is noted and the
+study goes on with the next. Writes four files: ``results.csv``, ``results.md``, ``overview.png`` (a row
+per class, the candidates side by side, seed 0) and ``grids.tar`` (``grid-CANDIDATE.png``, a row per
+class, for each candidate). ``--smoke`` trains a tiny classifier instead, for a CPU test in seconds.
 
 MNIST
 -----
@@ -95,9 +97,10 @@ FIELDS = (
 )
 
 
-def _mnist_example() -> Any:
-    path = ROOT / "examples" / "mnist_dense.py"
-    spec = importlib.util.spec_from_file_location("mnist_dense_example", path)
+def _example(name: str) -> Any:
+    """examples/NAME.py as a module (its make_config, parse_args and load_data)."""
+    path = ROOT / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_example", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -272,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     from tinygan.train import GANTrainer
     from tinygan.viz import save_grid
 
-    example = _mnist_example()
+    example = _example("mnist_dense")
     classifier_data = metrics.load_data(args.data_dir, download=False, verbose=None)
     classifier = metrics.load_classifier(args.data_dir, data=classifier_data, device=args.device, download=False)
     scorer = mnist_scorer(args.data_dir, args.device, classifier=classifier)
@@ -368,6 +371,7 @@ CIFAR_CANDIDATES: dict[str, list[str]] = {
     "convT4": ["--upsample", "convT4"],
     # EMA on top of augmentation: like "ema" over the default, its runs also score the raw augmented G.
     "ema-aug-tc": ["--ema-decay", "0.999", "--augment", "translation,cutout"],
+    "resize": ["--upsample", "resize"],
     "combo": [],  # filled in by combination()
 }
 CIFAR_RAW_TWIN = {
@@ -398,14 +402,6 @@ SMOKE_CLASSIFIER = {  # --smoke: a classifier small enough to train in a second 
 }
 
 
-def _example(name: str) -> Any:
-    path = ROOT / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _mean_by(rows: list[dict[str, Any]], candidate: str, seed: int, key: str) -> float:
     values = [r[key] for r in rows if r["candidate"] == candidate and r["seed"] == seed]
     return _mean(values)
@@ -421,16 +417,21 @@ def beats_default(rows: list[dict[str, Any]], candidate: str, seeds: list[int], 
     return all(_mean_by(rows, candidate, s, "fid") < _mean_by(rows, "default", s, "fid") for s in seeds)
 
 
+def _better(rows: list[dict[str, Any]], names: tuple[str, ...]) -> str:
+    """Of ``names``, the one of the lowest mean Fréchet distance so far (the first where none ran)."""
+    return min(names, key=lambda c: _mean([r["fid"] for r in rows if r["candidate"] == c] or [math.inf]))
+
+
 def combination(rows: list[dict[str, Any]], seeds: list[int], classes: list[str]) -> tuple[list[str], str]:
-    """The options of "combo": EMA, the better augmentation and convT4, each only where its own candidate
-    beat the default on every seed; where fewer than two did, all three (to see them together anyway).
-    Returns the options and why."""
-    aug = min(("aug-tc", "aug-tcc"), key=lambda c: _mean([r["fid"] for r in rows if r["candidate"] == c] or [math.inf]))
-    picks = [name for name in ("ema", aug, "convT4") if beats_default(rows, name, seeds, classes)]
+    """The options of "combo": EMA, the better augmentation and the better upsampling, each only where its
+    own candidate beat the default on every seed; where fewer than two did, all three (to see them together
+    anyway). Returns the options and why."""
+    aug, up = _better(rows, ("aug-tc", "aug-tcc")), _better(rows, ("convT4", "resize"))
+    picks = [name for name in ("ema", aug, up) if beats_default(rows, name, seeds, classes)]
     why = f"the options that beat the default on every seed: {', '.join(picks)}"
     if len(picks) < 2:
-        why = f"fewer than two options beat the default ({', '.join(picks) or 'none'}): all three, with {aug}"
-        picks = ["ema", aug, "convT4"]
+        why = f"fewer than two options beat the default ({', '.join(picks) or 'none'}): all three, {aug} and {up}"
+        picks = ["ema", aug, up]
     return [opt for name in picks for opt in CIFAR_CANDIDATES[name]], why
 
 
@@ -497,7 +498,8 @@ def write_cifar_results(
         lines += [
             "",
             "real held-out: the class's held-out real training images (unseen by the classifier, as many as there "
-            "are, about 63), scored the same way; their FID is dominated by the small-n bias.",
+            "are: about 63 a class on the partial data), scored the same way; at so small an n their FID is "
+            "dominated by the small-n bias.",
         ]
     lines += ["", "Candidates (options on top of the default recipe):", ""]
     lines += ["- default: `(none)`, the raw generator of the 'ema' runs"]
@@ -507,9 +509,39 @@ def write_cifar_results(
             lines.append(f"- {name}: `{options or '(not built yet)'}`")
     if info.get("combo_why"):
         lines.append(f"- combo: {info['combo_why']}")
-    lines += ["", "Grids: grid-CANDIDATE.png, one row of samples per class (seed 0)."]
+    shown = ", ".join(n for n in present)
+    lines += [
+        "",
+        f"overview.png: one row per class ({', '.join(classes)}), seed 0; side by side, left to right: {shown}. "
+        "grids.tar: grid-CANDIDATE.png, the same per candidate.",
+    ]
     lines += ["", *[f"Note: {note}" for note in info.get("notes", [])]]
     (out / "results.md").write_text("\n".join(lines).rstrip() + "\n")
+
+
+def write_grids(out: Path, grids: dict[str, dict[str, np.ndarray]], classes: list[str], columns: int) -> None:
+    """``overview.png``: one row per class, the candidates side by side (``columns`` samples each, in the
+    table's order, a white column between them, black where a class was not trained), and ``grids.tar``:
+    ``grid-CANDIDATE.png`` for each (a row per class), for the README."""
+    import tarfile
+
+    from tinygan.viz import save_grid
+
+    shape = next(iter(next(iter(grids.values())).values())).shape[1:]
+    blank, white = np.zeros((columns, *shape), np.float32), np.ones((1, *shape), np.float32)
+    rows = []
+    for class_name in classes:
+        for i, label in enumerate(grids):
+            rows += [white] if i else []
+            rows.append(grids[label].get(class_name, blank))
+    save_grid(np.concatenate(rows), out / "overview.png", nrow=len(grids) * (columns + 1) - 1)
+    tmp = out / ".grids.tar.tmp"
+    with tarfile.open(tmp, "w") as tar, tempfile.TemporaryDirectory() as folder:
+        for label, by_class in grids.items():
+            path = Path(folder) / f"grid-{label}.png"
+            save_grid(np.concatenate([by_class.get(c, blank) for c in classes]), path, nrow=columns)
+            tar.add(path, arcname=path.name)
+    tmp.replace(out / "grids.tar")
 
 
 def _raw_images(trainer: Any, z: np.ndarray) -> np.ndarray:
@@ -549,8 +581,7 @@ def cifar_main(args: argparse.Namespace) -> int:
 
     from tinygan import metrics_cifar
     from tinygan.data.cifar10 import CLASS_NAMES
-    from tinygan.train import GANTrainer, TrainingDiverged
-    from tinygan.viz import save_grid
+    from tinygan.train import GANTrainer
 
     start = time.monotonic()
     deadline = start + args.time_budget
@@ -583,12 +614,15 @@ def cifar_main(args: argparse.Namespace) -> int:
         f"{'trained in this study' if classifier.trained else 'cached'}, {training['seconds']} s on the "
         f"{training.get('device', 'device')})."
     )
+    per_class = classifier.meta.get("test_accuracy_per_class")
+    if per_class:
+        info["classifier"] += " Per class: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in per_class.items()) + "."
     print(f"classifier ready: {100 * accuracy:.1f}% test accuracy ({time.monotonic() - start:.0f} s)", flush=True)
 
     names = [n for n in args.candidate_names if n != "default"]
     runs_total = len(names) * len(args.seeds) * len(classes)
     rows: list[dict[str, Any]] = []
-    grids: dict[str, list[np.ndarray]] = {}
+    grids: dict[str, dict[str, np.ndarray]] = {}  # candidate -> class -> samples (seed 0)
     images_by_class: dict[str, Any] = {}
     real_by_class: dict[str, Any] = {}
     z_score = {s: np.random.default_rng([s, 3]).standard_normal((args.score_samples, 100)) for s in args.seeds}
@@ -613,7 +647,8 @@ def cifar_main(args: argparse.Namespace) -> int:
             return False
         z = z_score[seed]
         sets = [(name, trainer.generate(z))]
-        if name in CIFAR_RAW_TWIN:
+        # The raw twin's scores come free with these runs, unless the twin trains as a candidate of its own.
+        if name in CIFAR_RAW_TWIN and CIFAR_RAW_TWIN[name] not in names:
             sets.append((CIFAR_RAW_TWIN[name], _raw_images(trainer, z)))
         for label, samples in sets:
             result = metrics_cifar.evaluate(samples, data, classifier, class_name=class_name, seed=seed)
@@ -637,18 +672,68 @@ def cifar_main(args: argparse.Namespace) -> int:
                 }
             )
             if seed == args.seeds[0]:
-                grids.setdefault(label, []).append(samples[: args.grid_columns])
+                grids.setdefault(label, {})[class_name] = samples[: args.grid_columns]
         del trainer
         gc.collect()
         return True
 
     def write_all() -> None:
         write_cifar_results(out, rows, args, classes, info)
-        for label, batch in grids.items():
-            save_grid(np.concatenate(batch), out / f"grid-{label}.png", nrow=args.grid_columns)
+        if grids:
+            order = [n for n in ("default", *names) if n in grids]
+            write_grids(out, {n: grids[n] for n in order}, classes, args.grid_columns)
 
-    epochs = args.epochs
-    done = 0
+    state = {"epochs": args.epochs, "done": 0}
+
+    def skipped(name: str) -> str:
+        left = runs_total - state["done"]
+        later = names[names.index(name) + 1 :]
+        return f"{left} of {runs_total} runs skipped" + (f"; candidates not run: {', '.join(later)}" if later else "")
+
+    def run_candidate(name: str, options: list[str]) -> None:
+        """Every seed and class of one candidate; TimeoutError when the budget ends it."""
+        for seed in args.seeds:
+            for class_name in classes:
+                began = time.monotonic()
+                if not one_run(name, options, seed, class_name, state["epochs"]):
+                    info["notes"].append(
+                        f"time budget: {name} seed {seed} {class_name} stopped before its end (not scored); "
+                        + skipped(name)
+                    )
+                    raise TimeoutError
+                took = time.monotonic() - began
+                state["done"] += 1
+                left = runs_total - state["done"]
+                if state["done"] == 1 and args.fit_budget and took * left > deadline - time.monotonic():
+                    # The study would not fit: fewer epochs for every run (the same for all candidates).
+                    share = (deadline - time.monotonic()) / (took * (left + 1))
+                    fitted = max(1, int(state["epochs"] * share * 0.7))
+                    if fitted < state["epochs"]:
+                        info["notes"].append(
+                            f"the first run took {took:.1f} s at {state['epochs']} epochs: {runs_total} runs would "
+                            f"not fit the budget, so every run trains {fitted} epochs"
+                        )
+                        print(f"epochs {state['epochs']} -> {fitted} to fit the budget", flush=True)
+                        state["epochs"] = info["epochs"] = fitted
+                        rows.clear()
+                        grids.clear()
+                        state["done"] = 0
+                        if not one_run(name, options, seed, class_name, fitted):
+                            info["notes"].append(f"time budget: spent in the first run; {skipped(name)}")
+                            raise TimeoutError
+                        state["done"] = 1
+                elif left and time.monotonic() + took > deadline:
+                    info["notes"].append(
+                        f"time budget: runs after {name} seed {seed} {class_name} not started; " + skipped(name)
+                    )
+                    raise TimeoutError
+            print(
+                f"{name} seed {seed}: mean FID {_mean_by(rows, name, seed, 'fid'):.2f}, recognised "
+                f"{100 * _mean_by(rows, name, seed, 'recognized'):.0f}% ({time.monotonic() - start:.0f} s)",
+                flush=True,
+            )
+            write_all()
+
     try:
         # A first short run compiles the kernels, so that the timed first run measures training alone.
         if not one_run("warm-up", [], args.seeds[0], classes[0], 1):
@@ -661,56 +746,16 @@ def cifar_main(args: argparse.Namespace) -> int:
             if name == "combo":
                 options, info["combo_why"] = combination(rows, args.seeds, classes)
                 info["combo"] = " ".join(options)
-            for seed in args.seeds:
-                for class_name in classes:
-                    began = time.monotonic()
-                    if not one_run(name, options, seed, class_name, epochs):
-                        later = names[names.index(name) + 1 :]
-                        info["notes"].append(
-                            f"time budget: {name} seed {seed} {class_name} stopped before its end (not scored); "
-                            f"{runs_total - done - 1} of {runs_total} runs skipped"
-                            + (f"; candidates not run: {', '.join(later)}" if later else "")
-                        )
-                        raise TimeoutError
-                    took = time.monotonic() - began
-                    done += 1
-                    left = runs_total - done
-                    if done == 1 and args.fit_budget and took * left > deadline - time.monotonic():
-                        # The study would not fit: fewer epochs for every run (the same for all candidates).
-                        share = (deadline - time.monotonic()) / (took * (left + 1))
-                        fitted = max(1, int(epochs * share * 0.85))
-                        if fitted < epochs:
-                            info["notes"].append(
-                                f"the first run took {took:.1f} s at {epochs} epochs: {runs_total} runs would not "
-                                f"fit the budget, so every run trains {fitted} epochs"
-                            )
-                            print(f"epochs {epochs} -> {fitted} to fit the budget", flush=True)
-                            epochs = info["epochs"] = fitted
-                            rows.clear()
-                            grids.clear()
-                            done = 0
-                            if not one_run(name, options, seed, class_name, epochs):
-                                raise TimeoutError
-                            done = 1
-                    elif left and time.monotonic() + took > deadline:
-                        later = names[names.index(name) + 1 :]
-                        info["notes"].append(
-                            f"time budget: runs after {name} seed {seed} {class_name} not started ({left} of "
-                            f"{runs_total} runs skipped"
-                            + (f"; candidates not run: {', '.join(later)})" if later else ")")
-                        )
-                        raise TimeoutError
-                print(
-                    f"{name} seed {seed}: mean FID {_mean_by(rows, name, seed, 'fid'):.2f}, recognised "
-                    f"{100 * _mean_by(rows, name, seed, 'recognized'):.0f}% ({time.monotonic() - start:.0f} s)",
-                    flush=True,
-                )
-                write_all()
+            try:
+                run_candidate(name, options)
+            except (TimeoutError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # one candidate failing (diverged, a kernel error) is a result, not the end
+                state["done"] = sum(1 for r in rows if r["candidate"] != "default")
+                info["notes"].append(f"{name} failed, its remaining runs skipped: {type(exc).__name__}: {exc}")
+                print(f"{name} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     except TimeoutError:
         print(f"time budget of {args.time_budget:.0f} s spent: writing what there is", flush=True)
-    except TrainingDiverged as exc:
-        info["notes"].append(f"a run diverged, the study stopped: {exc}")
-        print(f"error: {exc}", file=sys.stderr)
     finally:
         write_all()
     written = sorted(p.name for p in out.iterdir())

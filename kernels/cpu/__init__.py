@@ -26,5 +26,6 @@ with kernel_cache():
     from .dropout import *  # noqa: E402,F401,F403
     from .ema import *  # noqa: E402,F401,F403
     from .fused import *  # noqa: E402,F401,F403
+    from .upsample import *  # noqa: E402,F401,F403
 
 IMPLEMENTATION = "numba"

@@ -55,5 +55,6 @@ from .conv_transpose2d import (  # noqa: F401
 from .dense import dense_backward, dense_backward_data, dense_backward_weight, dense_forward  # noqa: F401
 from .dropout import dropout_backward, dropout_forward  # noqa: F401
 from .ema import ema_decay, ema_update_multi  # noqa: F401
+from .upsample import upsample_nearest_backward, upsample_nearest_forward  # noqa: F401
 
 IMPLEMENTATION = "gpu"

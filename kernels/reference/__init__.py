@@ -6,7 +6,7 @@ parameters (tests/test_kernel_contract.py). Convolution sizes and argument check
 ``conv_geometry``, shared by all three sets and the layers.
 """
 
-from . import activation, adam, augment, batchnorm, bce, conv2d, conv_transpose2d, dropout, ema
+from . import activation, adam, augment, batchnorm, bce, conv2d, conv_transpose2d, dropout, ema, upsample
 from .activation import *  # noqa: F401,F403
 from .adam import *  # noqa: F401,F403
 from .augment import *  # noqa: F401,F403
@@ -17,6 +17,7 @@ from .conv_transpose2d import *  # noqa: F401,F403
 from .dense import dense_backward, dense_backward_data, dense_backward_weight, dense_forward  # noqa: F401
 from .dropout import *  # noqa: F401,F403
 from .ema import *  # noqa: F401,F403
+from .upsample import *  # noqa: F401,F403
 
 IMPLEMENTATION = "reference"
 
@@ -34,6 +35,7 @@ OPS: tuple[str, ...] = (
     "dense_backward",
     *dropout.__all__,
     *ema.__all__,
+    *upsample.__all__,
 )
 
 # What ``from tinygan.kernels.reference import *`` gives (the Numba set starts from it): the ops, not the modules.

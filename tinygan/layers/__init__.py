@@ -9,8 +9,9 @@ from tinygan.layers.dense import Dense
 from tinygan.layers.dropout import Dropout
 from tinygan.layers.reshape import Flatten, Reshape
 from tinygan.layers.sequential import Sequential
+from tinygan.layers.upsample import Upsample
 
 __all__ = [
     "Layer", "Dense", "Sequential", "Conv2d", "ConvTranspose2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
-    "Dropout", "BatchNorm1d", "BatchNorm2d", "Flatten", "Reshape",
+    "Dropout", "BatchNorm1d", "BatchNorm2d", "Flatten", "Reshape", "Upsample",
 ]  # fmt: skip
