@@ -54,6 +54,22 @@ def test_a_checkpoint_written_before_the_format_was_recorded_still_resumes(tmp_p
         resume(write_raw(tmp_path / "half.npz", arrays, meta), data)
 
 
+def test_a_checkpoint_from_before_the_per_step_diagnostics_still_resumes(tmp_path, good, data):
+    """Checkpoints written before g_input_grad and g_weight_share were step figures have no sums for them:
+    they resume (those sums from 0); a checkpoint missing any other sum is damaged."""
+    arrays, meta = load_checkpoint(good)
+    for key in ("g_input_grad", "g_weight_share"):
+        del meta["sums"][key]
+    trainer = resume(write_raw(tmp_path / "older.npz", arrays, meta), data)
+    assert (trainer.epoch, trainer.step_in_epoch) == (1, 2)
+    assert trainer.sums["g_input_grad"] == 0.0 and trainer.sums["d_loss"] == meta["sums"]["d_loss"]
+    trainer.run()  # and trains to its end
+    assert trainer.finished
+    del meta["sums"]["d_loss"]
+    with pytest.raises(CheckpointError, match="key 'sums'"):
+        resume(write_raw(tmp_path / "damaged.npz", arrays, meta), data)
+
+
 @pytest.mark.parametrize(
     "dtype, what",
     [(np.int32, "int32"), (np.bool_, "bool"), (np.complex64, "complex64")],

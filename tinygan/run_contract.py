@@ -177,6 +177,11 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# Step figures added after checkpoints were first written (tinygan.step.FIGURES): what G receives and how evenly
+# the batch shares G's step, per step since 2026-12-02 (before, the probe measured the first once an epoch).
+LATER_FIGURES = ("g_input_grad", "g_weight_share")
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -194,7 +199,11 @@ def validate_meta(path: Path, meta: dict[str, Any], metrics: tuple[str, ...]) ->
         value = meta.get(key, 0) if key == "dominated_epochs" else meta.get(key)
         _field(path, key, value, _int(value) and value >= 0, "a non-negative integer")
     sums = meta.get("sums")
-    _field(path, "sums", sums, isinstance(sums, dict) and set(sums) == set(metrics), f"an object with keys {metrics}")
+    # Checkpoints written before the per-step diagnostics (LATER_FIGURES) were figures of the step lack their
+    # sums; they resume with those sums at 0 (GANTrainer.load_state), every other key must be there.
+    required = [key for key in metrics if key not in LATER_FIGURES]
+    ok = isinstance(sums, dict) and set(required) <= set(sums) <= set(metrics)
+    _field(path, "sums", sums, ok, f"an object with keys {metrics}")
     for key, value in sums.items():
         _field(path, f"sums.{key}", value, _finite(value), "a finite number")
     seconds = meta.get("epoch_seconds_before", 0.0)

@@ -679,7 +679,9 @@ class GANTrainer:
         self.perm = perm
         self.epoch, self.step_in_epoch = meta["epoch"], step_in_epoch
         self.global_step = meta["global_step"]
-        self.sums = {k: float(v) for k, v in meta["sums"].items()}
+        # An older checkpoint lacks the sums of the later figures (run_contract.LATER_FIGURES): they restart at 0,
+        # so the resumed epoch's row of those two diagnostics counts only the steps after the resume.
+        self.sums = {**dict.fromkeys(self.METRICS, 0.0), **{k: float(v) for k, v in meta["sums"].items()}}
         self.epoch_seconds_before = float(meta.get("epoch_seconds_before", 0.0))
         self.history = list(meta["history"])
         best = meta.get("best_balance")
