@@ -398,25 +398,20 @@ def _rarest_x10(row: dict[str, Any]) -> float:
     return 10 * row.get("rarest_class_fraction", math.nan)
 
 
-# (title, y-axis label, [(column or function of a row, label suffix)], log scale); a panel's second series
-# is drawn fainter.
-PANELS: list[tuple[str, str, list[tuple[Any, str]], bool]] = [
-    ("D(G(z)), epoch mean; faint: D(x)", "D's output", [("d_fake", ""), ("d_real", " D(x)")], False),
-    ("how evenly the samples share G's step, epoch mean", "g_weight_share", [("g_weight_share", "")], False),
+# (title, y-axis label, [column or function of a row, ...], log scale); a panel's second series is drawn
+# fainter (its title says what it is).
+PANELS: list[tuple[str, str, list[Any], bool]] = [
+    ("D(G(z)), epoch mean; faint: D(x)", "D's output", ["d_fake", "d_real"], False),
+    ("how evenly the samples share G's step, epoch mean", "g_weight_share", ["g_weight_share"], False),
     (
         "what G receives: RMS ||∂l_i/∂G(z_i)|| (epoch mean; faint: probe)",
         "g_input_grad",
-        [("g_input_grad", ""), ("g_input_grad_probe", " probe")],
+        ["g_input_grad", "g_input_grad_probe"],
         True,
     ),
-    ("G's relative update per epoch, mean over layers", "||Δθ|| / ||θ||", [(_update_g, "")], True),
-    (
-        "classes covered (of 10); faint: rarest class share x 10",
-        "classes",
-        [("classes_covered", ""), (_rarest_x10, " rarest x10")],
-        False,
-    ),
-    ("Fréchet distance to the test set (lower is better)", "FID", [("fid", "")], True),
+    ("G's relative update per epoch, mean over layers", "||Δθ|| / ||θ||", [_update_g], True),
+    ("classes covered (of 10); faint: rarest class share x 10", "classes", ["classes_covered", _rarest_x10], False),
+    ("Fréchet distance to the test set (lower is better)", "FID", ["fid"], True),
 ]
 
 
@@ -444,28 +439,38 @@ def draw_figure(rows: list[dict[str, Any]], grids: dict[str, np.ndarray], recipe
 
     matplotlib.use("Agg")  # headless
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     runs = _by_run(rows)
     seeds = sorted({seed for _, _, seed in runs})
     grid_epochs = _grid_epochs(grids, recipe)
     grid_rows = [(loss, seed) for seed in seeds for loss in LOSSES if (recipe, loss, seed) in runs]
     n_grid_rows = len(grid_rows) if grid_epochs else 0
-    fig = plt.figure(figsize=(15, 6.5 + 1.6 * n_grid_rows))
-    heights = [1, 1] + ([0.12] + [0.5] * n_grid_rows if n_grid_rows else [])
-    outer = fig.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.45)
-    curves = outer[:2].subgridspec(2, 3, hspace=0.4, wspace=0.25)
+    # Heights in inches: the title, two rows of curves, a gap, a row of grids per run.
+    title_h, curves_h, gap_h, grid_h, foot_h = 0.6, 6.4, 0.5, 1.45, 0.15
+    height = title_h + curves_h + foot_h + (gap_h + grid_h * n_grid_rows if n_grid_rows else 0)
+    fig = plt.figure(figsize=(15, height))
+    top = 1 - title_h / height
+    curves = fig.add_gridspec(2, 3, left=0.06, right=0.98, top=top, bottom=top - (curves_h - 0.45) / height,
+                              hspace=0.4, wspace=0.25)  # fmt: skip
     for index, (title, ylabel, series, log) in enumerate(PANELS):
         ax = fig.add_subplot(curves[index // 3, index % 3])
         for (_, loss, seed), run in runs.items():
             style = SEED_STYLES[seeds.index(seed) % len(SEED_STYLES)]
-            for number, (column, suffix) in enumerate(series):
+            for number, column in enumerate(series):
                 points = [(r["epoch"], _value(r, column)) for r in run]
                 points = [(e, v) for e, v in points if math.isfinite(v) and (v > 0 or not log)]
                 if points:
-                    ax.plot(*zip(*points), style, color=COLORS[loss], alpha=1.0 if number == 0 else 0.45,
-                            marker="." if len(points) < 20 else None, label=f"{loss} s{seed}{suffix}")  # fmt: skip
+                    label = f"{loss} s{seed}" if number == 0 else "_nolegend_"  # the legend: one entry a run
+                    marker = "." if len(points) < 20 else None
+                    alpha = 1.0 if number == 0 else 0.45
+                    ax.plot(*zip(*points), style, color=COLORS[loss], alpha=alpha, marker=marker, label=label)
         if log and ax.lines:
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+            low, high = ax.get_ylim()  # within a decade the minor ticks are the only labels; beyond, clutter
+            minor = ticker.FormatStrFormatter("%.3g") if high < 10 * low else ticker.NullFormatter()
+            ax.yaxis.set_minor_formatter(minor)
         ax.set_title(title, fontsize=9)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.set_xlabel("epoch", fontsize=8)
@@ -473,7 +478,9 @@ def draw_figure(rows: list[dict[str, Any]], grids: dict[str, np.ndarray], recipe
         if index == 0 and ax.lines:
             ax.legend(fontsize=6, loc="best")
     if n_grid_rows:
-        cells = outer[3:].subgridspec(n_grid_rows, len(grid_epochs), hspace=0.15, wspace=0.05)
+        grids_top = 1 - (title_h + curves_h + gap_h) / height
+        cells = fig.add_gridspec(n_grid_rows, len(grid_epochs), left=0.06, right=0.98, top=grids_top,
+                                 bottom=foot_h / height, hspace=0.12, wspace=0.04)  # fmt: skip
         for i, (loss, seed) in enumerate(grid_rows):
             for j, epoch in enumerate(grid_epochs):
                 ax = fig.add_subplot(cells[i, j])
@@ -486,8 +493,8 @@ def draw_figure(rows: list[dict[str, Any]], grids: dict[str, np.ndarray], recipe
                     ax.set_title(f"samples (32 of the fixed noise's 64), epoch {epoch}", fontsize=8)
                 if j == 0:
                     ax.set_ylabel(f"{loss}\ns{seed}", fontsize=7, color=COLORS[loss])
-    fig.suptitle(f"dense MNIST GAN, recipe {recipe}: minimax against non-saturating generator loss", fontsize=11)
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.95, bottom=0.02)
+    fig.suptitle(f"dense MNIST GAN, recipe {recipe}: minimax against non-saturating generator loss", fontsize=11,
+                 y=1 - 0.2 / height)  # fmt: skip
     fig.savefig(path, dpi=90, format="png")
     plt.close(fig)
 
