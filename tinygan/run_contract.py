@@ -181,13 +181,19 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def read_config(path: str | os.PathLike, meta: dict[str, Any]) -> GANConfig:
+    """The configuration a checkpoint's metadata records, read through its one schema
+    (:meth:`GANConfig.from_dict`); CheckpointError naming the file and the field."""
+    try:
+        return GANConfig.from_dict(meta.get("config"))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: key 'config': {exc}") from None
+
+
 def validate_meta(path: Path, meta: dict[str, Any], metrics: tuple[str, ...]) -> GANConfig:
     """Check a GAN checkpoint's metadata against its schema; returns its configuration. Raises
     CheckpointError naming the file and the key."""
-    try:
-        config = GANConfig.from_dict(meta.get("config"))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: key 'config': {exc}") from None
+    config = read_config(path, meta)
     epoch = meta.get("epoch")
     _field(path, "epoch", epoch, _int(epoch) and 0 <= epoch <= config.epochs, f"an integer in [0, {config.epochs}]")
     for key in ("step_in_epoch", "global_step", "opt_G_step", "opt_D_step", "dominated_epochs"):
