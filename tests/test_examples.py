@@ -350,3 +350,43 @@ def test_ema_and_augment_options_are_recorded_checked_on_resume_and_sampled(
     np.testing.assert_array_equal(ema, sample(out, 8))
     np.testing.assert_array_equal(raw, sample(out, 8, ema=False))
     assert not np.array_equal(ema, raw)
+
+
+# ---------------------------------------------------------------- refusals leave nothing behind
+
+
+def test_a_refused_start_leaves_no_run_folder(tmp_path, mnist_example, cifar_example, capsys, monkeypatch):
+    """Missing data, a --limit below one batch, Ctrl-C while loading: the folders this invocation made are
+    gone again (with the parents it made, and the default runs/), a folder that was there before stays."""
+    monkeypatch.chdir(tmp_path)
+    missing = ["--data-dir", str(tmp_path / "nothing"), "--epochs", "1"]
+    assert mnist_example.main([*missing, "--out", str(tmp_path / "a" / "b" / "run")]) == 1
+    assert mnist_example.main(missing) == 1  # default folder runs/mnist_dense-<date>-<time>
+    assert cifar_example.main([*missing, "--class", "cat", "--out", "c"]) == 1
+    assert cifar_example.main([*missing, "--class", "all", "--out", "d/all"]) == 1
+    assert cifar_example.main([*missing, "--class", "all"]) == 1
+    assert mnist_example.main(["--limit", "10", "--batch-size", "50", "--out", "e"]) == 1
+    assert "error: --limit 10: fewer images than one batch (batch size 50)" in capsys.readouterr().err
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    before = tmp_path / "mine"
+    before.mkdir()
+    assert mnist_example.main([*missing, "--out", str(before / "sub")]) == 1  # only sub/ is this run's
+    assert cifar_example.main([*missing, "--class", "all", "--out", str(before)]) == 1
+    assert before.is_dir() and list(before.iterdir()) == []
+
+    def interrupted(options, data_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mnist_example, "load_data", interrupted)
+    assert mnist_example.main(["--epochs", "1", "--out", "f"]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_a_refusal_removes_only_the_folders_it_made(tmp_path, mnist_example, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert mnist_example.main(["--data-dir", str(tmp_path / "nothing"), "--out", str(out / "sub" / "run")]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -366,6 +367,27 @@ def _need_gpu(device: str) -> int | None:
     return None
 
 
+def missing_folders(path: str | os.PathLike) -> list[Path]:
+    """The folders that creating ``path`` (with its parents) would make, deepest first: what a refusal
+    may remove again with :func:`remove_empty_folders`."""
+    missing: list[Path] = []
+    path = Path(path).absolute()
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: a folder holding anything, this
+    invocation's or someone else's, is kept, and so is every folder above it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def _start(
     args: argparse.Namespace, name: str, make_config: Callable[[argparse.Namespace], GANConfig], load_data: LoadData
 ) -> int:
@@ -373,19 +395,29 @@ def _start(
     if code is not None:
         return code
     config = make_config(args)
+    limit = config.data_options.get("limit")
+    if limit is not None and limit < config.batch_size:  # known before minutes of loading data
+        raise ValueError(f"--limit {limit}: fewer images than one batch (batch size {config.batch_size})")
     out = Path(args.out) if args.out else new_run_dir(name)
-    with RunLock(out):
-        if (out / "checkpoint.npz").exists():
-            return fail(f"{out} already holds a run: use --resume {out}, or another --out", EXIT_ERROR)
-        data, source = load_data(config.data_options, args.data_dir)
-        trainer = GANTrainer(config, data, out, progress=not args.no_progress, data_source=source)
-        print(
-            f"run folder: {out}  ({len(data)} images, {trainer.steps_per_epoch} steps per epoch, "
-            f"device {config.device})"
-        )
-        trainer.G.summary((trainer.latent_dim,))
-        trainer.D.summary(tuple(data.shape[1:]))
-        return _train(trainer)
+    created = missing_folders(out)  # a refusal before training starts removes what it made (never older folders)
+    started = False
+    try:
+        with RunLock(out):
+            if (out / "checkpoint.npz").exists():
+                return fail(f"{out} already holds a run: use --resume {out}, or another --out", EXIT_ERROR)
+            data, source = load_data(config.data_options, args.data_dir)
+            trainer = GANTrainer(config, data, out, progress=not args.no_progress, data_source=source)
+            print(
+                f"run folder: {out}  ({len(data)} images, {trainer.steps_per_epoch} steps per epoch, "
+                f"device {config.device})"
+            )
+            trainer.G.summary((trainer.latent_dim,))
+            trainer.D.summary(tuple(data.shape[1:]))
+            started = True
+            return _train(trainer)
+    finally:
+        if not started:
+            remove_empty_folders(created)
 
 
 def _resume(
@@ -542,6 +574,8 @@ __all__ = [
     "apply_recipe",
     "check_options",
     "fail",
+    "missing_folders",
     "new_run_dir",
+    "remove_empty_folders",
     "run",
 ]
