@@ -232,7 +232,8 @@ RESUME_HELP = """
 --checkpoint-every, --score-every, --no-progress, --no-cuda-graph and --data-dir may be given and apply;
 any other option given with --resume must equal the run's, or the resume is refused naming it. The run records its data
 (source, image count, digest): other data is refused unless --allow-other-data is given. A run folder is
-locked while a run uses it (RUN/.lock); a second run given the same --out is refused.
+locked while a run uses it (RUN/.lock); a second run given the same --out is refused, and a lock
+whose process has ended (or whose PID a later process now has) is taken over with a note.
 
 Exit codes: 0 done (or finished already), 1 bad option, data or checkpoint, or folder in use,
 2 no GPU, 3 training diverged (NaN), 130 interrupted (a checkpoint is saved: resume it).
