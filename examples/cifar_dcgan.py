@@ -38,7 +38,7 @@ from tinygan.checkpoint import CheckpointError, read_meta
 from tinygan.config import GANConfig
 from tinygan.data.cifar10 import CLASS_NAMES, load_cifar10, scale_cifar10
 from tinygan.recipes import CIFAR_RECIPES
-from tinygan.run_contract import RunLock, RunLocked
+from tinygan.run_contract import RunLocked
 from tinygan.sample import sample_grid
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def run_all_classes(args: argparse.Namespace) -> int:
         created = [] if args.resume else cli.missing_folders(root)
         wrote_plan, code = False, cli.EXIT_ERROR
         try:
-            with RunLock(root):
+            with cli.run_folder(root, "--resume" if args.resume else "--out"):
                 if not args.resume:
                     if (root / PLAN_FILE).exists():
                         return cli.fail(

@@ -203,6 +203,11 @@ BAD_OPTIONS = [
     (["--fake-label", "0.2", "0.1"], "argument --fake-label: expected LOW <= HIGH, received 0.2 0.1"),
     (["--precision", "tf32"], "argument --precision: tf32 needs --device gpu (the CPU computes in fp32)"),
     (["--precision", "bf16"], "argument --precision: invalid choice: 'bf16' (choose from 'fp32', 'tf32')"),
+    # an empty value (an unset shell variable) would read as "not given": a new run instead of the resume asked for
+    (["--resume", ""], "argument --resume: expected a folder, received ''"),
+    (["--out", ""], "argument --out: expected a folder, received ''"),
+    (["--data-dir", " "], "argument --data-dir: expected a folder, received ' '"),
+    (["--score-samples", "100001"], "argument --score-samples: expected an integer in [2, 100000], received '100001'"),
 ]
 
 
@@ -390,3 +395,32 @@ def test_a_refusal_removes_only_the_folders_it_made(tmp_path, mnist_example, cap
     (out / "notes.txt").write_text("mine")
     assert mnist_example.main(["--data-dir", str(tmp_path / "nothing"), "--out", str(out / "sub" / "run")]) == 1
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_an_unusable_out_is_one_line_before_the_data_loads(tmp_path, mnist_example, cifar_example, capsys, monkeypatch):
+    monkeypatch.setattr(mnist_example, "load_data", lambda *a: pytest.fail("loaded data for an unusable --out"))
+    (tmp_path / "file").write_text("mine")
+    cases = [
+        (tmp_path / "file", f"--out {tmp_path / 'file'} is a file; expected a run folder"),
+        (tmp_path / "file" / "run", f"--out {tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is a file, so no folder"),
+    ]
+    if Path("/proc/self").is_dir():
+        cases.append((Path("/proc/tinygan-run"), "--out /proc/tinygan-run: cannot make the run folder there: "))
+    for out, message in cases:
+        for example in (mnist_example, cifar_example):
+            assert example.main(["--epochs", "1", "--out", str(out)]) == 1
+            lines = error_lines(capsys.readouterr().err)
+            assert len(lines) == 1 and lines[0].startswith("error: " + message), lines
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_out_of_memory_is_one_line(tmp_path, tiny_mnist, mnist_example, capsys, monkeypatch):
+    def too_large(options, data_dir):
+        raise MemoryError("Unable to allocate 72.8 TiB for an array with shape (99999999999, 100)")
+
+    monkeypatch.setattr(mnist_example, "load_data", too_large)
+    assert mnist_example.main(["--epochs", "1", "--out", str(tmp_path / "run")]) == 1
+    assert error_lines(capsys.readouterr().err) == [
+        "error: out of memory: Unable to allocate 72.8 TiB for an array with shape (99999999999, 100)"
+    ]
+    assert list(tmp_path.iterdir()) == [tiny_mnist]

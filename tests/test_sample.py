@@ -118,6 +118,18 @@ def test_nothing_to_do_is_refused(capsys, good):
     assert "nothing to do: give --out FILE.npy and/or --grid FILE.png" in refused_option(capsys, good)
 
 
+def test_an_empty_name_is_refused_not_skipped(tmp_path, capsys, good):
+    """An unset shell variable gives '': never read as "not given" (the grid alone written, or the
+    checkpoint.npz of the current folder sampled)."""
+    grid = tmp_path / "g.png"
+    assert "error: --out: expected a file name, received ''" in refused_option(
+        capsys, good, "--out", "", "--grid", grid
+    )
+    assert "error: --grid: expected a file name, received ' '" in refused_option(capsys, good, "--grid", " ")
+    assert "error: checkpoint: expected a file name, received ''" in refused_option(capsys, "", "--grid", grid)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_folder_as_out_is_refused(tmp_path, capsys, good):
     (tmp_path / "dir").mkdir()
     err = refused_option(capsys, good, "--out", tmp_path / "dir")

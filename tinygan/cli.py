@@ -13,11 +13,12 @@ must be the run's (same image count and digest) unless ``--allow-other-data`` sa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -121,8 +122,24 @@ def augment_policy(text: str) -> str:
     return "" if text.strip().lower() in ("", "none") else ",".join(names)
 
 
+# More samples than this per scoring is a typo, not a study (tinygan.metrics' own study scores 10,000): refused
+# before training rather than found out of memory at the first scoring, after an epoch of work.
+MAX_SCORE_SAMPLES = 100_000
+
+
 def sample_count(text: str) -> int:
-    return _integer(text, 2, "an integer >= 2")
+    value = _integer(text, 2, f"an integer in [2, {MAX_SCORE_SAMPLES}]")
+    if value > MAX_SCORE_SAMPLES:
+        raise argparse.ArgumentTypeError(f"expected an integer in [2, {MAX_SCORE_SAMPLES}], received {text!r}")
+    return value
+
+
+def folder(text: str) -> str:
+    """A folder name; an empty one (an unset shell variable, say) is refused rather than read as 'none
+    given', which would quietly start a new run or use the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder, received {text!r}")
+    return text
 
 
 def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[str, Any]]) -> None:
@@ -177,15 +194,20 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
         "FID and classifier score into metrics.csv and quality.png, the lowest FID kept as best.npz (default 0: off)",
     )
     parser.add_argument(
-        "--score-samples", type=sample_count, metavar="N", help="samples scored each time (default 2000)"
+        "--score-samples",
+        type=sample_count,
+        metavar="N",
+        help=f"samples scored each time, 2 to {MAX_SCORE_SAMPLES:,} (default 2000)",
     )
     parser.add_argument(
         "--data-dir",
+        type=folder,
         help="folder holding the dataset files, an error if they are not there (else: cache, download)",
     )
-    parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
+    parser.add_argument("--out", type=folder, help="run folder (default: runs/<name>-<date>-<time>)")
     parser.add_argument(
         "--resume",
+        type=folder,
         metavar="RUN",
         help="continue the run in folder RUN from its checkpoint, with its own options (see below)",
     )
@@ -356,6 +378,8 @@ def run(
         return fail(str(exc), EXIT_NO_GPU)
     except (CheckpointError, RunLocked, ValueError, OSError) as exc:
         return fail(str(exc), EXIT_ERROR)
+    except MemoryError as exc:  # numpy names the array it could not allocate
+        return fail(f"out of memory: {exc or 'an allocation failed'}", EXIT_ERROR)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
 
@@ -366,6 +390,37 @@ def _need_gpu(device: str) -> int | None:
         if reason:
             return fail(f"--device gpu needs a CUDA GPU: {reason}. Run with --device cpu instead.", EXIT_NO_GPU)
     return None
+
+
+def run_folder_problem(path: str | os.PathLike, option: str = "--out") -> str | None:
+    """Why no run folder can be made or written at ``path``, or None: checked before data is loaded."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"{option} {path} is a file; expected a run folder"
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        return f"{option} {path}: {existing} is a file, so no folder can be made there"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{option} {path}: no permission to write in {existing}"
+    return None
+
+
+@contextlib.contextmanager
+def run_folder(path: Path, option: str = "--out") -> Iterator[RunLock]:
+    """The run folder ``path``, made where needed and locked (:class:`RunLock`) for the ``with`` block;
+    a folder that cannot be made or written is a ValueError naming ``option``."""
+    problem = run_folder_problem(path, option)
+    if problem:
+        raise ValueError(problem)
+    lock = RunLock(path)
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: cannot make the run folder there: {exc.strerror or exc}") from None
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def missing_folders(path: str | os.PathLike) -> list[Path]:
@@ -403,7 +458,7 @@ def _start(
     created = missing_folders(out)  # a refusal before training starts removes what it made (never older folders)
     started = False
     try:
-        with RunLock(out):
+        with run_folder(out):
             if (out / "checkpoint.npz").exists():
                 return fail(f"{out} already holds a run: use --resume {out}, or another --out", EXIT_ERROR)
             data, source = load_data(config.data_options, args.data_dir)
@@ -575,8 +630,11 @@ __all__ = [
     "apply_recipe",
     "check_options",
     "fail",
+    "folder",
     "missing_folders",
     "new_run_dir",
     "remove_empty_folders",
+    "run_folder",
+    "run_folder_problem",
     "run",
 ]

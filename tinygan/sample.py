@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the raw trained generator, not the EMA generator a run with --ema-decay keeps (its default)",
     )
     args = parser.parse_args(argv)
+    for option, value in (("checkpoint", args.checkpoint), ("--out", args.out), ("--grid", args.grid)):
+        if value is not None and not value.strip():  # an unset shell variable: never read as "not given"
+            parser.error(f"{option}: expected a file name, received {value!r}")
     if not args.out and not args.grid:
         parser.error("nothing to do: give --out FILE.npy and/or --grid FILE.png")
     for option, value, low in (("--n", args.n, 1), ("--batch-size", args.batch_size, 1), ("--seed", args.seed, 0)):
