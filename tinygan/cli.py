@@ -514,7 +514,7 @@ def _resume(
             f"To train longer, resume with --epochs N (N > {meta['epoch']})."
         )
         return 0
-    with RunLock(run_dir):
+    with run_folder(run_dir, "--resume"):
         data_dir = args.data_dir or config.data_options.get("data_dir")
         data, source = load_data(config.data_options, data_dir)
         trainer = GANTrainer.resume(
