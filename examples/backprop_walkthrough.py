@@ -31,7 +31,8 @@ weights and gradients as they were. Part 4 puts the minimax and the non-saturati
 by side against a dominant D. docs/backprop.md derives every equation.
 
 Exits with status 1 if any comparison is off by more than a relative error of 1e-6 (or an exercise is
-not written yet, or does not load), so the script doubles as a check of the library's backward passes.
+not written yet, or does not load, or an option makes no sense: one error line), so the script doubles
+as a check of the library's backward passes.
 --break NAME swaps in one of the deliberately broken kernels of examples/broken_kernels.py;
 --exercise NAME[=PATH] swaps in the learner's kernels from exercises/NAME.py (or PATH).
 """
