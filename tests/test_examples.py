@@ -424,3 +424,18 @@ def test_out_of_memory_is_one_line(tmp_path, tiny_mnist, mnist_example, capsys, 
         "error: out of memory: Unable to allocate 72.8 TiB for an array with shape (99999999999, 100)"
     ]
     assert list(tmp_path.iterdir()) == [tiny_mnist]
+
+
+def test_resume_whose_recorded_data_moved_says_how_to_point_at_it(tmp_path, tiny_mnist, mnist_example, capsys):
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_mnist, moved)
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(moved), "--epochs", "1", "--batch-size", "50", "--limit", "100", "--no-progress"]
+    assert mnist_example.main([*argv, "--out", str(out)]) == 0
+    shutil.rmtree(moved)
+    capsys.readouterr()
+    assert mnist_example.main(["--resume", str(out), "--epochs", "2"]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and str(moved) in lines[0], lines
+    assert lines[0].endswith(f"({out} was trained from there; if the files moved, resume with --data-dir DIR)")
+    assert mnist_example.main(["--resume", str(out), "--epochs", "2", "--data-dir", str(tiny_mnist)]) == 0

@@ -516,7 +516,13 @@ def _resume(
         return 0
     with run_folder(run_dir, "--resume"):
         data_dir = args.data_dir or config.data_options.get("data_dir")
-        data, source = load_data(config.data_options, data_dir)
+        try:
+            data, source = load_data(config.data_options, data_dir)
+        except FileNotFoundError as exc:
+            if args.data_dir is None and data_dir is not None:  # the run's recorded folder: the files may have moved
+                raise ValueError(f"{exc} ({run_dir} was trained from there; if the files moved, resume with "
+                                 "--data-dir DIR)") from None  # fmt: skip
+            raise
         trainer = GANTrainer.resume(
             run_dir,
             data,
