@@ -35,3 +35,22 @@ def test_walkthrough_options_are_one_line(walkthrough, capsys, argv, message):
     out, err = capsys.readouterr()
     assert info.value.code == 1 and out == "", out
     assert err.count("\n") == 1 and ": error: " in err and message in err, err
+
+
+def _module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_study_without_its_data_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    study = _module(ROOT / "tools" / "recipe_study.py", "recipe_study")
+    made = []
+    real_mkdtemp = study.tempfile.mkdtemp
+    monkeypatch.setattr(study.tempfile, "mkdtemp", lambda **kw: made.append(real_mkdtemp(**kw)) or made[-1])
+    out = tmp_path / "study"
+    code = study.main(["--data-dir", str(tmp_path / "nothing"), "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error: MNIST: data dir ") and "nothing" in err, err
+    assert not out.exists() and made == [], "no --out folder and no scratch folder for a study that cannot start"
