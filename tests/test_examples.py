@@ -439,3 +439,25 @@ def test_resume_whose_recorded_data_moved_says_how_to_point_at_it(tmp_path, tiny
     assert len(lines) == 1 and str(moved) in lines[0], lines
     assert lines[0].endswith(f"({out} was trained from there; if the files moved, resume with --data-dir DIR)")
     assert mnist_example.main(["--resume", str(out), "--epochs", "2", "--data-dir", str(tiny_mnist)]) == 0
+
+
+def test_resume_from_another_file_than_checkpoint_npz_is_refused(tmp_path, tiny_mnist, mnist_example, capsys):
+    """The trainer continues RUN/checkpoint.npz: --resume RUN/checkpoints/epoch_0001.npz (or a copy beside it)
+    used to read that file's record and then train on from checkpoint.npz, or fail after loading the data."""
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(tiny_mnist), "--epochs", "2", "--batch-size", "50", "--limit", "100", "--no-progress"]
+    assert mnist_example.main([*argv, "--checkpoint-every", "1", "--out", str(out)]) == 0
+    shutil.copy(out / "checkpoints" / "epoch_0001.npz", out / "old.npz")
+    latest = (out / "checkpoint.npz").read_bytes()
+    capsys.readouterr()
+    for other in (out / "old.npz", out / "checkpoints" / "epoch_0001.npz"):
+        assert mnist_example.main(["--resume", str(other), "--epochs", "3"]) == 1
+        lines = error_lines(capsys.readouterr().err)
+        assert len(lines) == 1 and lines[0].startswith(f"error: --resume {other}: expected a run folder or its "), lines
+        assert "copy it as checkpoint.npz into a new folder" in lines[0]
+    assert (out / "checkpoint.npz").read_bytes() == latest and not (out / "checkpoints" / "epoch_0003.npz").exists()
+    branch = tmp_path / "branch"
+    branch.mkdir()
+    shutil.copy(out / "old.npz", branch / "checkpoint.npz")  # what the message advises works
+    assert mnist_example.main(["--resume", str(branch), "--epochs", "2"]) == 0
+    assert (branch / "checkpoints" / "epoch_0002.npz").is_file()

@@ -209,7 +209,8 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
         "--resume",
         type=folder,
         metavar="RUN",
-        help="continue the run in folder RUN from its checkpoint, with its own options (see below)",
+        help="continue the run in folder RUN from its latest checkpoint (RUN/checkpoint.npz), with its own options "
+        "(see below)",
     )
     parser.add_argument(
         "--allow-other-data",
@@ -481,6 +482,12 @@ def _resume(
 ) -> int:
     path = checkpoint_path(args.resume)
     run_dir = path.parent
+    if path.is_file() and path.name != "checkpoint.npz":  # the trainer continues RUN/checkpoint.npz, never this file
+        raise ValueError(
+            f"--resume {args.resume}: expected a run folder or its checkpoint.npz; a run continues from its latest "
+            f"checkpoint (to go on from {path.name} instead, copy it as checkpoint.npz into a new folder and resume "
+            "that)"
+        )
     meta = read_meta(path)
     config = validate_meta(path, meta, GANTrainer.METRICS)
     check_model(path, config, name)
