@@ -134,7 +134,7 @@ def sample_count(text: str) -> int:
     return value
 
 
-def folder(text: str) -> str:
+def folder_name(text: str) -> str:
     """A folder name; an empty one (an unset shell variable, say) is refused rather than read as 'none
     given', which would quietly start a new run or use the default."""
     if not text.strip():
@@ -201,13 +201,13 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
     )
     parser.add_argument(
         "--data-dir",
-        type=folder,
+        type=folder_name,
         help="folder holding the dataset files, an error if they are not there (else: cache, download)",
     )
-    parser.add_argument("--out", type=folder, help="run folder (default: runs/<name>-<date>-<time>)")
+    parser.add_argument("--out", type=folder_name, help="run folder (default: runs/<name>-<date>-<time>)")
     parser.add_argument(
         "--resume",
-        type=folder,
+        type=folder_name,
         metavar="RUN",
         help="continue the run in folder RUN from its latest checkpoint (RUN/checkpoint.npz), with its own options "
         "(see below)",
@@ -438,9 +438,9 @@ def missing_folders(path: str | os.PathLike) -> list[Path]:
 def remove_empty_folders(folders: list[Path]) -> None:
     """Remove ``folders`` (deepest first) while they are empty: a folder holding anything, this
     invocation's or someone else's, is kept, and so is every folder above it."""
-    for folder in folders:
+    for path in folders:
         try:
-            folder.rmdir()
+            path.rmdir()
         except OSError:
             return
 
@@ -643,7 +643,7 @@ __all__ = [
     "apply_recipe",
     "check_options",
     "fail",
-    "folder",
+    "folder_name",
     "missing_folders",
     "new_run_dir",
     "remove_empty_folders",
