@@ -246,3 +246,12 @@ def test_a_temporary_whose_pid_was_reused_is_removed(tmp_path, live_pid):
     then = time.time() - 3600
     os.utime(old, (then, then))
     assert remove_stale_temporaries(tmp_path) == [old]
+
+
+def test_a_host_name_that_changes_mid_run_keeps_the_lock_this_process_s(tmp_path, monkeypatch):
+    outer = RunLock(tmp_path).acquire()
+    monkeypatch.setattr(contract.socket, "gethostname", lambda: "renamed-by-dhcp")
+    with RunLock(tmp_path) as inner:  # the trainer's, inside the example's
+        assert not inner.owned
+    outer.release()
+    assert not (tmp_path / ".lock").exists()

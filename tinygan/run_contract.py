@@ -19,6 +19,7 @@ option that differs from the run's record (``tinygan.cli``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -106,7 +107,9 @@ class LockOwner:
 
     @classmethod
     def this_process(cls) -> LockOwner:
-        return cls(os.getpid(), socket.gethostname(), _boot_id(), _start_ticks(os.getpid()))
+        """This process, as its locks record it: read once per process (a forked child is another), so a
+        host name that changes while it runs (DHCP) does not make its own lock look foreign."""
+        return _this_process(os.getpid())
 
     def to_text(self) -> str:
         return json.dumps(dataclasses.asdict(self)) + "\n"
@@ -129,6 +132,11 @@ class LockOwner:
         ok = owner is not None and type(owner.pid) is int and owner.pid > 0
         ok = ok and all(v is None or isinstance(v, str) for v in (owner.host, owner.boot_id))
         return owner if ok and (owner.start is None or type(owner.start) is int) else None
+
+
+@functools.lru_cache(maxsize=4)
+def _this_process(pid: int) -> LockOwner:
+    return LockOwner(pid, socket.gethostname(), _boot_id(), _start_ticks(pid))
 
 
 # A lock file that cannot be parsed and is younger than this may be one being written (on a file system
