@@ -255,3 +255,12 @@ def test_a_host_name_that_changes_mid_run_keeps_the_lock_this_process_s(tmp_path
         assert not inner.owned
     outer.release()
     assert not (tmp_path / ".lock").exists()
+
+
+def test_a_pid_beyond_any_process_is_stale_not_a_traceback(tmp_path, capsys):
+    """os.kill raises OverflowError for such a PID: a damaged lock or temporary stopped every run here."""
+    huge = 2**70
+    (tmp_path / f".checkpoint.npz.tmp-{huge}").write_bytes(b"partial")
+    assert remove_stale_temporaries(tmp_path) == [tmp_path / f".checkpoint.npz.tmp-{huge}"]
+    write_lock(tmp_path, f"{huge}\n")
+    taken_over(tmp_path, capsys, f"process {huge} has ended")

@@ -55,7 +55,7 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, but belongs to someone else
         return True
-    except OSError:
+    except (OSError, OverflowError):  # OverflowError: beyond any PID there can be (a damaged record)
         return False
     return True
 
