@@ -31,7 +31,8 @@ weights and gradients as they were. Part 4 puts the minimax and the non-saturati
 by side against a dominant D. docs/backprop.md derives every equation.
 
 Exits with status 1 if any comparison is off by more than a relative error of 1e-6 (or an exercise is
-not written yet, or does not load), so the script doubles as a check of the library's backward passes.
+not written yet, or does not load, or an option makes no sense: one error line), so the script doubles
+as a check of the library's backward passes.
 --break NAME swaps in one of the deliberately broken kernels of examples/broken_kernels.py;
 --exercise NAME[=PATH] swaps in the learner's kernels from exercises/NAME.py (or PATH).
 """
@@ -51,7 +52,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tinygan import backend
+from tinygan import backend, cli
 from tinygan import layers as nn
 from tinygan.gradcheck import numerical_gradient, relative_error
 from tinygan.losses import bce_with_logits, generator_loss
@@ -863,15 +864,23 @@ def parse_exercise(text: str) -> tuple[str, Path]:
     return name, Path(path) if path else ROOT / "exercises" / f"{name}.py"
 
 
+MAX_BATCH = 1000
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(  # bad options: one line and tinygan.cli's exit code 1 (argparse's 2 means no GPU)
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, the data and the noise (default 0)")
     parser.add_argument(
-        "--batch-size", type=int, default=4, help="real (and generated) samples per GAN step, at least 3 (default 4)"
+        "--seed", type=cli.non_negative_int, default=0, help="seeds the weights, the data and the noise (default 0)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=4,
+        help=f"real (and generated) samples per GAN step, 3 to {MAX_BATCH} (default 4)",
     )
     parser.add_argument(
         "--g-loss",
@@ -904,6 +913,9 @@ def main(argv: list[str] | None = None) -> int:
         # Two values per feature normalize to -1 and +1 whatever they are: BatchNorm's output then barely
         # depends on its input (only through eps), and its ~1e-7 input gradient drowns in finite-difference noise.
         parser.error("--batch-size must be at least 3: BatchNorm maps any 2 values per feature to about -1 and +1")
+    if args.batch_size > MAX_BATCH:  # every input is perturbed one at a time: 1,000 take ~10 s, 10**8 never end
+        parser.error(f"--batch-size must be at most {MAX_BATCH} (finite differences perturb every input), "
+                     f"received {args.batch_size}")  # fmt: skip
     if args.break_ and args.exercise:
         parser.error("--break and --exercise replace kernels both: use one at a time")
 

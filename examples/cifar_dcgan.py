@@ -41,7 +41,7 @@ from tinygan.config import GANConfig
 from tinygan.data.cifar10 import CLASS_NAMES, load_cifar10, scale_cifar10
 from tinygan.models import UPSAMPLES
 from tinygan.recipes import CIFAR_RECIPES
-from tinygan.run_contract import RunLock, RunLocked
+from tinygan.run_contract import RunLocked
 from tinygan.sample import sample_grid
 
 if TYPE_CHECKING:
@@ -184,17 +184,32 @@ def run_all_classes(args: argparse.Namespace) -> int:
         else:
             root = Path(args.out) if args.out else cli.new_run_dir("cifar_dcgan")
             classes, options = CLASS_NAMES, args
-        with RunLock(root):
-            if not args.resume:
-                if (root / PLAN_FILE).exists():
-                    return cli.fail(
-                        f"{root} already holds a run: use --resume {root}, or another --out", cli.EXIT_ERROR
-                    )
-                plan = {"classes": classes, "argv": sys.argv[1:], "options": _plan_options(args)}
-                (root / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
-            return _train_classes(root, classes, options)
+        created = [] if args.resume else cli.missing_folders(root)
+        wrote_plan, code = False, cli.EXIT_ERROR
+        try:
+            with cli.run_folder(root, "--resume" if args.resume else "--out"):
+                if not args.resume:
+                    if (root / PLAN_FILE).exists():
+                        return cli.fail(
+                            f"{root} already holds a run: use --resume {root}, or another --out", cli.EXIT_ERROR
+                        )
+                    plan = {"classes": classes, "argv": sys.argv[1:], "options": _plan_options(args)}
+                    (root / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
+                    wrote_plan = True
+                code = _train_classes(root, classes, options)
+        finally:
+            # Refused before any class began training (each class removes the folder it made): leave nothing.
+            if code != 0 and wrote_plan and sorted(p.name for p in root.iterdir()) == [PLAN_FILE]:
+                (root / PLAN_FILE).unlink()
+            if code != 0:
+                cli.remove_empty_folders(created)
+        if code == cli.EXIT_INTERRUPTED and root.is_dir():
+            print(f"to continue every class: python {sys.argv[0]} --resume {root}")
+        return code
     except (ValueError, OSError, RunLocked) as exc:
         return cli.fail(str(exc), cli.EXIT_ERROR)
+    except KeyboardInterrupt:
+        return cli.fail("interrupted", cli.EXIT_INTERRUPTED)
 
 
 def _train_classes(root: Path, classes: list[str], options: argparse.Namespace) -> int:
@@ -210,8 +225,6 @@ def _train_classes(root: Path, classes: list[str], options: argparse.Namespace) 
         print(f"=== class {name} ({classes.index(name) + 1}/{len(classes)}) ===")
         code = cli.run(one, "cifar_dcgan", make_config, load_data, recorded_options, model="dcgan")
         if code != 0:
-            if code == cli.EXIT_INTERRUPTED:
-                print(f"to continue every class: python {sys.argv[0]} --resume {root}")
             return code
     overview = save_overview(root, classes, options.device or "cpu")
     print(f"overview of every class: {overview}")

@@ -160,6 +160,8 @@ def test_header_and_entry_size_must_agree(tmp_path, good):
         ({"config.image_range": "bogus"}, r"key 'config': image_range: expected one of \['01', 'tanh'\]"),
         ({"config.lr_d": "0.1"}, r"key 'config': lr_d: expected a number in \[0, 1\], received '0.1'"),
         ({"config.epochs": 0}, r"key 'config': epochs: expected an integer >= 1, received 0"),
+        ({"config.real_label": 5}, r"key 'config': real_label: expected \[LOW, HIGH\] .*, received 5$"),
+        ({"config.g_options.latent_dim": "100"}, r"key 'config': g_options.latent_dim: expected an integer >= 1"),
         ({"sums.d_loss": "x"}, r"key 'sums.d_loss': expected a finite number"),
         ({"history": {}}, r"key 'history': expected a list of 1 rows"),
         ({"rng.trainer": {"kind": "numpy", "state": {"bit_generator": "MT19937"}}}, r"key 'rng.trainer': .*MT19937"),

@@ -203,6 +203,11 @@ BAD_OPTIONS = [
     (["--fake-label", "0.2", "0.1"], "argument --fake-label: expected LOW <= HIGH, received 0.2 0.1"),
     (["--precision", "tf32"], "argument --precision: tf32 needs --device gpu (the CPU computes in fp32)"),
     (["--precision", "bf16"], "argument --precision: invalid choice: 'bf16' (choose from 'fp32', 'tf32')"),
+    # an empty value (an unset shell variable) would read as "not given": a new run instead of the resume asked for
+    (["--resume", ""], "argument --resume: expected a folder, received ''"),
+    (["--out", ""], "argument --out: expected a folder, received ''"),
+    (["--data-dir", " "], "argument --data-dir: expected a folder, received ' '"),
+    (["--score-samples", "100001"], "argument --score-samples: expected an integer in [2, 100000], received '100001'"),
 ]
 
 
@@ -329,7 +334,7 @@ def test_ema_and_augment_options_are_recorded_checked_on_resume_and_sampled(
     for argv, message in (
         (["--ema-decay", "1"], "argument --ema-decay: expected a number in [0, 1) (0: no EMA), received '1'"),
         (["--augment", "flip"], "argument --augment: unknown augmentation 'flip' in 'flip'; expected a comma"),
-        (["--score-samples", "1"], "argument --score-samples: expected an integer >= 2, received '1'"),
+        (["--score-samples", "1"], "argument --score-samples: expected an integer in [2, 100000], received '1'"),
     ):
         with pytest.raises(SystemExit):
             mnist_example.parse_args(argv)
@@ -350,3 +355,109 @@ def test_ema_and_augment_options_are_recorded_checked_on_resume_and_sampled(
     np.testing.assert_array_equal(ema, sample(out, 8))
     np.testing.assert_array_equal(raw, sample(out, 8, ema=False))
     assert not np.array_equal(ema, raw)
+
+
+# ---------------------------------------------------------------- refusals leave nothing behind
+
+
+def test_a_refused_start_leaves_no_run_folder(tmp_path, mnist_example, cifar_example, capsys, monkeypatch):
+    """Missing data, a --limit below one batch, Ctrl-C while loading: the folders this invocation made are
+    gone again (with the parents it made, and the default runs/), a folder that was there before stays."""
+    monkeypatch.chdir(tmp_path)
+    missing = ["--data-dir", str(tmp_path / "nothing"), "--epochs", "1"]
+    assert mnist_example.main([*missing, "--out", str(tmp_path / "a" / "b" / "run")]) == 1
+    assert mnist_example.main(missing) == 1  # default folder runs/mnist_dense-<date>-<time>
+    assert cifar_example.main([*missing, "--class", "cat", "--out", "c"]) == 1
+    assert cifar_example.main([*missing, "--class", "all", "--out", "d/all"]) == 1
+    assert cifar_example.main([*missing, "--class", "all"]) == 1
+    assert mnist_example.main(["--limit", "10", "--batch-size", "50", "--out", "e"]) == 1
+    assert "error: --limit 10: fewer images than one batch (batch size 50)" in capsys.readouterr().err
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    before = tmp_path / "mine"
+    before.mkdir()
+    assert mnist_example.main([*missing, "--out", str(before / "sub")]) == 1  # only sub/ is this run's
+    assert cifar_example.main([*missing, "--class", "all", "--out", str(before)]) == 1
+    assert before.is_dir() and list(before.iterdir()) == []
+
+    def interrupted(options, data_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mnist_example, "load_data", interrupted)
+    assert mnist_example.main(["--epochs", "1", "--out", "f"]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_a_refusal_removes_only_the_folders_it_made(tmp_path, mnist_example, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert mnist_example.main(["--data-dir", str(tmp_path / "nothing"), "--out", str(out / "sub" / "run")]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_an_unusable_out_is_one_line_before_the_data_loads(tmp_path, mnist_example, cifar_example, capsys, monkeypatch):
+    monkeypatch.setattr(mnist_example, "load_data", lambda *a: pytest.fail("loaded data for an unusable --out"))
+    (tmp_path / "file").write_text("mine")
+    cases = [
+        (tmp_path / "file", f"--out {tmp_path / 'file'} is a file; expected a run folder"),
+        (tmp_path / "file" / "run", f"--out {tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is a file, so no folder"),
+    ]
+    if Path("/proc/self").is_dir():
+        cases.append((Path("/proc/tinygan-run"), "--out /proc/tinygan-run: cannot make the run folder there: "))
+    for out, message in cases:
+        for example in (mnist_example, cifar_example):
+            assert example.main(["--epochs", "1", "--out", str(out)]) == 1
+            lines = error_lines(capsys.readouterr().err)
+            assert len(lines) == 1 and lines[0].startswith("error: " + message), lines
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_out_of_memory_is_one_line(tmp_path, tiny_mnist, mnist_example, capsys, monkeypatch):
+    def too_large(options, data_dir):
+        raise MemoryError("Unable to allocate 72.8 TiB for an array with shape (99999999999, 100)")
+
+    monkeypatch.setattr(mnist_example, "load_data", too_large)
+    assert mnist_example.main(["--epochs", "1", "--out", str(tmp_path / "run")]) == 1
+    assert error_lines(capsys.readouterr().err) == [
+        "error: out of memory: Unable to allocate 72.8 TiB for an array with shape (99999999999, 100)"
+    ]
+    assert list(tmp_path.iterdir()) == [tiny_mnist]
+
+
+def test_resume_whose_recorded_data_moved_says_how_to_point_at_it(tmp_path, tiny_mnist, mnist_example, capsys):
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_mnist, moved)
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(moved), "--epochs", "1", "--batch-size", "50", "--limit", "100", "--no-progress"]
+    assert mnist_example.main([*argv, "--out", str(out)]) == 0
+    shutil.rmtree(moved)
+    capsys.readouterr()
+    assert mnist_example.main(["--resume", str(out), "--epochs", "2"]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and str(moved) in lines[0], lines
+    assert lines[0].endswith(f"({out} was trained from there; if the files moved, resume with --data-dir DIR)")
+    assert mnist_example.main(["--resume", str(out), "--epochs", "2", "--data-dir", str(tiny_mnist)]) == 0
+
+
+def test_resume_from_another_file_than_checkpoint_npz_is_refused(tmp_path, tiny_mnist, mnist_example, capsys):
+    """The trainer continues RUN/checkpoint.npz: --resume RUN/checkpoints/epoch_0001.npz (or a copy beside it)
+    used to read that file's record and then train on from checkpoint.npz, or fail after loading the data."""
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(tiny_mnist), "--epochs", "2", "--batch-size", "50", "--limit", "100", "--no-progress"]
+    assert mnist_example.main([*argv, "--checkpoint-every", "1", "--out", str(out)]) == 0
+    shutil.copy(out / "checkpoints" / "epoch_0001.npz", out / "old.npz")
+    latest = (out / "checkpoint.npz").read_bytes()
+    capsys.readouterr()
+    for other in (out / "old.npz", out / "checkpoints" / "epoch_0001.npz"):
+        assert mnist_example.main(["--resume", str(other), "--epochs", "3"]) == 1
+        lines = error_lines(capsys.readouterr().err)
+        assert len(lines) == 1 and lines[0].startswith(f"error: --resume {other}: expected a run folder or its "), lines
+        assert "copy it as checkpoint.npz into a new folder" in lines[0]
+    assert (out / "checkpoint.npz").read_bytes() == latest and not (out / "checkpoints" / "epoch_0003.npz").exists()
+    branch = tmp_path / "branch"
+    branch.mkdir()
+    shutil.copy(out / "old.npz", branch / "checkpoint.npz")  # what the message advises works
+    assert mnist_example.main(["--resume", str(branch), "--epochs", "2"]) == 0
+    assert (branch / "checkpoints" / "epoch_0002.npz").is_file()

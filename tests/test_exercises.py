@@ -105,14 +105,14 @@ def test_command_line_errors():
     unknown = subprocess.run(
         [sys.executable, str(SCRIPT), "--exercise", "nope"], capture_output=True, text=True, timeout=60
     )
-    assert unknown.returncode == 2 and "unknown exercise 'nope'" in unknown.stderr
+    assert unknown.returncode == 1 and "unknown exercise 'nope'" in unknown.stderr
     both = subprocess.run(
         [sys.executable, str(SCRIPT), "--exercise", "dropout", "--break", "tanh"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert both.returncode == 2 and "one at a time" in both.stderr
+    assert both.returncode == 1 and "one at a time" in both.stderr
     stub = subprocess.run(
         [sys.executable, str(SCRIPT), "--exercise", "batchnorm"], capture_output=True, text=True, timeout=60
     )

@@ -118,6 +118,18 @@ def test_nothing_to_do_is_refused(capsys, good):
     assert "nothing to do: give --out FILE.npy and/or --grid FILE.png" in refused_option(capsys, good)
 
 
+def test_an_empty_name_is_refused_not_skipped(tmp_path, capsys, good):
+    """An unset shell variable gives '': never read as "not given" (the grid alone written, or the
+    checkpoint.npz of the current folder sampled)."""
+    grid = tmp_path / "g.png"
+    assert "error: --out: expected a file name, received ''" in refused_option(
+        capsys, good, "--out", "", "--grid", grid
+    )
+    assert "error: --grid: expected a file name, received ' '" in refused_option(capsys, good, "--grid", " ")
+    assert "error: checkpoint: expected a file name, received ''" in refused_option(capsys, "", "--grid", grid)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_folder_as_out_is_refused(tmp_path, capsys, good):
     (tmp_path / "dir").mkdir()
     err = refused_option(capsys, good, "--out", tmp_path / "dir")
@@ -243,10 +255,15 @@ def raw_npz(path: Path, meta_json: str, **arrays) -> None:
         ("truncated compressed", "not a readable tinygan checkpoint"),
         ("plain npz", "not a tinygan checkpoint (no metadata record '__meta__')"),
         ("meta a list", "key '__meta__': expected a JSON object, received list"),
-        ("no config", "metadata key 'config': expected an object, received NoneType"),
-        ("bogus model", "metadata key 'config.model': expected one of ['dcgan', 'mnist_dense'], received 'bogus'"),
-        ("bogus range", "metadata key 'config.image_range': expected one of ('01', 'tanh'), received 'bogus'"),
-        ("bogus latent", "metadata key 'config.g_options.latent_dim': expected a positive int, received '100'"),
+        ("no config", "key 'config': expected a JSON object, received NoneType"),
+        ("bogus model", "key 'config': model: expected one of ['dcgan', 'mnist_dense'], received 'bogus'"),
+        ("bogus range", "key 'config': image_range: expected one of ['01', 'tanh'], received 'bogus'"),
+        ("bogus latent", "key 'config': g_options.latent_dim: expected an integer >= 1, received '100'"),
+        ("bool latent", "key 'config': g_options.latent_dim: expected an integer >= 1, received True"),
+        # fields the sampler itself does not read are still the run's schema: a record it refuses is no tinygan run
+        ("bogus field", "key 'config': lr_g: expected a number in [0, 1], received 'fast'"),
+        ("unknown field", "key 'config': unknown configuration keys ['colour']"),
+        ("bogus label", "key 'config': real_label: expected [LOW, HIGH] with 0 <= LOW <= HIGH <= 1, received 5"),
         ("bogus option", "metadata key 'config.g_options': cannot rebuild the generator"),
         ("no G", "holds no generator weights (no 'G/...' keys)"),
         (
@@ -290,6 +307,14 @@ def test_bad_checkpoints_are_refused_in_one_line(tmp_path, capsys, good, case, m
         write_checkpoint(path, meta={"config": {**CONFIG, "image_range": "bogus"}})
     elif case == "bogus latent":
         write_checkpoint(path, meta={"config": {**CONFIG, "g_options": {"latent_dim": "100"}}})
+    elif case == "bool latent":
+        write_checkpoint(path, meta={"config": {**CONFIG, "g_options": {"latent_dim": True}}})
+    elif case == "bogus field":
+        write_checkpoint(path, meta={"config": {**CONFIG, "lr_g": "fast"}})
+    elif case == "unknown field":
+        write_checkpoint(path, meta={"config": {**CONFIG, "colour": "blue"}})
+    elif case == "bogus label":
+        write_checkpoint(path, meta={"config": {**CONFIG, "real_label": 5}})
     elif case == "bogus option":
         write_checkpoint(path, meta={"config": {**CONFIG, "g_options": {"colour": "blue"}}})
     elif case == "huge latent":

@@ -162,11 +162,11 @@ def test_command_line(tmp_path):
     too_small = subprocess.run(
         [sys.executable, str(SCRIPT), "--batch-size", "2"], capture_output=True, text=True, timeout=60
     )
-    assert too_small.returncode == 2 and "at least 3" in too_small.stderr
+    assert too_small.returncode == 1 and "at least 3" in too_small.stderr
     unknown = subprocess.run(
         [sys.executable, str(SCRIPT), "--break", "nope"], capture_output=True, text=True, timeout=60
     )
-    assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
+    assert unknown.returncode == 1 and "invalid choice" in unknown.stderr
     broken = subprocess.run(
         [sys.executable, str(SCRIPT), "--break", "tanh"], capture_output=True, text=True, timeout=120, cwd=tmp_path
     )

@@ -13,10 +13,12 @@ must be the run's (same image count and digest) unless ``--allow-other-data`` sa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -120,8 +122,24 @@ def augment_policy(text: str) -> str:
     return "" if text.strip().lower() in ("", "none") else ",".join(names)
 
 
+# More samples than this per scoring is a typo, not a study (tinygan.metrics' own study scores 10,000): refused
+# before training rather than found out of memory at the first scoring, after an epoch of work.
+MAX_SCORE_SAMPLES = 100_000
+
+
 def sample_count(text: str) -> int:
-    return _integer(text, 2, "an integer >= 2")
+    value = _integer(text, 2, f"an integer in [2, {MAX_SCORE_SAMPLES}]")
+    if value > MAX_SCORE_SAMPLES:
+        raise argparse.ArgumentTypeError(f"expected an integer in [2, {MAX_SCORE_SAMPLES}], received {text!r}")
+    return value
+
+
+def folder_name(text: str) -> str:
+    """A folder name; an empty one (an unset shell variable, say) is refused rather than read as 'none
+    given', which would quietly start a new run or use the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder, received {text!r}")
+    return text
 
 
 def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[str, Any]]) -> None:
@@ -176,17 +194,23 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
         "FID and classifier score into metrics.csv and quality.png, the lowest FID kept as best.npz (default 0: off)",
     )
     parser.add_argument(
-        "--score-samples", type=sample_count, metavar="N", help="samples scored each time (default 2000)"
+        "--score-samples",
+        type=sample_count,
+        metavar="N",
+        help=f"samples scored each time, 2 to {MAX_SCORE_SAMPLES:,} (default 2000)",
     )
     parser.add_argument(
         "--data-dir",
+        type=folder_name,
         help="folder holding the dataset files, an error if they are not there (else: cache, download)",
     )
-    parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
+    parser.add_argument("--out", type=folder_name, help="run folder (default: runs/<name>-<date>-<time>)")
     parser.add_argument(
         "--resume",
+        type=folder_name,
         metavar="RUN",
-        help="continue the run in folder RUN from its checkpoint, with its own options (see below)",
+        help="continue the run in folder RUN from its latest checkpoint (RUN/checkpoint.npz), with its own options "
+        "(see below)",
     )
     parser.add_argument(
         "--allow-other-data",
@@ -231,7 +255,8 @@ RESUME_HELP = """
 --checkpoint-every, --score-every, --no-progress, --no-cuda-graph and --data-dir may be given and apply;
 any other option given with --resume must equal the run's, or the resume is refused naming it. The run records its data
 (source, image count, digest): other data is refused unless --allow-other-data is given. A run folder is
-locked while a run uses it (RUN/.lock); a second run given the same --out is refused.
+locked while a run uses it (RUN/.lock); a second run given the same --out is refused, and a lock
+whose process has ended (or whose PID a later process now has) is taken over with a note.
 
 Exit codes: 0 done (or finished already), 1 bad option, data or checkpoint, or folder in use,
 2 no GPU, 3 training diverged (NaN), 130 interrupted (a checkpoint is saved: resume it).
@@ -354,6 +379,8 @@ def run(
         return fail(str(exc), EXIT_NO_GPU)
     except (CheckpointError, RunLocked, ValueError, OSError) as exc:
         return fail(str(exc), EXIT_ERROR)
+    except MemoryError as exc:  # numpy names the array it could not allocate
+        return fail(f"out of memory: {exc or 'an allocation failed'}", EXIT_ERROR)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
 
@@ -366,6 +393,58 @@ def _need_gpu(device: str) -> int | None:
     return None
 
 
+def run_folder_problem(path: str | os.PathLike, option: str = "--out") -> str | None:
+    """Why no run folder can be made or written at ``path``, or None: checked before data is loaded."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"{option} {path} is a file; expected a run folder"
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        return f"{option} {path}: {existing} is a file, so no folder can be made there"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{option} {path}: no permission to write in {existing}"
+    return None
+
+
+@contextlib.contextmanager
+def run_folder(path: Path, option: str = "--out") -> Iterator[RunLock]:
+    """The run folder ``path``, made where needed and locked (:class:`RunLock`) for the ``with`` block;
+    a folder that cannot be made or written is a ValueError naming ``option``."""
+    problem = run_folder_problem(path, option)
+    if problem:
+        raise ValueError(problem)
+    lock = RunLock(path)
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: cannot make the run folder there: {exc.strerror or exc}") from None
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def missing_folders(path: str | os.PathLike) -> list[Path]:
+    """The folders that creating ``path`` (with its parents) would make, deepest first: what a refusal
+    may remove again with :func:`remove_empty_folders`."""
+    missing: list[Path] = []
+    path = Path(path).absolute()
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: a folder holding anything, this
+    invocation's or someone else's, is kept, and so is every folder above it."""
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+
+
 def _start(
     args: argparse.Namespace, name: str, make_config: Callable[[argparse.Namespace], GANConfig], load_data: LoadData
 ) -> int:
@@ -373,19 +452,29 @@ def _start(
     if code is not None:
         return code
     config = make_config(args)
+    limit = config.data_options.get("limit")
+    if limit is not None and limit < config.batch_size:  # known before minutes of loading data
+        raise ValueError(f"--limit {limit}: fewer images than one batch (batch size {config.batch_size})")
     out = Path(args.out) if args.out else new_run_dir(name)
-    with RunLock(out):
-        if (out / "checkpoint.npz").exists():
-            return fail(f"{out} already holds a run: use --resume {out}, or another --out", EXIT_ERROR)
-        data, source = load_data(config.data_options, args.data_dir)
-        trainer = GANTrainer(config, data, out, progress=not args.no_progress, data_source=source)
-        print(
-            f"run folder: {out}  ({len(data)} images, {trainer.steps_per_epoch} steps per epoch, "
-            f"device {config.device})"
-        )
-        trainer.G.summary((trainer.latent_dim,))
-        trainer.D.summary(tuple(data.shape[1:]))
-        return _train(trainer)
+    created = missing_folders(out)  # a refusal before training starts removes what it made (never older folders)
+    started = False
+    try:
+        with run_folder(out):
+            if (out / "checkpoint.npz").exists():
+                return fail(f"{out} already holds a run: use --resume {out}, or another --out", EXIT_ERROR)
+            data, source = load_data(config.data_options, args.data_dir)
+            trainer = GANTrainer(config, data, out, progress=not args.no_progress, data_source=source)
+            print(
+                f"run folder: {out}  ({len(data)} images, {trainer.steps_per_epoch} steps per epoch, "
+                f"device {config.device})"
+            )
+            trainer.G.summary((trainer.latent_dim,))
+            trainer.D.summary(tuple(data.shape[1:]))
+            started = True
+            return _train(trainer)
+    finally:
+        if not started:
+            remove_empty_folders(created)
 
 
 def _resume(
@@ -393,6 +482,12 @@ def _resume(
 ) -> int:
     path = checkpoint_path(args.resume)
     run_dir = path.parent
+    if path.is_file() and path.name != "checkpoint.npz":  # the trainer continues RUN/checkpoint.npz, never this file
+        raise ValueError(
+            f"--resume {args.resume}: expected a run folder or its checkpoint.npz; a run continues from its latest "
+            f"checkpoint (to go on from {path.name} instead, copy it as checkpoint.npz into a new folder and resume "
+            "that)"
+        )
     meta = read_meta(path)
     config = validate_meta(path, meta, GANTrainer.METRICS)
     check_model(path, config, name)
@@ -426,9 +521,15 @@ def _resume(
             f"To train longer, resume with --epochs N (N > {meta['epoch']})."
         )
         return 0
-    with RunLock(run_dir):
+    with run_folder(run_dir, "--resume"):
         data_dir = args.data_dir or config.data_options.get("data_dir")
-        data, source = load_data(config.data_options, data_dir)
+        try:
+            data, source = load_data(config.data_options, data_dir)
+        except FileNotFoundError as exc:
+            if args.data_dir is None and data_dir is not None:  # the run's recorded folder: the files may have moved
+                raise ValueError(f"{exc} ({run_dir} was trained from there; if the files moved, resume with "
+                                 "--data-dir DIR)") from None  # fmt: skip
+            raise
         trainer = GANTrainer.resume(
             run_dir,
             data,
@@ -542,6 +643,11 @@ __all__ = [
     "apply_recipe",
     "check_options",
     "fail",
+    "folder_name",
+    "missing_folders",
     "new_run_dir",
+    "remove_empty_folders",
+    "run_folder",
+    "run_folder_problem",
     "run",
 ]

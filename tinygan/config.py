@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from tinygan.augment import parse_policy
-from tinygan.models import BUILDERS, UPSAMPLES
+from tinygan.models import BUILDERS, LATENT_DIM, UPSAMPLES
 
 DEVICES = ("cpu", "gpu")
 G_LOSSES = ("nonsaturating", "minimax")
@@ -64,8 +64,9 @@ class GANConfig:
     score_samples: int = 2000  # ... how many samples each time
 
     def __post_init__(self) -> None:
-        self.real_label = tuple(self.real_label)
-        self.fake_label = tuple(self.fake_label)
+        for name in ("real_label", "fake_label"):  # anything but a list or tuple is left for validate() to name
+            if isinstance(getattr(self, name), (list, tuple)):
+                setattr(self, name, tuple(getattr(self, name)))
 
     @classmethod
     def from_dict(cls, data: Any) -> GANConfig:
@@ -92,6 +93,7 @@ class GANConfig:
         if "upsample" in self.g_options:  # the DCGAN generator's upsampling layers (tinygan.models.UPSAMPLES)
             _check("g_options.upsample", self.g_options["upsample"], self.model == "dcgan", "no upsample (not a DCGAN)")
             _choice("g_options.upsample", self.g_options["upsample"], UPSAMPLES)
+        _integer("g_options.latent_dim", self.g_options.get("latent_dim", LATENT_DIM), 1)
         for name, low in (("epochs", 1), ("batch_size", 1), ("d_steps", 1), ("sample_every", 1), ("log_every", 1)):
             _integer(name, getattr(self, name), low)
         for name in ("seed", "checkpoint_every", "noise_epochs"):
@@ -116,9 +118,10 @@ class GANConfig:
         _number("auto_stop_threshold", self.auto_stop_threshold, 0.0, 1.0)
         for name in ("real_label", "fake_label"):
             value = getattr(self, name)
-            ok = len(value) == 2 and all(_is_number(v) and math.isfinite(v) for v in value)
-            ok = ok and 0.0 <= value[0] <= value[1] <= 1.0
-            _check(name, list(value), ok, "[LOW, HIGH] with 0 <= LOW <= HIGH <= 1")
+            ok = isinstance(value, tuple) and len(value) == 2
+            ok = ok and all(_is_number(v) and math.isfinite(v) for v in value) and 0.0 <= value[0] <= value[1] <= 1.0
+            shown = list(value) if isinstance(value, tuple) else value
+            _check(name, shown, ok, "[LOW, HIGH] with 0 <= LOW <= HIGH <= 1")
         _choice("device", self.device, DEVICES)
         _choice("g_loss", self.g_loss, G_LOSSES)
         _choice("image_range", self.image_range, IMAGE_RANGES)

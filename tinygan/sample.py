@@ -10,9 +10,10 @@ exactly the path given (no ``.npy`` is appended), through a temporary file renam
 an interrupted or failed write leaves any earlier file of that name as it was.
 
 A checkpoint is refused, in one line naming the file and the key, when it is missing, not a
-tinygan checkpoint, damaged, of another architecture, or when the generator's weights are not
-floating point or hold NaN or infinite values (a run that diverged): such weights would only give
-NaN images. Exit codes are those of :mod:`tinygan.cli`: 1 for a bad file or option, 2 when
+tinygan checkpoint, damaged, of another architecture, when its configuration record breaks the
+run's schema (:meth:`tinygan.config.GANConfig.from_dict`, the one the trainer resumes with), or when
+the generator's weights are not floating point or hold NaN or infinite values (a run that diverged):
+such weights would only give NaN images. Exit codes are those of :mod:`tinygan.cli`: 1 for a bad file or option, 2 when
 ``--device gpu`` has no GPU, 130 on Ctrl-C.
 """
 
@@ -31,8 +32,10 @@ import numpy as np
 from tinygan import backend
 from tinygan.checkpoint import CheckpointError, load_checkpoint, subtree
 from tinygan.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_GPU
+from tinygan.config import GANConfig
 from tinygan.layers import Sequential
 from tinygan.models import IMAGE_SHAPES, LATENT_DIM, build
+from tinygan.run_contract import read_config
 from tinygan.viz import save_grid, to_images
 
 __all__ = [
@@ -45,7 +48,6 @@ __all__ = [
     "write_atomically",
 ]
 
-IMAGE_RANGES = ("01", "tanh")
 GRID_IMAGES = 64
 
 
@@ -64,48 +66,22 @@ def _open_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, np.ndarra
     return path, arrays, meta
 
 
-def _generator_record(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's config, checked for what rebuilding and sampling the generator reads."""
-    config = meta.get("config")
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: metadata key 'config': expected an object, received {type(config).__name__}")
-    if config.get("model") not in IMAGE_SHAPES:
-        raise CheckpointError(
-            f"{path}: metadata key 'config.model': expected one of {sorted(IMAGE_SHAPES)}, "
-            f"received {config.get('model')!r}"
-        )
-    if config.get("image_range", "01") not in IMAGE_RANGES:
-        raise CheckpointError(
-            f"{path}: metadata key 'config.image_range': expected one of {IMAGE_RANGES}, "
-            f"received {config.get('image_range')!r}"
-        )
-    options = config.get("g_options", {})
-    if not isinstance(options, dict):
-        raise CheckpointError(
-            f"{path}: metadata key 'config.g_options': expected an object, received {type(options).__name__}"
-        )
-    latent = options.get("latent_dim", LATENT_DIM)
-    if not isinstance(latent, int) or isinstance(latent, bool) or latent < 1:
-        raise CheckpointError(f"{path}: metadata key 'config.g_options.latent_dim': expected a positive int, "
-                              f"received {latent!r}")  # fmt: skip
-    return config
-
-
-def load_generator(path: str | os.PathLike, device: str = "cpu", ema: bool = True) -> tuple[Sequential, dict[str, Any]]:
-    """Rebuild and load the generator stored in checkpoint ``path`` (or run folder): ``(G, config_dict)``.
+def load_generator(path: str | os.PathLike, device: str = "cpu", ema: bool = True) -> tuple[Sequential, GANConfig]:
+    """Rebuild and load the generator stored in checkpoint ``path`` (or run folder): ``(G, config)``.
     With ``ema`` (default) the EMA generator where the checkpoint holds one (``G_ema/...``), else ``G/...``.
 
-    Raises :class:`CheckpointError` (a ValueError) naming the file and the key for anything wrong with it.
+    The configuration is read through the run's own schema (:meth:`GANConfig.from_dict`). Raises
+    :class:`CheckpointError` (a ValueError) naming the file and the key for anything wrong with it.
     """
     path, arrays, meta = _open_checkpoint(path)
-    config = _generator_record(path, meta)
+    config = read_config(path, meta)
     prefix = "G_ema" if ema and subtree(arrays, "G_ema") else "G"
     weights = subtree(arrays, prefix)
     if not weights:
         raise CheckpointError(f"{path}: holds no generator weights (no 'G/...' keys); expected a tinygan GAN run")
     # both generators start with a Dense layer of latent_dim inputs: a record that disagrees with the weights
     # would otherwise build a model of its own size (a latent_dim of 10**9 asks for terabytes) before failing
-    latent = config.get("g_options", {}).get("latent_dim", LATENT_DIM)
+    latent = config.g_options.get("latent_dim", LATENT_DIM)
     first = weights.get("0.W")
     if first is not None and (first.ndim != 2 or first.shape[0] != latent):
         raise CheckpointError(
@@ -113,7 +89,7 @@ def load_generator(path: str | os.PathLike, device: str = "cpu", ema: bool = Tru
             f"received {first.shape}"
         )
     try:
-        G = build(config["model"], "G", **config.get("g_options", {}))
+        G = build(config.model, "G", **config.g_options)
     except (TypeError, ValueError, MemoryError) as exc:
         raise CheckpointError(f"{path}: metadata key 'config.g_options': cannot rebuild the generator: {exc}") from None
     G.load_state_dict(weights, source=str(path))
@@ -130,9 +106,9 @@ def sample(
             raise ValueError(f"{name}: expected an integer >= {low}, received {value!r}")
     backend.check_device(device)
     G, config = load_generator(path, device, ema)
-    latent = int(config.get("g_options", {}).get("latent_dim", LATENT_DIM))
+    latent = int(config.g_options.get("latent_dim", LATENT_DIM))
     rng = np.random.default_rng(seed)
-    shape = IMAGE_SHAPES[config["model"]]
+    shape = IMAGE_SHAPES[config.model]
     c, h, w = shape
     try:
         out = np.empty((n, h, w) if c == 1 else (n, h, w, c), np.float32)
@@ -145,7 +121,7 @@ def sample(
         bad = int(x.size - np.count_nonzero(np.isfinite(x)))
         if bad:  # finite weights can still overflow; clipping would hide the NaNs among the images
             raise ValueError(f"{path}: the generator produced {bad} NaN or infinite values in images {start}..")
-        out[start : start + len(z)] = to_images(x, shape, config.get("image_range", "01"))
+        out[start : start + len(z)] = to_images(x, shape, config.image_range)
     return out
 
 
@@ -254,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the raw trained generator, not the EMA generator a run with --ema-decay keeps (its default)",
     )
     args = parser.parse_args(argv)
+    for option, value in (("checkpoint", args.checkpoint), ("--out", args.out), ("--grid", args.grid)):
+        if value is not None and not value.strip():  # an unset shell variable: never read as "not given"
+            parser.error(f"{option}: expected a file name, received {value!r}")
     if not args.out and not args.grid:
         parser.error("nothing to do: give --out FILE.npy and/or --grid FILE.png")
     for option, value, low in (("--n", args.n, 1), ("--batch-size", args.batch_size, 1), ("--seed", args.seed, 0)):

@@ -259,16 +259,17 @@ def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.model == "cifar":
-        return cifar_main(args)
+    try:
+        return cifar_main(args) if args.model == "cifar" else study(args)
+    except (ValueError, OSError) as exc:  # missing or damaged data, an unwritable --out: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def study(args: argparse.Namespace) -> int:
     start = time.monotonic()
     deadline = start + args.time_budget
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    # Checkpoints are written after every epoch: in memory (tmpfs) where there is one, so they cost no disk time.
-    scratch = "/dev/shm" if Path("/dev/shm").is_dir() else None
-    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="recipe_study-", dir=scratch))
-    work.mkdir(parents=True, exist_ok=True)
 
     from tinygan import metrics
     from tinygan.quality import mnist_scorer
@@ -285,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(args.candidate_names)} candidates x seeds {args.seeds}",
         flush=True,
     )
+
+    # Folders only once the data and the classifier are there: a refusal leaves none behind.
+    out.mkdir(parents=True, exist_ok=True)
+    # Checkpoints are written after every epoch: in memory (tmpfs) where there is one, so they cost no disk time.
+    scratch = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="recipe_study-", dir=scratch))
+    work.mkdir(parents=True, exist_ok=True)
 
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
