@@ -141,7 +141,7 @@ def test_checkpoint_round_trip_sampler_and_resume(tmp_path):
     G, config = load_generator(out / "checkpoint.npz")
     ups = [layer for layer in G.layers if isinstance(layer, nn.ConvTranspose2d)]
     assert [u.kernel_size for u in ups] == [(4, 4)] * 3
-    assert config["g_options"]["upsample"] == "convT4"
+    assert config.g_options["upsample"] == "convT4"
 
     # --resume keeps it: the same value is accepted, another one is refused in one line.
     refused = run_example("--resume", str(out), "--upsample", "convT5", "--epochs", "2", cache=tmp_path / "c")
