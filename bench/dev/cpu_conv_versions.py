@@ -26,6 +26,9 @@ Validation: every version's outputs against tinygan's reference kernels in float
 (error = max|got - want| / max|want|, tolerance 1e-4). A version that disagrees is reported and not timed.
 Timing: the versions take turns call by call, ``--rounds`` times, in one process (the machine is shared: a
 turn-by-turn comparison sees the same load); the median per version is reported with the 1-minute load.
+``--clock cpu`` instead runs every version on one thread (one tile worker, BLAS and PyTorch at one thread) and
+reports the calling thread's CPU time (``time.thread_time``): what a pass costs a core, nearly independent of
+what the other processes on the machine do (it does not show how well two workers share the tiles).
 """
 
 # ruff: noqa: I001  (tinygan is imported before NumPy on purpose)
@@ -242,15 +245,18 @@ def main() -> None:
     parser.add_argument("--passes", nargs="*", default=list(PASSES))
     parser.add_argument("--versions", nargs="*", default=[*VERSIONS, "torch"])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = parser.parse_args()
     try:
         import torch
 
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        torch.set_num_threads(1 if args.clock == "cpu" else len(os.sched_getaffinity(0)))
     except ImportError:
         args.versions = [v for v in args.versions if v != "torch"]
     rng = np.random.default_rng(12)
-    print(f"load {os.getloadavg()[0]:.2f}; versions {' '.join(args.versions)}; median of {args.rounds} rounds, ms")
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    one_thread = (lambda: both(one_worker(), blas_threads(1))) if args.clock == "cpu" else contextlib.nullcontext
+    print(f"clock {args.clock}; load {os.getloadavg()[0]:.2f}; versions {' '.join(args.versions)}; median of {args.rounds} rounds, ms")
     totals: dict[str, float] = dict.fromkeys(args.versions, 0.0)
     for layer in LAYERS:
         if args.only and layer[0] not in args.only:
@@ -276,10 +282,10 @@ def main() -> None:
             samples: dict[str, list[float]] = {v: [] for v in runners}
             for _ in range(args.rounds):
                 for version, (fn, ctx) in runners.items():
-                    with ctx():
-                        start = time.perf_counter()
+                    with ctx(), one_thread():
+                        start = clock()
                         fn()
-                        samples[version].append(time.perf_counter() - start)
+                        samples[version].append(clock() - start)
             gflop = layer_flops(layer) / 1e9
             cells = []
             for version in args.versions:
