@@ -13,9 +13,11 @@ earlier ones are kept here so that a reader sees what each step changed and what
 - v3: v2, but a pass whose unfolded side has 16 channels or more works channels-last: the tile is transposed to
   a zero-padded NHWC buffer, and every patch is kh kw runs of C contiguous values (copies and vector adds
   instead of gathers through a table).
-- v4 (production): v3 with 1 MiB weight-gradient tiles (a core's L2) instead of 4 MiB.
+- v4: v3 with 1 MiB weight-gradient tiles (a core's L2) instead of 4 MiB; frozen in ``bench/dev/cpu_conv_v4.py``,
+  which v2-v4 run on (v2 and v3 by changing its tile and layout constants).
 - v4-256k, v4-4m: v4 with other tile sizes (256 KiB / 4 MiB for every pass); v4-w16m: 16 MiB weight tiles.
 - v4-1t: v4 on one thread (how much the second core adds under the present load).
+- v5 (production): see the 2026-12-02 03:00 session in ``bench/results/cpu-conv-versions-2026-12-02.md``.
 - torch: PyTorch's own kernels (oneDNN), where installed: ``F.conv2d``/``F.conv_transpose2d`` and
   ``torch.ops.aten.convolution_backward`` for each gradient alone.
 
@@ -51,6 +53,7 @@ from tinygan.kernels import reference as R  # noqa: E402
 from tinygan.kernels.cpu import conv as conv_module  # noqa: E402
 
 from bench.dev import cpu_conv_v1 as v1  # noqa: E402
+from bench.dev import cpu_conv_v4 as v4  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -113,23 +116,23 @@ def blas_threads(n: int):
 
 
 @contextlib.contextmanager
-def tile_sizes(tile: int, weight: int):
-    saved = conv_module.TILE_BYTES, conv_module.WEIGHT_TILE_BYTES
-    conv_module.TILE_BYTES, conv_module.WEIGHT_TILE_BYTES = tile, weight
+def tile_sizes(tile: int, weight: int, module: Any = v4):
+    saved = module.TILE_BYTES, module.WEIGHT_TILE_BYTES
+    module.TILE_BYTES, module.WEIGHT_TILE_BYTES = tile, weight
     try:
         yield
     finally:
-        conv_module.TILE_BYTES, conv_module.WEIGHT_TILE_BYTES = saved
+        module.TILE_BYTES, module.WEIGHT_TILE_BYTES = saved
 
 
 @contextlib.contextmanager
-def channels_first():
-    saved = conv_module.NHWC_MIN_CHANNELS
-    conv_module.NHWC_MIN_CHANNELS = 10**9
+def channels_first(module: Any = v4):
+    saved = module.NHWC_MIN_CHANNELS
+    module.NHWC_MIN_CHANNELS = 10**9
     try:
         yield
     finally:
-        conv_module.NHWC_MIN_CHANNELS = saved
+        module.NHWC_MIN_CHANNELS = saved
 
 
 @contextlib.contextmanager
@@ -144,24 +147,25 @@ def one_worker():
 
     saved = tiles.workers
     tiles.workers = lambda: 1
-    conv_module.workers = lambda: 1
+    conv_module.workers = v4.workers = lambda: 1
     try:
         yield
     finally:
         tiles.workers = saved
-        conv_module.workers = saved
+        conv_module.workers = v4.workers = saved
 
 
 VERSIONS: dict[str, tuple[Any, Callable[[], Any]]] = {
     "v1": (v1, contextlib.nullcontext),
     "v1-blas1": (v1, lambda: blas_threads(1)),
-    "v2": (production, lambda: both(channels_first(), tile_sizes(1 << 20, 4 << 20))),
-    "v3": (production, lambda: tile_sizes(1 << 20, 4 << 20)),
-    "v4": (production, contextlib.nullcontext),
-    "v4-256k": (production, lambda: tile_sizes(256 << 10, 256 << 10)),
-    "v4-4m": (production, lambda: tile_sizes(4 << 20, 4 << 20)),
-    "v4-w16m": (production, lambda: tile_sizes(1 << 20, 16 << 20)),
-    "v4-1t": (production, one_worker),
+    "v2": (v4, lambda: both(channels_first(), tile_sizes(1 << 20, 4 << 20))),
+    "v3": (v4, lambda: tile_sizes(1 << 20, 4 << 20)),
+    "v4": (v4, contextlib.nullcontext),
+    "v4-256k": (v4, lambda: tile_sizes(256 << 10, 256 << 10)),
+    "v4-4m": (v4, lambda: tile_sizes(4 << 20, 4 << 20)),
+    "v4-w16m": (v4, lambda: tile_sizes(1 << 20, 16 << 20)),
+    "v4-1t": (v4, one_worker),
+    "v5": (production, contextlib.nullcontext),
 }
 
 
