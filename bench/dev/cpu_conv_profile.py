@@ -126,8 +126,10 @@ def main() -> None:
         per_step.append(samples)
     keys = sorted({k for s in per_step for k in s}, key=lambda k: -statistics.median(s.get(k, 0) for s in per_step))
     step_ms = 1e3 * statistics.median(step_times)
-    print(f"{args.model} step, median of {args.steps}: {step_ms:.1f} ms; load {load_before:.2f} -> "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"{args.model} step, median of {args.steps}: {step_ms:.1f} ms; load {load_before:.2f} -> "
+        f"{os.getloadavg()[0]:.2f}"
+    )
     print("| kernel | layer | first argument | calls' ms per step (median) | % of step |")
     print("| --- | --- | --- | ---: | ---: |")
     groups: dict[str, list[float]] = collections.defaultdict(lambda: [0.0] * args.steps)
@@ -148,8 +150,6 @@ def main() -> None:
         print(f"| {group} | {med:.1f} | {100 * med / step_ms:.1f} |")
     outside = statistics.median(1e3 * t - k for t, k in zip(step_times, total, strict=True))
     print(f"| outside the kernels | {outside:.1f} | {100 * outside / step_ms:.1f} |")
-
-
 
 
 def split_tiles(rounds: int) -> None:

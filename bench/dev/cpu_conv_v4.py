@@ -52,9 +52,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
-
-from tinygan.kernels.reference.conv_geometry import conv2d_output_hw, conv_args, conv_transpose2d_output_shape
 from tinygan.kernels.cpu.tiles import run_tiles, workers
+from tinygan.kernels.reference.conv_geometry import conv2d_output_hw, conv_args, conv_transpose2d_output_shape
 
 __all__ = [
     "Unfolded",

@@ -17,7 +17,11 @@ earlier ones are kept here so that a reader sees what each step changed and what
   which v2-v4 run on (v2 and v3 by changing its tile and layout constants).
 - v4-256k, v4-4m: v4 with other tile sizes (256 KiB / 4 MiB for every pass); v4-w16m: 16 MiB weight tiles.
 - v4-1t: v4 on one thread (how much the second core adds under the present load).
-- v5 (production): see the 2026-12-02 03:00 session in ``bench/results/cpu-conv-versions-2026-12-02.md``.
+- v5 (production): v4 with the channels-last forward product as ``cols @ W^T`` (v4: ``W @ cols.T``, 10-20%
+  slower in OpenBLAS), its output written through ``_from_padded_nhwc``, and the bias gradient's channel sums
+  in 8 partial sums. v5-w2m/-w4m/-w8m: larger weight-gradient tiles.
+- v6 (not adopted): v5 with every strided fold (ConvTranspose2d's forward, Conv2d's input gradient) phase by
+  phase instead of GEMM + col2im (``bench/dev/cpu_conv_v6.py``).
 - torch: PyTorch's own kernels (oneDNN), where installed: ``F.conv2d``/``F.conv_transpose2d`` and
   ``torch.ops.aten.convolution_backward`` for each gradient alone.
 
@@ -54,6 +58,7 @@ from tinygan.kernels.cpu import conv as conv_module  # noqa: E402
 
 from bench.dev import cpu_conv_v1 as v1  # noqa: E402
 from bench.dev import cpu_conv_v4 as v4  # noqa: E402
+from bench.dev import cpu_conv_v6 as v6  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -166,6 +171,10 @@ VERSIONS: dict[str, tuple[Any, Callable[[], Any]]] = {
     "v4-w16m": (v4, lambda: tile_sizes(1 << 20, 16 << 20)),
     "v4-1t": (v4, one_worker),
     "v5": (production, contextlib.nullcontext),
+    "v5-w2m": (production, lambda: tile_sizes(1 << 20, 2 << 20, conv_module)),
+    "v5-w4m": (production, lambda: tile_sizes(1 << 20, 4 << 20, conv_module)),
+    "v5-w8m": (production, lambda: tile_sizes(1 << 20, 8 << 20, conv_module)),
+    "v6": (v6, contextlib.nullcontext),
 }
 
 
@@ -260,7 +269,10 @@ def main() -> None:
     rng = np.random.default_rng(12)
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     one_thread = (lambda: both(one_worker(), blas_threads(1))) if args.clock == "cpu" else contextlib.nullcontext
-    print(f"clock {args.clock}; load {os.getloadavg()[0]:.2f}; versions {' '.join(args.versions)}; median of {args.rounds} rounds, ms")
+    print(
+        f"clock {args.clock}; load {os.getloadavg()[0]:.2f}; versions {' '.join(args.versions)}; "
+        f"median of {args.rounds} rounds, ms"
+    )
     totals: dict[str, float] = dict.fromkeys(args.versions, 0.0)
     for layer in LAYERS:
         if args.only and layer[0] not in args.only:
