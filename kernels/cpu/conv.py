@@ -6,8 +6,9 @@ Every pass of both layers is one of three tiled loops over the batch (a tile is 
 its column buffer, ``TILE_BYTES``, stays in the cache; ``tiles.run_tiles`` hands the tiles to one thread per
 core):
 
-* ``_unfold_gemm``: im2col of a tile, then ``Wm @ cols``, written to NCHW with the bias. Conv2d's forward,
-  and ConvTranspose2d's input gradient (its adjoint is a convolution).
+* ``_unfold_gemm``: im2col of a tile, then ``Wm @ cols`` (channels-last: ``cols @ Wm.T``, a plain product
+  that OpenBLAS ran 10-20% faster than ``Wm @ cols.T``), written to NCHW with the bias. Conv2d's forward, and
+  ConvTranspose2d's input gradient (its adjoint is a convolution).
 * ``_gemm_fold``: ``Wm.T @ b_tile``, then col2im of the tile, with the bias. Conv2d's input gradient, and
   ConvTranspose2d's forward.
 * ``_unfold_weight``: the sum over tiles of ``b_tile @ im2col(a_tile).T``, in ``WEIGHT_GROUPS`` groups of
@@ -36,6 +37,14 @@ Choices kept from that version for the channels-first passes, each measured on t
   precomputed table), summed in a fixed order. No two tiles write the same pixel: no atomics, and the result
   does not depend on how the tiles were shared out (in either layout).
 * Outputs are allocated by NumPy, never inside jitted code (NumPy asks for transparent huge pages).
+
+A tile of one image multiplies the image's own (O, Ho Wo) plane (a view); larger tiles copy theirs into
+(O, nb Ho Wo). The bias gradient's channel sums run in ``LANES`` partial sums (a vector register), not one
+running sum.
+
+Tried and not adopted (``bench/dev/cpu_conv_v6.py``): every strided fold phase by phase (each of the sh sw
+output phases a dense stride-1 convolution with the taps that land on it, no col2im); its patches copy twice
+the values the GEMM + col2im form reads, and it measured slower on every DCGAN shape.
 
 The public ``im2col``/``col2im`` (whole batch, parallel over planes) stay for callers that want the matrix.
 """
@@ -342,6 +351,17 @@ class _Scratch:
         return self.bufs[worker]
 
 
+def _tile_cm(b: np.ndarray, n0: int, m: int, buf: np.ndarray) -> np.ndarray:
+    """Images n0 .. n0 + m - 1 of b (N, O, Ho, Wo) as the (O, m Ho Wo) matrix: the image itself when m is 1 (a
+    view, no copy), else copied into buf."""
+    O, HoWo = b.shape[1], b.shape[2] * b.shape[3]
+    if m == 1:
+        return b[n0].reshape(O, HoWo)
+    mat = buf[: O * m * HoWo].reshape(O, m * HoWo)
+    _nchw_to_cm(b, n0, mat.reshape(O, m, HoWo))
+    return mat
+
+
 def _nhwc(C: int) -> bool:
     """Whether a pass unfolds (or folds) channels-last: patches are then runs of C contiguous values."""
     return C >= NHWC_MIN_CHANNELS
@@ -418,8 +438,7 @@ def _gemm_fold(
         b_buf, cols_buf, padded = scratch.get(worker)
         n0 = tile * nb
         m = min(nb, N - n0)
-        b_mat = b_buf[: O * m * HoWo].reshape(O, m * HoWo)
-        _nchw_to_cm(b, n0, b_mat.reshape(O, m, HoWo))
+        b_mat = _tile_cm(b, n0, m, b_buf)
         if nhwc:
             cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
             np.matmul(b_mat.T, Wm, out=cols)
@@ -471,8 +490,7 @@ def _unfold_weight(
         for tile in range(group * n_tiles // n_groups, (group + 1) * n_tiles // n_groups):
             n0 = tile * nb
             m = min(nb, N - n0)
-            b_mat = b_buf[: Ob * m * HoWo].reshape(Ob, m * HoWo)
-            _nchw_to_cm(b, n0, b_mat.reshape(Ob, m, HoWo))
+            b_mat = _tile_cm(b, n0, m, b_buf)
             if nhwc:
                 cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
                 _to_padded_nhwc(a, n0, padded[:m], ph, pw)
