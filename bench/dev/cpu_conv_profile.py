@@ -7,6 +7,8 @@ shape, so each convolution pass of each layer gets its own line; "outside the ke
 minus the sum of its kernel calls (Python glue in the layers and the step, NumPy reshapes and allocations).
 
     python -m bench.dev.cpu_conv_profile --steps 5          # median per step over 5 steps after 2 warm-ups
+    python -m bench.dev.cpu_conv_profile --tiles            # each conv pass's CPU time by tile helper
+    python -m bench.dev.cpu_conv_profile --against cpu_conv_v4 --steps 9   # whole steps, turn by turn
 
 Prints a table (median ms per step of each kernel and shape) sorted by time, then the totals per group
 (convolutions, BatchNorm, activations, Adam, loss, Dense, other), with the 1-minute load before and after.
@@ -102,9 +104,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--model", default="dcgan", choices=steps.MODELS)
     parser.add_argument("--tiles", action="store_true", help="split each conv pass's CPU time by tile helper")
+    parser.add_argument(
+        "--against", help="a bench.dev module (e.g. cpu_conv_v4): alternate whole steps with its convolutions"
+    )
     args = parser.parse_args()
     if args.tiles:
         split_tiles(args.steps)
+        return
+    if args.against:
+        against(args.against, args.model, args.steps, args.warmup)
         return
     from tinygan.kernels import cpu
 
@@ -150,6 +158,57 @@ def main() -> None:
         print(f"| {group} | {med:.1f} | {100 * med / step_ms:.1f} |")
     outside = statistics.median(1e3 * t - k for t, k in zip(step_times, total, strict=True))
     print(f"| outside the kernels | {outside:.1f} | {100 * outside / step_ms:.1f} |")
+
+
+CONV_OPS = (
+    "conv2d_forward",
+    "conv2d_backward_data",
+    "conv2d_backward_weight",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward_data",
+    "conv_transpose2d_backward_weight",
+)
+
+
+def against(name: str, model: str, n_steps: int, warmup: int) -> None:
+    """Whole training steps in one process, taking turns step by step between production's convolutions and
+    those of ``bench.dev.<name>`` (patched into ``tinygan.kernels.cpu``, which the layers call through): the
+    same load for both; wall and process CPU time per step (all threads, page faults included)."""
+    import importlib
+
+    from tinygan.kernels import cpu
+
+    other = importlib.import_module(f"bench.dev.{name}")
+    kernels = {
+        "production": {op: getattr(cpu, op) for op in CONV_OPS},
+        name: {op: getattr(other, op) for op in CONV_OPS},
+    }
+    step = steps.tiny_step(steps.tiny_trainer(model, steps.BATCH[model], "cpu", "numba"))
+    wall: dict[str, list[float]] = {k: [] for k in kernels}
+    cpu_time: dict[str, list[float]] = {k: [] for k in kernels}
+    load_before = os.getloadavg()[0]
+    try:
+        for i in range(warmup + n_steps):
+            for version, ops in kernels.items():
+                for op, fn in ops.items():
+                    setattr(cpu, op, fn)
+                start, cpu_start = time.perf_counter(), time.process_time()
+                step()
+                if i >= warmup:
+                    wall[version].append(time.perf_counter() - start)
+                    cpu_time[version].append(time.process_time() - cpu_start)
+    finally:
+        for op, fn in kernels["production"].items():
+            setattr(cpu, op, fn)
+    print(
+        f"{model} step, {n_steps} turns each after {warmup} warm-ups; "
+        f"load {load_before:.2f} -> {os.getloadavg()[0]:.2f}"
+    )
+    for version in kernels:
+        print(
+            f"{version}: wall median {1e3 * statistics.median(wall[version]):.0f} ms, "
+            f"CPU median {1e3 * statistics.median(cpu_time[version]):.0f} ms per step"
+        )
 
 
 def split_tiles(rounds: int) -> None:
