@@ -6,9 +6,9 @@ Every pass of both layers is one of three tiled loops over the batch (a tile is 
 its column buffer, ``TILE_BYTES``, stays in the cache; ``tiles.run_tiles`` hands the tiles to one thread per
 core):
 
-* ``_unfold_gemm``: im2col of a tile, then ``Wm @ cols`` (channels-last: ``cols @ Wm.T``, a plain product
-  that OpenBLAS ran 10-20% faster than ``Wm @ cols.T``), written to NCHW with the bias. Conv2d's forward, and
-  ConvTranspose2d's input gradient (its adjoint is a convolution).
+* ``_unfold_gemm``: im2col of a tile, then ``Wm @ cols`` (channels-last: ``cols @ Wm.T``, which OpenBLAS ran
+  10-20% faster than ``Wm @ cols.T`` on the discriminator's shapes), written to NCHW with the bias.
+  Conv2d's forward, and ConvTranspose2d's input gradient (its adjoint is a convolution).
 * ``_gemm_fold``: ``Wm.T @ b_tile``, then col2im of the tile, with the bias. Conv2d's input gradient, and
   ConvTranspose2d's forward.
 * ``_unfold_weight``: the sum over tiles of ``b_tile @ im2col(a_tile).T``, in ``WEIGHT_GROUPS`` groups of
@@ -393,7 +393,7 @@ def _unfold_gemm(a: np.ndarray, W4: np.ndarray, bias: np.ndarray, geom: tuple[in
         n0 = tile * nb
         m = min(nb, N - n0)
         if nhwc:
-            # cols @ WmT (a plain product; Wm @ cols.T ran 10-20% slower in OpenBLAS), channels-last out.
+            # cols @ WmT: Wm @ cols.T ran 10-20% slower in OpenBLAS on D's shapes. Channels-last out.
             cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
             y_nhwc = y_buf[: m * HoWo * O].reshape(m * HoWo, O)
             _to_padded_nhwc(a, n0, padded[:m], ph, pw)
