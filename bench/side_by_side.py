@@ -5,7 +5,9 @@ machine's sgemm rate (the floor's denominator) measured the same way between the
 
 Imports tinygan before NumPy, as the examples do, so OpenBLAS gets tinygan's thread timeout. Prints one
 JSON line: the median and minimum of the step time over 10 (DCGAN) or 40 (MNIST) steps after 3 warm-ups,
-with the step's GEMM GFLOP and the 1-minute load average before and after; ``sgemm`` prints NumPy's float32
+the median of the process's CPU time per step (all its threads, page faults included; a pool that spins while
+it waits counts too, so compare it between runs of one implementation, not across them), with the step's
+GEMM GFLOP and the 1-minute load average before and after; ``sgemm`` prints NumPy's float32
 GEMM rate at 2048^3 on all cores (``bench.harness.measure_peak``, best and median) instead.
 """
 
@@ -48,11 +50,12 @@ def main(impl: str, model: str) -> None:
         raise SystemExit(f"unknown implementation {impl!r}: expected tinygan, torch or sgemm")
     for _ in range(3):
         step()
-    times = []
+    times, cpu_times = [], []
     for _ in range(40 if model == "mnist" else 10):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     print(
         json.dumps(
             {
@@ -60,6 +63,7 @@ def main(impl: str, model: str) -> None:
                 "model": model,
                 "median_ms": 1e3 * float(np.median(times)),
                 "min_ms": 1e3 * min(times),
+                "cpu_median_ms": 1e3 * float(np.median(cpu_times)),
                 "gflop": step_flops(model, n) / 1e9,
                 "load": [load_before, os.getloadavg()[0]],
             }

@@ -32,9 +32,13 @@ def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-@pytest.fixture(params=["one image per tile", "whole batch in a tile"])
+@pytest.fixture(params=["one image per tile", "three images per tile", "whole batch in a tile"])
 def tile_bytes(request, monkeypatch):
-    """Tiles of one image (many tiles, shared by every worker) or of the whole batch (one tile)."""
+    """Tiles of one image (many tiles, shared by every worker; a tile's plane is used in place), of three
+    (the last one short when 3 does not divide the batch; planes copied), or of the whole batch (one tile)."""
+    if request.param == "three images per tile":
+        monkeypatch.setattr(conv_module, "_images_per_tile", lambda N, per_image, target: max(1, min(N, 3)))
+        return None
     size = 1 if request.param == "one image per tile" else 1 << 30
     monkeypatch.setattr(conv_module, "TILE_BYTES", size)
     monkeypatch.setattr(conv_module, "WEIGHT_TILE_BYTES", size)

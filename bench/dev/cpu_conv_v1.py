@@ -30,8 +30,8 @@ import functools
 
 import numpy as np
 from numba import njit, prange
-from tinygan.kernels.reference.conv2d import _out_size
-from tinygan.kernels.reference.conv_transpose2d import transpose_output_shape
+from tinygan.kernels.reference.conv_geometry import conv_output_size as _out_size
+from tinygan.kernels.reference.conv_geometry import conv_transpose2d_output_shape as transpose_output_shape
 
 __all__ = [
     "im2col",

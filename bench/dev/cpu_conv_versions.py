@@ -13,9 +13,15 @@ earlier ones are kept here so that a reader sees what each step changed and what
 - v3: v2, but a pass whose unfolded side has 16 channels or more works channels-last: the tile is transposed to
   a zero-padded NHWC buffer, and every patch is kh kw runs of C contiguous values (copies and vector adds
   instead of gathers through a table).
-- v4 (production): v3 with 1 MiB weight-gradient tiles (a core's L2) instead of 4 MiB.
+- v4: v3 with 1 MiB weight-gradient tiles (a core's L2) instead of 4 MiB; frozen in ``bench/dev/cpu_conv_v4.py``,
+  which v2-v4 run on (v2 and v3 by changing its tile and layout constants).
 - v4-256k, v4-4m: v4 with other tile sizes (256 KiB / 4 MiB for every pass); v4-w16m: 16 MiB weight tiles.
 - v4-1t: v4 on one thread (how much the second core adds under the present load).
+- v5 (production): v4 with the channels-last forward product as ``cols @ W^T`` (v4: ``W @ cols.T``, 10-20%
+  slower in OpenBLAS), its output written through ``_from_padded_nhwc``, and the bias gradient's channel sums
+  in 8 partial sums. v5-w2m/-w4m/-w8m: larger weight-gradient tiles.
+- v6 (not adopted): v5 with every strided fold (ConvTranspose2d's forward, Conv2d's input gradient) phase by
+  phase instead of GEMM + col2im (``bench/dev/cpu_conv_v6.py``).
 - torch: PyTorch's own kernels (oneDNN), where installed: ``F.conv2d``/``F.conv_transpose2d`` and
   ``torch.ops.aten.convolution_backward`` for each gradient alone.
 
@@ -26,6 +32,9 @@ Validation: every version's outputs against tinygan's reference kernels in float
 (error = max|got - want| / max|want|, tolerance 1e-4). A version that disagrees is reported and not timed.
 Timing: the versions take turns call by call, ``--rounds`` times, in one process (the machine is shared: a
 turn-by-turn comparison sees the same load); the median per version is reported with the 1-minute load.
+``--clock cpu`` instead runs every version on one thread (one tile worker, BLAS and PyTorch at one thread) and
+reports the calling thread's CPU time (``time.thread_time``): what a pass costs a core, nearly independent of
+what the other processes on the machine do (it does not show how well two workers share the tiles).
 """
 
 # ruff: noqa: I001  (tinygan is imported before NumPy on purpose)
@@ -48,6 +57,8 @@ from tinygan.kernels import reference as R  # noqa: E402
 from tinygan.kernels.cpu import conv as conv_module  # noqa: E402
 
 from bench.dev import cpu_conv_v1 as v1  # noqa: E402
+from bench.dev import cpu_conv_v4 as v4  # noqa: E402
+from bench.dev import cpu_conv_v6 as v6  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -110,23 +121,23 @@ def blas_threads(n: int):
 
 
 @contextlib.contextmanager
-def tile_sizes(tile: int, weight: int):
-    saved = conv_module.TILE_BYTES, conv_module.WEIGHT_TILE_BYTES
-    conv_module.TILE_BYTES, conv_module.WEIGHT_TILE_BYTES = tile, weight
+def tile_sizes(tile: int, weight: int, module: Any = v4):
+    saved = module.TILE_BYTES, module.WEIGHT_TILE_BYTES
+    module.TILE_BYTES, module.WEIGHT_TILE_BYTES = tile, weight
     try:
         yield
     finally:
-        conv_module.TILE_BYTES, conv_module.WEIGHT_TILE_BYTES = saved
+        module.TILE_BYTES, module.WEIGHT_TILE_BYTES = saved
 
 
 @contextlib.contextmanager
-def channels_first():
-    saved = conv_module.NHWC_MIN_CHANNELS
-    conv_module.NHWC_MIN_CHANNELS = 10**9
+def channels_first(module: Any = v4):
+    saved = module.NHWC_MIN_CHANNELS
+    module.NHWC_MIN_CHANNELS = 10**9
     try:
         yield
     finally:
-        conv_module.NHWC_MIN_CHANNELS = saved
+        module.NHWC_MIN_CHANNELS = saved
 
 
 @contextlib.contextmanager
@@ -141,24 +152,29 @@ def one_worker():
 
     saved = tiles.workers
     tiles.workers = lambda: 1
-    conv_module.workers = lambda: 1
+    conv_module.workers = v4.workers = lambda: 1
     try:
         yield
     finally:
         tiles.workers = saved
-        conv_module.workers = saved
+        conv_module.workers = v4.workers = saved
 
 
 VERSIONS: dict[str, tuple[Any, Callable[[], Any]]] = {
     "v1": (v1, contextlib.nullcontext),
     "v1-blas1": (v1, lambda: blas_threads(1)),
-    "v2": (production, lambda: both(channels_first(), tile_sizes(1 << 20, 4 << 20))),
-    "v3": (production, lambda: tile_sizes(1 << 20, 4 << 20)),
-    "v4": (production, contextlib.nullcontext),
-    "v4-256k": (production, lambda: tile_sizes(256 << 10, 256 << 10)),
-    "v4-4m": (production, lambda: tile_sizes(4 << 20, 4 << 20)),
-    "v4-w16m": (production, lambda: tile_sizes(1 << 20, 16 << 20)),
-    "v4-1t": (production, one_worker),
+    "v2": (v4, lambda: both(channels_first(), tile_sizes(1 << 20, 4 << 20))),
+    "v3": (v4, lambda: tile_sizes(1 << 20, 4 << 20)),
+    "v4": (v4, contextlib.nullcontext),
+    "v4-256k": (v4, lambda: tile_sizes(256 << 10, 256 << 10)),
+    "v4-4m": (v4, lambda: tile_sizes(4 << 20, 4 << 20)),
+    "v4-w16m": (v4, lambda: tile_sizes(1 << 20, 16 << 20)),
+    "v4-1t": (v4, one_worker),
+    "v5": (production, contextlib.nullcontext),
+    "v5-w2m": (production, lambda: tile_sizes(1 << 20, 2 << 20, conv_module)),
+    "v5-w4m": (production, lambda: tile_sizes(1 << 20, 4 << 20, conv_module)),
+    "v5-w8m": (production, lambda: tile_sizes(1 << 20, 8 << 20, conv_module)),
+    "v6": (v6, contextlib.nullcontext),
 }
 
 
@@ -242,15 +258,21 @@ def main() -> None:
     parser.add_argument("--passes", nargs="*", default=list(PASSES))
     parser.add_argument("--versions", nargs="*", default=[*VERSIONS, "torch"])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = parser.parse_args()
     try:
         import torch
 
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        torch.set_num_threads(1 if args.clock == "cpu" else len(os.sched_getaffinity(0)))
     except ImportError:
         args.versions = [v for v in args.versions if v != "torch"]
     rng = np.random.default_rng(12)
-    print(f"load {os.getloadavg()[0]:.2f}; versions {' '.join(args.versions)}; median of {args.rounds} rounds, ms")
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    one_thread = (lambda: both(one_worker(), blas_threads(1))) if args.clock == "cpu" else contextlib.nullcontext
+    print(
+        f"clock {args.clock}; load {os.getloadavg()[0]:.2f}; versions {' '.join(args.versions)}; "
+        f"median of {args.rounds} rounds, ms"
+    )
     totals: dict[str, float] = dict.fromkeys(args.versions, 0.0)
     for layer in LAYERS:
         if args.only and layer[0] not in args.only:
@@ -276,10 +298,10 @@ def main() -> None:
             samples: dict[str, list[float]] = {v: [] for v in runners}
             for _ in range(args.rounds):
                 for version, (fn, ctx) in runners.items():
-                    with ctx():
-                        start = time.perf_counter()
+                    with ctx(), one_thread():
+                        start = clock()
                         fn()
-                        samples[version].append(time.perf_counter() - start)
+                        samples[version].append(clock() - start)
             gflop = layer_flops(layer) / 1e9
             cells = []
             for version in args.versions:

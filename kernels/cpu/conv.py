@@ -6,8 +6,9 @@ Every pass of both layers is one of three tiled loops over the batch (a tile is 
 its column buffer, ``TILE_BYTES``, stays in the cache; ``tiles.run_tiles`` hands the tiles to one thread per
 core):
 
-* ``_unfold_gemm``: im2col of a tile, then ``Wm @ cols``, written to NCHW with the bias. Conv2d's forward,
-  and ConvTranspose2d's input gradient (its adjoint is a convolution).
+* ``_unfold_gemm``: im2col of a tile, then ``Wm @ cols`` (channels-last: ``cols @ Wm.T``, which OpenBLAS ran
+  10-20% faster than ``Wm @ cols.T`` on the discriminator's shapes), written to NCHW with the bias.
+  Conv2d's forward, and ConvTranspose2d's input gradient (its adjoint is a convolution).
 * ``_gemm_fold``: ``Wm.T @ b_tile``, then col2im of the tile, with the bias. Conv2d's input gradient, and
   ConvTranspose2d's forward.
 * ``_unfold_weight``: the sum over tiles of ``b_tile @ im2col(a_tile).T``, in ``WEIGHT_GROUPS`` groups of
@@ -36,6 +37,14 @@ Choices kept from that version for the channels-first passes, each measured on t
   precomputed table), summed in a fixed order. No two tiles write the same pixel: no atomics, and the result
   does not depend on how the tiles were shared out (in either layout).
 * Outputs are allocated by NumPy, never inside jitted code (NumPy asks for transparent huge pages).
+
+A tile of one image multiplies the image's own (O, Ho Wo) plane (a view); larger tiles copy theirs into
+(O, nb Ho Wo). The bias gradient's channel sums run in ``LANES`` partial sums (a vector register), not one
+running sum.
+
+Tried and not adopted (``bench/dev/cpu_conv_v6.py``): every strided fold phase by phase (each of the sh sw
+output phases a dense stride-1 convolution with the taps that land on it, no col2im); its patches copy twice
+the values the GEMM + col2im form reads, and it measured slower on every DCGAN shape.
 
 The public ``im2col``/``col2im`` (whole batch, parallel over planes) stay for callers that want the matrix.
 """
@@ -73,6 +82,8 @@ WEIGHT_TILE_BYTES = 1 << 20
 NHWC_MIN_CHANNELS = 16
 # Fixed, not the core count: the weight gradient's bits do not depend on the machine's cores.
 WEIGHT_GROUPS = 8
+# Partial sums per channel in the bias gradient's reduction (8 float64 = one AVX-512 register).
+LANES = 8
 
 
 # -- index tables (pure NumPy, cached per geometry) --------------------------------------------------------
@@ -238,14 +249,25 @@ def _nchw_to_cm(a, n0, mat):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _channel_sums(a, n0, nb, sums):  # pragma: no cover - compiled
-    """sums[c] += the sum of a[n0 .. n0 + nb - 1, c] (a float64 accumulator)."""
+    """sums[c] += the sum of a[n0 .. n0 + nb - 1, c] (float64 accumulators). A plane is summed in LANES
+    interleaved partial sums (one vector register), added up at its end: a single running sum is one
+    dependent add per value (4 cycles each), which made this loop cost as much as a 3-channel layer's GEMM."""
     C, H, W = a.shape[1], a.shape[2], a.shape[3]
+    HW = H * W
+    body = HW - HW % LANES
+    part = np.zeros(LANES, dtype=np.float64)
     for t in range(nb):
         for c in range(C):
-            plane = a[n0 + t, c].reshape(H * W)
+            plane = a[n0 + t, c].reshape(HW)
+            part[:] = 0.0
+            for q in range(0, body, LANES):
+                for lane in range(LANES):
+                    part[lane] += plane[q + lane]
             s = 0.0
-            for q in range(H * W):
+            for q in range(body, HW):
                 s += plane[q]
+            for lane in range(LANES):
+                s += part[lane]
             sums[c] += s
 
 
@@ -335,6 +357,17 @@ class _Scratch:
         return self.bufs[worker]
 
 
+def _tile_cm(b: np.ndarray, n0: int, m: int, buf: np.ndarray) -> np.ndarray:
+    """Images n0 .. n0 + m - 1 of b (N, O, Ho, Wo) as the (O, m Ho Wo) matrix: the image itself when m is 1 (a
+    view, no copy), else copied into buf."""
+    O, HoWo = b.shape[1], b.shape[2] * b.shape[3]
+    if m == 1:
+        return b[n0].reshape(O, HoWo)
+    mat = buf[: O * m * HoWo].reshape(O, m * HoWo)
+    _nchw_to_cm(b, n0, mat.reshape(O, m, HoWo))
+    return mat
+
+
 def _nhwc(C: int) -> bool:
     """Whether a pass unfolds (or folds) channels-last: patches are then runs of C contiguous values."""
     return C >= NHWC_MIN_CHANNELS
@@ -354,7 +387,7 @@ def _unfold_gemm(
     nb = _images_per_tile(N, CKK * HoWo * a.itemsize, tile_bytes)
     nhwc = _nhwc(C)
     if nhwc:
-        Wm = np.ascontiguousarray(W4.transpose(0, 2, 3, 1)).reshape(O, CKK)  # columns (i, j, c)
+        WmT = np.ascontiguousarray(W4.transpose(2, 3, 1, 0)).reshape(CKK, O)  # rows (i, j, c)
         pad_shape: tuple[int, ...] = (nb, Hp, Wp, C)
     else:
         Wm = W4.reshape(O, CKK)
@@ -368,17 +401,20 @@ def _unfold_gemm(
         cols_buf, y_buf, padded = scratch.get(worker)
         n0 = tile * nb
         m = min(nb, N - n0)
-        y_mat = y_buf[: O * m * HoWo].reshape(O, m * HoWo)
         if nhwc:
+            # cols @ WmT: Wm @ cols.T ran 10-20% slower in OpenBLAS on D's shapes. Channels-last out.
             cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
+            y_nhwc = y_buf[: m * HoWo * O].reshape(m * HoWo, O)
             _to_padded_nhwc(a, n0, padded[:m], ph, pw)
             _im2col_nhwc(padded[:m], cols, kh, kw, sh, sw, Ho, Wo)
-            np.matmul(Wm, cols.T, out=y_mat)
+            np.matmul(cols, WmT, out=y_nhwc)
+            _from_padded_nhwc(y_nhwc.reshape(m, Ho, Wo, O), out, n0, 0, 0, bias, use, slope_f)
         else:
+            y_mat = y_buf[: O * m * HoWo].reshape(O, m * HoWo)
             cols = cols_buf[: CKK * m * HoWo].reshape(CKK, m * HoWo)
             _im2col_tile(a, n0, cols.reshape(CKK, m, HoWo), idx, ph, pw, padded)
             np.matmul(Wm, cols, out=y_mat)
-        _cm_to_nchw(y_mat.reshape(O, m, HoWo), out, n0, bias, use, slope_f)
+            _cm_to_nchw(y_mat.reshape(O, m, HoWo), out, n0, bias, use, slope_f)
 
     run_tiles(math.ceil(N / nb), work)
     return out
@@ -418,8 +454,7 @@ def _gemm_fold(
         b_buf, cols_buf, padded = scratch.get(worker)
         n0 = tile * nb
         m = min(nb, N - n0)
-        b_mat = b_buf[: O * m * HoWo].reshape(O, m * HoWo)
-        _nchw_to_cm(b, n0, b_mat.reshape(O, m, HoWo))
+        b_mat = _tile_cm(b, n0, m, b_buf)
         if nhwc:
             cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
             np.matmul(b_mat.T, Wm, out=cols)
@@ -471,8 +506,7 @@ def _unfold_weight(
         for tile in range(group * n_tiles // n_groups, (group + 1) * n_tiles // n_groups):
             n0 = tile * nb
             m = min(nb, N - n0)
-            b_mat = b_buf[: Ob * m * HoWo].reshape(Ob, m * HoWo)
-            _nchw_to_cm(b, n0, b_mat.reshape(Ob, m, HoWo))
+            b_mat = _tile_cm(b, n0, m, b_buf)
             if nhwc:
                 cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
                 _to_padded_nhwc(a, n0, padded[:m], ph, pw)
