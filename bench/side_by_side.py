@@ -47,7 +47,7 @@ def main(impl: str, model: str) -> None:
     elif impl == "torch":
         step = steps.torch_step(model, n, "cpu").fn
     else:
-        raise SystemExit(f"unknown implementation {impl!r}: expected tinygan, torch or sgemm")
+        raise ValueError(f"unknown implementation {impl!r}: expected tinygan, torch or sgemm")
     for _ in range(3):
         step()
     times, cpu_times = [], []
@@ -71,5 +71,17 @@ def main(impl: str, model: str) -> None:
     )
 
 
+def _parse(argv: list[str]) -> tuple[str, str]:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.side_by_side", description=__doc__.split("\n\n")[0].replace("\n", " ")
+    )
+    parser.add_argument("impl", choices=("tinygan", "torch", "sgemm"), help="what to time in this process")
+    parser.add_argument("model", nargs="?", choices=("mnist", "dcgan"), default="dcgan", help="the step (dcgan)")
+    args = parser.parse_args(argv)
+    return args.impl, args.model
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*_parse(sys.argv[1:]))
