@@ -424,6 +424,16 @@ def run_folder(path: Path, option: str = "--out") -> Iterator[RunLock]:
         lock.release()
 
 
+# What marks a folder as a run's: a checkpoint, or the plan of a per-class CIFAR-10 run (examples/cifar_dcgan.py).
+RUN_FILES = ("checkpoint.npz", "classes.json")
+
+
+def held_run(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a run of either example already: a new run started there would mix
+    its files with that run's (a per-class root with a dense MNIST checkpoint, say)."""
+    return any((Path(folder) / name).exists() for name in RUN_FILES)
+
+
 def missing_folders(path: str | os.PathLike) -> list[Path]:
     """The folders that creating ``path`` (with its parents) would make, deepest first: what a refusal
     may remove again with :func:`remove_empty_folders`."""
@@ -460,7 +470,7 @@ def _start(
     started = False
     try:
         with run_folder(out):
-            if (out / "checkpoint.npz").exists():
+            if held_run(out):
                 return fail(f"{out} already holds a run: use --resume {out}, or another --out", EXIT_ERROR)
             data, source = load_data(config.data_options, args.data_dir)
             trainer = GANTrainer(config, data, out, progress=not args.no_progress, data_source=source)
@@ -644,6 +654,7 @@ __all__ = [
     "check_options",
     "fail",
     "folder_name",
+    "held_run",
     "missing_folders",
     "new_run_dir",
     "remove_empty_folders",
