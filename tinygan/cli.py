@@ -251,12 +251,14 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
 
 
 RESUME_HELP = """
---resume RUN continues the run with the options it was started with. --epochs, --sample-every,
+--resume RUN continues the run from RUN/checkpoint.npz (an earlier checkpoint file is refused: copy it as
+checkpoint.npz into a new folder to go on from it) with the options it was started with. --epochs, --sample-every,
 --checkpoint-every, --score-every, --no-progress, --no-cuda-graph and --data-dir may be given and apply;
 any other option given with --resume must equal the run's, or the resume is refused naming it. The run records its data
 (source, image count, digest): other data is refused unless --allow-other-data is given. A run folder is
 locked while a run uses it (RUN/.lock); a second run given the same --out is refused, and a lock
-whose process has ended (or whose PID a later process now has) is taken over with a note.
+whose process has ended (or whose PID a later process now has) is taken over with a note. A command
+refused before training starts removes the run folder it made (never one that was there before).
 
 Exit codes: 0 done (or finished already), 1 bad option, data or checkpoint, or folder in use,
 2 no GPU, 3 training diverged (NaN), 130 interrupted (a checkpoint is saved: resume it).
