@@ -47,7 +47,7 @@ from tinygan.sample import sample_grid
 if TYPE_CHECKING:
     import numpy as np
 
-PLAN_FILE = "classes.json"  # in the root of a per-class run: which classes, with which options
+PLAN_FILE = cli.RUN_FILES[1]  # "classes.json" in the root of a per-class run: which classes, with which options
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -189,7 +189,7 @@ def run_all_classes(args: argparse.Namespace) -> int:
         try:
             with cli.run_folder(root, "--resume" if args.resume else "--out"):
                 if not args.resume:
-                    if (root / PLAN_FILE).exists():
+                    if cli.held_run(root):
                         return cli.fail(
                             f"{root} already holds a run: use --resume {root}, or another --out", cli.EXIT_ERROR
                         )

@@ -461,3 +461,27 @@ def test_resume_from_another_file_than_checkpoint_npz_is_refused(tmp_path, tiny_
     shutil.copy(out / "old.npz", branch / "checkpoint.npz")  # what the message advises works
     assert mnist_example.main(["--resume", str(branch), "--epochs", "2"]) == 0
     assert (branch / "checkpoints" / "epoch_0002.npz").is_file()
+
+
+def test_a_new_run_is_refused_in_a_folder_holding_the_other_example_s_run(
+    tmp_path, tiny_mnist, mnist_example, cifar_example, capsys
+):
+    """A dense MNIST checkpoint in a per-class CIFAR-10 root (or the class folders in an MNIST run) would mix
+    two runs in one folder: --resume of either would then meet the other's files."""
+    mnist_run, cifar_root = tmp_path / "mnist_run", tmp_path / "cifar_root"
+    argv = ["--data-dir", str(tiny_mnist), "--epochs", "1", "--batch-size", "50", "--limit", "100", "--no-progress"]
+    assert mnist_example.main([*argv, "--out", str(mnist_run)]) == 0
+    cifar_root.mkdir()
+    (cifar_root / "classes.json").write_text('{"classes": ["cat"], "options": {}}\n')
+    before = {p: sorted(p.iterdir()) for p in (mnist_run, cifar_root)}
+    capsys.readouterr()
+    assert mnist_example.main([*argv, "--out", str(cifar_root)]) == 1
+    assert cifar_example.main(["--class", "all", "--epochs", "1", "--out", str(mnist_run)]) == 1
+    assert cifar_example.main(["--class", "cat", "--epochs", "1", "--out", str(cifar_root)]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert lines == [
+        f"error: {cifar_root} already holds a run: use --resume {cifar_root}, or another --out",
+        f"error: {mnist_run} already holds a run: use --resume {mnist_run}, or another --out",
+        f"error: {cifar_root} already holds a run: use --resume {cifar_root}, or another --out",
+    ]
+    assert before == {p: sorted(p.iterdir()) for p in (mnist_run, cifar_root)}

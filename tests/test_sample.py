@@ -385,3 +385,21 @@ def test_module_run_has_no_traceback(tmp_path):
     assert proc.returncode == EXIT_ERROR
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'c.npz'}: not a readable"), proc.stderr
+
+
+def test_a_per_class_root_names_its_class_folders(tmp_path, capsys, good):
+    root = tmp_path / "cifar_run"
+    root.mkdir()
+    (root / "classes.json").write_text('{"classes": ["airplane", "cat"]}')
+    err = refused(capsys, root, "--out", tmp_path / "s.npy")
+    assert (
+        err == f"error: {root}: a per-class run (classes.json) holds one generator per class: give a class's "
+        "folder (none trained yet)"
+    )
+    for name in ("airplane", "cat", "dog"):
+        (root / name).mkdir()
+        (root / name / "checkpoint.npz").write_bytes(good.read_bytes())
+    err = refused(capsys, root, "--out", tmp_path / "s.npy")
+    assert err.endswith(f"give a class's folder ({root / 'airplane'}, {root / 'cat'}, ...)"), err
+    code, _, err = run_main(capsys, root / "cat", "--n", 2, "--out", tmp_path / "s.npy")
+    assert code == 0, err

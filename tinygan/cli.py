@@ -251,12 +251,14 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
 
 
 RESUME_HELP = """
---resume RUN continues the run with the options it was started with. --epochs, --sample-every,
+--resume RUN continues the run from RUN/checkpoint.npz (an earlier checkpoint file is refused: copy it as
+checkpoint.npz into a new folder to go on from it) with the options it was started with. --epochs, --sample-every,
 --checkpoint-every, --score-every, --no-progress, --no-cuda-graph and --data-dir may be given and apply;
 any other option given with --resume must equal the run's, or the resume is refused naming it. The run records its data
 (source, image count, digest): other data is refused unless --allow-other-data is given. A run folder is
 locked while a run uses it (RUN/.lock); a second run given the same --out is refused, and a lock
-whose process has ended (or whose PID a later process now has) is taken over with a note.
+whose process has ended (or whose PID a later process now has) is taken over with a note. A command
+refused before training starts removes the run folder it made (never one that was there before).
 
 Exit codes: 0 done (or finished already), 1 bad option, data or checkpoint, or folder in use,
 2 no GPU, 3 training diverged (NaN), 130 interrupted (a checkpoint is saved: resume it).
@@ -424,6 +426,16 @@ def run_folder(path: Path, option: str = "--out") -> Iterator[RunLock]:
         lock.release()
 
 
+# What marks a folder as a run's: a checkpoint, or the plan of a per-class CIFAR-10 run (examples/cifar_dcgan.py).
+RUN_FILES = ("checkpoint.npz", "classes.json")
+
+
+def held_run(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a run of either example already: a new run started there would mix
+    its files with that run's (a per-class root with a dense MNIST checkpoint, say)."""
+    return any((Path(folder) / name).exists() for name in RUN_FILES)
+
+
 def missing_folders(path: str | os.PathLike) -> list[Path]:
     """The folders that creating ``path`` (with its parents) would make, deepest first: what a refusal
     may remove again with :func:`remove_empty_folders`."""
@@ -460,7 +472,7 @@ def _start(
     started = False
     try:
         with run_folder(out):
-            if (out / "checkpoint.npz").exists():
+            if held_run(out):
                 return fail(f"{out} already holds a run: use --resume {out}, or another --out", EXIT_ERROR)
             data, source = load_data(config.data_options, args.data_dir)
             trainer = GANTrainer(config, data, out, progress=not args.no_progress, data_source=source)
@@ -644,6 +656,7 @@ __all__ = [
     "check_options",
     "fail",
     "folder_name",
+    "held_run",
     "missing_folders",
     "new_run_dir",
     "remove_empty_folders",

@@ -31,7 +31,7 @@ import numpy as np
 
 from tinygan import backend
 from tinygan.checkpoint import CheckpointError, load_checkpoint, subtree
-from tinygan.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_GPU
+from tinygan.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_GPU, RUN_FILES
 from tinygan.config import GANConfig
 from tinygan.layers import Sequential
 from tinygan.models import IMAGE_SHAPES, LATENT_DIM, build
@@ -56,6 +56,13 @@ def _open_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, np.ndarra
     format) on a checkpoint or run folder; an array too large for memory is a CheckpointError too."""
     path = Path(path)
     if path.is_dir():
+        plan = path / RUN_FILES[1]  # classes.json: the root of a per-class CIFAR-10 run, a generator per class folder
+        if not (path / "checkpoint.npz").exists() and plan.is_file():
+            classes = sorted(str(p) for p in path.iterdir() if (p / "checkpoint.npz").is_file())
+            shown = ", ".join(classes[:2]) + (", ..." if len(classes) > 2 else "") if classes else "none trained yet"
+            raise CheckpointError(
+                f"{path}: a per-class run ({plan.name}) holds one generator per class: give a class's folder ({shown})"
+            )
         path = path / "checkpoint.npz"
     try:
         arrays, meta = load_checkpoint(path)
