@@ -54,3 +54,19 @@ def test_recipe_study_without_its_data_is_one_line_and_leaves_nothing(tmp_path, 
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and err.startswith("error: MNIST: data dir ") and "nothing" in err, err
     assert not out.exists() and made == [], "no --out folder and no scratch folder for a study that cannot start"
+
+
+def test_a_warning_during_a_command_is_one_line_and_the_display_is_restored(capsys):
+    """A modified data file's md5 warning reached the user as Python's 'file:line: Category' plus the echo of
+    the source line that raised it; while a command runs it is one 'warning:' line."""
+    import warnings
+
+    from tinygan.cli import one_line_warnings
+    from tinygan.data.mnist import DataIntegrityWarning
+
+    before = warnings.showwarning
+    with one_line_warnings():
+        warnings.warn("MNIST: md5 differs from the published one", DataIntegrityWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert err == "warning: MNIST: md5 differs from the published one\n"
+    assert warnings.showwarning is before

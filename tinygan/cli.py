@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -358,6 +359,20 @@ def recorded_options(config: GANConfig, run_dir: Path) -> dict[str, Any]:
     return recorded
 
 
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """While a command runs, a warning (a data file whose md5 is not the published one) is one ``warning:``
+    line on stderr instead of Python's ``file:line: Category`` and the echo of the source line that raised
+    it; the previous display is restored after."""
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        print(f"warning: {message}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def run(
     args: argparse.Namespace,
     name: str,
@@ -372,9 +387,10 @@ def run(
     ``load_data(data_options, data_dir)`` returns ``(images, source)``; ``example_options(config)`` gives
     the example's own options as the run records them (for --resume's comparison)."""
     try:
-        if args.resume:
-            return _resume(args, model or name, load_data, example_options)
-        return _start(args, name, make_config, load_data)
+        with one_line_warnings():
+            if args.resume:
+                return _resume(args, model or name, load_data, example_options)
+            return _start(args, name, make_config, load_data)
     except TrainingDiverged as exc:
         return fail(str(exc), EXIT_DIVERGED)
     except backend.DeviceError as exc:
