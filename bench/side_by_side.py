@@ -3,6 +3,8 @@ machine's sgemm rate (the floor's denominator) measured the same way between the
 
     for i in 1 2 3; do for impl in tinygan torch sgemm; do python -m bench.side_by_side $impl dcgan; done; done
 
+``tinygan-unfused`` is tinygan with Sequential's fusion plan turned off (``set_fusion(False)``), to measure it.
+
 Imports tinygan before NumPy, as the examples do, so OpenBLAS gets tinygan's thread timeout. Prints one
 JSON line: the median and minimum of the step time over 10 (DCGAN) or 40 (MNIST) steps after 3 warm-ups,
 with the step's GEMM GFLOP and the 1-minute load average before and after; ``sgemm`` prints NumPy's float32
@@ -40,12 +42,16 @@ def main(impl: str, model: str) -> None:
             )
         )
         return
-    if impl == "tinygan":
-        step = steps.tiny_step(steps.tiny_trainer(model, n, "cpu", "numba"))
+    if impl in ("tinygan", "tinygan-unfused"):
+        trainer = steps.tiny_trainer(model, n, "cpu", "numba")
+        if impl == "tinygan-unfused":  # Sequential's fusion plan off: every layer its own passes
+            for net in (trainer.G, trainer.D):
+                net.set_fusion(False)
+        step = steps.tiny_step(trainer)
     elif impl == "torch":
         step = steps.torch_step(model, n, "cpu").fn
     else:
-        raise SystemExit(f"unknown implementation {impl!r}: expected tinygan, torch or sgemm")
+        raise SystemExit(f"unknown implementation {impl!r}: expected tinygan, tinygan-unfused, torch or sgemm")
     for _ in range(3):
         step()
     times = []
