@@ -3,6 +3,8 @@ machine's sgemm rate (the floor's denominator) measured the same way between the
 
     for i in 1 2 3; do for impl in tinygan torch sgemm; do python -m bench.side_by_side $impl dcgan; done; done
 
+``tinygan-unfused`` is tinygan with Sequential's fusion plan turned off (``set_fusion(False)``), to measure it.
+
 Imports tinygan before NumPy, as the examples do, so OpenBLAS gets tinygan's thread timeout. Prints one
 JSON line: the median and minimum of the step time over 10 (DCGAN) or 40 (MNIST) steps after 3 warm-ups,
 the median of the process's CPU time per step (all its threads, page faults included; a pool that spins while
@@ -42,12 +44,16 @@ def main(impl: str, model: str) -> None:
             )
         )
         return
-    if impl == "tinygan":
-        step = steps.tiny_step(steps.tiny_trainer(model, n, "cpu", "numba"))
+    if impl in ("tinygan", "tinygan-unfused"):
+        trainer = steps.tiny_trainer(model, n, "cpu", "numba")
+        if impl == "tinygan-unfused":  # Sequential's fusion plan off: every layer its own passes
+            for net in (trainer.G, trainer.D):
+                net.set_fusion(False)
+        step = steps.tiny_step(trainer)
     elif impl == "torch":
         step = steps.torch_step(model, n, "cpu").fn
     else:
-        raise ValueError(f"unknown implementation {impl!r}: expected tinygan, torch or sgemm")
+        raise ValueError(f"unknown implementation {impl!r}: expected tinygan, tinygan-unfused, torch or sgemm")
     for _ in range(3):
         step()
     times, cpu_times = [], []
@@ -77,7 +83,7 @@ def _parse(argv: list[str]) -> tuple[str, str]:
     parser = argparse.ArgumentParser(
         prog="python -m bench.side_by_side", description=__doc__.split("\n\n")[0].replace("\n", " ")
     )
-    parser.add_argument("impl", choices=("tinygan", "torch", "sgemm"), help="what to time in this process")
+    parser.add_argument("impl", choices=("tinygan", "tinygan-unfused", "torch", "sgemm"), help="what to time in this process")
     parser.add_argument("model", nargs="?", choices=("mnist", "dcgan"), default="dcgan", help="the step (dcgan)")
     args = parser.parse_args(argv)
     return args.impl, args.model

@@ -13,11 +13,13 @@ parallel kernel runs on the calling thread only. Waking the thread pool costs mo
 memory-bound loops save on small arrays, and on a busy machine (BLAS threads or other processes
 on the same cores) the OpenMP pool's barrier can cost milliseconds per call.
 
-The fused epilogue's activation (``act``, ``act_grad``; equations in the reference's docstring) is written
-once here as inlined jitted functions, which the fused weight ops (``fused.py``, ``conv.py``) call where they
-write their output: y = act(z + b) in the pass that adds the bias, dz = act_grad(dy, y) in the pass that
-first reads dy.
+The fused epilogue's activation (``act``; equations in the reference's docstring) is written once here as an
+inlined jitted function, which the fused weight ops (``fused.py``, ``conv.py``) call where they write their
+output: y = act(z + b) in the pass that adds the bias. The fused backward's dz = dy * act'(y) is the
+activation's own backward pass (``activation_grad``).
 """
+
+import sys
 
 import numba
 import numpy as np
@@ -43,32 +45,23 @@ def act(z, use, slope):  # pragma: no cover - compiled
     return z if (not use or z > 0) else z * slope
 
 
-@njit(inline="always", cache=True)
-def act_grad(dy, y, use, slope):  # pragma: no cover - compiled
-    """dL/dz from the fused output y (slope >= 0: y > 0 exactly when z > 0)."""
-    return dy if (not use or y > 0) else dy * slope
-
-
 def epilogue(slope):
     """(use, slope) as the jitted epilogue takes them, for ``slope`` None (no activation) or a float."""
     return (False, 0.0) if slope is None else (True, float(slope))
 
 
-@njit(parallel=True, cache=True)
-def _act_grad_flat(dy, y, use, slope, dz):  # pragma: no cover - compiled
-    for i in prange(dy.size):
-        dz[i] = act_grad(dy[i], y[i], use, slope)
-
-
 def activation_grad(dy, y, slope, op):
-    """dz = dy * act'(y) for the fused backward ops (dy itself for slope None), one parallel pass."""
+    """dz = dy * act'(y) for the fused backward ops (dy itself for slope None): the activation's own jitted
+    backward on the namespace (``relu_backward``, or ``leaky_relu_backward`` handed y, which has x's sign),
+    looked up at call time so that a kernel swapped there (the walkthrough's --break) reaches fused layers."""
     if slope is None:
         return dy
     if y is None:
         raise ValueError(f"{op}: slope={slope} needs y, the fused forward's output")
     if tuple(y.shape) != tuple(dy.shape):
         raise ValueError(f"{op}: y of shape {tuple(y.shape)} does not match dy of shape {tuple(dy.shape)}")
-    return _binary(_act_grad_flat, dy, y, *epilogue(slope))
+    K = sys.modules[__package__]
+    return K.relu_backward(dy, y) if slope == 0 else K.leaky_relu_backward(dy, y, slope)
 
 
 @njit(parallel=True, cache=True)

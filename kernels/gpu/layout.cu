@@ -147,6 +147,9 @@ __global__ void rows_grad_sum(const T* __restrict__ dy, const T* __restrict__ y,
     const index_t c = (index_t)blockIdx.x * 32 + threadIdx.x;
     double acc = 0.0;
     if (c < C) {
+        // Unrolled so that a thread has several rows' loads in flight: the batches are small (a few hundred
+        // rows), and this loop's latency, not the bandwidth, is what the kernel costs.
+#pragma unroll 4
         for (index_t n = threadIdx.y; n < N; n += ROWS_GRAD_Y) {
             const index_t i = n * C + c;
             const T v = act ? epilogue_grad(dy[i], y[i], act, slope) : dy[i];

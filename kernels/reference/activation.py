@@ -29,8 +29,9 @@ Tanh::
 Everything is written with ufuncs and array operators, so the same code runs on CuPy arrays.
 
 The fused epilogue (``activate`` / ``activate_backward``, not contract ops of their own: the weight ops'
-``slope`` parameter applies them). A weight layer followed by ReLU or LeakyReLU(s), s >= 0, runs as one op
-whose output is already activated (``Sequential``'s fusion plan, docs/ARCHITECTURE.md)::
+``slope`` parameter applies them, through the activation ops above). A weight layer followed by ReLU or
+LeakyReLU(s), s >= 0, runs as one op whose output is already activated (``Sequential``'s fusion plan,
+docs/ARCHITECTURE.md)::
 
     y = act(z) = z if z > 0 else slope z       (slope None: no activation; 0: ReLU; s: LeakyReLU(s))
     dz = dy if y > 0 else slope dy
@@ -38,6 +39,8 @@ whose output is already activated (``Sequential``'s fusion plan, docs/ARCHITECTU
 The backward reads y, not z (the fused op never stores z): for slope >= 0, y > 0 exactly when z > 0, so
 the branch is the same one the separate layers take (ReLU's ``y > 0``, LeakyReLU's ``x > 0``).
 """
+
+import sys
 
 import numpy as np
 
@@ -53,23 +56,33 @@ __all__ = [
 ]
 
 
+def namespace():
+    """The kernel set these ops belong to, looked up at call time: the fused ops below and the whole-backward
+    ops call the activation, dense and conv ops through it, so a kernel swapped on the namespace (the
+    walkthrough's --break and --exercise) reaches fused layers too, as it reaches the others."""
+    return sys.modules[__package__]
+
+
 def activate(z, slope):
-    """The fused epilogue's activation: z for slope None, else LeakyReLU(slope) (ReLU for slope 0)."""
+    """The fused epilogue's activation: z for slope None, else ReLU (slope 0) or LeakyReLU(slope)."""
     if slope is None:
         return z
-    return np.where(z > 0, z, z * slope)
+    K = namespace()
+    return K.relu_forward(z) if slope == 0 else K.leaky_relu_forward(z, slope)
 
 
 def activate_backward(dy, y, slope, op="activate_backward"):
-    """dL/dz of ``y = activate(z, slope)`` from the output y (slope >= 0, see the module docstring).
-    ``op`` names the caller in the errors: slope without y, or a y that does not match dy."""
+    """dL/dz of ``y = activate(z, slope)`` from the output y (slope >= 0, see the module docstring): the
+    activation's own backward, handed y where LeakyReLU's takes x (same sign). ``op`` names the caller in the
+    errors: slope without y, or a y that does not match dy."""
     if slope is None:
         return dy
     if y is None:
         raise ValueError(f"{op}: slope={slope} needs y, the fused forward's output")
     if tuple(y.shape) != tuple(dy.shape):
         raise ValueError(f"{op}: y of shape {tuple(y.shape)} does not match dy of shape {tuple(dy.shape)}")
-    return np.where(y > 0, dy, dy * slope)
+    K = namespace()
+    return K.relu_backward(dy, y) if slope == 0 else K.leaky_relu_backward(dy, y, slope)
 
 
 def relu_forward(x):

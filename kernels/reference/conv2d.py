@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activation import activate, activate_backward
+from .activation import activate, activate_backward, namespace
 from .conv_geometry import conv2d_output_hw, conv2d_output_shape, conv_args
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "conv2d_backward"]
@@ -145,10 +145,11 @@ def conv2d_backward(
     ``dW += `` and ``db += `` its weight and bias gradients (each skipped when None), returns dx (None when
     ``input_grad`` is False). ``cols`` is conv2d_forward's cache."""
     dz = activate_backward(dy, y, slope, "conv2d_backward")
+    K = namespace()  # the split ops as the namespace has them now (activation.namespace says why)
     if dW is not None or db is not None:
-        gW, gb = conv2d_backward_weight(dz, cols, W.shape)
+        gW, gb = K.conv2d_backward_weight(dz, cols, W.shape)
         if dW is not None:
             dW += gW
         if db is not None:
             db += gb
-    return conv2d_backward_data(dz, W, x_shape, stride, padding) if input_grad else None
+    return K.conv2d_backward_data(dz, W, x_shape, stride, padding) if input_grad else None

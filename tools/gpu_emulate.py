@@ -1,0 +1,429 @@
+"""Run tinygan.kernels.gpu's Python code without a GPU: a pytest plugin that installs a NumPy-backed ``cupy``
+and emulates the CUDA kernels the weight layers use, checking every launch's arguments against the kernel's
+CUDA signature in its .cu file (count; pointer dtypes; ``int`` as int32, ``index_t`` as int64, ``T`` as the
+element type). It catches what NVRTC and a GPU would otherwise be the first to see: a wrapper passing
+arguments in the wrong order, of the wrong width, or one too few.
+
+    python -m pytest -p tools.gpu_emulate tests/test_gpu_fusion.py -k "not captured"
+    python -m pytest -p tools.gpu_emulate tests/test_kernel_contract.py tests/test_gpu_conv.py -k "not captured"
+
+Emulated (NumPy, with the kernels' semantics): the layout kernels (cns_to_ncs, ncs_to_cns, add_bias, the
+channel sums, rows_grad_sum), im2col / col2im, the activations and the fused epilogue's kernels, conv_igemm's
+three modes and its split-K reduce; cuBLAS (``cublas.matmul``) as a NumPy product with alpha / beta. Outputs of
+``cupy.empty`` start as NaN, so an element a wrapper leaves unwritten shows. Not emulated: BatchNorm, Adam,
+Philox, BCE, dropout, the GAN step's kernels, streams and graph capture (those tests fail here with "no
+emulation of kernel ..."). This checks the Python side only: the CUDA sources still need a compiler (``nvcc
+-std=c++17 -arch=sm_90 -ptx`` on a file made of _common.cu and the op's .cu) and a GPU run.
+"""
+
+import contextlib
+import re
+import sys
+import types
+
+import numpy as np
+
+
+# -- a NumPy-backed cupy ----------------------------------------------------------------------------------
+class _Data:
+    def __init__(self, a):
+        self.ptr = a.__array_interface__["data"][0]
+
+
+class ndarray(np.ndarray):
+    @property
+    def data(self):
+        return _Data(self)
+
+    def get(self):
+        return np.array(self).view(np.ndarray)
+
+
+ndarray.__module__ = "cupy"  # tinygan.backend tells device arrays by their type's module
+
+
+def _w(a):
+    if isinstance(a, np.ndarray) and not isinstance(a, ndarray):
+        return a.view(ndarray)
+    return a
+
+
+def asarray(a, dtype=None):
+    if isinstance(a, ndarray) and (dtype is None or a.dtype == dtype):
+        return a
+    return _w(np.array(a, dtype=dtype))
+
+
+def ascontiguousarray(a, dtype=None):
+    return _w(np.ascontiguousarray(a, dtype=dtype))
+
+
+def _nan(shape, dtype):
+    dtype = np.dtype(dtype)
+    return np.full(shape, np.nan if dtype.kind == "f" else 0, dtype).view(ndarray)
+
+
+def empty(shape, dtype=np.float64):
+    return _nan(shape, dtype)
+
+
+def empty_like(a, dtype=None):
+    return _nan(a.shape, dtype or a.dtype)
+
+
+def asnumpy(a):
+    return np.array(a).view(np.ndarray)
+
+
+def matmul(a, b, out=None):
+    return _w(np.matmul(np.asarray(a), np.asarray(b)))
+
+
+def _numpy_fallback(name):
+    f = getattr(np, name)
+    if callable(f) and not isinstance(f, type):
+
+        def wrapped(*args, **kw):
+            r = f(*args, **kw)
+            return _w(r) if isinstance(r, np.ndarray) else r
+
+        return wrapped
+    return f
+
+
+class RawModule:
+    def __init__(self, *a, **k):
+        raise RuntimeError("fake cupy: RawModule must not be reached (CudaModule.get is emulated)")
+
+
+class _Stream:
+    ptr = 0
+
+    def __init__(self, *a, **k):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+    def is_capturing(self):
+        return False
+
+    def synchronize(self):
+        pass
+
+
+class _Device:
+    id = 0
+
+    def __init__(self, *a):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+class _Runtime:
+    @staticmethod
+    def getDeviceCount():
+        return 1
+
+
+class _Pool:
+    def free_all_blocks(self):
+        pass
+
+    def total_bytes(self):
+        return 0
+
+    def used_bytes(self):
+        return 0
+
+
+class cuda:
+    Stream = _Stream
+    Device = _Device
+    runtime = _Runtime
+    MemoryPool = _Pool
+
+    @staticmethod
+    def get_current_stream():
+        return _Stream()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def using_allocator(*a):
+        yield
+
+
+def get_default_memory_pool():
+    return _Pool()
+
+
+float32, float64, int32, int64, uint8, uintp, bool_ = (
+    np.float32,
+    np.float64,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uintp,
+    np.bool_,
+)
+
+
+def _install_cupy() -> None:
+    module = types.ModuleType("cupy")
+    for name, value in globals().items():
+        if not name.startswith("__") and name not in (
+            "contextlib",
+            "re",
+            "sys",
+            "types",
+            "np",
+            "_install_cupy",
+            "_numpy_fallback",
+        ):
+            setattr(module, name, value)
+    module.__getattr__ = _numpy_fallback
+    sys.modules["cupy"] = module
+    for name in ("cupy_backends", "cupy_backends.cuda", "cupy_backends.cuda.libs", "cupy_backends.cuda.libs.cublas"):
+        sys.modules[name] = types.ModuleType(name)
+
+
+_install_cupy()
+
+# -- the kernels ---------------------------------------------------------------------------------------------
+import tinygan.backend as backend  # noqa: E402  (after the fake cupy is installed)
+
+backend.gpu_unavailable_reason = lambda: None
+
+from tinygan.kernels.gpu import _common, cublas  # noqa: E402
+from tinygan.kernels.reference import conv2d as RC  # noqa: E402
+
+_SIGS = {}
+LAUNCHES = {}
+
+
+def _signature(filename, name):
+    key = (filename, name)
+    if key not in _SIGS:
+        src = _common.read_source(filename)
+        m = re.search(r"__global__\s+void\s+(__launch_bounds__\([^)]*\)\s*)?" + re.escape(name) + r"\s*\(", src)
+        assert m, f"no kernel {name} in {filename}"
+        i, depth = m.end(), 1
+        j = i
+        while depth:
+            depth += {"(": 1, ")": -1}.get(src[j], 0)
+            j += 1
+        params = [p.strip() for p in src[i : j - 1].split(",")]
+        _SIGS[key] = [p.replace("__restrict__", "").rsplit(None, 1)[0].strip() for p in params]
+    return _SIGS[key]
+
+
+def _check(filename, full, args):
+    name = full.split("<")[0]
+    targs = full[full.index("<") + 1 : -1].split(",") if "<" in full else []
+    T = {"float": np.float32, "double": np.float64}.get(targs[0].strip()) if targs else None
+    sig = _signature(filename, name.replace("__launch_bounds__", ""))
+    assert len(sig) == len(args), f"{full}: {len(args)} arguments for {len(sig)} parameters {sig}"
+    for typ, a in zip(sig, args):
+        base = typ.replace("const", "").replace("*", "").strip()
+        if "*" in typ:
+            if type(a) is np.uintp and a == 0:
+                continue  # a null pointer
+            assert isinstance(a, np.ndarray), f"{full}: {typ} got {type(a)}"
+            want = {"T": T, "double": np.float64, "float": np.float32}.get(base)
+            if want is not None:
+                assert a.dtype == want, f"{full}: {typ} got {a.dtype}"
+        elif base == "int":
+            assert type(a) is np.int32, f"{full}: int got {type(a)}"
+        elif base == "index_t":
+            assert type(a) is np.int64, f"{full}: index_t got {type(a)}"
+        elif base == "T":
+            assert type(a) is np.dtype(T).type, f"{full}: T got {type(a)}"
+        else:
+            raise AssertionError(f"{full}: unknown parameter type {typ}")
+    return name, T
+
+
+def _act(z, use, slope):
+    return np.where(z > 0, z, z * slope) if use else z
+
+
+def _act_grad(dy, y, use, slope):
+    return np.where(y > 0, dy, dy * slope) if use else dy
+
+
+self_mode = [0]
+
+
+def _run(name, grid, block, a):
+    V = lambda x: np.asarray(x).reshape(-1)  # noqa: E731
+    if name == "cns_to_ncs":
+        src, dst, bias, hb, act, slope, N, C, S = a
+        v = V(src).reshape(C, N, S).transpose(1, 0, 2)
+        if hb:
+            v = v + V(bias)[:C][None, :, None]
+        V(dst)[:] = _act(v, act, slope).reshape(-1)
+    elif name == "ncs_to_cns":
+        src, dst, gate, act, slope, N, C, S = a
+        g = V(gate)[: N * C * S] if act else None
+        v = _act_grad(V(src).reshape(N, C, S), g.reshape(N, C, S) if act else None, act, slope)
+        V(dst)[:] = v.transpose(1, 0, 2).reshape(-1)
+    elif name == "add_bias":
+        y, bias, act, slope, C, S, total = a
+        v = V(y).reshape(-1, C, S) + V(bias)[None, :, None]
+        V(y)[:] = _act(v, act, slope).reshape(-1)
+    elif name == "channel_sum":
+        x, out, N, C, S, acc = a
+        s = V(x).reshape(N, C, S).astype(np.float64).sum(axis=(0, 2))
+        V(out)[:] = (V(out) if acc else 0) + s.astype(out.dtype)
+    elif name == "channel_partial":
+        x, partial, N, C, S, chunk = a
+        flat = V(x).reshape(N, C, S).transpose(1, 0, 2).reshape(C, -1).astype(np.float64)
+        parts = grid[0]
+        assert grid[1] == C
+        for p in range(parts):
+            partial.reshape(C, parts)[:, p] = flat[:, p * chunk : (p + 1) * chunk].sum(axis=1)
+    elif name == "channel_finish":
+        partial, out, parts, acc = a
+        s = partial.reshape(-1, parts).sum(axis=1)
+        V(out)[:] = (V(out) if acc else 0) + s.astype(out.dtype)
+    elif name == "channel_sum_rows":
+        x, out, N, C, acc = a
+        s = V(x).reshape(N, C).astype(np.float64).sum(axis=0)
+        V(out)[:] = (V(out) if acc else 0) + s.astype(out.dtype)
+    elif name == "rows_grad_sum":
+        dy, y, dz, db, act, slope, want, acc, N, C = a
+        assert block == (32, 16) and grid[0] * 32 >= C
+        v = _act_grad(V(dy).reshape(N, C), V(y).reshape(N, C), act, slope)
+        if act:
+            V(dz)[:] = v.reshape(-1)
+        if want:
+            s = v.astype(np.float64).sum(axis=0).astype(db.dtype)
+            V(db)[:] = (V(db) if acc else 0) + s
+    elif name == "im2col":
+        x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, rpb = a
+        cols[...] = RC.im2col(np.asarray(x).view(np.ndarray), (kh, kw), (sh, sw), (ph, pw))
+    elif name == "col2im":
+        cols, x, bias, hb, act, slope, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo = a
+        v = RC.col2im(np.asarray(cols).view(np.ndarray), (N, C, H, W), (kh, kw), (sh, sw), (ph, pw))
+        if hb:
+            v = v + V(bias)[None, :, None, None]
+        x[...] = _act(v, act, slope)
+    elif name == "conv_igemm":
+        mode = int(self_mode[0])
+        A, B, out, bias, pbias, N, C, H, W, Cout, kh, kw, sh, sw, ph, pw, Ho, Wo, kps = a
+        geo = ((kh, kw), (sh, sw), (ph, pw))
+        f64 = lambda t: np.asarray(t).view(np.ndarray).astype(np.float64)  # noqa: E731
+        if mode == 0:
+            b = f64(bias) if isinstance(bias, np.ndarray) else None
+            y = RC.conv2d_forward(f64(B), f64(A), b, geo[1], geo[2])[0]
+            out[...] = y.astype(np.float32)
+        elif mode == 1:
+            dx = RC.conv2d_backward_data(f64(B), f64(A), (N, C, H, W), geo[1], geo[2])
+            if isinstance(bias, np.ndarray):
+                dx = dx + f64(bias)[None, :, None, None]
+            out[...] = dx.astype(np.float32)
+        else:
+            splits = grid[2]
+            cols = RC.im2col(f64(B), (kh, kw), (sh, sw), (ph, pw))
+            dW = RC.conv2d_backward_weight(f64(A), cols, (Cout, C, kh, kw))[0].reshape(Cout, -1)
+            db = f64(A).sum(axis=(0, 2, 3))
+            o = np.asarray(out).reshape(splits, Cout, -1) if splits > 1 else np.asarray(out).reshape(1, Cout, -1)
+            o[...] = 0
+            o[0] = dW
+            if isinstance(pbias, np.ndarray):
+                pb = np.asarray(pbias).reshape(splits if splits > 1 else 1, Cout)
+                pb[...] = 0
+                pb[0] = db
+    elif name == "ig_splitk_reduce":
+        part, out, count, splits = a
+        V(out)[:count] = V(part)[: splits * count].reshape(splits, count).sum(axis=0)
+    elif name == "fused_act":
+        y, slope, n = a
+        V(y)[:] = _act(V(y), 1, slope)
+    elif name == "fused_act_grad":
+        dy, y, dz, slope, n = a
+        V(dz)[:] = _act_grad(V(dy), V(y), 1, slope)
+    elif name == "relu_forward":
+        x, y, n = a
+        V(y)[:] = np.where(V(x) > 0, V(x), 0)
+    elif name == "relu_backward":
+        dy, y, dx, n = a
+        V(dx)[:] = np.where(V(y) > 0, V(dy), 0)
+    elif name == "leaky_relu_forward":
+        x, y, slope, n = a
+        V(y)[:] = np.where(V(x) > 0, V(x), slope * V(x))
+    elif name == "leaky_relu_backward":
+        dy, x, dx, slope, n = a
+        V(dx)[:] = np.where(V(x) > 0, V(dy), slope * V(dy))
+    elif name == "sigmoid_forward":
+        x, y, n = a
+        V(y)[:] = 1 / (1 + np.exp(-V(x)))
+    elif name == "sigmoid_backward":
+        dy, y, dx, n = a
+        V(dx)[:] = V(dy) * V(y) * (1 - V(y))
+    elif name == "tanh_backward":
+        dy, y, dx, n = a
+        V(dx)[:] = V(dy) * (1 - V(y) * V(y))
+    elif name == "tanh_forward":
+        x, y, n = a
+        V(y)[:] = np.tanh(V(x))
+    else:
+        raise AssertionError(f"no emulation of kernel {name}")
+
+
+class _Emu:
+    def __init__(self, filename, full):
+        self.filename, self.full = filename, full
+
+    def __call__(self, grid, block, args):
+        name, _ = _check(self.filename, self.full, args)
+        if name == "conv_igemm":
+            self_mode[0] = int(self.full.split("<")[1].split(",")[1])
+        LAUNCHES[name] = LAUNCHES.get(name, 0) + 1
+        _run(name, tuple(grid), tuple(block), args)
+
+
+def _get(self, name, dtype=None, wide=False):
+    ctype = None if dtype is None else _common.ctype_of(dtype)
+    if name in self.indexed:
+        full = f"{name}<{ctype}, {'long long' if wide else 'int'}>"
+    else:
+        full = name if ctype is None else f"{name}<{ctype}>"
+    assert full in self.name_expressions(), f"{full} is not among {self.filename}'s instantiations"
+    return _Emu(self.filename, full)
+
+
+_common.CudaModule.get = _get
+
+
+def _matmul(a, b, out=None, transa=False, transb=False, *, alpha=1.0, beta=0.0, precision=None):
+    for nm, x in (("a", a), ("b", b)):
+        if not isinstance(x, np.ndarray) or x.ndim != 2:
+            raise ValueError(f"cublas.matmul: {nm} must be a 2-D CuPy array")
+    if b.dtype != a.dtype:
+        raise TypeError("cublas.matmul: dtypes differ")
+    A = np.asarray(a).T if transa else np.asarray(a)
+    B = np.asarray(b).T if transb else np.asarray(b)
+    if A.shape[1] != B.shape[0]:
+        raise ValueError("cublas.matmul: inner dimensions differ")
+    m, n = A.shape[0], B.shape[1]
+    import cupy
+
+    if out is None:
+        if beta != 0.0:
+            raise ValueError("cublas.matmul: beta != 0 needs an out array to accumulate into")
+        out = cupy.empty((m, n), dtype=a.dtype)
+    elif out.shape != (m, n) or out.dtype != a.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"cublas.matmul: out must be a C-contiguous {a.dtype} array of shape {(m, n)}")
+    prod = (A.astype(np.float64) @ B.astype(np.float64)) if a.dtype == np.float32 else A @ B
+    LAUNCHES["gemm_beta1" if beta == 1.0 else "gemm"] = LAUNCHES.get("gemm_beta1" if beta == 1.0 else "gemm", 0) + 1
+    out[...] = (alpha * prod + (beta * np.asarray(out) if beta != 0.0 else 0)).astype(out.dtype)
+    return out
+
+
+cublas.matmul = _matmul
