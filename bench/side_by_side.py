@@ -83,7 +83,9 @@ def _parse(argv: list[str]) -> tuple[str, str]:
     parser = argparse.ArgumentParser(
         prog="python -m bench.side_by_side", description=__doc__.split("\n\n")[0].replace("\n", " ")
     )
-    parser.add_argument("impl", choices=("tinygan", "tinygan-unfused", "torch", "sgemm"), help="what to time in this process")
+    parser.add_argument(
+        "impl", choices=("tinygan", "tinygan-unfused", "torch", "sgemm"), help="what to time in this process"
+    )
     parser.add_argument("model", nargs="?", choices=("mnist", "dcgan"), default="dcgan", help="the step (dcgan)")
     args = parser.parse_args(argv)
     return args.impl, args.model
