@@ -409,7 +409,7 @@ CIFAR_CANDIDATES: dict[str, list[str]] = {
 CIFAR_RAW_TWIN = {"default": "no-ema"}
 # Options that change one setting of the default each, in groups that set the same option; "combo" takes
 # one of each group. "original" is another baseline, not an option, and stays out of it.
-CIFAR_COMBO_GROUPS = (("no-aug", "aug-tcc"), ("convT4", "resize"))
+CIFAR_COMBO_GROUPS = {"augmentation": ("no-aug", "aug-tcc"), "upsampling": ("convT4", "resize")}
 CIFAR_FIELDS = (
     "candidate",
     "seed",
@@ -457,29 +457,32 @@ def _mean_fid(rows: list[dict[str, Any]], candidate: str) -> float:
 
 def combination(rows: list[dict[str, Any]], seeds: list[int], classes: list[str]) -> tuple[list[str] | None, str]:
     """The options of "combo" and why: of each group of :data:`CIFAR_COMBO_GROUPS` (candidates that set the
-    same option) the candidate that beat the default on every seed (the lower mean Fréchet distance where
-    both did). Where fewer than two groups have such a winner, the better of each group that ran, by mean
-    Fréchet distance, so that every study shows two changes together (one may only help beside the other);
-    None (combo skipped) where fewer than two groups ran at all: one option alone is its own candidate."""
-    best, winners = [], []
-    for group in CIFAR_COMBO_GROUPS:
+    same option, so at most one of each combines) the candidate that beat the default on every seed (the
+    lower mean Fréchet distance where both did). Where fewer than two groups have such a winner, the better
+    of each group that ran, by mean Fréchet distance, so that every study shows two changes together (one may
+    only help beside the other); None (combo skipped) where fewer than two groups ran at all: one option
+    alone is its own candidate."""
+    best, winners, beat = [], [], []
+    for group in CIFAR_COMBO_GROUPS.values():
         ran = [name for name in group if any(r["candidate"] == name for r in rows)]
         if ran:
             best.append(min(ran, key=lambda c: _mean_fid(rows, c)))
         won = [name for name in ran if beats_default(rows, name, seeds, classes)]
+        beat += won
         if won:
             winners.append(min(won, key=lambda c: _mean_fid(rows, c)))
+    groups = " and ".join(CIFAR_COMBO_GROUPS)
+    if len(best) < 2:
+        return None, f"skipped: fewer than two of the option groups ({groups}) ran, nothing to combine"
     if len(winners) >= 2:
-        picks, why = winners, f"the candidates that beat the default on every seed: {', '.join(winners)}"
-    elif len(best) >= 2:
-        picks = best
-        why = (
-            f"fewer than two candidates beat the default on every seed ({', '.join(winners) or 'none'}): the "
-            f"better of each group by mean FID, {' and '.join(best)}"
+        return [opt for name in winners for opt in CIFAR_CANDIDATES[name]], (
+            f"the better candidate of each group ({groups}) that beat the default on every seed: "
+            f"{' and '.join(winners)}"
         )
-    else:
-        return None, "skipped: fewer than two of the option groups (augmentation, upsampling) ran, nothing to combine"
-    return [opt for name in picks for opt in CIFAR_CANDIDATES[name]], why
+    return [opt for name in best for opt in CIFAR_CANDIDATES[name]], (
+        f"beat the default on every seed: {', '.join(beat) or 'none'}, not one of each group ({groups}): "
+        f"the better of each group by mean FID, {' and '.join(best)}"
+    )
 
 
 def cifar_labels(candidate_names: list[str]) -> list[str]:
