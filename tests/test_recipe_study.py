@@ -128,9 +128,10 @@ def test_cifar_study_smoke_every_candidate_seed_and_class(tmp_path, cifar):
 
     with tarfile.open(out / "grids.tar") as tar:
         assert sorted(tar.getnames()) == sorted(f"grid-{c}.png" for c in CIFAR_LABELS)
-    # overview: 2 class rows; 8 candidates x 3 samples and 7 separator columns = 31 columns.
+    # overview: 2 class rows; 8 candidates x 3 samples and 7 separator columns = 31 columns of 32 pixels, each
+    # with 2 of padding (tinygan.viz.grid), the whole scaled up by a whole factor.
     width, height = Image.open(out / "overview.png").size
-    assert abs(width / height - 31 / 2) < 0.3
+    assert width * (2 * 34 + 2) == height * (31 * 34 + 2)
 
 
 def _study_module():
