@@ -575,7 +575,8 @@ def write_cifar_results(
         if name in twins:
             lines.append(f"- {name}: the raw generator (not its EMA) of the '{twins[name]}' runs")
         elif name == "combo":
-            lines.append(f"- combo: `{info.get('combo') or '(not built yet)'}`")
+            if info.get("combo") or not info.get("combo_why"):  # built, or not yet; where skipped, the why says so
+                lines.append(f"- combo: `{info.get('combo') or '(not built yet)'}`")
         else:
             lines.append(f"- {name}: `{' '.join(CIFAR_CANDIDATES[name]) or '(none)'}`")
     if info.get("combo_why"):
