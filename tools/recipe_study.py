@@ -569,7 +569,11 @@ def write_cifar_results(
             "are: about 63 a class on the partial data), scored the same way; at so small an n their FID is "
             "dominated by the small-n bias.",
         ]
-    lines += ["", "Candidates (options on top of the default recipe):", ""]
+    lines += [
+        "",
+        "Candidates (options on top of the default recipe; `--recipe original` starts from the original one):",
+        "",
+    ]
     twins = {twin: name for name, twin in CIFAR_RAW_TWIN.items()}
     for name in names:
         if name in twins:
