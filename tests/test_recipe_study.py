@@ -86,37 +86,143 @@ def cifar_study(tmp_path, cifar, *extra):
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
 
 
+CIFAR_LABELS = ("default", "no-ema", "original", "no-aug", "aug-tcc", "convT4", "resize", "combo")
+
+
+@pytest.mark.slow
 def test_cifar_study_smoke_every_candidate_seed_and_class(tmp_path, cifar):
-    result = cifar_study(tmp_path, cifar, "--candidates", "ema,resize,combo", "--time-budget", "300")
+    result = cifar_study(tmp_path, cifar, "--time-budget", "600")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["grids.tar", "overview.png", "results.csv", "results.md"]
     assert not (tmp_path / "cache").exists()  # the smoke classifier is not cached
     rows = list(csv.DictReader(open(out / "results.csv")))
     keys = [(r["candidate"], r["seed"], r["class"]) for r in rows]
-    expected = {(c, s, k) for c in ("default", "ema", "resize", "combo") for s in "01" for k in ("airplane", "cat")}
+    expected = {(c, s, k) for c in CIFAR_LABELS for s in "01" for k in ("airplane", "cat")}
     assert sorted(keys) == sorted(expected)
-    assert all(r["epochs"] == "1" for r in rows)
+    assert all(r["epochs"] == "1" for r in rows)  # "original" too: the study's epochs, not its own 150
     fids = [float(r["fid"]) for r in rows]
     assert all(np.isfinite(fids)) and all(f > 0 for f in fids)
-    assert len({r["fid"] for r in rows if r["candidate"] != "combo"}) == 12  # seeds, classes, candidates differ
+    assert len({r["fid"] for r in rows if r["candidate"] != "combo"}) == 28  # seeds, classes, candidates differ
     by = {(r["candidate"], r["seed"], r["class"]): r for r in rows}
     assert by[("resize", "0", "cat")]["options"] == "--upsample resize"
-    # The EMA runs score the raw generator as 'default': the same run, so the same seconds.
-    assert by[("default", "1", "cat")]["train_seconds"] == by[("ema", "1", "cat")]["train_seconds"]
+    assert by[("original", "1", "airplane")]["options"] == "--recipe original"
+    # Which generator was scored: the EMA where the run keeps one; the original recipe has none.
+    generators = {c: {r["generator"] for r in rows if r["candidate"] == c} for c in CIFAR_LABELS}
+    assert generators == {c: {"raw" if c in ("no-ema", "original") else "ema"} for c in CIFAR_LABELS}
     assert all(0 <= float(r["recognized"]) <= 1 for r in rows)
     table = (out / "results.md").read_text()
-    assert "**1 epochs** per class" in table and "| candidate | FID s0 | FID s1 | rec s0 | rec s1 |" in table
-    assert "- combo: `--ema-decay 0.999" in table and "left to right: default, ema, resize, combo" in table
+    assert "**1 epochs** per class for every candidate ('original' included, not its own 150)" in table
+    assert "| candidate | FID s0 | FID s1 | rec s0 | rec s1 |" in table
+    assert "Default recipe (tinygan.recipes.CIFAR_RECIPES['default']): epochs 390," in table
+    combo = by[("combo", "0", "cat")]["options"]
+    assert f"- combo: `{combo}`" in table and combo.count("--") == 2  # one augmentation, one upsampling
+    assert "- no-ema: the raw generator (not its EMA) of the 'default' runs" in table
+    assert "left to right: " + ", ".join(CIFAR_LABELS) in table
+    for name in CIFAR_LABELS:  # one table row each, in the study's order; only the default has no verdict
+        line = next(line for line in table.splitlines() if line.startswith(f"| {name} | "))
+        assert line.split(" | ")[-2].strip() in (("",) if name == "default" else ("yes", "no"))
     import tarfile
 
     from PIL import Image
 
     with tarfile.open(out / "grids.tar") as tar:
-        assert sorted(tar.getnames()) == ["grid-combo.png", "grid-default.png", "grid-ema.png", "grid-resize.png"]
-    # overview: 2 class rows; 4 candidates x 3 samples and 3 separator columns = 15 columns.
+        assert sorted(tar.getnames()) == sorted(f"grid-{c}.png" for c in CIFAR_LABELS)
+    # overview: 2 class rows; 8 candidates x 3 samples and 7 separator columns = 31 columns of 32 pixels, each
+    # with 2 of padding (tinygan.viz.grid), the whole scaled up by a whole factor.
     width, height = Image.open(out / "overview.png").size
-    assert abs(width / height - 15 / 2) < 0.3
+    assert width * (2 * 34 + 2) == height * (31 * 34 + 2)
+
+
+def _study_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_study_under_test", STUDY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cifar_candidates_differ_from_the_current_default_recipe():
+    """A candidate with the default's settings would be scored as a rival of itself (the study's old "ema" and
+    "aug-tc" became the default on 2026-12-02): every candidate must change what trains, and the default
+    must keep an EMA for its raw twin "no-ema" to be another generator."""
+    import dataclasses
+
+    study = _study_module()
+    example = study._example("cifar_dcgan")
+
+    def settings(options):
+        config = example.make_config(example.parse_args([*options, "--class", "cat", "--epochs", "7"]))
+        return {k: v for k, v in dataclasses.asdict(config).items() if k != "recipe"}
+
+    default = settings([])
+    assert default["ema_decay"] > 0 and study.CIFAR_RAW_TWIN == {"default": "no-ema"}
+    assert study.CIFAR_CANDIDATES["default"] == []
+    for name, options in study.CIFAR_CANDIDATES.items():
+        if name not in ("default", "combo"):
+            assert settings(options) != default, f"{name} trains the default recipe"
+    assert settings(["--recipe", "original"])["epochs"] == 7  # the study's epochs, not the recipe's
+    for group in study.CIFAR_COMBO_GROUPS.values():  # combo can tell which option each pick sets
+        assert len({study.CIFAR_CANDIDATES[name][0] for name in group}) == 1
+
+
+def test_cifar_combination_takes_the_winner_of_each_group_or_says_why_not():
+    study = _study_module()
+    seeds, classes = [0, 1], ["cat"]
+
+    def rows(fids):
+        return [{"candidate": c, "seed": s, "class": "cat", "fid": f[s]} for c, f in fids.items() for s in seeds]
+
+    base = {"default": (10, 10), "no-aug": (11, 9), "aug-tcc": (9, 9.5), "convT4": (8, 8), "resize": (7, 12)}
+    options, why = study.combination(rows(base), seeds, classes)
+    assert options == ["--augment", "translation,cutout,color", "--upsample", "convT4"]
+    assert "beat the default on every seed: aug-tcc and convT4" in why
+    worse = {**base, "aug-tcc": (12, 9)}  # no augmentation change wins on both seeds: the better of each group
+    options, why = study.combination(rows(worse), seeds, classes)
+    assert options == ["--augment", "none", "--upsample", "convT4"] and "beat the default on every seed: convT4," in why
+    options, why = study.combination(rows({"default": (1, 1), "resize": (2, 2)}), seeds, classes)
+    assert options is None and why.startswith("skipped")
+
+
+def test_cifar_default_rows_come_from_its_own_runs_and_no_ema_from_their_raw_generator(tmp_path, cifar, monkeypatch):
+    """In process, so that the scored samples can be traced to the trainer that made them."""
+    from tinygan import metrics_cifar, train
+
+    study = _study_module()
+    trainers, scored = [], []
+
+    class Recorded(train.GANTrainer):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            trainers.append(self)
+
+    evaluate = metrics_cifar.evaluate
+
+    def recorded_evaluate(samples, *a, **k):
+        scored.append(np.array(samples))
+        return evaluate(samples, *a, **k)
+
+    monkeypatch.setattr(train, "GANTrainer", Recorded)
+    monkeypatch.setattr(metrics_cifar, "evaluate", recorded_evaluate)
+    monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
+    argv = ["--model", "cifar", "--data-dir", str(cifar), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    argv += ["--smoke", "--epochs", "2", "--batch-size", "4", "--score-samples", "8", "--classes", "cat"]
+    argv += ["--candidates", "original", "--seeds", "1", "--no-fit-budget"]
+    assert study.main(argv) == 0
+    rows = list(csv.DictReader(open(tmp_path / "out" / "results.csv")))
+    assert [r["candidate"] for r in rows] == ["default", "no-ema", "original"]  # "default" trains unasked
+    warm_up, default, original = trainers  # the warm-up run, then one run each: no-ema trained no run of its own
+    assert default.config.recipe == "default" and default.config.ema_decay == 0.999
+    assert default.config.augment == "translation,cutout" and default.config.epochs == 2
+    assert original.config.recipe == "original" and original.config.ema_decay == 0 and original.config.epochs == 2
+    z = np.random.default_rng([1, 3]).standard_normal((8, 100))  # the study's scoring noise of seed 1
+    np.testing.assert_array_equal(scored[-3], default.generate(z))  # the default's EMA generator
+    np.testing.assert_array_equal(scored[-2], study._raw_images(default, z))  # its raw G, filed as no-ema
+    assert not np.array_equal(scored[-3], scored[-2])
+    np.testing.assert_array_equal(scored[-1], original.generate(z))
+    assert rows[0]["train_seconds"] == rows[1]["train_seconds"] != rows[2]["train_seconds"]
+    assert [r["generator"] for r in rows] == ["ema", "raw", "raw"]
 
 
 def test_cifar_study_stops_at_the_budget_and_says_what_it_skipped(tmp_path, cifar):
@@ -129,7 +235,9 @@ def test_cifar_study_stops_at_the_budget_and_says_what_it_skipped(tmp_path, cifa
 
 
 def test_cifar_study_refuses_unknown_candidates_and_classes(tmp_path, cifar):
-    bad = cifar_study(tmp_path, cifar, "--candidates", "no-ema")
-    assert bad.returncode == 2 and "--candidates: unknown ['no-ema']" in bad.stderr
+    bad = cifar_study(tmp_path, cifar, "--candidates", "ema")  # the default itself since 2026-12-02
+    assert bad.returncode == 2 and "--candidates: unknown ['ema']" in bad.stderr
+    bad = cifar_study(tmp_path, cifar, "--candidates", "convT4,no-ema")
+    assert bad.returncode == 2 and "--candidates: ['no-ema'] come from the default's runs" in bad.stderr
     bad = cifar_study(tmp_path, cifar, "--classes", "cow")
     assert bad.returncode == 2 and "--classes: unknown ['cow']" in bad.stderr

@@ -6,21 +6,33 @@ the project's metric (issue 14).
     python tools/recipe_study.py --model cifar --data-dir CIFAR --device gpu --out $OUT/cifar --time-budget 420
 
 CIFAR-10 (``--model cifar``, :func:`cifar_main`)
------------------------------------------------
+------------------------------------------------
 As ``examples/cifar_dcgan.py --class all``: one G/D per class (about 380 images each on the partial data),
-for every candidate (:data:`CIFAR_CANDIDATES`: EMA, augmentation translation,cutout and translation,cutout,
-color, ``--upsample convT4`` and ``resize``, and "combo", the options that beat the default together) on
-every seed. The default recipe is scored from the raw generator of the EMA runs (EMA does not change what
-trains). Each run trains without any output (no checkpoint, grid, plot or GIF: :func:`_train_quietly`),
-then its sampling generator makes ``--score-samples`` images from fixed noise, scored with
+for every candidate on every seed. Candidates are relative to the CURRENT default recipe
+(``tinygan.recipes.CIFAR_RECIPES["default"]``: since 2026-12-02 the challenge's settings with an EMA of G,
+decay 0.999, over translation,cutout augmentation, 390 epochs) and none equals it (:data:`CIFAR_CANDIDATES`):
+"default" (no options) trains first, always, as its own runs; the same runs also score their raw generator,
+filed as "no-ema" (the EMA does not feed back into training: :data:`CIFAR_RAW_TWIN`). Then "original"
+(``--recipe original``, the challenge's settings: no EMA, no augmentation, so every study shows the old
+baseline too), "no-aug" (``--augment none``), "aug-tcc" (``--augment translation,cutout,color``), "convT4"
+and "resize" (``--upsample``), and "combo" (:func:`combination`): the better of the augmentation pair and
+of the upsampling pair where each beat the default on every seed; where fewer than two did, the better of
+each pair by mean FID anyway (the table says so), so that every study shows two changes together; skipped
+where fewer than two pairs ran (``--candidates``). "original" stays out of combo: a baseline, not an option.
+
+Each run trains without any output (no checkpoint, grid, plot or GIF: :func:`_train_quietly`), then its
+sampling generator makes ``--score-samples`` images from fixed noise, scored with
 :mod:`tinygan.metrics_cifar` against the test images of its class (Fréchet distance in the classifier's
-features, the share recognised as the class). The classifier is the cached one, trained first on
-``--device`` where there is none. ``--epochs`` (default 150, the recipe's) is lowered for every run when
-the first run shows that the study would not fit ``--time-budget`` (unless ``--no-fit-budget``);
-results.md says which epochs were used. A candidate that fails (diverges, a kernel error) is noted and the
-study goes on with the next. Writes four files: ``results.csv``, ``results.md``, ``overview.png`` (a row
-per class, the candidates side by side, seed 0) and ``grids.tar`` (``grid-CANDIDATE.png``, a row per
-class, for each candidate). ``--smoke`` trains a tiny classifier instead, for a CPU test in seconds.
+features, the share recognised as the class; results.csv's ``generator`` says which: ema or raw). The
+classifier is the cached one, trained first on
+``--device`` where there is none. Every candidate ("original" included, not its own 150) trains the same
+``--epochs`` (default 390, the default recipe's), lowered for every run when the first run shows that the
+study would not fit ``--time-budget`` (unless ``--no-fit-budget``); results.md says which epochs ran.
+"beats default" and "FID -30%" compare with the default's own runs. A candidate that fails (diverges, a
+kernel error) is noted and the study goes on with the next. Writes four files: ``results.csv``,
+``results.md``, ``overview.png`` (a row per class, the candidates side by side, seed 0) and ``grids.tar``
+(``grid-CANDIDATE.png``, a row per class, for each candidate). ``--smoke`` trains a tiny classifier
+instead, for a CPU test in seconds.
 
 MNIST
 -----
@@ -68,6 +80,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from tinygan.data.download import DataIntegrityWarning  # noqa: E402
+from tinygan.recipes import CIFAR_RECIPES  # noqa: E402
 
 # name -> command-line options on top of the default recipe (what a user would type)
 # (in the order they run: the most informative first, in case the time budget ends the study early)
@@ -116,13 +129,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", required=True, help="folder of the MNIST IDX files / cifar-10-batches-py")
     parser.add_argument("--out", required=True, help="folder for the results (at most 8 files)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="gpu")
-    parser.add_argument("--epochs", type=int, help="epochs per run (MNIST 30; CIFAR-10 150, the recipe's)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help=f"epochs per run, every candidate (MNIST 30; CIFAR-10 {CIFAR_RECIPES['default']['epochs']}, the "
+        "default recipe's, lowered to fit --time-budget)",
+    )
     parser.add_argument("--score-every", type=int, default=10, help="MNIST: score every N epochs and at the last (10)")
     parser.add_argument(
         "--score-samples", type=int, help="samples scored each time (MNIST 10000; CIFAR-10 1000 per class)"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of every candidate (0 1)")
-    parser.add_argument("--candidates", help="comma-separated subset of the model's candidates (default: all)")
+    parser.add_argument(
+        "--candidates",
+        help="comma-separated subset of the model's candidates (default: all; CIFAR-10 always trains 'default')",
+    )
     parser.add_argument("--limit", type=int, help="MNIST: train on the first N images only (a quick look or a test)")
     parser.add_argument("--time-budget", type=float, help="seconds for the whole study (MNIST 240, CIFAR-10 420)")
     parser.add_argument("--work-dir", help="MNIST: scratch folder for the runs (default: a temporary one, removed)")
@@ -142,11 +163,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cifar = args.model == "cifar"
     table = CIFAR_CANDIDATES if cifar else CANDIDATES
     names = list(table) if not args.candidates else [c.strip() for c in args.candidates.split(",")]
+    twins = [c for c in names if cifar and c in CIFAR_RAW_TWIN.values()]
+    if twins:
+        parser.error(f"--candidates: {twins} come from the default's runs (its raw generator), not runs of their own")
     unknown = [c for c in names if c not in table]
     if unknown:
         parser.error(f"--candidates: unknown {unknown}; expected some of {list(table)}")
+    if cifar:  # the baseline of every verdict trains first, listed or not
+        names = ["default", *[c for c in names if c != "default"]]
     args.candidate_names = names
-    args.epochs = args.epochs if args.epochs is not None else (150 if cifar else 30)
+    args.epochs = args.epochs if args.epochs is not None else (CIFAR_RECIPES["default"]["epochs"] if cifar else 30)
     args.score_samples = args.score_samples if args.score_samples is not None else (1000 if cifar else 10000)
     args.time_budget = args.time_budget if args.time_budget is not None else (420.0 if cifar else 240.0)
     for option in ("epochs", "score_every", "score_samples", "grid_columns"):
@@ -368,24 +394,30 @@ def study(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- CIFAR-10
 
-# CIFAR-10 candidates, in the order they run. "ema" trains exactly the default's trajectory (the average
-# does not feed back into training), so its runs also score the raw generator, filed as "default": one set
-# of runs gives both. "combo" is built after the others from the options that beat the default
-# (:func:`combination`).
+# CIFAR-10 candidates, in the order they run, each relative to the CURRENT default recipe
+# (tinygan.recipes.CIFAR_RECIPES["default"]: since 2026-12-02 the original settings + EMA 0.999 over
+# translation,cutout augmentation, 390 epochs; bench/results/cifar-study-2026-12-02.md). "default" trains
+# first, always: every verdict is relative to it. Its runs also score their raw generator, filed as "no-ema"
+# (:data:`CIFAR_RAW_TWIN`), so EMA needs no candidate of its own. No candidate may equal the default's
+# settings (tests/test_recipe_study.py checks it): the study's old "ema", "aug-tc" and "ema-aug-tc" are the
+# default itself now. "combo" is built after the others (:func:`combination`).
 CIFAR_CANDIDATES: dict[str, list[str]] = {
-    "ema": ["--ema-decay", "0.999"],
-    "aug-tc": ["--augment", "translation,cutout"],
+    "default": [],
+    # The challenge's settings (no EMA, no augmentation), so that every study shows the old baseline too. It
+    # trains the study's epochs like every candidate (--epochs comes after its options), not its own 150.
+    "original": ["--recipe", "original"],
+    "no-aug": ["--augment", "none"],
     "aug-tcc": ["--augment", "translation,cutout,color"],
     "convT4": ["--upsample", "convT4"],
-    # EMA on top of augmentation: like "ema" over the default, its runs also score the raw augmented G.
-    "ema-aug-tc": ["--ema-decay", "0.999", "--augment", "translation,cutout"],
     "resize": ["--upsample", "resize"],
     "combo": [],  # filled in by combination()
 }
-CIFAR_RAW_TWIN = {
-    "ema": "default",
-    "ema-aug-tc": "aug-tc",
-}  # candidate -> the name its raw generator's scores are filed under
+# candidate -> the name its raw generator's scores are filed under (filed only where the run keeps an EMA:
+# the average does not feed back into training, so the raw G of the same run is the no-EMA variant).
+CIFAR_RAW_TWIN = {"default": "no-ema"}
+# Options that change one setting of the default each, in groups that set the same option; "combo" takes
+# one of each group. "original" is another baseline, not an option, and stays out of it.
+CIFAR_COMBO_GROUPS = {"augmentation": ("no-aug", "aug-tcc"), "upsampling": ("convT4", "resize")}
 CIFAR_FIELDS = (
     "candidate",
     "seed",
@@ -397,6 +429,7 @@ CIFAR_FIELDS = (
     "real_fid",
     "real_recognized",
     "options",
+    "generator",
     "train_seconds",
 )
 SMOKE_CLASSIFIER = {  # --smoke: a classifier small enough to train in a second on the CPU
@@ -425,22 +458,52 @@ def beats_default(rows: list[dict[str, Any]], candidate: str, seeds: list[int], 
     return all(_mean_by(rows, candidate, s, "fid") < _mean_by(rows, "default", s, "fid") for s in seeds)
 
 
-def _better(rows: list[dict[str, Any]], names: tuple[str, ...]) -> str:
-    """Of ``names``, the one of the lowest mean Fréchet distance so far (the first where none ran)."""
-    return min(names, key=lambda c: _mean([r["fid"] for r in rows if r["candidate"] == c] or [math.inf]))
+def _mean_fid(rows: list[dict[str, Any]], candidate: str) -> float:
+    """``candidate``'s Fréchet distance averaged over its seeds and classes (inf where it has no rows)."""
+    return _mean([r["fid"] for r in rows if r["candidate"] == candidate] or [math.inf])
 
 
-def combination(rows: list[dict[str, Any]], seeds: list[int], classes: list[str]) -> tuple[list[str], str]:
-    """The options of "combo": EMA, the better augmentation and the better upsampling, each only where its
-    own candidate beat the default on every seed; where fewer than two did, all three (to see them together
-    anyway). Returns the options and why."""
-    aug, up = _better(rows, ("aug-tc", "aug-tcc")), _better(rows, ("convT4", "resize"))
-    picks = [name for name in ("ema", aug, up) if beats_default(rows, name, seeds, classes)]
-    why = f"the options that beat the default on every seed: {', '.join(picks)}"
-    if len(picks) < 2:
-        why = f"fewer than two options beat the default ({', '.join(picks) or 'none'}): all three, {aug} and {up}"
-        picks = ["ema", aug, up]
-    return [opt for name in picks for opt in CIFAR_CANDIDATES[name]], why
+def combination(rows: list[dict[str, Any]], seeds: list[int], classes: list[str]) -> tuple[list[str] | None, str]:
+    """The options of "combo" and why: of each group of :data:`CIFAR_COMBO_GROUPS` (candidates that set the
+    same option, so at most one of each combines) the candidate that beat the default on every seed (the
+    lower mean Fréchet distance where both did). Where fewer than two groups have such a winner, the better
+    of each group that ran, by mean Fréchet distance, so that every study shows two changes together (one may
+    only help beside the other); None (combo skipped) where fewer than two groups ran at all: one option
+    alone is its own candidate."""
+    best, winners, beat = [], [], []
+    for group in CIFAR_COMBO_GROUPS.values():
+        ran = [name for name in group if any(r["candidate"] == name for r in rows)]
+        if ran:
+            best.append(min(ran, key=lambda c: _mean_fid(rows, c)))
+        won = [name for name in ran if beats_default(rows, name, seeds, classes)]
+        beat += won
+        if won:
+            winners.append(min(won, key=lambda c: _mean_fid(rows, c)))
+    groups = " and ".join(CIFAR_COMBO_GROUPS)
+    if len(best) < 2:
+        return None, f"skipped: fewer than two of the option groups ({groups}) ran, nothing to combine"
+    if len(winners) >= 2:
+        return [opt for name in winners for opt in CIFAR_CANDIDATES[name]], (
+            f"the better candidate of each group ({groups}) that beat the default on every seed: "
+            f"{' and '.join(winners)}"
+        )
+    return [opt for name in best for opt in CIFAR_CANDIDATES[name]], (
+        f"beat the default on every seed: {', '.join(beat) or 'none'}, not one of each group ({groups}): "
+        f"the better of each group by mean FID, {' and '.join(best)}"
+    )
+
+
+def cifar_labels(candidate_names: list[str]) -> list[str]:
+    """The row labels of a study of these candidates, in the table's order: each candidate, then the raw
+    twin its runs also score ("default", "no-ema", ...)."""
+    labels = []
+    for name in candidate_names:
+        labels += [name, *([CIFAR_RAW_TWIN[name]] if name in CIFAR_RAW_TWIN else [])]
+    return labels
+
+
+def _settings(recipe: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {' to '.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in recipe.items())
 
 
 def write_cifar_results(
@@ -455,19 +518,24 @@ def write_cifar_results(
         writer.writerows(rows)
     tmp.replace(out / "results.csv")
     seeds = args.seeds
-    names = ["default", *[n for n in args.candidate_names if n != "default"]]
+    names = cifar_labels(args.candidate_names)
     present = [n for n in names if any(r["candidate"] == n for r in rows)]
+    epochs = info.get("epochs", args.epochs)
     lines = [
         "# CIFAR-10 recipe study (tools/recipe_study.py --model cifar)",
         "",
-        f"The CIFAR-10 DCGAN, one G/D per class (`--class all`), default recipe plus each candidate's options; "
-        f"**{info.get('epochs', args.epochs)} epochs** per class, seeds {', '.join(map(str, seeds))}, device "
-        f"{args.device}. Each run's sampling generator (the EMA generator where it keeps one; the raw one for "
-        f"'default', from the 'ema' runs) makes {args.score_samples} samples, scored with tinygan.metrics_cifar "
-        "against the test images of its class: FID = the Fréchet distance in the classifier's features (lower "
-        "is better), rec = the share of samples the classifier recognises as the class. Means over the classes. "
-        "'beats default': lower mean FID on every seed; 'FID -30%': classes whose FID (mean of the seeds) is at "
-        "least 30% below the default's.",
+        f"The CIFAR-10 DCGAN, one G/D per class (`--class all`), the current default recipe plus each "
+        f"candidate's options; **{epochs} epochs** per class for every candidate ('original' included, not its "
+        f"own {CIFAR_RECIPES['original']['epochs']}), seeds {', '.join(map(str, seeds))}, device {args.device}. "
+        "Each run's sampling generator (the EMA generator where the run keeps one: all but 'original'; "
+        f"'no-ema' is the raw generator of the default's own runs) makes {args.score_samples} samples, scored "
+        "with tinygan.metrics_cifar against the test images of its class: FID = the Fréchet distance in the "
+        "classifier's features (lower is better), rec = the share of samples the classifier recognises as the "
+        "class. Means over the classes. 'beats default': lower mean FID than the default on every seed; "
+        "'FID -30%': classes whose FID (mean of the seeds) is at least 30% below the default's.",
+        "",
+        f"Default recipe (tinygan.recipes.CIFAR_RECIPES['default']): {_settings(CIFAR_RECIPES['default'])}; "
+        f"this study's epochs: {epochs}.",
         "",
     ]
     if info.get("classifier"):
@@ -509,12 +577,20 @@ def write_cifar_results(
             "are: about 63 a class on the partial data), scored the same way; at so small an n their FID is "
             "dominated by the small-n bias.",
         ]
-    lines += ["", "Candidates (options on top of the default recipe):", ""]
-    lines += ["- default: `(none)`, the raw generator of the 'ema' runs"]
+    lines += [
+        "",
+        "Candidates (options on top of the default recipe; `--recipe original` starts from the original one):",
+        "",
+    ]
+    twins = {twin: name for name, twin in CIFAR_RAW_TWIN.items()}
     for name in names:
-        if name != "default":
-            options = info.get("combo") if name == "combo" else " ".join(CIFAR_CANDIDATES[name])
-            lines.append(f"- {name}: `{options or '(not built yet)'}`")
+        if name in twins:
+            lines.append(f"- {name}: the raw generator (not its EMA) of the '{twins[name]}' runs")
+        elif name == "combo":
+            if info.get("combo") or not info.get("combo_why"):  # built, or not yet; where skipped, the why says so
+                lines.append(f"- combo: `{info.get('combo') or '(not built yet)'}`")
+        else:
+            lines.append(f"- {name}: `{' '.join(CIFAR_CANDIDATES[name]) or '(none)'}`")
     if info.get("combo_why"):
         lines.append(f"- combo: {info['combo_why']}")
     shown = ", ".join(n for n in present)
@@ -627,7 +703,7 @@ def cifar_main(args: argparse.Namespace) -> int:
         info["classifier"] += " Per class: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in per_class.items()) + "."
     print(f"classifier ready: {100 * accuracy:.1f}% test accuracy ({time.monotonic() - start:.0f} s)", flush=True)
 
-    names = [n for n in args.candidate_names if n != "default"]
+    names = args.candidate_names  # "default" first
     runs_total = len(names) * len(args.seeds) * len(classes)
     rows: list[dict[str, Any]] = []
     grids: dict[str, dict[str, np.ndarray]] = {}  # candidate -> class -> samples (seed 0)
@@ -654,11 +730,13 @@ def cifar_main(args: argparse.Namespace) -> int:
         if not finished:
             return False
         z = z_score[seed]
-        sets = [(name, trainer.generate(z))]
-        # The raw twin's scores come free with these runs, unless the twin trains as a candidate of its own.
-        if name in CIFAR_RAW_TWIN and CIFAR_RAW_TWIN[name] not in names:
-            sets.append((CIFAR_RAW_TWIN[name], _raw_images(trainer, z)))
-        for label, samples in sets:
+        keeps_ema = config.ema_decay > 0
+        sets = [(name, "ema" if keeps_ema else "raw", trainer.generate(z))]
+        # The raw twin's scores come free with these runs (the EMA does not feed back into training); without
+        # an EMA the raw generator is the one already scored.
+        if name in CIFAR_RAW_TWIN and keeps_ema:
+            sets.append((CIFAR_RAW_TWIN[name], "raw", _raw_images(trainer, z)))
+        for label, generator, samples in sets:
             result = metrics_cifar.evaluate(samples, data, classifier, class_name=class_name, seed=seed)
             entry = result["samples"]
             if class_name not in real_by_class:
@@ -676,6 +754,7 @@ def cifar_main(args: argparse.Namespace) -> int:
                     "real_fid": real["frechet_distance"],
                     "real_recognized": real["recognized"],
                     "options": " ".join(options) if label == name else "",
+                    "generator": generator,
                     "train_seconds": round(seconds, 2),
                 }
             )
@@ -688,15 +767,15 @@ def cifar_main(args: argparse.Namespace) -> int:
     def write_all() -> None:
         write_cifar_results(out, rows, args, classes, info)
         if grids:
-            order = [n for n in ("default", *names) if n in grids]
+            order = [n for n in cifar_labels(names) if n in grids]
             write_grids(out, {n: grids[n] for n in order}, classes, args.grid_columns)
 
-    state = {"epochs": args.epochs, "done": 0}
+    state = {"epochs": args.epochs, "done": 0, "total": runs_total}
 
     def skipped(name: str) -> str:
-        left = runs_total - state["done"]
+        left, total = state["total"] - state["done"], state["total"]
         later = names[names.index(name) + 1 :]
-        return f"{left} of {runs_total} runs skipped" + (f"; candidates not run: {', '.join(later)}" if later else "")
+        return f"{left} of {total} runs skipped" + (f"; candidates not run: {', '.join(later)}" if later else "")
 
     def run_candidate(name: str, options: list[str]) -> None:
         """Every seed and class of one candidate; TimeoutError when the budget ends it."""
@@ -711,14 +790,14 @@ def cifar_main(args: argparse.Namespace) -> int:
                     raise TimeoutError
                 took = time.monotonic() - began
                 state["done"] += 1
-                left = runs_total - state["done"]
+                left = state["total"] - state["done"]
                 if state["done"] == 1 and args.fit_budget and took * left > deadline - time.monotonic():
                     # The study would not fit: fewer epochs for every run (the same for all candidates).
                     share = (deadline - time.monotonic()) / (took * (left + 1))
                     fitted = max(1, int(state["epochs"] * share * 0.7))
                     if fitted < state["epochs"]:
                         info["notes"].append(
-                            f"the first run took {took:.1f} s at {state['epochs']} epochs: {runs_total} runs would "
+                            f"the first run took {took:.1f} s at {state['epochs']} epochs: {state['total']} runs would "
                             f"not fit the budget, so every run trains {fitted} epochs"
                         )
                         print(f"epochs {state['epochs']} -> {fitted} to fit the budget", flush=True)
@@ -752,14 +831,19 @@ def cifar_main(args: argparse.Namespace) -> int:
         for name in names:
             options = list(CIFAR_CANDIDATES[name])
             if name == "combo":
-                options, info["combo_why"] = combination(rows, args.seeds, classes)
+                combo, info["combo_why"] = combination(rows, args.seeds, classes)
+                if combo is None:
+                    state["total"] -= len(args.seeds) * len(classes)
+                    print(f"combo {info['combo_why']}", flush=True)
+                    continue
+                options = combo
                 info["combo"] = " ".join(options)
             try:
                 run_candidate(name, options)
             except (TimeoutError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # one candidate failing (diverged, a kernel error) is a result, not the end
-                state["done"] = sum(1 for r in rows if r["candidate"] != "default")
+                state["done"] = sum(1 for r in rows if r["candidate"] not in CIFAR_RAW_TWIN.values())
                 info["notes"].append(f"{name} failed, its remaining runs skipped: {type(exc).__name__}: {exc}")
                 print(f"{name} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     except TimeoutError:
