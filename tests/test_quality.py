@@ -146,3 +146,21 @@ def test_cifar_without_a_cached_classifier_is_refused_on_the_cpu(tmp_path, monke
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "python -c" in errors[0] and "Traceback" not in result.stderr
     assert not (out / "checkpoint.npz").exists()
+
+
+def test_an_epoch_whose_scoring_fails_is_kept_before_the_error_ends_the_run(tmp_path, data):
+    """The scoring runs at an epoch's end; when it raises, the epoch's training is in the checkpoint (and its
+    row in metrics.csv), so a resume starts at the next epoch instead of training it again."""
+
+    class FailingScorer(ScriptedScorer):
+        def __call__(self, images):
+            if len(self.seen) == 1:
+                raise MemoryError("scoring: no room for the samples")
+            return super().__call__(images)
+
+    trainer = GANTrainer(small_config(), data, tmp_path / "run", progress=False, scorer=FailingScorer([3.0, 2.0]))
+    with pytest.raises(MemoryError, match="no room"):
+        trainer.run()
+    resumed = GANTrainer.resume(tmp_path / "run", data, progress=False, scorer=ScriptedScorer([2.0, 1.0]))
+    assert resumed.epoch == 2 and len(resumed.history) == 2
+    assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 3  # the header and two epochs

@@ -380,7 +380,14 @@ class GANTrainer:
             f"{row['images_per_s']:.0f} img/s{note}",
             flush=True,
         )
-        scored = self._score(row)
+        try:
+            scored = self._score(row)
+        except Exception:
+            # The epoch trained; its scoring failed (a classifier, memory): keep the epoch before the error ends
+            # the run (the writer still writes what is queued), so a resume does not train it again.
+            self._output("metrics.csv", "metrics", self._write_metrics, list(self.history))
+            self.save(background=True)
+            raise
         # The training thread makes host copies; the writer writes them (tinygan.writer) while the next epoch
         # trains. metrics.csv and checkpoint.npz are rewritten whole: a newer one replaces one still waiting.
         self._output("metrics.csv", "metrics", self._write_metrics, list(self.history))
