@@ -300,6 +300,8 @@ def test_cli_as_a_module_exits_1_without_traceback(tmp_path):
         (["--json", "DIR"], "--json DIR is a folder; expected a file name"),
         (["--json", "FILE/scores.json"], "FILE is a file, so no folder can be made there"),
         (["--json", "SAMPLES"], "is the samples file itself"),
+        (["--json", ""], "--json: expected a file name, received ''"),
+        (["--data-dir", ""], "--data-dir: expected a folder name, received ''"),
     ],
 )
 def test_cli_rejects_nonsense_options_in_one_line(tmp_path, capsys, argv, message, monkeypatch):

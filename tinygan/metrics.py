@@ -865,6 +865,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--n-real must be at least 2, received {args.n_real}")
     if args.seed < 0:
         parser.error(f"--seed must be at least 0, received {args.seed}")
+    for option, value in (("--json", args.json), ("--data-dir", args.data_dir)):
+        if value is not None and not value.strip():  # '' would mean "no file" or "this folder", silently
+            parser.error(f"{option}: expected a {'file' if option == '--json' else 'folder'} name, received {value!r}")
     if args.json:
         json_path = Path(args.json)
         problem = output_problem("--json", args.json, ".json", required_suffix=False)
