@@ -22,6 +22,7 @@ import sys
 import numpy as np
 from numba import njit, prange
 
+from ..reference import whole_backward
 from .activation import _launch, act, activation_grad, epilogue
 
 __all__ = [
@@ -82,14 +83,7 @@ def dense_backward(dy, x, W, y=None, slope=None, dW=None, db=None, input_grad=Tr
     """dz = dy * act'(y) (one jitted pass); ``dW += x.T @ dz``, ``db += sum_n dz``; returns ``dz @ W.T`` (None
     when ``input_grad`` is False)."""
     dz = activation_grad(dy, y, slope, "dense_backward")
-    K = _namespace()
-    if dW is not None or db is not None:
-        gW, gb = K.dense_backward_weight(dz, x)
-        if dW is not None:
-            dW += gW
-        if db is not None:
-            db += gb
-    return K.dense_backward_data(dz, W) if input_grad else None
+    return whole_backward.dense(_namespace(), dz, x, W, dW, db, input_grad)
 
 
 def conv2d_backward(
@@ -97,14 +91,7 @@ def conv2d_backward(
 ) -> np.ndarray | None:
     """dz = dy * act'(y) in one jitted pass, then conv.py's tiled weight and data gradients of dz."""
     dz = activation_grad(dy, y, slope, "conv2d_backward")
-    K = _namespace()
-    if dW is not None or db is not None:
-        gW, gb = K.conv2d_backward_weight(dz, cols, W.shape)
-        if dW is not None:
-            dW += gW
-        if db is not None:
-            db += gb
-    return K.conv2d_backward_data(dz, W, x_shape, stride, padding) if input_grad else None
+    return whole_backward.conv2d(_namespace(), dz, cols, W, x_shape, stride, padding, dW, db, input_grad)
 
 
 def conv_transpose2d_backward(
@@ -112,14 +99,4 @@ def conv_transpose2d_backward(
 ) -> np.ndarray | None:
     """dz = dy * act'(y) in one jitted pass, then conv.py's tiled data and weight gradients of dz."""
     dz = activation_grad(dy, y, slope, "conv_transpose2d_backward")
-    K = _namespace()
-    dx = dz_cols = None
-    if input_grad:
-        dx, dz_cols = K.conv_transpose2d_backward_data(dz, W, stride, padding)
-    if dW is not None or db is not None:
-        gW, gb = K.conv_transpose2d_backward_weight(dz, x, W.shape, stride, padding, dy_cols=dz_cols)
-        if dW is not None:
-            dW += gW
-        if db is not None:
-            db += gb
-    return dx
+    return whole_backward.conv_transpose2d(_namespace(), dz, x, W, stride, padding, dW, db, input_grad)

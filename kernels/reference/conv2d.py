@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import whole_backward
 from .activation import activate, activate_backward, namespace
 from .conv_geometry import conv2d_output_hw, conv2d_output_shape, conv_args
 
@@ -145,11 +146,4 @@ def conv2d_backward(
     ``dW += `` and ``db += `` its weight and bias gradients (each skipped when None), returns dx (None when
     ``input_grad`` is False). ``cols`` is conv2d_forward's cache."""
     dz = activate_backward(dy, y, slope, "conv2d_backward")
-    K = namespace()  # the split ops as the namespace has them now (activation.namespace says why)
-    if dW is not None or db is not None:
-        gW, gb = K.conv2d_backward_weight(dz, cols, W.shape)
-        if dW is not None:
-            dW += gW
-        if db is not None:
-            db += gb
-    return K.conv2d_backward_data(dz, W, x_shape, stride, padding) if input_grad else None
+    return whole_backward.conv2d(namespace(), dz, cols, W, x_shape, stride, padding, dW, db, input_grad)

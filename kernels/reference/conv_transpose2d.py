@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import whole_backward
 from .activation import activate, activate_backward, namespace
 from .conv2d import conv2d_backward_data, conv2d_backward_weight, conv2d_forward, im2col
 from .conv_geometry import conv_transpose2d_output_shape
@@ -98,14 +99,4 @@ def conv_transpose2d_backward(
     None), ``dW += `` and ``db += `` its weight and bias gradients (each skipped when None), returns dx (None
     when ``input_grad`` is False)."""
     dz = activate_backward(dy, y, slope, "conv_transpose2d_backward")
-    K = namespace()  # the split ops as the namespace has them now (activation.namespace says why)
-    dx = dz_cols = None
-    if input_grad:
-        dx, dz_cols = K.conv_transpose2d_backward_data(dz, W, stride, padding)
-    if dW is not None or db is not None:
-        gW, gb = K.conv_transpose2d_backward_weight(dz, x, W.shape, stride, padding, dy_cols=dz_cols)
-        if dW is not None:
-            dW += gW
-        if db is not None:
-            db += gb
-    return dx
+    return whole_backward.conv_transpose2d(namespace(), dz, x, W, stride, padding, dW, db, input_grad)

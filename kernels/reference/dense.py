@@ -21,6 +21,7 @@ The matrix products go to the BLAS that NumPy links (cuBLAS when the arrays are 
 we never hand-write GEMM.
 """
 
+from . import whole_backward
 from .activation import activate, activate_backward, namespace
 
 
@@ -43,11 +44,4 @@ def dense_backward(dy, x, W, y=None, slope=None, dW=None, db=None, input_grad=Tr
     ``dW += x.T @ dz`` and ``db += sum_n dz`` into the given buffers (each skipped when None); returns
     ``dz @ W.T``, or None when ``input_grad`` is False."""
     dz = activate_backward(dy, y, slope, "dense_backward")
-    K = namespace()  # the split ops as the namespace has them now (activation.namespace says why)
-    if dW is not None or db is not None:
-        gW, gb = K.dense_backward_weight(dz, x)
-        if dW is not None:
-            dW += gW
-        if db is not None:
-            db += gb
-    return K.dense_backward_data(dz, W) if input_grad else None
+    return whole_backward.dense(namespace(), dz, x, W, dW, db, input_grad)
