@@ -53,3 +53,18 @@ def write_cifar_folder(root: Path, per_batch: int, rng: np.random.Generator) -> 
     meta = {b"num_cases_per_batch": per_batch, b"label_names": [n.encode() for n in CIFAR_CLASSES]}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return folder
+
+
+def write_stroke_digits(folder: Path, train: int = 600, test: int = 100) -> Path:
+    """Four MNIST IDX files of ``train`` + ``test`` images, each class a stroke at its own place (easy to
+    classify, so a classifier and a GAN learn them in seconds)."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", train), ("t10k", test)):
+        labels = rng.integers(0, 10, n)
+        images = np.zeros((n, 28, 28), np.uint8)
+        for i, label in enumerate(labels):
+            images[i, 4 + label : 14 + label, 6 + label : 10 + label] = rng.integers(150, 256, size=(10, 4))
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return folder

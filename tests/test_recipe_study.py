@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from formats import write_idx
+from formats import write_stroke_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "tools" / "recipe_study.py"
@@ -19,17 +19,7 @@ STUDY = ROOT / "tools" / "recipe_study.py"
 @pytest.fixture
 def digits(tmp_path):
     """Four MNIST IDX files of 600 + 100 images, each class a stroke at its own place (easy to classify)."""
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "mnist"
-    folder.mkdir()
-    for prefix, n in (("train", 600), ("t10k", 100)):
-        labels = rng.integers(0, 10, n)
-        images = np.zeros((n, 28, 28), np.uint8)
-        for i, label in enumerate(labels):
-            images[i, 4 + label : 14 + label, 6 + label : 10 + label] = rng.integers(150, 256, size=(10, 4))
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return folder
+    return write_stroke_digits(tmp_path / "mnist")
 
 
 def study(tmp_path, digits, *extra):

@@ -619,6 +619,22 @@ def _score_set(classifier: Classifier, images: np.ndarray, reference: tuple[np.n
 # ---------------------------------------------------------------------------------------------- samples
 
 
+def check_values(samples: np.ndarray, name: str, tolerance: float = VALUE_TOLERANCE) -> np.ndarray:
+    """The checks every metric's samples share once their layout is right (MNIST's and CIFAR-10's): at least
+    2 images, finite, in [0, 1] up to ``tolerance`` (rounding, then clipped); float32 out. Anything else is
+    a one-line SamplesError naming ``name``."""
+    if len(samples) < 2:
+        raise SamplesError(f"{name}: expected at least 2 images (for a covariance), received {len(samples)}")
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:
+        raise SamplesError(f"{name}: expected finite values in [0, 1], received {bad} NaN or infinite values")
+    low, high = float(samples.min()), float(samples.max())
+    if low < -tolerance or high > 1 + tolerance:
+        hint = " (tanh outputs in [-1, 1]? map them with (x + 1) / 2)" if low < -0.5 else ""
+        raise SamplesError(f"{name}: expected values in [0, 1], received values in [{low:.4g}, {high:.4g}]{hint}")
+    return np.clip(samples, 0.0, 1.0).astype(np.float32, copy=False)
+
+
 def check_samples(samples: Any, name: str = "samples") -> np.ndarray:
     """Validate ``samples`` as float (n, 28, 28) images in [0, 1], n >= 2, and return them as float32.
 
@@ -628,16 +644,7 @@ def check_samples(samples: Any, name: str = "samples") -> np.ndarray:
     if not isinstance(samples, np.ndarray):
         raise SamplesError(f"{name}: expected a numpy array of images, received {type(samples).__name__}")
     _check_layout(samples.dtype, samples.shape, name)
-    if len(samples) < 2:
-        raise SamplesError(f"{name}: expected at least 2 images (for a covariance), received {len(samples)}")
-    bad = int(np.count_nonzero(~np.isfinite(samples)))
-    if bad:
-        raise SamplesError(f"{name}: expected finite values in [0, 1], received {bad} NaN or infinite values")
-    low, high = float(samples.min()), float(samples.max())
-    if low < -VALUE_TOLERANCE or high > 1 + VALUE_TOLERANCE:
-        hint = " (tanh outputs in [-1, 1]? map them with (x + 1) / 2)" if low < -0.5 else ""
-        raise SamplesError(f"{name}: expected values in [0, 1], received values in [{low:.4g}, {high:.4g}]{hint}")
-    return np.clip(samples, 0.0, 1.0).astype(np.float32, copy=False)
+    return check_values(samples, name)
 
 
 def _check_layout(dtype: np.dtype, shape: tuple[int, ...], name: str) -> None:

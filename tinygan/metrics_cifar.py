@@ -69,6 +69,7 @@ from tinygan.metrics import (
     EvalData,
     SamplesError,
     Verbose,
+    check_values,
     class_coverage,
     classifier_record,
     classifier_score,
@@ -338,16 +339,7 @@ def check_samples(samples: Any, name: str = "samples") -> np.ndarray:
     if samples.ndim != 4 or samples.shape[1:] != SHAPE:
         hint = " (channels first? transpose to (n, 32, 32, 3))" if samples.shape[1:] == (3, 32, 32) else ""
         raise SamplesError(f"{name}: expected shape (n, 32, 32, 3), received {samples.shape}{hint}")
-    if len(samples) < 2:
-        raise SamplesError(f"{name}: expected at least 2 images (for a covariance), received {len(samples)}")
-    bad = int(np.count_nonzero(~np.isfinite(samples)))
-    if bad:
-        raise SamplesError(f"{name}: expected finite values in [0, 1], received {bad} NaN or infinite values")
-    low, high = float(samples.min()), float(samples.max())
-    if low < -VALUE_TOLERANCE or high > 1 + VALUE_TOLERANCE:
-        hint = " (tanh outputs in [-1, 1]? map them with (x + 1) / 2)" if low < -0.5 else ""
-        raise SamplesError(f"{name}: expected values in [0, 1], received values in [{low:.4g}, {high:.4g}]{hint}")
-    return np.clip(samples, 0.0, 1.0).astype(np.float32, copy=False)
+    return check_values(samples, name, VALUE_TOLERANCE)
 
 
 def load_samples(path: str | os.PathLike) -> np.ndarray:
