@@ -41,16 +41,10 @@ def _tinygan(model: str, n: int, precision: str, want: list[Any]) -> tuple[steps
 
 
 def _torch(model: str, n: int, precision: str, want: list[Any]) -> tuple[steps.Built, str]:
-    saved = steps.configure_torch
-    steps.configure_torch = lambda device, p=precision: saved(device, p)  # validate_torch configures by itself
-    try:
-        ok, err, text = steps.validate_torch(model, n, "gpu", want)
-    finally:
-        steps.configure_torch = saved
-    tolerance = steps.STEP_TOLERANCE if precision == "fp32" else steps.STEP_TOLERANCE_TF32
-    ok = err <= tolerance
+    ok, err, text = steps.validate_torch(model, n, "gpu", want, precision)
     built = steps.torch_graph_step(model, n, precision=precision)
     graph_ok, _, graph_text = steps.check_graph_step(built)
+    tolerance = steps.STEP_TOLERANCE if precision == "fp32" else steps.STEP_TOLERANCE_TF32
     check = f"gradients {'within' if ok else 'NOT within'} {tolerance:g}: {text}; {graph_text}"
     return built, check
 

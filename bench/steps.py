@@ -223,13 +223,16 @@ def reference_gradients(model: str, n: int) -> list[np.ndarray]:
         backend.set_cpu_kernels(saved)
 
 
-def compare_gradients(got: list[Any], want: list[np.ndarray]) -> tuple[bool, float, str]:
+def compare_gradients(
+    got: list[Any], want: list[np.ndarray], tolerance: float | None = None
+) -> tuple[bool, float, str]:
+    """``got`` against ``want`` at ``tolerance`` (default: :func:`step_tolerance`, tinygan's precision)."""
     from bench.harness import compare
 
     # A bias followed by BatchNorm has an exactly zero gradient (the normalization removes any per-channel
     # shift); its float32 value is rounding noise, so errors are measured against 1e-3 of the largest gradient.
     floor = 1e-3 * max(float(np.max(np.abs(w))) for w in want)
-    return compare(got, want, step_tolerance(), floor)
+    return compare(got, want, step_tolerance() if tolerance is None else tolerance, floor)
 
 
 def validate_tiny(model: str, n: int, device: str, impl: str, want: list[np.ndarray]) -> tuple[bool, float, str]:
@@ -396,10 +399,14 @@ def configure_torch(device: str, precision: str = "fp32") -> None:
         torch.set_num_threads(usable_cores())
 
 
-def validate_torch(model: str, n: int, device: str, want: list[np.ndarray]) -> tuple[bool, float, str]:
+def validate_torch(
+    model: str, n: int, device: str, want: list[np.ndarray], precision: str = "fp32"
+) -> tuple[bool, float, str]:
+    """PyTorch's step at ``precision`` (:data:`TORCH_PRECISIONS`) against ``want``, at that precision's
+    tolerance: FP32's only where no TF32 is on."""
     import torch
 
-    configure_torch(device)
+    configure_torch(device, precision)
     saved = backend.get_cpu_kernels()
     reference = tiny_trainer(model, n, "cpu", "reference")
     backend.set_cpu_kernels(saved)
@@ -414,7 +421,8 @@ def validate_torch(model: str, n: int, device: str, want: list[np.ndarray]) -> t
     for group in gan.opt_d.param_groups:
         group["lr"] = 0.0
     gan.step(torch_real(model, n, device))
-    return compare_gradients(torch_gradients(gan.G, gan.D), want)
+    tolerance = STEP_TOLERANCE if precision == "fp32" else STEP_TOLERANCE_TF32
+    return compare_gradients(torch_gradients(gan.G, gan.D), want, tolerance)
 
 
 def torch_step(model: str, n: int, device: str) -> Built:

@@ -467,22 +467,13 @@ def time_steps(
                 traceback.print_exc()
             finally:
                 conv_igemm.ROUTE = production
-    real_configure = steps.configure_torch
-    for label, tf32 in (("torch fp32", False), ("torch default (TF32 conv)", True)):
+    for label, precision in (("torch fp32", "fp32"), ("torch default (TF32 conv)", "default")):
         try:
-
-            def configure(device, tf32=tf32):
-                real_configure(device)
-                torch.backends.cudnn.allow_tf32 = tf32
-
-            steps.configure_torch = configure
-            built = steps.torch_graph_step("dcgan", 128)
+            built = steps.torch_graph_step("dcgan", 128, precision=precision)
             timed(built, label, built.how)
             del built
         except Exception as exc:
             print(f"DCGAN step {label}: {type(exc).__name__}: {exc}", flush=True)
-        finally:
-            steps.configure_torch = real_configure
     torch.backends.cudnn.allow_tf32 = True
     return out
 
