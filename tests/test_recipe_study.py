@@ -211,7 +211,9 @@ def test_cifar_default_rows_come_from_its_own_runs_and_no_ema_from_their_raw_gen
     np.testing.assert_array_equal(scored[-2], study._raw_images(default, z))  # its raw G, filed as no-ema
     assert not np.array_equal(scored[-3], scored[-2])
     np.testing.assert_array_equal(scored[-1], original.generate(z))
-    assert rows[0]["train_seconds"] == rows[1]["train_seconds"] != rows[2]["train_seconds"]
+    # no-ema is the default run's raw generator, so it reports that run's time; the original's own run is
+    # established by the trainers above (two runs of 0.4 s may well round to the same time).
+    assert rows[0]["train_seconds"] == rows[1]["train_seconds"]
     assert [r["generator"] for r in rows] == ["ema", "raw", "raw"]
 
 
