@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..reference.activation import tanh_forward
+from . import recycle
 
 __all__ = [
     "relu_forward",
@@ -137,7 +138,7 @@ def _flat(a):
 
 def _unary(core, x, *scalars):
     x = np.ascontiguousarray(x)
-    out = np.empty_like(x)
+    out = recycle.empty(x.shape, x.dtype)
     _launch(core, x.size, "elementwise", x.reshape(-1), *scalars, out.reshape(-1))
     return out
 
@@ -147,7 +148,7 @@ def _binary(core, dy, other, *scalars):
     if dy.shape != other.shape:
         raise ValueError(f"shape mismatch: dy {dy.shape} vs cached tensor {other.shape}")
     dy = np.ascontiguousarray(dy)
-    out = np.empty_like(dy)
+    out = recycle.empty(dy.shape, dy.dtype)
     _launch(core, dy.size, "elementwise", dy.reshape(-1), _flat(other), *scalars, out.reshape(-1))
     return out
 

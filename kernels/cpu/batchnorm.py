@@ -19,6 +19,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import recycle
 from .activation import _launch
 
 __all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_inference"]
@@ -212,7 +213,7 @@ def batchnorm_forward(x, gamma, beta, eps):
     if x.size == 0:
         raise ValueError(f"batchnorm_forward: cannot normalize over an empty batch (shape {tuple(x.shape)})")
     c = x.shape[1]
-    y, xhat = np.empty_like(x), np.empty_like(x)
+    y, xhat = recycle.empty(x.shape, x.dtype), recycle.empty(x.shape, x.dtype)
     mean, var, inv_std = (np.empty(c, dtype=x.dtype) for _ in range(3))
     stats = (mean, var, inv_std)
     if x.ndim == 2:
@@ -232,7 +233,7 @@ def batchnorm_backward(dy, xhat, inv_std, gamma):
     dy = _check(dy, ("inv_std", inv_std), ("gamma", gamma))
     xhat = np.ascontiguousarray(xhat)
     c = dy.shape[1]
-    dx = np.empty_like(dy)
+    dx = recycle.empty(dy.shape, dy.dtype)
     dgamma, dbeta = np.empty(c, dtype=dy.dtype), np.empty(c, dtype=dy.dtype)
     if dy.ndim == 2:
         args = (dy, xhat, inv_std, gamma, _block_size(c), dx, dgamma, dbeta)
@@ -248,7 +249,7 @@ def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps):
     per_channel = (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var))
     x = _check(x, *per_channel)
     scale = gamma.astype(np.float64) / np.sqrt(running_var.astype(np.float64) + eps)
-    y = np.empty_like(x)
+    y = recycle.empty(x.shape, x.dtype)
     per_channel = (running_mean.astype(np.float64), scale, beta.astype(np.float64))
     if x.ndim == 2:
         _launch(_inference_2d, x.size, "batchnorm", x, *per_channel, y)

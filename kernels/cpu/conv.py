@@ -36,7 +36,8 @@ Choices kept from that version for the channels-first passes, each measured on t
 * col2im is a gather: for every pixel, the at most ceil(kh/sh) ceil(kw/sw) column entries that land on it (a
   precomputed table), summed in a fixed order. No two tiles write the same pixel: no atomics, and the result
   does not depend on how the tiles were shared out (in either layout).
-* Outputs are allocated by NumPy, never inside jitted code (NumPy asks for transparent huge pages).
+* Outputs are allocated by NumPy, never inside jitted code (NumPy asks for transparent huge pages); large ones
+  through ``recycle.empty``, which reuses the memory of the last step's arrays that nothing holds any more.
 
 A tile of one image multiplies the image's own (O, Ho Wo) plane (a view); larger tiles copy theirs into
 (O, nb Ho Wo). The bias gradient's channel sums run in ``LANES`` partial sums (a vector register), not one
@@ -58,6 +59,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..reference.conv_geometry import conv2d_output_hw, conv_args, conv_transpose2d_output_shape
+from . import recycle
 from .activation import act, epilogue
 from .tiles import run_tiles, workers
 
@@ -383,7 +385,7 @@ def _unfold_gemm(
     N, C, H, W = a.shape
     O, CKK = W4.shape[0], C * kh * kw
     HoWo, Hp, Wp = Ho * Wo, H + 2 * ph, W + 2 * pw
-    out = np.empty((N, O, Ho, Wo), dtype=a.dtype)
+    out = recycle.empty((N, O, Ho, Wo), a.dtype)
     nb = _images_per_tile(N, CKK * HoWo * a.itemsize, tile_bytes)
     nhwc = _nhwc(C)
     if nhwc:
@@ -436,7 +438,7 @@ def _gemm_fold(
     N, C, H, W = out_shape
     O, CKK = W4.shape[0], C * kh * kw
     HoWo, Hp, Wp = Ho * Wo, H + 2 * ph, W + 2 * pw
-    out = np.empty(out_shape, dtype=b.dtype)
+    out = recycle.empty(out_shape, b.dtype)
     nb = _images_per_tile(N, CKK * HoWo * b.itemsize, tile_bytes)
     nhwc = _nhwc(C)
     if nhwc:

@@ -7,6 +7,7 @@ is drawn by the layer.
 import numpy as np
 from numba import njit, prange
 
+from . import recycle
 from .activation import _launch
 
 __all__ = ["dropout_forward", "dropout_backward"]
@@ -22,7 +23,7 @@ def _masked(x, mask, p):
     if x.shape != mask.shape:
         raise ValueError(f"dropout mask of shape {mask.shape} does not match the input's {x.shape}")
     x = np.ascontiguousarray(x)
-    out = np.empty_like(x)
+    out = recycle.empty(x.shape, x.dtype)
     flat_mask = np.ascontiguousarray(mask).reshape(-1)
     _launch(_apply_mask, x.size, "elementwise", x.reshape(-1), flat_mask, 1.0 / (1.0 - p), out.reshape(-1))
     return out

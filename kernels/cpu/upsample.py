@@ -6,6 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..reference.upsample import check_upsample_args, check_upsampled_grad
+from . import recycle
 from .activation import _launch
 
 __all__ = ["upsample_nearest_forward", "upsample_nearest_backward"]
@@ -36,7 +37,7 @@ def _backward(dy, s, dx):
 def upsample_nearest_forward(x, scale):
     s = check_upsample_args("upsample_nearest_forward", x, scale)
     n, c, h, w = x.shape
-    y = np.empty((n, c, h * s, w * s), dtype=x.dtype)
+    y = recycle.empty((n, c, h * s, w * s), x.dtype)
     planes = np.ascontiguousarray(x).reshape(n * c, h, w)
     _launch(_forward, y.size, "elementwise", planes, s, y.reshape(n * c, h * s, w * s))
     return y
@@ -45,7 +46,7 @@ def upsample_nearest_forward(x, scale):
 def upsample_nearest_backward(dy, scale):
     s = check_upsampled_grad("upsample_nearest_backward", dy, scale)
     n, c, h, w = dy.shape
-    dx = np.empty((n, c, h // s, w // s), dtype=dy.dtype)
+    dx = recycle.empty((n, c, h // s, w // s), dy.dtype)
     planes = np.ascontiguousarray(dy).reshape(n * c, h, w)
     _launch(_backward, dy.size, "elementwise", planes, s, dx.reshape(n * c, h // s, w // s))
     return dx
