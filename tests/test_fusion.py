@@ -205,6 +205,37 @@ def test_numba_conv2d_ops_match_the_reference(rng, dtype, slope, case):
     assert rel(dx2, dx_ref) <= TOL[dtype]
 
 
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_numba_gated_conv2d_backward_is_the_composed_one_and_yields_to_a_swapped_kernel(rng, monkeypatch, slope, case):
+    """Conv2d's gated backward (dz formed in the tiles' copies of dy) gives the bits of the activation's own
+    pass followed by the split ops; once the activation's backward is swapped on the namespace (the
+    walkthrough's --break), the swapped kernel is the one that runs."""
+    n, c, h, w, cout, k, s, p = case
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    W, b = rng.standard_normal((cout, c, *k)).astype(np.float32), rng.standard_normal(cout).astype(np.float32)
+    y, cols = N.conv2d_forward(x, W, b, s, p, slope)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    start_W, start_b = buffers(rng, W.shape, b.shape, dtype=np.float32)
+    dW, db = start_W.copy(), start_b.copy()
+    dx = N.conv2d_backward(dy, cols, W, x.shape, s, p, y, slope, dW, db)
+    dz = N.relu_backward(dy, y) if slope == 0 else N.leaky_relu_backward(dy, y, slope)
+    cW, cb = start_W.copy(), start_b.copy()
+    gW, gb = N.conv2d_backward_weight(dz, cols, W.shape)
+    cW += gW
+    cb += gb
+    np.testing.assert_array_equal(dx, N.conv2d_backward_data(dz, W, x.shape, s, p))
+    np.testing.assert_array_equal(dW, cW)
+    np.testing.assert_array_equal(db, cb)
+    name = "relu_backward" if slope == 0 else "leaky_relu_backward"
+    calls = []
+    own = getattr(N, name)
+    monkeypatch.setattr(N, name, lambda *a: calls.append(1) or 2 * own(*a))  # a "broken" kernel: twice dz
+    dx2 = N.conv2d_backward(dy, cols, W, x.shape, s, p, y, slope, None, None)
+    assert calls == [1]
+    np.testing.assert_allclose(dx2, 2 * dx, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("slope", SLOPES)
 @pytest.mark.parametrize("case", CONVT_CASES)

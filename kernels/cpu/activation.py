@@ -46,6 +46,15 @@ def act(z, use, slope):  # pragma: no cover - compiled
     return z if (not use or z > 0) else z * slope
 
 
+@njit(inline="always", cache=True)
+def act_grad(dy, y, slope):  # pragma: no cover - compiled
+    """dy * act'(y) for the fused epilogue's LeakyReLU(slope) (ReLU for slope 0), given its output y (which has
+    its input's sign): the same values as relu_backward / leaky_relu_backward, NaN in y included."""
+    if y > 0:
+        return dy
+    return 0.0 if slope == 0.0 else dy * slope
+
+
 def epilogue(slope):
     """(use, slope) as the jitted epilogue takes them, for ``slope`` None (no activation) or a float."""
     return (False, 0.0) if slope is None else (True, float(slope))

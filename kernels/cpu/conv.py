@@ -60,7 +60,7 @@ from numba import njit, prange
 
 from ..reference.conv_geometry import conv2d_output_hw, conv_args, conv_transpose2d_output_shape
 from . import recycle
-from .activation import act, epilogue
+from .activation import act, act_grad, epilogue
 from .tiles import run_tiles, workers
 
 __all__ = [
@@ -250,6 +250,42 @@ def _nchw_to_cm(a, n0, mat):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _nchw_to_cm_grad(dy, y, n0, mat, slope):  # pragma: no cover - compiled
+    """mat[c, t] = dy[n0 + t, c] * act'(y[n0 + t, c]) for mat (C, nb, H W): the fused activation's gradient
+    (activation.act_grad), formed while the tile is copied to channel-major anyway."""
+    C, nb, HW = mat.shape
+    for c in range(C):
+        for t in range(nb):
+            src = dy[n0 + t, c].reshape(HW)
+            gate = y[n0 + t, c].reshape(HW)
+            dst = mat[c, t]
+            for q in range(HW):
+                dst[q] = act_grad(src[q], gate[q], slope)
+
+
+@njit(cache=True, nogil=True)
+def _cm_sums(mat, sums):  # pragma: no cover - compiled
+    """sums[c] += the sum of mat[c] for mat (C, nb, H W), plane by plane in the order and the LANES partial
+    sums of _channel_sums: the same bits as _channel_sums over the images the tile holds."""
+    C, nb, HW = mat.shape
+    body = HW - HW % LANES
+    part = np.zeros(LANES, dtype=np.float64)
+    for t in range(nb):
+        for c in range(C):
+            plane = mat[c, t]
+            part[:] = 0.0
+            for q in range(0, body, LANES):
+                for lane in range(LANES):
+                    part[lane] += plane[q + lane]
+            s = 0.0
+            for q in range(body, HW):
+                s += plane[q]
+            for lane in range(LANES):
+                s += part[lane]
+            sums[c] += s
+
+
+@njit(cache=True, nogil=True)
 def _channel_sums(a, n0, nb, sums):  # pragma: no cover - compiled
     """sums[c] += the sum of a[n0 .. n0 + nb - 1, c] (float64 accumulators). A plane is summed in LANES
     interleaved partial sums (one vector register), added up at its end: a single running sum is one
@@ -359,14 +395,18 @@ class _Scratch:
         return self.bufs[worker]
 
 
-def _tile_cm(b: np.ndarray, n0: int, m: int, buf: np.ndarray) -> np.ndarray:
+def _tile_cm(b: np.ndarray, n0: int, m: int, buf: np.ndarray, gate: tuple | None = None) -> np.ndarray:
     """Images n0 .. n0 + m - 1 of b (N, O, Ho, Wo) as the (O, m Ho Wo) matrix: the image itself when m is 1 (a
-    view, no copy), else copied into buf."""
+    view, no copy), else copied into buf. ``gate`` (y, slope): b is dy of a fused activation, and the matrix
+    is dz = dy * act'(y), always formed in buf."""
     O, HoWo = b.shape[1], b.shape[2] * b.shape[3]
-    if m == 1:
+    if m == 1 and gate is None:
         return b[n0].reshape(O, HoWo)
     mat = buf[: O * m * HoWo].reshape(O, m * HoWo)
-    _nchw_to_cm(b, n0, mat.reshape(O, m, HoWo))
+    if gate is None:
+        _nchw_to_cm(b, n0, mat.reshape(O, m, HoWo))
+    else:
+        _nchw_to_cm_grad(b, gate[0], n0, mat.reshape(O, m, HoWo), gate[1])
     return mat
 
 
@@ -430,9 +470,11 @@ def _gemm_fold(
     geom: tuple[int, ...],
     tile_bytes: int,
     slope=None,
+    gate: tuple | None = None,
 ) -> np.ndarray:
     """out = act(col2im(W4.reshape(O, -1).T @ b_mat) + bias), of shape out_shape (N, C, H, W), for b
-    (N, O, Ho, Wo) and W4 (O, C, kh, kw): the adjoint of ``_unfold_gemm``; act the fused epilogue."""
+    (N, O, Ho, Wo) and W4 (O, C, kh, kw): the adjoint of ``_unfold_gemm``; act the fused epilogue. ``gate``
+    (y, slope): b is dy of a fused activation, multiplied by act'(y) as each tile is copied (``_tile_cm``)."""
     use, slope_f = epilogue(slope)
     kh, kw, sh, sw, ph, pw, Ho, Wo = geom
     N, C, H, W = out_shape
@@ -456,7 +498,7 @@ def _gemm_fold(
         b_buf, cols_buf, padded = scratch.get(worker)
         n0 = tile * nb
         m = min(nb, N - n0)
-        b_mat = _tile_cm(b, n0, m, b_buf)
+        b_mat = _tile_cm(b, n0, m, b_buf, gate)
         if nhwc:
             cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
             np.matmul(b_mat.T, Wm, out=cols)
@@ -472,10 +514,11 @@ def _gemm_fold(
 
 
 def _unfold_weight(
-    a: np.ndarray, b: np.ndarray, geom: tuple[int, ...], sum_of: str, tile_bytes: int
+    a: np.ndarray, b: np.ndarray, geom: tuple[int, ...], sum_of: str, tile_bytes: int, gate: tuple | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(sum_n b_mat[n] @ im2col(a[n]).T as (Ob, C, kh, kw), the channel sums of ``sum_of``: "a" or "b"), for
-    a (N, C, H, W) and b (N, Ob, Ho, Wo): a weight gradient and its bias gradient."""
+    a (N, C, H, W) and b (N, Ob, Ho, Wo): a weight gradient and its bias gradient. ``gate`` (y, slope): b is
+    dy of a fused activation, and b_mat (whose rows are also the "b" sums) is dz = dy * act'(y)."""
     kh, kw, sh, sw, ph, pw, Ho, Wo = geom
     N, C, H, W = a.shape
     Ob = b.shape[1]
@@ -508,7 +551,7 @@ def _unfold_weight(
         for tile in range(group * n_tiles // n_groups, (group + 1) * n_tiles // n_groups):
             n0 = tile * nb
             m = min(nb, N - n0)
-            b_mat = _tile_cm(b, n0, m, b_buf)
+            b_mat = _tile_cm(b, n0, m, b_buf, gate)
             if nhwc:
                 cols = cols_buf[: CKK * m * HoWo].reshape(m * HoWo, CKK)
                 _to_padded_nhwc(a, n0, padded[:m], ph, pw)
@@ -519,7 +562,10 @@ def _unfold_weight(
                 _im2col_tile(a, n0, cols.reshape(CKK, m, HoWo), idx, ph, pw, padded)
                 np.matmul(b_mat, cols.T, out=product)
             totals[group] += product
-            _channel_sums(summed, n0, m, sums[group])
+            if sum_of == "b":  # b_mat holds the tile's b (or dz) already: the same sums, read from the cache
+                _cm_sums(b_mat.reshape(Ob, m, HoWo), sums[group])
+            else:
+                _channel_sums(summed, n0, m, sums[group])
 
     run_tiles(n_groups, work)
     dW = np.zeros((Ob, CKK), a.dtype)
@@ -721,3 +767,45 @@ def conv_transpose2d_backward_weight(
         return dW, dy.sum(axis=(0, 2, 3))
     dW, db = _unfold_weight(np.ascontiguousarray(dy), np.ascontiguousarray(x), geom, "a", WEIGHT_TILE_BYTES)
     return dW.reshape(W_shape), db
+
+
+def conv2d_backward_gated(
+    dy: np.ndarray,
+    y: np.ndarray,
+    slope: float,
+    cols: Unfolded,
+    W: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dW: np.ndarray | None = None,
+    db: np.ndarray | None = None,
+    input_grad: bool = True,
+) -> np.ndarray | None:
+    """The whole backward of Conv2d + LeakyReLU(slope) (ReLU for 0) in the tiled passes: dz = dy * act'(y) is
+    formed in each tile's channel-major copy of dy, which the data pass and the weight pass make anyway, so
+    no dz array is written. dW += the weight gradient, db += the bias gradient (each skipped when None); returns
+    the input gradient when ``input_grad``. Not a contract op: ``fused.conv2d_backward`` calls it when every
+    kernel it stands for is the kernel set's own (not one the walkthrough swapped in)."""
+    what = "conv2d_backward"
+    if tuple(y.shape) != tuple(dy.shape):
+        raise ValueError(f"{what}: y of shape {tuple(y.shape)} does not match dy of shape {tuple(dy.shape)}")
+    x = cols.x
+    geom = _geometry(x.shape, cols.kernel_size, cols.stride, cols.padding, what)
+    if dy.ndim != 4 or tuple(dy.shape) != (x.shape[0], W.shape[0], *geom[6:]) or tuple(x.shape) != tuple(x_shape):
+        raise ValueError(
+            f"{what}: dy of shape {tuple(dy.shape)} does not match the forward's input {tuple(x.shape)} and W of "
+            f"shape {tuple(W.shape)}"
+        )
+    dy, gate = np.ascontiguousarray(dy), (np.ascontiguousarray(y), float(slope))
+    if dW is not None or db is not None:
+        gW, gb = _unfold_weight(x, dy, geom, "b", WEIGHT_TILE_BYTES, gate)
+        if dW is not None:
+            dW += gW.reshape(W.shape)
+        if db is not None:
+            db += gb
+    if not input_grad:
+        return None
+    shape = tuple(int(d) for d in x_shape)
+    W4 = np.ascontiguousarray(W, dtype=dy.dtype)
+    return _gemm_fold(dy, W4, np.zeros(shape[1], dy.dtype), shape, geom, TILE_BYTES, gate=gate)
