@@ -5,10 +5,8 @@ import threading
 
 import numpy as np
 import pytest
-
-from tinygan.kernels.cpu import recycle
-
 from tinygan.kernels import cpu as K
+from tinygan.kernels.cpu import recycle
 
 BIG = (recycle.MIN_BYTES // 4 + 1024,)  # float32 elements just above the threshold
 

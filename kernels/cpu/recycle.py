@@ -37,6 +37,7 @@ IDLE_BYTES = 1 << 30
 _lock = threading.Lock()
 _blocks: list[np.ndarray] = []  # oldest first; each a 1-D uint8 array that owns its memory
 
+
 def _refcounts() -> list[int]:
     """Each block's reference count, counted the same way every time (so that one calibration holds)."""
     return [sys.getrefcount(block) for block in _blocks]
