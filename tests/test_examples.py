@@ -485,3 +485,34 @@ def test_a_new_run_is_refused_in_a_folder_holding_the_other_example_s_run(
         f"error: {cifar_root} already holds a run: use --resume {cifar_root}, or another --out",
     ]
     assert before == {p: sorted(p.iterdir()) for p in (mnist_run, cifar_root)}
+
+
+def test_the_generator_loss_comes_from_the_recipe_and_a_recorded_run_keeps_its_own(
+    tmp_path, tiny_mnist, mnist_example, cifar_example, capsys, monkeypatch
+):
+    """Since the second recipe study the dense MNIST default recipe trains G with the minimax loss; the original
+    recipe and the CIFAR-10 recipes keep the non-saturating one; --g-loss overrides; a run recorded with the
+    old default resumes with the loss it was trained with."""
+    config = mnist_example.make_config
+    assert config(mnist_example.parse_args([])).g_loss == "minimax"
+    assert config(mnist_example.parse_args(["--g-loss", "nonsaturating"])).g_loss == "nonsaturating"
+    assert config(mnist_example.parse_args(["--recipe", "original"])).g_loss == "nonsaturating"
+    for recipe in ("default", "original"):
+        cifar = cifar_example.make_config(cifar_example.parse_args(["--recipe", recipe, "--class", "cat"]))
+        assert cifar.g_loss == "nonsaturating"
+    assert cifar_example.make_config(cifar_example.parse_args(["--g-loss", "minimax"])).g_loss == "minimax"
+
+    monkeypatch.setenv("TINYGAN_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    start = ["--data-dir", str(tiny_mnist), "--epochs", "1", "--batch-size", "50", "--limit", "100"]
+    start += ["--g-loss", "nonsaturating", "--no-progress", "--out", str(out)]  # what the default trained before
+    assert mnist_example.main(start) == 0
+    capsys.readouterr()
+    assert mnist_example.main(["--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+    _, meta = load_checkpoint(out / "checkpoint.npz")
+    assert meta["config"]["g_loss"] == "nonsaturating" and meta["config"]["recipe"] == "default"
+    capsys.readouterr()
+    assert mnist_example.main(["--resume", str(out), "--g-loss", "minimax", "--epochs", "3"]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    expected = f"error: --g-loss: {out} was trained with nonsaturating, received minimax;"
+    assert len(lines) == 1 and lines[0].startswith(expected), lines

@@ -234,7 +234,8 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
     parser.add_argument(
         "--g-loss",
         choices=("nonsaturating", "minimax"),
-        help="generator loss: -log D(G(z)) (nonsaturating, default) or the original minimax log(1 - D(G(z)))",
+        help="generator loss: the non-saturating -log D(G(z)) or the original minimax log(1 - D(G(z))) (default: "
+        "the recipe's; minimax for the dense MNIST default recipe, nonsaturating otherwise)",
     )
     parser.add_argument("--no-progress", action="store_true", default=None, help="no progress bar (one line per epoch)")
     parser.add_argument(
@@ -618,6 +619,9 @@ def apply_recipe(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, 
         settings["ema_decay"] = args.ema_decay
     if args.augment is not None:
         settings["augment"] = args.augment
+    settings.setdefault("g_loss", "nonsaturating")
+    if args.g_loss is not None:
+        settings["g_loss"] = args.g_loss
     return settings
 
 
@@ -636,7 +640,6 @@ def common_config(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
         "device": args.device or "cpu",
         "cuda_graph": not args.no_cuda_graph,
         "precision": args.precision or _default_precision(args.device or "cpu"),
-        "g_loss": args.g_loss or "nonsaturating",
         "sample_every": args.sample_every or 1,
         "checkpoint_every": args.checkpoint_every or 0,
         "score_every": args.score_every or 0,

@@ -92,9 +92,9 @@ CANDIDATES: dict[str, list[str]] = {
     "ema-0.9999": ["--ema-decay", "0.9999"],
     "lr-1e-4": ["--lr", "0.0001"],
     "d-steps-2": ["--d-steps", "2"],
-    # The loss study (bench/results/loss-study-2026-12-02.md) found the minimax loss ahead under this recipe on
-    # both seeds (FID 2.14-2.24 against 3.28-3.63 at epoch 30, on 5,000 samples): to confirm on 10,000.
-    "minimax": ["--g-loss", "minimax"],
+    # Since 2026-12-02 (second study of bench/results/recipe-study-2026-12-02.md) the default trains G with the
+    # minimax loss; this is the non-saturating loss it replaced.
+    "nonsaturating": ["--g-loss", "nonsaturating"],
 }
 FIELDS = (
     "candidate",
