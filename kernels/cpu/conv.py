@@ -263,50 +263,44 @@ def _nchw_to_cm_grad(dy, y, n0, mat, slope):  # pragma: no cover - compiled
                 dst[q] = act_grad(src[q], gate[q], slope)
 
 
+@njit(inline="always", cache=True)
+def _plane_sum(plane, part):  # pragma: no cover - compiled
+    """The float64 sum of a contiguous 1-D plane, in LANES interleaved partial sums (one vector register; part
+    is their scratch) added up at its end: a single running sum is one dependent add per value (4 cycles
+    each), which made the bias gradient cost as much as a 3-channel layer's GEMM."""
+    n = plane.shape[0]
+    body = n - n % LANES
+    part[:] = 0.0
+    for q in range(0, body, LANES):
+        for lane in range(LANES):
+            part[lane] += plane[q + lane]
+    s = 0.0
+    for q in range(body, n):
+        s += plane[q]
+    for lane in range(LANES):
+        s += part[lane]
+    return s
+
+
 @njit(cache=True, nogil=True)
 def _cm_sums(mat, sums):  # pragma: no cover - compiled
-    """sums[c] += the sum of mat[c] for mat (C, nb, H W), plane by plane in the order and the LANES partial
-    sums of _channel_sums: the same bits as _channel_sums over the images the tile holds."""
-    C, nb, HW = mat.shape
-    body = HW - HW % LANES
+    """sums[c] += the sum of mat[c] for mat (C, nb, H W), plane by plane in _channel_sums's order: the same
+    bits as _channel_sums over the images the tile holds."""
+    C, nb = mat.shape[0], mat.shape[1]
     part = np.zeros(LANES, dtype=np.float64)
     for t in range(nb):
         for c in range(C):
-            plane = mat[c, t]
-            part[:] = 0.0
-            for q in range(0, body, LANES):
-                for lane in range(LANES):
-                    part[lane] += plane[q + lane]
-            s = 0.0
-            for q in range(body, HW):
-                s += plane[q]
-            for lane in range(LANES):
-                s += part[lane]
-            sums[c] += s
+            sums[c] += _plane_sum(mat[c, t], part)
 
 
 @njit(cache=True, nogil=True)
 def _channel_sums(a, n0, nb, sums):  # pragma: no cover - compiled
-    """sums[c] += the sum of a[n0 .. n0 + nb - 1, c] (float64 accumulators). A plane is summed in LANES
-    interleaved partial sums (one vector register), added up at its end: a single running sum is one
-    dependent add per value (4 cycles each), which made this loop cost as much as a 3-channel layer's GEMM."""
-    C, H, W = a.shape[1], a.shape[2], a.shape[3]
-    HW = H * W
-    body = HW - HW % LANES
+    """sums[c] += the sum of a[n0 .. n0 + nb - 1, c] (float64 accumulators), plane by plane (_plane_sum)."""
+    C, HW = a.shape[1], a.shape[2] * a.shape[3]
     part = np.zeros(LANES, dtype=np.float64)
     for t in range(nb):
         for c in range(C):
-            plane = a[n0 + t, c].reshape(HW)
-            part[:] = 0.0
-            for q in range(0, body, LANES):
-                for lane in range(LANES):
-                    part[lane] += plane[q + lane]
-            s = 0.0
-            for q in range(body, HW):
-                s += plane[q]
-            for lane in range(LANES):
-                s += part[lane]
-            sums[c] += s
+            sums[c] += _plane_sum(a[n0 + t, c].reshape(HW), part)
 
 
 @njit(cache=True, nogil=True)
