@@ -21,6 +21,7 @@ Blocks that no array uses are kept up to ``IDLE_BYTES`` in all; past that the ol
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 
@@ -36,6 +37,16 @@ IDLE_BYTES = 1 << 30
 
 _lock = threading.Lock()
 _blocks: list[np.ndarray] = []  # oldest first; each a 1-D uint8 array that owns its memory
+
+
+def _new_lock_after_fork() -> None:
+    """A child forked while another thread held the lock would wait on it forever: it starts with a free one."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def _refcounts() -> list[int]:
