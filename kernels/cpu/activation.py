@@ -16,10 +16,9 @@ on the same cores) the OpenMP pool's barrier can cost milliseconds per call.
 The fused epilogue's activation (``act``; equations in the reference's docstring) is written once here as an
 inlined jitted function, which the fused weight ops (``fused.py``, ``conv.py``) call where they write their
 output: y = act(z + b) in the pass that adds the bias. The fused backward's dz = dy * act'(y) is the
-activation's own backward pass (``activation_grad``).
+activation's own backward pass (the reference's ``activate_backward`` on this set), or ``act_grad`` inside
+Conv2d's gated tiles.
 """
-
-import sys
 
 import numba
 import numpy as np
@@ -58,20 +57,6 @@ def act_grad(dy, y, slope):  # pragma: no cover - compiled
 def epilogue(slope):
     """(use, slope) as the jitted epilogue takes them, for ``slope`` None (no activation) or a float."""
     return (False, 0.0) if slope is None else (True, float(slope))
-
-
-def activation_grad(dy, y, slope, op):
-    """dz = dy * act'(y) for the fused backward ops (dy itself for slope None): the activation's own jitted
-    backward on the namespace (``relu_backward``, or ``leaky_relu_backward`` handed y, which has x's sign),
-    looked up at call time so that a kernel swapped there (the walkthrough's --break) reaches fused layers."""
-    if slope is None:
-        return dy
-    if y is None:
-        raise ValueError(f"{op}: slope={slope} needs y, the fused forward's output")
-    if tuple(y.shape) != tuple(dy.shape):
-        raise ValueError(f"{op}: y of shape {tuple(y.shape)} does not match dy of shape {tuple(dy.shape)}")
-    K = sys.modules[__package__]
-    return K.relu_backward(dy, y) if slope == 0 else K.leaky_relu_backward(dy, y, slope)
 
 
 @njit(parallel=True, cache=True)

@@ -58,7 +58,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..reference.activation import check_gate
 from ..reference.conv_geometry import conv2d_output_hw, conv_args, conv_transpose2d_output_shape
+from ..reference.whole_backward import add_into
 from . import recycle
 from .activation import act, act_grad, epilogue
 from .tiles import run_tiles, workers
@@ -697,15 +699,21 @@ def conv2d_backward_weight(
     if not isinstance(cols, Unfolded):
         dW = (_to_cm(dy) @ np.asarray(cols).T).reshape(W_shape)
         return dW, dy.sum(axis=(0, 2, 3))
+    geom = _weight_pass_geometry(dy, cols, W_shape, "conv2d_backward_weight")
+    dW, db = _unfold_weight(cols.x, np.ascontiguousarray(dy), geom, "b", WEIGHT_TILE_BYTES)
+    return dW.reshape(W_shape), db
+
+
+def _weight_pass_geometry(dy: np.ndarray, cols: Unfolded, W_shape: tuple[int, ...], what: str) -> tuple[int, ...]:
+    """Conv2d's weight pass: the geometry of the forward that made ``cols``, with dy checked against it."""
     x = cols.x
-    geom = _geometry(x.shape, cols.kernel_size, cols.stride, cols.padding, "conv2d_backward_weight")
+    geom = _geometry(x.shape, cols.kernel_size, cols.stride, cols.padding, what)
     if dy.ndim != 4 or tuple(dy.shape) != (x.shape[0], W_shape[0], *geom[6:]):
         raise ValueError(
-            f"conv2d_backward_weight: dy of shape {tuple(dy.shape)} does not match the forward's input "
-            f"{tuple(x.shape)} and W_shape {tuple(W_shape)}"
+            f"{what}: dy of shape {tuple(dy.shape)} does not match the forward's input {tuple(x.shape)} and "
+            f"W_shape {tuple(W_shape)}"
         )
-    dW, db = _unfold_weight(x, np.ascontiguousarray(dy), geom, "b", WEIGHT_TILE_BYTES)
-    return dW.reshape(W_shape), db
+    return geom
 
 
 def conv_transpose2d_forward(
@@ -782,22 +790,15 @@ def conv2d_backward_gated(
     the input gradient when ``input_grad``. Not a contract op: ``fused.conv2d_backward`` calls it when every
     kernel it stands for is the kernel set's own (not one the walkthrough swapped in)."""
     what = "conv2d_backward"
-    if tuple(y.shape) != tuple(dy.shape):
-        raise ValueError(f"{what}: y of shape {tuple(y.shape)} does not match dy of shape {tuple(dy.shape)}")
-    x = cols.x
-    geom = _geometry(x.shape, cols.kernel_size, cols.stride, cols.padding, what)
-    if dy.ndim != 4 or tuple(dy.shape) != (x.shape[0], W.shape[0], *geom[6:]) or tuple(x.shape) != tuple(x_shape):
-        raise ValueError(
-            f"{what}: dy of shape {tuple(dy.shape)} does not match the forward's input {tuple(x.shape)} and W of "
-            f"shape {tuple(W.shape)}"
-        )
+    check_gate(dy, y, slope, what)
+    geom = _weight_pass_geometry(dy, cols, W.shape, what)
+    if tuple(cols.x.shape) != tuple(x_shape):
+        raise ValueError(f"{what}: x_shape {tuple(x_shape)} is not the forward's input {tuple(cols.x.shape)}")
     dy, gate = np.ascontiguousarray(dy), (np.ascontiguousarray(y), float(slope))
     if dW is not None or db is not None:
-        gW, gb = _unfold_weight(x, dy, geom, "b", WEIGHT_TILE_BYTES, gate)
-        if dW is not None:
-            dW += gW.reshape(W.shape)
-        if db is not None:
-            db += gb
+        gW, gb = _unfold_weight(cols.x, dy, geom, "b", WEIGHT_TILE_BYTES, gate)
+        add_into(dW, gW.reshape(W.shape))
+        add_into(db, gb)
     if not input_grad:
         return None
     shape = tuple(int(d) for d in x_shape)

@@ -26,8 +26,9 @@ import numpy as np
 from numba import njit, prange
 
 from ..reference import whole_backward
+from ..reference.activation import activate_backward
 from . import activation, conv
-from .activation import _launch, act, activation_grad, epilogue
+from .activation import _launch, act, epilogue
 
 __all__ = [
     "dense_forward",
@@ -86,8 +87,9 @@ def _namespace():
 def dense_backward(dy, x, W, y=None, slope=None, dW=None, db=None, input_grad=True):
     """dz = dy * act'(y) (one jitted pass); ``dW += x.T @ dz``, ``db += sum_n dz``; returns ``dz @ W.T`` (None
     when ``input_grad`` is False)."""
-    dz = activation_grad(dy, y, slope, "dense_backward")
-    return whole_backward.dense(_namespace(), dz, x, W, dW, db, input_grad)
+    K = _namespace()
+    dz = activate_backward(dy, y, slope, "dense_backward", K)
+    return whole_backward.dense(K, dz, x, W, dW, db, input_grad)
 
 
 def _own_kernels(K, slope: float, *ops: str) -> bool:
@@ -113,7 +115,7 @@ def conv2d_backward(
         and _own_kernels(K, slope, "conv2d_backward_weight", "conv2d_backward_data")
     ):
         return conv.conv2d_backward_gated(dy, y, slope, cols, W, x_shape, stride, padding, dW, db, input_grad)
-    dz = activation_grad(dy, y, slope, "conv2d_backward")
+    dz = activate_backward(dy, y, slope, "conv2d_backward", K)
     return whole_backward.conv2d(K, dz, cols, W, x_shape, stride, padding, dW, db, input_grad)
 
 
@@ -121,5 +123,6 @@ def conv_transpose2d_backward(
     dy, x, W, stride, padding, y=None, slope=None, dW=None, db=None, input_grad=True
 ) -> np.ndarray | None:
     """dz = dy * act'(y) in one jitted pass, then conv.py's tiled data and weight gradients of dz."""
-    dz = activation_grad(dy, y, slope, "conv_transpose2d_backward")
-    return whole_backward.conv_transpose2d(_namespace(), dz, x, W, stride, padding, dW, db, input_grad)
+    K = _namespace()
+    dz = activate_backward(dy, y, slope, "conv_transpose2d_backward", K)
+    return whole_backward.conv_transpose2d(K, dz, x, W, stride, padding, dW, db, input_grad)

@@ -71,17 +71,23 @@ def activate(z, slope):
     return K.relu_forward(z) if slope == 0 else K.leaky_relu_forward(z, slope)
 
 
-def activate_backward(dy, y, slope, op="activate_backward"):
-    """dL/dz of ``y = activate(z, slope)`` from the output y (slope >= 0, see the module docstring): the
-    activation's own backward, handed y where LeakyReLU's takes x (same sign). ``op`` names the caller in the
-    errors: slope without y, or a y that does not match dy."""
-    if slope is None:
-        return dy
+def check_gate(dy, y, slope, op):
+    """The fused backward's arguments, for a slope: y given, and of dy's shape. ``op`` names the caller."""
     if y is None:
         raise ValueError(f"{op}: slope={slope} needs y, the fused forward's output")
     if tuple(y.shape) != tuple(dy.shape):
         raise ValueError(f"{op}: y of shape {tuple(y.shape)} does not match dy of shape {tuple(dy.shape)}")
-    K = namespace()
+
+
+def activate_backward(dy, y, slope, op="activate_backward", K=None):
+    """dL/dz of ``y = activate(z, slope)`` from the output y (slope >= 0, see the module docstring): the
+    activation's own backward, handed y where LeakyReLU's takes x (same sign), looked up on the kernel set
+    ``K`` (default: this one) at call time. ``op`` names the caller in the errors: slope without y, or a y
+    that does not match dy."""
+    if slope is None:
+        return dy
+    check_gate(dy, y, slope, op)
+    K = namespace() if K is None else K
     return K.relu_backward(dy, y) if slope == 0 else K.leaky_relu_backward(dy, y, slope)
 
 

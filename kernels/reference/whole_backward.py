@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 
-def _add(buffer: np.ndarray | None, value: Any) -> None:
+def add_into(buffer: np.ndarray | None, value: Any) -> None:
+    """buffer += value, unless buffer is None (that gradient is not wanted)."""
     if buffer is not None:
         buffer += value
 
@@ -27,16 +28,16 @@ def _add(buffer: np.ndarray | None, value: Any) -> None:
 def dense(K: ModuleType, dz, x, W, dW=None, db=None, input_grad: bool = True):
     if dW is not None or db is not None:
         gW, gb = K.dense_backward_weight(dz, x)
-        _add(dW, gW)
-        _add(db, gb)
+        add_into(dW, gW)
+        add_into(db, gb)
     return K.dense_backward_data(dz, W) if input_grad else None
 
 
 def conv2d(K: ModuleType, dz, cols, W, x_shape, stride, padding, dW=None, db=None, input_grad: bool = True):
     if dW is not None or db is not None:
         gW, gb = K.conv2d_backward_weight(dz, cols, W.shape)
-        _add(dW, gW)
-        _add(db, gb)
+        add_into(dW, gW)
+        add_into(db, gb)
     return K.conv2d_backward_data(dz, W, x_shape, stride, padding) if input_grad else None
 
 
@@ -46,6 +47,6 @@ def conv_transpose2d(K: ModuleType, dz, x, W, stride, padding, dW=None, db=None,
         dx, dz_cols = K.conv_transpose2d_backward_data(dz, W, stride, padding)
     if dW is not None or db is not None:
         gW, gb = K.conv_transpose2d_backward_weight(dz, x, W.shape, stride, padding, dy_cols=dz_cols)
-        _add(dW, gW)
-        _add(db, gb)
+        add_into(dW, gW)
+        add_into(db, gb)
     return dx
