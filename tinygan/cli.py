@@ -619,8 +619,7 @@ def apply_recipe(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, 
         settings["ema_decay"] = args.ema_decay
     if args.augment is not None:
         settings["augment"] = args.augment
-    settings.setdefault("g_loss", "nonsaturating")
-    if args.g_loss is not None:
+    if args.g_loss is not None:  # else the recipe's, or GANConfig's default (nonsaturating)
         settings["g_loss"] = args.g_loss
     return settings
 
