@@ -199,7 +199,7 @@ def test_gan_kernels_match_numpy(K, rng, dtype):
     # What G receives: RMS over samples of n * dx_i; more entries than one block's threads, an odd count.
     from tinygan.step import HOST_OPS
 
-    for shape in ((7, 5), (33, 1, 9, 11)):
+    for shape in ((7, 5), (33, 1, 9, 11), (300, 3, 8, 8)):  # the last: more elements than 256 blocks of threads
         dx = rand(rng, shape, dtype, scale=1e-3)
         got = cp.asnumpy(gan.input_grad_rms(g(dx), shape[0]))
         expected = np.sqrt(shape[0] * (dx.astype(np.float64) ** 2).sum())

@@ -10,10 +10,11 @@ arguments in the wrong order, of the wrong width, or one too few.
 Emulated (NumPy, with the kernels' semantics): the layout kernels (cns_to_ncs, ncs_to_cns, add_bias, the
 channel sums, rows_grad_sum), im2col / col2im, the activations and the fused epilogue's kernels, conv_igemm's
 three modes and its split-K reduce; cuBLAS (``cublas.matmul``) as a NumPy product with alpha / beta. Outputs of
-``cupy.empty`` start as NaN, so an element a wrapper leaves unwritten shows. Not emulated: BatchNorm, Adam,
-Philox, BCE, dropout, the GAN step's kernels, streams and graph capture (those tests fail here with "no
-emulation of kernel ..."). This checks the Python side only: the CUDA sources still need a compiler (``nvcc
--std=c++17 -arch=sm_90 -ptx`` on a file made of _common.cu and the op's .cu) and a GPU run.
+``cupy.empty`` start as NaN, so an element a wrapper leaves unwritten shows. Emulated too: input_grad_rms's
+two kernels. Not emulated: BatchNorm, Adam, Philox, BCE, dropout, the GAN step's other kernels, streams and
+graph capture (those tests fail here with "no emulation of kernel ..."). This checks the Python side only:
+the CUDA sources still need a compiler (``nvcc -std=c++17 -arch=sm_90 -ptx`` on a file made of _common.cu
+and the op's .cu) and a GPU run.
 """
 
 import contextlib
@@ -295,6 +296,16 @@ def _run(name, grid, block, a):
         x, out, N, C, acc = a
         s = V(x).reshape(N, C).astype(np.float64).sum(axis=0)
         V(out)[:] = (V(out) if acc else 0) + s.astype(out.dtype)
+    elif name == "sum_squares_partial":
+        dx, total, partial = a
+        v = V(dx)[:total].astype(np.float64)
+        step = grid[0] * block[0]
+        for b in range(grid[0]):  # block b's threads stride the whole array by the grid's width
+            idx = np.concatenate([np.arange(b * block[0] + t, total, step) for t in range(block[0])])
+            partial[b] = (v[idx] ** 2).sum()
+    elif name == "input_grad_rms":
+        partial, blocks, n, out = a
+        V(out)[0] = np.sqrt(n * V(partial)[:blocks].sum())
     elif name == "rows_grad_sum":
         dy, y, dz, db, act, slope, want, acc, N, C = a
         assert block == (32, 16) and grid[0] * 32 >= C

@@ -22,12 +22,14 @@ _MOD = CudaModule(
         "concat_noisy",
         "label_ranges",
         "d_figures",
+        "sum_squares_partial",
         "input_grad_rms",
         "weight_share",
         "step_end",
     ),
 )
 STEP_FIGURES = 7  # step_end's figures: tinygan.step.FIGURES
+_RMS_BLOCKS = 256  # input_grad_rms's first pass: enough blocks to keep an H200's loads in flight
 
 
 def _int64_vector(x: cupy.ndarray, what: str) -> None:
@@ -114,7 +116,11 @@ def input_grad_rms(dx: cupy.ndarray, n: int) -> cupy.ndarray:
     if n < 1 or dx.shape[0] != n:
         raise ValueError(f"input_grad_rms: expected {n} rows, got shape {tuple(dx.shape)}")
     out = cupy.empty(1, dtype=dx.dtype)
-    _MOD.get("input_grad_rms", dx.dtype)((1,), (THREADS,), (dx, idx(n), idx(dx.size), out))
+    # A grid that depends only on the size (so the sums' order is the same every step), at most 256 blocks.
+    blocks = max(1, min(_RMS_BLOCKS, -(-dx.size // THREADS)))
+    partial = cupy.empty(blocks, dtype=np.float64)
+    _MOD.get("sum_squares_partial", dx.dtype)((blocks,), (THREADS,), (dx, idx(dx.size), partial))
+    _MOD.get("input_grad_rms", dx.dtype)((1,), (THREADS,), (partial, np.int32(blocks), idx(n), out))
     return out
 
 
