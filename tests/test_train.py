@@ -452,3 +452,33 @@ def test_ema_does_not_feed_back_into_training(tmp_path, data):
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert with_ema.ema.num_updates == 4
+
+
+def test_ema_batchnorm_statistics_are_estimated_once_per_step_count(tmp_path, monkeypatch):
+    """The EMA generator's BatchNorm statistics cost four forward passes of G: the grid, the checkpoint
+    and the score of one epoch's end share one estimate; a step or a loaded checkpoint makes a new one, and
+    the shared one equals a fresh estimate bit for bit."""
+    from tinygan.ema import EMA
+
+    calls = []
+    original = EMA.refresh_batchnorm
+    monkeypatch.setattr(EMA, "refresh_batchnorm", lambda self, noise: calls.append(1) or original(self, noise))
+    data = np.random.default_rng(0).uniform(-1, 1, (8, 3, 32, 32)).astype(np.float32)
+    config = small_config(model="dcgan", epochs=2, batch_size=4, ema_decay=0.9, log_every=1)
+    trainer = GANTrainer(config, data, tmp_path / "run", progress=False)
+    trainer.run()
+    assert len(calls) == 2  # one per epoch end (grid and checkpoint), not one per use
+    shared = trainer.sampling_generator().state_dict()
+    assert len(calls) == 2
+    fresh = original(trainer.ema, trainer.ema_noise).state_dict()
+    for key in shared:
+        np.testing.assert_array_equal(shared[key], fresh[key], err_msg=key)
+    trainer.step(data[:4])
+    trainer.global_step += 1  # what the run loop counts after a step
+    trainer.sampling_generator()
+    assert len(calls) == 3
+    resumed = GANTrainer.resume(tmp_path / "run", data, progress=False)
+    before = len(calls)
+    resumed.sampling_generator()
+    resumed.sampling_generator()
+    assert len(calls) == before + 1

@@ -162,6 +162,10 @@ class GANTrainer:
         self._last_plot = 0.0  # when the plots were last handed to the writer (time.perf_counter())
         self._epoch_params: dict[str, Any] | None = None  # the parameters as the epoch began (diagnostics)
         self._probe_fake: Any = None  # G's output for the fixed noise at the last epoch's end (the probe's)
+        # The EMA generator's BatchNorm statistics cost four forward passes of G to re-estimate: done once per
+        # trained step count (the grid, the checkpoint and the score of an epoch's end share it), not per use.
+        self._sampling_refreshed_at: int | None = None
+        self._ema_noise_device: Any = None  # ema_noise on the model's device, uploaded once
         # Wall-clock seconds of the last run(): the steps, the outputs' work on the training thread (device
         # to host copies, the sample grid's forward pass), the waits for the writer, and the writer's own.
         self.timings: dict[str, Any] = {}
@@ -499,7 +503,12 @@ class GANTrainer:
         from the run's fixed noise, where the run keeps one; else G."""
         if self.ema is None:
             return self.G
-        return self.ema.refresh_batchnorm(self.ema_noise)
+        if self._sampling_refreshed_at != self.global_step:
+            if self._ema_noise_device is None:
+                self._ema_noise_device = backend.to_device(self.ema_noise.astype(self.G.dtype), self.device)
+            self.ema.refresh_batchnorm(self._ema_noise_device)
+            self._sampling_refreshed_at = self.global_step
+        return self.ema.model
 
     def generate(self, z: np.ndarray) -> np.ndarray:
         """The sampling generator's images for noise ``z`` (host array) in [0, 1], (n, H, W) or (n, H, W, 3)."""
@@ -674,6 +683,7 @@ class GANTrainer:
                     raise CheckpointError(f"{source}: key 'ema_updates': expected a non-negative integer, "
                                           f"received {updates!r}")  # fmt: skip
                 self.ema.load_state_dict({**subtree(arrays, "G_ema"), "num_updates": updates}, source=source)
+                self._sampling_refreshed_at = None  # new averaged weights: their statistics are estimated afresh
         except ValueError as exc:
             message = str(exc)
             raise CheckpointError(message if message.startswith(source) else f"{source}: {message}") from None
