@@ -167,7 +167,8 @@ class GANTrainer:
         self._sampling_refreshed_at: int | None = None
         self._ema_noise_device: Any = None  # ema_noise on the model's device, uploaded once
         # Wall-clock seconds of the last run(): the steps, the outputs' work on the training thread (device
-        # to host copies, the sample grid's forward pass), the waits for the writer, and the writer's own.
+        # to host copies, the sample grid's forward pass; by part in "outputs_by_part"), the waits for the
+        # writer, and the writer's own.
         self.timings: dict[str, Any] = {}
 
     @property
@@ -363,13 +364,23 @@ class GANTrainer:
     def _end_epoch(self) -> None:
         cfg = self.config
         outputs_start = time.perf_counter()
+        parts = self.timings.setdefault("outputs_by_part", {})
+        last = [outputs_start]
+
+        def lap(part: str) -> None:  # the training thread's seconds since the last lap, added to ``part``
+            now = time.perf_counter()
+            parts[part] = parts.get(part, 0.0) + now - last[0]
+            last[0] = now
+
         seconds = self.epoch_seconds_before
         row: dict[str, float] = {"epoch": self.epoch + 1, "steps": self.global_step}
         row.update({key: self.sums[key] / self.steps_per_epoch for key in self.METRICS})
         row["seconds"] = seconds
         row["images_per_s"] = self.steps_per_epoch * cfg.batch_size / max(seconds, 1e-9)
         row.update(self.gradient_norms())
+        lap("gradient norms")
         row.update(self.diagnostics())
+        lap("diagnostics probe")
         memory = self.runner.memory()
         note = ""
         if memory:
@@ -384,6 +395,7 @@ class GANTrainer:
             f"{row['images_per_s']:.0f} img/s{note}",
             flush=True,
         )
+        lap("row, print, plots")
         try:
             scored = self._score(row)
         except Exception:
@@ -392,6 +404,7 @@ class GANTrainer:
             self._output("metrics.csv", "metrics", self._write_metrics, list(self.history))
             self.save(background=True)
             raise
+        lap("score")
         # The training thread makes host copies; the writer writes them (tinygan.writer) while the next epoch
         # trains. metrics.csv and checkpoint.npz are rewritten whole: a newer one replaces one still waiting.
         self._output("metrics.csv", "metrics", self._write_metrics, list(self.history))
@@ -403,18 +416,22 @@ class GANTrainer:
             else:  # the grids show the averaged generator, as samples do
                 images = self.generate(self.fixed_noise)
             self._output(str(path), "samples", save_grid, images, path)
+            lap("sample grid")
         # Plots cost more than a short epoch (a per-class CIFAR-10 epoch can be two steps): at most every
         # PLOT_SECONDS, and once more when the run ends for any reason.
         if time.perf_counter() - self._last_plot >= self.PLOT_SECONDS:
             self._last_plot = time.perf_counter()
             self._output("plots", "plots", self._write_plots, list(self.history))
+        lap("row, print, plots")
         self.save(background=True)
+        lap("checkpoint copies")
         if scored:
             self.save(self.out_dir / "best.npz", background=True)
         if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
             self.save(self.out_dir / "checkpoints" / f"epoch_{self.epoch:04d}.npz", background=True)
         if cfg.auto_stop:
             self._auto_stop(row)
+        lap("checkpoint copies")
         self.timings["outputs"] = self.timings.get("outputs", 0.0) + time.perf_counter() - outputs_start
         if self.writer is not None:
             self.writer.raise_error()  # an output that failed stops the run; what is queued is still written

@@ -95,6 +95,11 @@ CANDIDATES: dict[str, list[str]] = {
     # Since 2026-12-02 (second study of bench/results/recipe-study-2026-12-02.md) the default trains G with the
     # minimax loss; this is the non-saturating loss it replaced.
     "nonsaturating": ["--g-loss", "nonsaturating"],
+    # Sixth session (the classifier score and the rarest class at epoch 30 were short of issue 14's targets):
+    # twice the steps per epoch, a faster Adam, hard labels.
+    "batch-64": ["--batch-size", "64"],
+    "lr-4e-4": ["--lr", "0.0004"],
+    "no-label-smoothing": ["--no-label-smoothing"],
 }
 FIELDS = (
     "candidate",

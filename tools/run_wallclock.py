@@ -8,12 +8,14 @@ Runs, in this process and one after the other, the two examples' seed runs with 
 (a sample grid, metrics.csv and checkpoint.npz after every epoch, plots, the GIF):
 
 - ``examples/mnist_dense.py --recipe original`` (180 epochs, all 70,000 MNIST images);
-- ``examples/cifar_dcgan.py --class all`` (one model per class, 150 epochs each, then the overview).
+- ``examples/cifar_dcgan.py --class all --recipe original`` (one model per class, 150 epochs each, then
+  the overview).
 
-``--mnist ARGS`` / ``--cifar ARGS`` add options to each (e.g. fewer epochs); ``--only mnist|cifar``
-runs one. ``DATA`` holds the MNIST IDX files and the CIFAR-10 python version (files or a folder each;
-``--mnist-data`` / ``--cifar-data`` when they live apart). Before the timed runs, a warm-up of one
-short epoch per model compiles the kernels (Numba on the CPU, CUDA on the GPU), timed on its own.
+``--mnist ARGS`` / ``--cifar ARGS`` add options to each (e.g. fewer epochs, or ``--recipe default``: the
+last ``--recipe`` counts); ``--only mnist|cifar`` runs one. ``DATA`` holds the MNIST IDX files and the
+CIFAR-10 python version (files or a folder each; ``--mnist-data`` / ``--cifar-data`` when they live
+apart). Before the timed runs, a warm-up of one short epoch per model compiles the kernels (Numba on the
+CPU, CUDA on the GPU), timed on its own.
 
 For every training run (each class is one) it wraps ``GANTrainer.run`` and reports: its wall-clock
 seconds; the steps (the epochs' own seconds, as ``metrics.csv`` records them); the rest of ``run``
@@ -79,6 +81,7 @@ class RunTimer:
                         "final_s": timings.get("final"),
                         "writer_wait_s": timings.get("writer_wait"),
                         "writer_busy_s": timings.get("writer_busy"),
+                        "outputs_by_part_s": timings.get("outputs_by_part"),
                     }
                 )
 
@@ -133,16 +136,19 @@ def report(results: list[dict[str, Any]], warmup: float, machine: str) -> str:
     lines += [
         "",
         "| training run | epochs | steps/epoch | wall s | steps s | outputs on the training thread s "
-        "| final (plots, GIF, drain) s | waited for the writer s | writer busy s (by kind) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| final (plots, GIF, drain) s | waited for the writer s | writer busy s (by kind) "
+        "| training thread's outputs s (by part) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in results:
         for x in r["runs"]:
             busy = x["writer_busy_s"]
             kinds = "" if busy is None else ", ".join(f"{k} {v:.2f}" for k, v in sorted(busy.items()))
+            by_part = x.get("outputs_by_part_s") or {}
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(by_part.items(), key=lambda kv: -kv[1]))
             lines.append(
                 f"| {x['folder']} | {x['epochs']} | {x['steps_per_epoch']} | {x['wall_s']:.2f} | {x['steps_s']:.2f} | "
-                f"{_fmt(x['outputs_s'])} | {_fmt(x['final_s'])} | {_fmt(x['writer_wait_s'])} | {kinds} |"
+                f"{_fmt(x['outputs_s'])} | {_fmt(x['final_s'])} | {_fmt(x['writer_wait_s'])} | {kinds} | {parts} |"
             )
     return "\n".join(lines)
 
@@ -194,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         plan.append(("mnist_dense", ["--recipe", "original", *common, *data, *shlex.split(args.mnist)]))
     if args.only in (None, "cifar"):
         data = ["--data-dir", cifar_data] if cifar_data else []
-        plan.append(("cifar_dcgan", ["--class", "all", *common, *data, *shlex.split(args.cifar)]))
+        plan.append(
+            ("cifar_dcgan", ["--class", "all", "--recipe", "original", *common, *data, *shlex.split(args.cifar)])
+        )
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="run_wallclock-"))
     root.mkdir(parents=True, exist_ok=True)
