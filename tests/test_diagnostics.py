@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tinygan import layers as nn
-from tinygan.diagnostics import gradient_norms, layer_names, params_snapshot, probe, update_ratios
+from tinygan.diagnostics import EpochFigures, gradient_norms, layer_names, params_snapshot, probe, update_ratios
 from tinygan.losses import generator_loss
 from tinygan.models import build
 from tinygan.train import GANConfig, GANTrainer
@@ -204,3 +204,26 @@ def test_a_runs_g_input_grad_is_the_mean_of_its_steps(tmp_path):
     for epoch, row in enumerate(rows):
         assert float(row["g_input_grad"]) == pytest.approx(np.mean(received[4 * epoch : 4 * epoch + 4]), rel=1e-12)
         assert float(row["g_input_grad_probe"]) != float(row["g_input_grad"])
+
+
+def test_epoch_figures_are_the_update_ratios_and_the_probe_together():
+    """EpochFigures (the trainer's, one transfer per epoch; a CUDA graph on the GPU) gives exactly what
+    update_ratios and probe give; update ratios only for an epoch whose start it saw, from its own copies."""
+    G, D = tiny_nets(seed=5, activation=nn.LeakyReLU)
+    rng = np.random.default_rng(6)
+    z, real = rng.standard_normal((4, 3)), rng.standard_normal((4, 4))
+    figures = EpochFigures(G, D, z, real, "minimax")
+    row, fake = figures()
+    assert not any(key.startswith("update.") for key in row)  # no begin_epoch: a start it never saw
+    figures.begin_epoch()
+    before = {"G": params_snapshot(G), "D": params_snapshot(D)}
+    for net in (G, D):
+        for _, layer in net.named_layers():
+            for p in layer.params.values():
+                p += rng.standard_normal(p.shape) * 1e-2
+    row, fake = figures()
+    expected = {**update_ratios(G, "G", before["G"]), **update_ratios(D, "D", before["D"])}
+    probe_figures, probe_fake = probe(G, D, z, real, "minimax")
+    assert row == {**expected, **probe_figures} and len(expected) == 4
+    np.testing.assert_array_equal(fake, probe_fake)
+    assert not any(key.startswith("update.") for key in figures()[0])  # once per begin_epoch

@@ -283,16 +283,23 @@ def _assert_same(a, b) -> None:
 def test_graph_replay_equals_kernel_by_kernel_launches(tmp_path, family):
     from tinygan.train import GANTrainer
 
-    data = _data(family, 64)  # 8 steps: one eager, one captured, six replays
-    graphed = GANTrainer(_config(family, epochs=2), data, tmp_path / "graph", progress=False)
+    data = _data(family, 64)  # 12 steps: one eager, one captured, ten replays
+    # Three epochs: the epoch-end diagnostics (tinygan.diagnostics.EpochFigures) run eagerly at the first,
+    # are captured at the second and replayed at the third.
+    graphed = GANTrainer(_config(family, epochs=3), data, tmp_path / "graph", progress=False)
     graphed.run()
     assert graphed.runner.graph.graph is not None and not graphed.runner.graph.failed
-    eager = GANTrainer(_config(family, epochs=2, cuda_graph=False), data, tmp_path / "eager", progress=False)
+    figures = graphed._epoch_figures().graph
+    assert figures.graph is not None and not figures.failed
+    eager = GANTrainer(_config(family, epochs=3, cuda_graph=False), data, tmp_path / "eager", progress=False)
     eager.run()
-    assert eager.runner.graph.graph is None
+    assert eager.runner.graph.graph is None and eager._epoch_figures().graph.graph is None
     _assert_same(_state(graphed), _state(eager))
+    timing = {"seconds", "images_per_s", "gpu_memory_mib"}
     for row_g, row_e in zip(graphed.history, eager.history, strict=True):
-        for key in GANTrainer.METRICS:
+        assert row_g.keys() == row_e.keys()
+        assert any(key.startswith("update.") for key in row_g) and "dead.D" in row_g
+        for key in row_g.keys() - timing:
             assert row_g[key] == row_e[key], key
     assert all(math.isfinite(row[key]) for row in graphed.history for key in GANTrainer.METRICS)
     assert graphed.history[-1]["gpu_memory_mib"] > 0

@@ -27,7 +27,8 @@ class StepGraph:
     as one CUDA graph and replayed. ``arrays()`` returns every persistent array the step touches.
     Device values that change from step to step but come from the host (a graph cannot record them)
     are written by the caller on ``stream`` before each call (``tinygan.runner.DeviceRunner.step``).
-    With ``enabled=False`` every call launches the kernels one by one."""
+    With ``enabled=False`` every call launches the kernels one by one. ``what`` names the work in the one-line
+    note printed when capture fails."""
 
     def __init__(
         self,
@@ -35,7 +36,9 @@ class StepGraph:
         step: Callable[[], None],
         arrays: Callable[[], list[Any]],
         enabled: bool = True,
+        what: str = "the training step",
     ):
+        self.what = what  # for the note when capture fails
         self.stream = stream
         self.step = step
         self.arrays = arrays
@@ -105,7 +108,7 @@ class StepGraph:
             self.failed = True
             first_line = str(error).splitlines()[0] if str(error) else ""
             print(
-                f"note: the training step could not be captured as a CUDA graph ({type(error).__name__}: "
+                f"note: {self.what} could not be captured as a CUDA graph ({type(error).__name__}: "
                 f"{first_line}); continuing with plain kernel launches",
                 file=sys.stderr,
             )

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygan.backend import array_module, device_of, is_gpu_array, kernels_for, to_device
+from tinygan.backend import array_module, device_of, host_copies, is_gpu_array, kernels_for, to_device
 from tinygan.layers.base import Layer
 
 __all__ = ["Adam"]
@@ -221,11 +221,10 @@ class Adam:
 
     def state_dict(self) -> dict[str, Any]:
         """``{"step": int, "m.<key>": array, "v.<key>": array, ...}``, arrays copied to the host."""
-        state: dict[str, Any] = {"step": int(self.step_count)}
-        for prefix, store in (("m", self.m), ("v", self.v)):
-            for key, value in store.items():
-                state[f"{prefix}.{key}"] = to_device(value, "cpu").copy()
-        return state
+        arrays = {
+            f"{prefix}.{key}": value for prefix, store in (("m", self.m), ("v", self.v)) for key, value in store.items()
+        }
+        return {"step": int(self.step_count), **host_copies(arrays)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`'s output; every key and shape must match (ValueError naming

@@ -46,7 +46,7 @@ from tinygan.checkpoint import (
     with_prefix,
 )
 from tinygan.config import RESUME_SAFE, GANConfig
-from tinygan.diagnostics import gradient_norms, params_snapshot, probe, update_ratios
+from tinygan.diagnostics import EpochFigures, gradient_norms
 from tinygan.ema import EMA
 from tinygan.models import IMAGE_SHAPES, LATENT_DIM, build
 from tinygan.optim import Adam
@@ -160,8 +160,9 @@ class GANTrainer:
         self.resume_hint = "resume with --resume " + str(self.out_dir)
         self.writer: OutputWriter | None = None  # writes the outputs while run() runs
         self._last_plot = 0.0  # when the plots were last handed to the writer (time.perf_counter())
-        self._epoch_params: dict[str, Any] | None = None  # the parameters as the epoch began (diagnostics)
         self._probe_fake: Any = None  # G's output for the fixed noise at the last epoch's end (the probe's)
+        self._figures: EpochFigures | None = None  # the epoch-end diagnostics (built at the first use)
+        self._figures_noise: Any = None  # the fixed noise they were built for
         # The EMA generator's BatchNorm statistics cost four forward passes of G to re-estimate: done once per
         # trained step count (the grid, the checkpoint and the score of an epoch's end share it), not per use.
         self._sampling_refreshed_at: int | None = None
@@ -293,7 +294,7 @@ class GANTrainer:
                 self.perm = self.rng.permutation(len(self.data))
                 self.sums = dict.fromkeys(self.METRICS, 0.0)
                 self.epoch_seconds_before = 0.0
-                self._epoch_params = {"G": params_snapshot(self.G), "D": params_snapshot(self.D)}
+                self._epoch_figures().begin_epoch()
             self.runner.begin_epoch(self.perm, self.step_in_epoch)
             start = time.perf_counter()
             bar = tqdm(
@@ -503,16 +504,20 @@ class GANTrainer:
         start this process never saw), and on a probe batch what G receives from D
         (``g_input_grad_probe``; ``g_input_grad``, its mean over the epoch's steps, is a step figure) and
         the share of dead units in each network (``dead.G``, ``dead.D``)."""
-        row: dict[str, float] = {}
-        start = self._epoch_params
-        if start is not None:
-            row.update(update_ratios(self.G, "G", start["G"]))
-            row.update(update_ratios(self.D, "D", start["D"]))
-        self._epoch_params = None
-        z = backend.to_device(self.fixed_noise.astype(self.G.dtype), self.device)
-        figures, self._probe_fake = probe(self.G, self.D, z, self.data[: len(z)], self.config.g_loss)
-        row.update(figures)
+        row, self._probe_fake = self._epoch_figures()()
         return row
+
+    def _epoch_figures(self) -> EpochFigures:
+        """The run's :class:`~tinygan.diagnostics.EpochFigures`, built again only when the fixed noise is replaced
+        (by a checkpoint's): on the GPU its inputs must stay where its captured graph reads them."""
+        if self._figures is None or self._figures_noise is not self.fixed_noise:
+            z = backend.to_device(self.fixed_noise.astype(self.G.dtype), self.device)
+            stream = getattr(self.runner, "stream", None)  # a GPU run's step stream
+            self._figures = EpochFigures(
+                self.G, self.D, z, self.data[: len(z)], self.config.g_loss, stream, self.config.cuda_graph
+            )
+            self._figures_noise = self.fixed_noise
+        return self._figures
 
     # -- outputs -------------------------------------------------------------------------------------
     def sampling_generator(self) -> Any:

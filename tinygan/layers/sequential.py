@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygan.backend import device_of, to_device
+from tinygan.backend import device_of, host_copies, to_device
 from tinygan.layers.base import Layer
 from tinygan.layers.conv2d import Conv2d
 from tinygan.layers.conv_transpose2d import ConvTranspose2d
@@ -226,8 +226,8 @@ class Sequential(Layer):
         for prefix, layer in self.named_layers():
             for store in (layer.params, layer.buffers):
                 for key, value in store.items():
-                    state[f"{prefix}.{key}"] = to_device(value, "cpu").copy()
-        return state
+                    state[f"{prefix}.{key}"] = value
+        return host_copies(state)
 
     def load_state_dict(self, state: dict[str, Any], source: str = "state") -> None:
         """Copy arrays into this model, checking that every key, shape and dtype matches.
