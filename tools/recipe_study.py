@@ -100,6 +100,8 @@ CANDIDATES: dict[str, list[str]] = {
     "batch-64": ["--batch-size", "64"],
     "lr-4e-4": ["--lr", "0.0004"],
     "no-label-smoothing": ["--no-label-smoothing"],
+    "lr-4e-4-batch-64": ["--lr", "0.0004", "--batch-size", "64"],
+    "lr-6e-4": ["--lr", "0.0006"],
 }
 FIELDS = (
     "candidate",
