@@ -13,7 +13,11 @@ convolution helpers that cost most in the DCGAN training step besides the GEMMs:
   the pixels phase by phase, so a warp's threads take the same taps in lockstep; v5 puts v4 on a 2-D
   grid (slower: most blocks of the small planes idle); v6 (production) is v4 with the kernel size and
   stride of the seed models (3x3 stride 1 and 2, 4x4 and 5x5 stride 2) fixed at compile time, so the
-  tap loops unroll and a thread's loads are in flight together.
+  tap loops unroll and a thread's loads are in flight together; v7 is v6 with its three divisions by
+  launch-constant values (pixels per phase row, phase rows, channels) as a multiply-high and a shift.
+  v7's prediction (sixth session, from ncu of v6 in the DCGAN step on an H200: compute throughput 79%,
+  DRAM 12-34% of peak, three runtime ``div.s32`` per pixel in the PTX): 1.5x v6 on the large layers, where
+  the issue rate binds; not yet run on a GPU.
 - ``channel_sum`` (every bias gradient): v1 one block per channel; v2 (production) many blocks per
   channel, then one block per channel sums the partials.
 - ``batchnorm_forward`` and ``batchnorm_backward`` (the generator's three BatchNorm2d layers): v1 one
@@ -149,7 +153,16 @@ def _dev_module() -> Any:
 
         _module = DevModule(
             "conv_versions.cu",
-            templates=("im2col_v1", "col2im_v1", "col2im_v2", "col2im_v3", "col2im_v4", "col2im_v5", "channel_sum_v1"),
+            templates=(
+                "im2col_v1",
+                "col2im_v1",
+                "col2im_v2",
+                "col2im_v3",
+                "col2im_v4",
+                "col2im_v5",
+                "col2im_v7",
+                "channel_sum_v1",
+            ),
         )
     return _module
 
@@ -180,7 +193,13 @@ def _col2im_dev(kernel: str) -> Callable[..., Any]:
         if kernel != "col2im_v1" and not narrow(cols, x):
             raise ValueError(f"{kernel} indexes with 32-bit ints: these arrays are too large for it")
         fn = _dev_module().get(kernel, cols.dtype)
-        if kernel == "col2im_v5":  # y: the (n, c, phase) planes; x: the pixels of one phase
+        if kernel == "col2im_v7":  # v6's threads, and (mul, shift) of the three launch-constant divisors
+            magic = []
+            for d in (-(-g.w // g.sw), -(-g.h // g.sh), g.c):
+                _, mul, shift = fast_divisor(d)
+                magic += [np.uint32(mul), np.uint32(shift)]
+            launch(fn, _phase_slots(g), (cols, x, *args, *magic))
+        elif kernel == "col2im_v5":  # y: the (n, c, phase) planes; x: the pixels of one phase
             per_plane = -(-g.h // g.sh) * -(-g.w // g.sw)
             planes = g.n * g.c * g.sh * g.sw
             if planes and per_plane:
@@ -191,6 +210,18 @@ def _col2im_dev(kernel: str) -> Callable[..., Any]:
 
     col2im.__name__ = kernel
     return col2im
+
+
+def fast_divisor(d: int) -> tuple[int, int, int]:
+    """``(d, mul, shift)`` such that ``n // d == (n * mul >> 32) >> shift`` for every 0 <= n < 2**31 (d == 1:
+    mul 0, and the kernel passes n through): p = 31 + ceil(log2 d), mul = ceil(2**p / d), shift = p - 32
+    (Granlund and Montgomery, 1994; CUTLASS's FastDivmod). conv_versions.cu's fast_div is the device side."""
+    if not 1 <= d < 2**31:
+        raise ValueError(f"fast_divisor: expected 1 <= d < 2**31, received {d}")
+    if d == 1:
+        return 1, 0, 0
+    p = 31 + (d - 1).bit_length()  # ceil(log2 d) for d >= 2
+    return d, ((1 << p) + d - 1) // d, p - 32
 
 
 def _phase_slots(g: Any) -> int:
@@ -334,6 +365,9 @@ def ops(
                 ),
                 Version("v5", "v4 on a 2-D grid: one division per pixel", _col2im_dev("col2im_v5")),
                 Version("v6", "production: v4 with the kernel and stride fixed at compile time", K.col2im),
+                Version(
+                    "v7", "v6 with its three runtime divisions as multiply-high and shift", _col2im_dev("col2im_v7")
+                ),
             ],
             col2im_cases,
         ),
