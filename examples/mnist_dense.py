@@ -9,7 +9,8 @@ Generator: z (100) -> Dense 256 -> 512 -> 1024 -> 784 (1,486,352 parameters).
 Discriminator: 784 -> Dense 1024 -> 512 -> 256 -> 1, Dropout 0.25 after each hidden layer (1,460,225).
 The original recipe: ReLU, a sigmoid output with images in [0, 1], hard labels, Adam 2e-4 (beta1 0.5),
 batch 125, 180 epochs. The default recipe keeps the architecture and changes the training: LeakyReLU 0.2,
-a tanh output with images in [-1, 1], real labels 0.9, instance noise 0.1 annealed to 0, 30 epochs.
+a tanh output with images in [-1, 1], real labels 0.9, instance noise 0.1 annealed to 0, G trained with
+the minimax loss, Adam 6e-4 for both networks, 30 epochs.
 Data: all 70,000 MNIST images (read from --data-dir, or the cache, downloaded when online, and
 otherwise the 10,000-image MNIST test set embedded in the package; an explicit --data-dir must hold
 the files). Writes into the run folder: sample grids (samples/), samples.gif, losses.png, grad_norms.png,
