@@ -270,3 +270,39 @@ __global__ void col2im_v7(const T* __restrict__ cols, T* __restrict__ x, index_t
 #undef COL2IM_V7
     col2im_by_phase<T, int>(cols, x, n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo);
 }
+
+// The layout changes of kernels/gpu/layout.cu, v2: production's (v1) with the two divisions per element by
+// launch-constant values (the plane size S, then C or N) as multiply-high and shift (fast_div, above).
+// 32-bit indices only (the harness's cases fit). Same reads and writes as v1, so the same bits.
+template <typename T>
+__global__ void cns_to_ncs_v2(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ bias,
+                              int has_bias, int act, T slope, index_t N_, index_t C_, index_t S_, unsigned s_mul,
+                              unsigned s_shift, unsigned c_mul, unsigned c_shift) {
+    const int N = (int)N_, C = (int)C_, S = (int)S_;
+    const int total = N * C * S;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
+        const int t = fast_div(i, S, s_mul, s_shift);
+        const int s = i - t * S;
+        const int n = fast_div(t, C, c_mul, c_shift);
+        const int c = t - n * C;
+        T v = src[(c * N + n) * S + s];
+        if (has_bias) v += bias[c];
+        dst[i] = epilogue_act(v, act, slope);
+    }
+}
+
+template <typename T>
+__global__ void ncs_to_cns_v2(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ gate, int act,
+                              T slope, index_t N_, index_t C_, index_t S_, unsigned s_mul, unsigned s_shift,
+                              unsigned n_mul, unsigned n_shift) {
+    const int N = (int)N_, C = (int)C_, S = (int)S_;
+    const int total = N * C * S;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
+        const int t = fast_div(i, S, s_mul, s_shift);
+        const int s = i - t * S;
+        const int c = fast_div(t, N, n_mul, n_shift);
+        const int n = t - c * N;
+        const int j = (n * C + c) * S + s;
+        dst[i] = act ? epilogue_grad(src[j], gate[j], act, slope) : src[j];
+    }
+}

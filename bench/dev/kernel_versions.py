@@ -1,9 +1,10 @@
 """Versions of a GPU kernel side by side, each validated against the NumPy reference before it is timed.
 
 In the manner of llm.c's ``dev/cuda``: the production kernel (in ``kernels/gpu``) is the latest version
-of its op; the earlier versions live in ``bench/dev/conv_versions.cu``, so a reader sees what each step
-changed and what it bought, and whoever tries a v(N+1) has the harness ready. The ops are the
-convolution helpers that cost most in the DCGAN training step besides the GEMMs:
+of its op that won (a candidate after it waits for its timing); the others live in
+``bench/dev/conv_versions.cu``, so a reader sees what each step changed and what it bought, and whoever
+tries a v(N+1) has the harness ready. The ops are the convolution helpers that cost most in the DCGAN
+training step besides the GEMMs:
 
 - ``im2col``: v1 one thread per element of cols, 64-bit index math; v2 (production) 32-bit index math
   where every offset fits, and each thread decodes its column once for a run of 16 rows.
@@ -18,6 +19,9 @@ convolution helpers that cost most in the DCGAN training step besides the GEMMs:
   v7's prediction (sixth session, from ncu of v6 in the DCGAN step on an H200: compute throughput 79%,
   DRAM 12-34% of peak, three runtime ``div.s32`` per pixel in the PTX): 1.5x v6 on the large layers, where
   the issue rate binds; not yet run on a GPU.
+- ``cns_to_ncs`` and ``ncs_to_cns`` (the layout changes around every GEMM, with the bias and activation
+  epilogue, and the activation's gradient): v1 (production) one thread per element with two divisions
+  each; v2 the divisions as multiply-high and shift, as col2im v7 (a candidate, not yet run on a GPU).
 - ``channel_sum`` (every bias gradient): v1 one block per channel; v2 (production) many blocks per
   channel, then one block per channel sums the partials.
 - ``batchnorm_forward`` and ``batchnorm_backward`` (the generator's three BatchNorm2d layers): v1 one
@@ -129,7 +133,8 @@ class Version:
 
 @dataclasses.dataclass
 class Op:
-    """An op: its versions (oldest first; the last is production), its cases and how to check them."""
+    """An op: its versions (oldest first; the one named "production" is what kernels/gpu runs, and versions after
+    it are candidates not yet promoted), its cases and how to check them."""
 
     name: str
     versions: list[Version]
@@ -162,6 +167,8 @@ def _dev_module() -> Any:
                 "col2im_v5",
                 "col2im_v7",
                 "channel_sum_v1",
+                "cns_to_ncs_v2",
+                "ncs_to_cns_v2",
             ),
         )
     return _module
@@ -224,6 +231,49 @@ def fast_divisor(d: int) -> tuple[int, int, int]:
     return d, ((1 << p) + d - 1) // d, p - 32
 
 
+def _leaky(z: np.ndarray, slope: float) -> np.ndarray:
+    return np.where(z > 0, z, z * slope)
+
+
+def _n_c_s(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(N, C, S) of an (N, C, ...) shape, S the product of the rest."""
+    return int(shape[0]), int(shape[1]), int(np.prod(shape[2:], dtype=np.int64))
+
+
+def _magic(*divisors: int) -> list[Any]:
+    """The (mul, shift) kernel arguments of fast_div for each divisor."""
+    return [np.uint32(v) for d in divisors for v in fast_divisor(d)[1:]]
+
+
+def cns_to_ncs_v2(src: Any, shape: tuple[int, ...], bias: Any = None, slope: float | None = None) -> Any:
+    from tinygan.kernels.gpu._common import idx, launch, narrow
+    from tinygan.kernels.gpu.layout import act_args
+
+    n, c, s = _n_c_s(shape)
+    dst = cupy.empty(shape, dtype=src.dtype)
+    if not narrow(src, dst):
+        raise ValueError("cns_to_ncs_v2 indexes with 32-bit ints: these arrays are too large for it")
+    has_bias = bias is not None
+    fn = _dev_module().get("cns_to_ncs_v2", src.dtype)
+    args = (src, dst, bias if has_bias else src, np.int32(has_bias), *act_args(src.dtype, slope))
+    launch(fn, dst.size, (*args, idx(n), idx(c), idx(s), *_magic(s, c)))
+    return dst
+
+
+def ncs_to_cns_v2(src: Any, gate: Any = None, slope: float | None = None) -> Any:
+    from tinygan.kernels.gpu._common import idx, launch, narrow
+    from tinygan.kernels.gpu.layout import act_args
+
+    n, c, s = _n_c_s(src.shape)
+    dst = cupy.empty((c, n * s), dtype=src.dtype)
+    if not narrow(src, dst):
+        raise ValueError("ncs_to_cns_v2 indexes with 32-bit ints: these arrays are too large for it")
+    fn = _dev_module().get("ncs_to_cns_v2", src.dtype)
+    args = (src, dst, gate if slope is not None else src, *act_args(src.dtype, slope))
+    launch(fn, dst.size, (*args, idx(n), idx(c), idx(s), *_magic(s, n)))
+    return dst
+
+
 def _phase_slots(g: Any) -> int:
     """Threads of col2im v4: every (n, c, phase) plane padded to ceil(H/sh) x ceil(W/sw) pixels."""
     return g.n * g.c * g.sh * g.sw * -(-g.h // g.sh) * -(-g.w // g.sw)
@@ -277,7 +327,7 @@ def ops(
     than the DCGAN's)."""
     import tinygan.kernels.gpu as K
     from tinygan.kernels import reference as R
-    from tinygan.kernels.gpu.layout import channel_sum
+    from tinygan.kernels.gpu.layout import channel_sum, cns_to_ncs, ncs_to_cns
 
     convs = DCGAN_CONVS if convs is None else convs
     bias_grads = DCGAN_BIAS_GRADS if bias_grads is None else bias_grads
@@ -313,6 +363,38 @@ def ops(
                 lambda rng, shape=shape: (normal(rng, shape),),
                 lambda a: a[0].sum(axis=(0, 2, 3)),
                 (int(np.prod(shape)) + shape[1]) * size,
+            )
+        )
+    # The layout changes around every GEMM: the forward's (C, N*S) product to NCHW with bias and LeakyReLU 0.2,
+    # the backward's upstream gradient to (C, N*S) through LeakyReLU's gate; on the conv outputs (bias_grads).
+    to_ncs_cases, to_cns_cases = [], []
+    for name, shape in bias_grads:
+        n_, c_, s_ = _n_c_s(shape)
+        elems = n_ * c_ * s_
+        label = f"{name} output {'x'.join(map(str, shape))}"
+        to_ncs_cases.append(
+            (
+                label,
+                lambda rng, shape=shape, c_=c_, m=elems // c_: (normal(rng, (c_, m)), shape, normal(rng, (c_,)), 0.2),
+                lambda a: _leaky(
+                    a[0].reshape(a[1][1], a[1][0], -1).transpose(1, 0, 2).reshape(a[1])
+                    + a[2].reshape(1, -1, *([1] * (len(a[1]) - 2))),
+                    a[3],
+                ),
+                (2 * elems + c_) * size,
+            )
+        )
+        to_cns_cases.append(
+            (
+                label,
+                lambda rng, shape=shape: (normal(rng, shape), normal(rng, shape), 0.2),
+                lambda a: (
+                    np.where(a[1] > 0, a[0], a[0] * a[2])
+                    .reshape(a[0].shape[0], a[0].shape[1], -1)
+                    .transpose(1, 0, 2)
+                    .reshape(a[0].shape[1], -1)
+                ),
+                3 * elems * size,
             )
         )
     bn_forward_cases, bn_backward_cases = [], []
@@ -370,6 +452,22 @@ def ops(
                 ),
             ],
             col2im_cases,
+        ),
+        Op(
+            "cns_to_ncs",
+            [
+                Version("v1", "production: one thread per element, two divisions each", cns_to_ncs),
+                Version("v2", "v1, its divisions as multiply-high and shift", cns_to_ncs_v2),
+            ],
+            to_ncs_cases,
+        ),
+        Op(
+            "ncs_to_cns",
+            [
+                Version("v1", "production: one thread per element, two divisions each", ncs_to_cns),
+                Version("v2", "v1, its divisions as multiply-high and shift", ncs_to_cns_v2),
+            ],
+            to_cns_cases,
         ),
         Op(
             "channel_sum",
