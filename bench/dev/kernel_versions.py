@@ -682,7 +682,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--op",
         action="append",
-        choices=["im2col", "col2im", "channel_sum", "batchnorm_forward", "batchnorm_backward"],
+        choices=[
+            "im2col",
+            "col2im",
+            "cns_to_ncs",
+            "ncs_to_cns",
+            "channel_sum",
+            "batchnorm_forward",
+            "batchnorm_backward",
+        ],
         help="repeatable",
     )
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
