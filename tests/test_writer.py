@@ -146,7 +146,7 @@ def test_plots_are_drawn_at_most_every_plot_seconds_and_at_the_end(tmp_path, dat
 
 
 def test_a_failing_output_stops_the_run_with_its_error(tmp_path, data, monkeypatch):
-    def broken(images, path):
+    def broken(images, path, *rest):
         raise OSError(f"{path}: no space left on device")
 
     monkeypatch.setattr("tinygan.train.save_grid", broken)

@@ -50,8 +50,11 @@ def grid(images: np.ndarray, nrow: int = 8, pad: int = 2) -> np.ndarray:
     return out
 
 
-def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 8) -> Path:
-    """Save (n, H, W[, 3]) images in [0, 1] as one PNG grid."""
+def save_grid(
+    images: np.ndarray, path: str | os.PathLike, nrow: int = 8, gif_frames: dict[str, Any] | None = None
+) -> Path:
+    """Save (n, H, W[, 3]) images in [0, 1] as one PNG grid. ``gif_frames``: also keep the picture as
+    :func:`save_gif` will want it, under ``str(path)``, so the GIF at a run's end need not read the PNGs back."""
     from PIL import Image
 
     path = Path(path)
@@ -62,27 +65,45 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 8) -> Pat
     if scale > 1:
         image = image.resize((picture.shape[1] * scale, picture.shape[0] * scale), Image.NEAREST)
     image.save(path)
+    if gif_frames is not None:
+        gif_frames[str(path)] = gif_frame(image)
     return path
 
 
-def save_gif(frames: Sequence[str | os.PathLike], path: str | os.PathLike, ms_per_frame: int = 300) -> Path | None:
-    """Animate PNG frames (sample grids over training) into a looping GIF.
-
-    Grey frames go in as they are (a GIF's 256 grey levels hold them exactly); colour frames are reduced
-    to 256 colours each with Pillow's fast octree quantizer: ~2 ms a frame, where the median cut that
-    ``Image.save`` applies to RGB frames by default takes ~100x longer (150 CIFAR-10 grids: seconds)."""
+def gif_frame(image: Any) -> Any:
+    """A frame as :func:`save_gif` puts it in the GIF: grey as it is (a GIF's 256 grey levels hold it
+    exactly), colour reduced to 256 colours with Pillow's fast octree quantizer (~2 ms a frame, where the
+    median cut that ``Image.save`` applies to RGB frames by default takes ~100x longer)."""
     from PIL import Image
 
+    if image.mode in ("L", "P"):
+        return image
+    return image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
+
+
+def save_gif(
+    frames: Sequence[str | os.PathLike],
+    path: str | os.PathLike,
+    ms_per_frame: int = 300,
+    ready: dict[str, Any] | None = None,
+) -> Path | None:
+    """Animate PNG frames (sample grids over training) into a looping GIF, each frame as :func:`gif_frame`
+    makes it. ``ready``: frames already made, by ``str(path)`` (:func:`save_grid`'s ``gif_frames``); the
+    others are read from their files. Either way the GIF is the same, byte for byte."""
+    from PIL import Image
+
+    ready = ready or {}
     frames = [Path(f) for f in frames if Path(f).is_file()]
     if not frames:
         return None
     images = []
     for frame in frames:
-        with Image.open(frame) as image:
-            image.load()
-            if image.mode not in ("L", "P"):
-                image = image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
-            images.append(image)
+        image = ready.get(str(frame))
+        if image is None:
+            with Image.open(frame) as opened:
+                opened.load()
+                image = gif_frame(opened)
+        images.append(image)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
