@@ -227,3 +227,20 @@ def test_epoch_figures_are_the_update_ratios_and_the_probe_together():
     assert row == {**expected, **probe_figures} and len(expected) == 4
     np.testing.assert_array_equal(fake, probe_fake)
     assert not any(key.startswith("update.") for key in figures()[0])  # once per begin_epoch
+
+
+def test_trainer_rebuilds_its_epoch_figures_when_a_checkpoint_replaces_the_fixed_noise(tmp_path):
+    from tinygan.train import GANConfig, GANTrainer
+
+    data = np.random.default_rng(0).random((50, 784)).astype(np.float32)
+    config = GANConfig(epochs=1, batch_size=25, g_options={"seed": 0}, d_options={"seed": 1})
+    other = GANTrainer(GANConfig(**{**config.__dict__, "seed": 5}), data, tmp_path / "other", progress=False)
+    other.run()
+    trainer = GANTrainer(config, data, tmp_path / "run", progress=False)
+    trainer.run()
+    built = trainer._epoch_figures()
+    trainer.load_state(tmp_path / "other" / "checkpoint.npz")
+    assert not np.array_equal(trainer.fixed_noise, GANTrainer(config, data, tmp_path / "x", progress=False).fixed_noise)
+    assert trainer._epoch_figures() is not built
+    _, fake = trainer._epoch_figures()()
+    np.testing.assert_array_equal(fake, trainer.G.forward(trainer.fixed_noise.astype(np.float32), training=False))
