@@ -166,7 +166,6 @@ class GANTrainer:
         self._probe_fake: Any = None  # G's output for the fixed noise at the last epoch's end (the probe's)
         self._figures: EpochFigures | None = None  # the epoch-end diagnostics (built at the first use)
         self._gif_frames: dict[str, Any] = {}  # GIF frames of the sample grids, by path (written by the writer)
-        self._figures_noise: Any = None  # the fixed noise they were built for
         # The EMA generator's BatchNorm statistics cost four forward passes of G to re-estimate: done once per
         # trained step count (the grid, the checkpoint and the score of an epoch's end share it), not per use.
         self._sampling_refreshed_at: int | None = None
@@ -515,15 +514,15 @@ class GANTrainer:
         return row
 
     def _epoch_figures(self) -> EpochFigures:
-        """The run's :class:`~tinygan.diagnostics.EpochFigures`, built again only when the fixed noise is replaced
-        (by a checkpoint's): on the GPU its inputs must stay where its captured graph reads them."""
-        if self._figures is None or self._figures_noise is not self.fixed_noise:
+        """The run's :class:`~tinygan.diagnostics.EpochFigures`, built at the first use and again after
+        :meth:`load_state` replaced the fixed noise: on the GPU its inputs must stay where its captured graph
+        reads them."""
+        if self._figures is None:
             z = backend.to_device(self.fixed_noise.astype(self.G.dtype), self.device)
             stream = getattr(self.runner, "stream", None)  # a GPU run's step stream
             self._figures = EpochFigures(
                 self.G, self.D, z, self.data[: len(z)], self.config.g_loss, stream, self.config.cuda_graph
             )
-            self._figures_noise = self.fixed_noise
         return self._figures
 
     # -- outputs -------------------------------------------------------------------------------------
@@ -722,6 +721,7 @@ class GANTrainer:
             except CheckpointError as exc:
                 raise CheckpointError(f"{path}: key 'rng.{name}': {exc}") from None
         self.fixed_noise = arrays["fixed_noise"]
+        self._figures = None  # its probe batch was the old fixed noise
         self.perm = perm
         self.epoch, self.step_in_epoch = meta["epoch"], step_in_epoch
         self.global_step = meta["global_step"]
