@@ -1,13 +1,12 @@
-"""bench/dev's fast division (col2im v7): n // d as a multiply-high and a shift, for every 0 <= n < 2**31."""
+"""tinygan.kernels.fastdiv: n // d as a multiply-high and a shift for every 0 <= n < 2**31 (col2im, layouts)."""
 
 import numpy as np
 import pytest
-
-from bench.dev.kernel_versions import fast_divisor
+from tinygan.kernels.fastdiv import fast_div_args, fast_divisor
 
 
 def _device_division(n: np.ndarray, d: int) -> np.ndarray:
-    """conv_versions.cu's fast_div on the host: umulhi(n, mul) >> shift in unsigned 32-bit terms."""
+    """_common.cu's fast_div on the host: umulhi(n, mul) >> shift in unsigned 32-bit terms."""
     _, mul, shift = fast_divisor(d)
     if d == 1:
         return n
@@ -39,3 +38,12 @@ def test_fast_divisor_refuses_what_it_cannot_divide_by():
     for d in (0, -3, 2**31):
         with pytest.raises(ValueError, match="fast_divisor: expected 1 <= d < 2\\*\\*31"):
             fast_divisor(d)
+
+
+def test_kernel_arguments_are_mul_and_shift_per_divisor_as_uint32():
+    args = fast_div_args(7, 1, 2**31 + 5)
+    assert [type(a) for a in args] == [np.uint32] * 6
+    assert [int(a) for a in args[:2]] == list(fast_divisor(7)[1:])
+    assert [int(a) for a in args[2:4]] == [0, 0]  # d == 1: the kernel passes n through
+    # Only a 64-bit launch meets a divisor past 2**31, and it divides plainly: the arguments are unused.
+    assert [int(a) for a in args[4:]] == [0, 0]

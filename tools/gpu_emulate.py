@@ -200,6 +200,7 @@ import tinygan.backend as backend  # noqa: E402  (after the fake cupy is install
 
 backend.gpu_unavailable_reason = lambda: None
 
+from tinygan.kernels.fastdiv import fast_div_args  # noqa: E402
 from tinygan.kernels.gpu import _common, cublas  # noqa: E402
 from tinygan.kernels.reference import conv2d as RC  # noqa: E402
 
@@ -242,6 +243,8 @@ def _check(filename, full, args):
             assert type(a) is np.int32, f"{full}: int got {type(a)}"
         elif base == "index_t":
             assert type(a) is np.int64, f"{full}: index_t got {type(a)}"
+        elif base == "unsigned":
+            assert type(a) is np.uint32, f"{full}: unsigned got {type(a)}"
         elif base == "T":
             assert type(a) is np.dtype(T).type, f"{full}: T got {type(a)}"
         else:
@@ -260,16 +263,24 @@ def _act_grad(dy, y, use, slope):
 self_mode = [0]
 
 
+def _check_fast_div(name, magic, *divisors):
+    """The (mul, shift) arguments of a kernel's fast_div (kernels/fastdiv.py) for the divisors it decodes by."""
+    want = fast_div_args(*(int(d) for d in divisors))
+    assert tuple(magic) == want, f"{name}: fast_div arguments {tuple(magic)}, expected {want} for {divisors}"
+
+
 def _run(name, grid, block, a):
     V = lambda x: np.asarray(x).reshape(-1)  # noqa: E731
     if name == "cns_to_ncs":
-        src, dst, bias, hb, act, slope, N, C, S = a
+        src, dst, bias, hb, act, slope, N, C, S, *magic = a
+        _check_fast_div(name, magic, S, C)
         v = V(src).reshape(C, N, S).transpose(1, 0, 2)
         if hb:
             v = v + V(bias)[:C][None, :, None]
         V(dst)[:] = _act(v, act, slope).reshape(-1)
     elif name == "ncs_to_cns":
-        src, dst, gate, act, slope, N, C, S = a
+        src, dst, gate, act, slope, N, C, S, *magic = a
+        _check_fast_div(name, magic, S, N)
         g = V(gate)[: N * C * S] if act else None
         v = _act_grad(V(src).reshape(N, C, S), g.reshape(N, C, S) if act else None, act, slope)
         V(dst)[:] = v.transpose(1, 0, 2).reshape(-1)
@@ -319,7 +330,8 @@ def _run(name, grid, block, a):
         x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, rpb = a
         cols[...] = RC.im2col(np.asarray(x).view(np.ndarray), (kh, kw), (sh, sw), (ph, pw))
     elif name == "col2im":
-        cols, x, bias, hb, act, slope, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo = a
+        cols, x, bias, hb, act, slope, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, *magic = a
+        _check_fast_div(name, magic, -(-W // sw), -(-H // sh), C)
         v = RC.col2im(np.asarray(cols).view(np.ndarray), (N, C, H, W), (kh, kw), (sh, sw), (ph, pw))
         if hb:
             v = v + V(bias)[None, :, None, None]

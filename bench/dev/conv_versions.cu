@@ -199,38 +199,25 @@ __global__ void col2im_v5(const T* __restrict__ cols, T* __restrict__ x, index_t
     }
 }
 
-// col2im v7: v6 (production's col2im_phases) with its three divisions by launch-constant values (Wb, Ha, C)
-// done as a multiply-high and a shift. ncu of v6 in the DCGAN step (H200, sixth session): compute (SM)
-// throughput 79%, DRAM 12-34% of peak: the kernel issues instructions faster than it moves bytes, and a
-// 32-bit division by a runtime value is a ~25-instruction sequence (three per pixel in the PTX); the
-// multiply-high takes two. Same loads in the same order, so the same bits as v6.
-//
-// Division by d, fixed for the launch, of 0 <= n < 2^31 (Granlund and Montgomery 1994, "Division by
-// invariant integers using multiplication"; CUTLASS's FastDivmod): n / d = umulhi(n, mul) >> shift with
-// p = 31 + ceil(log2 d), mul = ceil(2^p / d), shift = p - 32; d == 1 passes n through. The host computes
-// (mul, shift): fast_divisor() in kernel_versions.py, which also checks it against Python's //.
-__device__ __forceinline__ int fast_div(int n, int d, unsigned mul, unsigned shift) {
-    return d == 1 ? n : (int)(__umulhi((unsigned)n, mul) >> shift);
-}
-
+// col2im v6: production's col2im_phases before its three divisions by launch-constant values (Wb, Ha, C)
+// became fast_div (v7, production since the seventh session). ncu of this version in the DCGAN step (H200,
+// sixth session): compute (SM) throughput 79%, DRAM 12-34% of peak, three ~25-instruction div.s32 per pixel.
 template <typename T, int KH, int KW, int SH, int SW>
-__device__ __forceinline__ void col2im_phases_fastdiv(const T* __restrict__ cols, T* __restrict__ x, int N, int C,
-                                                      int H, int W, int ph, int pw, int Ho, int Wo, unsigned wb_mul,
-                                                      unsigned wb_shift, unsigned ha_mul, unsigned ha_shift,
-                                                      unsigned c_mul, unsigned c_shift) {
+__device__ __forceinline__ void col2im_phases_div(const T* __restrict__ cols, T* __restrict__ x, int N, int C, int H,
+                                                  int W, int ph, int pw, int Ho, int Wo) {
     const int L = N * Ho * Wo;
     const int Ha = (H + SH - 1) / SH, Wb = (W + SW - 1) / SW;
     const int total = N * C * SH * SW * Ha * Wb;
     for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += blockDim.x * gridDim.x) {
-        int t = fast_div(e, Wb, wb_mul, wb_shift);
+        int t = e / Wb;
         const int b = e - t * Wb;
-        int u = fast_div(t, Ha, ha_mul, ha_shift);
+        int u = t / Ha;
         const int a = t - u * Ha;
         t = u / SW;
         const int rw = u - t * SW;
         u = t / SH;
         const int rh = t - u * SH;
-        const int n = fast_div(u, C, c_mul, c_shift);
+        const int n = u / C;
         const int c = u - n * C;
         const int h = rh + a * SH, w = rw + b * SW;
         if (h >= H || w >= W) continue;
@@ -256,34 +243,30 @@ __device__ __forceinline__ void col2im_phases_fastdiv(const T* __restrict__ cols
 
 // The seed models' geometries as v6 has them; any other geometry takes v4 (the launch has v4's threads).
 template <typename T>
-__global__ void col2im_v7(const T* __restrict__ cols, T* __restrict__ x, index_t N, index_t C, index_t H, index_t W,
-                          int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo, unsigned wb_mul,
-                          unsigned wb_shift, unsigned ha_mul, unsigned ha_shift, unsigned c_mul, unsigned c_shift) {
+__global__ void col2im_v6(const T* __restrict__ cols, T* __restrict__ x, index_t N, index_t C, index_t H, index_t W,
+                          int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo) {
     const int n = (int)N, c = (int)C, h = (int)H, w = (int)W, ho = (int)Ho, wo = (int)Wo;
-#define COL2IM_V7(KH_, SH_)                                                                                       \
-    return col2im_phases_fastdiv<T, KH_, KH_, SH_, SH_>(cols, x, n, c, h, w, ph, pw, ho, wo, wb_mul, wb_shift, \
-                                                       ha_mul, ha_shift, c_mul, c_shift)
-    if (kh == 3 && kw == 3 && sh == 1 && sw == 1) COL2IM_V7(3, 1);
-    if (kh == 3 && kw == 3 && sh == 2 && sw == 2) COL2IM_V7(3, 2);
-    if (kh == 4 && kw == 4 && sh == 2 && sw == 2) COL2IM_V7(4, 2);
-    if (kh == 5 && kw == 5 && sh == 2 && sw == 2) COL2IM_V7(5, 2);
-#undef COL2IM_V7
+#define COL2IM_V6(KH_, SH_) return col2im_phases_div<T, KH_, KH_, SH_, SH_>(cols, x, n, c, h, w, ph, pw, ho, wo)
+    if (kh == 3 && kw == 3 && sh == 1 && sw == 1) COL2IM_V6(3, 1);
+    if (kh == 3 && kw == 3 && sh == 2 && sw == 2) COL2IM_V6(3, 2);
+    if (kh == 4 && kw == 4 && sh == 2 && sw == 2) COL2IM_V6(4, 2);
+    if (kh == 5 && kw == 5 && sh == 2 && sw == 2) COL2IM_V6(5, 2);
+#undef COL2IM_V6
     col2im_by_phase<T, int>(cols, x, n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo);
 }
 
-// The layout changes of kernels/gpu/layout.cu, v2: production's (v1) with the two divisions per element by
-// launch-constant values (the plane size S, then C or N) as multiply-high and shift (fast_div, above).
-// 32-bit indices only (the harness's cases fit). Same reads and writes as v1, so the same bits.
+// The layout changes of kernels/gpu/layout.cu, v1: production's before its two divisions per element by
+// launch-constant values (the plane size S, then C or N) became fast_div (v2, production since the seventh
+// session). 32-bit indices only (the harness's cases fit).
 template <typename T>
-__global__ void cns_to_ncs_v2(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ bias,
-                              int has_bias, int act, T slope, index_t N_, index_t C_, index_t S_, unsigned s_mul,
-                              unsigned s_shift, unsigned c_mul, unsigned c_shift) {
+__global__ void cns_to_ncs_v1(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ bias,
+                              int has_bias, int act, T slope, index_t N_, index_t C_, index_t S_) {
     const int N = (int)N_, C = (int)C_, S = (int)S_;
     const int total = N * C * S;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
-        const int t = fast_div(i, S, s_mul, s_shift);
+        const int t = i / S;
         const int s = i - t * S;
-        const int n = fast_div(t, C, c_mul, c_shift);
+        const int n = t / C;
         const int c = t - n * C;
         T v = src[(c * N + n) * S + s];
         if (has_bias) v += bias[c];
@@ -292,15 +275,14 @@ __global__ void cns_to_ncs_v2(const T* __restrict__ src, T* __restrict__ dst, co
 }
 
 template <typename T>
-__global__ void ncs_to_cns_v2(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ gate, int act,
-                              T slope, index_t N_, index_t C_, index_t S_, unsigned s_mul, unsigned s_shift,
-                              unsigned n_mul, unsigned n_shift) {
+__global__ void ncs_to_cns_v1(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ gate, int act,
+                              T slope, index_t N_, index_t C_, index_t S_) {
     const int N = (int)N_, C = (int)C_, S = (int)S_;
     const int total = N * C * S;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
-        const int t = fast_div(i, S, s_mul, s_shift);
+        const int t = i / S;
         const int s = i - t * S;
-        const int c = fast_div(t, N, n_mul, n_shift);
+        const int c = t / N;
         const int n = t - c * N;
         const int j = (n * C + c) * S + s;
         dst[i] = act ? epilogue_grad(src[j], gate[j], act, slope) : src[j];

@@ -14,14 +14,15 @@ training step besides the GEMMs:
   the pixels phase by phase, so a warp's threads take the same taps in lockstep; v5 puts v4 on a 2-D
   grid (slower: most blocks of the small planes idle); v6 (production) is v4 with the kernel size and
   stride of the seed models (3x3 stride 1 and 2, 4x4 and 5x5 stride 2) fixed at compile time, so the
-  tap loops unroll and a thread's loads are in flight together; v7 is v6 with its three divisions by
-  launch-constant values (pixels per phase row, phase rows, channels) as a multiply-high and a shift.
-  v7's prediction (sixth session, from ncu of v6 in the DCGAN step on an H200: compute throughput 79%,
-  DRAM 12-34% of peak, three runtime ``div.s32`` per pixel in the PTX): 1.5x v6 on the large layers, where
-  the issue rate binds; not yet run on a GPU.
+  tap loops unroll and a thread's loads are in flight together; v7 (production) is v6 with its three
+  divisions by launch-constant values (pixels per phase row, phase rows, channels) as a multiply-high and a
+  shift (tinygan.kernels.fastdiv). v7's prediction (sixth session, from ncu of v6 in the DCGAN step on an
+  H200: compute throughput 79%, DRAM 12-34% of peak, three runtime ``div.s32`` per pixel in the PTX): 1.5x
+  v6 on the large layers, where the issue rate binds. Outcome (seventh session, H200): 1.31-1.36x on the
+  three largest, 1.29x over all the DCGAN's shapes.
 - ``cns_to_ncs`` and ``ncs_to_cns`` (the layout changes around every GEMM, with the bias and activation
-  epilogue, and the activation's gradient): v1 (production) one thread per element with two divisions
-  each; v2 the divisions as multiply-high and shift, as col2im v7 (a candidate, not yet run on a GPU).
+  epilogue, and the activation's gradient): v1 one thread per element with two divisions each; v2
+  (production) the divisions as multiply-high and shift, as col2im v7: measured 1.16-1.33x and 1.08-1.17x.
 - ``channel_sum`` (every bias gradient): v1 one block per channel; v2 (production) many blocks per
   channel, then one block per channel sums the partials.
 - ``batchnorm_forward`` and ``batchnorm_backward`` (the generator's three BatchNorm2d layers): v1 one
@@ -165,10 +166,10 @@ def _dev_module() -> Any:
                 "col2im_v3",
                 "col2im_v4",
                 "col2im_v5",
-                "col2im_v7",
+                "col2im_v6",
                 "channel_sum_v1",
-                "cns_to_ncs_v2",
-                "ncs_to_cns_v2",
+                "cns_to_ncs_v1",
+                "ncs_to_cns_v1",
             ),
         )
     return _module
@@ -200,12 +201,8 @@ def _col2im_dev(kernel: str) -> Callable[..., Any]:
         if kernel != "col2im_v1" and not narrow(cols, x):
             raise ValueError(f"{kernel} indexes with 32-bit ints: these arrays are too large for it")
         fn = _dev_module().get(kernel, cols.dtype)
-        if kernel == "col2im_v7":  # v6's threads, and (mul, shift) of the three launch-constant divisors
-            magic = []
-            for d in (-(-g.w // g.sw), -(-g.h // g.sh), g.c):
-                _, mul, shift = fast_divisor(d)
-                magic += [np.uint32(mul), np.uint32(shift)]
-            launch(fn, _phase_slots(g), (cols, x, *args, *magic))
+        if kernel == "col2im_v6":  # v4's threads (the phase-padded pixels)
+            launch(fn, _phase_slots(g), (cols, x, *args))
         elif kernel == "col2im_v5":  # y: the (n, c, phase) planes; x: the pixels of one phase
             per_plane = -(-g.h // g.sh) * -(-g.w // g.sw)
             planes = g.n * g.c * g.sh * g.sw
@@ -219,18 +216,6 @@ def _col2im_dev(kernel: str) -> Callable[..., Any]:
     return col2im
 
 
-def fast_divisor(d: int) -> tuple[int, int, int]:
-    """``(d, mul, shift)`` such that ``n // d == (n * mul >> 32) >> shift`` for every 0 <= n < 2**31 (d == 1:
-    mul 0, and the kernel passes n through): p = 31 + ceil(log2 d), mul = ceil(2**p / d), shift = p - 32
-    (Granlund and Montgomery, 1994; CUTLASS's FastDivmod). conv_versions.cu's fast_div is the device side."""
-    if not 1 <= d < 2**31:
-        raise ValueError(f"fast_divisor: expected 1 <= d < 2**31, received {d}")
-    if d == 1:
-        return 1, 0, 0
-    p = 31 + (d - 1).bit_length()  # ceil(log2 d) for d >= 2
-    return d, ((1 << p) + d - 1) // d, p - 32
-
-
 def _leaky(z: np.ndarray, slope: float) -> np.ndarray:
     return np.where(z > 0, z, z * slope)
 
@@ -240,37 +225,32 @@ def _n_c_s(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return int(shape[0]), int(shape[1]), int(np.prod(shape[2:], dtype=np.int64))
 
 
-def _magic(*divisors: int) -> list[Any]:
-    """The (mul, shift) kernel arguments of fast_div for each divisor."""
-    return [np.uint32(v) for d in divisors for v in fast_divisor(d)[1:]]
-
-
-def cns_to_ncs_v2(src: Any, shape: tuple[int, ...], bias: Any = None, slope: float | None = None) -> Any:
+def cns_to_ncs_v1(src: Any, shape: tuple[int, ...], bias: Any = None, slope: float | None = None) -> Any:
     from tinygan.kernels.gpu._common import idx, launch, narrow
     from tinygan.kernels.gpu.layout import act_args
 
     n, c, s = _n_c_s(shape)
     dst = cupy.empty(shape, dtype=src.dtype)
     if not narrow(src, dst):
-        raise ValueError("cns_to_ncs_v2 indexes with 32-bit ints: these arrays are too large for it")
+        raise ValueError("cns_to_ncs_v1 indexes with 32-bit ints: these arrays are too large for it")
     has_bias = bias is not None
-    fn = _dev_module().get("cns_to_ncs_v2", src.dtype)
+    fn = _dev_module().get("cns_to_ncs_v1", src.dtype)
     args = (src, dst, bias if has_bias else src, np.int32(has_bias), *act_args(src.dtype, slope))
-    launch(fn, dst.size, (*args, idx(n), idx(c), idx(s), *_magic(s, c)))
+    launch(fn, dst.size, (*args, idx(n), idx(c), idx(s)))
     return dst
 
 
-def ncs_to_cns_v2(src: Any, gate: Any = None, slope: float | None = None) -> Any:
+def ncs_to_cns_v1(src: Any, gate: Any = None, slope: float | None = None) -> Any:
     from tinygan.kernels.gpu._common import idx, launch, narrow
     from tinygan.kernels.gpu.layout import act_args
 
     n, c, s = _n_c_s(src.shape)
     dst = cupy.empty((c, n * s), dtype=src.dtype)
     if not narrow(src, dst):
-        raise ValueError("ncs_to_cns_v2 indexes with 32-bit ints: these arrays are too large for it")
-    fn = _dev_module().get("ncs_to_cns_v2", src.dtype)
+        raise ValueError("ncs_to_cns_v1 indexes with 32-bit ints: these arrays are too large for it")
+    fn = _dev_module().get("ncs_to_cns_v1", src.dtype)
     args = (src, dst, gate if slope is not None else src, *act_args(src.dtype, slope))
-    launch(fn, dst.size, (*args, idx(n), idx(c), idx(s), *_magic(s, n)))
+    launch(fn, dst.size, (*args, idx(n), idx(c), idx(s)))
     return dst
 
 
@@ -446,26 +426,24 @@ def ops(
                     "v4", "v3 with pixels numbered phase by phase: a warp's taps in lockstep", _col2im_dev("col2im_v4")
                 ),
                 Version("v5", "v4 on a 2-D grid: one division per pixel", _col2im_dev("col2im_v5")),
-                Version("v6", "production: v4 with the kernel and stride fixed at compile time", K.col2im),
-                Version(
-                    "v7", "v6 with its three runtime divisions as multiply-high and shift", _col2im_dev("col2im_v7")
-                ),
+                Version("v6", "v4 with the kernel and stride fixed at compile time", _col2im_dev("col2im_v6")),
+                Version("v7", "production: v6 with its three runtime divisions as multiply-high and shift", K.col2im),
             ],
             col2im_cases,
         ),
         Op(
             "cns_to_ncs",
             [
-                Version("v1", "production: one thread per element, two divisions each", cns_to_ncs),
-                Version("v2", "v1, its divisions as multiply-high and shift", cns_to_ncs_v2),
+                Version("v1", "one thread per element, two divisions each", cns_to_ncs_v1),
+                Version("v2", "production: v1, its divisions as multiply-high and shift", cns_to_ncs),
             ],
             to_ncs_cases,
         ),
         Op(
             "ncs_to_cns",
             [
-                Version("v1", "production: one thread per element, two divisions each", ncs_to_cns),
-                Version("v2", "v1, its divisions as multiply-high and shift", ncs_to_cns_v2),
+                Version("v1", "one thread per element, two divisions each", ncs_to_cns_v1),
+                Version("v2", "production: v1, its divisions as multiply-high and shift", ncs_to_cns),
             ],
             to_cns_cases,
         ),

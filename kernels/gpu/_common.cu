@@ -41,3 +41,21 @@ template <typename T>
 __device__ __forceinline__ T epilogue_grad(T dy, T y, int act, T slope) {
     return (act && !(y > T(0))) ? dy * slope : dy;
 }
+
+// n / d for 0 <= n < 2^31 and a divisor d fixed for the launch, as a multiply-high and a shift (two
+// instructions against a ~25-instruction division sequence); (mul, shift) from the host's fast_div_args
+// (kernels/fastdiv.py, which gives the formula and its source). d == 1 passes n through.
+__device__ __forceinline__ int fast_div(int n, int d, unsigned mul, unsigned shift) {
+    return d == 1 ? n : (int)(__umulhi((unsigned)n, mul) >> shift);
+}
+
+// n / d in a kernel's index type I: fast_div for the 32-bit instantiation, a plain division for the 64-bit
+// one (whose divisors may not fit the multiply-high), so one body serves both.
+template <typename I>
+__device__ __forceinline__ I div_by(I n, I d, unsigned mul, unsigned shift) {
+    if constexpr (sizeof(I) == sizeof(int)) {
+        return fast_div(n, d, mul, shift);
+    } else {
+        return n / d;
+    }
+}

@@ -104,23 +104,26 @@ __device__ __forceinline__ void col2im_pixels(const T* __restrict__ cols, T* __r
 // - the tap loops unroll, so a thread issues all of its loads before the first one returns.
 // Thread e is pixel (h, w) = (rh + a*SH, rw + b*SW) of plane (n, c), with
 // e = ((((n*C + c)*SH + rh)*SW + rw)*Ha + a)*Wb + b; Ha = ceil(H/SH), Wb = ceil(W/SW).
+// Decoding e divides by Wb, Ha and C, fixed for the launch: fast_div with the host's (mul, shift) for each
+// (v7 in bench/dev; ncu of v6 found the kernel bound by its issue rate, 79%, with DRAM at 12-34%, and three
+// ~25-instruction divisions per pixel: v7 measured 1.29x v6 over the DCGAN's shapes on an H200).
 template <typename T, int KH, int KW, int SH, int SW>
 __device__ __forceinline__ void col2im_phases(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
                                               int has_bias, int act, T slope, int N, int C, int H, int W, int ph,
-                                              int pw, int Ho, int Wo) {
+                                              int pw, int Ho, int Wo, const unsigned* magic) {
     const int L = N * Ho * Wo;
     const int Ha = (H + SH - 1) / SH, Wb = (W + SW - 1) / SW;
     const int total = N * C * SH * SW * Ha * Wb;
     for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += blockDim.x * gridDim.x) {
-        int t = e / Wb;
+        int t = fast_div(e, Wb, magic[0], magic[1]);
         const int b = e - t * Wb;
-        int u = t / Ha;
+        int u = fast_div(t, Ha, magic[2], magic[3]);
         const int a = t - u * Ha;
         t = u / SW;
         const int rw = u - t * SW;
         u = t / SH;
         const int rh = t - u * SH;
-        const int n = u / C;
+        const int n = fast_div(u, C, magic[4], magic[5]);
         const int c = u - n * C;
         const int h = rh + a * SH, w = rw + b * SW;
         if (h >= H || w >= W) continue;
@@ -147,21 +150,28 @@ __device__ __forceinline__ void col2im_phases(const T* __restrict__ cols, T* __r
 
 // Launch with at least N*C*ceil(H/sh)*sh*ceil(W/sw)*sw threads' worth of grid-stride loop (every
 // path's count is at most that). The fixed geometries run with I = int only: the 64-bit kernel
-// (arrays with offsets beyond 32 bits) takes the general path.
+// (arrays with offsets beyond 32 bits) takes the general path. (wb, ha, c)_(mul, shift): fast_div's
+// arguments for ceil(W/sw), ceil(H/sh) and C, used by the fixed geometries.
 template <typename T, typename I>
 __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias, int has_bias,
                        int act, T slope, index_t N, index_t C, index_t H, index_t W, int kh, int kw, int sh, int sw,
-                       int ph, int pw, index_t Ho, index_t Wo) {
+                       int ph, int pw, index_t Ho, index_t Wo, unsigned wb_mul, unsigned wb_shift, unsigned ha_mul,
+                       unsigned ha_shift, unsigned c_mul, unsigned c_shift) {
     if constexpr (sizeof(I) == sizeof(int)) {
         const int n = (int)N, c = (int)C, h = (int)H, w = (int)W, ho = (int)Ho, wo = (int)Wo;
+        const unsigned magic[6] = {wb_mul, wb_shift, ha_mul, ha_shift, c_mul, c_shift};
         if (kh == 3 && kw == 3 && sh == 1 && sw == 1)
-            return col2im_phases<T, 3, 3, 1, 1>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo);
+            return col2im_phases<T, 3, 3, 1, 1>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+                                                    magic);
         if (kh == 3 && kw == 3 && sh == 2 && sw == 2)
-            return col2im_phases<T, 3, 3, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo);
+            return col2im_phases<T, 3, 3, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+                                                    magic);
         if (kh == 4 && kw == 4 && sh == 2 && sw == 2)
-            return col2im_phases<T, 4, 4, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo);
+            return col2im_phases<T, 4, 4, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+                                                    magic);
         if (kh == 5 && kw == 5 && sh == 2 && sw == 2)
-            return col2im_phases<T, 5, 5, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo);
+            return col2im_phases<T, 5, 5, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+                                                    magic);
     }
     col2im_pixels<T, I>(cols, x, bias, has_bias, act, slope, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho,
                         (I)Wo);

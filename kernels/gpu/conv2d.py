@@ -28,9 +28,10 @@ import cupy
 
 from tinygan.backend import get_precision
 
+from ..fastdiv import fast_div_args
 from ..reference.conv_geometry import conv2d_output_hw, conv_args
 from . import conv_igemm
-from ._common import THREADS, CudaModule, device_array, gemm, idx, launch, same_dtype
+from ._common import INT32_LIMIT, THREADS, CudaModule, device_array, gemm, idx, launch, narrow, same_dtype
 from .activation import activate_, activation_grad
 from .cublas import matmul_accumulate
 from .layout import act_args, channel_sum, check_out, cns_to_ncs, ncs_to_cns
@@ -118,10 +119,12 @@ def col2im_bias(
     same_dtype(what, cols, bias=bias)
     x = cupy.empty(tuple(int(d) for d in x_shape), dtype=cols.dtype)
     has_bias = bias is not None
-    # The phase-ordered paths pad each (n, c) plane to whole multiples of the stride: see conv2d.cu.
-    threads = g.n * g.c * -(-g.h // g.sh) * g.sh * -(-g.w // g.sw) * g.sw
+    # The phase-ordered paths pad each (n, c) plane to whole multiples of the stride (see conv2d.cu), and
+    # number those padded pixels with an int: past 2**31 of them, the 64-bit kernel's general path.
+    ha, wb = -(-g.h // g.sh), -(-g.w // g.sw)
+    threads = g.n * g.c * ha * g.sh * wb * g.sw
     launch(
-        _MOD.get_for("col2im", cols.dtype, cols, x),
+        _MOD.get("col2im", cols.dtype, wide=not narrow(cols, x) or threads > INT32_LIMIT),
         threads,
         (
             cols,
@@ -130,6 +133,7 @@ def col2im_bias(
             cupy.int32(has_bias),
             *act_args(cols.dtype, slope),
             *g.kernel_args(),
+            *fast_div_args(wb, ha, g.c),
         ),
     )
     return x

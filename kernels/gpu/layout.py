@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cupy
 
+from ..fastdiv import fast_div_args
 from ._common import THREADS, CudaModule, idx, launch, scalar
 
 _MOD = CudaModule(
@@ -59,7 +60,7 @@ def cns_to_ncs(
     launch(
         _MOD.get_for("cns_to_ncs", src.dtype, src, dst),
         dst.size,
-        (src, dst, b, cupy.int32(has_bias), *act_args(src.dtype, slope), idx(n), idx(c), idx(s)),
+        (src, dst, b, cupy.int32(has_bias), *act_args(src.dtype, slope), idx(n), idx(c), idx(s), *fast_div_args(s, c)),
     )
     return dst
 
@@ -78,7 +79,7 @@ def ncs_to_cns(src: cupy.ndarray, gate: cupy.ndarray | None = None, slope: float
     launch(
         _MOD.get_for("ncs_to_cns", src.dtype, src, dst),
         dst.size,
-        (src, dst, g, *act_args(src.dtype, slope), idx(n), idx(c), idx(s)),
+        (src, dst, g, *act_args(src.dtype, slope), idx(n), idx(c), idx(s), *fast_div_args(s, n)),
     )
     return dst
 
