@@ -342,6 +342,28 @@ def test_batchnorm_matches_reference(K, rng, dtype, shape):
     )
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum", [0.1, 0.37, None])
+def test_batchnorm_running_statistics_equal_the_reference_bits(K, rng, dtype, momentum):
+    """Three batches' updates of the running mean and variance (with momentum, and the cumulative average
+    whose count lives on the device) give the reference's bits: the kernel rounds each product as NumPy does."""
+    c, m = 37, 1_000
+    rm, rv = rand(rng, c, dtype), (1 + rand(rng, c, dtype) ** 2).astype(dtype)
+    host = [rm.copy(), rv.copy(), np.zeros((), dtype)]
+    dev = [g(rm), g(rv), cp.zeros((), dtype)]
+    for _ in range(3):
+        mean, var = rand(rng, c, dtype), (rand(rng, c, dtype) ** 2).astype(dtype)
+        R.batchnorm_update_running(host[0], host[1], mean, var, m, momentum, host[2])
+        K.batchnorm_update_running(dev[0], dev[1], g(mean), g(var), m, momentum, dev[2])
+    for want, got in zip(host, dev):
+        np.testing.assert_array_equal(cp.asnumpy(got), want)
+    assert float(dev[2]) == (3 if momentum is None else 0)
+    with pytest.raises(ValueError, match="var has 36 values, expected one per channel \\(37\\)"):
+        K.batchnorm_update_running(dev[0], dev[1], g(mean), g(var[:-1]), m, momentum, dev[2])
+    with pytest.raises(ValueError, match="needs num_batches_tracked"):
+        K.batchnorm_update_running(dev[0], dev[1], g(mean), g(var), m, None, None)
+
+
 @pytest.mark.parametrize("n", [256, 20000])  # one block per channel; several chunks per channel
 def test_batchnorm_variance_survives_a_large_mean_in_float32(K, rng, n):
     x64 = 1000.0 + 0.01 * rng.standard_normal((n, 4))
@@ -418,7 +440,9 @@ def test_adam_float32_second_moment_does_not_overflow(K, g_size):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adam_update_multi_equals_per_tensor_updates(K, rng, dtype):
-    shapes = [(3, 5), (1,), (300, 7), (4, 3, 2, 2), (1025,)]
+    # Chunks of ADAM_CHUNK elements: tensors smaller than one, empty, one past a chunk, and many chunks
+    # with a ragged end; the same bits as the per-tensor kernel.
+    shapes = [(3, 5), (1,), (0,), (300, 7), (4, 3, 2, 2), (1025,), (600_001,)]
     params = [rand(rng, s, dtype) for s in shapes]
     single = [g(p) for p in params]
     multi = [g(p) for p in params]

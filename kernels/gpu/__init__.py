@@ -36,7 +36,12 @@ from .augment import (  # noqa: F401
     translation_backward,
     translation_forward,
 )
-from .batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_inference  # noqa: F401
+from .batchnorm import (  # noqa: F401
+    batchnorm_backward,
+    batchnorm_forward,
+    batchnorm_inference,
+    batchnorm_update_running,
+)
 from .bce import bce_with_logits  # noqa: F401
 from .conv2d import (  # noqa: F401
     col2im,

@@ -6,8 +6,10 @@ Same update as tinygan.kernels.reference.adam (``step`` is 1-based)::
     v = beta2 v + (1 - beta2) g^2
     param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
 
-``adam_update_multi`` also takes its step count from device memory (:func:`device_step`), which
-the launch itself advances: what a captured CUDA graph needs to replay successive steps.
+``adam_update_multi`` updates every tensor of a model in one launch, cut into chunks of ``ADAM_CHUNK``
+elements that the blocks share (adam.cu says why), and also takes its step count from device memory
+(:func:`device_step`), which the launch itself advances: what a captured CUDA graph needs to replay
+successive steps.
 ``zero_multi`` zeroes a model's gradients in one launch.
 """
 
@@ -89,9 +91,26 @@ def adam_update(
     )
 
 
-def _table(groups: list[tuple[int, ...]], sizes: list[int]) -> tuple[cupy.ndarray, cupy.ndarray]:
-    """Device tables of the pointers in ``groups`` (one tuple per tensor) and of the sizes, cached."""
-    key = (cupy.cuda.Device().id, tuple(groups), tuple(sizes))
+# Elements per thread of a chunk of adam_update_multi: must equal ADAM_PER_THREAD in adam.cu.
+_PER_THREAD = 4
+ADAM_CHUNK = _PER_THREAD * THREADS
+
+
+def _chunks(sizes: list[int], chunk: int) -> np.ndarray:
+    """(tensor, chunk within it) for every ``chunk``-element piece of every tensor, in order, as int32 pairs."""
+    counts = -(-np.asarray(sizes, dtype=np.int64) // chunk)
+    total = int(counts.sum())
+    if total >= 2**31:
+        raise ValueError(f"adam_update_multi: {total} chunks of {chunk} elements do not fit an int")
+    tensor = np.repeat(np.arange(len(sizes), dtype=np.int64), counts)
+    part = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.stack([tensor, part], axis=1).astype(np.int32)
+
+
+def _table(groups: list[tuple[int, ...]], sizes: list[int], chunk: int = 0) -> tuple[cupy.ndarray, ...]:
+    """Device tables of the pointers in ``groups`` (one tuple per tensor) and of the sizes, cached; with
+    ``chunk``, also the chunk table (:func:`_chunks`)."""
+    key = (cupy.cuda.Device().id, tuple(groups), tuple(sizes), chunk)
     tables = _PINNED.get(key) or _TABLES.get(key)
     if tables is None:
         if capturing():
@@ -101,6 +120,8 @@ def _table(groups: list[tuple[int, ...]], sizes: list[int]) -> tuple[cupy.ndarra
             )
         ptrs = np.array(groups, dtype=np.uint64).reshape(-1)
         tables = (cupy.asarray(ptrs), cupy.asarray(np.array(sizes, dtype=np.int64)))
+        if chunk:
+            tables += (cupy.asarray(_chunks(sizes, chunk)),)
         _TABLES[key] = tables
         if len(_TABLES) > _MAX_TABLES:
             _TABLES.popitem(last=False)
@@ -176,20 +197,22 @@ def adam_update_multi(
             keep.append(g)
         groups.append((p.data.ptr, g.data.ptr, m.data.ptr, v.data.ptr))
         sizes.append(p.size)
-    tables = _table(groups, sizes)
-    count = np.int32(len(sizes))
+    ptrs, size_table, chunk_table = _table(groups, sizes, ADAM_CHUNK)
+    n_chunks = len(chunk_table)
+    tables = (ptrs, size_table, chunk_table, np.int32(n_chunks))
+    # One block a chunk (at most MAX_BLOCKS, each then taking several); at least one block, so that a device
+    # step advances even when every tensor is empty.
+    grid = (max(1, min(MAX_BLOCKS, n_chunks)),)
     if on_device:
         _MOD.get("adam_update_multi_device_step", first.dtype)(
-            _grid(sum(sizes)),
+            grid,
             (THREADS,),
-            (*tables, count, step, np.int32(bool(advance)), *(np.float64(x) for x in (lr, beta1, beta2, eps))),
+            (*tables, step, np.int32(bool(advance)), *(np.float64(x) for x in (lr, beta1, beta2, eps))),
         )
         return
-    if sum(sizes) == 0:
+    if n_chunks == 0:
         return
-    _MOD.get(op, first.dtype)(
-        _grid(sum(sizes)), (THREADS,), (*tables, count, *_scalars(first.dtype, lr, beta1, beta2, eps, step))
-    )
+    _MOD.get(op, first.dtype)(grid, (THREADS,), (*tables, *_scalars(first.dtype, lr, beta1, beta2, eps, step)))
 
 
 def zero_multi(arrays: Sequence[cupy.ndarray]) -> None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import cupy
 import numpy as np
 
-from ._common import THREADS, CudaModule, device_array, idx, launch, same_dtype
+from ._common import THREADS, CudaModule, device_array, idx, launch, same_dtype, scalar
 
 _MOD = CudaModule(
     "batchnorm.cu",
-    templates=("batchnorm_inference", "batchnorm_finish_stats", "batchnorm_finish_grads"),
+    templates=("batchnorm_inference", "batchnorm_finish_stats", "batchnorm_finish_grads", "batchnorm_update_running"),
     indexed=(
         "batchnorm_forward",
         "batchnorm_backward",
@@ -149,3 +149,51 @@ def batchnorm_inference(
         (x, gamma, beta, running_mean, running_var, y, idx(c), idx(s), np.float64(eps), idx(x.size)),
     )
     return y
+
+
+def batchnorm_update_running(
+    running_mean: cupy.ndarray,
+    running_var: cupy.ndarray,
+    mean: cupy.ndarray,
+    var: cupy.ndarray,
+    m: int,
+    momentum: float | None,
+    num_batches_tracked: cupy.ndarray | None = None,
+) -> None:
+    """reference.batchnorm.batchnorm_update_running in one launch, in place (same rounding: see batchnorm.cu)."""
+    op = "batchnorm_update_running"
+    arrays = ((running_mean, "running_mean"), (running_var, "running_var"), (mean, "mean"), (var, "var"))
+    for arr, name in arrays:
+        device_array(arr, name, op)
+        if not arr.flags.c_contiguous:
+            raise ValueError(f"{op}: {name} must be C-contiguous (the running statistics are updated in place)")
+    same_dtype(op, running_mean, running_var=running_var, mean=mean, var=var, num_batches_tracked=num_batches_tracked)
+    c = running_mean.size
+    for arr, name in arrays[1:]:
+        if arr.size != c:
+            raise ValueError(f"{op}: {name} has {arr.size} values, expected one per channel ({c})")
+    cumulative = momentum is None
+    if cumulative and (not isinstance(num_batches_tracked, cupy.ndarray) or num_batches_tracked.size != 1):
+        raise ValueError(f"{op}: momentum None (a cumulative average) needs num_batches_tracked, a 1-value CuPy array")
+    if c == 0:
+        if cumulative:
+            num_batches_tracked += 1
+        return
+    dtype = running_mean.dtype
+    f = 0.0 if cumulative else float(momentum)
+    f_var = 0.0 if cumulative else f * m / (m - 1)
+    factors = (scalar(dtype, 1 - f), scalar(dtype, f), scalar(dtype, f_var), scalar(dtype, m), scalar(dtype, m - 1))
+    _MOD.get(op, dtype)(
+        (1,),
+        (THREADS,),
+        (
+            running_mean,
+            running_var,
+            mean,
+            var,
+            num_batches_tracked if cumulative else running_mean,
+            np.int32(cumulative),
+            *factors,
+            idx(c),
+        ),
+    )

@@ -26,7 +26,12 @@ Inference uses the running statistics instead, so y is an affine function of x p
 
     y = (x - running_mean) * gamma / sqrt(running_var + eps) + beta
 
-The running statistics themselves are the layer's business (tinygan.layers.batchnorm).
+The running statistics follow each training batch, as PyTorch's do (batchnorm_update_running, in place)::
+
+    running_mean = (1 - f) running_mean + f mean
+    running_var  = (1 - f) running_var  + f var * M / (M - 1)       (the unbiased estimate)
+
+with f the layer's momentum, or f = 1/t at the t-th batch for a cumulative average.
 
 Precision: every per-channel sum (mean, var, dbeta, dgamma) and the expressions built from them are
 evaluated in float64 whatever x's dtype, and each result is rounded once to that dtype, as the Numba
@@ -37,7 +42,7 @@ only 3 digits. An empty batch has no statistics: batchnorm_forward refuses it.
 
 import numpy as np
 
-__all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_inference"]
+__all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_inference", "batchnorm_update_running"]
 
 
 def _reduce_axes(x):
@@ -85,3 +90,19 @@ def batchnorm_backward(dy, xhat, inv_std, gamma):
 def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps):
     scale = gamma / np.sqrt(running_var + eps)
     return (x - _per_channel(running_mean, x)) * _per_channel(scale, x) + _per_channel(beta, x)
+
+
+def batchnorm_update_running(running_mean, running_var, mean, var, m, momentum, num_batches_tracked=None):
+    """In place: ``running = (1 - f) running + f statistic`` for the batch's ``mean`` and ``var`` (biased, over
+    ``m`` values a channel; it enters unbiased, var * m / (m - 1)). f is ``momentum``, or with ``momentum=None``
+    f = 1/t, t the 0-d array ``num_batches_tracked`` after counting this batch (kept as an array so that on the
+    GPU a captured CUDA graph advances it on every replay). Arithmetic in the buffers' dtype, as PyTorch's."""
+    if momentum is None:
+        num_batches_tracked += 1
+        f = 1 / num_batches_tracked
+    else:
+        f = momentum
+    running_mean *= 1 - f
+    running_mean += f * mean
+    running_var *= 1 - f
+    running_var += (f * m / (m - 1)) * var

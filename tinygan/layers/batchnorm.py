@@ -97,19 +97,18 @@ class _BatchNorm(Layer):
         return y
 
     def _update_running_stats(self, mean: Any, var: Any, m: int) -> None:
-        """running = (1 - f) running + f batch statistic, with f = momentum, or 1/t for the cumulative average;
-        the batch variance enters unbiased, var * m / (m - 1)."""
-        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-        if self.momentum is None:
-            t = self.buffers["num_batches_tracked"]
-            t += 1
-            f = 1 / t  # on the layer's device: no host round trip, and a captured CUDA graph replays it
-        else:
-            f = self.momentum
-        rm *= 1 - f
-        rm += f * mean
-        rv *= 1 - f
-        rv += (f * m / (m - 1)) * var
+        """running = (1 - f) running + f batch statistic (kernels' batchnorm_update_running: one launch on the
+        GPU), f = momentum, or 1/t for the cumulative average counted in num_batches_tracked on the layer's
+        device: no host round trip, and a captured CUDA graph replays it."""
+        kernels_for(mean).batchnorm_update_running(
+            self.buffers["running_mean"],
+            self.buffers["running_var"],
+            mean,
+            var,
+            m,
+            self.momentum,
+            self.buffers.get("num_batches_tracked"),
+        )
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
         cache = self.check_grad(dy)
