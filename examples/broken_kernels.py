@@ -18,6 +18,7 @@ import numpy as np
 
 # The reference's own function, bound now: the walkthrough replaces the name on the namespace, and calling
 # that name from here would call this file's version again.
+from tinygan.kernels.reference.activation import activate_backward
 from tinygan.kernels.reference.bce import bce_with_logits as reference_bce_with_logits
 
 
@@ -52,8 +53,11 @@ def dropout_backward(dy: Any, mask: Any, p: float) -> Any:
     return dy * fresh * (1.0 / (1.0 - p))
 
 
-def batchnorm_backward(dy: Any, xhat: Any, inv_std: Any, gamma: Any) -> tuple[Any, Any, Any]:
+def batchnorm_backward(
+    dy: Any, xhat: Any, inv_std: Any, gamma: Any, y: Any = None, slope: float | None = None
+) -> tuple[Any, Any, Any]:
     # Treats mean and var as constants, dropping their paths back to x: x is used three times, one is kept.
+    dy = activate_backward(dy, y, slope, "batchnorm_backward")  # a fused activation's gradient, done right
     axes = (0, *range(2, dy.ndim))
     shape = (1, -1) + (1,) * (dy.ndim - 2)
     return (gamma * inv_std).reshape(shape) * dy, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)

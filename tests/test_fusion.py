@@ -20,6 +20,7 @@ from tinygan.kernels import reference as R
 from tinygan import models
 from tinygan.gradcheck import check_layer
 from tinygan.layers import (
+    BatchNorm1d,
     BatchNorm2d,
     Conv2d,
     ConvTranspose2d,
@@ -145,6 +146,46 @@ def test_the_fused_backward_needs_y_for_a_slope(rng):
             ValueError, match=r"dense_backward: y of shape \(3, 2\) does not match dy of shape \(4, 2\)"
         ):
             K.dense_backward(dy, x, W, dy[:3], 0.2)
+
+
+@pytest.mark.parametrize("slope", SLOPES)
+@pytest.mark.parametrize("shape", [(6, 3), (2, 4, 3, 5)])
+def test_reference_fused_batchnorm_is_batchnorm_then_activation(rng, slope, shape):
+    x = rng.standard_normal(shape)
+    gamma, beta = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+    z, *stats = R.batchnorm_forward(x, gamma, beta, 1e-5)
+    y, *fused_stats = R.batchnorm_forward(x, gamma, beta, 1e-5, slope)
+    np.testing.assert_array_equal(y, act_ref(z, slope))
+    for a, b in zip(stats, fused_stats):
+        np.testing.assert_array_equal(a, b)
+    dy = rng.standard_normal(shape)
+    _, _, xhat, inv_std = stats
+    want = R.batchnorm_backward(act_grad_ref(dy, z, slope), xhat, inv_std, gamma)
+    got = R.batchnorm_backward(dy, xhat, inv_std, gamma, y if slope is not None else None, slope)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("slope", SLOPES)
+@pytest.mark.parametrize("shape", [(7, 5), (1, 3, 4, 6), (3, 17, 5, 3)])
+def test_numba_fused_batchnorm_matches_the_reference(rng, numba_threads, dtype, slope, shape):
+    x = (3 + rng.standard_normal(shape)).astype(dtype)
+    gamma, beta = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    got = N.batchnorm_forward(x, gamma, beta, 1e-5, slope)
+    want = R.batchnorm_forward(*(a.astype(np.float64) for a in (x, gamma, beta)), 1e-5, slope)
+    for a, b in zip(got, want):
+        assert a.dtype == dtype and rel(a, b) <= TOL[dtype]
+    y, _, _, xhat, inv_std = got
+    dy = rng.standard_normal(shape).astype(dtype)
+    gate = y if slope is not None else None
+    got = N.batchnorm_backward(dy, xhat, inv_std, gamma, gate, slope)
+    f64 = [None if a is None else a.astype(np.float64) for a in (dy, xhat, inv_std, gamma, gate)]
+    want = R.batchnorm_backward(*f64, slope)
+    for a, b in zip(got, want):
+        assert a.dtype == dtype and rel(a, b) <= TOL[dtype]
+    with pytest.raises(ValueError, match="needs y"):
+        N.batchnorm_backward(dy, xhat, inv_std, gamma, None, 0.2)
 
 
 # -- Numba against the reference -------------------------------------------------------------------------
@@ -283,13 +324,20 @@ def _fused_pairs(rng):
     yield "convT+relu", Sequential(convt, ReLU()), (2, 3, 3, 4)
     convt = ConvTranspose2d(2, 3, (4, 3), stride=(2, 1), padding=(1, 0), rng=rng, dtype=np.float64)
     yield "convT+leaky", Sequential(convt, LeakyReLU(0.1)), (1, 2, 3, 3)
+    yield "bn2d+leaky", Sequential(BatchNorm2d(3, dtype=np.float64), LeakyReLU(0.2)), (2, 3, 3, 5)
+    yield "bn1d+relu", Sequential(BatchNorm1d(4, dtype=np.float64), ReLU()), (5, 4)
 
 
-@pytest.mark.parametrize("which", ["dense+relu", "dense+leaky", "conv+leaky", "conv+relu", "convT+relu", "convT+leaky"])
+@pytest.mark.parametrize(
+    "which",
+    ["dense+relu", "dense+leaky", "conv+leaky", "conv+relu", "convT+relu", "convT+leaky", "bn2d+leaky", "bn1d+relu"],
+)
 def test_fused_pairs_pass_the_gradient_check(cpu_kernels, which):
     rng = np.random.default_rng(7)
     model, shape = next((m, s) for name, m, s in _fused_pairs(rng) if name == which)
-    model[0].params["b"][:] = rng.standard_normal(model[0].params["b"].shape)  # not all zero
+    for key in ("b", "beta", "gamma"):  # not all zero (one)
+        if key in model[0].params:
+            model[0].params[key][:] = rng.standard_normal(model[0].params[key].shape)
     assert model.plan[0].fused
     x = rng.standard_normal(shape)
     errors = check_layer(model, x, rng)
@@ -308,7 +356,7 @@ def _mixed_model(dtype):
         ConvTranspose2d(5, 4, 4, stride=2, padding=1, rng=rng, dtype=dtype),
         ReLU(),
         BatchNorm2d(4, dtype=dtype),
-        LeakyReLU(0.2),  # after BatchNorm: not fused
+        LeakyReLU(0.2),  # after BatchNorm: fused into its normalization
         Conv2d(4, 2, 3, stride=1, padding=1, rng=rng, dtype=dtype),
         LeakyReLU(-0.5),  # a negative slope: not fusable
         Conv2d(2, 2, 3, stride=2, padding=1, rng=rng, dtype=dtype),
@@ -338,7 +386,7 @@ def _pass(model, x, dy_seed, logits, param_grads=True, input_grad=True):
 @pytest.mark.parametrize("logits", [False, True])
 def test_fused_sequential_equals_unfused(cpu_kernels, dtype, logits):
     model = _mixed_model(dtype)
-    assert [(s.start, s.stop) for s in model.plan if s.fused] == [(0, 2), (2, 4), (11, 13)]
+    assert [(s.start, s.stop) for s in model.plan if s.fused] == [(0, 2), (2, 4), (4, 6), (11, 13)]
     x = np.random.default_rng(5).standard_normal((3, 3, 6, 8)).astype(dtype)
     tol = TOL[dtype] * 10
     for param_grads, input_grad in ((True, True), (False, True), (True, False)):
@@ -378,7 +426,12 @@ def test_seed_models_fused_equal_unfused(cpu_kernels, build):
     (y0, dx0, g0), (y1, dx1, g1) = outs
     assert rel(y1, y0) <= 1e-5 and rel(dx1, dx0) <= 1e-5
     for key in g0:
-        assert rel(g1[key], g0[key]) <= 1e-5, key
+        # Against the layer's largest gradient: the bias of a layer followed by BatchNorm has a zero gradient
+        # in exact arithmetic (BatchNorm removes any per-channel constant), so in float32 it is rounding noise
+        # of ~1e-7, which the fused and unfused orders round differently.
+        layer = key.rsplit(".", 1)[0]
+        scale = max(np.linalg.norm(v) for k, v in g0.items() if k.rsplit(".", 1)[0] == layer)
+        assert np.linalg.norm(g1[key] - g0[key]) <= 1e-5 * scale, key
     assert fused.state_dict().keys() == plain.state_dict().keys()
 
 

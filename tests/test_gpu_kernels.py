@@ -343,6 +343,35 @@ def test_batchnorm_matches_reference(K, rng, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+@pytest.mark.parametrize("shape", [(64, 17), (4, 8, 7, 7), (9001, 3), (16, 5, 33, 17)])
+def test_fused_batchnorm_gives_the_bits_of_batchnorm_then_activation(K, rng, dtype, slope, shape):
+    """The fusion plan's BatchNorm + ReLU / LeakyReLU: the same bits as the BatchNorm kernels followed by the
+    activation's kernels (one-block and chunked paths), and the reference's values."""
+    c = shape[1]
+    x = rand(rng, shape, dtype, scale=2.0) + dtype(0.5)
+    gamma, beta = rand(rng, (c,), dtype), rand(rng, (c,), dtype)
+    z, *stats = K.batchnorm_forward(g(x), g(gamma), g(beta), 1e-5)
+    act = (lambda v: K.relu_forward(v)) if slope == 0 else (lambda v: K.leaky_relu_forward(v, slope))
+    poison((shape, dtype))
+    y, *fused_stats = K.batchnorm_forward(g(x), g(gamma), g(beta), 1e-5, slope)
+    assert cp.array_equal(y, act(z))
+    for a, b in zip(stats, fused_stats):
+        assert cp.array_equal(a, b)
+    close(y, R.batchnorm_forward(x, gamma, beta, 1e-5, slope)[0], dtype, gemm=True)
+    dy = g(rand(rng, shape, dtype))
+    _, _, xhat, inv_std = stats
+    dz = K.relu_backward(dy, y) if slope == 0 else K.leaky_relu_backward(dy, z, slope)
+    want = K.batchnorm_backward(dz, xhat, inv_std, g(gamma))
+    poison((shape, dtype), ((c,), dtype))
+    got = K.batchnorm_backward(dy, xhat, inv_std, g(gamma), y, slope)
+    for a, b in zip(got, want):
+        assert cp.array_equal(a, b)
+    with pytest.raises(ValueError, match="needs y"):
+        K.batchnorm_backward(dy, xhat, inv_std, g(gamma), None, slope)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("momentum", [0.1, 0.37, None])
 def test_batchnorm_running_statistics_equal_the_reference_bits(K, rng, dtype, momentum):
     """Three batches' updates of the running mean and variance (with momentum, and the cumulative average

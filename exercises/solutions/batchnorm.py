@@ -2,8 +2,12 @@
 from the bottom up, as the guide derives them before simplifying. The library's kernel
 (tinygan.kernels.reference.batchnorm) uses the simplified one-line form; both give the same numbers."""
 
+import numpy as np
 
-def batchnorm_backward(dy, xhat, inv_std, gamma):
+
+def batchnorm_backward(dy, xhat, inv_std, gamma, y=None, slope=None):
+    if slope is not None:  # a fused activation: its gradient first (y > 0 exactly where its input was)
+        dy = np.where(y > 0, dy, dy * slope)
     axes = (0, *range(2, dy.ndim))  # every axis but the channel axis 1
     shape = (1, -1) + (1,) * (dy.ndim - 2)  # a (C,) vector along axis 1
     m = dy.size // dy.shape[1]

@@ -19,10 +19,15 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ..reference.activation import check_gate
 from . import recycle
-from .activation import _launch
+from .activation import _launch, act, act_grad, epilogue
 
-__all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_inference"]
+__all__ = [
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "batchnorm_inference",
+]  # batchnorm_update_running: the reference's
 
 _SUMS = {"reassoc", "contract"}
 
@@ -38,7 +43,7 @@ def _block_size(c):
 
 
 @njit(parallel=True, cache=True, fastmath=_SUMS)
-def _forward_2d(x, gamma, beta, eps, block, y, xhat, mean, var, inv_std):
+def _forward_2d(x, gamma, beta, eps, use, slope, block, y, xhat, mean, var, inv_std):
     n_, c_ = x.shape
     for blk in prange((c_ + block - 1) // block):
         c0 = blk * block
@@ -66,13 +71,15 @@ def _forward_2d(x, gamma, beta, eps, block, y, xhat, mean, var, inv_std):
                 h = (row[j] - mu[j]) * inv[j]
                 hrow[j] = h
                 yrow[j] = g[j] * h + b[j]
+                if use:  # the fused activation, on the rounded output as the separate layer sees it
+                    yrow[j] = act(yrow[j], use, slope)
         mean[c0:c1] = mu
         var[c0:c1] = v
         inv_std[c0:c1] = inv
 
 
 @njit(parallel=True, cache=True, fastmath=_SUMS)
-def _forward_nd(x, gamma, beta, eps, block, y, xhat, mean, var, inv_std):
+def _forward_nd(x, gamma, beta, eps, use, slope, block, y, xhat, mean, var, inv_std):
     n_, c_, s_ = x.shape
     m = n_ * s_
     for blk in prange((c_ + block - 1) // block):
@@ -109,13 +116,15 @@ def _forward_nd(x, gamma, beta, eps, block, y, xhat, mean, var, inv_std):
                     h = (plane[s] - mj) * ij
                     hplane[s] = h
                     yplane[s] = g * h + b
+                    if use:
+                        yplane[s] = act(yplane[s], use, slope)
         mean[c0:c1] = mu
         var[c0:c1] = v
         inv_std[c0:c1] = inv
 
 
 @njit(parallel=True, cache=True, fastmath=_SUMS)
-def _backward_2d(dy, xhat, inv_std, gamma, block, dx, dgamma, dbeta):
+def _backward_2d(dy, xhat, y, use, slope, inv_std, gamma, block, dx, dgamma, dbeta):
     n_, c_ = dy.shape
     for blk in prange((c_ + block - 1) // block):
         c0 = blk * block
@@ -124,9 +133,9 @@ def _backward_2d(dy, xhat, inv_std, gamma, block, dx, dgamma, dbeta):
         sdy = np.zeros(k)
         sdyx = np.zeros(k)
         for n in range(n_):
-            drow, hrow = dy[n, c0:c1], xhat[n, c0:c1]
+            drow, hrow, yrow = dy[n, c0:c1], xhat[n, c0:c1], y[n, c0:c1]
             for j in range(k):
-                d = np.float64(drow[j])
+                d = np.float64(act_grad(drow[j], yrow[j], slope) if use else drow[j])
                 sdy[j] += d
                 sdyx[j] += d * hrow[j]
         dbeta[c0:c1] = sdy
@@ -135,13 +144,14 @@ def _backward_2d(dy, xhat, inv_std, gamma, block, dx, dgamma, dbeta):
         a = sdy / n_
         b = sdyx / n_
         for n in range(n_):
-            drow, hrow, dxrow = dy[n, c0:c1], xhat[n, c0:c1], dx[n, c0:c1]
+            drow, hrow, dxrow, yrow = dy[n, c0:c1], xhat[n, c0:c1], dx[n, c0:c1], y[n, c0:c1]
             for j in range(k):
-                dxrow[j] = scale[j] * (drow[j] - a[j] - hrow[j] * b[j])
+                d = np.float64(act_grad(drow[j], yrow[j], slope) if use else drow[j])
+                dxrow[j] = scale[j] * (d - a[j] - hrow[j] * b[j])
 
 
 @njit(parallel=True, cache=True, fastmath=_SUMS)
-def _backward_nd(dy, xhat, inv_std, gamma, block, dx, dgamma, dbeta):
+def _backward_nd(dy, xhat, y, use, slope, inv_std, gamma, block, dx, dgamma, dbeta):
     n_, c_, s_ = dy.shape
     m = n_ * s_
     for blk in prange((c_ + block - 1) // block):
@@ -152,10 +162,10 @@ def _backward_nd(dy, xhat, inv_std, gamma, block, dx, dgamma, dbeta):
         sdyx = np.zeros(k)
         for n in range(n_):
             for j in range(k):
-                dplane, hplane = dy[n, c0 + j], xhat[n, c0 + j]
+                dplane, hplane, yplane = dy[n, c0 + j], xhat[n, c0 + j], y[n, c0 + j]
                 acc, accx = 0.0, 0.0
                 for s in range(s_):
-                    d = np.float64(dplane[s])
+                    d = np.float64(act_grad(dplane[s], yplane[s], slope) if use else dplane[s])
                     acc += d
                     accx += d * hplane[s]
                 sdy[j] += acc
@@ -164,11 +174,12 @@ def _backward_nd(dy, xhat, inv_std, gamma, block, dx, dgamma, dbeta):
         dgamma[c0:c1] = sdyx
         for n in range(n_):
             for j in range(k):
-                dplane, hplane, dxplane = dy[n, c0 + j], xhat[n, c0 + j], dx[n, c0 + j]
+                dplane, hplane, dxplane, yplane = dy[n, c0 + j], xhat[n, c0 + j], dx[n, c0 + j], y[n, c0 + j]
                 scale = np.float64(gamma[c0 + j]) * inv_std[c0 + j]
                 a, b = sdy[j] / m, sdyx[j] / m
                 for s in range(s_):
-                    dxplane[s] = scale * (dplane[s] - a - hplane[s] * b)
+                    d = np.float64(act_grad(dplane[s], yplane[s], slope) if use else dplane[s])
+                    dxplane[s] = scale * (d - a - hplane[s] * b)
 
 
 @njit(parallel=True, cache=True)
@@ -207,8 +218,9 @@ def _ncs(x):
     return (x.shape[0], x.shape[1], int(np.prod(x.shape[2:])))
 
 
-def batchnorm_forward(x, gamma, beta, eps):
-    """Returns (y, mean, var, xhat, inv_std); var is the biased (1/M) variance."""
+def batchnorm_forward(x, gamma, beta, eps, slope=None):
+    """Returns (y, mean, var, xhat, inv_std); var is the biased (1/M) variance; with ``slope``, y is the fused
+    activation's output (reference.batchnorm)."""
     x = _check(x, ("gamma", gamma), ("beta", beta))
     if x.size == 0:
         raise ValueError(f"batchnorm_forward: cannot normalize over an empty batch (shape {tuple(x.shape)})")
@@ -217,30 +229,39 @@ def batchnorm_forward(x, gamma, beta, eps):
     mean, var, inv_std = (np.empty(c, dtype=x.dtype) for _ in range(3))
     stats = (mean, var, inv_std)
     if x.ndim == 2:
-        args = (x, gamma, beta, float(eps), _block_size(c), y, xhat, *stats)
+        args = (x, gamma, beta, float(eps), *epilogue(slope), _block_size(c), y, xhat, *stats)
         _launch(_forward_2d, x.size, "batchnorm", *args)
     else:
         s3 = _ncs(x)
-        args = (x.reshape(s3), gamma, beta, float(eps), _block_size(c), y.reshape(s3), xhat.reshape(s3), *stats)
+        head = (x.reshape(s3), gamma, beta, float(eps), *epilogue(slope), _block_size(c))
+        args = (*head, y.reshape(s3), xhat.reshape(s3), *stats)
         _launch(_forward_nd, x.size, "batchnorm", *args)
     return y, mean, var, xhat, inv_std
 
 
-def batchnorm_backward(dy, xhat, inv_std, gamma):
-    """Returns (dx, dgamma, dbeta)."""
+def batchnorm_backward(dy, xhat, inv_std, gamma, y=None, slope=None):
+    """Returns (dx, dgamma, dbeta); with ``slope``, dy is dL/d(activated output) and y the fused forward's output:
+    the activation's gradient is formed as dy is read (reference.batchnorm)."""
     if dy.shape != xhat.shape:
         raise ValueError(f"batchnorm: dy of shape {dy.shape} does not match the cached {xhat.shape}")
     dy = _check(dy, ("inv_std", inv_std), ("gamma", gamma))
     xhat = np.ascontiguousarray(xhat)
+    use, slope = epilogue(slope)
+    if use:
+        check_gate(dy, y, slope, "batchnorm_backward")
+        y = np.ascontiguousarray(y)
+    else:
+        y = dy  # not read
     c = dy.shape[1]
     dx = recycle.empty(dy.shape, dy.dtype)
     dgamma, dbeta = np.empty(c, dtype=dy.dtype), np.empty(c, dtype=dy.dtype)
     if dy.ndim == 2:
-        args = (dy, xhat, inv_std, gamma, _block_size(c), dx, dgamma, dbeta)
+        args = (dy, xhat, y, use, slope, inv_std, gamma, _block_size(c), dx, dgamma, dbeta)
         _launch(_backward_2d, dy.size, "batchnorm", *args)
     else:
         s3 = _ncs(dy)
-        args = (dy.reshape(s3), xhat.reshape(s3), inv_std, gamma, _block_size(c), dx.reshape(s3), dgamma, dbeta)
+        gated = (dy.reshape(s3), xhat.reshape(s3), y.reshape(s3), use, slope)
+        args = (*gated, inv_std, gamma, _block_size(c), dx.reshape(s3), dgamma, dbeta)
         _launch(_backward_nd, dy.size, "batchnorm", *args)
     return dx, dgamma, dbeta
 

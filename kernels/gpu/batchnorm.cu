@@ -6,6 +6,9 @@
 // two-pass variance stays accurate for float32, and the result is deterministic.
 // Index arithmetic is in I: int when every offset fits, long long otherwise (two instantiations of
 // each kernel; the host picks): a 64-bit division per value costs more than the rest of the work.
+// Fused with a following ReLU / LeakyReLU (the fusion plan: act, slope): the forward kernels apply
+// epilogue_act to the rounded output, the backward ones form epilogue_grad(dy, y) wherever they read dy,
+// y (gate) the fused forward's output: the same values as the separate activation layer's kernels.
 
 template <typename I>
 __device__ __forceinline__ I bn_offset(I m, I S, I C, I c) {
@@ -31,13 +34,14 @@ __device__ __forceinline__ void bn_range_stats(const T* __restrict__ x, I C, I S
 
 // Values begin .. end-1 of channel c: the sums of dy and of dy * xhat.
 template <typename T, typename I>
-__device__ __forceinline__ void bn_range_grad_sums(const T* __restrict__ dy, const T* __restrict__ xhat, I C, I S, I c,
+__device__ __forceinline__ void bn_range_grad_sums(const T* __restrict__ dy, const T* __restrict__ xhat,
+                                                   const T* __restrict__ gate, int act, T slope, I C, I S, I c,
                                                    I begin, I end, double* smem, double& s_dy, double& s_dyx) {
     s_dy = 0.0;
     s_dyx = 0.0;
     for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) {
         const I k = bn_offset(m, S, C, c);
-        const double g = (double)dy[k];
+        const double g = (double)(act ? epilogue_grad(dy[k], gate[k], act, slope) : dy[k]);
         s_dy += g;
         s_dyx += g * (double)xhat[k];
     }
@@ -50,7 +54,7 @@ __device__ __forceinline__ void batchnorm_forward_body(const T* __restrict__ x, 
                                                        const T* __restrict__ beta, T* __restrict__ y,
                                                        T* __restrict__ xhat, T* __restrict__ mean_out,
                                                        T* __restrict__ var_out, T* __restrict__ inv_std_out, I N, I C,
-                                                       I S, double eps, double* smem) {
+                                                       I S, double eps, int act, T slope, double* smem) {
     const I c = blockIdx.x;
     const I M = N * S;
     double mean, m2;
@@ -64,7 +68,7 @@ __device__ __forceinline__ void batchnorm_forward_body(const T* __restrict__ x, 
         const I k = bn_offset(m, S, C, c);
         const T xh = (T)(((double)x[k] - mean) * inv_std);
         xhat[k] = xh;
-        y[k] = g * xh + b;
+        y[k] = epilogue_act(g * xh + b, act, slope);
     }
     if (threadIdx.x == 0) {
         mean_out[c] = (T)mean;
@@ -77,26 +81,29 @@ template <typename T, typename I>
 __global__ void batchnorm_forward(const T* __restrict__ x, const T* __restrict__ gamma, const T* __restrict__ beta,
                                   T* __restrict__ y, T* __restrict__ xhat, T* __restrict__ mean_out,
                                   T* __restrict__ var_out, T* __restrict__ inv_std_out, index_t N, index_t C,
-                                  index_t S, double eps) {
+                                  index_t S, double eps, int act, T slope) {
     __shared__ double smem[REDUCE_THREADS];
-    batchnorm_forward_body<T, I>(x, gamma, beta, y, xhat, mean_out, var_out, inv_std_out, (I)N, (I)C, (I)S, eps, smem);
+    batchnorm_forward_body<T, I>(x, gamma, beta, y, xhat, mean_out, var_out, inv_std_out, (I)N, (I)C, (I)S, eps, act,
+                                 slope, smem);
 }
 
 // dbeta = sum dy, dgamma = sum dy*xhat, dx = gamma*inv_std/M * (M*dy - dbeta - xhat*dgamma).
 template <typename T, typename I>
 __device__ __forceinline__ void batchnorm_backward_body(const T* __restrict__ dy, const T* __restrict__ xhat,
+                                                        const T* __restrict__ gate, int act, T slope,
                                                         const T* __restrict__ inv_std, const T* __restrict__ gamma,
                                                         T* __restrict__ dx, T* __restrict__ dgamma,
                                                         T* __restrict__ dbeta, I N, I C, I S, double* smem) {
     const I c = blockIdx.x;
     const I M = N * S;
     double s_dy, s_dyx;
-    bn_range_grad_sums<T, I>(dy, xhat, C, S, c, 0, M, smem, s_dy, s_dyx);
+    bn_range_grad_sums<T, I>(dy, xhat, gate, act, slope, C, S, c, 0, M, smem, s_dy, s_dyx);
 
     const double scale = (double)gamma[c] * (double)inv_std[c] / (double)M;
     for (I m = threadIdx.x; m < M; m += blockDim.x) {
         const I k = bn_offset(m, S, C, c);
-        dx[k] = (T)(scale * ((double)M * (double)dy[k] - s_dy - (double)xhat[k] * s_dyx));
+        const T dz = act ? epilogue_grad(dy[k], gate[k], act, slope) : dy[k];
+        dx[k] = (T)(scale * ((double)M * (double)dz - s_dy - (double)xhat[k] * s_dyx));
     }
     if (threadIdx.x == 0) {
         dgamma[c] = (T)s_dyx;
@@ -105,11 +112,13 @@ __device__ __forceinline__ void batchnorm_backward_body(const T* __restrict__ dy
 }
 
 template <typename T, typename I>
-__global__ void batchnorm_backward(const T* __restrict__ dy, const T* __restrict__ xhat,
-                                   const T* __restrict__ inv_std, const T* __restrict__ gamma, T* __restrict__ dx,
-                                   T* __restrict__ dgamma, T* __restrict__ dbeta, index_t N, index_t C, index_t S) {
+__global__ void batchnorm_backward(const T* __restrict__ dy, const T* __restrict__ xhat, const T* __restrict__ gate,
+                                   int act, T slope, const T* __restrict__ inv_std, const T* __restrict__ gamma,
+                                   T* __restrict__ dx, T* __restrict__ dgamma, T* __restrict__ dbeta, index_t N,
+                                   index_t C, index_t S) {
     __shared__ double smem[REDUCE_THREADS];
-    batchnorm_backward_body<T, I>(dy, xhat, inv_std, gamma, dx, dgamma, dbeta, (I)N, (I)C, (I)S, smem);
+    batchnorm_backward_body<T, I>(dy, xhat, gate, act, slope, inv_std, gamma, dx, dgamma, dbeta, (I)N, (I)C, (I)S,
+                                  smem);
 }
 
 // Channels of many values: one block per channel would leave most of the GPU idle (a DCGAN layer
@@ -168,27 +177,28 @@ __global__ void batchnorm_finish_stats(const double* __restrict__ part_mean, con
 template <typename T, typename I>
 __global__ void batchnorm_normalize(const T* __restrict__ x, const T* __restrict__ gamma, const T* __restrict__ beta,
                                     const double* __restrict__ stats, T* __restrict__ y, T* __restrict__ xhat,
-                                    index_t C_, index_t S_, index_t total_) {
+                                    index_t C_, index_t S_, index_t total_, int act, T slope) {
     const I C = (I)C_, S = (I)S_, total = (I)total_;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x) {
         const I c = (i / S) % C;
         const T xh = (T)(((double)x[i] - stats[c]) * stats[C_ + c]);
         xhat[i] = xh;
-        y[i] = gamma[c] * xh + beta[c];
+        y[i] = epilogue_act(gamma[c] * xh + beta[c], act, slope);
     }
 }
 
 // part[c * parts + p] = sum of dy over chunk p of channel c; part[(C + c) * parts + p] = sum of dy*xhat.
 template <typename T, typename I>
-__global__ void batchnorm_partial_grads(const T* __restrict__ dy, const T* __restrict__ xhat, double* __restrict__ part,
-                                        index_t N, index_t C_, index_t S_, index_t chunk) {
+__global__ void batchnorm_partial_grads(const T* __restrict__ dy, const T* __restrict__ xhat, const T* __restrict__ gate,
+                                        int act, T slope, double* __restrict__ part, index_t N, index_t C_, index_t S_,
+                                        index_t chunk) {
     __shared__ double smem[REDUCE_THREADS];
     const I C = (I)C_, S = (I)S_, M = (I)(N * S_);
     const I c = blockIdx.y;
     const I begin = (I)blockIdx.x * (I)chunk;
     const I end = min(M, begin + (I)chunk);
     double s_dy, s_dyx;
-    bn_range_grad_sums<T, I>(dy, xhat, C, S, c, begin, end, smem, s_dy, s_dyx);
+    bn_range_grad_sums<T, I>(dy, xhat, gate, act, slope, C, S, c, begin, end, smem, s_dy, s_dyx);
     if (threadIdx.x == 0) {
         part[(index_t)c * gridDim.x + blockIdx.x] = s_dy;
         part[((index_t)C + c) * gridDim.x + blockIdx.x] = s_dyx;
@@ -214,6 +224,7 @@ __global__ void batchnorm_finish_grads(const double* __restrict__ part, double* 
 
 template <typename T, typename I>
 __global__ void batchnorm_input_grad(const T* __restrict__ dy, const T* __restrict__ xhat,
+                                     const T* __restrict__ gate, int act, T slope,
                                      const T* __restrict__ inv_std, const T* __restrict__ gamma,
                                      const double* __restrict__ sums, T* __restrict__ dx, index_t M_, index_t C_,
                                      index_t S_, index_t total_) {
@@ -222,7 +233,8 @@ __global__ void batchnorm_input_grad(const T* __restrict__ dy, const T* __restri
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x) {
         const I c = (i / S) % C;
         const double scale = (double)gamma[c] * (double)inv_std[c] / M;
-        dx[i] = (T)(scale * (M * (double)dy[i] - sums[c] - (double)xhat[i] * sums[C_ + c]));
+        const T dz = act ? epilogue_grad(dy[i], gate[i], act, slope) : dy[i];
+        dx[i] = (T)(scale * (M * (double)dz - sums[c] - (double)xhat[i] * sums[C_ + c]));
     }
 }
 

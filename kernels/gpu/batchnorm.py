@@ -15,6 +15,7 @@ import cupy
 import numpy as np
 
 from ._common import THREADS, CudaModule, device_array, idx, launch, same_dtype, scalar
+from .layout import act_args
 
 _MOD = CudaModule(
     "batchnorm.cu",
@@ -54,9 +55,10 @@ def _ncs(op: str, x: cupy.ndarray, **per_channel: cupy.ndarray) -> tuple[int, in
 
 
 def batchnorm_forward(
-    x: cupy.ndarray, gamma: cupy.ndarray, beta: cupy.ndarray, eps: float
+    x: cupy.ndarray, gamma: cupy.ndarray, beta: cupy.ndarray, eps: float, slope: float | None = None
 ) -> tuple[cupy.ndarray, cupy.ndarray, cupy.ndarray, cupy.ndarray, cupy.ndarray]:
-    """Returns (y, mean, var, xhat, inv_std); the statistics have shape (C,), var is biased."""
+    """Returns (y, mean, var, xhat, inv_std); the statistics have shape (C,), var is biased. With ``slope``, y is
+    the fused activation's output (the fusion plan), applied in the pass that writes y."""
     op = "batchnorm_forward"
     x, gamma, beta = (device_array(a, name, op) for a, name in ((x, "x"), (gamma, "gamma"), (beta, "beta")))
     same_dtype(op, x, gamma=gamma, beta=beta)
@@ -65,6 +67,7 @@ def batchnorm_forward(
         raise ValueError(f"{op}: cannot normalize over an empty batch (shape {tuple(x.shape)})")
     y, xhat = cupy.empty_like(x), cupy.empty_like(x)
     mean, var, inv_std = (cupy.empty(c, dtype=x.dtype) for _ in range(3))
+    act = act_args(x.dtype, slope)
     parts = _parts(n, c, s)
     if c == 0:
         return y, mean, var, xhat, inv_std
@@ -72,7 +75,7 @@ def batchnorm_forward(
         _MOD.get_for(op, x.dtype, x)(
             (c,),
             (THREADS,),
-            (x, gamma, beta, y, xhat, mean, var, inv_std, idx(n), idx(c), idx(s), np.float64(eps)),
+            (x, gamma, beta, y, xhat, mean, var, inv_std, idx(n), idx(c), idx(s), np.float64(eps), *act),
         )
     else:
         part_mean, part_m2 = cupy.empty((c, parts)), cupy.empty((c, parts))
@@ -89,15 +92,21 @@ def batchnorm_forward(
         launch(
             _MOD.get_for("batchnorm_normalize", x.dtype, x),
             x.size,
-            (x, gamma, beta, stats, y, xhat, idx(c), idx(s), idx(x.size)),
+            (x, gamma, beta, stats, y, xhat, idx(c), idx(s), idx(x.size), *act),
         )
     return y, mean, var, xhat, inv_std
 
 
 def batchnorm_backward(
-    dy: cupy.ndarray, xhat: cupy.ndarray, inv_std: cupy.ndarray, gamma: cupy.ndarray
+    dy: cupy.ndarray,
+    xhat: cupy.ndarray,
+    inv_std: cupy.ndarray,
+    gamma: cupy.ndarray,
+    y: cupy.ndarray | None = None,
+    slope: float | None = None,
 ) -> tuple[cupy.ndarray, cupy.ndarray, cupy.ndarray]:
-    """Returns (dx, dgamma, dbeta)."""
+    """Returns (dx, dgamma, dbeta). With ``slope``, dy is dL/d(activated output) and ``y`` the fused forward's
+    output: dz = dy * act'(y) is formed wherever the kernels read dy, never stored."""
     op = "batchnorm_backward"
     dy, xhat, inv_std, gamma = (
         device_array(a, name, op) for a, name in ((dy, "dy"), (xhat, "xhat"), (inv_std, "inv_std"), (gamma, "gamma"))
@@ -106,6 +115,10 @@ def batchnorm_backward(
     if dy.shape != xhat.shape:
         raise ValueError(f"{op}: dy of shape {tuple(dy.shape)} does not match xhat {tuple(xhat.shape)}")
     n, c, s = _ncs(op, dy, inv_std=inv_std, gamma=gamma)
+    if slope is not None and (not isinstance(y, cupy.ndarray) or y.shape != dy.shape or y.dtype != dy.dtype):
+        got = "none" if y is None else f"{getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}"
+        raise ValueError(f"{op}: slope={slope} needs y of dtype {dy.dtype} and shape {tuple(dy.shape)}, got {got}")
+    gate = (cupy.ascontiguousarray(y) if slope is not None else dy, *act_args(dy.dtype, slope))
     dx = cupy.empty_like(dy)
     dgamma, dbeta = cupy.empty(c, dtype=dy.dtype), cupy.empty(c, dtype=dy.dtype)
     parts = _parts(n, c, s)
@@ -113,18 +126,18 @@ def batchnorm_backward(
         return dx, dgamma, dbeta
     if parts == 1:
         _MOD.get_for(op, dy.dtype, dy)(
-            (c,), (THREADS,), (dy, xhat, inv_std, gamma, dx, dgamma, dbeta, idx(n), idx(c), idx(s))
+            (c,), (THREADS,), (dy, xhat, *gate, inv_std, gamma, dx, dgamma, dbeta, idx(n), idx(c), idx(s))
         )
     else:
         part, sums = cupy.empty((2 * c, parts)), cupy.empty(2 * c)
         _MOD.get_for("batchnorm_partial_grads", dy.dtype, dy)(
-            (parts, c), (THREADS,), (dy, xhat, part, idx(n), idx(c), idx(s), idx(BN_CHUNK))
+            (parts, c), (THREADS,), (dy, xhat, *gate, part, idx(n), idx(c), idx(s), idx(BN_CHUNK))
         )
         launch(_MOD.get("batchnorm_finish_grads", dy.dtype), c, (part, sums, dgamma, dbeta, idx(c), idx(parts)))
         launch(
             _MOD.get_for("batchnorm_input_grad", dy.dtype, dy),
             dy.size,
-            (dy, xhat, inv_std, gamma, sums, dx, idx(n * s), idx(c), idx(s), idx(dy.size)),
+            (dy, xhat, *gate, inv_std, gamma, sums, dx, idx(n * s), idx(c), idx(s), idx(dy.size)),
         )
     return dx, dgamma, dbeta
 

@@ -63,11 +63,12 @@ def namespace():
     return sys.modules[__package__]
 
 
-def activate(z, slope):
-    """The fused epilogue's activation: z for slope None, else ReLU (slope 0) or LeakyReLU(slope)."""
+def activate(z, slope, K=None):
+    """The fused epilogue's activation: z for slope None, else ReLU (slope 0) or LeakyReLU(slope), looked up on
+    the kernel set ``K`` (default: this one) at call time."""
     if slope is None:
         return z
-    K = namespace()
+    K = namespace() if K is None else K
     return K.relu_forward(z) if slope == 0 else K.leaky_relu_forward(z, slope)
 
 

@@ -42,6 +42,8 @@ only 3 digits. An empty batch has no statistics: batchnorm_forward refuses it.
 
 import numpy as np
 
+from .activation import activate, activate_backward
+
 __all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_inference", "batchnorm_update_running"]
 
 
@@ -59,8 +61,10 @@ def _check_not_empty(x):
         raise ValueError(f"batchnorm_forward: cannot normalize over an empty batch (shape {tuple(x.shape)})")
 
 
-def batchnorm_forward(x, gamma, beta, eps):
-    """Returns (y, mean, var, xhat, inv_std); var is the biased (1/M) variance."""
+def batchnorm_forward(x, gamma, beta, eps, slope=None):
+    """Returns (y, mean, var, xhat, inv_std); var is the biased (1/M) variance. With ``slope``, y is
+    act(gamma xhat + beta), the fused ReLU (0) or LeakyReLU(slope) of the fusion plan (activation.py's
+    ``activate``), applied to the rounded output, as the separate layer would."""
     _check_not_empty(x)
     axes = _reduce_axes(x)
     x64 = x.astype(np.float64)
@@ -72,11 +76,14 @@ def batchnorm_forward(x, gamma, beta, eps):
     inv_std = 1 / np.sqrt(var + eps)
     xhat = centered * _per_channel(inv_std, x)
     y = _per_channel(gamma, x) * xhat + _per_channel(beta, x)
-    return tuple(a.astype(x.dtype) for a in (y, mean, var, xhat, inv_std))
+    y, mean, var, xhat, inv_std = (a.astype(x.dtype) for a in (y, mean, var, xhat, inv_std))
+    return activate(y, slope), mean, var, xhat, inv_std
 
 
-def batchnorm_backward(dy, xhat, inv_std, gamma):
-    """Returns (dx, dgamma, dbeta)."""
+def batchnorm_backward(dy, xhat, inv_std, gamma, y=None, slope=None):
+    """Returns (dx, dgamma, dbeta). With ``slope`` (a fused activation), dy is dL/d(activated output) and
+    ``y`` the fused forward's output: the gradient first passes the activation, dz = dy act'(y)."""
+    dy = activate_backward(dy, y, slope, "batchnorm_backward")
     axes = _reduce_axes(dy)
     m = dy.size // dy.shape[1]
     dy64 = dy.astype(np.float64)

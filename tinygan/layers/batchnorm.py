@@ -22,14 +22,30 @@ so the cumulative average stays the mean over those batches.)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from tinygan.backend import array_module, kernels_for
+from tinygan.kernels.reference.activation import activate, activate_backward
+from tinygan.layers.activation import check_fusion_slope
 from tinygan.layers.base import Layer
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
+
+
+class BatchNormCache(NamedTuple):
+    """What a BatchNorm's backward needs. ``mode``: "train" (batch statistics: xhat, inv_std), "eval" (running
+    statistics: x, mean, inv_std) or "empty"; ``y`` and ``slope``: the fused activation's output and slope
+    (slope None: not fused, y unused)."""
+
+    mode: str
+    x: Any = None
+    mean: Any = None
+    xhat: Any = None
+    inv_std: Any = None
+    y: Any = None
+    slope: float | None = None
 
 
 def _is_real(value: Any) -> bool:
@@ -70,30 +86,36 @@ class _BatchNorm(Layer):
     def _per_channel(self, v: Any, ndim: int) -> Any:
         return v.reshape((1, -1) + (1,) * (ndim - 2))
 
-    def forward(self, x: Any, training: bool = True) -> Any:
+    def forward(self, x: Any, training: bool = True, *, slope: float | None = None) -> Any:
+        """y = gamma xhat + beta, or act(gamma xhat + beta) with the fused activation ``slope`` (0: ReLU,
+        s: LeakyReLU(s)): Sequential's fusion plan runs a BatchNorm and the ReLU / LeakyReLU after it as one
+        step, the activation applied in the pass that writes y."""
+        slope = check_fusion_slope(slope, self.name)
         self.check_input(x, (None, self.num_features) + (None,) * (self._input_ndim - 2))
         K = kernels_for(x)
         gamma, beta = self.params["gamma"], self.params["beta"]
         self.remember_output(x.shape, x)
         if x.size == 0:
             # No values, no statistics: nothing to normalize and nothing to learn from (PyTorch does the same).
-            self.cache = ("empty",)
+            self.cache = BatchNormCache("empty")
             return array_module(x).empty_like(x)
         if not training:
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
             inv_std = 1 / array_module(var).sqrt(var + self.eps)
+            y = activate(K.batchnorm_inference(x, gamma, beta, mean, var, self.eps), slope, K)
             # Per-channel copies: the backward must see the statistics this forward used.
-            self.cache = ("eval", x, mean.copy(), inv_std)
-            return K.batchnorm_inference(x, gamma, beta, mean, var, self.eps)
+            self.cache = BatchNormCache("eval", x=x, mean=mean.copy(), inv_std=inv_std, y=y, slope=slope)
+            return y
         m = x.size // self.num_features
         if m <= 1:
             raise ValueError(
                 f"{self.name}: expected more than 1 value per channel when training, received input of shape "
                 f"{tuple(x.shape)} (use training=False, or a larger batch)"
             )
-        y, mean, var, xhat, inv_std = K.batchnorm_forward(x, gamma, beta, self.eps)
+        fused = () if slope is None else (slope,)
+        y, mean, var, xhat, inv_std = K.batchnorm_forward(x, gamma, beta, self.eps, *fused)
         self._update_running_stats(mean, var, m)
-        self.cache = ("train", xhat, inv_std)
+        self.cache = BatchNormCache("train", xhat=xhat, inv_std=inv_std, y=y, slope=slope)
         return y
 
     def _update_running_stats(self, mean: Any, var: Any, m: int) -> None:
@@ -111,16 +133,20 @@ class _BatchNorm(Layer):
         )
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
+        """dL/dx from dy = dL/dy (dL/d(activated output) after a fused forward); adds dgamma and dbeta."""
         cache = self.check_grad(dy)
         gamma = self.params["gamma"]
-        if cache[0] == "empty":
+        if cache.mode == "empty":
             return array_module(dy).empty_like(dy) if input_grad else None
-        if cache[0] == "train":
-            _, xhat, inv_std = cache
-            # One kernel yields all three: the input gradient needs dgamma and dbeta anyway.
-            dx, dgamma, dbeta = kernels_for(dy).batchnorm_backward(dy, xhat, inv_std, gamma)
+        K = kernels_for(dy)
+        if cache.mode == "train":
+            # One kernel yields all three (the input gradient needs dgamma and dbeta anyway), forming the fused
+            # activation's gradient as it reads dy.
+            fused = () if cache.slope is None else (cache.y, cache.slope)
+            dx, dgamma, dbeta = K.batchnorm_backward(dy, cache.xhat, cache.inv_std, gamma, *fused)
         else:
-            _, x, mean, inv_std = cache
+            dy = activate_backward(dy, cache.y, cache.slope, self.name, K)
+            x, mean, inv_std = cache.x, cache.mean, cache.inv_std
             axes = (0, *range(2, dy.ndim))
             dx = dy * self._per_channel(gamma * inv_std, dy.ndim) if input_grad else None
             if param_grads:

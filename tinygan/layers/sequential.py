@@ -2,10 +2,11 @@
 explicit fusion plan.
 
 The plan (``Sequential.plan``, printed by ``Sequential.describe()``) is a list of :class:`Step`, built from
-the layers by :func:`build_plan`: a weight layer (Dense, Conv2d, ConvTranspose2d) directly followed by an
-activation with a ``fusion_slope`` (ReLU, LeakyReLU with a slope >= 0) is one fused step, run as the weight
-layer's ``forward(x, slope=...)``, whose kernel applies the activation in the epilogue that adds the bias,
-and its ``backward``, whose kernel forms the activation's gradient in the pass that first reads dy. Every
+the layers by :func:`build_plan`: a weight layer (Dense, Conv2d, ConvTranspose2d) or a BatchNorm directly
+followed by an activation with a ``fusion_slope`` (ReLU, LeakyReLU with a slope >= 0) is one fused step, run
+as that layer's ``forward(x, slope=...)``, whose kernel applies the activation in the epilogue that writes
+the output (after the bias, or the normalization), and its ``backward``, whose kernel forms the activation's
+gradient in the pass that first reads dy. Every
 other layer is a step of its own. ``Sequential(..., fuse=False)`` (or ``set_fusion(False)``) runs every layer
 as its own step, as the chain rule is written in the textbook; both give the same outputs and gradients up to
 rounding (tests/test_fusion.py). docs/ARCHITECTURE.md ("The fusion plan") says why and what it saves.
@@ -21,12 +22,13 @@ import numpy as np
 
 from tinygan.backend import device_of, host_copies, to_device
 from tinygan.layers.base import Layer
+from tinygan.layers.batchnorm import BatchNorm1d, BatchNorm2d
 from tinygan.layers.conv2d import Conv2d
 from tinygan.layers.conv_transpose2d import ConvTranspose2d
 from tinygan.layers.dense import Dense
 
 # The layers whose kernels take a fused activation (their forward's ``slope``).
-FUSABLE = (Dense, Conv2d, ConvTranspose2d)
+FUSABLE = (Dense, Conv2d, ConvTranspose2d, BatchNorm1d, BatchNorm2d)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Step:
 
 
 def build_plan(layers: list[Layer], fuse: bool = True) -> list[Step]:
-    """The steps that run ``layers``: each weight layer (FUSABLE) followed by an activation whose
+    """The steps that run ``layers``: each weight layer or BatchNorm (FUSABLE) followed by an activation whose
     ``fusion_slope`` is not None as one fused step (when ``fuse``), every other layer alone."""
     steps: list[Step] = []
     i = 0
@@ -99,9 +101,9 @@ class Sequential(Layer):
     (``bce_with_logits``) trains a model that ends in a sigmoid without losing precision;
     the following ``backward`` then starts below that sigmoid.
 
-    The layers run by a fusion plan (module docstring): with ``fuse=True`` (the default) a weight layer and
-    the ReLU / LeakyReLU after it run as one fused step. ``fuse=False`` or ``set_fusion(False)`` runs every
-    layer on its own; ``describe()`` prints the plan.
+    The layers run by a fusion plan (module docstring): with ``fuse=True`` (the default) a weight layer or a
+    BatchNorm and the ReLU / LeakyReLU after it run as one fused step. ``fuse=False`` or ``set_fusion(False)``
+    runs every layer on its own; ``describe()`` prints the plan.
     """
 
     def __init__(self, *layers: Layer, name: str = "Sequential", fuse: bool = True) -> None:
