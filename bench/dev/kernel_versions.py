@@ -274,12 +274,28 @@ def bn_forward_v1(x: Any, gamma: Any, beta: Any, eps: float) -> tuple:
     for channels of at most BN_CHUNK values)."""
     from tinygan.kernels.gpu import batchnorm
     from tinygan.kernels.gpu._common import THREADS
+    from tinygan.kernels.gpu.layout import act_args
 
     n, c = x.shape[:2]
     s = int(np.prod(x.shape[2:]))
     y, xhat = cupy.empty_like(x), cupy.empty_like(x)
     mean, var, inv_std = (cupy.empty(c, dtype=x.dtype) for _ in range(3))
-    args = (x, gamma, beta, y, xhat, mean, var, inv_std, np.int64(n), np.int64(c), np.int64(s), np.float64(eps))
+    no_act = act_args(x.dtype, None)
+    args = (
+        x,
+        gamma,
+        beta,
+        y,
+        xhat,
+        mean,
+        var,
+        inv_std,
+        np.int64(n),
+        np.int64(c),
+        np.int64(s),
+        np.float64(eps),
+        *no_act,
+    )
     batchnorm._MOD.get_for("batchnorm_forward", x.dtype, x)((c,), (THREADS,), args)
     return y, mean, var, xhat, inv_std
 
@@ -287,12 +303,14 @@ def bn_forward_v1(x: Any, gamma: Any, beta: Any, eps: float) -> tuple:
 def bn_backward_v1(dy: Any, xhat: Any, inv_std: Any, gamma: Any) -> tuple:
     from tinygan.kernels.gpu import batchnorm
     from tinygan.kernels.gpu._common import THREADS
+    from tinygan.kernels.gpu.layout import act_args
 
     n, c = dy.shape[:2]
     s = int(np.prod(dy.shape[2:]))
     dx = cupy.empty_like(dy)
     dgamma, dbeta = cupy.empty(c, dtype=dy.dtype), cupy.empty(c, dtype=dy.dtype)
-    args = (dy, xhat, inv_std, gamma, dx, dgamma, dbeta, np.int64(n), np.int64(c), np.int64(s))
+    no_gate = (dy, *act_args(dy.dtype, None))
+    args = (dy, xhat, *no_gate, inv_std, gamma, dx, dgamma, dbeta, np.int64(n), np.int64(c), np.int64(s))
     batchnorm._MOD.get_for("batchnorm_backward", dy.dtype, dy)((c,), (THREADS,), args)
     return dx, dgamma, dbeta
 
