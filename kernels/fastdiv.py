@@ -34,9 +34,10 @@ def fast_div_args(*divisors: int) -> tuple[np.uint32, ...]:
     """The ``(mul, shift)`` kernel arguments of ``fast_div`` for each divisor, in order.
 
     A divisor of 2**31 or more can only occur in a launch of a kernel's 64-bit instantiation, which divides
-    plainly and ignores these arguments: it gets (0, 0)."""
+    plainly and ignores these arguments, and a divisor 0 in a launch over no elements (an empty batch), which
+    divides nothing: both get (0, 0)."""
     out: list[np.uint32] = []
     for d in divisors:
-        _, mul, shift = fast_divisor(d) if d < INT_LIMIT else (d, 0, 0)
+        _, mul, shift = fast_divisor(d) if 1 <= d < INT_LIMIT else (d, 0, 0)
         out += [np.uint32(mul), np.uint32(shift)]
     return tuple(out)

@@ -41,9 +41,10 @@ def test_fast_divisor_refuses_what_it_cannot_divide_by():
 
 
 def test_kernel_arguments_are_mul_and_shift_per_divisor_as_uint32():
-    args = fast_div_args(7, 1, 2**31 + 5)
-    assert [type(a) for a in args] == [np.uint32] * 6
+    args = fast_div_args(7, 1, 2**31 + 5, 0)
+    assert [type(a) for a in args] == [np.uint32] * 8
+    assert [int(a) for a in args[6:]] == [0, 0]  # an empty launch: no element is divided
     assert [int(a) for a in args[:2]] == list(fast_divisor(7)[1:])
     assert [int(a) for a in args[2:4]] == [0, 0]  # d == 1: the kernel passes n through
     # Only a 64-bit launch meets a divisor past 2**31, and it divides plainly: the arguments are unused.
-    assert [int(a) for a in args[4:]] == [0, 0]
+    assert [int(a) for a in args[4:6]] == [0, 0]
