@@ -19,6 +19,7 @@ import sys
 from collections import defaultdict
 
 from bench import steps
+from bench.step_precisions import time_step
 from tinygan import backend
 
 BATCH = {"mnist": 125, "dcgan": 128}
@@ -38,14 +39,7 @@ def profile(model: str, precision: str, n_steps: int) -> tuple[float, list[tuple
     built = steps.tiny_gpu_step(model, BATCH[model], graph=True)
     for _ in range(3):  # the second call captures, the third replays
         built.fn()
-    stream = built.stream or cupy.cuda.get_current_stream()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    start.record(stream)
-    for _ in range(n_steps):
-        built.fn()
-    end.record(stream)
-    end.synchronize()
-    step_ms = cupy.cuda.get_elapsed_time(start, end) / n_steps
+    step_ms = time_step(built, n_steps) * 1e3
 
     with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(n_steps):

@@ -49,7 +49,7 @@ def _torch(model: str, n: int, precision: str, want: list[Any]) -> tuple[steps.B
     return built, check
 
 
-def _time(built: steps.Built, replays: int) -> float:
+def time_step(built: steps.Built, replays: int) -> float:
     """Seconds per step over ``replays`` back-to-back calls, between CUDA events on the step's stream."""
     if built.keep.__class__.__name__ == "TorchGAN":
         import torch
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             for key, (built, _) in runs.items():
                 if key[0] == "tinygan":
                     backend.set_precision(key[1])  # a replay keeps what it captured; set it for clarity
-                times[key].append(_time(built, args.replays))
+                times[key].append(time_step(built, args.replays))
         backend.set_precision("fp32")
         base = statistics.median(times[("PyTorch", "default")]) if has_torch else None
         for key, (_, check) in runs.items():
