@@ -164,6 +164,36 @@ def test_channel_sum_adds_into_a_buffer_on_every_path(rng, dtype, shape):
     assert rel_err(layout.channel_sum(on_gpu(x, dtype)), x.sum(axis=(0, 2))) <= 1e-6  # still returns anew
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("slope", SLOPES)
+@pytest.mark.parametrize(
+    "shape",
+    [(3, 5, 7), (2, 64, 33), (4, 3, 2000), (7, 2, 1171), (0, 3, 4), (1, 70000, 1)],
+    ids=["one-block", "wide", "chunks", "ragged-chunks", "empty", "many-channels"],
+)
+def test_ncs_to_cns_sums_its_rows_into_a_bias_gradient_with_the_bits_of_channel_sum(rng, dtype, slope, shape):
+    """Conv2d's backward: dz laid out channel-major and its rows added into db in one pass, the same bits as
+    ncs_to_cns followed by channel_sum (one block, several chunks a channel with a ragged last one, no values,
+    more channels than a grid's y: the unfused pair)."""
+    from tinygan.kernels.gpu import layout
+
+    n, c, s = shape
+    dy, y = on_gpu(rng.standard_normal(shape), dtype), on_gpu(rng.standard_normal(shape), dtype)
+    gate = y if slope is not None else None
+    start = on_gpu(rng.standard_normal(c), dtype)
+    want_sum = start.copy()
+    want = layout.ncs_to_cns(dy, gate, slope)
+    layout.channel_sum(want.reshape(1, c, -1), out=want_sum)
+    got_sum = start.copy()
+    poison_pool()
+    got = layout.ncs_to_cns(dy, gate, slope, out_sum=got_sum)
+    assert cp.array_equal(got, want) and cp.array_equal(got_sum, want_sum)
+    if n * s:
+        assert not cp.array_equal(got_sum, start)  # it did add
+    with pytest.raises(ValueError, match="ncs_to_cns \\(out_sum\\)"):
+        layout.ncs_to_cns(dy, gate, slope, out_sum=start[:-1] if c else cp.zeros(1, dtype))
+
+
 def test_channel_sum_refuses_a_buffer_it_cannot_add_into(rng):
     from tinygan.kernels.gpu import layout
 

@@ -284,6 +284,17 @@ def _run(name, grid, block, a):
         g = V(gate)[: N * C * S] if act else None
         v = _act_grad(V(src).reshape(N, C, S), g.reshape(N, C, S) if act else None, act, slope)
         V(dst)[:] = v.transpose(1, 0, 2).reshape(-1)
+    elif name == "ncs_to_cns_sum":
+        src, dst, gate, act, slope, partial, N, C, S, chunk, *magic = a
+        _check_fast_div(name, magic, S)
+        parts = grid[0]
+        assert grid[1] == C and parts * chunk >= N * S > (parts - 1) * chunk
+        g = V(gate)[: N * C * S] if act else None
+        v = _act_grad(V(src).reshape(N, C, S), g.reshape(N, C, S) if act else None, act, slope)
+        rows = v.transpose(1, 0, 2).reshape(C, N * S)
+        V(dst)[:] = rows.reshape(-1)
+        for p in range(parts):
+            partial.reshape(C, parts)[:, p] = rows[:, p * chunk : (p + 1) * chunk].astype(np.float64).sum(axis=1)
     elif name == "add_bias":
         y, bias, act, slope, C, S, total = a
         v = V(y).reshape(-1, C, S) + V(bias)[None, :, None]

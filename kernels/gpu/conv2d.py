@@ -235,8 +235,8 @@ def conv2d_backward(
     """The whole backward pass of y = act(conv2d(x) + b): ``dW +=``, ``db +=`` (each skipped when None) and dx
     (None when ``input_grad`` is False), from dz = dy * act'(y). ``cols`` is conv2d_forward's cache.
 
-    im2col route: one ``ncs_to_cns`` forms dz channel-major (with the activation's gradient), db is summed from
-    its rows into the bias gradient, dW = dz @ cols.T is a beta = 1 GEMM into the weight gradient, and
+    im2col route: one ``ncs_to_cns`` forms dz channel-major (with the activation's gradient) and sums its rows
+    into the bias gradient as it writes them, dW = dz @ cols.T is a beta = 1 GEMM into the weight gradient, and
     dx = col2im(Wm.T @ dz). The implicit-GEMM route runs the split ops on dz and adds their results.
     """
     op = "conv2d_backward"
@@ -252,6 +252,8 @@ def conv2d_backward(
     want_w = dW is not None or db is not None
     if dW is not None:
         check_out(dW, W.shape, dy.dtype, f"{op} (dW)")
+    if db is not None:
+        check_out(db, (cout,), dy.dtype, f"{op} (db)")
     implicit_w = (
         want_w and isinstance(cols, ConvInput) and conv_igemm.use_implicit("conv2d_backward_weight", cout, dy, cols.x)
     )
@@ -265,9 +267,8 @@ def conv2d_backward(
             if db is not None:
                 db += gb
         return conv2d_backward_data(dz, W, x_shape, stride, padding) if input_grad else None
-    dz = ncs_to_cns(dy, y, slope)  # (cout, N Ho Wo): what both products read
-    if db is not None:
-        channel_sum(dz.reshape(1, cout, -1), out=db)
+    # (cout, N Ho Wo): what both products read; the bias gradient summed as it is written.
+    dz = ncs_to_cns(dy, y, slope, out_sum=db)
     if dW is not None:
         if isinstance(cols, ConvInput):
             if tuple(cols.x.shape) != tuple(int(d) for d in x_shape):

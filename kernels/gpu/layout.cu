@@ -131,6 +131,34 @@ __global__ void channel_finish(const double* __restrict__ partial, T* __restrict
     if (threadIdx.x == 0) store_sum(out, c, total, accumulate);
 }
 
+// ncs_to_cns and the per-channel sum of what it writes, in one pass (Conv2d's backward: dz channel-major
+// for its two products, and the bias gradient sum dz): block (p, c) writes values p*chunk .. (p+1)*chunk - 1
+// of channel c's row of dst (m = n*S + s, so the writes are contiguous and the reads contiguous within an
+// image) and sums them into partial[c * gridDim.x + p]; channel_finish then adds a channel's partials. Each
+// thread sums the same values in the same order as channel_partial over the written dst would, so db has
+// the same bits as ncs_to_cns followed by channel_sum, without reading dz again (seventh session: 6 launches
+// of channel_partial, 60 us of the DCGAN's tf32 step, read back what ncs_to_cns had just written).
+template <typename T, typename I>
+__global__ void ncs_to_cns_sum(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ gate, int act,
+                               T slope, double* __restrict__ partial, index_t N_, index_t C_, index_t S_,
+                               index_t chunk, unsigned s_mul, unsigned s_shift) {
+    __shared__ double smem[REDUCE_THREADS];
+    const I C = (I)C_, S = (I)S_, M = (I)(N_ * S_);
+    const I c = blockIdx.y;
+    const I begin = (I)blockIdx.x * (I)chunk;
+    const I end = min(M, begin + (I)chunk);
+    double acc = 0.0;
+    for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) {
+        const I n = div_by(m, S, s_mul, s_shift);
+        const I j = (n * C + c) * S + (m - n * S);
+        const T v = act ? epilogue_grad(src[j], gate[j], act, slope) : src[j];
+        dst[(index_t)c * M + m] = v;
+        acc += (double)v;
+    }
+    const double total = block_sum(acc, smem);
+    if (threadIdx.x == 0) partial[(index_t)c * gridDim.x + blockIdx.x] = total;
+}
+
 template <typename T>
 __global__ void channel_sum_rows(const T* __restrict__ x, T* __restrict__ out, index_t N, index_t C,
                                  int accumulate) {

@@ -17,7 +17,7 @@ from ._common import THREADS, CudaModule, idx, launch, scalar
 _MOD = CudaModule(
     "layout.cu",
     templates=("channel_finish", "channel_sum_rows", "rows_grad_sum"),
-    indexed=("cns_to_ncs", "ncs_to_cns", "add_bias", "channel_sum", "channel_partial"),
+    indexed=("cns_to_ncs", "ncs_to_cns", "ncs_to_cns_sum", "add_bias", "channel_sum", "channel_partial"),
 )
 
 # Values of one channel that one block of channel_partial sums (16 per thread).
@@ -65,9 +65,16 @@ def cns_to_ncs(
     return dst
 
 
-def ncs_to_cns(src: cupy.ndarray, gate: cupy.ndarray | None = None, slope: float | None = None) -> cupy.ndarray:
+def ncs_to_cns(
+    src: cupy.ndarray,
+    gate: cupy.ndarray | None = None,
+    slope: float | None = None,
+    out_sum: cupy.ndarray | None = None,
+) -> cupy.ndarray:
     """An (N, C, ...) array as a contiguous (C, N*S) matrix. With ``slope``, ``src`` is an upstream gradient
-    dy, ``gate`` the fused forward's output y (same shape), and the result dz = dy * act'(y), channel-major."""
+    dy, ``gate`` the fused forward's output y (same shape), and the result dz = dy * act'(y), channel-major.
+    With ``out_sum`` (a bias gradient), also ``out_sum[c] += sum of row c`` of the result, in the same pass: the
+    same bits as ``channel_sum(result.reshape(1, C, -1), out=out_sum)``."""
     n, c, s = _ncs(src.shape)
     if slope is not None and (gate is None or tuple(gate.shape) != tuple(src.shape) or gate.dtype != src.dtype):
         got = "none" if gate is None else f"{gate.dtype} {tuple(gate.shape)}"
@@ -76,6 +83,22 @@ def ncs_to_cns(src: cupy.ndarray, gate: cupy.ndarray | None = None, slope: float
         )
     g = cupy.ascontiguousarray(gate) if slope is not None else src  # never read without act
     dst = cupy.empty((c, n * s), dtype=src.dtype)
+    if out_sum is not None:
+        check_out(out_sum, (c,), src.dtype, "ncs_to_cns (out_sum)")
+        if c == 0 or n * s == 0 or c > 65535:  # nothing to lay out, or more channels than a grid's y
+            dst = ncs_to_cns(src, gate, slope)
+            channel_sum(dst.reshape(1, c, -1), out=out_sum)
+            return dst
+        parts = -(-(n * s) // CHANNEL_CHUNK)
+        partial = cupy.empty((c, parts), dtype=cupy.float64)
+        _MOD.get_for("ncs_to_cns_sum", src.dtype, src, dst)(
+            (parts, c),
+            (THREADS,),
+            (src, dst, g, *act_args(src.dtype, slope), partial, idx(n), idx(c), idx(s), idx(CHANNEL_CHUNK))
+            + fast_div_args(s),
+        )
+        _MOD.get("channel_finish", src.dtype)((c,), (THREADS,), (partial, out_sum, idx(parts), cupy.int32(1)))
+        return dst
     launch(
         _MOD.get_for("ncs_to_cns", src.dtype, src, dst),
         dst.size,
