@@ -435,6 +435,30 @@ def test_seed_models_fused_equal_unfused(cpu_kernels, build):
     assert fused.state_dict().keys() == plain.state_dict().keys()
 
 
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_batchnorm_layer_equals_batchnorm_then_activation(cpu_kernels, slope, training):
+    """The layer's fused step in training and in evaluation (running statistics): the outputs, dx and the
+    parameter gradients of BatchNorm followed by the activation layer."""
+    rng = np.random.default_rng(11)
+    x = (1 + rng.standard_normal((4, 3, 5, 2))).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    outs = []
+    for fuse in (False, True):
+        bn = BatchNorm2d(3)
+        bn.params["gamma"][:], bn.params["beta"][:] = gamma, beta
+        model = Sequential(bn, ReLU() if slope == 0 else LeakyReLU(slope), fuse=fuse)
+        model.forward(x, training=True)  # running statistics to evaluate with
+        model.zero_grad()
+        y = model.forward(x, training=training)
+        dx = model.backward(dy)
+        outs.append((y, dx, bn.grads["gamma"].copy(), bn.grads["beta"].copy()))
+    assert model.plan[0].fused
+    for got, want in zip(outs[1], outs[0]):
+        assert rel(got, want) <= 1e-6
+
+
 # -- the plan itself ----------------------------------------------------------------------------------------
 
 

@@ -48,6 +48,11 @@ class BatchNormCache(NamedTuple):
     slope: float | None = None
 
 
+def _gate(y: Any, slope: float | None) -> Any:
+    """What the backward keeps of the output: y for a fused activation (its gradient reads y), else nothing."""
+    return None if slope is None else y
+
+
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
@@ -104,7 +109,7 @@ class _BatchNorm(Layer):
             inv_std = 1 / array_module(var).sqrt(var + self.eps)
             y = activate(K.batchnorm_inference(x, gamma, beta, mean, var, self.eps), slope, K)
             # Per-channel copies: the backward must see the statistics this forward used.
-            self.cache = BatchNormCache("eval", x=x, mean=mean.copy(), inv_std=inv_std, y=y, slope=slope)
+            self.cache = BatchNormCache("eval", x=x, mean=mean.copy(), inv_std=inv_std, y=_gate(y, slope), slope=slope)
             return y
         m = x.size // self.num_features
         if m <= 1:
@@ -115,7 +120,7 @@ class _BatchNorm(Layer):
         fused = () if slope is None else (slope,)
         y, mean, var, xhat, inv_std = K.batchnorm_forward(x, gamma, beta, self.eps, *fused)
         self._update_running_stats(mean, var, m)
-        self.cache = BatchNormCache("train", xhat=xhat, inv_std=inv_std, y=y, slope=slope)
+        self.cache = BatchNormCache("train", xhat=xhat, inv_std=inv_std, y=_gate(y, slope), slope=slope)
         return y
 
     def _update_running_stats(self, mean: Any, var: Any, m: int) -> None:
