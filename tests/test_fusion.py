@@ -473,6 +473,9 @@ def test_plan_of_the_seed_models():
     assert text.splitlines()[0] == "D: 6 steps for 10 layers, 4 fused"
     assert "0-1: Conv2d(3, 64" in text and "[fused: LeakyReLU(0.2) in the epilogue]" in text
     assert "8: Flatten()" in text
+    text = models.build("dcgan", "G").describe()
+    assert text.splitlines()[0] == "G: 9 steps for 12 layers, 3 fused"
+    assert "2-3: BatchNorm2d(128" in text and "8-9: BatchNorm2d(64" in text and "11: Tanh()" in text
 
 
 def test_fusion_can_be_turned_off_and_on():
