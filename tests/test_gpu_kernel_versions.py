@@ -25,6 +25,8 @@ ODD_CONVS = [
 ODD_SUMS = [("odd", (3, 5, 7, 3)), ("one pixel", (2, 7, 1, 1)), ("wide", (9, 2, 33, 31))]
 # BatchNorm: one block's worth per channel, several chunks per channel (the last partial), (N, C).
 ODD_BATCHNORMS = [("odd", (3, 5, 7, 3)), ("chunked", (3, 2, 47, 61)), ("dense", (9001, 3))]
+# Adam: tensors under a chunk, one element, one past a chunk, several chunks with a ragged end.
+ODD_ADAM = [("odd", [15, 1, 1025, 2100, 4096, 9])]
 
 
 @pytest.mark.gpu
@@ -35,7 +37,7 @@ def test_every_version_matches_the_reference(dtype):
     convs = [kv.Conv(f"case {i}", shape, k, s, p) for i, (shape, k, s, p) in enumerate(ODD_CONVS)]
     rng = np.random.default_rng(7)
     checked = 0
-    all_ops = kv.ops(dtype, convs=convs, bias_grads=ODD_SUMS, batchnorms=ODD_BATCHNORMS)
+    all_ops = kv.ops(dtype, convs=convs, bias_grads=ODD_SUMS, batchnorms=ODD_BATCHNORMS, adam_networks=ODD_ADAM)
     for op in all_ops:
         assert len(op.versions) >= 2, f"{op.name}: a version beside production"
         for label, make, reference, _ in op.cases:

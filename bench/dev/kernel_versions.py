@@ -25,6 +25,8 @@ training step besides the GEMMs:
   (production) the divisions as multiply-high and shift, as col2im v7: measured 1.16-1.33x and 1.08-1.17x.
 - ``channel_sum`` (every bias gradient): v1 one block per channel; v2 (production) many blocks per
   channel, then one block per channel sums the partials.
+- ``adam`` (a network's every weight in one launch, the step count on the device): see
+  ``bench/dev/adam_versions.py`` (v1 grid-stride over each tensor, v2 production's chunks, v3 a candidate).
 - ``batchnorm_forward`` and ``batchnorm_backward`` (the generator's three BatchNorm2d layers): v1 one
   block per channel does everything in one launch; v2 (production, for channels of more than 4,096
   values) reduces chunks of a channel in many blocks, combines them per channel in a fixed order, then
@@ -320,12 +322,15 @@ def ops(
     convs: list[Conv] | None = None,
     bias_grads: list | None = None,
     batchnorms: list | None = None,
+    adam_networks: list | None = None,
 ) -> list[Op]:
-    """The ops, their versions and cases (``convs``, ``bias_grads``, ``batchnorms``: other shapes
-    than the DCGAN's)."""
+    """The ops, their versions and cases (``convs``, ``bias_grads``, ``batchnorms``, ``adam_networks``: other
+    shapes than the DCGAN's, and for Adam the seed networks' tensors)."""
     import tinygan.kernels.gpu as K
     from tinygan.kernels import reference as R
     from tinygan.kernels.gpu.layout import channel_sum, cns_to_ncs, ncs_to_cns
+
+    from bench.dev import adam_versions
 
     convs = DCGAN_CONVS if convs is None else convs
     bias_grads = DCGAN_BIAS_GRADS if bias_grads is None else bias_grads
@@ -497,6 +502,19 @@ def ops(
             ],
             bn_backward_cases,
         ),
+        Op(
+            "adam",
+            [
+                Version("v1", "one grid strides over each tensor in turn", adam_versions.adam_v1),
+                Version(
+                    "v2", "production: a block a chunk of 1,024, four loads a thread in flight", adam_versions.adam_v2
+                ),
+                Version(
+                    "v3", "v2's kernel on a grid of 4 blocks per SM looping over the chunks", adam_versions.adam_v3
+                ),
+            ],
+            adam_versions.cases(dtype, adam_networks),
+        ),
     ]
 
 
@@ -539,8 +557,8 @@ def time_version(version: Version, arg_sets: list[tuple], rounds: int, reps: int
     stream = cupy.cuda.Stream(non_blocking=True)
     pool = cupy.cuda.MemoryPool()  # allocations made while capturing belong to the graph
     with stream:
-        for args in arg_sets[:3]:
-            version.fn(*args)  # warm-up: compilation, module load
+        for args in arg_sets:
+            version.fn(*args)  # warm-up: compilation, module load, multi-tensor pointer tables
         stream.synchronize()
         with cupy.cuda.using_allocator(pool.malloc):
             stream.begin_capture()
@@ -686,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
             "channel_sum",
             "batchnorm_forward",
             "batchnorm_backward",
+            "adam",
         ],
         help="repeatable",
     )
