@@ -8,18 +8,18 @@ training step besides the GEMMs:
 
 - ``im2col``: v1 one thread per element of cols, 64-bit index math; v2 (production) 32-bit index math
   where every offset fits, and each thread decodes its column once for a run of 16 rows.
-- ``col2im`` (a gather, one thread per pixel: no atomics, a fixed summation order, the same bits in
-  every version): v1 visits all kh*kw taps and tests each, 64-bit; v2 the same with 32-bit index math;
-  v3 visits only the taps that can reach the pixel (about 9 of 25 for a 5x5 stride-2 kernel); v4 numbers
-  the pixels phase by phase, so a warp's threads take the same taps in lockstep; v5 puts v4 on a 2-D
-  grid (slower: most blocks of the small planes idle); v6 (production) is v4 with the kernel size and
-  stride of the seed models (3x3 stride 1 and 2, 4x4 and 5x5 stride 2) fixed at compile time, so the
-  tap loops unroll and a thread's loads are in flight together; v7 (production) is v6 with its three
-  divisions by launch-constant values (pixels per phase row, phase rows, channels) as a multiply-high and a
-  shift (tinygan.kernels.fastdiv). v7's prediction (sixth session, from ncu of v6 in the DCGAN step on an
-  H200: compute throughput 79%, DRAM 12-34% of peak, three runtime ``div.s32`` per pixel in the PTX): 1.5x
-  v6 on the large layers, where the issue rate binds. Outcome (seventh session, H200): 1.31-1.36x on the
-  three largest, 1.29x over all the DCGAN's shapes.
+- ``col2im`` (a gather, one thread per pixel: no atomics, a fixed summation order, the same bits in every
+  version): v1 visits all kh*kw taps and tests each, 64-bit; v2 the same with 32-bit index math; v3 visits
+  only the taps that can reach the pixel (about 9 of 25 for a 5x5 stride-2 kernel); v4 numbers the pixels
+  phase by phase, so a warp's threads take the same taps in lockstep; v5 puts v4 on a 2-D grid (slower: most
+  blocks of the small planes idle); v6 (production until the seventh session) is v4 with the kernel size and
+  stride of the seed models (3x3 stride 1 and 2, 4x4 and 5x5 stride 2) fixed at compile time, so the tap loops
+  unroll and a thread's loads are in flight together; v7 (production) is v6 with its three divisions by
+  launch-constant values (pixels per phase row, phase rows, channels) as a multiply-high and a shift
+  (tinygan.kernels.fastdiv). v7's prediction (sixth session, from ncu of v6 in the DCGAN step on an H200:
+  compute throughput 79%, DRAM 12-34% of peak, three runtime ``div.s32`` per pixel in the PTX): 1.5x v6 on the
+  large layers, where the issue rate binds. Outcome (seventh session, H200): 1.31-1.36x on the three largest,
+  1.29x over all the DCGAN's shapes.
 - ``cns_to_ncs`` and ``ncs_to_cns`` (the layout changes around every GEMM, with the bias and activation
   epilogue, and the activation's gradient): v1 one thread per element with two divisions each; v2
   (production) the divisions as multiply-high and shift, as col2im v7: measured 1.16-1.33x and 1.08-1.17x.
