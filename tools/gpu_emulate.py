@@ -7,12 +7,14 @@ arguments in the wrong order, of the wrong width, or one too few.
     python -m pytest -p tools.gpu_emulate tests/test_gpu_fusion.py -k "not captured"
     python -m pytest -p tools.gpu_emulate tests/test_kernel_contract.py tests/test_gpu_conv.py -k "not captured"
 
-Emulated (NumPy, with the kernels' semantics): the layout kernels (cns_to_ncs, ncs_to_cns, add_bias, the
-channel sums, rows_grad_sum), im2col / col2im, the activations and the fused epilogue's kernels, conv_igemm's
-three modes and its split-K reduce; cuBLAS (``cublas.matmul``) as a NumPy product with alpha / beta. Outputs of
+Emulated (NumPy, with the kernels' semantics): the layout kernels (cns_to_ncs, ncs_to_cns and its summing
+form, add_bias, the channel sums, rows_grad_sum), im2col / col2im, the activations and the fused epilogue's
+kernels, conv_igemm's three modes and its split-K reduce, BatchNorm's kernels (both paths, the fused activation,
+inference, the running statistics); cuBLAS (``cublas.matmul``) as a NumPy product with alpha / beta. Outputs of
 ``cupy.empty`` start as NaN, so an element a wrapper leaves unwritten shows. Emulated too: input_grad_rms's
-two kernels. Not emulated: BatchNorm, Adam, Philox, BCE, dropout, the GAN step's other kernels, streams and
-graph capture (those tests fail here with "no emulation of kernel ..."). This checks the Python side only:
+two kernels. Not emulated: Adam, Philox, BCE, dropout, the GAN step's other kernels, streams and graph capture
+(those tests fail here with "no emulation of kernel ..."). Launch arguments also check ``double`` as float64
+and ``unsigned`` (fast_div's multipliers) as uint32. This checks the Python side only:
 the CUDA sources still need a compiler (``nvcc -std=c++17 -arch=sm_90 -ptx`` on a file made of _common.cu
 and the op's .cu) and a GPU run.
 """
@@ -243,6 +245,8 @@ def _check(filename, full, args):
             assert type(a) is np.int32, f"{full}: int got {type(a)}"
         elif base == "index_t":
             assert type(a) is np.int64, f"{full}: index_t got {type(a)}"
+        elif base == "double":
+            assert type(a) is np.float64, f"{full}: double got {type(a)}"
         elif base == "unsigned":
             assert type(a) is np.uint32, f"{full}: unsigned got {type(a)}"
         elif base == "T":
@@ -261,6 +265,128 @@ def _act_grad(dy, y, use, slope):
 
 
 self_mode = [0]
+
+
+def _bn_view(x, N, C, S):
+    """An (N, C, S) array's values channel by channel: (C, N*S), in the kernels' order m = n*S + s."""
+    return np.asarray(x).reshape(-1)[: N * C * S].reshape(N, C, S).transpose(1, 0, 2).reshape(C, N * S)
+
+
+def _bn_store(out, values_cm, N, C, S):
+    """Write (C, N*S) values back into an (N, C, S) array."""
+    np.asarray(out).reshape(-1)[: N * C * S] = values_cm.reshape(C, N, S).transpose(1, 0, 2).reshape(-1)
+
+
+def _bn_normalize(x_cm, mean, inv_std, gamma, beta, act, slope, T):
+    """xhat and y as the kernels round them: xhat = T((x - mean) * inv_std) in double, y = act(gamma xhat + beta)
+    in T."""
+    xh = ((x_cm.astype(np.float64) - mean[:, None]) * inv_std[:, None]).astype(T)
+    y = (gamma[:, None].astype(T) * xh + beta[:, None].astype(T)).astype(T)
+    return xh, _act(y, act, slope).astype(T)
+
+
+def _run_batchnorm_forward(name, grid, a):
+    """The BatchNorm forward kernels: the one-block kernel, and the three of the chunked path (per-chunk mean
+    and squared deviations, the per-channel combination, the normalization), with the kernels' arguments."""
+    if name == "batchnorm_forward":
+        x, gamma, beta, y, xhat, mean_out, var_out, inv_std_out, N, C, S, eps, act, slope = a
+        assert grid == (C,)
+        T = np.asarray(x).dtype.type
+        x_cm = _bn_view(x, N, C, S).astype(np.float64)
+        mean = x_cm.mean(axis=1)
+        var = ((x_cm - mean[:, None]) ** 2).mean(axis=1)
+        inv_std = 1.0 / np.sqrt(var + eps)
+        xh, yv = _bn_normalize(x_cm, mean, inv_std, V_(gamma), V_(beta), act, slope, T)
+        _bn_store(xhat, xh, N, C, S)
+        _bn_store(y, yv, N, C, S)
+        for out, v in ((mean_out, mean), (var_out, var), (inv_std_out, inv_std)):
+            V_(out)[:C] = v.astype(T)
+    elif name == "batchnorm_partial_stats":
+        x, part_mean, part_m2, N, C, S, chunk = a
+        parts = grid[0]
+        assert grid[1] == C and parts * chunk >= N * S > (parts - 1) * chunk
+        x_cm = _bn_view(x, N, C, S).astype(np.float64)
+        for p in range(parts):
+            piece = x_cm[:, p * chunk : (p + 1) * chunk]
+            mu = piece.mean(axis=1)
+            V_(part_mean).reshape(C, parts)[:, p] = mu
+            V_(part_m2).reshape(C, parts)[:, p] = ((piece - mu[:, None]) ** 2).sum(axis=1)
+    elif name == "batchnorm_finish_stats":
+        part_mean, part_m2, stats, mean_out, var_out, inv_std_out, C, M, chunk, parts, eps = a
+        T = np.asarray(mean_out).dtype.type
+        pm, pm2 = V_(part_mean).reshape(C, parts), V_(part_m2).reshape(C, parts)
+        n, mean, m2 = np.zeros(C), np.zeros(C), np.zeros(C)
+        for p in range(parts):  # Chan, Golub and LeVeque's pairwise update, in the kernel's order
+            nb = float(min(chunk, M - p * chunk))
+            delta = pm[:, p] - mean
+            total = n + nb
+            mean = mean + delta * nb / total
+            m2 = m2 + pm2[:, p] + delta * delta * n * nb / total
+            n = total
+        var = m2 / M
+        inv_std = 1.0 / np.sqrt(var + eps)
+        V_(stats)[:C], V_(stats)[C : 2 * C] = mean, inv_std
+        for out, v in ((mean_out, mean), (var_out, var), (inv_std_out, inv_std)):
+            V_(out)[:C] = v.astype(T)
+    else:  # batchnorm_normalize
+        x, gamma, beta, stats, y, xhat, C, S, total, act, slope = a
+        T = np.asarray(x).dtype.type
+        N = total // (C * S)
+        x_cm = _bn_view(x, N, C, S)
+        xh, yv = _bn_normalize(x_cm, V_(stats)[:C], V_(stats)[C : 2 * C], V_(gamma), V_(beta), act, slope, T)
+        _bn_store(xhat, xh, N, C, S)
+        _bn_store(y, yv, N, C, S)
+
+
+def _run_batchnorm_backward(name, grid, a):
+    """The BatchNorm backward kernels (one-block, and the chunked path's partial sums, finish and dx pass),
+    with the fused activation's gradient formed from dy and the gate y as the kernels form it."""
+
+    def dz_cm(dy, gate, act, slope, N, C, S):
+        d = _bn_view(dy, N, C, S)
+        return _act_grad(d, _bn_view(gate, N, C, S), act, slope) if act else d
+
+    def dx_cm(dz, xh, inv_std, gamma, s_dy, s_dyx, M, T):
+        scale = gamma.astype(np.float64) * inv_std.astype(np.float64) / M
+        return (
+            scale[:, None] * (M * dz.astype(np.float64) - s_dy[:, None] - xh.astype(np.float64) * s_dyx[:, None])
+        ).astype(T)
+
+    if name == "batchnorm_backward":
+        dy, xhat, gate, act, slope, inv_std, gamma, dx, dgamma, dbeta, N, C, S = a
+        assert grid == (C,)
+        T = np.asarray(dy).dtype.type
+        dz, xh = dz_cm(dy, gate, act, slope, N, C, S), _bn_view(xhat, N, C, S)
+        s_dy = dz.astype(np.float64).sum(axis=1)
+        s_dyx = (dz.astype(np.float64) * xh).sum(axis=1)
+        _bn_store(dx, dx_cm(dz, xh, V_(inv_std)[:C], V_(gamma)[:C], s_dy, s_dyx, N * S, T), N, C, S)
+        V_(dgamma)[:C], V_(dbeta)[:C] = s_dyx.astype(T), s_dy.astype(T)
+    elif name == "batchnorm_partial_grads":
+        dy, xhat, gate, act, slope, part, N, C, S, chunk = a
+        parts = grid[0]
+        assert grid[1] == C and parts * chunk >= N * S > (parts - 1) * chunk
+        dz, xh = dz_cm(dy, gate, act, slope, N, C, S).astype(np.float64), _bn_view(xhat, N, C, S)
+        pr = V_(part).reshape(2 * C, parts)
+        for p in range(parts):
+            sl = slice(p * chunk, (p + 1) * chunk)
+            pr[:C, p] = dz[:, sl].sum(axis=1)
+            pr[C:, p] = (dz[:, sl] * xh[:, sl]).sum(axis=1)
+    elif name == "batchnorm_finish_grads":
+        part, sums, dgamma, dbeta, C, parts = a
+        T = np.asarray(dgamma).dtype.type
+        pr = V_(part).reshape(2 * C, parts).sum(axis=1)
+        V_(sums)[: 2 * C] = pr
+        V_(dbeta)[:C], V_(dgamma)[:C] = pr[:C].astype(T), pr[C:].astype(T)
+    else:  # batchnorm_input_grad
+        dy, xhat, gate, act, slope, inv_std, gamma, sums, dx, M, C, S, total = a
+        T = np.asarray(dy).dtype.type
+        N = total // (C * S)
+        dz, xh = dz_cm(dy, gate, act, slope, N, C, S), _bn_view(xhat, N, C, S)
+        _bn_store(dx, dx_cm(dz, xh, V_(inv_std)[:C], V_(gamma)[:C], V_(sums)[:C], V_(sums)[C : 2 * C], M, T), N, C, S)
+
+
+def V_(x):
+    return np.asarray(x).reshape(-1)
 
 
 def _check_fast_div(name, magic, *divisors):
@@ -406,6 +532,16 @@ def _run(name, grid, block, a):
     elif name == "tanh_forward":
         x, y, n = a
         V(y)[:] = np.tanh(V(x))
+    elif name in ("batchnorm_forward", "batchnorm_normalize", "batchnorm_partial_stats", "batchnorm_finish_stats"):
+        _run_batchnorm_forward(name, grid, a)
+    elif name in ("batchnorm_backward", "batchnorm_partial_grads", "batchnorm_finish_grads", "batchnorm_input_grad"):
+        _run_batchnorm_backward(name, grid, a)
+    elif name == "batchnorm_inference":
+        x, gamma, beta, rm, rv, y, C, S, eps, n = a
+        T = np.asarray(x).dtype.type
+        c = (np.arange(n) // S) % C
+        inv_std = (1.0 / np.sqrt(V_(rv)[:C].astype(np.float64) + eps)).astype(T)
+        V_(y)[:n] = (V_(x)[:n] - V_(rm)[c]) * inv_std[c] * V_(gamma)[c] + V_(beta)[c]
     elif name == "batchnorm_update_running":
         rm, rv, mean, var, count, cumulative, keep, f, f_var, m, m_less_1, C = a
         assert grid == (1,), "one block: thread 0 counts the batch before the others read f"
