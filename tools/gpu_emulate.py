@@ -7,16 +7,17 @@ arguments in the wrong order, of the wrong width, or one too few.
     python -m pytest -p tools.gpu_emulate tests/test_gpu_fusion.py -k "not captured"
     python -m pytest -p tools.gpu_emulate tests/test_kernel_contract.py tests/test_gpu_conv.py -k "not captured"
 
-Emulated (NumPy, with the kernels' semantics): the layout kernels (cns_to_ncs, ncs_to_cns and its summing
-form, add_bias, the channel sums, rows_grad_sum), im2col / col2im, the activations and the fused epilogue's
-kernels, conv_igemm's three modes and its split-K reduce, BatchNorm's kernels (both paths, the fused activation,
-inference, the running statistics); cuBLAS (``cublas.matmul``) as a NumPy product with alpha / beta. Outputs of
-``cupy.empty`` start as NaN, so an element a wrapper leaves unwritten shows. Emulated too: input_grad_rms's
-two kernels. Not emulated: Adam, Philox, BCE, dropout, the GAN step's other kernels, streams and graph capture
-(those tests fail here with "no emulation of kernel ..."). Launch arguments also check ``double`` as float64
-and ``unsigned`` (fast_div's multipliers) as uint32. This checks the Python side only:
-the CUDA sources still need a compiler (``nvcc -std=c++17 -arch=sm_90 -ptx`` on a file made of _common.cu
-and the op's .cu) and a GPU run.
+Emulated (NumPy, with the kernels' semantics): the layout kernels (cns_to_ncs, ncs_to_cns and its summing form,
+add_bias, the channel sums, rows_grad_sum), im2col / col2im, the activations and the fused epilogue's kernels,
+conv_igemm's three modes and its split-K reduce, BatchNorm's kernels (both paths, the fused activation,
+inference, the running statistics), Adam's kernels (per tensor, and over a model's pointer table, by tensor or
+by the chunk table, whose chunks must cover every element once; bench/dev's v1 too) and zero_multi; cuBLAS
+(``cublas.matmul``) as a NumPy product with alpha / beta. Outputs of ``cupy.empty`` start as NaN, so an element
+a wrapper leaves unwritten shows. Emulated too: input_grad_rms's two kernels. Not emulated: Philox, BCE,
+dropout, the GAN step's other kernels, streams and graph capture (those tests fail here with "no emulation of
+kernel ..."). Launch arguments also check ``double`` as float64 and ``unsigned`` (fast_div's multipliers) as
+uint32. This checks the Python side only: the CUDA sources still need a compiler (``nvcc -std=c++17 -arch=sm_90
+-ptx`` on a file made of _common.cu and the op's .cu) and a GPU run.
 """
 
 import contextlib
@@ -129,9 +130,16 @@ class _Device:
 
 
 class _Runtime:
+    cudaDevAttrMultiProcessorCount = 16  # the CUDA enum's value
+
     @staticmethod
     def getDeviceCount():
         return 1
+
+    @staticmethod
+    def deviceGetAttribute(attr, device):
+        assert attr == _Runtime.cudaDevAttrMultiProcessorCount, f"fake cupy: device attribute {attr}"
+        return 132  # an H200's SMs: grids sized as on the card
 
 
 class _Pool:
@@ -210,10 +218,10 @@ _SIGS = {}
 LAUNCHES = {}
 
 
-def _signature(filename, name):
+def _signature(filename, name, source=None):
     key = (filename, name)
     if key not in _SIGS:
-        src = _common.read_source(filename)
+        src = _common.read_source(filename) if source is None else source
         m = re.search(r"__global__\s+void\s+(__launch_bounds__\([^)]*\)\s*)?" + re.escape(name) + r"\s*\(", src)
         assert m, f"no kernel {name} in {filename}"
         i, depth = m.end(), 1
@@ -226,11 +234,11 @@ def _signature(filename, name):
     return _SIGS[key]
 
 
-def _check(filename, full, args):
+def _check(filename, full, args, source=None):
     name = full.split("<")[0]
     targs = full[full.index("<") + 1 : -1].split(",") if "<" in full else []
     T = {"float": np.float32, "double": np.float64}.get(targs[0].strip()) if targs else None
-    sig = _signature(filename, name.replace("__launch_bounds__", ""))
+    sig = _signature(filename, name.replace("__launch_bounds__", ""), source)
     assert len(sig) == len(args), f"{full}: {len(args)} arguments for {len(sig)} parameters {sig}"
     for typ, a in zip(sig, args):
         base = typ.replace("const", "").replace("*", "").strip()
@@ -389,6 +397,69 @@ def V_(x):
     return np.asarray(x).reshape(-1)
 
 
+def _at(ptr, n, dtype):
+    """The n elements of ``dtype`` at a device pointer from a kernel's pointer table: here the fake device
+    memory is the process's own, so the pointer is an address to view."""
+    import ctypes
+
+    dtype = np.dtype(dtype)
+    if n == 0:
+        return np.empty(0, dtype)
+    buf = (ctypes.c_char * (n * dtype.itemsize)).from_address(ptr)
+    return np.frombuffer(buf, dtype=dtype, count=n)
+
+
+def _adam_math(p, g, m, v, step_size, b1, c1, b2, c2, eps, sqrt_bc2):
+    """adam.cu's adam_math on arrays, in the element type T (v through double, as the kernel)."""
+    T = p.dtype.type
+    m[:] = (T(b1) * m + T(c1) * g).astype(T)
+    v[:] = (np.float64(b2) * v.astype(np.float64) + np.float64(c2) * g.astype(np.float64) ** 2).astype(T)
+    p[:] = (p - T(step_size) * (m / (np.sqrt(v) / T(sqrt_bc2) + T(eps)))).astype(T)
+
+
+def _run_adam(name, grid, block, a):
+    """Adam's kernels: per tensor, and over a model's pointer table (by tensor, or by the chunk table, whose
+    chunks must cover every element of every tensor exactly once), with the step count on the device."""
+    if name == "adam_update":
+        p, g, m, v, *scalars, n = a
+        _adam_math(V_(p)[:n], V_(g)[:n], V_(m)[:n], V_(v)[:n], *scalars)
+        return
+    if name in ("adam_update_multi_device_step", "adam_multi_v1"):
+        if name == "adam_multi_v1":
+            ptrs, sizes, count, step, advance, lr, beta1, beta2, eps = a
+            chunks = None
+        else:
+            ptrs, sizes, chunks, n_chunks, step, advance, lr, beta1, beta2, eps = a
+        t = int(V_(step)[0]) + 1
+        step_size, sqrt_bc2 = lr / (1.0 - beta1**t), np.sqrt(1.0 - beta2**t)
+        scalars = (step_size, beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, sqrt_bc2)
+    else:
+        ptrs, sizes, chunks, n_chunks, *scalars = a
+        step = None
+    ptr, size = V_(ptrs).reshape(-1, 4), V_(sizes)
+    dtype = _TABLE_DTYPE[0]
+    tensors = [[_at(int(ptr[k, j]), int(size[k]), dtype) for j in range(4)] for k in range(len(size))]
+    if chunks is None:
+        for p, g, m, v in tensors:
+            _adam_math(p, g, m, v, *scalars)
+    else:
+        span = 4 * block[0]  # ADAM_PER_THREAD elements a thread
+        done = [np.zeros(int(n), dtype=int) for n in size]
+        for k, part in V_(chunks).reshape(-1, 2)[:n_chunks]:
+            sl = slice(int(part) * span, min((int(part) + 1) * span, int(size[k])))
+            done[k][sl] += 1
+            p, g, m, v = (x[sl] for x in tensors[k])
+            _adam_math(p, g, m, v, *scalars)
+        assert all((d == 1).all() for d in done), f"{name}: the chunks do not cover every element once"
+    if step is not None and advance:
+        V_(step)[0], V_(step)[1] = t, 0
+
+
+# The element type of the tensors behind a multi-tensor launch's pointer table (the table holds only
+# addresses): the kernel's template argument, set before each launch.
+_TABLE_DTYPE = [np.float32]
+
+
 def _check_fast_div(name, magic, *divisors):
     """The (mul, shift) arguments of a kernel's fast_div (kernels/fastdiv.py) for the divisors it decodes by."""
     want = fast_div_args(*(int(d) for d in divisors))
@@ -536,6 +607,12 @@ def _run(name, grid, block, a):
         _run_batchnorm_forward(name, grid, a)
     elif name in ("batchnorm_backward", "batchnorm_partial_grads", "batchnorm_finish_grads", "batchnorm_input_grad"):
         _run_batchnorm_backward(name, grid, a)
+    elif name in ("adam_update", "adam_update_multi", "adam_update_multi_device_step", "adam_multi_v1"):
+        _run_adam(name, grid, block, a)
+    elif name == "zero_multi":
+        ptrs, sizes, count = a
+        for k in range(count):
+            _at(int(V_(ptrs)[k]), int(V_(sizes)[k]), _TABLE_DTYPE[0])[:] = 0
     elif name == "batchnorm_inference":
         x, gamma, beta, rm, rv, y, C, S, eps, n = a
         T = np.asarray(x).dtype.type
@@ -558,11 +635,13 @@ def _run(name, grid, block, a):
 
 
 class _Emu:
-    def __init__(self, filename, full):
-        self.filename, self.full = filename, full
+    def __init__(self, filename, full, source=None):
+        self.filename, self.full, self.source = filename, full, source
 
     def __call__(self, grid, block, args):
-        name, _ = _check(self.filename, self.full, args)
+        name, T = _check(self.filename, self.full, args, self.source)
+        if T is not None:
+            _TABLE_DTYPE[0] = T
         if name == "conv_igemm":
             self_mode[0] = int(self.full.split("<")[1].split(",")[1])
         LAUNCHES[name] = LAUNCHES.get(name, 0) + 1
@@ -576,7 +655,8 @@ def _get(self, name, dtype=None, wide=False):
     else:
         full = name if ctype is None else f"{name}<{ctype}>"
     assert full in self.name_expressions(), f"{full} is not among {self.filename}'s instantiations"
-    return _Emu(self.filename, full)
+    # The module's own source: bench/dev's modules compile other files than kernels/gpu's (and more of them).
+    return _Emu(self.filename, full, self.source())
 
 
 _common.CudaModule.get = _get
