@@ -20,12 +20,10 @@ t + 1 from a device counter holding t, and advances it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
 # The DCGAN's Adam settings, in both networks' step.
 LR, BETA1, BETA2, EPS = 2e-4, 0.5, 0.999, 1e-8
 COMPLETED_STEPS = 4  # the counter the cases start from: bias corrections of step 5
@@ -33,23 +31,12 @@ COMPLETED_STEPS = 4  # the counter the cases start from: bias corrections of ste
 SEED_NETWORKS = (("mnist_dense", "D", "MNIST D"), ("mnist_dense", "G", "MNIST G"), ("dcgan", "G", "DCGAN G"),
                  ("dcgan", "D", "DCGAN D"))  # fmt: skip
 
-_module: Any = None
-
 
 def _adam_module() -> Any:
     """adam_versions.cu compiled after production's _common.cu and adam.cu (whose adam_step it calls)."""
-    global _module
-    if _module is None:
-        from tinygan.kernels.gpu import _common
+    from bench.dev.kernel_versions import dev_module
 
-        class AdamDevModule(_common.CudaModule):
-            def source(self) -> str:
-                gpu = Path(_common.__file__).parent
-                parts = [gpu / "_common.cu", gpu / "adam.cu", HERE / self.filename]
-                return "\n".join(p.read_text() for p in parts)
-
-        _module = AdamDevModule("adam_versions.cu", templates=("adam_multi_v1",))
-    return _module
+    return dev_module("adam_versions.cu", ("adam_multi_v1",), production=("adam.cu",))
 
 
 def network_sizes() -> list[tuple[str, list[int]]]:

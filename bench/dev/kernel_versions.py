@@ -145,36 +145,43 @@ class Op:
     # each case: (label, make(rng) -> host inputs, reference(the inputs in float64) -> array, bytes moved)
 
 
-_module: Any = None
+_DEV_MODULES: dict[str, Any] = {}
 
 
-def _dev_module() -> Any:
-    """bench/dev/conv_versions.cu compiled with the production kernels' shared helpers."""
-    global _module
-    if _module is None:
+def dev_module(filename: str, templates: tuple[str, ...], production: tuple[str, ...] = ()) -> Any:
+    """``bench/dev/<filename>`` compiled after production's _common.cu and the production .cu files named in
+    ``production`` (whose device functions its versions call), once per process."""
+    module = _DEV_MODULES.get(filename)
+    if module is None:
         from tinygan.kernels.gpu import _common
 
         class DevModule(_common.CudaModule):
             def source(self) -> str:
-                common = Path(_common.__file__).with_name("_common.cu").read_text()
-                return common + "\n" + (HERE / self.filename).read_text()
+                gpu = Path(_common.__file__).parent
+                parts = [gpu / "_common.cu", *(gpu / name for name in production), HERE / self.filename]
+                return "\n".join(part.read_text() for part in parts)
 
-        _module = DevModule(
-            "conv_versions.cu",
-            templates=(
-                "im2col_v1",
-                "col2im_v1",
-                "col2im_v2",
-                "col2im_v3",
-                "col2im_v4",
-                "col2im_v5",
-                "col2im_v6",
-                "channel_sum_v1",
-                "cns_to_ncs_v1",
-                "ncs_to_cns_v1",
-            ),
-        )
-    return _module
+        module = _DEV_MODULES[filename] = DevModule(filename, templates=templates)
+    return module
+
+
+def _dev_module() -> Any:
+    """bench/dev/conv_versions.cu compiled with the production kernels' shared helpers."""
+    return dev_module(
+        "conv_versions.cu",
+        (
+            "im2col_v1",
+            "col2im_v1",
+            "col2im_v2",
+            "col2im_v3",
+            "col2im_v4",
+            "col2im_v5",
+            "col2im_v6",
+            "channel_sum_v1",
+            "cns_to_ncs_v1",
+            "ncs_to_cns_v1",
+        ),
+    )
 
 
 def _geometry_args(x_shape: tuple[int, ...], k: Any, s: Any, p: Any) -> tuple:
