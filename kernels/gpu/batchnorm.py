@@ -15,7 +15,7 @@ import cupy
 import numpy as np
 
 from ._common import THREADS, CudaModule, device_array, idx, launch, same_dtype, scalar
-from .layout import act_args
+from .layout import act_args, gate_for
 
 _MOD = CudaModule(
     "batchnorm.cu",
@@ -115,10 +115,7 @@ def batchnorm_backward(
     if dy.shape != xhat.shape:
         raise ValueError(f"{op}: dy of shape {tuple(dy.shape)} does not match xhat {tuple(xhat.shape)}")
     n, c, s = _ncs(op, dy, inv_std=inv_std, gamma=gamma)
-    if slope is not None and (not isinstance(y, cupy.ndarray) or y.shape != dy.shape or y.dtype != dy.dtype):
-        got = "none" if y is None else f"{getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}"
-        raise ValueError(f"{op}: slope={slope} needs y of dtype {dy.dtype} and shape {tuple(dy.shape)}, got {got}")
-    gate = (cupy.ascontiguousarray(y) if slope is not None else dy, *act_args(dy.dtype, slope))
+    gate = (gate_for(op, dy, y, slope), *act_args(dy.dtype, slope))
     dx = cupy.empty_like(dy)
     dgamma, dbeta = cupy.empty(c, dtype=dy.dtype), cupy.empty(c, dtype=dy.dtype)
     parts = _parts(n, c, s)

@@ -9,6 +9,8 @@ into it (a gradient buffer, accumulated in place) instead of returning a new arr
 
 from __future__ import annotations
 
+from typing import Any
+
 import cupy
 
 from ..fastdiv import fast_div_args
@@ -38,6 +40,17 @@ def check_out(out: cupy.ndarray, shape: tuple[int, ...], dtype, what: str) -> No
         raise ValueError(f"{what}: the gradient buffer must be a {dtype} CuPy array of shape {tuple(shape)}, got {got}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{what}: the gradient buffer must be C-contiguous (it is accumulated in place)")
+
+
+def gate_for(op: str, dy: cupy.ndarray, y: Any, slope: float | None) -> cupy.ndarray:
+    """The gate a fused activation's backward kernel reads: y, the fused forward's output, checked against dy
+    (a ValueError naming ``op`` otherwise) and contiguous; dy itself, never read, without an activation."""
+    if slope is None:
+        return dy
+    if not isinstance(y, cupy.ndarray) or tuple(y.shape) != tuple(dy.shape) or y.dtype != dy.dtype:
+        got = "none" if y is None else f"{getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}"
+        raise ValueError(f"{op}: slope={slope} needs y of dtype {dy.dtype} and shape {tuple(dy.shape)}, got {got}")
+    return cupy.ascontiguousarray(y)
 
 
 def _ncs(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -76,19 +89,13 @@ def ncs_to_cns(
     With ``out_sum`` (a bias gradient), also ``out_sum[c] += sum of row c`` of the result, in the same pass: the
     same bits as ``channel_sum(result.reshape(1, C, -1), out=out_sum)``."""
     n, c, s = _ncs(src.shape)
-    if slope is not None and (gate is None or tuple(gate.shape) != tuple(src.shape) or gate.dtype != src.dtype):
-        got = "none" if gate is None else f"{gate.dtype} {tuple(gate.shape)}"
-        raise ValueError(
-            f"ncs_to_cns: slope={slope} needs y of dtype {src.dtype} and shape {tuple(src.shape)}, got {got}"
-        )
-    g = cupy.ascontiguousarray(gate) if slope is not None else src  # never read without act
-    dst = cupy.empty((c, n * s), dtype=src.dtype)
+    g = gate_for("ncs_to_cns", src, gate, slope)
     if out_sum is not None:
         check_out(out_sum, (c,), src.dtype, "ncs_to_cns (out_sum)")
-        if c == 0 or n * s == 0 or c > 65535:  # nothing to lay out, or more channels than a grid's y
-            dst = ncs_to_cns(src, gate, slope)
-            channel_sum(dst.reshape(1, c, -1), out=out_sum)
-            return dst
+    dst = cupy.empty((c, n * s), dtype=src.dtype)
+    # The summing kernel puts the channels along the grid's y (at most 65535) and needs values to sum; otherwise
+    # the plain layout change, then channel_sum over its result.
+    if out_sum is not None and 0 < c <= 65535 and n * s > 0:
         parts = -(-(n * s) // CHANNEL_CHUNK)
         partial = cupy.empty((c, parts), dtype=cupy.float64)
         _MOD.get_for("ncs_to_cns_sum", src.dtype, src, dst)(
@@ -104,6 +111,8 @@ def ncs_to_cns(
         dst.size,
         (src, dst, g, *act_args(src.dtype, slope), idx(n), idx(c), idx(s), *fast_div_args(s, n)),
     )
+    if out_sum is not None:
+        channel_sum(dst.reshape(1, c, -1), out=out_sum)
     return dst
 
 
@@ -151,14 +160,11 @@ def rows_grad_sum(
     """Dense's backward epilogue for (N, C) arrays in one pass: returns dz = dy * act'(y) (dy itself for slope
     None) and adds the bias gradient sum_n dz into ``db`` when given."""
     n, c = dy.shape
-    if slope is not None and (y is None or tuple(y.shape) != (n, c) or y.dtype != dy.dtype):
-        got = "none" if y is None else f"{y.dtype} {tuple(y.shape)}"
-        raise ValueError(f"dense_backward: slope={slope} needs y of dtype {dy.dtype} and shape {(n, c)}, got {got}")
+    gate = gate_for("dense_backward", dy, y, slope)
     if db is not None:
         check_out(db, (c,), dy.dtype, "dense_backward (db)")
     dz = cupy.empty_like(dy) if slope is not None else dy
     if c > 0 and (slope is not None or db is not None):
-        gate = cupy.ascontiguousarray(y) if slope is not None else dy
         _MOD.get("rows_grad_sum", dy.dtype)(
             (-(-c // 32),),
             (32, ROWS_GRAD_Y),
