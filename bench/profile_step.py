@@ -19,10 +19,10 @@ import sys
 from collections import defaultdict
 
 from bench import steps
-from bench.step_precisions import time_step
+from bench.step_precisions import MODELS, time_step
 from tinygan import backend
 
-BATCH = {"mnist": 125, "dcgan": 128}
+BATCH = {model: n for model, n, _ in MODELS}  # the batch each model's step is measured at
 
 
 def _short(name: str, width: int = 110) -> str:

@@ -23,11 +23,8 @@ from ..reference.activation import check_gate
 from . import recycle
 from .activation import _launch, act, act_grad, epilogue
 
-__all__ = [
-    "batchnorm_forward",
-    "batchnorm_backward",
-    "batchnorm_inference",
-]  # batchnorm_update_running: the reference's
+# batchnorm_update_running stays the reference's (C values a call: nothing to jit).
+__all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_inference"]
 
 _SUMS = {"reassoc", "contract"}
 
