@@ -275,6 +275,11 @@ def _act_grad(dy, y, use, slope):
 self_mode = [0]
 
 
+def _flat(x):
+    """A kernel argument's elements in memory order."""
+    return np.asarray(x).reshape(-1)
+
+
 def _bn_view(x, N, C, S):
     """An (N, C, S) array's values channel by channel: (C, N*S), in the kernels' order m = n*S + s."""
     return np.asarray(x).reshape(-1)[: N * C * S].reshape(N, C, S).transpose(1, 0, 2).reshape(C, N * S)
@@ -304,11 +309,11 @@ def _run_batchnorm_forward(name, grid, a):
         mean = x_cm.mean(axis=1)
         var = ((x_cm - mean[:, None]) ** 2).mean(axis=1)
         inv_std = 1.0 / np.sqrt(var + eps)
-        xh, yv = _bn_normalize(x_cm, mean, inv_std, V_(gamma), V_(beta), act, slope, T)
+        xh, yv = _bn_normalize(x_cm, mean, inv_std, _flat(gamma), _flat(beta), act, slope, T)
         _bn_store(xhat, xh, N, C, S)
         _bn_store(y, yv, N, C, S)
         for out, v in ((mean_out, mean), (var_out, var), (inv_std_out, inv_std)):
-            V_(out)[:C] = v.astype(T)
+            _flat(out)[:C] = v.astype(T)
     elif name == "batchnorm_partial_stats":
         x, part_mean, part_m2, N, C, S, chunk = a
         parts = grid[0]
@@ -317,12 +322,12 @@ def _run_batchnorm_forward(name, grid, a):
         for p in range(parts):
             piece = x_cm[:, p * chunk : (p + 1) * chunk]
             mu = piece.mean(axis=1)
-            V_(part_mean).reshape(C, parts)[:, p] = mu
-            V_(part_m2).reshape(C, parts)[:, p] = ((piece - mu[:, None]) ** 2).sum(axis=1)
+            _flat(part_mean).reshape(C, parts)[:, p] = mu
+            _flat(part_m2).reshape(C, parts)[:, p] = ((piece - mu[:, None]) ** 2).sum(axis=1)
     elif name == "batchnorm_finish_stats":
         part_mean, part_m2, stats, mean_out, var_out, inv_std_out, C, M, chunk, parts, eps = a
         T = np.asarray(mean_out).dtype.type
-        pm, pm2 = V_(part_mean).reshape(C, parts), V_(part_m2).reshape(C, parts)
+        pm, pm2 = _flat(part_mean).reshape(C, parts), _flat(part_m2).reshape(C, parts)
         n, mean, m2 = np.zeros(C), np.zeros(C), np.zeros(C)
         for p in range(parts):  # Chan, Golub and LeVeque's pairwise update, in the kernel's order
             nb = float(min(chunk, M - p * chunk))
@@ -333,15 +338,17 @@ def _run_batchnorm_forward(name, grid, a):
             n = total
         var = m2 / M
         inv_std = 1.0 / np.sqrt(var + eps)
-        V_(stats)[:C], V_(stats)[C : 2 * C] = mean, inv_std
+        _flat(stats)[:C], _flat(stats)[C : 2 * C] = mean, inv_std
         for out, v in ((mean_out, mean), (var_out, var), (inv_std_out, inv_std)):
-            V_(out)[:C] = v.astype(T)
+            _flat(out)[:C] = v.astype(T)
     else:  # batchnorm_normalize
         x, gamma, beta, stats, y, xhat, C, S, total, act, slope = a
         T = np.asarray(x).dtype.type
         N = total // (C * S)
         x_cm = _bn_view(x, N, C, S)
-        xh, yv = _bn_normalize(x_cm, V_(stats)[:C], V_(stats)[C : 2 * C], V_(gamma), V_(beta), act, slope, T)
+        xh, yv = _bn_normalize(
+            x_cm, _flat(stats)[:C], _flat(stats)[C : 2 * C], _flat(gamma), _flat(beta), act, slope, T
+        )
         _bn_store(xhat, xh, N, C, S)
         _bn_store(y, yv, N, C, S)
 
@@ -367,14 +374,14 @@ def _run_batchnorm_backward(name, grid, a):
         dz, xh = dz_cm(dy, gate, act, slope, N, C, S), _bn_view(xhat, N, C, S)
         s_dy = dz.astype(np.float64).sum(axis=1)
         s_dyx = (dz.astype(np.float64) * xh).sum(axis=1)
-        _bn_store(dx, dx_cm(dz, xh, V_(inv_std)[:C], V_(gamma)[:C], s_dy, s_dyx, N * S, T), N, C, S)
-        V_(dgamma)[:C], V_(dbeta)[:C] = s_dyx.astype(T), s_dy.astype(T)
+        _bn_store(dx, dx_cm(dz, xh, _flat(inv_std)[:C], _flat(gamma)[:C], s_dy, s_dyx, N * S, T), N, C, S)
+        _flat(dgamma)[:C], _flat(dbeta)[:C] = s_dyx.astype(T), s_dy.astype(T)
     elif name == "batchnorm_partial_grads":
         dy, xhat, gate, act, slope, part, N, C, S, chunk = a
         parts = grid[0]
         assert grid[1] == C and parts * chunk >= N * S > (parts - 1) * chunk
         dz, xh = dz_cm(dy, gate, act, slope, N, C, S).astype(np.float64), _bn_view(xhat, N, C, S)
-        pr = V_(part).reshape(2 * C, parts)
+        pr = _flat(part).reshape(2 * C, parts)
         for p in range(parts):
             sl = slice(p * chunk, (p + 1) * chunk)
             pr[:C, p] = dz[:, sl].sum(axis=1)
@@ -382,19 +389,21 @@ def _run_batchnorm_backward(name, grid, a):
     elif name == "batchnorm_finish_grads":
         part, sums, dgamma, dbeta, C, parts = a
         T = np.asarray(dgamma).dtype.type
-        pr = V_(part).reshape(2 * C, parts).sum(axis=1)
-        V_(sums)[: 2 * C] = pr
-        V_(dbeta)[:C], V_(dgamma)[:C] = pr[:C].astype(T), pr[C:].astype(T)
+        pr = _flat(part).reshape(2 * C, parts).sum(axis=1)
+        _flat(sums)[: 2 * C] = pr
+        _flat(dbeta)[:C], _flat(dgamma)[:C] = pr[:C].astype(T), pr[C:].astype(T)
     else:  # batchnorm_input_grad
         dy, xhat, gate, act, slope, inv_std, gamma, sums, dx, M, C, S, total = a
         T = np.asarray(dy).dtype.type
         N = total // (C * S)
         dz, xh = dz_cm(dy, gate, act, slope, N, C, S), _bn_view(xhat, N, C, S)
-        _bn_store(dx, dx_cm(dz, xh, V_(inv_std)[:C], V_(gamma)[:C], V_(sums)[:C], V_(sums)[C : 2 * C], M, T), N, C, S)
-
-
-def V_(x):
-    return np.asarray(x).reshape(-1)
+        _bn_store(
+            dx,
+            dx_cm(dz, xh, _flat(inv_std)[:C], _flat(gamma)[:C], _flat(sums)[:C], _flat(sums)[C : 2 * C], M, T),
+            N,
+            C,
+            S,
+        )
 
 
 def _at(ptr, n, dtype):
@@ -422,7 +431,7 @@ def _run_adam(name, grid, block, a):
     chunks must cover every element of every tensor exactly once), with the step count on the device."""
     if name == "adam_update":
         p, g, m, v, *scalars, n = a
-        _adam_math(V_(p)[:n], V_(g)[:n], V_(m)[:n], V_(v)[:n], *scalars)
+        _adam_math(_flat(p)[:n], _flat(g)[:n], _flat(m)[:n], _flat(v)[:n], *scalars)
         return
     if name in ("adam_update_multi_device_step", "adam_multi_v1"):
         if name == "adam_multi_v1":
@@ -430,13 +439,13 @@ def _run_adam(name, grid, block, a):
             chunks = None
         else:
             ptrs, sizes, chunks, n_chunks, step, advance, lr, beta1, beta2, eps = a
-        t = int(V_(step)[0]) + 1
+        t = int(_flat(step)[0]) + 1
         step_size, sqrt_bc2 = lr / (1.0 - beta1**t), np.sqrt(1.0 - beta2**t)
         scalars = (step_size, beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, sqrt_bc2)
     else:
         ptrs, sizes, chunks, n_chunks, *scalars = a
         step = None
-    ptr, size = V_(ptrs).reshape(-1, 4), V_(sizes)
+    ptr, size = _flat(ptrs).reshape(-1, 4), _flat(sizes)
     dtype = _TABLE_DTYPE[0]
     tensors = [[_at(int(ptr[k, j]), int(size[k]), dtype) for j in range(4)] for k in range(len(size))]
     if chunks is None:
@@ -445,14 +454,14 @@ def _run_adam(name, grid, block, a):
     else:
         span = 4 * block[0]  # ADAM_PER_THREAD elements a thread
         done = [np.zeros(int(n), dtype=int) for n in size]
-        for k, part in V_(chunks).reshape(-1, 2)[:n_chunks]:
+        for k, part in _flat(chunks).reshape(-1, 2)[:n_chunks]:
             sl = slice(int(part) * span, min((int(part) + 1) * span, int(size[k])))
             done[k][sl] += 1
             p, g, m, v = (x[sl] for x in tensors[k])
             _adam_math(p, g, m, v, *scalars)
         assert all((d == 1).all() for d in done), f"{name}: the chunks do not cover every element once"
     if step is not None and advance:
-        V_(step)[0], V_(step)[1] = t, 0
+        _flat(step)[0], _flat(step)[1] = t, 0
 
 
 # The element type of the tensors behind a multi-tensor launch's pointer table (the table holds only
@@ -467,7 +476,7 @@ def _check_fast_div(name, magic, *divisors):
 
 
 def _run(name, grid, block, a):
-    V = lambda x: np.asarray(x).reshape(-1)  # noqa: E731
+    V = _flat
     if name == "cns_to_ncs":
         src, dst, bias, hb, act, slope, N, C, S, *magic = a
         _check_fast_div(name, magic, S, C)
@@ -612,13 +621,13 @@ def _run(name, grid, block, a):
     elif name == "zero_multi":
         ptrs, sizes, count = a
         for k in range(count):
-            _at(int(V_(ptrs)[k]), int(V_(sizes)[k]), _TABLE_DTYPE[0])[:] = 0
+            _at(int(_flat(ptrs)[k]), int(_flat(sizes)[k]), _TABLE_DTYPE[0])[:] = 0
     elif name == "batchnorm_inference":
         x, gamma, beta, rm, rv, y, C, S, eps, n = a
         T = np.asarray(x).dtype.type
         c = (np.arange(n) // S) % C
-        inv_std = (1.0 / np.sqrt(V_(rv)[:C].astype(np.float64) + eps)).astype(T)
-        V_(y)[:n] = (V_(x)[:n] - V_(rm)[c]) * inv_std[c] * V_(gamma)[c] + V_(beta)[c]
+        inv_std = (1.0 / np.sqrt(_flat(rv)[:C].astype(np.float64) + eps)).astype(T)
+        _flat(y)[:n] = (_flat(x)[:n] - _flat(rm)[c]) * inv_std[c] * _flat(gamma)[c] + _flat(beta)[c]
     elif name == "batchnorm_update_running":
         rm, rv, mean, var, count, cumulative, keep, f, f_var, m, m_less_1, C = a
         assert grid == (1,), "one block: thread 0 counts the batch before the others read f"
