@@ -149,6 +149,23 @@ def test_header_and_entry_size_must_agree(tmp_path, good):
         load_checkpoint(bad)
 
 
+def test_damaged_array_data_is_refused_in_one_line(tmp_path, good, data):
+    """Bytes of an array's data overwritten, its header intact: the archive opens and the headers read, and the
+    data's CRC fails only when it is read. A user resuming such a file gets a CheckpointError, not a traceback."""
+    bad = tmp_path / "damaged.npz"
+    with zipfile.ZipFile(good) as src:
+        info = src.getinfo("G/0.W.npy")
+    raw = bytearray(good.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)  # the member's stored bytes
+    middle = start + info.compress_size // 2
+    raw[middle : middle + 64] = bytes(64)
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"damaged.npz: key 'G/0.W': unreadable array data"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="unreadable array data"):
+        resume(bad, data)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

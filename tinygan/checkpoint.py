@@ -129,9 +129,13 @@ def load_checkpoint(
                     raise CheckpointError(f"{path}: key {key!r}: expected shape {tuple(want)}, received {shape}")
         arrays = {}
         for key, (shape, dtype, offset) in headers.items():
-            with archive.open(members[key]) as f:
-                f.read(offset)
-                data = f.read()
+            try:
+                with archive.open(members[key]) as f:
+                    f.read(offset)
+                    data = f.read()
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+                # A damaged archive whose headers still read: the CRC of the data fails only here.
+                raise CheckpointError(f"{path}: key {key!r}: unreadable array data (damaged file?): {exc}") from None
             arrays[key] = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
             _check_finite(path, key, arrays[key])
     return arrays, meta
