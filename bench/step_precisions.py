@@ -4,7 +4,8 @@
 
 For each model (dense MNIST GAN, batch 125; CIFAR-10 DCGAN, batch 128) it builds, as whole-step CUDA graphs:
 
-- tinygan at ``fp32`` (its default) and ``tf32`` (``--precision tf32``): ``DeviceRunner.step``;
+- tinygan at ``fp32`` (its default), ``tf32`` (``--precision tf32``) and ``bf16`` (``--precision bf16``: the
+  convolutions' GEMM operands in bfloat16): ``DeviceRunner.step``;
 - PyTorch at ``fp32`` (TF32 off everywhere), ``tf32`` (TF32 matrix products and convolutions) and at its own
   ``default`` (TF32 convolutions through cuDNN, FP32 matrix products): what a user who changes nothing gets.
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     for model, n, title in MODELS:
         runs: dict[tuple[str, str], Any] = {}
         want = steps.reference_gradients(model, n)
-        for precision in ("fp32", "tf32"):
+        for precision in ("fp32", "tf32", "bf16"):
             runs[("tinygan", precision)] = _tinygan(model, n, precision, want)
         backend.set_precision("fp32")
         if has_torch:

@@ -232,6 +232,42 @@ def test_lower_precisions_really_round(K, rng, monkeypatch):
 
 
 @pytest.mark.gpu
+def test_bf16_rounds_every_pass_on_the_im2col_route(K, rng, monkeypatch):
+    """At bf16 the im2col route forms its GEMM operands in bfloat16 (cols, dz, W; half the bytes): every pass of
+    Conv2d and ConvTranspose2d then differs from the float64 reference by about bf16's roundoff, not FP32's or
+    TF32's, and stays within the bf16 tolerance. A backward at another precision than its forward multiplies
+    the forward's bfloat16 cols with operands rounded the same way."""
+    import cupy as cp
+    from tinygan.kernels.gpu import conv_igemm
+
+    monkeypatch.setattr(conv_igemm, "ROUTE", {p: {} for p in PRECISIONS})
+    x, W, b = rng.standard_normal((3, 16, 9, 9)), rng.standard_normal((8, 16, 3, 3)), rng.standard_normal(8)
+    y_ref, cols_ref = R.conv2d_forward(x, W, b, 2, 1)
+    dy = rng.standard_normal(y_ref.shape)
+    want = {
+        "y": y_ref,
+        "dx": R.conv2d_backward_data(dy, W, x.shape, 2, 1),
+        "dW": R.conv2d_backward_weight(dy, cols_ref, W.shape)[0],
+        "t_y": R.conv_transpose2d_forward(dy, W, None, 2, 1, 0),
+    }
+    g = {k: cp.asarray(v, dtype=cp.float32) for k, v in (("x", x), ("W", W), ("b", b), ("dy", dy))}
+    with backend.precision("bf16"):
+        y, cols = K.conv2d_forward(g["x"], g["W"], g["b"], 2, 1)
+        got = {"y": y, "t_y": K.conv_transpose2d_forward(g["dy"], g["W"], None, 2, 1, 0)}
+    assert cols.dtype == np.uint16 and cols.shape == cols_ref.shape  # bfloat16 bits
+    with backend.precision("fp32"):  # the forward's bfloat16 cache decides the backward's operands
+        dW = cp.zeros(W.shape, dtype=cp.float32)
+        db = cp.zeros(8, dtype=cp.float32)
+        got["dx"] = K.conv2d_backward(g["dy"], cols, g["W"], x.shape, 2, 1, dW=dW, db=db)
+        got["dW"] = dW
+    for name, ref in want.items():
+        err = rel_err(got[name], ref)
+        assert 5e-4 < err < TOLERANCE["bf16"], (name, err)
+    # The bias gradient sums dz before its rounding to bfloat16: FP32-accurate.
+    assert rel_err(db, dy.sum(axis=(0, 2, 3))) < 1e-5
+
+
+@pytest.mark.gpu
 def test_weight_gradient_rejects_a_mismatched_dy(K, rng, monkeypatch):
     import cupy as cp
     from tinygan.kernels.gpu import conv_igemm

@@ -64,7 +64,21 @@ def ascontiguousarray(a, dtype=None):
 
 def _nan(shape, dtype):
     dtype = np.dtype(dtype)
-    return np.full(shape, np.nan if dtype.kind == "f" else 0, dtype).view(ndarray)
+    # uint16 arrays hold bfloat16 bits (kernels/gpu/_common.py BF16): start them as bfloat16 NaN as well.
+    fill = np.nan if dtype.kind == "f" else (0x7FC0 if dtype == np.uint16 else 0)
+    return np.full(shape, fill, dtype).view(ndarray)
+
+
+def _to_bf16(v):
+    """float32 values as bfloat16 bits, rounded as _common.cu's to_bf16 does (nearest, ties to even; NaN kept)."""
+    u = np.asarray(v, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF
+    r = np.where((u & 0x7FFFFFFF) > 0x7F800000, ((u >> 16) | 0x40) & 0xFFFF, r)
+    return r.astype(np.uint16)
+
+
+def _from_bf16(h):
+    return (np.asarray(h).astype(np.uint32) << 16).view(np.float32)
 
 
 def empty(shape, dtype=np.float64):
@@ -246,7 +260,7 @@ def _check(filename, full, args, source=None):
             if type(a) is np.uintp and a == 0:
                 continue  # a null pointer
             assert isinstance(a, np.ndarray), f"{full}: {typ} got {type(a)}"
-            want = {"T": T, "double": np.float64, "float": np.float32}.get(base)
+            want = {"T": T, "double": np.float64, "float": np.float32, "bf16_t": np.uint16}.get(base)
             if want is not None:
                 assert a.dtype == want, f"{full}: {typ} got {a.dtype}"
         elif base == "int":
@@ -484,13 +498,17 @@ def _run(name, grid, block, a):
         if hb:
             v = v + V(bias)[:C][None, :, None]
         V(dst)[:] = _act(v, act, slope).reshape(-1)
-    elif name == "ncs_to_cns":
+    elif name in ("ncs_to_cns", "ncs_to_cns_bf16"):
         src, dst, gate, act, slope, N, C, S, *magic = a
         _check_fast_div(name, magic, S, N)
         g = V(gate)[: N * C * S] if act else None
         v = _act_grad(V(src).reshape(N, C, S), g.reshape(N, C, S) if act else None, act, slope)
-        V(dst)[:] = v.transpose(1, 0, 2).reshape(-1)
-    elif name == "ncs_to_cns_sum":
+        v = v.transpose(1, 0, 2).reshape(-1)
+        V(dst)[:] = _to_bf16(v) if name.endswith("bf16") else v
+    elif name == "cast_bf16":
+        src, dst, n = a
+        V(dst)[:n] = _to_bf16(V(src)[:n])
+    elif name in ("ncs_to_cns_sum", "ncs_to_cns_sum_bf16"):
         src, dst, gate, act, slope, partial, N, C, S, chunk, *magic = a
         _check_fast_div(name, magic, S)
         parts = grid[0]
@@ -498,7 +516,7 @@ def _run(name, grid, block, a):
         g = V(gate)[: N * C * S] if act else None
         v = _act_grad(V(src).reshape(N, C, S), g.reshape(N, C, S) if act else None, act, slope)
         rows = v.transpose(1, 0, 2).reshape(C, N * S)
-        V(dst)[:] = rows.reshape(-1)
+        V(dst)[:] = _to_bf16(rows.reshape(-1)) if name.endswith("bf16") else rows.reshape(-1)
         for p in range(parts):
             partial.reshape(C, parts)[:, p] = rows[:, p * chunk : (p + 1) * chunk].astype(np.float64).sum(axis=1)
     elif name == "add_bias":
@@ -543,13 +561,15 @@ def _run(name, grid, block, a):
         if want:
             s = v.astype(np.float64).sum(axis=0).astype(db.dtype)
             V(db)[:] = (V(db) if acc else 0) + s
-    elif name == "im2col":
+    elif name in ("im2col", "im2col_bf16"):
         x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, rpb = a
-        cols[...] = RC.im2col(np.asarray(x).view(np.ndarray), (kh, kw), (sh, sw), (ph, pw))
-    elif name == "col2im":
+        v = RC.im2col(np.asarray(x).view(np.ndarray), (kh, kw), (sh, sw), (ph, pw))
+        cols[...] = _to_bf16(v.astype(np.float32)) if name.endswith("bf16") else v
+    elif name in ("col2im", "col2im_bf16"):
         cols, x, bias, hb, act, slope, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, *magic = a
         _check_fast_div(name, magic, -(-W // sw), -(-H // sh), C)
-        v = RC.col2im(np.asarray(cols).view(np.ndarray), (N, C, H, W), (kh, kw), (sh, sw), (ph, pw))
+        c = _from_bf16(cols).astype(x.dtype) if name.endswith("bf16") else np.asarray(cols).view(np.ndarray)
+        v = RC.col2im(c, (N, C, H, W), (kh, kw), (sh, sw), (ph, pw))
         if hb:
             v = v + V(bias)[None, :, None, None]
         x[...] = _act(v, act, slope)
@@ -671,12 +691,19 @@ def _get(self, name, dtype=None, wide=False):
 _common.CudaModule.get = _get
 
 
-def _matmul(a, b, out=None, transa=False, transb=False, *, alpha=1.0, beta=0.0, precision=None):
+def _matmul(a, b, out=None, transa=False, transb=False, *, alpha=1.0, beta=0.0, precision=None, out_dtype=None):
     for nm, x in (("a", a), ("b", b)):
         if not isinstance(x, np.ndarray) or x.ndim != 2:
             raise ValueError(f"cublas.matmul: {nm} must be a 2-D CuPy array")
     if b.dtype != a.dtype:
         raise TypeError("cublas.matmul: dtypes differ")
+    bf16 = a.dtype == np.uint16  # bfloat16 bits: a float32 product (FP32 accumulation), or bfloat16 with out_dtype
+    dtype = out.dtype if out is not None else np.dtype(out_dtype or (np.float32 if bf16 else a.dtype))
+    if bf16:
+        assert dtype in (np.float32, np.uint16), f"cublas.matmul: bf16 operands into {dtype}"
+        a, b = _from_bf16(a), _from_bf16(b)
+    else:
+        assert dtype == a.dtype, f"cublas.matmul: {a.dtype} operands into {dtype}"
     A = np.asarray(a).T if transa else np.asarray(a)
     B = np.asarray(b).T if transb else np.asarray(b)
     if A.shape[1] != B.shape[0]:
@@ -687,11 +714,15 @@ def _matmul(a, b, out=None, transa=False, transb=False, *, alpha=1.0, beta=0.0, 
     if out is None:
         if beta != 0.0:
             raise ValueError("cublas.matmul: beta != 0 needs an out array to accumulate into")
-        out = cupy.empty((m, n), dtype=a.dtype)
-    elif out.shape != (m, n) or out.dtype != a.dtype or not out.flags.c_contiguous:
-        raise ValueError(f"cublas.matmul: out must be a C-contiguous {a.dtype} array of shape {(m, n)}")
-    prod = (A.astype(np.float64) @ B.astype(np.float64)) if a.dtype == np.float32 else A @ B
+        out = cupy.empty((m, n), dtype=dtype)
+    elif out.shape != (m, n) or not out.flags.c_contiguous:
+        raise ValueError(f"cublas.matmul: out must be a C-contiguous {dtype} array of shape {(m, n)}")
+    prod = (A.astype(np.float64) @ B.astype(np.float64)) if A.dtype == np.float32 else A @ B
     LAUNCHES["gemm_beta1" if beta == 1.0 else "gemm"] = LAUNCHES.get("gemm_beta1" if beta == 1.0 else "gemm", 0) + 1
+    if dtype == np.uint16:
+        assert beta == 0.0, "cublas.matmul: no accumulation into bfloat16"
+        out[...] = _to_bf16((alpha * prod).astype(np.float32))
+        return out
     out[...] = (alpha * prod + (beta * np.asarray(out) if beta != 0.0 else 0)).astype(out.dtype)
     return out
 

@@ -59,3 +59,33 @@ __device__ __forceinline__ I div_by(I n, I d, unsigned mul, unsigned shift) {
         return n / d;
     }
 }
+
+// bfloat16 (precision "bf16"): GEMM operands stored as the top 16 bits of a float32 (1 sign, 8 exponent and 7
+// mantissa bits), the type cuBLAS reads as CUDA_R_16BF. Kept as plain 16-bit integers so that no header is
+// needed and the host (tinygan.kernels.gpu.bf16, NumPy) rounds the very same way: to nearest, ties to even;
+// a NaN stays a (quiet) NaN. Products and sums are formed in float32 (FP32 accumulation).
+typedef unsigned short bf16_t;
+
+__device__ __forceinline__ bf16_t to_bf16(float f) {
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16_t)(u >> 16);
+}
+
+__device__ __forceinline__ float from_bf16(bf16_t h) { return __uint_as_float(((unsigned)h) << 16); }
+
+// Storage conversions for kernels templated on what they store (S) beside the type they compute in (T):
+// store_as<S>(v) writes a T value as S; widen(s) reads an S as the compute type.
+template <typename S, typename T>
+__device__ __forceinline__ S store_as(T v) {
+    if constexpr (sizeof(S) == sizeof(bf16_t)) {
+        return to_bf16((float)v);
+    } else {
+        return (S)v;
+    }
+}
+
+__device__ __forceinline__ float widen(float v) { return v; }
+__device__ __forceinline__ double widen(double v) { return v; }
+__device__ __forceinline__ float widen(bf16_t v) { return from_bf16(v); }

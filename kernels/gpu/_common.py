@@ -28,6 +28,19 @@ _INDEX_TYPES = ("int", "long long")
 
 _OPTIONS = ("-std=c++17",)
 
+# bfloat16, for the GEMM operands of precision "bf16" (tinygan.backend.set_precision). CuPy has no bfloat16
+# dtype, so such an operand is a uint16 array holding the top 16 bits of each float32 (rounded to nearest,
+# ties to even: _common.cu's to_bf16), which cuBLAS reads as CUDA_R_16BF. Only GEMM operands and the
+# buffers between a GEMM and its layout pass are ever stored this way; layers see float32.
+BF16 = np.dtype(np.uint16)
+
+
+def low_precision(dtype: Any) -> bool:
+    """Whether a float32 convolution now forms its GEMM operands in bfloat16 (precision "bf16")."""
+    from tinygan.backend import get_precision
+
+    return np.dtype(dtype) == np.float32 and get_precision() == "bf16"
+
 
 def read_source(filename: str) -> str:
     """The .cu file with the shared helpers prepended."""
@@ -177,14 +190,17 @@ def capture_gemm() -> Iterator[None]:
         _capture_gemm_depth -= 1
 
 
-def gemm(a: cupy.ndarray, b: cupy.ndarray, transa: bool = False, transb: bool = False) -> cupy.ndarray:
+def gemm(
+    a: cupy.ndarray, b: cupy.ndarray, transa: bool = False, transb: bool = False, out_dtype: Any = None
+) -> cupy.ndarray:
     """``op(a) @ op(b)`` for 2-D arrays: cupy.matmul normally, our ctypes cuBLAS call while a graph is
-    being captured (the only GEMM that works there), inside :func:`capture_gemm`, and for float32 at a
-    precision other than "fp32" (tinygan.backend.set_precision: cupy.matmul knows no such setting)."""
+    being captured (the only GEMM that works there), inside :func:`capture_gemm`, for float32 at a
+    precision other than "fp32" (tinygan.backend.set_precision: cupy.matmul knows no such setting) and for
+    bfloat16 operands (:data:`BF16`; the product is float32, or bfloat16 with ``out_dtype=BF16``)."""
     from tinygan.backend import get_precision
 
-    if _capture_gemm_depth or capturing() or (a.dtype == np.float32 and get_precision() != "fp32"):
+    if _capture_gemm_depth or capturing() or a.dtype == BF16 or (a.dtype == np.float32 and get_precision() != "fp32"):
         from .cublas import matmul
 
-        return matmul(a, b, transa=transa, transb=transb)
+        return matmul(a, b, transa=transa, transb=transb, out_dtype=out_dtype)
     return cupy.matmul(a.T if transa else a, b.T if transb else b)

@@ -7,8 +7,9 @@
 // of each kernel; the host picks). A 64-bit division costs several times a 32-bit one, and these
 // kernels do little else.
 
-template <typename T, typename I>
-__device__ __forceinline__ void im2col_rows(const T* __restrict__ x, T* __restrict__ cols, I N, I C, I H, I W, int kh,
+// S: what cols stores, T (float32) or bf16_t (precision "bf16": half the bytes written here and read by the GEMM).
+template <typename T, typename S, typename I>
+__device__ __forceinline__ void im2col_rows(const T* __restrict__ x, S* __restrict__ cols, I N, I C, I H, I W, int kh,
                                             int kw, int sh, int sw, int ph, int pw, I Ho, I Wo, int rows_per_block) {
     const I L = N * Ho * Wo;
     const I R = C * kh * kw;
@@ -33,7 +34,7 @@ __device__ __forceinline__ void im2col_rows(const T* __restrict__ x, T* __restri
         int i = i_begin, j = j_begin;
         for (I r = r_begin; r < r_end; ++r) {
             const I h = h0 + i, w = w0 + j;
-            cols[r * L + l] = (h >= 0 && h < H && w >= 0 && w < W) ? xc[h * W + w] : T(0);
+            cols[r * L + l] = store_as<S>((h >= 0 && h < H && w >= 0 && w < W) ? xc[h * W + w] : T(0));
             if (++j == kw) {
                 j = 0;
                 if (++i == kh) {
@@ -49,7 +50,16 @@ __device__ __forceinline__ void im2col_rows(const T* __restrict__ x, T* __restri
 template <typename T, typename I>
 __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, index_t N, index_t C, index_t H, index_t W,
                        int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo, int rows_per_block) {
-    im2col_rows<T, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo, rows_per_block);
+    im2col_rows<T, T, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo, rows_per_block);
+}
+
+// The same, cols as bfloat16 (_common.cu: bf16_t).
+template <typename T, typename I>
+__global__ void im2col_bf16(const T* __restrict__ x, bf16_t* __restrict__ cols, index_t N, index_t C, index_t H,
+                            index_t W, int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo,
+                            int rows_per_block) {
+    im2col_rows<T, bf16_t, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo,
+                              rows_per_block);
 }
 
 // The adjoint of im2col, written as a gather: each thread owns one pixel of x and sums the cols
@@ -63,8 +73,8 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, index_t N,
 // bench/dev/kernel_versions.py times this kernel against its earlier versions.
 
 // Any geometry, any index width: pixels in NCHW order.
-template <typename T, typename I>
-__device__ __forceinline__ void col2im_pixels(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
+template <typename T, typename S, typename I>
+__device__ __forceinline__ void col2im_pixels(const S* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
                                               int has_bias, int act, T slope, I N, I C, I H, I W, int kh, int kw,
                                               int sh, int sw, int ph, int pw, I Ho, I Wo) {
     const I L = N * Ho * Wo;
@@ -83,11 +93,11 @@ __device__ __forceinline__ void col2im_pixels(const T* __restrict__ cols, T* __r
         I oh = (hp - i0) / sh;
         for (int i = i0; i < kh && oh >= 0; i += sh, --oh) {
             if (oh >= Ho) continue;
-            const T* base = cols + (c * kh + i) * kw * L + (n * Ho + oh) * Wo;
+            const S* base = cols + (c * kh + i) * kw * L + (n * Ho + oh) * Wo;
             I ow = ow0;
             for (int j = j0; j < kw && ow >= 0; j += sw, --ow) {
                 if (ow >= Wo) continue;
-                acc += base[(I)j * L + ow];
+                acc += widen(base[(I)j * L + ow]);
             }
         }
         if (has_bias) acc += bias[c];
@@ -107,8 +117,8 @@ __device__ __forceinline__ void col2im_pixels(const T* __restrict__ cols, T* __r
 // Decoding e divides by Wb, Ha and C, fixed for the launch: fast_div with the host's (mul, shift) for each
 // (v7 in bench/dev; ncu of v6 found the kernel bound by its issue rate, 79%, with DRAM at 12-34%, and three
 // ~25-instruction divisions per pixel: v7 measured 1.29x v6 over the DCGAN's shapes on an H200).
-template <typename T, int KH, int KW, int SH, int SW>
-__device__ __forceinline__ void col2im_phases(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
+template <typename T, typename S, int KH, int KW, int SH, int SW>
+__device__ __forceinline__ void col2im_phases(const S* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
                                               int has_bias, int act, T slope, int N, int C, int H, int W, int ph,
                                               int pw, int Ho, int Wo, const unsigned* magic) {
     const int L = N * Ho * Wo;
@@ -135,11 +145,11 @@ __device__ __forceinline__ void col2im_phases(const T* __restrict__ cols, T* __r
         for (int ti = 0; ti < (KH + SH - 1) / SH; ++ti) {
             const int i = i0 + ti * SH, oh = oh0 - ti;
             if (i < KH && oh >= 0 && oh < Ho) {
-                const T* base = cols + (c * KH + i) * KW * L + (n * Ho + oh) * Wo;
+                const S* base = cols + (c * KH + i) * KW * L + (n * Ho + oh) * Wo;
 #pragma unroll
                 for (int tj = 0; tj < (KW + SW - 1) / SW; ++tj) {
                     const int j = j0 + tj * SW, ow = ow0 - tj;
-                    if (j < KW && ow >= 0 && ow < Wo) acc += base[j * L + ow];
+                    if (j < KW && ow >= 0 && ow < Wo) acc += widen(base[j * L + ow]);
                 }
             }
         }
@@ -152,27 +162,48 @@ __device__ __forceinline__ void col2im_phases(const T* __restrict__ cols, T* __r
 // path's count is at most that). The fixed geometries run with I = int only: the 64-bit kernel
 // (arrays with offsets beyond 32 bits) takes the general path. (wb, ha, c)_(mul, shift): fast_div's
 // arguments for ceil(W/sw), ceil(H/sh) and C, used by the fixed geometries.
+template <typename T, typename S, typename I>
+__device__ __forceinline__ void col2im_any(const S* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
+                                           int has_bias, int act, T slope, index_t N, index_t C, index_t H, index_t W,
+                                           int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo,
+                                           unsigned wb_mul, unsigned wb_shift, unsigned ha_mul, unsigned ha_shift,
+                                           unsigned c_mul, unsigned c_shift) {
+    if constexpr (sizeof(I) == sizeof(int)) {
+        const int n = (int)N, c = (int)C, h = (int)H, w = (int)W, ho = (int)Ho, wo = (int)Wo;
+        const unsigned magic[6] = {wb_mul, wb_shift, ha_mul, ha_shift, c_mul, c_shift};
+        if (kh == 3 && kw == 3 && sh == 1 && sw == 1)
+            return col2im_phases<T, S, 3, 3, 1, 1>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+                                                    magic);
+        if (kh == 3 && kw == 3 && sh == 2 && sw == 2)
+            return col2im_phases<T, S, 3, 3, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+                                                    magic);
+        if (kh == 4 && kw == 4 && sh == 2 && sw == 2)
+            return col2im_phases<T, S, 4, 4, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+                                                    magic);
+        if (kh == 5 && kw == 5 && sh == 2 && sw == 2)
+            return col2im_phases<T, S, 5, 5, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+                                                    magic);
+    }
+    col2im_pixels<T, S, I>(cols, x, bias, has_bias, act, slope, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho,
+                        (I)Wo);
+}
+
 template <typename T, typename I>
 __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias, int has_bias,
                        int act, T slope, index_t N, index_t C, index_t H, index_t W, int kh, int kw, int sh, int sw,
                        int ph, int pw, index_t Ho, index_t Wo, unsigned wb_mul, unsigned wb_shift, unsigned ha_mul,
                        unsigned ha_shift, unsigned c_mul, unsigned c_shift) {
-    if constexpr (sizeof(I) == sizeof(int)) {
-        const int n = (int)N, c = (int)C, h = (int)H, w = (int)W, ho = (int)Ho, wo = (int)Wo;
-        const unsigned magic[6] = {wb_mul, wb_shift, ha_mul, ha_shift, c_mul, c_shift};
-        if (kh == 3 && kw == 3 && sh == 1 && sw == 1)
-            return col2im_phases<T, 3, 3, 1, 1>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
-                                                    magic);
-        if (kh == 3 && kw == 3 && sh == 2 && sw == 2)
-            return col2im_phases<T, 3, 3, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
-                                                    magic);
-        if (kh == 4 && kw == 4 && sh == 2 && sw == 2)
-            return col2im_phases<T, 4, 4, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
-                                                    magic);
-        if (kh == 5 && kw == 5 && sh == 2 && sw == 2)
-            return col2im_phases<T, 5, 5, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
-                                                    magic);
-    }
-    col2im_pixels<T, I>(cols, x, bias, has_bias, act, slope, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho,
-                        (I)Wo);
+    col2im_any<T, T, I>(cols, x, bias, has_bias, act, slope, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, wb_mul,
+                        wb_shift, ha_mul, ha_shift, c_mul, c_shift);
+}
+
+// The same, cols as bfloat16 (the data-gradient GEMM's output at precision "bf16"), summed in T.
+template <typename T, typename I>
+__global__ void col2im_bf16(const bf16_t* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
+                            int has_bias, int act, T slope, index_t N, index_t C, index_t H, index_t W, int kh,
+                            int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo, unsigned wb_mul,
+                            unsigned wb_shift, unsigned ha_mul, unsigned ha_shift, unsigned c_mul,
+                            unsigned c_shift) {
+    col2im_any<T, bf16_t, I>(cols, x, bias, has_bias, act, slope, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo,
+                             wb_mul, wb_shift, ha_mul, ha_shift, c_mul, c_shift);
 }

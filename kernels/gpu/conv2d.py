@@ -25,18 +25,31 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import cupy
+import numpy as np
 
 from tinygan.backend import get_precision
 
 from ..fastdiv import fast_div_args
 from ..reference.conv_geometry import conv2d_output_hw, conv_args
 from . import conv_igemm
-from ._common import INT32_LIMIT, THREADS, CudaModule, device_array, gemm, idx, launch, narrow, same_dtype
+from ._common import (
+    BF16,
+    INT32_LIMIT,
+    THREADS,
+    CudaModule,
+    device_array,
+    gemm,
+    idx,
+    launch,
+    low_precision,
+    narrow,
+    same_dtype,
+)
 from .activation import activate_, activation_grad
 from .cublas import matmul_accumulate
-from .layout import act_args, channel_sum, check_out, cns_to_ncs, ncs_to_cns
+from .layout import act_args, as_bf16, channel_sum, check_out, cns_to_ncs, ncs_to_cns
 
-_MOD = CudaModule("conv2d.cu", indexed=("im2col", "col2im"))
+_MOD = CudaModule("conv2d.cu", indexed=("im2col", "im2col_bf16", "col2im", "col2im_bf16"))
 
 # Rows of cols one im2col thread writes: the column's (n, oh, ow) is decoded once for all of them.
 IM2COL_ROWS = 16
@@ -82,16 +95,21 @@ def geometry(x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: A
 
 def im2col(x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any) -> cupy.ndarray:
     """(N, C, H, W) -> cols of shape (C*kh*kw, N*Ho*Wo); a thread fills one column for IM2COL_ROWS rows."""
+    return im2col_operand(x, kernel_size, stride, padding, False)
+
+
+def im2col_operand(x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any, bf16: bool) -> cupy.ndarray:
+    """:func:`im2col`, with ``bf16`` as bfloat16 bits (``_common.BF16``): a GEMM operand at precision "bf16"."""
     x = device_array(x, "x", "im2col")
     g = geometry(x.shape, kernel_size, stride, padding, "im2col")
-    cols = cupy.empty((g.c * g.kh * g.kw, g.n * g.ho * g.wo), dtype=x.dtype)
+    cols = cupy.empty((g.c * g.kh * g.kw, g.n * g.ho * g.wo), dtype=BF16 if bf16 else x.dtype)
     rows, length = cols.shape
     if cols.size > 0:
         # Each block row covers IM2COL_ROWS rows of cols (more when there are over 65535 block rows),
         # and enough blocks along x to cover the columns.
         per_block = max(IM2COL_ROWS, -(-rows // 65535))
         grid = (max(1, min(-(-length // THREADS), 4096)), -(-rows // per_block))
-        kernel = _MOD.get_for("im2col", x.dtype, x, cols)
+        kernel = _MOD.get_for("im2col_bf16" if bf16 else "im2col", x.dtype, x, cols)
         kernel(grid, (THREADS,), (x, cols, *g.kernel_args(), cupy.int32(per_block)))
     return cols
 
@@ -107,8 +125,10 @@ def col2im_bias(
     slope: float | None = None,
 ) -> cupy.ndarray:
     """col2im with ``bias[c]`` added to every pixel of channel c and the fused activation ``slope`` applied,
-    in the same pass."""
-    cols = device_array(cols, "cols", what)
+    in the same pass. bfloat16 cols (``_common.BF16``, precision "bf16") are summed into a float32 result."""
+    bf16 = isinstance(cols, cupy.ndarray) and cols.dtype == BF16
+    cols = cupy.ascontiguousarray(cols) if bf16 else device_array(cols, "cols", what)
+    dtype = np.dtype(np.float32) if bf16 else cols.dtype
     g = geometry(x_shape, kernel_size, stride, padding, what)
     expected = (g.c * g.kh * g.kw, g.n * g.ho * g.wo)
     # The kernel trusts the shape: a mismatch would read past the end of cols.
@@ -116,22 +136,23 @@ def col2im_bias(
         raise ValueError(
             f"{what}: cols of shape {tuple(cols.shape)} do not match x_shape {tuple(x_shape)}: expected {expected}"
         )
-    same_dtype(what, cols, bias=bias)
-    x = cupy.empty(tuple(int(d) for d in x_shape), dtype=cols.dtype)
+    if bias is not None and bias.dtype != dtype:
+        raise TypeError(f"tinygan.kernels.gpu.{what}: bias has dtype {bias.dtype}, expected {dtype}")
+    x = cupy.empty(tuple(int(d) for d in x_shape), dtype=dtype)
     has_bias = bias is not None
     # The phase-ordered paths pad each (n, c) plane to whole multiples of the stride (see conv2d.cu), and
     # number those padded pixels with an int: past 2**31 of them, the 64-bit kernel's general path.
     ha, wb = -(-g.h // g.sh), -(-g.w // g.sw)
     threads = g.n * g.c * ha * g.sh * wb * g.sw
     launch(
-        _MOD.get("col2im", cols.dtype, wide=not narrow(cols, x) or threads > INT32_LIMIT),
+        _MOD.get("col2im_bf16" if bf16 else "col2im", dtype, wide=not narrow(cols, x) or threads > INT32_LIMIT),
         threads,
         (
             cols,
             x,
-            cupy.ascontiguousarray(bias) if has_bias else cols,
+            cupy.ascontiguousarray(bias) if has_bias else x,
             cupy.int32(has_bias),
-            *act_args(cols.dtype, slope),
+            *act_args(dtype, slope),
             *g.kernel_args(),
             *fast_div_args(wb, ha, g.c),
         ),
@@ -142,6 +163,21 @@ def col2im_bias(
 def col2im(cols: cupy.ndarray, x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any) -> cupy.ndarray:
     """Sum the patches in ``cols`` back into an array of ``x_shape``: a gather, one thread per pixel."""
     return col2im_bias(cols, x_shape, kernel_size, stride, padding, None)
+
+
+def is_bf16(a: Any) -> bool:
+    """Whether ``a`` is an array of bfloat16 bits (``_common.BF16``): cols formed at precision "bf16"."""
+    return isinstance(a, cupy.ndarray) and a.dtype == BF16
+
+
+def operand(a: cupy.ndarray, lowp: bool) -> cupy.ndarray:
+    """A GEMM operand in the product's type: ``a`` as bfloat16 when ``lowp`` (precision "bf16"), else as it is."""
+    return as_bf16(a) if lowp else a
+
+
+def _out(lowp: bool) -> Any:
+    """The type of a product that only a col2im reads: bfloat16 at precision "bf16" (the default otherwise)."""
+    return BF16 if lowp else None
 
 
 class ConvInput(NamedTuple):
@@ -169,8 +205,9 @@ def conv2d_forward(
         prec = conv_igemm.kernel_for(get_precision())
         y = conv_igemm.fprop(x, W, b, (g.sh, g.sw), (g.ph, g.pw), (g.ho, g.wo), prec)
         return activate_(y, slope), ConvInput(x, (g.sh, g.sw), (g.ph, g.pw))
-    cols = im2col(x, (kh, kw), stride, padding)
-    y = cns_to_ncs(gemm(W.reshape(cout, -1), cols), (g.n, cout, g.ho, g.wo), b, slope)
+    lowp = low_precision(x.dtype)
+    cols = im2col_operand(x, (kh, kw), stride, padding, lowp)
+    y = cns_to_ncs(gemm(operand(W.reshape(cout, -1), lowp), cols), (g.n, cout, g.ho, g.wo), b, slope)
     return y, cols
 
 
@@ -189,7 +226,8 @@ def conv2d_backward_data(
     if conv_igemm.use_implicit("conv2d_backward_data", g.c, dy, W) and g.n * g.c * g.h * g.w < 2**31:
         prec = conv_igemm.kernel_for(get_precision())
         return conv_igemm.dgrad(dy, W, x_shape, (g.sh, g.sw), (g.ph, g.pw), None, prec)
-    dcols = gemm(W.reshape(cout, -1), ncs_to_cns(dy), transa=True)
+    lowp = low_precision(dy.dtype)
+    dcols = gemm(operand(W.reshape(cout, -1), lowp), ncs_to_cns(dy, bf16=lowp), transa=True, out_dtype=_out(lowp))
     return col2im_bias(dcols, x_shape, (kh, kw), stride, padding, None, "conv2d_backward_data")
 
 
@@ -212,10 +250,13 @@ def conv2d_backward_weight(
         if conv_igemm.use_implicit(op, cout, dy, x):
             prec = conv_igemm.kernel_for(get_precision())
             return conv_igemm.wgrad(dy, x, (kh, kw), cols.stride, cols.padding, True, prec)
-        cols = im2col(x, (kh, kw), cols.stride, cols.padding)
-    dy, cols = device_array(dy, "dy", op), device_array(cols, "cols", op)
-    same_dtype("conv2d_backward_weight", dy, cols=cols)
-    dW = gemm(ncs_to_cns(dy), cols, transb=True).reshape(tuple(int(d) for d in W_shape))
+        cols = im2col_operand(x, (kh, kw), cols.stride, cols.padding, low_precision(x.dtype))
+    dy = device_array(dy, "dy", op)
+    cols = cupy.ascontiguousarray(cols) if is_bf16(cols) else device_array(cols, "cols", op)
+    if not is_bf16(cols):
+        same_dtype("conv2d_backward_weight", dy, cols=cols)
+    lowp = is_bf16(cols) or low_precision(dy.dtype)
+    dW = gemm(ncs_to_cns(dy, bf16=lowp), operand(cols, lowp), transb=True).reshape(tuple(int(d) for d in W_shape))
     return dW, channel_sum(dy)
 
 
@@ -267,16 +308,18 @@ def conv2d_backward(
             if db is not None:
                 db += gb
         return conv2d_backward_data(dz, W, x_shape, stride, padding) if input_grad else None
+    # bfloat16 operands at precision "bf16", or when the forward formed its cols so.
+    lowp = low_precision(dy.dtype) or is_bf16(cols)
     # (cout, N Ho Wo): what both products read; the bias gradient summed as it is written.
-    dz = ncs_to_cns(dy, y, slope, out_sum=db)
+    dz = ncs_to_cns(dy, y, slope, out_sum=db, bf16=lowp)
     if dW is not None:
         if isinstance(cols, ConvInput):
             if tuple(cols.x.shape) != tuple(int(d) for d in x_shape):
                 raise ValueError(
                     f"{op}: the cached input of shape {tuple(cols.x.shape)} does not match x_shape {tuple(x_shape)}"
                 )
-            cols = im2col(cols.x, (kh, kw), cols.stride, cols.padding)
-        cols = device_array(cols, "cols", op)
+            cols = im2col_operand(cols.x, (kh, kw), cols.stride, cols.padding, lowp)
+        cols = operand(cupy.ascontiguousarray(cols) if is_bf16(cols) else device_array(cols, "cols", op), lowp)
         if tuple(cols.shape) != (cin * kh * kw, dz.shape[1]):
             raise ValueError(
                 f"{op}: cols of shape {tuple(cols.shape)} do not match x_shape {tuple(x_shape)}: expected "
@@ -285,5 +328,5 @@ def conv2d_backward(
         matmul_accumulate(dW.reshape(cout, -1), dz, cols, transb=True, what=f"{op} (dW)")
     if not input_grad:
         return None
-    dcols = gemm(W.reshape(cout, -1), dz, transa=True)
+    dcols = gemm(operand(W.reshape(cout, -1), lowp), dz, transa=True, out_dtype=_out(lowp))
     return col2im_bias(dcols, x_shape, (kh, kw), stride, padding, None, op)

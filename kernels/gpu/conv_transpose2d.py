@@ -29,9 +29,9 @@ from tinygan.backend import get_precision
 
 from ..reference.conv_geometry import conv2d_output_hw, conv_transpose2d_output_shape
 from . import conv_igemm
-from ._common import device_array, gemm, pair, same_dtype
+from ._common import BF16, device_array, gemm, low_precision, pair, same_dtype
 from .activation import activate_, activation_grad
-from .conv2d import col2im_bias, im2col
+from .conv2d import col2im_bias, im2col_operand, is_bf16, operand
 from .cublas import matmul_accumulate
 from .layout import channel_sum, check_out, cns_to_ncs, ncs_to_cns
 
@@ -61,7 +61,10 @@ def conv_transpose2d_forward(
         b = None if b is None else cupy.ascontiguousarray(b)
         y = conv_igemm.dgrad(x, W, y_shape, stride, padding, b, conv_igemm.kernel_for(get_precision()))
         return activate_(y, slope)
-    cols = gemm(W.reshape(cin, -1), ncs_to_cns(x), transa=True)
+    lowp = low_precision(x.dtype)
+    cols = gemm(
+        operand(W.reshape(cin, -1), lowp), ncs_to_cns(x, bf16=lowp), transa=True, out_dtype=BF16 if lowp else None
+    )
     return col2im_bias(cols, y_shape, (kh, kw), stride, padding, b, "conv_transpose2d_forward", slope)
 
 
@@ -69,7 +72,7 @@ def conv_transpose2d_backward_data(
     dy: cupy.ndarray, W: cupy.ndarray, stride: Any, padding: Any
 ) -> tuple[cupy.ndarray, cupy.ndarray]:
     """Returns (dx, dy_cols); dy_cols = im2col(dy) is reusable by conv_transpose2d_backward_weight (None on
-    the implicit-GEMM path, which forms no such buffer)."""
+    the implicit-GEMM path, which forms no such buffer; bfloat16 at precision "bf16")."""
     dy, W = (
         device_array(dy, "dy", "conv_transpose2d_backward_data"),
         device_array(W, "W", "conv_transpose2d_backward_data"),
@@ -85,8 +88,9 @@ def conv_transpose2d_backward_data(
     if conv_igemm.use_implicit("conv_transpose2d_backward_data", cin, dy, W) and n * cin * h * w < 2**31:
         prec = conv_igemm.kernel_for(get_precision())
         return conv_igemm.fprop(dy, W, None, pair(stride), pair(padding), (h, w), prec), None
-    dy_cols = im2col(dy, (kh, kw), stride, padding)
-    dx = cns_to_ncs(gemm(W.reshape(cin, -1), dy_cols), (n, cin, h, w))
+    lowp = low_precision(dy.dtype)
+    dy_cols = im2col_operand(dy, (kh, kw), stride, padding, lowp)
+    dx = cns_to_ncs(gemm(operand(W.reshape(cin, -1), lowp), dy_cols), (n, cin, h, w))
     return dx, dy_cols
 
 
@@ -101,7 +105,8 @@ def conv_transpose2d_backward_weight(
     """Returns (dW, db); pass the dy_cols from conv_transpose2d_backward_data to skip recomputing them."""
     op = "conv_transpose2d_backward_weight"
     dy, x = device_array(dy, "dy", op), device_array(x, "x", op)
-    same_dtype(op, dy, x=x, dy_cols=dy_cols)
+    same_dtype(op, dy, x=x, dy_cols=None if is_bf16(dy_cols) else dy_cols)
+    lowp = low_precision(dy.dtype) or is_bf16(dy_cols)
     cin, cout, kh, kw = (int(d) for d in W_shape)
     if dy_cols is None and conv_igemm.use_implicit("conv_transpose2d_backward_weight", cin, dy, x):
         (sh, sw), (ph, pw) = pair(stride), pair(padding)
@@ -117,10 +122,10 @@ def conv_transpose2d_backward_weight(
         dW, _ = conv_igemm.wgrad(x, dy, (kh, kw), (sh, sw), (ph, pw), False, conv_igemm.kernel_for(get_precision()))
         return dW, channel_sum(dy)
     if dy_cols is None:
-        dy_cols = im2col(dy, (kh, kw), stride, padding)
+        dy_cols = im2col_operand(dy, (kh, kw), stride, padding, lowp)
     else:
-        dy_cols = device_array(dy_cols, "dy_cols", op)
-    x_m = ncs_to_cns(x)
+        dy_cols = operand(cupy.ascontiguousarray(dy_cols) if lowp else device_array(dy_cols, "dy_cols", op), lowp)
+    x_m = ncs_to_cns(x, bf16=lowp)
     if dy_cols.shape != (cout * kh * kw, x_m.shape[1]):
         raise ValueError(
             f"{op}: dy of shape {tuple(dy.shape)} (im2col {tuple(dy_cols.shape)}) does not match x of shape "
@@ -169,7 +174,9 @@ def conv_transpose2d_backward(
             gW, _ = conv_transpose2d_backward_weight(dz, x, W.shape, stride, padding)
             dW += gW
         else:
+            lowp = low_precision(dz.dtype) or is_bf16(dz_cols)
             if dz_cols is None:
-                dz_cols = im2col(dz, (kh, kw), stride, padding)
-            matmul_accumulate(dW.reshape(cin, -1), ncs_to_cns(x), dz_cols, transb=True, what=f"{op} (dW)")
+                dz_cols = im2col_operand(dz, (kh, kw), stride, padding, lowp)
+            x_m = ncs_to_cns(x, bf16=lowp)
+            matmul_accumulate(dW.reshape(cin, -1), x_m, operand(dz_cols, lowp), transb=True, what=f"{op} (dW)")
     return dx

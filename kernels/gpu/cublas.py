@@ -17,6 +17,10 @@ float32 products go through ``cublasGemmEx`` with the compute type of the precis
 TF32 tensor cores (10-bit mantissa products, as PyTorch does by default for convolutions), ``"bf16"``
 BF16 tensor cores; FP32 accumulation in all three. float64 products are always full float64.
 
+bfloat16 operands (uint16 arrays of bfloat16 bits, ``_common.BF16``: what the convolutions form at precision
+"bf16") are multiplied on the BF16 tensor cores with FP32 accumulation (``CUBLAS_COMPUTE_32F`` on
+``CUDA_R_16BF`` inputs); the product is float32, or rounded to bfloat16 with ``out_dtype=BF16``.
+
 :func:`matmul_accumulate` is the weight gradients' GEMM: ``dW += op(a) @ op(b)`` straight into the layer's
 gradient buffer (beta = 1), with no temporary product and no separate ``+=`` kernel.
 """
@@ -30,11 +34,13 @@ import threading
 import cupy
 import numpy as np
 
-from ._common import capturing
+from ._common import BF16, capturing
 
 CUBLAS_OP_N = 0
 CUBLAS_OP_T = 1
 CUDA_R_32F = 0
+CUDA_R_16BF = 14
+CUBLAS_COMPUTE_32F = 68
 CUBLAS_GEMM_DEFAULT = -1
 # cublasComputeType_t for float32 inputs and outputs, by tinygan.backend precision.
 COMPUTE_TYPES = {"fp32": 68, "tf32": 77, "bf16": 75}  # 32F, 32F_FAST_TF32, 32F_FAST_16BF
@@ -187,19 +193,32 @@ def matmul(
     alpha: float = 1.0,
     beta: float = 0.0,
     precision: str | None = None,
+    out_dtype: np.dtype | None = None,
 ) -> cupy.ndarray:
-    """``out = alpha * op(a) @ op(b) + beta * out`` for 2-D float32 or float64 CuPy arrays.
+    """``out = alpha * op(a) @ op(b) + beta * out`` for 2-D float32, float64 or bfloat16 (``BF16``) CuPy arrays.
 
     ``op(x)`` is ``x.T`` when the matching trans flag is set. Works inside stream capture once the
     stream has been bound (see :func:`bind_stream`). ``precision`` (float32 only; default: the
-    backend's setting) picks the product: "fp32", "tf32" or "bf16".
+    backend's setting) picks the product: "fp32", "tf32" or "bf16". bfloat16 operands give a float32
+    product, or a bfloat16 one with ``out_dtype=BF16`` (``out``, when given, decides).
     """
     for name, x in (("a", a), ("b", b)):
         if not isinstance(x, cupy.ndarray) or x.ndim != 2:
             raise ValueError(f"cublas.matmul: {name} must be a 2-D CuPy array")
-    dtype = a.dtype
-    if dtype not in (np.float32, np.float64) or b.dtype != dtype:
-        raise TypeError(f"cublas.matmul: a and b must both be float32 or both float64, got {a.dtype} and {b.dtype}")
+    if a.dtype not in (np.float32, np.float64, BF16) or b.dtype != a.dtype:
+        raise TypeError(
+            f"cublas.matmul: a and b must both be float32, float64 or bfloat16 (uint16 bits), got {a.dtype} and "
+            f"{b.dtype}"
+        )
+    bf16 = a.dtype == BF16
+    if out is not None:
+        dtype = out.dtype
+    elif out_dtype is not None:
+        dtype = np.dtype(out_dtype)
+    else:
+        dtype = np.dtype(np.float32) if bf16 else a.dtype
+    if dtype not in ((np.float32, BF16) if bf16 else (a.dtype,)):
+        raise TypeError(f"cublas.matmul: a product of {a.dtype} operands cannot be written as {dtype}")
     a, transa = _row_major(a, transa)
     b, transb = _row_major(b, transb)
     m, k = (a.shape[1], a.shape[0]) if transa else a.shape
@@ -225,6 +244,32 @@ def matmul(
             out *= beta
         return out
     h = _handle(create=not capturing())
+    if bf16:
+        one, zero = ctypes.c_float(alpha), ctypes.c_float(beta)
+        out_type = CUDA_R_16BF if dtype == BF16 else CUDA_R_32F
+        status = library().cublasGemmEx(
+            h.ptr,
+            CUBLAS_OP_T if transb else CUBLAS_OP_N,
+            CUBLAS_OP_T if transa else CUBLAS_OP_N,
+            n,
+            m,
+            k,
+            ctypes.byref(one),
+            ctypes.c_void_p(b.data.ptr),
+            CUDA_R_16BF,
+            b.shape[1],
+            ctypes.c_void_p(a.data.ptr),
+            CUDA_R_16BF,
+            a.shape[1],
+            ctypes.byref(zero),
+            ctypes.c_void_p(out.data.ptr),
+            out_type,
+            n,
+            CUBLAS_COMPUTE_32F,
+            CUBLAS_GEMM_DEFAULT,
+        )
+        _check(status, "cublasGemmEx (bf16 operands)")
+        return out
     if dtype == np.float32:
         if precision is None:
             from tinygan.backend import get_precision
@@ -289,9 +334,10 @@ def matmul_accumulate(
 
     The product follows the precision setting as every GEMM here does. ``what`` names the caller in errors.
     """
-    if not isinstance(out, cupy.ndarray) or not out.flags.c_contiguous or out.dtype != a.dtype:
+    want = np.dtype(np.float32) if a.dtype == BF16 else a.dtype  # bfloat16 operands accumulate into float32
+    if not isinstance(out, cupy.ndarray) or not out.flags.c_contiguous or out.dtype != want:
         got = f"{getattr(out, 'dtype', type(out).__name__)} {tuple(getattr(out, 'shape', ()))}"
-        raise ValueError(f"{what}: the gradient buffer must be a C-contiguous {a.dtype} CuPy array, got {got}")
+        raise ValueError(f"{what}: the gradient buffer must be a C-contiguous {want} CuPy array, got {got}")
     try:
         return matmul(a, b, out=out, transa=transa, transb=transb, beta=1.0)
     except ValueError as exc:

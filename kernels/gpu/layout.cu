@@ -36,18 +36,19 @@ __global__ void cns_to_ncs(const T* __restrict__ src, T* __restrict__ dst, const
 // (N, C, S) -> (C, N, S); indexed by the destination so the writes are coalesced. With act, the source is an
 // upstream gradient dy and the result dz = epilogue_grad(dy, y): the fused activation's backward, in the pass
 // that already reads dy for the GEMMs (gate = y, the fused forward's output, in dy's layout).
-template <typename T, typename I>
-__device__ __forceinline__ void ncs_to_cns_body(const T* __restrict__ src, T* __restrict__ dst,
-                                                const T* __restrict__ gate, int act, T slope, I N, I C, I S,
+// S: what dst stores, T or bf16_t (precision "bf16": dz as the products' operand, rounded once here).
+template <typename T, typename S, typename I>
+__device__ __forceinline__ void ncs_to_cns_body(const T* __restrict__ src, S* __restrict__ dst,
+                                                const T* __restrict__ gate, int act, T slope, I N, I C, I S_,
                                                 const unsigned* magic) {
-    const I total = N * C * S;
+    const I total = N * C * S_;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x) {
-        const I t = div_by(i, S, magic[0], magic[1]);
-        const I s = i - t * S;
+        const I t = div_by(i, S_, magic[0], magic[1]);
+        const I s = i - t * S_;
         const I c = div_by(t, N, magic[2], magic[3]);
         const I n = t - c * N;
-        const I j = (n * C + c) * S + s;
-        dst[i] = act ? epilogue_grad(src[j], gate[j], act, slope) : src[j];
+        const I j = (n * C + c) * S_ + s;
+        dst[i] = store_as<S>(act ? epilogue_grad(src[j], gate[j], act, slope) : src[j]);
     }
 }
 
@@ -56,7 +57,21 @@ __global__ void ncs_to_cns(const T* __restrict__ src, T* __restrict__ dst, const
                            T slope, index_t N, index_t C, index_t S, unsigned s_mul, unsigned s_shift,
                            unsigned n_mul, unsigned n_shift) {
     const unsigned magic[4] = {s_mul, s_shift, n_mul, n_shift};
-    ncs_to_cns_body<T, I>(src, dst, gate, act, slope, (I)N, (I)C, (I)S, magic);
+    ncs_to_cns_body<T, T, I>(src, dst, gate, act, slope, (I)N, (I)C, (I)S, magic);
+}
+
+template <typename T, typename I>
+__global__ void ncs_to_cns_bf16(const T* __restrict__ src, bf16_t* __restrict__ dst, const T* __restrict__ gate,
+                                int act, T slope, index_t N, index_t C, index_t S, unsigned s_mul, unsigned s_shift,
+                                unsigned n_mul, unsigned n_shift) {
+    const unsigned magic[4] = {s_mul, s_shift, n_mul, n_shift};
+    ncs_to_cns_body<T, bf16_t, I>(src, dst, gate, act, slope, (I)N, (I)C, (I)S, magic);
+}
+
+// A float array's values as bfloat16 (a weight matrix as a GEMM operand at precision "bf16").
+template <typename T>
+__global__ void cast_bf16(const T* __restrict__ src, bf16_t* __restrict__ dst, index_t n) {
+    GRID_STRIDE_LOOP(i, n) dst[i] = to_bf16((float)src[i]);
 }
 
 // In place: y[n, c, s] = epilogue_act(y[n, c, s] + bias[c]) (Dense's forward epilogue after the GEMM).
@@ -138,25 +153,41 @@ __global__ void channel_finish(const double* __restrict__ partial, T* __restrict
 // thread sums the same values in the same order as channel_partial over the written dst would, so db has
 // the same bits as ncs_to_cns followed by channel_sum, without reading dz again (seventh session: 6 launches
 // of channel_partial, 60 us of the DCGAN's tf32 step, read back what ncs_to_cns had just written).
-template <typename T, typename I>
-__global__ void ncs_to_cns_sum(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ gate, int act,
-                               T slope, double* __restrict__ partial, index_t N_, index_t C_, index_t S_,
-                               index_t chunk, unsigned s_mul, unsigned s_shift) {
+// The sum is of the values before rounding to S: the bias gradient keeps T's precision when dz is bf16.
+template <typename T, typename S, typename I>
+__device__ __forceinline__ void ncs_to_cns_sum_body(const T* __restrict__ src, S* __restrict__ dst,
+                                                    const T* __restrict__ gate, int act, T slope,
+                                                    double* __restrict__ partial, index_t N_, index_t C_,
+                                                    index_t S_, index_t chunk, unsigned s_mul, unsigned s_shift) {
     __shared__ double smem[REDUCE_THREADS];
-    const I C = (I)C_, S = (I)S_, M = (I)(N_ * S_);
+    const I C = (I)C_, Sz = (I)S_, M = (I)(N_ * S_);
     const I c = blockIdx.y;
     const I begin = (I)blockIdx.x * (I)chunk;
     const I end = min(M, begin + (I)chunk);
     double acc = 0.0;
     for (I m = begin + (I)threadIdx.x; m < end; m += (I)blockDim.x) {
-        const I n = div_by(m, S, s_mul, s_shift);
-        const I j = (n * C + c) * S + (m - n * S);
+        const I n = div_by(m, Sz, s_mul, s_shift);
+        const I j = (n * C + c) * Sz + (m - n * Sz);
         const T v = act ? epilogue_grad(src[j], gate[j], act, slope) : src[j];
-        dst[(index_t)c * M + m] = v;
+        dst[(index_t)c * M + m] = store_as<S>(v);
         acc += (double)v;
     }
     const double total = block_sum(acc, smem);
     if (threadIdx.x == 0) partial[(index_t)c * gridDim.x + blockIdx.x] = total;
+}
+
+template <typename T, typename I>
+__global__ void ncs_to_cns_sum(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ gate, int act,
+                               T slope, double* __restrict__ partial, index_t N_, index_t C_, index_t S_,
+                               index_t chunk, unsigned s_mul, unsigned s_shift) {
+    ncs_to_cns_sum_body<T, T, I>(src, dst, gate, act, slope, partial, N_, C_, S_, chunk, s_mul, s_shift);
+}
+
+template <typename T, typename I>
+__global__ void ncs_to_cns_sum_bf16(const T* __restrict__ src, bf16_t* __restrict__ dst, const T* __restrict__ gate,
+                                    int act, T slope, double* __restrict__ partial, index_t N_, index_t C_,
+                                    index_t S_, index_t chunk, unsigned s_mul, unsigned s_shift) {
+    ncs_to_cns_sum_body<T, bf16_t, I>(src, dst, gate, act, slope, partial, N_, C_, S_, chunk, s_mul, s_shift);
 }
 
 template <typename T>

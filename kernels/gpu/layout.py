@@ -14,12 +14,21 @@ from typing import Any
 import cupy
 
 from ..fastdiv import fast_div_args
-from ._common import THREADS, CudaModule, idx, launch, scalar
+from ._common import BF16, THREADS, CudaModule, idx, launch, scalar
 
 _MOD = CudaModule(
     "layout.cu",
-    templates=("channel_finish", "channel_sum_rows", "rows_grad_sum"),
-    indexed=("cns_to_ncs", "ncs_to_cns", "ncs_to_cns_sum", "add_bias", "channel_sum", "channel_partial"),
+    templates=("channel_finish", "channel_sum_rows", "rows_grad_sum", "cast_bf16"),
+    indexed=(
+        "cns_to_ncs",
+        "ncs_to_cns",
+        "ncs_to_cns_bf16",
+        "ncs_to_cns_sum",
+        "ncs_to_cns_sum_bf16",
+        "add_bias",
+        "channel_sum",
+        "channel_partial",
+    ),
 )
 
 # Values of one channel that one block of channel_partial sums (16 per thread).
@@ -78,27 +87,40 @@ def cns_to_ncs(
     return dst
 
 
+def as_bf16(x: cupy.ndarray) -> cupy.ndarray:
+    """``x`` as bfloat16 bits (``_common.BF16``), rounded to nearest even; a bfloat16 array as it is."""
+    if x.dtype == BF16:
+        return x
+    x = cupy.ascontiguousarray(x)
+    out = cupy.empty(x.shape, dtype=BF16)
+    launch(_MOD.get("cast_bf16", x.dtype), x.size, (x, out, idx(x.size)))
+    return out
+
+
 def ncs_to_cns(
     src: cupy.ndarray,
     gate: cupy.ndarray | None = None,
     slope: float | None = None,
     out_sum: cupy.ndarray | None = None,
+    bf16: bool = False,
 ) -> cupy.ndarray:
     """An (N, C, ...) array as a contiguous (C, N*S) matrix. With ``slope``, ``src`` is an upstream gradient
     dy, ``gate`` the fused forward's output y (same shape), and the result dz = dy * act'(y), channel-major.
     With ``out_sum`` (a bias gradient), also ``out_sum[c] += sum of row c`` of the result, in the same pass: the
-    same bits as ``channel_sum(result.reshape(1, C, -1), out=out_sum)``."""
+    same bits as ``channel_sum(result.reshape(1, C, -1), out=out_sum)``. With ``bf16`` the matrix is stored as
+    bfloat16 (a GEMM operand at precision "bf16"); ``out_sum`` still sums the values before that rounding."""
     n, c, s = _ncs(src.shape)
     g = gate_for("ncs_to_cns", src, gate, slope)
     if out_sum is not None:
         check_out(out_sum, (c,), src.dtype, "ncs_to_cns (out_sum)")
-    dst = cupy.empty((c, n * s), dtype=src.dtype)
+    dst = cupy.empty((c, n * s), dtype=BF16 if bf16 else src.dtype)
+    suffix = "_bf16" if bf16 else ""
     # The summing kernel puts the channels along the grid's y (at most 65535) and needs values to sum; otherwise
     # the plain layout change, then channel_sum over its result.
     if out_sum is not None and 0 < c <= 65535 and n * s > 0:
         parts = -(-(n * s) // CHANNEL_CHUNK)
         partial = cupy.empty((c, parts), dtype=cupy.float64)
-        _MOD.get_for("ncs_to_cns_sum", src.dtype, src, dst)(
+        _MOD.get_for("ncs_to_cns_sum" + suffix, src.dtype, src, dst)(
             (parts, c),
             (THREADS,),
             (src, dst, g, *act_args(src.dtype, slope), partial, idx(n), idx(c), idx(s), idx(CHANNEL_CHUNK))
@@ -107,12 +129,15 @@ def ncs_to_cns(
         _MOD.get("channel_finish", src.dtype)((c,), (THREADS,), (partial, out_sum, idx(parts), cupy.int32(1)))
         return dst
     launch(
-        _MOD.get_for("ncs_to_cns", src.dtype, src, dst),
+        _MOD.get_for("ncs_to_cns" + suffix, src.dtype, src, dst),
         dst.size,
         (src, dst, g, *act_args(src.dtype, slope), idx(n), idx(c), idx(s), *fast_div_args(s, n)),
     )
     if out_sum is not None:
-        channel_sum(dst.reshape(1, c, -1), out=out_sum)
+        if bf16:  # the sum of the unrounded values (rare: over 65535 channels or no values at all)
+            channel_sum(ncs_to_cns(src, gate, slope).reshape(1, c, -1), out=out_sum)
+        else:
+            channel_sum(dst.reshape(1, c, -1), out=out_sum)
     return dst
 
 
