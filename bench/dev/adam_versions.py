@@ -4,14 +4,16 @@ device memory, as the captured training step runs it), for ``python -m bench.dev
 - v1: production until the seventh session (``adam_versions.cu``): one grid strides over each tensor in
   turn. Measured in the training step (H200, ``bench.profile_step``): 21 µs a launch for the MNIST GAN's
   1.5M-weight networks, 20 µs for the DCGAN's G and D together.
-- v2 (production, ``kernels/gpu/adam.cu``): every tensor cut into chunks of ``ADAM_CHUNK`` elements from a
-  cached table, one block a chunk, four elements a thread loaded before any is computed. Measured in the
-  step: DCGAN 40.7 -> 18.1 µs, MNIST only 42.2 -> 37.5 µs (2.2 TB/s, about half the copy rate).
-- v3 (candidate, not yet run on a GPU): v2's kernel on a grid capped at a few blocks per SM, each block
+- v2 (production in the seventh session, ``kernels/gpu/adam.cu``): every tensor cut into chunks of ``ADAM_CHUNK``
+  elements from a cached table, one block a chunk, four elements a thread loaded before any is computed.
+  Measured in the step: DCGAN 40.7 -> 18.1 µs, MNIST only 42.2 -> 37.5 µs (2.2 TB/s, about half the copy rate).
+- v3 (production since the eighth session): v2's kernel on a grid capped at a few blocks per SM, each block
   looping over chunks. Hypothesis: v2 launches a block per chunk (1,426 for the MNIST D), and each block
   ends with a fence and an atomic on the one step-ticket word, serialised in the L2; a grid of 4 blocks
   per SM (528 on an H200) takes 2.7x fewer tickets. Prediction: MNIST nets 0.8x v2's time or better,
-  the DCGAN's (under 600 chunks a net) unchanged.
+  the DCGAN's (under 600 chunks a net) unchanged. Measured (H200, 2026-12-02, eighth session, call 1):
+  MNIST D 18.3 -> 13.7 µs (0.75x), MNIST G 18.7 -> 14.0 (0.75x), as predicted; DCGAN D unchanged (5.6), but
+  DCGAN G 11.2 -> 8.2 µs (0.73x), against the prediction (its 808 chunks are over 528 blocks too).
 
 Cases: the parameter tensors of the four seed networks, laid end to end in one array per role (param,
 grad, m, v), so the reference is one float64 Adam step over the whole array. Every version performs step
@@ -106,20 +108,18 @@ def adam_v1(p: Any, g: Any, m: Any, v: Any, step: Any, sizes: tuple[int, ...]) -
 
 
 def adam_v2(p: Any, g: Any, m: Any, v: Any, step: Any, sizes: tuple[int, ...]) -> tuple:
-    from tinygan.kernels.gpu.adam import adam_update_multi
+    from tinygan.kernels.gpu import adam
+    from tinygan.kernels.gpu._common import MAX_BLOCKS, THREADS
 
-    adam_update_multi(*(_views(a, sizes) for a in (p, g, m, v)), LR, BETA1, BETA2, EPS, step)
+    ptrs, size_table, chunks = _tables(p, g, m, v, sizes, adam.ADAM_CHUNK)
+    grid = (max(1, min(MAX_BLOCKS, len(chunks))),)  # a block a chunk
+    args = (ptrs, size_table, chunks, np.int32(len(chunks)), step, np.int32(1), *_hyper())
+    adam._MOD.get("adam_update_multi_device_step", p.dtype)(grid, (THREADS,), args)
     return p, m, v
 
 
 def adam_v3(p: Any, g: Any, m: Any, v: Any, step: Any, sizes: tuple[int, ...]) -> tuple:
-    import cupy
-    from tinygan.kernels.gpu import adam
-    from tinygan.kernels.gpu._common import THREADS
+    from tinygan.kernels.gpu.adam import adam_update_multi
 
-    ptrs, size_table, chunks = _tables(p, g, m, v, sizes, adam.ADAM_CHUNK)
-    sms = cupy.cuda.runtime.deviceGetAttribute(cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, cupy.cuda.Device().id)
-    grid = (max(1, min(len(chunks), adam._BLOCKS_PER_SM * sms)),)
-    args = (ptrs, size_table, chunks, np.int32(len(chunks)), step, np.int32(1), *_hyper())
-    adam._MOD.get("adam_update_multi_device_step", p.dtype)(grid, (THREADS,), args)
+    adam_update_multi(*(_views(a, sizes) for a in (p, g, m, v)), LR, BETA1, BETA2, EPS, step)
     return p, m, v

@@ -26,7 +26,8 @@ training step besides the GEMMs:
 - ``channel_sum`` (every bias gradient): v1 one block per channel; v2 (production) many blocks per
   channel, then one block per channel sums the partials.
 - ``adam`` (a network's every weight in one launch, the step count on the device): see
-  ``bench/dev/adam_versions.py`` (v1 grid-stride over each tensor, v2 production's chunks, v3 a candidate).
+  ``bench/dev/adam_versions.py`` (v1 grid-stride over each tensor, v2 chunks a block each, v3 production:
+  v2 on a capped grid).
 - ``batchnorm_forward`` and ``batchnorm_backward`` (the generator's three BatchNorm2d layers): v1 one
   block per channel does everything in one launch; v2 (production, for channels of more than 4,096
   values) reduces chunks of a channel in many blocks, combines them per channel in a fixed order, then
@@ -513,11 +514,11 @@ def ops(
             "adam",
             [
                 Version("v1", "one grid strides over each tensor in turn", adam_versions.adam_v1),
+                Version("v2", "a block a chunk of 1,024, four loads a thread in flight", adam_versions.adam_v2),
                 Version(
-                    "v2", "production: a block a chunk of 1,024, four loads a thread in flight", adam_versions.adam_v2
-                ),
-                Version(
-                    "v3", "v2's kernel on a grid of 4 blocks per SM looping over the chunks", adam_versions.adam_v3
+                    "v3",
+                    "production: v2's kernel on a grid of 4 blocks per SM looping over the chunks",
+                    adam_versions.adam_v3,
                 ),
             ],
             adam_versions.cases(dtype, adam_networks),
