@@ -524,6 +524,44 @@ def test_cublas_matmul_matches_numpy(K, rng, dtype, transa, transb):
     close(out, 2.0 * ref + before, dtype, gemm=True)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("transa", [False, True])
+def test_cublas_matmul_reads_the_pitch_of_padded_rows(K, rng, dtype, transa):
+    """A matrix whose rows were padded to start 16-byte aligned (the first columns of a wider array, as
+    cublas.padded_empty and layout.weight_operand make them) is read and written at its pitch, not copied."""
+    m, k, n = 37, 27, 23
+    a = rand(rng, (k, m) if transa else (m, k), dtype)
+    b = rand(rng, (k, n), dtype)
+    ref = (a.T if transa else a) @ b
+    wide = cp.full((a.shape[0], a.shape[1] + 5), np.nan, dtype=dtype)  # NaN padding: read by mistake, it shows
+    wide[:, : a.shape[1]] = g(a)
+    out = K.cublas.padded_empty(ref.shape, dtype)
+    assert not out.flags.c_contiguous
+    K.cublas.matmul(wide[:, : a.shape[1]], g(b), out=out, transa=transa)
+    close(out, ref, dtype, gemm=True)
+    # An unaligned gradient buffer accumulates through an aligned temporary: the same sum.
+    grad = g(rand(rng, ref.shape, dtype))
+    before = cp.asnumpy(grad)
+    K.cublas.matmul_accumulate(grad, g(a), g(b), transa=transa, align_out=True)
+    close(grad, before + ref, dtype, gemm=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weight_operand_pads_unaligned_rows(K, rng, dtype):
+    """layout.weight_operand: the same values (bfloat16-rounded with bf16), rows padded to a 16-byte pitch."""
+    from tinygan.kernels.gpu.layout import weight_operand
+
+    w = rand(rng, (6, 27), dtype)
+    got = weight_operand(g(w), False)
+    assert (got.strides[0] * 1) % 16 == 0 and got.shape == w.shape
+    np.testing.assert_array_equal(cp.asnumpy(got), w)
+    if dtype == np.float32:
+        bits = weight_operand(g(w), True)
+        assert bits.dtype == np.uint16 and bits.strides[0] % 16 == 0
+        back = (cp.asnumpy(bits).astype(np.uint32) << 16).view(np.float32)
+        np.testing.assert_allclose(back, w, rtol=2**-8)
+
+
 # -- Philox4x32-10 -------------------------------------------------------------------------------
 
 M0, M1, W0, W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85

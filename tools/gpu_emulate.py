@@ -506,8 +506,13 @@ def _run(name, grid, block, a):
         v = v.transpose(1, 0, 2).reshape(-1)
         V(dst)[:] = _to_bf16(v) if name.endswith("bf16") else v
     elif name == "cast_bf16":
-        src, dst, n = a
-        V(dst)[:n] = _to_bf16(V(src)[:n])
+        src, dst, n, cols, ld = a
+        values = _to_bf16(V(src)[:n])
+        if ld == cols:
+            V(dst)[:n] = values
+        else:  # rows of cols values at a pitch of ld: the first columns of a wider array (cublas.padded_empty)
+            assert dst.ndim == 2 and dst.shape[1] == cols and dst.strides[0] == ld * dst.itemsize, (dst.strides, ld)
+            dst[...] = values.reshape(-1, cols)
     elif name in ("ncs_to_cns_sum", "ncs_to_cns_sum_bf16"):
         src, dst, gate, act, slope, partial, N, C, S, chunk, *magic = a
         _check_fast_div(name, magic, S)
@@ -715,8 +720,8 @@ def _matmul(a, b, out=None, transa=False, transb=False, *, alpha=1.0, beta=0.0, 
         if beta != 0.0:
             raise ValueError("cublas.matmul: beta != 0 needs an out array to accumulate into")
         out = cupy.empty((m, n), dtype=dtype)
-    elif out.shape != (m, n) or not out.flags.c_contiguous:
-        raise ValueError(f"cublas.matmul: out must be a C-contiguous {dtype} array of shape {(m, n)}")
+    elif out.shape != (m, n) or not (out.flags.c_contiguous or out.strides[1] == out.itemsize):
+        raise ValueError(f"cublas.matmul: out must be a C-contiguous (or row-strided) {dtype} array of shape {(m, n)}")
     prod = (A.astype(np.float64) @ B.astype(np.float64)) if A.dtype == np.float32 else A @ B
     LAUNCHES["gemm_beta1" if beta == 1.0 else "gemm"] = LAUNCHES.get("gemm_beta1" if beta == 1.0 else "gemm", 0) + 1
     if dtype == np.uint16:

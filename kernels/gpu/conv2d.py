@@ -47,7 +47,7 @@ from ._common import (
 )
 from .activation import activate_, activation_grad
 from .cublas import matmul_accumulate
-from .layout import act_args, as_bf16, channel_sum, check_out, cns_to_ncs, ncs_to_cns
+from .layout import act_args, as_bf16, channel_sum, check_out, cns_to_ncs, ncs_to_cns, weight_operand
 
 _MOD = CudaModule("conv2d.cu", indexed=("im2col", "im2col_bf16", "col2im", "col2im_bf16"))
 
@@ -207,7 +207,7 @@ def conv2d_forward(
         return activate_(y, slope), ConvInput(x, (g.sh, g.sw), (g.ph, g.pw))
     lowp = low_precision(x.dtype)
     cols = im2col_operand(x, (kh, kw), stride, padding, lowp)
-    y = cns_to_ncs(gemm(operand(W.reshape(cout, -1), lowp), cols), (g.n, cout, g.ho, g.wo), b, slope)
+    y = cns_to_ncs(gemm(weight_operand(W.reshape(cout, -1), lowp), cols), (g.n, cout, g.ho, g.wo), b, slope)
     return y, cols
 
 
@@ -227,7 +227,9 @@ def conv2d_backward_data(
         prec = conv_igemm.kernel_for(get_precision())
         return conv_igemm.dgrad(dy, W, x_shape, (g.sh, g.sw), (g.ph, g.pw), None, prec)
     lowp = low_precision(dy.dtype)
-    dcols = gemm(operand(W.reshape(cout, -1), lowp), ncs_to_cns(dy, bf16=lowp), transa=True, out_dtype=_out(lowp))
+    dcols = gemm(
+        weight_operand(W.reshape(cout, -1), lowp), ncs_to_cns(dy, bf16=lowp), transa=True, out_dtype=_out(lowp)
+    )
     return col2im_bias(dcols, x_shape, (kh, kw), stride, padding, None, "conv2d_backward_data")
 
 
@@ -325,8 +327,8 @@ def conv2d_backward(
                 f"{op}: cols of shape {tuple(cols.shape)} do not match x_shape {tuple(x_shape)}: expected "
                 f"{(cin * kh * kw, dz.shape[1])}"
             )
-        matmul_accumulate(dW.reshape(cout, -1), dz, cols, transb=True, what=f"{op} (dW)")
+        matmul_accumulate(dW.reshape(cout, -1), dz, cols, transb=True, what=f"{op} (dW)", align_out=True)
     if not input_grad:
         return None
-    dcols = gemm(operand(W.reshape(cout, -1), lowp), dz, transa=True, out_dtype=_out(lowp))
+    dcols = gemm(weight_operand(W.reshape(cout, -1), lowp), dz, transa=True, out_dtype=_out(lowp))
     return col2im_bias(dcols, x_shape, (kh, kw), stride, padding, None, op)

@@ -33,7 +33,7 @@ from ._common import BF16, device_array, gemm, low_precision, pair, same_dtype
 from .activation import activate_, activation_grad
 from .conv2d import col2im_bias, im2col_operand, is_bf16, operand
 from .cublas import matmul_accumulate
-from .layout import channel_sum, check_out, cns_to_ncs, ncs_to_cns
+from .layout import channel_sum, check_out, cns_to_ncs, ncs_to_cns, weight_operand
 
 
 def conv_transpose2d_forward(
@@ -63,7 +63,10 @@ def conv_transpose2d_forward(
         return activate_(y, slope)
     lowp = low_precision(x.dtype)
     cols = gemm(
-        operand(W.reshape(cin, -1), lowp), ncs_to_cns(x, bf16=lowp), transa=True, out_dtype=BF16 if lowp else None
+        weight_operand(W.reshape(cin, -1), lowp),
+        ncs_to_cns(x, bf16=lowp),
+        transa=True,
+        out_dtype=BF16 if lowp else None,
     )
     return col2im_bias(cols, y_shape, (kh, kw), stride, padding, b, "conv_transpose2d_forward", slope)
 
@@ -90,7 +93,7 @@ def conv_transpose2d_backward_data(
         return conv_igemm.fprop(dy, W, None, pair(stride), pair(padding), (h, w), prec), None
     lowp = low_precision(dy.dtype)
     dy_cols = im2col_operand(dy, (kh, kw), stride, padding, lowp)
-    dx = cns_to_ncs(gemm(operand(W.reshape(cin, -1), lowp), dy_cols), (n, cin, h, w))
+    dx = cns_to_ncs(gemm(weight_operand(W.reshape(cin, -1), lowp), dy_cols), (n, cin, h, w))
     return dx, dy_cols
 
 
@@ -178,5 +181,7 @@ def conv_transpose2d_backward(
             if dz_cols is None:
                 dz_cols = im2col_operand(dz, (kh, kw), stride, padding, lowp)
             x_m = ncs_to_cns(x, bf16=lowp)
-            matmul_accumulate(dW.reshape(cin, -1), x_m, operand(dz_cols, lowp), transb=True, what=f"{op} (dW)")
+            matmul_accumulate(
+                dW.reshape(cin, -1), x_m, operand(dz_cols, lowp), transb=True, what=f"{op} (dW)", align_out=True
+            )
     return dx

@@ -173,9 +173,21 @@ def bind_stream(stream: cupy.cuda.Stream | None = None) -> None:
     _handle(stream)
 
 
+def _row_strided(x: cupy.ndarray) -> bool:
+    """Whether ``x``'s rows are contiguous and evenly spaced (a C-contiguous array, or the first columns of a
+    wider one: a matrix whose leading dimension was padded so that every row starts 16-byte aligned)."""
+    size = x.itemsize
+    return x.strides[1] == size and x.strides[0] % size == 0 and x.strides[0] >= x.shape[1] * size
+
+
+def _ld(x: cupy.ndarray) -> int:
+    """The leading dimension (row pitch, in elements) of a row-strided matrix."""
+    return max(1, x.strides[0] // x.itemsize) if x.shape[0] > 1 else max(1, x.shape[1])
+
+
 def _row_major(x: cupy.ndarray, trans: bool) -> tuple[cupy.ndarray, bool]:
-    """A C-contiguous array and transpose flag describing the same matrix as (x, trans)."""
-    if x.flags.c_contiguous:
+    """A row-strided array (:func:`_row_strided`) and transpose flag describing the same matrix as (x, trans)."""
+    if x.flags.c_contiguous or (x.ndim == 2 and x.shape[0] > 0 and x.shape[1] > 0 and _row_strided(x)):
         return x, trans
     if x.flags.f_contiguous:
         # x.T is C-contiguous and op(x) = op'(x.T) with the flag flipped: no copy.
@@ -229,9 +241,13 @@ def matmul(
         if beta != 0.0:
             raise ValueError("cublas.matmul: beta != 0 needs an out array to accumulate into")
         out = cupy.empty((m, n), dtype=dtype)
-    elif out.shape != (m, n) or out.dtype != dtype or not out.flags.c_contiguous:
+    elif (
+        out.shape != (m, n)
+        or out.dtype != dtype
+        or not (out.flags.c_contiguous or (m > 0 and n > 0 and _row_strided(out)))
+    ):
         raise ValueError(
-            f"cublas.matmul: out must be a C-contiguous {dtype} array of shape {(m, n)}, "
+            f"cublas.matmul: out must be a C-contiguous (or row-strided) {dtype} array of shape {(m, n)}, "
             f"got {out.dtype} {tuple(out.shape)}"
         )
     if m == 0 or n == 0:
@@ -257,14 +273,14 @@ def matmul(
             ctypes.byref(one),
             ctypes.c_void_p(b.data.ptr),
             CUDA_R_16BF,
-            b.shape[1],
+            _ld(b),
             ctypes.c_void_p(a.data.ptr),
             CUDA_R_16BF,
-            a.shape[1],
+            _ld(a),
             ctypes.byref(zero),
             ctypes.c_void_p(out.data.ptr),
             out_type,
-            n,
+            _ld(out),
             CUBLAS_COMPUTE_32F,
             CUBLAS_GEMM_DEFAULT,
         )
@@ -286,14 +302,14 @@ def matmul(
             ctypes.byref(one),
             ctypes.c_void_p(b.data.ptr),
             CUDA_R_32F,
-            b.shape[1],
+            _ld(b),
             ctypes.c_void_p(a.data.ptr),
             CUDA_R_32F,
-            a.shape[1],
+            _ld(a),
             ctypes.byref(zero),
             ctypes.c_void_p(out.data.ptr),
             CUDA_R_32F,
-            n,
+            _ld(out),
             COMPUTE_TYPES[precision],
             CUBLAS_GEMM_DEFAULT,
         )
@@ -310,12 +326,12 @@ def matmul(
         k,
         ctypes.byref(real(alpha)),
         ctypes.c_void_p(b.data.ptr),
-        b.shape[1],
+        _ld(b),
         ctypes.c_void_p(a.data.ptr),
-        a.shape[1],
+        _ld(a),
         ctypes.byref(real(beta)),
         ctypes.c_void_p(out.data.ptr),
-        n,
+        _ld(out),
     )
     _check(status, "cublasDgemm_v2")
     return out
@@ -328,17 +344,38 @@ def matmul_accumulate(
     transa: bool = False,
     transb: bool = False,
     what: str = "matmul_accumulate",
+    align_out: bool = False,
 ) -> cupy.ndarray:
     """``out += op(a) @ op(b)`` in one GEMM with beta = 1, for a gradient buffer ``out`` (C-contiguous, of the
     product's shape and dtype; written in place, never replaced, so a captured graph keeps its address).
 
     The product follows the precision setting as every GEMM here does. ``what`` names the caller in errors.
+    With ``align_out``, an ``out`` whose rows do not start 16-byte aligned (a convolution's weight gradient of
+    C*kh*kw = 27 or 75 columns) takes the product into an aligned, padded temporary and then one add: cuBLAS
+    has only its slow unaligned kernels for such an output (bench/results/gpu-kernel-versions-2026-12-02.md).
     """
     want = np.dtype(np.float32) if a.dtype == BF16 else a.dtype  # bfloat16 operands accumulate into float32
     if not isinstance(out, cupy.ndarray) or not out.flags.c_contiguous or out.dtype != want:
         got = f"{getattr(out, 'dtype', type(out).__name__)} {tuple(getattr(out, 'shape', ()))}"
         raise ValueError(f"{what}: the gradient buffer must be a C-contiguous {want} CuPy array, got {got}")
     try:
+        if align_out and out.ndim == 2 and (out.shape[1] * out.itemsize) % ALIGN_BYTES:
+            product = matmul(a, b, out=padded_empty(out.shape, out.dtype), transa=transa, transb=transb)
+            out += product
+            return out
         return matmul(a, b, out=out, transa=transa, transb=transb, beta=1.0)
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
+
+
+# cuBLAS's fast kernels want every row of every matrix to start 16-byte aligned.
+ALIGN_BYTES = 16
+
+
+def padded_empty(shape: tuple[int, int], dtype: np.dtype) -> cupy.ndarray:
+    """An uninitialised (rows, cols) matrix whose rows start 16-byte aligned: the first ``cols`` columns of a
+    wider array (a view; :func:`matmul` reads its pitch)."""
+    rows, cols = (int(d) for d in shape)
+    per = ALIGN_BYTES // np.dtype(dtype).itemsize
+    pitch = max(per, -(-cols // per) * per)
+    return cupy.empty((rows, pitch), dtype=dtype)[:, :cols]

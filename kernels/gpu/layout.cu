@@ -68,10 +68,15 @@ __global__ void ncs_to_cns_bf16(const T* __restrict__ src, bf16_t* __restrict__ 
     ncs_to_cns_body<T, bf16_t, I>(src, dst, gate, act, slope, (I)N, (I)C, (I)S, magic);
 }
 
-// A float array's values as bfloat16 (a weight matrix as a GEMM operand at precision "bf16").
+// A float array's values as bfloat16 (a weight matrix as a GEMM operand at precision "bf16"): n values in rows
+// of cols, written at a row pitch of ld (>= cols: rows padded to start 16-byte aligned for cuBLAS).
 template <typename T>
-__global__ void cast_bf16(const T* __restrict__ src, bf16_t* __restrict__ dst, index_t n) {
-    GRID_STRIDE_LOOP(i, n) dst[i] = to_bf16((float)src[i]);
+__global__ void cast_bf16(const T* __restrict__ src, bf16_t* __restrict__ dst, index_t n, index_t cols,
+                          index_t ld) {
+    GRID_STRIDE_LOOP(i, n) {
+        const index_t r = i / cols;
+        dst[r * ld + (i - r * cols)] = to_bf16((float)src[i]);
+    }
 }
 
 // In place: y[n, c, s] = epilogue_act(y[n, c, s] + bias[c]) (Dense's forward epilogue after the GEMM).
