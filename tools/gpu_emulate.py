@@ -567,7 +567,11 @@ def _run(name, grid, block, a):
             s = v.astype(np.float64).sum(axis=0).astype(db.dtype)
             V(db)[:] = (V(db) if acc else 0) + s
     elif name in ("im2col", "im2col_bf16"):
-        x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, rpb = a
+        x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, rpb, *vec = a
+        L = N * Ho * Wo
+        if vec:  # the bfloat16 kernel: vec columns a thread, the grid's x covering L / vec of them
+            assert vec[0] in (1, 2, 4) and L % vec[0] == 0, (vec, L)
+            assert grid[0] * block[0] * vec[0] >= L or grid[0] == 4096, (grid, block, vec, L)
         v = RC.im2col(np.asarray(x).view(np.ndarray), (kh, kw), (sh, sw), (ph, pw))
         cols[...] = _to_bf16(v.astype(np.float32)) if name.endswith("bf16") else v
     elif name in ("col2im", "col2im_bf16"):

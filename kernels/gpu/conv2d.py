@@ -108,9 +108,15 @@ def im2col_operand(x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any,
         # Each block row covers IM2COL_ROWS rows of cols (more when there are over 65535 block rows),
         # and enough blocks along x to cover the columns.
         per_block = max(IM2COL_ROWS, -(-rows // 65535))
-        grid = (max(1, min(-(-length // THREADS), 4096)), -(-rows // per_block))
-        kernel = _MOD.get_for("im2col_bf16" if bf16 else "im2col", x.dtype, x, cols)
-        kernel(grid, (THREADS,), (x, cols, *g.kernel_args(), cupy.int32(per_block)))
+        # bfloat16: a thread writes vec consecutive columns with one store (conv2d.cu says why).
+        vec = next(v for v in (4, 2, 1) if length % v == 0) if bf16 else 1
+        grid = (max(1, min(-(-length // (THREADS * vec)), 4096)), -(-rows // per_block))
+        if bf16:
+            kernel = _MOD.get_for("im2col_bf16", x.dtype, x, cols)
+            kernel(grid, (THREADS,), (x, cols, *g.kernel_args(), cupy.int32(per_block), cupy.int32(vec)))
+        else:
+            kernel = _MOD.get_for("im2col", x.dtype, x, cols)
+            kernel(grid, (THREADS,), (x, cols, *g.kernel_args(), cupy.int32(per_block)))
     return cols
 
 
