@@ -489,18 +489,29 @@ def _check_fast_div(name, magic, *divisors):
     assert tuple(magic) == want, f"{name}: fast_div arguments {tuple(magic)}, expected {want} for {divisors}"
 
 
+def _check_vec(name, vec, plane, grid, block, total):
+    """A vectorised layout change: vec values a thread, dividing the plane (and so every row), and a grid-stride
+    launch over total / vec threads' worth (layout.py's launch: at most MAX_BLOCKS blocks)."""
+    from tinygan.kernels.gpu._common import MAX_BLOCKS
+
+    assert vec in (1, 2, 4) and plane % vec == 0, f"{name}: vec={vec} for planes of {plane}"
+    assert grid[0] * block[0] * vec >= total or grid[0] == MAX_BLOCKS, f"{name}: grid {grid} for {total}/{vec}"
+
+
 def _run(name, grid, block, a):
     V = _flat
     if name == "cns_to_ncs":
-        src, dst, bias, hb, act, slope, N, C, S, *magic = a
+        src, dst, bias, hb, act, slope, N, C, S, *magic, vec = a
         _check_fast_div(name, magic, S, C)
+        _check_vec(name, vec, S, grid, block, N * C * S)
         v = V(src).reshape(C, N, S).transpose(1, 0, 2)
         if hb:
             v = v + V(bias)[:C][None, :, None]
         V(dst)[:] = _act(v, act, slope).reshape(-1)
     elif name in ("ncs_to_cns", "ncs_to_cns_bf16"):
-        src, dst, gate, act, slope, N, C, S, *magic = a
+        src, dst, gate, act, slope, N, C, S, *magic, vec = a
         _check_fast_div(name, magic, S, N)
+        _check_vec(name, vec, S, grid, block, N * C * S)
         g = V(gate)[: N * C * S] if act else None
         v = _act_grad(V(src).reshape(N, C, S), g.reshape(N, C, S) if act else None, act, slope)
         v = v.transpose(1, 0, 2).reshape(-1)
@@ -567,11 +578,10 @@ def _run(name, grid, block, a):
             s = v.astype(np.float64).sum(axis=0).astype(db.dtype)
             V(db)[:] = (V(db) if acc else 0) + s
     elif name in ("im2col", "im2col_bf16"):
-        x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, rpb, *vec = a
-        L = N * Ho * Wo
-        if vec:  # the bfloat16 kernel: vec columns a thread, the grid's x covering L / vec of them
-            assert vec[0] in (1, 2, 4) and L % vec[0] == 0, (vec, L)
-            assert grid[0] * block[0] * vec[0] >= L or grid[0] == 4096, (grid, block, vec, L)
+        x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, rpb, vec = a
+        L = N * Ho * Wo  # vec columns a thread, the grid's x covering L / vec of them
+        assert vec in (1, 2, 4) and L % vec == 0, (vec, L)
+        assert grid[0] * block[0] * vec >= L or grid[0] == 4096, (grid, block, vec, L)
         v = RC.im2col(np.asarray(x).view(np.ndarray), (kh, kw), (sh, sw), (ph, pw))
         cols[...] = _to_bf16(v.astype(np.float32)) if name.endswith("bf16") else v
     elif name in ("col2im", "col2im_bf16"):

@@ -6,8 +6,12 @@ of its op that won (a candidate after it waits for its timing); the others live 
 tries a v(N+1) has the harness ready. The ops are the convolution helpers that cost most in the DCGAN
 training step besides the GEMMs:
 
-- ``im2col``: v1 one thread per element of cols, 64-bit index math; v2 (production) 32-bit index math
-  where every offset fits, and each thread decodes its column once for a run of 16 rows.
+- ``im2col``: v1 one thread per element of cols, 64-bit index math; v2 (production until the eighth session)
+  32-bit index math where every offset fits, and each thread decodes its column once for a run of 16 rows;
+  v3 (production) v2 with 4 consecutive columns a thread (2 or 1 where N*Ho*Wo is not a multiple of 4), whose
+  4 values of a row go out as one vector store, sharing the row loop and the tap stepping. Prediction (eighth
+  session, from the step profile on an H200: 214 us in 11 launches at tf32, and the bfloat16 version, which
+  writes half the bytes, no faster: the issue rate binds, not the bytes): 1.4x v2 on the large layers.
 - ``col2im`` (a gather, one thread per pixel: no atomics, a fixed summation order, the same bits in every
   version): v1 visits all kh*kw taps and tests each, 64-bit; v2 the same with 32-bit index math; v3 visits
   only the taps that can reach the pixel (about 9 of 25 for a 5x5 stride-2 kernel); v4 numbers the pixels
@@ -22,7 +26,10 @@ training step besides the GEMMs:
   1.29x over all the DCGAN's shapes.
 - ``cns_to_ncs`` and ``ncs_to_cns`` (the layout changes around every GEMM, with the bias and activation
   epilogue, and the activation's gradient): v1 one thread per element with two divisions each; v2
-  (production) the divisions as multiply-high and shift, as col2im v7: measured 1.16-1.33x and 1.08-1.17x.
+  (production until the eighth session) the divisions as multiply-high and shift, as col2im v7: measured
+  1.16-1.33x and 1.08-1.17x; v3 (production) v2 with 4 values a thread (the largest of 4, 2, 1 dividing H*W),
+  one decode and one vector load and store for the 4. Prediction (eighth session: v2 moves 45% of the copy
+  bandwidth in the step, 131 + 97 us at tf32): 1.5x v2 on the large layers.
 - ``channel_sum`` (every bias gradient): v1 one block per channel; v2 (production) many blocks per
   channel, then one block per channel sums the partials.
 - ``adam`` (a network's every weight in one launch, the step count on the device): see
@@ -55,6 +62,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import functools
 import math
 import statistics
 import sys
@@ -191,6 +199,13 @@ def _geometry_args(x_shape: tuple[int, ...], k: Any, s: Any, p: Any) -> tuple:
 
     g = geometry(x_shape, k, s, p, "dev")
     return g, g.kernel_args()
+
+
+def im2col_v2(x: Any, k: Any, s: Any, p: Any) -> Any:
+    """Production before the eighth session: one column a thread (production's kernel at vec = 1)."""
+    from tinygan.kernels.gpu.conv2d import im2col_operand
+
+    return im2col_operand(x, k, s, p, False, vec=1)
 
 
 def im2col_v1(x: Any, k: Any, s: Any, p: Any) -> Any:
@@ -443,7 +458,8 @@ def ops(
             "im2col",
             [
                 Version("v1", "one thread per element of cols, 64-bit index math", im2col_v1),
-                Version("v2", "production: 32-bit index math, a column decoded once per 16 rows", K.im2col),
+                Version("v2", "32-bit index math, a column decoded once per 16 rows", im2col_v2),
+                Version("v3", "production: v2 with 4 consecutive columns a thread, one vector store a row", K.im2col),
             ],
             im2col_cases,
         ),
@@ -466,7 +482,8 @@ def ops(
             "cns_to_ncs",
             [
                 Version("v1", "one thread per element, two divisions each", cns_to_ncs_v1),
-                Version("v2", "production: v1, its divisions as multiply-high and shift", cns_to_ncs),
+                Version("v2", "v1, its divisions as multiply-high and shift", functools.partial(cns_to_ncs, vec=1)),
+                Version("v3", "production: v2 with 4 values a thread, one vector load and store", cns_to_ncs),
             ],
             to_ncs_cases,
         ),
@@ -474,7 +491,8 @@ def ops(
             "ncs_to_cns",
             [
                 Version("v1", "one thread per element, two divisions each", ncs_to_cns_v1),
-                Version("v2", "production: v1, its divisions as multiply-high and shift", ncs_to_cns),
+                Version("v2", "v1, its divisions as multiply-high and shift", functools.partial(ncs_to_cns, vec=1)),
+                Version("v3", "production: v2 with 4 values a thread, one vector load and store", ncs_to_cns),
             ],
             to_cns_cases,
         ),

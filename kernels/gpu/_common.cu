@@ -89,3 +89,21 @@ __device__ __forceinline__ S store_as(T v) {
 __device__ __forceinline__ float widen(float v) { return v; }
 __device__ __forceinline__ double widen(double v) { return v; }
 __device__ __forceinline__ float widen(bf16_t v) { return from_bf16(v); }
+
+// V consecutive values of type S moved as one vector load or store (16 bytes at most for float x4, bf16 x4 is
+// 8): kernels that the issue rate bounds rather than the bytes (the layout changes, im2col) do a fraction of
+// the instructions per value. The offset must be a multiple of V (and the array's start aligned: CuPy's are).
+template <typename S, int V>
+struct alignas(sizeof(S) * V) Pack {
+    S v[V];
+};
+
+template <int V, typename S>
+__device__ __forceinline__ Pack<S, V> load_pack(const S* p) {
+    return *reinterpret_cast<const Pack<S, V>*>(p);
+}
+
+template <int V, typename S>
+__device__ __forceinline__ void store_pack(S* p, const Pack<S, V>& v) {
+    *reinterpret_cast<Pack<S, V>*>(p) = v;
+}

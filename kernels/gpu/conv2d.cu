@@ -46,22 +46,16 @@ __device__ __forceinline__ void im2col_rows(const T* __restrict__ x, S* __restri
     }
 }
 
-// I = int where every offset fits, long long otherwise: two kernels (CudaModule.get_for).
-template <typename T, typename I>
-__global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, index_t N, index_t C, index_t H, index_t W,
-                       int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo, int rows_per_block) {
-    im2col_rows<T, T, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo, rows_per_block);
-}
 
 // The same, cols as bfloat16 (_common.cu: bf16_t), V consecutive columns a thread: its V values of a row go out
 // as one 2V-byte store. Rounding to bfloat16 adds instructions to a kernel that the issue rate bounds, not the
 // bytes (im2col_rows with S = bf16_t measured slower than float32's, 225.7 against 214.4 us over the DCGAN's
 // step on an H200): V columns share the loop over the rows, its tap stepping and one store. Needs L % V == 0
 // (then every row's first column is V-aligned).
-template <typename T, int V, typename I>
-__device__ __forceinline__ void im2col_rows_bf16(const T* __restrict__ x, bf16_t* __restrict__ cols, I N, I C, I H,
-                                                 I W, int kh, int kw, int sh, int sw, int ph, int pw, I Ho, I Wo,
-                                                 int rows_per_block) {
+template <typename T, typename S, int V, typename I>
+__device__ __forceinline__ void im2col_rows_vec(const T* __restrict__ x, S* __restrict__ cols, I N, I C, I H, I W,
+                                                int kh, int kw, int sh, int sw, int ph, int pw, I Ho, I Wo,
+                                                int rows_per_block) {
     const I L = N * Ho * Wo;
     const I R = C * kh * kw;
     const I r_begin = (I)blockIdx.y * rows_per_block;
@@ -88,21 +82,13 @@ __device__ __forceinline__ void im2col_rows_bf16(const T* __restrict__ x, bf16_t
         }
         int i = i_begin, j = j_begin;
         for (I r = r_begin; r < r_end; ++r) {
-            bf16_t out[V];
+            Pack<S, V> out;
 #pragma unroll
             for (int v = 0; v < V; ++v) {
                 const I h = h0[v] + i, w = w0[v] + j;
-                out[v] = to_bf16((float)((h >= 0 && h < H && w >= 0 && w < W) ? xc[v][h * W + w] : T(0)));
+                out.v[v] = store_as<S>((h >= 0 && h < H && w >= 0 && w < W) ? xc[v][h * W + w] : T(0));
             }
-            bf16_t* dst = cols + r * L + l0;
-            if constexpr (V == 4) {
-                *reinterpret_cast<uint2*>(dst) = make_uint2((unsigned)out[0] | ((unsigned)out[1] << 16),
-                                                            (unsigned)out[2] | ((unsigned)out[3] << 16));
-            } else if constexpr (V == 2) {
-                *reinterpret_cast<unsigned*>(dst) = (unsigned)out[0] | ((unsigned)out[1] << 16);
-            } else {
-                dst[0] = out[0];
-            }
+            store_pack<V>(cols + r * L + l0, out);
             if (++j == kw) {
                 j = 0;
                 if (++i == kh) {
@@ -115,19 +101,34 @@ __device__ __forceinline__ void im2col_rows_bf16(const T* __restrict__ x, bf16_t
     }
 }
 
-// vec: the columns a thread writes, 4, 2 or 1 (the host's choice: the largest that divides L); the grid's x
-// covers L / vec columns.
+template <typename T, typename S, typename I>
+__device__ __forceinline__ void im2col_any(const T* __restrict__ x, S* __restrict__ cols, index_t N, index_t C,
+                                           index_t H, index_t W, int kh, int kw, int sh, int sw, int ph, int pw,
+                                           index_t Ho, index_t Wo, int rows_per_block, int vec) {
+    if (vec == 4)
+        return im2col_rows_vec<T, S, 4, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo,
+                                           rows_per_block);
+    if (vec == 2)
+        return im2col_rows_vec<T, S, 2, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo,
+                                           rows_per_block);
+    im2col_rows<T, S, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo, rows_per_block);
+}
+
+// vec: the columns a thread writes, 4, 2 or 1 (the host's choice: the largest that divides L, 1 for double);
+// the grid's x covers L / vec columns. vec = 1 is the scalar loop above.
 template <typename T, typename I>
 __global__ void im2col_bf16(const T* __restrict__ x, bf16_t* __restrict__ cols, index_t N, index_t C, index_t H,
                             index_t W, int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo,
                             int rows_per_block, int vec) {
-    if (vec == 4)
-        return im2col_rows_bf16<T, 4, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo,
-                                         rows_per_block);
-    if (vec == 2)
-        return im2col_rows_bf16<T, 2, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo,
-                                         rows_per_block);
-    im2col_rows_bf16<T, 1, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo, rows_per_block);
+    im2col_any<T, bf16_t, I>(x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, rows_per_block, vec);
+}
+
+// I = int where every offset fits, long long otherwise: two kernels (CudaModule.get_for).
+template <typename T, typename I>
+__global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, index_t N, index_t C, index_t H, index_t W,
+                       int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo, int rows_per_block,
+                       int vec) {
+    im2col_any<T, T, I>(x, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, rows_per_block, vec);
 }
 
 // The adjoint of im2col, written as a gather: each thread owns one pixel of x and sums the cols

@@ -94,29 +94,29 @@ def geometry(x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: A
 
 
 def im2col(x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any) -> cupy.ndarray:
-    """(N, C, H, W) -> cols of shape (C*kh*kw, N*Ho*Wo); a thread fills one column for IM2COL_ROWS rows."""
+    """(N, C, H, W) -> cols of shape (C*kh*kw, N*Ho*Wo); a thread fills ``vec`` columns for IM2COL_ROWS rows."""
     return im2col_operand(x, kernel_size, stride, padding, False)
 
 
-def im2col_operand(x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any, bf16: bool) -> cupy.ndarray:
-    """:func:`im2col`, with ``bf16`` as bfloat16 bits (``_common.BF16``): a GEMM operand at precision "bf16"."""
+def im2col_operand(
+    x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any, bf16: bool, vec: int | None = None
+) -> cupy.ndarray:
+    """:func:`im2col`, with ``bf16`` as bfloat16 bits (``_common.BF16``): a GEMM operand at precision "bf16".
+    ``vec``: columns a thread writes with one store, 4, 2 or 1 (default: the largest dividing N*Ho*Wo, for float32
+    values; bench/dev times vec=1 as the version before)."""
     x = device_array(x, "x", "im2col")
     g = geometry(x.shape, kernel_size, stride, padding, "im2col")
     cols = cupy.empty((g.c * g.kh * g.kw, g.n * g.ho * g.wo), dtype=BF16 if bf16 else x.dtype)
     rows, length = cols.shape
     if cols.size > 0:
         # Each block row covers IM2COL_ROWS rows of cols (more when there are over 65535 block rows),
-        # and enough blocks along x to cover the columns.
+        # and enough blocks along x to cover the columns, vec a thread (conv2d.cu says why).
         per_block = max(IM2COL_ROWS, -(-rows // 65535))
-        # bfloat16: a thread writes vec consecutive columns with one store (conv2d.cu says why).
-        vec = next(v for v in (4, 2, 1) if length % v == 0) if bf16 else 1
+        if vec is None:
+            vec = next(v for v in (4, 2, 1) if length % v == 0) if x.dtype == np.float32 else 1
         grid = (max(1, min(-(-length // (THREADS * vec)), 4096)), -(-rows // per_block))
-        if bf16:
-            kernel = _MOD.get_for("im2col_bf16", x.dtype, x, cols)
-            kernel(grid, (THREADS,), (x, cols, *g.kernel_args(), cupy.int32(per_block), cupy.int32(vec)))
-        else:
-            kernel = _MOD.get_for("im2col", x.dtype, x, cols)
-            kernel(grid, (THREADS,), (x, cols, *g.kernel_args(), cupy.int32(per_block)))
+        kernel = _MOD.get_for("im2col_bf16" if bf16 else "im2col", x.dtype, x, cols)
+        kernel(grid, (THREADS,), (x, cols, *g.kernel_args(), cupy.int32(per_block), cupy.int32(vec)))
     return cols
 
 

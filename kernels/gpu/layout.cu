@@ -8,64 +8,96 @@
 // 1.08-1.33x over the plain divisions at the DCGAN's sizes on an H200 (v2 in bench/dev).
 
 // (C, N, S) -> (N, C, S), adding bias[c] and applying the fused activation (epilogue_act) on the way, so
-// the GEMM's output needs no second pass.
-template <typename T, typename I>
+// the GEMM's output needs no second pass. V values a thread (S % V == 0: they share n, c and the source row),
+// moved as one vector each way; every value takes the same operations whatever V, so V changes no bit.
+template <typename T, int V, typename I>
 __device__ __forceinline__ void cns_to_ncs_body(const T* __restrict__ src, T* __restrict__ dst,
                                                 const T* __restrict__ bias, int has_bias, int act, T slope, I N,
                                                 I C, I S, const unsigned* magic) {
     const I total = N * C * S;
-    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x) {
+    for (I i = ((I)blockIdx.x * blockDim.x + threadIdx.x) * V; i < total; i += (I)blockDim.x * gridDim.x * V) {
         const I t = div_by(i, S, magic[0], magic[1]);
         const I s = i - t * S;
         const I n = div_by(t, C, magic[2], magic[3]);
         const I c = t - n * C;
-        T v = src[(c * N + n) * S + s];
-        if (has_bias) v += bias[c];
-        dst[i] = epilogue_act(v, act, slope);
+        Pack<T, V> v = load_pack<V>(src + (c * N + n) * S + s);
+        const T b = has_bias ? bias[c] : T(0);
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+            T z = v.v[k];
+            if (has_bias) z += b;
+            v.v[k] = epilogue_act(z, act, slope);
+        }
+        store_pack<V>(dst + i, v);
     }
 }
 
+// vec: values a thread, 4, 2 or 1 (the host's: the largest dividing S, 1 for double); the launch covers
+// N*C*S / vec threads' worth of grid-stride loop.
 template <typename T, typename I>
 __global__ void cns_to_ncs(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ bias, int has_bias,
                            int act, T slope, index_t N, index_t C, index_t S, unsigned s_mul, unsigned s_shift,
-                           unsigned c_mul, unsigned c_shift) {
+                           unsigned c_mul, unsigned c_shift, int vec) {
     const unsigned magic[4] = {s_mul, s_shift, c_mul, c_shift};
-    cns_to_ncs_body<T, I>(src, dst, bias, has_bias, act, slope, (I)N, (I)C, (I)S, magic);
+    if (vec == 4) return cns_to_ncs_body<T, 4, I>(src, dst, bias, has_bias, act, slope, (I)N, (I)C, (I)S, magic);
+    if (vec == 2) return cns_to_ncs_body<T, 2, I>(src, dst, bias, has_bias, act, slope, (I)N, (I)C, (I)S, magic);
+    cns_to_ncs_body<T, 1, I>(src, dst, bias, has_bias, act, slope, (I)N, (I)C, (I)S, magic);
 }
 
 // (N, C, S) -> (C, N, S); indexed by the destination so the writes are coalesced. With act, the source is an
 // upstream gradient dy and the result dz = epilogue_grad(dy, y): the fused activation's backward, in the pass
 // that already reads dy for the GEMMs (gate = y, the fused forward's output, in dy's layout).
-// S: what dst stores, T or bf16_t (precision "bf16": dz as the products' operand, rounded once here).
-template <typename T, typename S, typename I>
+// S: what dst stores, T or bf16_t (precision "bf16": dz as the products' operand, rounded once here). V values
+// a thread as in cns_to_ncs_body (S_ % V == 0).
+template <typename T, typename S, int V, typename I>
 __device__ __forceinline__ void ncs_to_cns_body(const T* __restrict__ src, S* __restrict__ dst,
                                                 const T* __restrict__ gate, int act, T slope, I N, I C, I S_,
                                                 const unsigned* magic) {
     const I total = N * C * S_;
-    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (I)blockDim.x * gridDim.x) {
+    for (I i = ((I)blockIdx.x * blockDim.x + threadIdx.x) * V; i < total; i += (I)blockDim.x * gridDim.x * V) {
         const I t = div_by(i, S_, magic[0], magic[1]);
         const I s = i - t * S_;
         const I c = div_by(t, N, magic[2], magic[3]);
         const I n = t - c * N;
         const I j = (n * C + c) * S_ + s;
-        dst[i] = store_as<S>(act ? epilogue_grad(src[j], gate[j], act, slope) : src[j]);
+        const Pack<T, V> d = load_pack<V>(src + j);
+        Pack<S, V> out;
+        if (act) {
+            const Pack<T, V> y = load_pack<V>(gate + j);
+#pragma unroll
+            for (int k = 0; k < V; ++k) out.v[k] = store_as<S>(epilogue_grad(d.v[k], y.v[k], act, slope));
+        } else {
+#pragma unroll
+            for (int k = 0; k < V; ++k) out.v[k] = store_as<S>(d.v[k]);
+        }
+        store_pack<V>(dst + i, out);
     }
 }
 
+template <typename T, typename S, typename I>
+__device__ __forceinline__ void ncs_to_cns_vec(const T* __restrict__ src, S* __restrict__ dst,
+                                               const T* __restrict__ gate, int act, T slope, I N, I C, I S_,
+                                               const unsigned* magic, int vec) {
+    if (vec == 4) return ncs_to_cns_body<T, S, 4, I>(src, dst, gate, act, slope, N, C, S_, magic);
+    if (vec == 2) return ncs_to_cns_body<T, S, 2, I>(src, dst, gate, act, slope, N, C, S_, magic);
+    ncs_to_cns_body<T, S, 1, I>(src, dst, gate, act, slope, N, C, S_, magic);
+}
+
+// vec as in cns_to_ncs.
 template <typename T, typename I>
 __global__ void ncs_to_cns(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ gate, int act,
                            T slope, index_t N, index_t C, index_t S, unsigned s_mul, unsigned s_shift,
-                           unsigned n_mul, unsigned n_shift) {
+                           unsigned n_mul, unsigned n_shift, int vec) {
     const unsigned magic[4] = {s_mul, s_shift, n_mul, n_shift};
-    ncs_to_cns_body<T, T, I>(src, dst, gate, act, slope, (I)N, (I)C, (I)S, magic);
+    ncs_to_cns_vec<T, T, I>(src, dst, gate, act, slope, (I)N, (I)C, (I)S, magic, vec);
 }
 
 template <typename T, typename I>
 __global__ void ncs_to_cns_bf16(const T* __restrict__ src, bf16_t* __restrict__ dst, const T* __restrict__ gate,
                                 int act, T slope, index_t N, index_t C, index_t S, unsigned s_mul, unsigned s_shift,
-                                unsigned n_mul, unsigned n_shift) {
+                                unsigned n_mul, unsigned n_shift, int vec) {
     const unsigned magic[4] = {s_mul, s_shift, n_mul, n_shift};
-    ncs_to_cns_body<T, bf16_t, I>(src, dst, gate, act, slope, (I)N, (I)C, (I)S, magic);
+    ncs_to_cns_vec<T, bf16_t, I>(src, dst, gate, act, slope, (I)N, (I)C, (I)S, magic, vec);
 }
 
 // A float array's values as bfloat16 (a weight matrix as a GEMM operand at precision "bf16"): n values in rows

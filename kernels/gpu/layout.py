@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import cupy
+import numpy as np
 
 from ..fastdiv import fast_div_args
 from ._common import BF16, THREADS, CudaModule, idx, launch, scalar
@@ -70,20 +71,36 @@ def _ncs(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return int(shape[0]), int(shape[1]), s
 
 
+def _vec(s: int, dtype: Any, vec: int | None) -> int:
+    """Values a thread of the layout changes moves as one vector (layout.cu): 4, 2 or 1, the largest dividing the
+    plane size ``s``, for float32 (float64 keeps 1); ``vec`` forces it (bench/dev times vec=1 as the version before)."""
+    if vec is not None:
+        return vec
+    if np.dtype(dtype) != np.float32:
+        return 1
+    return next(v for v in (4, 2, 1) if s % v == 0)
+
+
 def cns_to_ncs(
-    src: cupy.ndarray, shape: tuple[int, ...], bias: cupy.ndarray | None = None, slope: float | None = None
+    src: cupy.ndarray,
+    shape: tuple[int, ...],
+    bias: cupy.ndarray | None = None,
+    slope: float | None = None,
+    vec: int | None = None,
 ) -> cupy.ndarray:
     """A contiguous (C, N*S) matrix laid out as an array of ``shape`` = (N, C, ...), plus ``bias[c]``, through
-    the fused activation ``slope``."""
+    the fused activation ``slope``. ``vec``: values a thread (default: :func:`_vec`'s choice)."""
     n, c, s = _ncs(shape)
     dst = cupy.empty(shape, dtype=src.dtype)
     has_bias = bias is not None
     # The kernel never reads the bias pointer when has_bias is 0, but it must still be a valid argument.
     b = cupy.ascontiguousarray(bias) if has_bias else src
+    vec = _vec(s, src.dtype, vec)
     launch(
         _MOD.get_for("cns_to_ncs", src.dtype, src, dst),
-        dst.size,
-        (src, dst, b, cupy.int32(has_bias), *act_args(src.dtype, slope), idx(n), idx(c), idx(s), *fast_div_args(s, c)),
+        dst.size // vec,
+        (src, dst, b, cupy.int32(has_bias), *act_args(src.dtype, slope), idx(n), idx(c), idx(s))
+        + (*fast_div_args(s, c), cupy.int32(vec)),
     )
     return dst
 
@@ -122,12 +139,14 @@ def ncs_to_cns(
     slope: float | None = None,
     out_sum: cupy.ndarray | None = None,
     bf16: bool = False,
+    vec: int | None = None,
 ) -> cupy.ndarray:
     """An (N, C, ...) array as a contiguous (C, N*S) matrix. With ``slope``, ``src`` is an upstream gradient
     dy, ``gate`` the fused forward's output y (same shape), and the result dz = dy * act'(y), channel-major.
     With ``out_sum`` (a bias gradient), also ``out_sum[c] += sum of row c`` of the result, in the same pass: the
     same bits as ``channel_sum(result.reshape(1, C, -1), out=out_sum)``. With ``bf16`` the matrix is stored as
-    bfloat16 (a GEMM operand at precision "bf16"); ``out_sum`` still sums the values before that rounding."""
+    bfloat16 (a GEMM operand at precision "bf16"); ``out_sum`` still sums the values before that rounding.
+    ``vec``: values a thread of the plain layout change (default: :func:`_vec`'s choice)."""
     n, c, s = _ncs(src.shape)
     g = gate_for("ncs_to_cns", src, gate, slope)
     if out_sum is not None:
@@ -147,10 +166,11 @@ def ncs_to_cns(
         )
         _MOD.get("channel_finish", src.dtype)((c,), (THREADS,), (partial, out_sum, idx(parts), cupy.int32(1)))
         return dst
+    vec = _vec(s, src.dtype, vec)
     launch(
         _MOD.get_for("ncs_to_cns" + suffix, src.dtype, src, dst),
-        dst.size,
-        (src, dst, g, *act_args(src.dtype, slope), idx(n), idx(c), idx(s), *fast_div_args(s, n)),
+        dst.size // vec,
+        (src, dst, g, *act_args(src.dtype, slope), idx(n), idx(c), idx(s), *fast_div_args(s, n), cupy.int32(vec)),
     )
     if out_sum is not None:
         if bf16:  # the sum of the unrounded values (rare: over 65535 channels or no values at all)
