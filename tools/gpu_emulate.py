@@ -516,14 +516,11 @@ def _run(name, grid, block, a):
         v = _act_grad(V(src).reshape(N, C, S), g.reshape(N, C, S) if act else None, act, slope)
         v = v.transpose(1, 0, 2).reshape(-1)
         V(dst)[:] = _to_bf16(v) if name.endswith("bf16") else v
-    elif name == "cast_bf16":
-        src, dst, n, cols, ld = a
-        values = _to_bf16(V(src)[:n])
-        if ld == cols:
-            V(dst)[:n] = values
-        else:  # rows of cols values at a pitch of ld: the first columns of a wider array (cublas.padded_empty)
-            assert dst.ndim == 2 and dst.shape[1] == cols and dst.strides[0] == ld * dst.itemsize, (dst.strides, ld)
-            dst[...] = values.reshape(-1, cols)
+    elif name in ("cast_bf16", "pad_rows"):
+        src, dst, rows, cols, ld = a
+        v = np.zeros((rows, ld), dtype=np.float64)
+        v[:, :cols] = V(src)[: rows * cols].reshape(rows, cols)
+        V(dst)[: rows * ld] = _to_bf16(v.astype(np.float32)).reshape(-1) if name == "cast_bf16" else v.reshape(-1)
     elif name in ("ncs_to_cns_sum", "ncs_to_cns_sum_bf16"):
         src, dst, gate, act, slope, partial, N, C, S, chunk, *magic = a
         _check_fast_div(name, magic, S)
@@ -583,7 +580,8 @@ def _run(name, grid, block, a):
         assert vec in (1, 2, 4) and L % vec == 0, (vec, L)
         assert grid[0] * block[0] * vec >= L or grid[0] == 4096, (grid, block, vec, L)
         v = RC.im2col(np.asarray(x).view(np.ndarray), (kh, kw), (sh, sw), (ph, pw))
-        cols[...] = _to_bf16(v.astype(np.float32)) if name.endswith("bf16") else v
+        # The kernel writes the first C*kh*kw rows; a taller cols (conv2d.gemm_rows) keeps what the host put there.
+        cols[: v.shape[0]] = _to_bf16(v.astype(np.float32)) if name.endswith("bf16") else v
     elif name in ("col2im", "col2im_bf16"):
         cols, x, bias, hb, act, slope, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, *magic = a
         _check_fast_div(name, magic, -(-W // sw), -(-H // sh), C)

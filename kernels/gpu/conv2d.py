@@ -22,6 +22,7 @@ own (activation.activate_ / activation_grad) around its kernels.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import cupy
@@ -98,23 +99,46 @@ def im2col(x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any) -> cupy
     return im2col_operand(x, kernel_size, stride, padding, False)
 
 
+def gemm_rows(k: int, dtype: Any) -> int:
+    """The extent a convolution GEMM gives the C*kh*kw side of its matrices: for float32, ``k`` rounded up to a
+    multiple of 8, with zeros in the added rows of cols and columns of W. cuBLAS (CUTLASS's can_implement)
+    takes its vectorised kernels only when each operand's contiguous extent is a multiple of 16 bytes: the
+    RGB layers (27 = 3*3*3, 75 = 3*5*5) ran on its "align1" kernels, 125 us of the bf16 DCGAN step on an H200
+    (bench/results/gpu-kernel-versions-2026-12-02.md). float64: ``k``."""
+    return -(-k // 8) * 8 if np.dtype(dtype) == np.float32 else k
+
+
 def im2col_operand(
-    x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any, bf16: bool, vec: int | None = None
+    x: cupy.ndarray,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    bf16: bool,
+    vec: int | None = None,
+    rows: int | None = None,
 ) -> cupy.ndarray:
-    """:func:`im2col`, with ``bf16`` as bfloat16 bits (``_common.BF16``): a GEMM operand at precision "bf16".
+    """:func:`im2col`, with ``bf16`` as bfloat16 bits (``_common.BF16``): a GEMM operand at precision "bf16",
+    and ``rows`` rows (>= C*kh*kw; default C*kh*kw), the ones past C*kh*kw zero (:func:`gemm_rows`).
     ``vec``: columns a thread writes with one store, 4, 2 or 1 (default: the largest dividing N*Ho*Wo, for float32
     values; bench/dev times vec=1 as the version before)."""
     x = device_array(x, "x", "im2col")
     g = geometry(x.shape, kernel_size, stride, padding, "im2col")
-    cols = cupy.empty((g.c * g.kh * g.kw, g.n * g.ho * g.wo), dtype=BF16 if bf16 else x.dtype)
-    rows, length = cols.shape
-    if cols.size > 0:
-        # Each block row covers IM2COL_ROWS rows of cols (more when there are over 65535 block rows),
-        # and enough blocks along x to cover the columns, vec a thread (conv2d.cu says why).
-        per_block = max(IM2COL_ROWS, -(-rows // 65535))
+    k = g.c * g.kh * g.kw
+    rows = k if rows is None else rows
+    cols = cupy.empty((rows, g.n * g.ho * g.wo), dtype=BF16 if bf16 else x.dtype)
+    if rows > k:
+        cols[k:] = 0
+    length = cols.shape[1]
+    if k * length > 0:
+        # The kernel writes the first k rows. Each block row covers IM2COL_ROWS of them (more when there are
+        # over 65535 block rows), and enough blocks along x to cover the columns, vec a thread (conv2d.cu says why).
+        per_block = max(IM2COL_ROWS, -(-k // 65535))
         if vec is None:
-            vec = next(v for v in (4, 2, 1) if length % v == 0) if x.dtype == np.float32 else 1
-        grid = (max(1, min(-(-length // (THREADS * vec)), 4096)), -(-rows // per_block))
+            # Measured on an H200 (bench/dev v3 against v2): 1.34x on the stride-1 layer, but at stride 2 a
+            # thread's 4 reads lie 2 apart and a warp's loads touch twice the sectors: 1.04x on the largest such
+            # layer, 1.3-1.6x slower on the others. So 4 columns a thread at stride 1 only.
+            vec = next(v for v in (4, 2, 1) if length % v == 0) if x.dtype == np.float32 and g.sw == 1 else 1
+        grid = (max(1, min(-(-length // (THREADS * vec)), 4096)), -(-k // per_block))
         kernel = _MOD.get_for("im2col_bf16" if bf16 else "im2col", x.dtype, x, cols)
         kernel(grid, (THREADS,), (x, cols, *g.kernel_args(), cupy.int32(per_block), cupy.int32(vec)))
     return cols
@@ -186,6 +210,16 @@ def _out(lowp: bool) -> Any:
     return BF16 if lowp else None
 
 
+def accumulate_product(grad: cupy.ndarray, a: cupy.ndarray, b: cupy.ndarray, what: str) -> None:
+    """``grad += a @ b.T`` for a weight gradient (rows, k) whose ``b`` may carry :func:`gemm_rows`' zero rows
+    past k: then the aligned product and one add of its first k columns, else one beta = 1 GEMM into grad."""
+    k = grad.shape[1]
+    if b.shape[0] == k:
+        matmul_accumulate(grad, a, b, transb=True, what=what)
+    else:
+        grad += gemm(a, b, transb=True)[:, :k]
+
+
 class ConvInput(NamedTuple):
     """The cache of an implicit-GEMM conv2d_forward: its input and geometry, from which
     conv2d_backward_weight gathers the tiles of cols again (cols itself is never stored)."""
@@ -212,8 +246,9 @@ def conv2d_forward(
         y = conv_igemm.fprop(x, W, b, (g.sh, g.sw), (g.ph, g.pw), (g.ho, g.wo), prec)
         return activate_(y, slope), ConvInput(x, (g.sh, g.sw), (g.ph, g.pw))
     lowp = low_precision(x.dtype)
-    cols = im2col_operand(x, (kh, kw), stride, padding, lowp)
-    y = cns_to_ncs(gemm(weight_operand(W.reshape(cout, -1), lowp), cols), (g.n, cout, g.ho, g.wo), b, slope)
+    kp = gemm_rows(cin * kh * kw, x.dtype)
+    cols = im2col_operand(x, (kh, kw), stride, padding, lowp, rows=kp)
+    y = cns_to_ncs(gemm(weight_operand(W.reshape(cout, -1), lowp, kp), cols), (g.n, cout, g.ho, g.wo), b, slope)
     return y, cols
 
 
@@ -233,10 +268,10 @@ def conv2d_backward_data(
         prec = conv_igemm.kernel_for(get_precision())
         return conv_igemm.dgrad(dy, W, x_shape, (g.sh, g.sw), (g.ph, g.pw), None, prec)
     lowp = low_precision(dy.dtype)
-    dcols = gemm(
-        weight_operand(W.reshape(cout, -1), lowp), ncs_to_cns(dy, bf16=lowp), transa=True, out_dtype=_out(lowp)
-    )
-    return col2im_bias(dcols, x_shape, (kh, kw), stride, padding, None, "conv2d_backward_data")
+    k = g.c * kh * kw
+    Wm = weight_operand(W.reshape(cout, -1), lowp, gemm_rows(k, dy.dtype))
+    dcols = gemm(Wm, ncs_to_cns(dy, bf16=lowp), transa=True, out_dtype=_out(lowp))
+    return col2im_bias(dcols[:k], x_shape, (kh, kw), stride, padding, None, "conv2d_backward_data")
 
 
 def conv2d_backward_weight(
@@ -264,8 +299,9 @@ def conv2d_backward_weight(
     if not is_bf16(cols):
         same_dtype("conv2d_backward_weight", dy, cols=cols)
     lowp = is_bf16(cols) or low_precision(dy.dtype)
-    dW = gemm(ncs_to_cns(dy, bf16=lowp), operand(cols, lowp), transb=True).reshape(tuple(int(d) for d in W_shape))
-    return dW, channel_sum(dy)
+    k = math.prod(int(d) for d in W_shape[1:])
+    dW = gemm(ncs_to_cns(dy, bf16=lowp), operand(cols, lowp), transb=True)[:, :k]  # gemm_rows' padding dropped
+    return cupy.ascontiguousarray(dW).reshape(tuple(int(d) for d in W_shape)), channel_sum(dy)
 
 
 def conv2d_backward(
@@ -318,6 +354,8 @@ def conv2d_backward(
         return conv2d_backward_data(dz, W, x_shape, stride, padding) if input_grad else None
     # bfloat16 operands at precision "bf16", or when the forward formed its cols so.
     lowp = low_precision(dy.dtype) or is_bf16(cols)
+    k = cin * kh * kw
+    kp = gemm_rows(k, dy.dtype)
     # (cout, N Ho Wo): what both products read; the bias gradient summed as it is written.
     dz = ncs_to_cns(dy, y, slope, out_sum=db, bf16=lowp)
     if dW is not None:
@@ -326,15 +364,15 @@ def conv2d_backward(
                 raise ValueError(
                     f"{op}: the cached input of shape {tuple(cols.x.shape)} does not match x_shape {tuple(x_shape)}"
                 )
-            cols = im2col_operand(cols.x, (kh, kw), cols.stride, cols.padding, lowp)
+            cols = im2col_operand(cols.x, (kh, kw), cols.stride, cols.padding, lowp, rows=kp)
         cols = operand(cupy.ascontiguousarray(cols) if is_bf16(cols) else device_array(cols, "cols", op), lowp)
-        if tuple(cols.shape) != (cin * kh * kw, dz.shape[1]):
+        if cols.shape[1] != dz.shape[1] or cols.shape[0] not in (k, kp):
             raise ValueError(
                 f"{op}: cols of shape {tuple(cols.shape)} do not match x_shape {tuple(x_shape)}: expected "
-                f"{(cin * kh * kw, dz.shape[1])}"
+                f"{(k, dz.shape[1])}" + (f" or {(kp, dz.shape[1])}" if kp != k else "")
             )
-        matmul_accumulate(dW.reshape(cout, -1), dz, cols, transb=True, what=f"{op} (dW)", align_out=True)
+        accumulate_product(dW.reshape(cout, -1), dz, cols, f"{op} (dW)")
     if not input_grad:
         return None
-    dcols = gemm(weight_operand(W.reshape(cout, -1), lowp), dz, transa=True, out_dtype=_out(lowp))
-    return col2im_bias(dcols, x_shape, (kh, kw), stride, padding, None, op)
+    dcols = gemm(weight_operand(W.reshape(cout, -1), lowp, kp), dz, transa=True, out_dtype=_out(lowp))
+    return col2im_bias(dcols[:k], x_shape, (kh, kw), stride, padding, None, op)

@@ -31,8 +31,7 @@ from ..reference.conv_geometry import conv2d_output_hw, conv_transpose2d_output_
 from . import conv_igemm
 from ._common import BF16, device_array, gemm, low_precision, pair, same_dtype
 from .activation import activate_, activation_grad
-from .conv2d import col2im_bias, im2col_operand, is_bf16, operand
-from .cublas import matmul_accumulate
+from .conv2d import accumulate_product, col2im_bias, gemm_rows, im2col_operand, is_bf16, operand
 from .layout import channel_sum, check_out, cns_to_ncs, ncs_to_cns, weight_operand
 
 
@@ -92,8 +91,9 @@ def conv_transpose2d_backward_data(
         prec = conv_igemm.kernel_for(get_precision())
         return conv_igemm.fprop(dy, W, None, pair(stride), pair(padding), (h, w), prec), None
     lowp = low_precision(dy.dtype)
-    dy_cols = im2col_operand(dy, (kh, kw), stride, padding, lowp)
-    dx = cns_to_ncs(gemm(weight_operand(W.reshape(cin, -1), lowp), dy_cols), (n, cin, h, w))
+    mp = gemm_rows(cout * kh * kw, dy.dtype)
+    dy_cols = im2col_operand(dy, (kh, kw), stride, padding, lowp, rows=mp)
+    dx = cns_to_ncs(gemm(weight_operand(W.reshape(cin, -1), lowp, mp), dy_cols), (n, cin, h, w))
     return dx, dy_cols
 
 
@@ -129,13 +129,14 @@ def conv_transpose2d_backward_weight(
     else:
         dy_cols = operand(cupy.ascontiguousarray(dy_cols) if lowp else device_array(dy_cols, "dy_cols", op), lowp)
     x_m = ncs_to_cns(x, bf16=lowp)
-    if dy_cols.shape != (cout * kh * kw, x_m.shape[1]):
+    m = cout * kh * kw
+    if dy_cols.shape[1] != x_m.shape[1] or dy_cols.shape[0] not in (m, gemm_rows(m, dy.dtype)):
         raise ValueError(
             f"{op}: dy of shape {tuple(dy.shape)} (im2col {tuple(dy_cols.shape)}) does not match x of shape "
             f"{tuple(x.shape)} and W_shape {tuple(W_shape)}"
         )
-    dW = gemm(x_m, dy_cols, transb=True).reshape(cin, cout, kh, kw)
-    return dW, channel_sum(dy)
+    dW = gemm(x_m, dy_cols, transb=True)[:, :m]  # gemm_rows' padding dropped
+    return cupy.ascontiguousarray(dW).reshape(cin, cout, kh, kw), channel_sum(dy)
 
 
 def conv_transpose2d_backward(
@@ -179,9 +180,7 @@ def conv_transpose2d_backward(
         else:
             lowp = low_precision(dz.dtype) or is_bf16(dz_cols)
             if dz_cols is None:
-                dz_cols = im2col_operand(dz, (kh, kw), stride, padding, lowp)
+                dz_cols = im2col_operand(dz, (kh, kw), stride, padding, lowp, rows=gemm_rows(cout * kh * kw, dz.dtype))
             x_m = ncs_to_cns(x, bf16=lowp)
-            matmul_accumulate(
-                dW.reshape(cin, -1), x_m, operand(dz_cols, lowp), transb=True, what=f"{op} (dW)", align_out=True
-            )
+            accumulate_product(dW.reshape(cin, -1), x_m, operand(dz_cols, lowp), f"{op} (dW)")
     return dx

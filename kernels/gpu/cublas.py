@@ -344,38 +344,17 @@ def matmul_accumulate(
     transa: bool = False,
     transb: bool = False,
     what: str = "matmul_accumulate",
-    align_out: bool = False,
 ) -> cupy.ndarray:
     """``out += op(a) @ op(b)`` in one GEMM with beta = 1, for a gradient buffer ``out`` (C-contiguous, of the
     product's shape and dtype; written in place, never replaced, so a captured graph keeps its address).
 
     The product follows the precision setting as every GEMM here does. ``what`` names the caller in errors.
-    With ``align_out``, an ``out`` whose rows do not start 16-byte aligned (a convolution's weight gradient of
-    C*kh*kw = 27 or 75 columns) takes the product into an aligned, padded temporary and then one add: cuBLAS
-    has only its slow unaligned kernels for such an output (bench/results/gpu-kernel-versions-2026-12-02.md).
     """
     want = np.dtype(np.float32) if a.dtype == BF16 else a.dtype  # bfloat16 operands accumulate into float32
     if not isinstance(out, cupy.ndarray) or not out.flags.c_contiguous or out.dtype != want:
         got = f"{getattr(out, 'dtype', type(out).__name__)} {tuple(getattr(out, 'shape', ()))}"
         raise ValueError(f"{what}: the gradient buffer must be a C-contiguous {want} CuPy array, got {got}")
     try:
-        if align_out and out.ndim == 2 and (out.shape[1] * out.itemsize) % ALIGN_BYTES:
-            product = matmul(a, b, out=padded_empty(out.shape, out.dtype), transa=transa, transb=transb)
-            out += product
-            return out
         return matmul(a, b, out=out, transa=transa, transb=transb, beta=1.0)
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
-
-
-# cuBLAS's fast kernels want every row of every matrix to start 16-byte aligned.
-ALIGN_BYTES = 16
-
-
-def padded_empty(shape: tuple[int, int], dtype: np.dtype) -> cupy.ndarray:
-    """An uninitialised (rows, cols) matrix whose rows start 16-byte aligned: the first ``cols`` columns of a
-    wider array (a view; :func:`matmul` reads its pitch)."""
-    rows, cols = (int(d) for d in shape)
-    per = ALIGN_BYTES // np.dtype(dtype).itemsize
-    pitch = max(per, -(-cols // per) * per)
-    return cupy.empty((rows, pitch), dtype=dtype)[:, :cols]

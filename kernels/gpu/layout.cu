@@ -100,15 +100,29 @@ __global__ void ncs_to_cns_bf16(const T* __restrict__ src, bf16_t* __restrict__ 
     ncs_to_cns_vec<T, bf16_t, I>(src, dst, gate, act, slope, (I)N, (I)C, (I)S, magic, vec);
 }
 
-// A float array's values as bfloat16 (a weight matrix as a GEMM operand at precision "bf16"): n values in rows
-// of cols, written at a row pitch of ld (>= cols: rows padded to start 16-byte aligned for cuBLAS).
-template <typename T>
-__global__ void cast_bf16(const T* __restrict__ src, bf16_t* __restrict__ dst, index_t n, index_t cols,
-                          index_t ld) {
-    GRID_STRIDE_LOOP(i, n) {
-        const index_t r = i / cols;
-        dst[r * ld + (i - r * cols)] = to_bf16((float)src[i]);
+// rows x cols values of src written at a row pitch of ld >= cols, the ld - cols values after each row zero, and
+// stored as S: a weight matrix as a GEMM operand, in bfloat16 at precision "bf16" (cast_bf16) and with its rows
+// padded to a multiple of 8 columns (both kernels; conv2d.py's gemm_rows says why).
+template <typename T, typename S>
+__device__ __forceinline__ void copy_rows_padded(const T* __restrict__ src, S* __restrict__ dst, index_t rows,
+                                                 index_t cols, index_t ld) {
+    GRID_STRIDE_LOOP(i, rows * ld) {
+        const index_t r = i / ld;
+        const index_t c = i - r * ld;
+        dst[i] = store_as<S>(c < cols ? src[r * cols + c] : T(0));
     }
+}
+
+template <typename T>
+__global__ void cast_bf16(const T* __restrict__ src, bf16_t* __restrict__ dst, index_t rows, index_t cols,
+                          index_t ld) {
+    copy_rows_padded(src, dst, rows, cols, ld);
+}
+
+template <typename T>
+__global__ void pad_rows(const T* __restrict__ src, T* __restrict__ dst, index_t rows, index_t cols, index_t ld) {
+    copy_rows_padded(src, dst, rows, cols, ld);
+}
 }
 
 // In place: y[n, c, s] = epilogue_act(y[n, c, s] + bias[c]) (Dense's forward epilogue after the GEMM).

@@ -16,11 +16,10 @@ import numpy as np
 
 from ..fastdiv import fast_div_args
 from ._common import BF16, THREADS, CudaModule, idx, launch, scalar
-from .cublas import ALIGN_BYTES, padded_empty
 
 _MOD = CudaModule(
     "layout.cu",
-    templates=("channel_finish", "channel_sum_rows", "rows_grad_sum", "cast_bf16"),
+    templates=("channel_finish", "channel_sum_rows", "rows_grad_sum", "cast_bf16", "pad_rows"),
     indexed=(
         "cns_to_ncs",
         "ncs_to_cns",
@@ -111,25 +110,24 @@ def as_bf16(x: cupy.ndarray) -> cupy.ndarray:
         return x
     x = cupy.ascontiguousarray(x)
     out = cupy.empty(x.shape, dtype=BF16)
-    cols = x.shape[-1] if x.ndim else 1
-    launch(_MOD.get("cast_bf16", x.dtype), x.size, (x, out, idx(x.size), idx(cols), idx(cols)))
+    cols = int(x.shape[-1]) if x.ndim else 1
+    if cols:
+        launch(_MOD.get("cast_bf16", x.dtype), x.size, (x, out, idx(x.size // cols), idx(cols), idx(cols)))
     return out
 
 
-def weight_operand(w: cupy.ndarray, bf16: bool) -> cupy.ndarray:
-    """A weight matrix (rows, cols) as a GEMM operand: as bfloat16 with ``bf16``, and with rows padded to start
-    16-byte aligned (``cublas.padded_empty``, a view of a wider array) when ``cols`` leaves them unaligned:
-    cuBLAS runs only its slow unaligned kernels on a matrix of 27 or 75 columns (the 3-channel layers' C*kh*kw)."""
-    rows, cols = w.shape
-    dtype = BF16 if bf16 else w.dtype
-    if (cols * dtype.itemsize) % ALIGN_BYTES == 0:
+def weight_operand(w: cupy.ndarray, bf16: bool, width: int | None = None) -> cupy.ndarray:
+    """A weight matrix (rows, cols) as a GEMM operand: as bfloat16 with ``bf16``, and widened to ``width`` columns
+    with zeros (conv2d.gemm_rows: the extents cuBLAS's fast kernels need), in one pass; ``w`` itself when neither
+    applies."""
+    rows, cols = (int(d) for d in w.shape)
+    width = cols if width is None else int(width)
+    if width == cols:
         return as_bf16(w) if bf16 else w
-    out = padded_empty((rows, cols), dtype)
-    if bf16:
-        w = cupy.ascontiguousarray(w)
-        launch(_MOD.get("cast_bf16", w.dtype), w.size, (w, out, idx(w.size), idx(cols), idx(out.strides[0] // 2)))
-    else:
-        out[...] = w
+    w = cupy.ascontiguousarray(w)
+    out = cupy.empty((rows, width), dtype=BF16 if bf16 else w.dtype)
+    kernel = _MOD.get("cast_bf16" if bf16 else "pad_rows", w.dtype)
+    launch(kernel, out.size, (w, out, idx(rows), idx(cols), idx(width)))
     return out
 
 
