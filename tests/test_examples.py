@@ -202,7 +202,8 @@ BAD_OPTIONS = [
     (["--real-label", "0.5", "1.5"], "argument --real-label: expected a number in [0, 1], received '1.5'"),
     (["--fake-label", "0.2", "0.1"], "argument --fake-label: expected LOW <= HIGH, received 0.2 0.1"),
     (["--precision", "tf32"], "argument --precision: tf32 needs --device gpu (the CPU computes in fp32)"),
-    (["--precision", "bf16"], "argument --precision: invalid choice: 'bf16' (choose from 'fp32', 'tf32')"),
+    (["--precision", "bf16"], "argument --precision: bf16 needs --device gpu (the CPU computes in fp32)"),
+    (["--precision", "fp16"], "argument --precision: invalid choice: 'fp16' (choose from 'fp32', 'tf32', 'bf16')"),
     # an empty value (an unset shell variable) would read as "not given": a new run instead of the resume asked for
     (["--resume", ""], "argument --resume: expected a folder, received ''"),
     (["--out", ""], "argument --out: expected a folder, received ''"),

@@ -247,8 +247,9 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
     parser.add_argument(
         "--precision",
         choices=RUN_PRECISIONS,
-        help="GPU matrix products: fp32 (exact float32, default) or tf32 (tensor cores, ~1e-3 relative error, "
-        "faster convolutions); weights and Adam stay float32 either way. Default: $TINYGAN_PRECISION, else fp32",
+        help="GPU matrix products: fp32 (exact float32, default), tf32 (tensor cores, ~1e-3 relative error, "
+        "faster convolutions) or bf16 (the convolutions' GEMM operands in bfloat16, ~1e-2, fastest); weights, "
+        "activations and Adam stay float32 in every mode. Default: $TINYGAN_PRECISION, else fp32",
     )
 
 

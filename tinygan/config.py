@@ -16,10 +16,9 @@ from tinygan.models import BUILDERS, LATENT_DIM, UPSAMPLES
 DEVICES = ("cpu", "gpu")
 G_LOSSES = ("nonsaturating", "minimax")
 IMAGE_RANGES = ("01", "tanh")
-# How the GPU multiplies float32 arrays (tinygan.backend.PRECISIONS). The command line offers fp32 and tf32 only:
-# bf16 is not real mixed precision yet (cuBLAS runs it as tf32 on float32 arrays), so only the API may ask for it.
+# How the GPU multiplies float32 arrays (tinygan.backend.PRECISIONS), on the command line and in the API alike.
 CONFIG_PRECISIONS = ("fp32", "tf32", "bf16")
-RUN_PRECISIONS = ("fp32", "tf32")
+RUN_PRECISIONS = CONFIG_PRECISIONS
 # Settings a resumed run may change: they decide how long it runs and what it writes, not what it computes.
 RESUME_SAFE = ("epochs", "sample_every", "checkpoint_every", "log_every", "cuda_graph", "score_every")
 
