@@ -30,8 +30,9 @@ _cpu_impl = os.environ.get("TINYGAN_CPU_KERNELS", "numba")
 # How the GPU kernels multiply float32 arrays (float64 arrays are always multiplied in float64):
 #   "fp32"  FP32 products: cuBLAS FP32 GEMMs, FP32 FMAs in the implicit-GEMM conv kernels. The default.
 #   "tf32"  TF32 tensor cores: operands rounded to 10-bit mantissas, ~1e-3 relative error.
-#   "bf16"  BF16 tensor cores: operands rounded to 7-bit mantissas, ~1e-2 relative error (cuBLAS may
-#           still choose TF32 kernels for float32 arrays: it did for every GEMM of the DCGAN on an H200).
+#   "bf16"  BF16 tensor cores: the convolutions form their GEMM operands in bfloat16 (7-bit mantissas, ~1e-2
+#           relative error; docs/ARCHITECTURE.md, "Convolutions on the GPU"). Dense layers' float32 GEMMs ask
+#           cuBLAS for BF16 compute, which runs its TF32 kernels on float32 arrays: the same as tf32 there.
 # Every mode accumulates in FP32 and keeps the arrays (weights, Adam state, activations) in float32.
 PRECISIONS = ("fp32", "tf32", "bf16")
 
