@@ -8,54 +8,17 @@
 // kernels do little else.
 
 // S: what cols stores, T (float32) or bf16_t (precision "bf16": half the bytes written here and read by the GEMM).
-template <typename T, typename S, typename I>
+// Block row y owns rows r_begin .. r_end - 1 of cols. A thread decodes its V consecutive columns l into
+// (n, oh, ow) once and walks those rows, stepping (c, i, j) by counting rather than dividing; its V values of a
+// row go out as one store, and the threads along x write consecutive columns. V > 1 shares the row loop, its tap
+// stepping and the store among V columns: the kernel is bound by its issue rate, not the bytes (the scalar
+// bfloat16 version measured slower than float32's, 225.7 against 214.4 us over the DCGAN's step on an H200),
+// but at stride 2 a thread's V reads lie two apart and a warp's loads touch twice the sectors (bench/dev v3:
+// 1.34x at stride 1, slower at stride 2), so the host asks V > 1 at stride 1 only. Needs L % V == 0 (then
+// every row's first column is V-aligned).
+template <typename T, typename S, int V, typename I>
 __device__ __forceinline__ void im2col_rows(const T* __restrict__ x, S* __restrict__ cols, I N, I C, I H, I W, int kh,
                                             int kw, int sh, int sw, int ph, int pw, I Ho, I Wo, int rows_per_block) {
-    const I L = N * Ho * Wo;
-    const I R = C * kh * kw;
-    // Block row y owns rows r_begin .. r_end - 1 of cols. A thread decodes its column l into (n, oh, ow)
-    // once and walks those rows, stepping (c, i, j) by counting rather than dividing; for each row the
-    // threads along x write consecutive columns.
-    const I r_begin = (I)blockIdx.y * rows_per_block;
-    const I r_end = min(R, r_begin + (I)rows_per_block);
-    if (r_begin >= r_end) return;
-    const int j_begin = (int)(r_begin % kw);
-    const I t = r_begin / kw;
-    const int i_begin = (int)(t % kh);
-    const I c_begin = t / kh;
-    const I plane = H * W;
-    for (I l = (I)blockIdx.x * blockDim.x + threadIdx.x; l < L; l += (I)blockDim.x * gridDim.x) {
-        const I q = l / Wo;
-        const I ow = l - q * Wo;
-        const I n = q / Ho;
-        const I oh = q - n * Ho;
-        const I h0 = oh * sh - ph, w0 = ow * sw - pw;
-        const T* xc = x + (n * C + c_begin) * plane;
-        int i = i_begin, j = j_begin;
-        for (I r = r_begin; r < r_end; ++r) {
-            const I h = h0 + i, w = w0 + j;
-            cols[r * L + l] = store_as<S>((h >= 0 && h < H && w >= 0 && w < W) ? xc[h * W + w] : T(0));
-            if (++j == kw) {
-                j = 0;
-                if (++i == kh) {
-                    i = 0;
-                    xc += plane;
-                }
-            }
-        }
-    }
-}
-
-
-// The same, cols as bfloat16 (_common.cu: bf16_t), V consecutive columns a thread: its V values of a row go out
-// as one 2V-byte store. Rounding to bfloat16 adds instructions to a kernel that the issue rate bounds, not the
-// bytes (im2col_rows with S = bf16_t measured slower than float32's, 225.7 against 214.4 us over the DCGAN's
-// step on an H200): V columns share the loop over the rows, its tap stepping and one store. Needs L % V == 0
-// (then every row's first column is V-aligned).
-template <typename T, typename S, int V, typename I>
-__device__ __forceinline__ void im2col_rows_vec(const T* __restrict__ x, S* __restrict__ cols, I N, I C, I H, I W,
-                                                int kh, int kw, int sh, int sw, int ph, int pw, I Ho, I Wo,
-                                                int rows_per_block) {
     const I L = N * Ho * Wo;
     const I R = C * kh * kw;
     const I r_begin = (I)blockIdx.y * rows_per_block;
@@ -106,16 +69,16 @@ __device__ __forceinline__ void im2col_any(const T* __restrict__ x, S* __restric
                                            index_t H, index_t W, int kh, int kw, int sh, int sw, int ph, int pw,
                                            index_t Ho, index_t Wo, int rows_per_block, int vec) {
     if (vec == 4)
-        return im2col_rows_vec<T, S, 4, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo,
-                                           rows_per_block);
+        return im2col_rows<T, S, 4, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo,
+                                       rows_per_block);
     if (vec == 2)
-        return im2col_rows_vec<T, S, 2, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo,
-                                           rows_per_block);
-    im2col_rows<T, S, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo, rows_per_block);
+        return im2col_rows<T, S, 2, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo,
+                                       rows_per_block);
+    im2col_rows<T, S, 1, I>(x, cols, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho, (I)Wo, rows_per_block);
 }
 
-// vec: the columns a thread writes, 4, 2 or 1 (the host's choice: the largest that divides L, 1 for double);
-// the grid's x covers L / vec columns. vec = 1 is the scalar loop above.
+// vec: the columns a thread writes, 4, 2 or 1 (the host's choice: the largest that divides L at stride 1, else 1;
+// 1 for double); the grid's x covers L / vec columns.
 template <typename T, typename I>
 __global__ void im2col_bf16(const T* __restrict__ x, bf16_t* __restrict__ cols, index_t N, index_t C, index_t H,
                             index_t W, int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo,

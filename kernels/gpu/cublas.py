@@ -260,9 +260,16 @@ def matmul(
             out *= beta
         return out
     h = _handle(create=not capturing())
-    if bf16:
+    if bf16 or dtype == np.float32:
+        if bf16:  # bfloat16 operands: FP32 accumulation, a float32 or bfloat16 product
+            in_type, out_type, compute = CUDA_R_16BF, (CUDA_R_16BF if dtype == BF16 else CUDA_R_32F), CUBLAS_COMPUTE_32F
+        else:
+            if precision is None:
+                from tinygan.backend import get_precision
+
+                precision = get_precision()
+            in_type, out_type, compute = CUDA_R_32F, CUDA_R_32F, COMPUTE_TYPES[precision]
         one, zero = ctypes.c_float(alpha), ctypes.c_float(beta)
-        out_type = CUDA_R_16BF if dtype == BF16 else CUDA_R_32F
         status = library().cublasGemmEx(
             h.ptr,
             CUBLAS_OP_T if transb else CUBLAS_OP_N,
@@ -272,48 +279,19 @@ def matmul(
             k,
             ctypes.byref(one),
             ctypes.c_void_p(b.data.ptr),
-            CUDA_R_16BF,
+            in_type,
             _ld(b),
             ctypes.c_void_p(a.data.ptr),
-            CUDA_R_16BF,
+            in_type,
             _ld(a),
             ctypes.byref(zero),
             ctypes.c_void_p(out.data.ptr),
             out_type,
             _ld(out),
-            CUBLAS_COMPUTE_32F,
+            compute,
             CUBLAS_GEMM_DEFAULT,
         )
-        _check(status, "cublasGemmEx (bf16 operands)")
-        return out
-    if dtype == np.float32:
-        if precision is None:
-            from tinygan.backend import get_precision
-
-            precision = get_precision()
-        one, zero = ctypes.c_float(alpha), ctypes.c_float(beta)
-        status = library().cublasGemmEx(
-            h.ptr,
-            CUBLAS_OP_T if transb else CUBLAS_OP_N,
-            CUBLAS_OP_T if transa else CUBLAS_OP_N,
-            n,
-            m,
-            k,
-            ctypes.byref(one),
-            ctypes.c_void_p(b.data.ptr),
-            CUDA_R_32F,
-            _ld(b),
-            ctypes.c_void_p(a.data.ptr),
-            CUDA_R_32F,
-            _ld(a),
-            ctypes.byref(zero),
-            ctypes.c_void_p(out.data.ptr),
-            CUDA_R_32F,
-            _ld(out),
-            COMPUTE_TYPES[precision],
-            CUBLAS_GEMM_DEFAULT,
-        )
-        _check(status, f"cublasGemmEx ({precision})")
+        _check(status, "cublasGemmEx (bf16 operands)" if bf16 else f"cublasGemmEx ({precision})")
         return out
     real = ctypes.c_double
     fn = library().cublasDgemm_v2
