@@ -123,7 +123,6 @@ template <typename T>
 __global__ void pad_rows(const T* __restrict__ src, T* __restrict__ dst, index_t rows, index_t cols, index_t ld) {
     copy_rows_padded(src, dst, rows, cols, ld);
 }
-}
 
 // In place: y[n, c, s] = epilogue_act(y[n, c, s] + bias[c]) (Dense's forward epilogue after the GEMM).
 template <typename T, typename I>
