@@ -1,0 +1,70 @@
+"""Compile every CUDA module of tinygan.kernels.gpu here, as NVRTC will on the GPU machine, before spending device
+time: each ``CudaModule``'s source (``_common.cu`` prepended) with every instantiation it names, through nvcc.
+
+    python tools/nvcc_check.py            # needs nvcc (CUDA 12+) on the PATH, no GPU
+
+Why: a device call that meets a source NVRTC refuses fails every test that touches the module (the eighth
+session lost one call to a stray brace in layout.cu). The wrappers are imported through tools/gpu_emulate's
+NumPy-backed ``cupy``, so CuPy need not be installed. Exits non-zero when a module fails, naming it and its
+first errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def modules() -> list:
+    importlib.import_module("tools.gpu_emulate")  # first: a NumPy-backed cupy, so the wrappers import without a GPU
+    gpu = importlib.import_module("tinygan.kernels.gpu")
+    CudaModule = importlib.import_module("tinygan.kernels.gpu._common").CudaModule
+
+    found = {}
+    for info in pkgutil.iter_modules(gpu.__path__):
+        mod = importlib.import_module(f"tinygan.kernels.gpu.{info.name}")
+        for value in vars(mod).values():
+            if isinstance(value, CudaModule):
+                found[value.filename] = value
+    return [found[name] for name in sorted(found)]
+
+
+def main() -> int:
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        print("nvcc_check: nvcc is not on the PATH", file=sys.stderr)
+        return 2
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for mod in modules():
+            names = mod.name_expressions()
+            # Taking each instantiation's address makes nvcc compile it, as NVRTC's name expressions do.
+            code = (
+                mod.source() + "\nvoid tinygan_nvcc_check() {\n" + "".join(f"    (void)&{n};\n" for n in names) + "}\n"
+            )
+            path = Path(tmp) / mod.filename
+            path.write_text(code)
+            run = subprocess.run(
+                [nvcc, "-std=c++17", "-arch=sm_90", "-cubin", "-o", str(path.with_suffix(".cubin")), str(path)],
+                capture_output=True,
+                text=True,
+            )
+            errors = [line for line in run.stderr.splitlines() if "error" in line]
+            print(f"{mod.filename}: {len(names)} instantiations, " + ("ok" if run.returncode == 0 else "FAILED"))
+            for line in errors[:5]:
+                print("    " + line)
+            failed += run.returncode != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
