@@ -61,13 +61,10 @@ def conv_transpose2d_forward(
         y = conv_igemm.dgrad(x, W, y_shape, stride, padding, b, conv_igemm.kernel_for(get_precision()))
         return activate_(y, slope)
     lowp = low_precision(x.dtype)
-    cols = gemm(
-        weight_operand(W.reshape(cin, -1), lowp),
-        ncs_to_cns(x, bf16=lowp),
-        transa=True,
-        out_dtype=BF16 if lowp else None,
-    )
-    return col2im_bias(cols, y_shape, (kh, kw), stride, padding, b, "conv_transpose2d_forward", slope)
+    m = W.shape[1] * kh * kw
+    Wm = weight_operand(W.reshape(cin, -1), lowp, gemm_rows(m, x.dtype))  # (cin, m) widened to aligned columns
+    cols = gemm(Wm, ncs_to_cns(x, bf16=lowp), transa=True, out_dtype=BF16 if lowp else None)
+    return col2im_bias(cols[:m], y_shape, (kh, kw), stride, padding, b, "conv_transpose2d_forward", slope)
 
 
 def conv_transpose2d_backward_data(
