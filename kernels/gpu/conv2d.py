@@ -95,7 +95,8 @@ def geometry(x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: A
 
 
 def im2col(x: cupy.ndarray, kernel_size: Any, stride: Any, padding: Any) -> cupy.ndarray:
-    """(N, C, H, W) -> cols of shape (C*kh*kw, N*Ho*Wo); a thread fills ``vec`` columns for IM2COL_ROWS rows."""
+    """(N, C, H, W) -> cols of shape (C*kh*kw, N*Ho*Wo); a thread fills one column (four at stride 1) for
+    IM2COL_ROWS rows."""
     return im2col_operand(x, kernel_size, stride, padding, False)
 
 
@@ -156,7 +157,7 @@ def col2im_bias(
 ) -> cupy.ndarray:
     """col2im with ``bias[c]`` added to every pixel of channel c and the fused activation ``slope`` applied,
     in the same pass. bfloat16 cols (``_common.BF16``, precision "bf16") are summed into a float32 result."""
-    bf16 = isinstance(cols, cupy.ndarray) and cols.dtype == BF16
+    bf16 = is_bf16(cols)
     cols = cupy.ascontiguousarray(cols) if bf16 else device_array(cols, "cols", what)
     dtype = np.dtype(np.float32) if bf16 else cols.dtype
     g = geometry(x_shape, kernel_size, stride, padding, what)
