@@ -31,20 +31,34 @@ from tinygan import backend
 MODELS = (("mnist", 125, "dense MNIST GAN"), ("dcgan", 128, "CIFAR-10 DCGAN"))
 
 
+def _stage(what: str, fn: Any) -> Any:
+    """``fn()``, then a synchronize, so that an asynchronous CUDA error is reported at the stage that caused it
+    (an illegal address met twice on fresh H200s in 2026-12-02's eighth session surfaced only later, from a
+    deallocation); the timed replays stay unsynchronized."""
+    import cupy
+
+    print(f"stage: {what}", file=sys.stderr, flush=True)
+    out = fn()
+    cupy.cuda.Device().synchronize()
+    return out
+
+
 def _tinygan(model: str, n: int, precision: str, want: list[Any]) -> tuple[steps.Built, str]:
     backend.set_precision(precision)
-    ok, err, text = steps.validate_tiny(model, n, "gpu", "gpu", want)
-    built = steps.tiny_gpu_step(model, n, graph=True)
-    for _ in range(3):  # the second call captures, the third replays
-        built.fn()
+    where = f"tinygan {model} {precision}"
+    ok, err, text = _stage(f"{where}: validate", lambda: steps.validate_tiny(model, n, "gpu", "gpu", want))
+    built = _stage(f"{where}: build", lambda: steps.tiny_gpu_step(model, n, graph=True))
+    for what in ("warm-up", "capture", "replay"):  # the second call captures, the third replays
+        _stage(f"{where}: {what}", built.fn)
     check = f"gradients {'within' if ok else 'NOT within'} tolerance {steps.step_tolerance():g}: {text}"
     return built, check
 
 
 def _torch(model: str, n: int, precision: str, want: list[Any]) -> tuple[steps.Built, str]:
-    ok, err, text = steps.validate_torch(model, n, "gpu", want, precision)
-    built = steps.torch_graph_step(model, n, precision=precision)
-    graph_ok, _, graph_text = steps.check_graph_step(built)
+    where = f"PyTorch {model} {precision}"
+    ok, err, text = _stage(f"{where}: validate", lambda: steps.validate_torch(model, n, "gpu", want, precision))
+    built = _stage(f"{where}: build", lambda: steps.torch_graph_step(model, n, precision=precision))
+    graph_ok, _, graph_text = _stage(f"{where}: graph check", lambda: steps.check_graph_step(built))
     tolerance = steps.STEP_TOLERANCE if precision == "fp32" else steps.STEP_TOLERANCE_TF32
     check = f"gradients {'within' if ok else 'NOT within'} {tolerance:g}: {text}; {graph_text}"
     return built, check
