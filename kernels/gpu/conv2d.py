@@ -158,7 +158,7 @@ def col2im_bias(
     """col2im with ``bias[c]`` added to every pixel of channel c and the fused activation ``slope`` applied,
     in the same pass. bfloat16 cols (``_common.BF16``, precision "bf16") are summed into a float32 result."""
     bf16 = is_bf16(cols)
-    cols = cupy.ascontiguousarray(cols) if bf16 else device_array(cols, "cols", what)
+    cols = cols_array(cols, "cols", what)
     dtype = np.dtype(np.float32) if bf16 else cols.dtype
     g = geometry(x_shape, kernel_size, stride, padding, what)
     expected = (g.c * g.kh * g.kw, g.n * g.ho * g.wo)
@@ -199,6 +199,11 @@ def col2im(cols: cupy.ndarray, x_shape: tuple[int, ...], kernel_size: Any, strid
 def is_bf16(a: Any) -> bool:
     """Whether ``a`` is an array of bfloat16 bits (``_common.BF16``): cols formed at precision "bf16"."""
     return isinstance(a, cupy.ndarray) and a.dtype == BF16
+
+
+def cols_array(cols: Any, what: str, op: str) -> cupy.ndarray:
+    """:func:`device_array` for a cols buffer, which may also hold bfloat16 bits (formed at precision "bf16")."""
+    return cupy.ascontiguousarray(cols) if is_bf16(cols) else device_array(cols, what, op)
 
 
 def operand(a: cupy.ndarray, lowp: bool) -> cupy.ndarray:
@@ -296,7 +301,7 @@ def conv2d_backward_weight(
             return conv_igemm.wgrad(dy, x, (kh, kw), cols.stride, cols.padding, True, prec)
         cols = im2col_operand(x, (kh, kw), cols.stride, cols.padding, low_precision(x.dtype))
     dy = device_array(dy, "dy", op)
-    cols = cupy.ascontiguousarray(cols) if is_bf16(cols) else device_array(cols, "cols", op)
+    cols = cols_array(cols, "cols", op)
     if not is_bf16(cols):
         same_dtype("conv2d_backward_weight", dy, cols=cols)
     lowp = is_bf16(cols) or low_precision(dy.dtype)
@@ -366,7 +371,7 @@ def conv2d_backward(
                     f"{op}: the cached input of shape {tuple(cols.x.shape)} does not match x_shape {tuple(x_shape)}"
                 )
             cols = im2col_operand(cols.x, (kh, kw), cols.stride, cols.padding, lowp, rows=kp)
-        cols = operand(cupy.ascontiguousarray(cols) if is_bf16(cols) else device_array(cols, "cols", op), lowp)
+        cols = operand(cols_array(cols, "cols", op), lowp)
         if cols.shape[1] != dz.shape[1] or cols.shape[0] not in (k, kp):
             raise ValueError(
                 f"{op}: cols of shape {tuple(cols.shape)} do not match x_shape {tuple(x_shape)}: expected "

@@ -31,7 +31,7 @@ from ..reference.conv_geometry import conv2d_output_hw, conv_transpose2d_output_
 from . import conv_igemm
 from ._common import BF16, device_array, gemm, low_precision, pair, same_dtype
 from .activation import activate_, activation_grad
-from .conv2d import accumulate_product, col2im_bias, gemm_rows, im2col_operand, is_bf16, operand
+from .conv2d import accumulate_product, col2im_bias, cols_array, gemm_rows, im2col_operand, is_bf16, operand
 from .layout import channel_sum, check_out, cns_to_ncs, ncs_to_cns, weight_operand
 
 
@@ -124,7 +124,7 @@ def conv_transpose2d_backward_weight(
     if dy_cols is None:
         dy_cols = im2col_operand(dy, (kh, kw), stride, padding, lowp)
     else:
-        dy_cols = operand(cupy.ascontiguousarray(dy_cols) if lowp else device_array(dy_cols, "dy_cols", op), lowp)
+        dy_cols = operand(cols_array(dy_cols, "dy_cols", op), lowp)
     x_m = ncs_to_cns(x, bf16=lowp)
     m = cout * kh * kw
     if dy_cols.shape[1] != x_m.shape[1] or dy_cols.shape[0] not in (m, gemm_rows(m, dy.dtype)):

@@ -174,8 +174,8 @@ def bind_stream(stream: cupy.cuda.Stream | None = None) -> None:
 
 
 def _row_strided(x: cupy.ndarray) -> bool:
-    """Whether ``x``'s rows are contiguous and evenly spaced (a C-contiguous array, or the first columns of a
-    wider one: a matrix whose leading dimension was padded so that every row starts 16-byte aligned)."""
+    """Whether ``x``'s rows are contiguous and evenly spaced (a C-contiguous array, or a view of the first columns
+    of a wider one): cuBLAS then reads it at its pitch (:func:`_ld`), and no copy is made."""
     size = x.itemsize
     return x.strides[1] == size and x.strides[0] % size == 0 and x.strides[0] >= x.shape[1] * size
 
