@@ -8,10 +8,12 @@ training step besides the GEMMs:
 
 - ``im2col``: v1 one thread per element of cols, 64-bit index math; v2 (production until the eighth session)
   32-bit index math where every offset fits, and each thread decodes its column once for a run of 16 rows;
-  v3 (production) v2 with 4 consecutive columns a thread (2 or 1 where N*Ho*Wo is not a multiple of 4), whose
-  4 values of a row go out as one vector store, sharing the row loop and the tap stepping. Prediction (eighth
-  session, from the step profile on an H200: 214 us in 11 launches at tf32, and the bfloat16 version, which
-  writes half the bytes, no faster: the issue rate binds, not the bytes): 1.4x v2 on the large layers.
+  v3 v2 with 4 consecutive columns a thread (2 or 1 where N*Ho*Wo is not a multiple of 4), whose 4 values of
+  a row go out as one vector store, sharing the row loop and the tap stepping. Prediction (eighth session, from
+  the step profile on an H200: 214 us in 11 launches at tf32, and the bfloat16 version, which writes half the
+  bytes, no faster: the issue rate binds, not the bytes): 1.4x v2 on the large layers. Outcome (H200): 1.34x at
+  stride 1, but slower at stride 2 (a thread's reads lie two apart, a warp's loads touch twice the sectors):
+  168 -> 202 us over the DCGAN's shapes. v4 (production) takes v3 at stride 1 and v2 at stride 2.
 - ``col2im`` (a gather, one thread per pixel: no atomics, a fixed summation order, the same bits in every
   version): v1 visits all kh*kw taps and tests each, 64-bit; v2 the same with 32-bit index math; v3 visits
   only the taps that can reach the pixel (about 9 of 25 for a 5x5 stride-2 kernel); v4 numbers the pixels
@@ -206,6 +208,16 @@ def im2col_v2(x: Any, k: Any, s: Any, p: Any) -> Any:
     from tinygan.kernels.gpu.conv2d import im2col_operand
 
     return im2col_operand(x, k, s, p, False, vec=1)
+
+
+def im2col_v3(x: Any, k: Any, s: Any, p: Any) -> Any:
+    """Production's kernel with 4 consecutive columns a thread at every stride (2 or 1 where N*Ho*Wo asks);
+    production takes it at stride 1 only (the measured outcome, in the module docstring)."""
+    from tinygan.kernels.gpu.conv2d import geometry, im2col_operand
+
+    g = geometry(x.shape, k, s, p, "im2col_v3")
+    vec = next(v for v in (4, 2, 1) if (g.n * g.ho * g.wo) % v == 0)
+    return im2col_operand(x, k, s, p, False, vec=vec)
 
 
 def im2col_v1(x: Any, k: Any, s: Any, p: Any) -> Any:
@@ -459,7 +471,8 @@ def ops(
             [
                 Version("v1", "one thread per element of cols, 64-bit index math", im2col_v1),
                 Version("v2", "32-bit index math, a column decoded once per 16 rows", im2col_v2),
-                Version("v3", "production: v2 with 4 consecutive columns a thread, one vector store a row", K.im2col),
+                Version("v3", "v2 with 4 consecutive columns a thread, one vector store a row", im2col_v3),
+                Version("v4", "production: v3 at stride 1, v2 at stride 2 (as measured)", K.im2col),
             ],
             im2col_cases,
         ),
