@@ -73,14 +73,17 @@ def test_col2im_versions_give_the_same_bits():
 
     convs = [kv.Conv(f"case {i}", shape, k, s, p) for i, (shape, k, s, p) in enumerate(ODD_CONVS)]
     convs += kv.DCGAN_CONVS[-3:]  # the generator's 5x5 stride-2 geometry at full size
-    (col2im,) = [op for op in kv.ops(np.float32, convs=convs, bias_grads=[]) if op.name == "col2im"]
+    convs += [kv.Conv("D conv2 at batch 4", (4, 64, 32, 32), 3, 2, 1), kv.Conv("4x4 stride 2", (3, 5, 9, 8), 4, 2, 1)]
+    ops = [op for op in kv.ops(np.float32, convs=convs, bias_grads=[]) if op.name in ("col2im", "col2im_bf16")]
+    assert len(ops) == 2
     rng = np.random.default_rng(11)
-    for label, make, _, _ in col2im.cases:
-        args = kv.to_device(make(rng))
-        outputs = {v.name: cp.asnumpy(v.fn(*args)) for v in col2im.versions}
-        first = outputs[col2im.versions[0].name]
-        for name, out in outputs.items():
-            assert np.array_equal(out, first), f"col2im {name} differs from v1 on {label}"
+    for op in ops:
+        for label, make, _, _ in op.cases:
+            args = kv.to_device(make(rng))
+            outputs = {v.name: cp.asnumpy(v.fn(*args)) for v in op.versions}
+            first = outputs[op.versions[0].name]
+            for name, out in outputs.items():
+                assert np.array_equal(out, first), f"{op.name} {name} differs from {op.versions[0].name} on {label}"
 
 
 @pytest.mark.parametrize("cfg, prec", [(0, 0), (1, 2), (2, 1)])

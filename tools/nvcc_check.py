@@ -1,5 +1,6 @@
-"""Compile every CUDA module of tinygan.kernels.gpu here, as NVRTC will on the GPU machine, before spending device
-time: each ``CudaModule``'s source (``_common.cu`` prepended) with every instantiation it names, through nvcc.
+"""Compile every CUDA module of tinygan.kernels.gpu and bench/dev here, as NVRTC will on the GPU machine, before
+spending device time: each ``CudaModule``'s source (``_common.cu`` prepended) with every instantiation it names,
+through nvcc.
 
     python tools/nvcc_check.py            # needs nvcc (CUDA 12+) on the PATH, no GPU
 
@@ -35,6 +36,11 @@ def modules() -> list:
         for value in vars(mod).values():
             if isinstance(value, CudaModule):
                 found[value.filename] = value
+    # bench/dev's kernel versions (timed beside production, so compiled in the same call).
+    kernel_versions = importlib.import_module("bench.dev.kernel_versions")
+    adam_versions = importlib.import_module("bench.dev.adam_versions")
+    for dev in (kernel_versions._dev_module(), adam_versions._adam_module()):
+        found["bench/dev/" + dev.filename] = dev
     return [found[name] for name in sorted(found)]
 
 
@@ -51,7 +57,7 @@ def main() -> int:
             code = (
                 mod.source() + "\nvoid tinygan_nvcc_check() {\n" + "".join(f"    (void)&{n};\n" for n in names) + "}\n"
             )
-            path = Path(tmp) / mod.filename
+            path = Path(tmp) / Path(mod.filename).name
             path.write_text(code)
             run = subprocess.run(
                 [nvcc, "-std=c++17", "-arch=sm_90", "-cubin", "-o", str(path.with_suffix(".cubin")), str(path)],

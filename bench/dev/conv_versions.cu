@@ -255,6 +255,81 @@ __global__ void col2im_v6(const T* __restrict__ cols, T* __restrict__ x, index_t
     col2im_by_phase<T, int>(cols, x, n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo);
 }
 
+// col2im v7: production's col2im_phases (sixth to ninth session): one thread a pixel, the pixels numbered phase
+// by phase, with the kernel and stride fixed at compile time and fast_div for Wb, Ha and C. v8 (production since
+// the ninth session) gathers a whole sh x sw block of phases a thread. S: what cols hold (T, or bfloat16 bits).
+template <typename T, typename S, int KH, int KW, int SH, int SW>
+__device__ __forceinline__ void col2im_phases_v7(const S* __restrict__ cols, T* __restrict__ x, int N, int C, int H,
+                                                 int W, int ph, int pw, int Ho, int Wo, const unsigned* magic) {
+    const int L = N * Ho * Wo;
+    const int Ha = (H + SH - 1) / SH, Wb = (W + SW - 1) / SW;
+    const int total = N * C * SH * SW * Ha * Wb;
+    for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += blockDim.x * gridDim.x) {
+        int t = fast_div(e, Wb, magic[0], magic[1]);
+        const int b = e - t * Wb;
+        int u = fast_div(t, Ha, magic[2], magic[3]);
+        const int a = t - u * Ha;
+        t = u / SW;
+        const int rw = u - t * SW;
+        u = t / SH;
+        const int rh = t - u * SH;
+        const int n = fast_div(u, C, magic[4], magic[5]);
+        const int c = u - n * C;
+        const int h = rh + a * SH, w = rw + b * SW;
+        if (h >= H || w >= W) continue;
+        const int hp = h + ph, wp = w + pw;
+        const int i0 = hp % SH, j0 = wp % SW;
+        const int oh0 = (hp - i0) / SH, ow0 = (wp - j0) / SW;
+        T acc = T(0);
+#pragma unroll
+        for (int ti = 0; ti < (KH + SH - 1) / SH; ++ti) {
+            const int i = i0 + ti * SH, oh = oh0 - ti;
+            if (i < KH && oh >= 0 && oh < Ho) {
+                const S* base = cols + (c * KH + i) * KW * L + (n * Ho + oh) * Wo;
+#pragma unroll
+                for (int tj = 0; tj < (KW + SW - 1) / SW; ++tj) {
+                    const int j = j0 + tj * SW, ow = ow0 - tj;
+                    if (j < KW && ow >= 0 && ow < Wo) acc += widen(base[j * L + ow]);
+                }
+            }
+        }
+        x[((n * C + c) * H + h) * W + w] = acc;
+    }
+}
+
+// The seed models' geometries only (the harness's cases); launch with v4's threads (the phase-padded pixels).
+template <typename T, typename S>
+__device__ __forceinline__ void col2im_v7_any(const S* __restrict__ cols, T* __restrict__ x, index_t N, index_t C,
+                                              index_t H, index_t W, int kh, int kw, int sh, int sw, int ph, int pw,
+                                              index_t Ho, index_t Wo, unsigned wb_mul, unsigned wb_shift,
+                                              unsigned ha_mul, unsigned ha_shift, unsigned c_mul, unsigned c_shift) {
+    const int n = (int)N, c = (int)C, h = (int)H, w = (int)W, ho = (int)Ho, wo = (int)Wo;
+    const unsigned magic[6] = {wb_mul, wb_shift, ha_mul, ha_shift, c_mul, c_shift};
+#define COL2IM_V7(KH_, SH_) return col2im_phases_v7<T, S, KH_, KH_, SH_, SH_>(cols, x, n, c, h, w, ph, pw, ho, wo, magic)
+    if (kh == 3 && kw == 3 && sh == 1 && sw == 1) COL2IM_V7(3, 1);
+    if (kh == 3 && kw == 3 && sh == 2 && sw == 2) COL2IM_V7(3, 2);
+    if (kh == 4 && kw == 4 && sh == 2 && sw == 2) COL2IM_V7(4, 2);
+    if (kh == 5 && kw == 5 && sh == 2 && sw == 2) COL2IM_V7(5, 2);
+#undef COL2IM_V7
+}
+
+template <typename T>
+__global__ void col2im_v7(const T* __restrict__ cols, T* __restrict__ x, index_t N, index_t C, index_t H, index_t W,
+                          int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo, unsigned wb_mul,
+                          unsigned wb_shift, unsigned ha_mul, unsigned ha_shift, unsigned c_mul, unsigned c_shift) {
+    col2im_v7_any<T, T>(cols, x, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, wb_mul, wb_shift, ha_mul, ha_shift, c_mul,
+                        c_shift);
+}
+
+template <typename T>
+__global__ void col2im_v7_bf16(const bf16_t* __restrict__ cols, T* __restrict__ x, index_t N, index_t C, index_t H,
+                               index_t W, int kh, int kw, int sh, int sw, int ph, int pw, index_t Ho, index_t Wo,
+                               unsigned wb_mul, unsigned wb_shift, unsigned ha_mul, unsigned ha_shift, unsigned c_mul,
+                               unsigned c_shift) {
+    col2im_v7_any<T, bf16_t>(cols, x, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, wb_mul, wb_shift, ha_mul, ha_shift,
+                             c_mul, c_shift);
+}
+
 // The layout changes of kernels/gpu/layout.cu, v1: production's before its two divisions per element by
 // launch-constant values (the plane size S, then C or N) became fast_div (v2, production since the seventh
 // session). 32-bit indices only (the harness's cases fit).

@@ -188,6 +188,8 @@ def _dev_module() -> Any:
             "col2im_v4",
             "col2im_v5",
             "col2im_v6",
+            "col2im_v7",
+            "col2im_v7_bf16",
             "channel_sum_v1",
             "cns_to_ncs_v1",
             "ncs_to_cns_v1",
@@ -231,14 +233,23 @@ def im2col_v1(x: Any, k: Any, s: Any, p: Any) -> Any:
 
 def _col2im_dev(kernel: str) -> Callable[..., Any]:
     def col2im(cols: Any, x_shape: tuple[int, ...], k: Any, s: Any, p: Any) -> Any:
+        from tinygan.kernels.fastdiv import fast_div_args
         from tinygan.kernels.gpu._common import THREADS, grid_for, launch, narrow
+        from tinygan.kernels.gpu.conv2d import COL2IM_BLOCKED, is_bf16
 
         g, args = _geometry_args(x_shape, k, s, p)
-        x = cupy.empty(x_shape, dtype=cols.dtype)
+        x = cupy.empty(x_shape, dtype=np.float32 if is_bf16(cols) else cols.dtype)
         if kernel != "col2im_v1" and not narrow(cols, x):
             raise ValueError(f"{kernel} indexes with 32-bit ints: these arrays are too large for it")
-        fn = _dev_module().get(kernel, cols.dtype)
-        if kernel == "col2im_v6":  # v4's threads (the phase-padded pixels)
+        fn = _dev_module().get(kernel, x.dtype)
+        if kernel.startswith("col2im_v7"):  # v4's threads, and fast_div's arguments
+            if (g.kh, g.kw, g.sh, g.sw) not in COL2IM_BLOCKED:  # v7 and v8 share the general path
+                from tinygan.kernels.gpu.conv2d import col2im as production
+
+                return production(cols, x_shape, k, s, p)
+            magic = fast_div_args(-(-g.w // g.sw), -(-g.h // g.sh), g.c)
+            launch(fn, _phase_slots(g), (cols, x, *args, *magic))
+        elif kernel == "col2im_v6":  # v4's threads (the phase-padded pixels)
             launch(fn, _phase_slots(g), (cols, x, *args))
         elif kernel == "col2im_v5":  # y: the (n, c, phase) planes; x: the pixels of one phase
             per_plane = -(-g.h // g.sh) * -(-g.w // g.sw)
@@ -251,6 +262,16 @@ def _col2im_dev(kernel: str) -> Callable[..., Any]:
 
     col2im.__name__ = kernel
     return col2im
+
+
+def bf16_bits(a: np.ndarray) -> np.ndarray:
+    """float32 values as the bfloat16 bits (uint16) of their truncations: exact bfloat16 inputs for a case."""
+    return (np.ascontiguousarray(a, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def bf16_value(bits: np.ndarray) -> np.ndarray:
+    """What bfloat16 bits stand for, in float64 (the harness hands references its inputs as float64)."""
+    return (np.asarray(bits).astype(np.uint32) << 16).view(np.float32).astype(np.float64)
 
 
 def _leaky(z: np.ndarray, slope: float) -> np.ndarray:
@@ -375,7 +396,7 @@ def ops(
     def normal(rng: np.random.Generator, shape: tuple) -> np.ndarray:
         return rng.standard_normal(shape).astype(dtype)
 
-    im2col_cases, col2im_cases, sum_cases = [], [], []
+    im2col_cases, col2im_cases, col2im_bf16_cases, sum_cases = [], [], [], []
     for cv in convs:
         x_elems, cols_elems = int(np.prod(cv.x_shape)), int(np.prod(cv.cols_shape()))
         im2col_cases.append(
@@ -392,6 +413,14 @@ def ops(
                 lambda rng, cv=cv: (normal(rng, cv.cols_shape()), cv.x_shape, *cv.pairs()),
                 lambda a: R.col2im(a[0], a[1], a[2], a[3], a[4]),
                 (x_elems + cols_elems) * size,
+            )
+        )
+        col2im_bf16_cases.append(
+            (
+                cv.name,
+                lambda rng, cv=cv: (bf16_bits(normal(rng, cv.cols_shape())), cv.x_shape, *cv.pairs()),
+                lambda a: R.col2im(bf16_value(a[0]), a[1], a[2], a[3], a[4]),
+                x_elems * 4 + cols_elems * 2,
             )
         )
     for name, shape in bias_grads:
@@ -465,7 +494,7 @@ def ops(
                 (3 * elems + 4 * c) * size,
             )
         )
-    return [
+    every = [
         Op(
             "im2col",
             [
@@ -487,9 +516,26 @@ def ops(
                 ),
                 Version("v5", "v4 on a 2-D grid: one division per pixel", _col2im_dev("col2im_v5")),
                 Version("v6", "v4 with the kernel and stride fixed at compile time", _col2im_dev("col2im_v6")),
-                Version("v7", "production: v6 with its three runtime divisions as multiply-high and shift", K.col2im),
+                Version(
+                    "v7", "v6 with its three runtime divisions as multiply-high and shift", _col2im_dev("col2im_v7")
+                ),
+                Version(
+                    "v8", "production: a thread a block of sh x sw pixels (one per phase), vector stores", K.col2im
+                ),
             ],
             col2im_cases,
+        ),
+        Op(
+            "col2im_bf16",
+            [
+                Version(
+                    "v7",
+                    "v7 on bfloat16 cols (precision bf16's data gradient), summed in float32",
+                    _col2im_dev("col2im_v7_bf16"),
+                ),
+                Version("v8", "production: v8 on bfloat16 cols", K.col2im),
+            ],
+            col2im_bf16_cases,
         ),
         Op(
             "cns_to_ncs",
@@ -555,6 +601,8 @@ def ops(
             adam_versions.cases(dtype, adam_networks),
         ),
     ]
+    # bfloat16 cols exist at precision "bf16" only, over float32 images.
+    return [op for op in every if op.name != "col2im_bf16" or np.dtype(dtype) == np.float32]
 
 
 def to_device(args: tuple) -> tuple:
@@ -574,7 +622,7 @@ def validate(version: Version, host_args: tuple, want: Any, tolerance: float) ->
     """Run ``version`` on ``host_args`` (outputs allocated over NaN) and compare each output with
     ``want`` (an array or a tuple of arrays, float64): the largest relative error of any output."""
     wants = want if isinstance(want, tuple) else (want,)
-    poison(max(w.size for w in wants) * np.dtype(host_args[0].dtype).itemsize)
+    poison(max(w.size for w in wants) * max(np.dtype(host_args[0].dtype).itemsize, 4))
     result = version.fn(*to_device(host_args))
     gots = result if isinstance(result, tuple) else (result,)
     if len(gots) != len(wants):
@@ -738,6 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=[
             "im2col",
             "col2im",
+            "col2im_bf16",
             "cns_to_ncs",
             "ncs_to_cns",
             "channel_sum",

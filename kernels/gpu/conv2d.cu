@@ -137,62 +137,82 @@ __device__ __forceinline__ void col2im_pixels(const S* __restrict__ cols, T* __r
     }
 }
 
-// The seed models' geometries, with kernel size and stride known at compile time, 32-bit indices.
-// Two changes over col2im_pixels, measured on an H100 at the DCGAN's sizes (1.9x over all of them):
-// - the pixels are numbered phase by phase: those whose (h + ph) mod SH and (w + pw) mod SW agree
-//   take the same taps, so a warp of them runs the tap loops in lockstep and reads consecutive
-//   entries of each cols row (neighbouring pixels alternate phases in NCHW order, and a warp then
-//   runs the longer loop of either);
-// - the tap loops unroll, so a thread issues all of its loads before the first one returns.
-// Thread e is pixel (h, w) = (rh + a*SH, rw + b*SW) of plane (n, c), with
-// e = ((((n*C + c)*SH + rh)*SW + rw)*Ha + a)*Wb + b; Ha = ceil(H/SH), Wb = ceil(W/SW).
-// Decoding e divides by Wb, Ha and C, fixed for the launch: fast_div with the host's (mul, shift) for each
-// (v7 in bench/dev; ncu of v6 found the kernel bound by its issue rate, 79%, with DRAM at 12-34%, and three
-// ~25-instruction divisions per pixel: v7 measured 1.29x v6 over the DCGAN's shapes on an H200).
+// The seed models' geometries, with kernel size and stride known at compile time, 32-bit indices: a thread
+// gathers a whole SH x SW block of pixels, (h, w) = (a*SH + dh, b*SW + dw), of plane (n, c), with
+// e = ((n*C + c)*Ha + a)*Wb + b; Ha = ceil(H/SH), Wb = ceil(W/SW). At stride 2 that is one pixel of each of
+// the four phases (the pixels whose (h + ph) mod SH and (w + pw) mod SW agree take the same taps), so:
+// - the block's taps are all kh*kw of them, each read once, unrolled: a thread issues every load before the
+//   first one returns, and a warp (consecutive b) reads consecutive entries of each cols row;
+// - the index decoding (three fast_div by launch-constant Wb, Ha, C, with the host's (mul, shift)) and the
+//   tap bounds are shared by the block's SH*SW pixels;
+// - a block row's SW pixels are adjacent in x: one vector store (Pack) where W is even.
+// History (bench/dev/kernel_versions.py times them): v4 numbered pixels phase by phase so a warp's taps ran in
+// lockstep; v6 fixed the geometry at compile time (1.9x over the DCGAN's shapes on an H100); v7 replaced three
+// ~25-instruction divisions per pixel with fast_div (ncu of v6: issue-bound at 79%, DRAM at 12-34%; 1.29x on an
+// H200); this is v8, one thread per block of phases: the same loads, a quarter of the index work and stores.
+// Each pixel still sums its taps in increasing i, then j: the same bits as every earlier version.
 template <typename T, typename S, int KH, int KW, int SH, int SW>
-__device__ __forceinline__ void col2im_phases(const S* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
+__device__ __forceinline__ void col2im_blocks(const S* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
                                               int has_bias, int act, T slope, int N, int C, int H, int W, int ph,
                                               int pw, int Ho, int Wo, const unsigned* magic) {
     const int L = N * Ho * Wo;
     const int Ha = (H + SH - 1) / SH, Wb = (W + SW - 1) / SW;
-    const int total = N * C * SH * SW * Ha * Wb;
+    const int total = N * C * Ha * Wb;
+    const bool pairs = SW == 2 && (W & 1) == 0;  // a block row's two pixels in range and 2-aligned
     for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += blockDim.x * gridDim.x) {
         int t = fast_div(e, Wb, magic[0], magic[1]);
         const int b = e - t * Wb;
-        int u = fast_div(t, Ha, magic[2], magic[3]);
+        const int u = fast_div(t, Ha, magic[2], magic[3]);
         const int a = t - u * Ha;
-        t = u / SW;
-        const int rw = u - t * SW;
-        u = t / SH;
-        const int rh = t - u * SH;
         const int n = fast_div(u, C, magic[4], magic[5]);
         const int c = u - n * C;
-        const int h = rh + a * SH, w = rw + b * SW;
-        if (h >= H || w >= W) continue;
-        const int hp = h + ph, wp = w + pw;
-        const int i0 = hp % SH, j0 = wp % SW;
-        const int oh0 = (hp - i0) / SH, ow0 = (wp - j0) / SW;
-        T acc = T(0);
+        const S* plane = cols + c * KH * KW * L + n * Ho * Wo;
+        const T add = has_bias ? bias[c] : T(0);
 #pragma unroll
-        for (int ti = 0; ti < (KH + SH - 1) / SH; ++ti) {
-            const int i = i0 + ti * SH, oh = oh0 - ti;
-            if (i < KH && oh >= 0 && oh < Ho) {
-                const S* base = cols + (c * KH + i) * KW * L + (n * Ho + oh) * Wo;
+        for (int dh = 0; dh < SH; ++dh) {
+            const int h = a * SH + dh;
+            if (h >= H) break;
+            // Row h's first tap i0 = (h + ph) mod SH, at output row oh0; each further tap is SH on, a row up.
+            const int i0 = (dh + ph) % SH, oh0 = a + (dh + ph - i0) / SH;
+            T acc[SW];
 #pragma unroll
-                for (int tj = 0; tj < (KW + SW - 1) / SW; ++tj) {
-                    const int j = j0 + tj * SW, ow = ow0 - tj;
-                    if (j < KW && ow >= 0 && ow < Wo) acc += widen(base[j * L + ow]);
+            for (int dw = 0; dw < SW; ++dw) {
+                const int j0 = (dw + pw) % SW, ow0 = b + (dw + pw - j0) / SW;
+                T sum = T(0);
+#pragma unroll
+                for (int ti = 0; ti < (KH + SH - 1) / SH; ++ti) {
+                    const int i = i0 + ti * SH, oh = oh0 - ti;
+                    if (i < KH && oh >= 0 && oh < Ho) {
+                        const S* row = plane + i * KW * L + oh * Wo;
+#pragma unroll
+                        for (int tj = 0; tj < (KW + SW - 1) / SW; ++tj) {
+                            const int j = j0 + tj * SW, ow = ow0 - tj;
+                            if (j < KW && ow >= 0 && ow < Wo) sum += widen(row[j * L + ow]);
+                        }
+                    }
+                }
+                acc[dw] = epilogue_act(has_bias ? sum + add : sum, act, slope);
+            }
+            T* out = x + ((n * C + c) * H + h) * W + b * SW;
+            if constexpr (SW == 2) {
+                if (pairs) {
+                    Pack<T, 2> v;
+                    v.v[0] = acc[0];
+                    v.v[1] = acc[1];
+                    store_pack<2>(out, v);
+                    continue;
                 }
             }
+#pragma unroll
+            for (int dw = 0; dw < SW; ++dw)
+                if (b * SW + dw < W) out[dw] = acc[dw];
         }
-        if (has_bias) acc += bias[c];
-        x[((n * C + c) * H + h) * W + w] = epilogue_act(acc, act, slope);
     }
 }
 
-// Launch with at least N*C*ceil(H/sh)*sh*ceil(W/sw)*sw threads' worth of grid-stride loop (every
-// path's count is at most that). The fixed geometries run with I = int only: the 64-bit kernel
-// (arrays with offsets beyond 32 bits) takes the general path. (wb, ha, c)_(mul, shift): fast_div's
+// A grid-stride loop: any launch size is correct; the host launches conv2d.py's col2im_threads, a thread a block
+// of pixels for the geometries below (COL2IM_BLOCKED there), a pixel for any other. The fixed geometries run
+// with I = int only: the 64-bit kernel (arrays with offsets beyond 32 bits) takes the general path. (wb, ha, c)_(mul, shift): fast_div's
 // arguments for ceil(W/sw), ceil(H/sh) and C, used by the fixed geometries.
 template <typename T, typename S, typename I>
 __device__ __forceinline__ void col2im_any(const S* __restrict__ cols, T* __restrict__ x, const T* __restrict__ bias,
@@ -204,16 +224,16 @@ __device__ __forceinline__ void col2im_any(const S* __restrict__ cols, T* __rest
         const int n = (int)N, c = (int)C, h = (int)H, w = (int)W, ho = (int)Ho, wo = (int)Wo;
         const unsigned magic[6] = {wb_mul, wb_shift, ha_mul, ha_shift, c_mul, c_shift};
         if (kh == 3 && kw == 3 && sh == 1 && sw == 1)
-            return col2im_phases<T, S, 3, 3, 1, 1>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+            return col2im_blocks<T, S, 3, 3, 1, 1>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
                                                     magic);
         if (kh == 3 && kw == 3 && sh == 2 && sw == 2)
-            return col2im_phases<T, S, 3, 3, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+            return col2im_blocks<T, S, 3, 3, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
                                                     magic);
         if (kh == 4 && kw == 4 && sh == 2 && sw == 2)
-            return col2im_phases<T, S, 4, 4, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+            return col2im_blocks<T, S, 4, 4, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
                                                     magic);
         if (kh == 5 && kw == 5 && sh == 2 && sw == 2)
-            return col2im_phases<T, S, 5, 5, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
+            return col2im_blocks<T, S, 5, 5, 2, 2>(cols, x, bias, has_bias, act, slope, n, c, h, w, ph, pw, ho, wo,
                                                     magic);
     }
     col2im_pixels<T, S, I>(cols, x, bias, has_bias, act, slope, (I)N, (I)C, (I)H, (I)W, kh, kw, sh, sw, ph, pw, (I)Ho,

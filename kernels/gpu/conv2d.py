@@ -145,6 +145,19 @@ def im2col_operand(
     return cols
 
 
+# The geometries (kh, kw, sh, sw) for which conv2d.cu's col2im_any runs a thread per block of sh x sw pixels
+# (col2im_blocks); it dispatches on the same list.
+COL2IM_BLOCKED = ((3, 3, 1, 1), (3, 3, 2, 2), (4, 4, 2, 2), (5, 5, 2, 2))
+
+
+def col2im_threads(g: Geometry, wide: bool) -> int:
+    """Threads for a col2im launch: one per block of sh x sw pixels where the kernel takes its blocked path,
+    one per pixel otherwise (the grid-stride loop is correct for any count; this one leaves none idle)."""
+    if not wide and (g.kh, g.kw, g.sh, g.sw) in COL2IM_BLOCKED:
+        return g.n * g.c * -(-g.h // g.sh) * -(-g.w // g.sw)
+    return g.n * g.c * g.h * g.w
+
+
 def col2im_bias(
     cols: cupy.ndarray,
     x_shape: tuple[int, ...],
@@ -171,13 +184,13 @@ def col2im_bias(
         raise TypeError(f"tinygan.kernels.gpu.{what}: bias has dtype {bias.dtype}, expected {dtype}")
     x = cupy.empty(tuple(int(d) for d in x_shape), dtype=dtype)
     has_bias = bias is not None
-    # The phase-ordered paths pad each (n, c) plane to whole multiples of the stride (see conv2d.cu), and
-    # number those padded pixels with an int: past 2**31 of them, the 64-bit kernel's general path.
+    # The blocked paths cover each (n, c) plane with whole blocks of sh x sw pixels (see conv2d.cu), and number
+    # the pixels of those blocks with an int: past 2**31 of them, the 64-bit kernel's general path.
     ha, wb = -(-g.h // g.sh), -(-g.w // g.sw)
-    threads = g.n * g.c * ha * g.sh * wb * g.sw
+    wide = not narrow(cols, x) or g.n * g.c * ha * g.sh * wb * g.sw > INT32_LIMIT
     launch(
-        _MOD.get("col2im_bf16" if bf16 else "col2im", dtype, wide=not narrow(cols, x) or threads > INT32_LIMIT),
-        threads,
+        _MOD.get("col2im_bf16" if bf16 else "col2im", dtype, wide=wide),
+        col2im_threads(g, wide),
         (
             cols,
             x,
