@@ -254,7 +254,8 @@ def test_bf16_rounds_every_pass_on_the_im2col_route(K, rng, monkeypatch):
     with backend.precision("bf16"):
         y, cols = K.conv2d_forward(g["x"], g["W"], g["b"], 2, 1)
         got = {"y": y, "t_y": K.conv_transpose2d_forward(g["dy"], g["W"], None, 2, 1, 0)}
-    assert cols.dtype == np.uint16 and cols.shape == (8 * -(-cols_ref.shape[0] // 8), cols_ref.shape[1])  # bf16 bits
+    cols_m = cols.cols  # an Im2colCache: cols and the weight operand
+    assert cols_m.dtype == np.uint16 and cols_m.shape == (8 * -(-cols_ref.shape[0] // 8), cols_ref.shape[1])
     with backend.precision("fp32"):  # the forward's bfloat16 cache decides the backward's operands
         dW = cp.zeros(W.shape, dtype=cp.float32)
         db = cp.zeros(8, dtype=cp.float32)
@@ -327,3 +328,32 @@ def test_training_at_each_precision_trains_and_its_graph_equals_eager_launches(K
         assert np.array_equal(np.asarray(v), np.asarray(eager.G.state_dict()[k])), k
     for k, v in graphed.D.state_dict().items():
         assert np.array_equal(np.asarray(v), np.asarray(eager.D.state_dict()[k])), k
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_backward_reuses_the_forwards_weight_operand_for_the_same_weights_only(K, rng, monkeypatch, precision):
+    """conv2d_backward multiplies by the weight operand its forward formed (no second cast) when it is handed
+    the very array the forward took, and forms its own from any other: dx then follows the W it is given."""
+    import cupy as cp
+    from tinygan.kernels.gpu import conv2d as C
+    from tinygan.kernels.gpu import conv_igemm
+
+    monkeypatch.setattr(conv_igemm, "ROUTE", {p: {} for p in PRECISIONS})
+    x, W, W2 = rng.standard_normal((2, 3, 9, 7)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((4, 3, 3, 3))
+    y_ref, _ = R.conv2d_forward(x, W, None, 2, 1)
+    dy = rng.standard_normal(y_ref.shape)
+    g = {k: cp.asarray(v, dtype=cp.float32) for k, v in (("x", x), ("W", W), ("W2", W2), ("dy", dy))}
+    formed = []
+    real = C.weight_operand
+    monkeypatch.setattr(C, "weight_operand", lambda *a, **k: formed.append(1) or real(*a, **k))
+    with backend.precision(precision):
+        _, cache = K.conv2d_forward(g["x"], g["W"], None, 2, 1)
+        assert len(formed) == 1
+        same = K.conv2d_backward(g["dy"], cache, g["W"], x.shape, 2, 1)
+        assert len(formed) == 1  # the forward's operand, reused
+        other = K.conv2d_backward(g["dy"], cache, g["W2"], x.shape, 2, 1)
+        assert len(formed) == 2  # another array: its own operand
+    tol = TOLERANCE[precision]
+    assert rel_err(same, R.conv2d_backward_data(dy, W, x.shape, 2, 1)) <= tol
+    assert rel_err(other, R.conv2d_backward_data(dy, W2, x.shape, 2, 1)) <= tol

@@ -177,9 +177,10 @@ def test_conv2d_matches_reference(K, rng, dtype, case):
     x, W, b = rand(rng, (n, c, h, w), dtype), rand(rng, (cout, c, *k), dtype), rand(rng, (cout,), dtype)
     y_ref, cols_ref = R.conv2d_forward(x, W, b, s, p)
     poison((y_ref.shape, dtype), (cols_ref.shape, dtype))
-    y, cols = K.conv2d_forward(g(x), g(W), g(b), s, p)
+    y, cache = K.conv2d_forward(g(x), g(W), g(b), s, p)
     close(y, y_ref, dtype, gemm=True)
-    if isinstance(cols, cp.ndarray):  # float32 caches the input instead (implicit GEMM: no cols)
+    cols = getattr(cache, "cols", None)  # an Im2colCache; a ConvInput on the implicit-GEMM route (no cols)
+    if cols is not None:
         close(cols[: cols_ref.shape[0]], cols_ref, dtype)
         assert not cp.asnumpy(cols[cols_ref.shape[0] :]).any()  # float32 pads to 8 rows with zeros (gemm_rows)
     dy = rand(rng, y_ref.shape, dtype)
@@ -187,7 +188,7 @@ def test_conv2d_matches_reference(K, rng, dtype, case):
     close(K.conv2d_backward_data(g(dy), g(W), x.shape, s, p), R.conv2d_backward_data(dy, W, x.shape, s, p), dtype, True)
     dW_ref, db_ref = R.conv2d_backward_weight(dy, cols_ref, W.shape)
     poison((W.shape, dtype), (b.shape, dtype))
-    dW, db = K.conv2d_backward_weight(g(dy), cols, W.shape)
+    dW, db = K.conv2d_backward_weight(g(dy), cache, W.shape)
     close(dW, dW_ref, dtype, gemm=True)
     close(db, db_ref, dtype, gemm=True)
 

@@ -222,6 +222,27 @@ def im2col_v3(x: Any, k: Any, s: Any, p: Any) -> Any:
     return im2col_operand(x, k, s, p, False, vec=vec)
 
 
+def im2col_bf16_vec(vec: int | None) -> Callable[..., Any]:
+    """Production's im2col writing bfloat16 cols (precision "bf16"), ``vec`` columns a thread (None: production's
+    rule), 2 or 1 where N*Ho*Wo asks."""
+
+    def im2col_bf16(x: Any, k: Any, s: Any, p: Any) -> Any:
+        from tinygan.kernels.gpu.conv2d import geometry, im2col_operand
+
+        g = geometry(x.shape, k, s, p, "im2col_bf16")
+        v = None if vec is None else next(v for v in (vec, 2, 1) if (g.n * g.ho * g.wo) % v == 0)
+        return im2col_operand(x, k, s, p, True, vec=v)
+
+    im2col_bf16.__name__ = f"im2col_bf16_vec{vec}"
+    return im2col_bf16
+
+
+def bf16_round_bits(a: np.ndarray) -> np.ndarray:
+    """The bfloat16 bits of float32 ``a`` rounded to nearest, ties to even (as _common.cu's to_bf16; no NaNs)."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
 def im2col_v1(x: Any, k: Any, s: Any, p: Any) -> Any:
     from tinygan.kernels.gpu._common import launch
 
@@ -396,7 +417,7 @@ def ops(
     def normal(rng: np.random.Generator, shape: tuple) -> np.ndarray:
         return rng.standard_normal(shape).astype(dtype)
 
-    im2col_cases, col2im_cases, col2im_bf16_cases, sum_cases = [], [], [], []
+    im2col_cases, im2col_bf16_cases, col2im_cases, col2im_bf16_cases, sum_cases = [], [], [], [], []
     for cv in convs:
         x_elems, cols_elems = int(np.prod(cv.x_shape)), int(np.prod(cv.cols_shape()))
         im2col_cases.append(
@@ -413,6 +434,14 @@ def ops(
                 lambda rng, cv=cv: (normal(rng, cv.cols_shape()), cv.x_shape, *cv.pairs()),
                 lambda a: R.col2im(a[0], a[1], a[2], a[3], a[4]),
                 (x_elems + cols_elems) * size,
+            )
+        )
+        im2col_bf16_cases.append(
+            (
+                cv.name,
+                lambda rng, cv=cv: (normal(rng, cv.x_shape).astype(np.float32), *cv.pairs()),
+                lambda a: bf16_round_bits(R.im2col(a[0], a[1], a[2], a[3])).astype(np.float64),
+                x_elems * 4 + cols_elems * 2,
             )
         )
         col2im_bf16_cases.append(
@@ -504,6 +533,23 @@ def ops(
                 Version("v4", "production: v3 at stride 1, v2 at stride 2 (as measured)", K.im2col),
             ],
             im2col_cases,
+        ),
+        Op(
+            "im2col_bf16",
+            [
+                Version(
+                    "v4",
+                    "production on bfloat16 cols: 4 columns a thread at stride 1, 1 at stride 2",
+                    im2col_bf16_vec(None),
+                ),
+                Version(
+                    "v5", "candidate: 2 columns a thread at every stride (one 4-byte store a row)", im2col_bf16_vec(2)
+                ),
+                Version(
+                    "v6", "candidate: 4 columns a thread at every stride (one 8-byte store a row)", im2col_bf16_vec(4)
+                ),
+            ],
+            im2col_bf16_cases,
         ),
         Op(
             "col2im",
@@ -602,7 +648,7 @@ def ops(
         ),
     ]
     # bfloat16 cols exist at precision "bf16" only, over float32 images.
-    return [op for op in every if op.name != "col2im_bf16" or np.dtype(dtype) == np.float32]
+    return [op for op in every if op.name not in ("im2col_bf16", "col2im_bf16") or np.dtype(dtype) == np.float32]
 
 
 def to_device(args: tuple) -> tuple:
@@ -785,6 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         choices=[
             "im2col",
+            "im2col_bf16",
             "col2im",
             "col2im_bf16",
             "cns_to_ncs",
