@@ -14,6 +14,12 @@ training step besides the GEMMs:
   bytes, no faster: the issue rate binds, not the bytes): 1.4x v2 on the large layers. Outcome (H200): 1.34x at
   stride 1, but slower at stride 2 (a thread's reads lie two apart, a warp's loads touch twice the sectors):
   168 -> 202 us over the DCGAN's shapes. v4 (production) takes v3 at stride 1 and v2 at stride 2.
+- ``im2col_bf16`` (bfloat16 cols, precision "bf16"; production's kernel at a chosen number of columns a
+  thread): v4 as float32's rule (4 at stride 1, 1 at stride 2); v5 2 at every stride; v6 4 at every stride;
+  v7 (production) 4 at stride 1, 2 at stride 2. Prediction (ninth session): at stride 2 a bfloat16 row is
+  written 2 bytes a thread, so pairing columns halves the store instructions and may pay for the extra
+  sectors that cost float32's v3. Outcome (H200): v5 1.06-1.26x v4 on every stride-2 layer, 0.88x at stride 1;
+  v6 1.37x on D conv2 only and 0.74-0.86x on the rest; 175 -> 148 us (v5) over the DCGAN's shapes.
 - ``col2im`` (a gather, one thread per pixel: no atomics, a fixed summation order, the same bits in every
   version): v1 visits all kh*kw taps and tests each, 64-bit; v2 the same with 32-bit index math; v3 visits
   only the taps that can reach the pixel (about 9 of 25 for a 5x5 stride-2 kernel); v4 numbers the pixels
@@ -25,7 +31,14 @@ training step besides the GEMMs:
   (tinygan.kernels.fastdiv). v7's prediction (sixth session, from ncu of v6 in the DCGAN step on an H200:
   compute throughput 79%, DRAM 12-34% of peak, three runtime ``div.s32`` per pixel in the PTX): 1.5x v6 on the
   large layers, where the issue rate binds. Outcome (seventh session, H200): 1.31-1.36x on the three largest,
-  1.29x over all the DCGAN's shapes.
+  1.29x over all the DCGAN's shapes. v8 (production since the ninth session) gives a thread a whole sh x sw
+  block of pixels, one of each phase, so the block's kh*kw taps are read once each with the index decoding,
+  tap bounds and stores (one vector store a block row) shared. Prediction (ninth session): about 2.7x fewer
+  instructions a pixel at stride 2, so up to 1.5x where the issue rate binds. Outcome (H200): 1.09-1.28x on
+  the stride-2 layers, 184 against 207 us (float32) and 167 against 194 us (``col2im_bf16``, the bf16 step's
+  bfloat16 dcols) over the DCGAN's shapes; slower on the stride-1 layer (0.88-0.91x) and on the 3-channel
+  5x5 one at float32 (0.81x: a quarter of the threads on a small plane). The stride-2 layers now move 43-66%
+  of the copy bandwidth: the bytes and latency begin to bind.
 - ``cns_to_ncs`` and ``ncs_to_cns`` (the layout changes around every GEMM, with the bias and activation
   epilogue, and the activation's gradient): v1 one thread per element with two divisions each; v2
   (production until the eighth session) the divisions as multiply-high and shift, as col2im v7: measured
@@ -222,18 +235,19 @@ def im2col_v3(x: Any, k: Any, s: Any, p: Any) -> Any:
     return im2col_operand(x, k, s, p, False, vec=vec)
 
 
-def im2col_bf16_vec(vec: int | None) -> Callable[..., Any]:
-    """Production's im2col writing bfloat16 cols (precision "bf16"), ``vec`` columns a thread (None: production's
-    rule), 2 or 1 where N*Ho*Wo asks."""
+def im2col_bf16_vec(at_stride1: int | None, at_stride2: int | None) -> Callable[..., Any]:
+    """Production's im2col writing bfloat16 cols (precision "bf16"), ``at_stride1`` columns a thread at stride 1
+    and ``at_stride2`` at any other (None for both: production's rule), 2 or 1 where N*Ho*Wo asks."""
 
     def im2col_bf16(x: Any, k: Any, s: Any, p: Any) -> Any:
         from tinygan.kernels.gpu.conv2d import geometry, im2col_operand
 
         g = geometry(x.shape, k, s, p, "im2col_bf16")
-        v = None if vec is None else next(v for v in (vec, 2, 1) if (g.n * g.ho * g.wo) % v == 0)
+        want = at_stride1 if g.sw == 1 else at_stride2
+        v = None if want is None else next(v for v in (want, 2, 1) if (g.n * g.ho * g.wo) % v == 0)
         return im2col_operand(x, k, s, p, True, vec=v)
 
-    im2col_bf16.__name__ = f"im2col_bf16_vec{vec}"
+    im2col_bf16.__name__ = f"im2col_bf16_vec{at_stride1}_{at_stride2}"
     return im2col_bf16
 
 
@@ -537,17 +551,10 @@ def ops(
         Op(
             "im2col_bf16",
             [
-                Version(
-                    "v4",
-                    "production on bfloat16 cols: 4 columns a thread at stride 1, 1 at stride 2",
-                    im2col_bf16_vec(None),
-                ),
-                Version(
-                    "v5", "candidate: 2 columns a thread at every stride (one 4-byte store a row)", im2col_bf16_vec(2)
-                ),
-                Version(
-                    "v6", "candidate: 4 columns a thread at every stride (one 8-byte store a row)", im2col_bf16_vec(4)
-                ),
+                Version("v4", "4 columns a thread at stride 1, 1 at stride 2 (as float32)", im2col_bf16_vec(4, 1)),
+                Version("v5", "2 columns a thread at every stride (one 4-byte store a row)", im2col_bf16_vec(2, 2)),
+                Version("v6", "4 columns a thread at every stride (one 8-byte store a row)", im2col_bf16_vec(4, 4)),
+                Version("v7", "production: 4 columns a thread at stride 1, 2 at stride 2", im2col_bf16_vec(None, None)),
             ],
             im2col_bf16_cases,
         ),

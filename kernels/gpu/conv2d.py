@@ -137,8 +137,15 @@ def im2col_operand(
         if vec is None:
             # Measured on an H200 (bench/dev v3 against v2): 1.34x on the stride-1 layer, but at stride 2 a
             # thread's 4 reads lie 2 apart and a warp's loads touch twice the sectors: 1.04x on the largest such
-            # layer, 1.3-1.6x slower on the others. So 4 columns a thread at stride 1 only.
-            vec = next(v for v in (4, 2, 1) if length % v == 0) if x.dtype == np.float32 and g.sw == 1 else 1
+            # layer, 1.3-1.6x slower on the others. So 4 columns a thread at stride 1 only. bfloat16 cols at
+            # stride 2 take 2 (one 4-byte store a row instead of two 2-byte ones): 1.06-1.26x on every stride-2
+            # layer of the DCGAN (bench/dev im2col_bf16 v5 against v4, ninth session).
+            if x.dtype != np.float32:
+                vec = 1
+            elif g.sw == 1:
+                vec = next(v for v in (4, 2, 1) if length % v == 0)
+            else:
+                vec = 2 if bf16 and length % 2 == 0 else 1
         grid = (max(1, min(-(-length // (THREADS * vec)), 4096)), -(-k // per_block))
         kernel = _MOD.get_for("im2col_bf16" if bf16 else "im2col", x.dtype, x, cols)
         kernel(grid, (THREADS,), (x, cols, *g.kernel_args(), cupy.int32(per_block), cupy.int32(vec)))
