@@ -37,8 +37,10 @@ training step besides the GEMMs:
   instructions a pixel at stride 2, so up to 1.5x where the issue rate binds. Outcome (H200): 1.09-1.28x on
   the stride-2 layers, 184 against 207 us (float32) and 167 against 194 us (``col2im_bf16``, the bf16 step's
   bfloat16 dcols) over the DCGAN's shapes; slower on the stride-1 layer (0.88-0.91x) and on the 3-channel
-  5x5 one at float32 (0.81x: a quarter of the threads on a small plane). The stride-2 layers now move 43-66%
-  of the copy bandwidth: the bytes and latency begin to bind.
+  5x5 one at float32 (0.81x: a quarter of the threads on a small plane). ncu of v8 in the bf16 step (ninth
+  session): the largest launch at 72% of the SMs' throughput and 32% of DRAM's, its warps waiting on their
+  loads (L1TEX scoreboard) for 61% of the cycles between instructions: the pipes and the loads' latency bind,
+  not the bytes.
 - ``cns_to_ncs`` and ``ncs_to_cns`` (the layout changes around every GEMM, with the bias and activation
   epilogue, and the activation's gradient): v1 one thread per element with two divisions each; v2
   (production until the eighth session) the divisions as multiply-high and shift, as col2im v7: measured
