@@ -199,6 +199,29 @@ __global__ void col2im_v5(const T* __restrict__ cols, T* __restrict__ x, index_t
     }
 }
 
+// The taps that reach pixel (hp, wp) of the padded image (hp = h + ph, wp = w + pw), as v6 and v7 gather them:
+// tap i0 = hp mod SH first, at output row (hp - i0) / SH, then every SH-th tap a row up (likewise for columns).
+template <typename T, typename S, int KH, int KW, int SH, int SW>
+__device__ __forceinline__ T phase_taps(const S* __restrict__ cols, int L, int c, int n, int hp, int wp, int Ho,
+                                        int Wo) {
+    const int i0 = hp % SH, j0 = wp % SW;
+    const int oh0 = (hp - i0) / SH, ow0 = (wp - j0) / SW;
+    T acc = T(0);
+#pragma unroll
+    for (int ti = 0; ti < (KH + SH - 1) / SH; ++ti) {
+        const int i = i0 + ti * SH, oh = oh0 - ti;
+        if (i < KH && oh >= 0 && oh < Ho) {
+            const S* base = cols + (c * KH + i) * KW * L + (n * Ho + oh) * Wo;
+#pragma unroll
+            for (int tj = 0; tj < (KW + SW - 1) / SW; ++tj) {
+                const int j = j0 + tj * SW, ow = ow0 - tj;
+                if (j < KW && ow >= 0 && ow < Wo) acc += widen(base[j * L + ow]);
+            }
+        }
+    }
+    return acc;
+}
+
 // col2im v6: production's col2im_phases before its three divisions by launch-constant values (Wb, Ha, C)
 // became fast_div (v7, production since the seventh session). ncu of this version in the DCGAN step (H200,
 // sixth session): compute (SM) throughput 79%, DRAM 12-34% of peak, three ~25-instruction div.s32 per pixel.
@@ -221,23 +244,7 @@ __device__ __forceinline__ void col2im_phases_div(const T* __restrict__ cols, T*
         const int c = u - n * C;
         const int h = rh + a * SH, w = rw + b * SW;
         if (h >= H || w >= W) continue;
-        const int hp = h + ph, wp = w + pw;
-        const int i0 = hp % SH, j0 = wp % SW;
-        const int oh0 = (hp - i0) / SH, ow0 = (wp - j0) / SW;
-        T acc = T(0);
-#pragma unroll
-        for (int ti = 0; ti < (KH + SH - 1) / SH; ++ti) {
-            const int i = i0 + ti * SH, oh = oh0 - ti;
-            if (i < KH && oh >= 0 && oh < Ho) {
-                const T* base = cols + (c * KH + i) * KW * L + (n * Ho + oh) * Wo;
-#pragma unroll
-                for (int tj = 0; tj < (KW + SW - 1) / SW; ++tj) {
-                    const int j = j0 + tj * SW, ow = ow0 - tj;
-                    if (j < KW && ow >= 0 && ow < Wo) acc += base[j * L + ow];
-                }
-            }
-        }
-        x[((n * C + c) * H + h) * W + w] = acc;
+        x[((n * C + c) * H + h) * W + w] = phase_taps<T, T, KH, KW, SH, SW>(cols, L, c, n, h + ph, w + pw, Ho, Wo);
     }
 }
 
@@ -277,23 +284,7 @@ __device__ __forceinline__ void col2im_phases_v7(const S* __restrict__ cols, T* 
         const int c = u - n * C;
         const int h = rh + a * SH, w = rw + b * SW;
         if (h >= H || w >= W) continue;
-        const int hp = h + ph, wp = w + pw;
-        const int i0 = hp % SH, j0 = wp % SW;
-        const int oh0 = (hp - i0) / SH, ow0 = (wp - j0) / SW;
-        T acc = T(0);
-#pragma unroll
-        for (int ti = 0; ti < (KH + SH - 1) / SH; ++ti) {
-            const int i = i0 + ti * SH, oh = oh0 - ti;
-            if (i < KH && oh >= 0 && oh < Ho) {
-                const S* base = cols + (c * KH + i) * KW * L + (n * Ho + oh) * Wo;
-#pragma unroll
-                for (int tj = 0; tj < (KW + SW - 1) / SW; ++tj) {
-                    const int j = j0 + tj * SW, ow = ow0 - tj;
-                    if (j < KW && ow >= 0 && ow < Wo) acc += widen(base[j * L + ow]);
-                }
-            }
-        }
-        x[((n * C + c) * H + h) * W + w] = acc;
+        x[((n * C + c) * H + h) * W + w] = phase_taps<T, S, KH, KW, SH, SW>(cols, L, c, n, h + ph, w + pw, Ho, Wo);
     }
 }
 

@@ -317,7 +317,7 @@ def conv2d_backward_data(
 
 
 def conv2d_backward_weight(
-    dy: cupy.ndarray, cols: cupy.ndarray | ConvInput, W_shape: tuple[int, ...]
+    dy: cupy.ndarray, cols: cupy.ndarray | Im2colCache | ConvInput, W_shape: tuple[int, ...]
 ) -> tuple[cupy.ndarray, cupy.ndarray]:
     """Returns (dW, db); ``cols`` is the cache conv2d_forward returned (an :class:`Im2colCache` or a
     :class:`ConvInput`), or a cols matrix."""
@@ -351,7 +351,7 @@ def conv2d_backward_weight(
 
 def conv2d_backward(
     dy: cupy.ndarray,
-    cols: cupy.ndarray | ConvInput,
+    cols: cupy.ndarray | Im2colCache | ConvInput,
     W: cupy.ndarray,
     x_shape: tuple[int, ...],
     stride: Any,
