@@ -417,6 +417,19 @@ def test_corrupt_cache_is_retrained_with_a_message(tiny_mnist):
     assert "cached classifier unusable, retraining it" in messages[0] and str(path) in messages[0]
 
 
+def test_an_unwritable_cache_leaves_the_classifier_uncached_with_a_message(tiny_mnist, tmp_path):
+    """The cache holds derived data only: where it cannot be written (its folder is a file here, which even root
+    cannot write through), the trained classifier is still returned and used, and the message says why."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would be")
+    path = blocker / "mnist_classifier.npz"
+    messages = []
+    clf = load_classifier(tiny_mnist, path=path, verbose=messages.append, **TINY)
+    assert clf.trained and clf.path is None and not path.exists()
+    assert any(m.startswith(f"could not cache the classifier in {path}") and "uncached" in m for m in messages)
+    assert not any("cached the classifier in" in m for m in messages)
+
+
 def test_end_to_end_cli_on_the_tiny_set(tiny_mnist, tmp_path, capsys, rng):
     load_classifier(tiny_mnist, verbose=None, **TINY)  # so the CLI reuses a small model
     images, _ = synthetic_digits(rng, 300)

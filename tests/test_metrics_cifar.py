@@ -87,6 +87,13 @@ def test_training_caches_and_reloads(data, tmp_path):
     messages.clear()
     assert load_classifier(data, path=path, verbose=messages.append, **QUICK).trained
     assert any("cached classifier unusable" in m for m in messages)
+    # A cache that cannot be written (its folder is a file): the trained classifier is used uncached.
+    blocked = tmp_path / "a-file" / "clf.npz"
+    blocked.parent.write_text("not a folder")
+    messages.clear()
+    uncached = load_classifier(data, path=blocked, verbose=messages.append, **QUICK)
+    assert uncached.trained and uncached.path is None
+    assert any(m.startswith(f"could not cache the classifier in {blocked}") for m in messages)
 
 
 def test_real_test_images_sit_at_distance_zero_from_the_reference(data, classifier):

@@ -497,10 +497,21 @@ def load_classifier(
     if data is None:
         data = load_data(data_dir, download=download, verbose=verbose)
     classifier = train_classifier(data, device=device, verbose=verbose, **train_options)
-    save_checkpoint(path, classifier.model.state_dict(), classifier.meta)
+    cache_classifier(classifier, path, say)
+    return classifier
+
+
+def cache_classifier(classifier: Any, path: Path, say: Callable[[str], Any]) -> None:
+    """Save a freshly trained classifier to its cache file ``path`` (``classifier.path`` then names it). The
+    cache only ever holds derived data: where it cannot be written (a read-only data folder, a full disk), the
+    classifier is used uncached and ``say`` tells why, instead of the run failing after the training."""
+    try:
+        save_checkpoint(path, classifier.model.state_dict(), classifier.meta)
+    except OSError as exc:
+        say(f"could not cache the classifier in {path} ({exc.strerror or exc}); using it uncached")
+        return
     classifier.path = path
     say(f"cached the classifier in {path}")
-    return classifier
 
 
 # ---------------------------------------------------------------------------------------------- the figures

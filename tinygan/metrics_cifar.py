@@ -58,7 +58,7 @@ import numpy as np
 
 from tinygan import backend
 from tinygan.augment import DiffAugment
-from tinygan.checkpoint import CheckpointError, save_checkpoint
+from tinygan.checkpoint import CheckpointError
 from tinygan.cli import EXIT_ERROR, EXIT_NO_GPU
 from tinygan.data.cifar10 import CLASS_NAMES, class_indices, load_cifar10
 from tinygan.data.download import DownloadError, cache_dir
@@ -69,6 +69,7 @@ from tinygan.metrics import (
     EvalData,
     SamplesError,
     Verbose,
+    cache_classifier,
     check_values,
     class_coverage,
     classifier_record,
@@ -319,9 +320,7 @@ def load_classifier(
             else:
                 return classifier
     classifier = train_classifier(data, device=device, verbose=verbose, **train_options)
-    save_checkpoint(path, classifier.model.state_dict(), classifier.meta)
-    classifier.path = path
-    say(f"cached the classifier in {path}")
+    cache_classifier(classifier, path, say)
     return classifier
 
 
