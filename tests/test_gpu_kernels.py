@@ -549,6 +549,7 @@ def test_cublas_matmul_reads_the_pitch_of_padded_rows(K, rng, dtype, transa):
 def test_weight_operand_widens_with_zeros(K, rng, dtype, bf16):
     """layout.weight_operand: the same values (bfloat16-rounded with bf16) in the first columns, zeros after
     (conv2d.gemm_rows: the padded extents multiply against cols' zero rows, so they must be zero, not NaN)."""
+    from tinygan.kernels.bf16 import from_bf16
     from tinygan.kernels.gpu.layout import weight_operand
 
     if bf16 and dtype != np.float32:
@@ -558,7 +559,7 @@ def test_weight_operand_widens_with_zeros(K, rng, dtype, bf16):
     assert got.shape == (6, 32)
     if bf16:
         assert got.dtype == np.uint16
-        got = (got.astype(np.uint32) << 16).view(np.float32)
+        got = from_bf16(got)
         np.testing.assert_allclose(got[:, :27], w, rtol=2**-8)
     else:
         np.testing.assert_array_equal(got[:, :27], w)

@@ -69,18 +69,6 @@ def _nan(shape, dtype):
     return np.full(shape, fill, dtype).view(ndarray)
 
 
-def _to_bf16(v):
-    """float32 values as bfloat16 bits, rounded as _common.cu's to_bf16 does (nearest, ties to even; NaN kept)."""
-    u = np.asarray(v, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF
-    r = np.where((u & 0x7FFFFFFF) > 0x7F800000, ((u >> 16) | 0x40) & 0xFFFF, r)
-    return r.astype(np.uint16)
-
-
-def _from_bf16(h):
-    return (np.asarray(h).astype(np.uint32) << 16).view(np.float32)
-
-
 def empty(shape, dtype=np.float64):
     return _nan(shape, dtype)
 
@@ -224,6 +212,7 @@ import tinygan.backend as backend  # noqa: E402  (after the fake cupy is install
 
 backend.gpu_unavailable_reason = lambda: None
 
+from tinygan.kernels.bf16 import from_bf16, to_bf16  # noqa: E402
 from tinygan.kernels.fastdiv import fast_div_args  # noqa: E402
 from tinygan.kernels.gpu import _common, cublas  # noqa: E402
 from tinygan.kernels.reference import conv2d as RC  # noqa: E402
@@ -515,12 +504,12 @@ def _run(name, grid, block, a):
         g = V(gate)[: N * C * S] if act else None
         v = _act_grad(V(src).reshape(N, C, S), g.reshape(N, C, S) if act else None, act, slope)
         v = v.transpose(1, 0, 2).reshape(-1)
-        V(dst)[:] = _to_bf16(v) if name.endswith("bf16") else v
+        V(dst)[:] = to_bf16(v) if name.endswith("bf16") else v
     elif name in ("cast_bf16", "pad_rows"):
         src, dst, rows, cols, ld = a
         v = np.zeros((rows, ld), dtype=np.float64)
         v[:, :cols] = V(src)[: rows * cols].reshape(rows, cols)
-        V(dst)[: rows * ld] = _to_bf16(v.astype(np.float32)).reshape(-1) if name == "cast_bf16" else v.reshape(-1)
+        V(dst)[: rows * ld] = to_bf16(v.astype(np.float32)).reshape(-1) if name == "cast_bf16" else v.reshape(-1)
     elif name in ("ncs_to_cns_sum", "ncs_to_cns_sum_bf16"):
         src, dst, gate, act, slope, partial, N, C, S, chunk, *magic = a
         _check_fast_div(name, magic, S)
@@ -529,7 +518,7 @@ def _run(name, grid, block, a):
         g = V(gate)[: N * C * S] if act else None
         v = _act_grad(V(src).reshape(N, C, S), g.reshape(N, C, S) if act else None, act, slope)
         rows = v.transpose(1, 0, 2).reshape(C, N * S)
-        V(dst)[:] = _to_bf16(rows.reshape(-1)) if name.endswith("bf16") else rows.reshape(-1)
+        V(dst)[:] = to_bf16(rows.reshape(-1)) if name.endswith("bf16") else rows.reshape(-1)
         for p in range(parts):
             partial.reshape(C, parts)[:, p] = rows[:, p * chunk : (p + 1) * chunk].astype(np.float64).sum(axis=1)
     elif name == "add_bias":
@@ -581,11 +570,11 @@ def _run(name, grid, block, a):
         assert grid[0] * block[0] * vec >= L or grid[0] == 4096, (grid, block, vec, L)
         v = RC.im2col(np.asarray(x).view(np.ndarray), (kh, kw), (sh, sw), (ph, pw))
         # The kernel writes the first C*kh*kw rows; a taller cols (conv2d.gemm_rows) keeps what the host put there.
-        cols[: v.shape[0]] = _to_bf16(v.astype(np.float32)) if name.endswith("bf16") else v
+        cols[: v.shape[0]] = to_bf16(v.astype(np.float32)) if name.endswith("bf16") else v
     elif name in ("col2im", "col2im_bf16"):
         cols, x, bias, hb, act, slope, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, *magic = a
         _check_fast_div(name, magic, -(-W // sw), -(-H // sh), C)
-        c = _from_bf16(cols).astype(x.dtype) if name.endswith("bf16") else np.asarray(cols).view(np.ndarray)
+        c = from_bf16(cols).astype(x.dtype) if name.endswith("bf16") else np.asarray(cols).view(np.ndarray)
         v = RC.col2im(c, (N, C, H, W), (kh, kw), (sh, sw), (ph, pw))
         if hb:
             v = v + V(bias)[None, :, None, None]
@@ -718,7 +707,7 @@ def _matmul(a, b, out=None, transa=False, transb=False, *, alpha=1.0, beta=0.0, 
     dtype = out.dtype if out is not None else np.dtype(out_dtype or (np.float32 if bf16 else a.dtype))
     if bf16:
         assert dtype in (np.float32, np.uint16), f"cublas.matmul: bf16 operands into {dtype}"
-        a, b = _from_bf16(a), _from_bf16(b)
+        a, b = from_bf16(a), from_bf16(b)
     else:
         assert dtype == a.dtype, f"cublas.matmul: {a.dtype} operands into {dtype}"
     A = np.asarray(a).T if transa else np.asarray(a)
@@ -738,7 +727,7 @@ def _matmul(a, b, out=None, transa=False, transb=False, *, alpha=1.0, beta=0.0, 
     LAUNCHES["gemm_beta1" if beta == 1.0 else "gemm"] = LAUNCHES.get("gemm_beta1" if beta == 1.0 else "gemm", 0) + 1
     if dtype == np.uint16:
         assert beta == 0.0, "cublas.matmul: no accumulation into bfloat16"
-        out[...] = _to_bf16((alpha * prod).astype(np.float32))
+        out[...] = to_bf16((alpha * prod).astype(np.float32))
         return out
     out[...] = (alpha * prod + (beta * np.asarray(out) if beta != 0.0 else 0)).astype(out.dtype)
     return out

@@ -88,6 +88,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tinygan.kernels.bf16 import from_bf16, to_bf16
 
 try:
     import cupy
@@ -253,12 +254,6 @@ def im2col_bf16_vec(at_stride1: int | None, at_stride2: int | None) -> Callable[
     return im2col_bf16
 
 
-def bf16_round_bits(a: np.ndarray) -> np.ndarray:
-    """The bfloat16 bits of float32 ``a`` rounded to nearest, ties to even (as _common.cu's to_bf16; no NaNs)."""
-    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-
-
 def im2col_v1(x: Any, k: Any, s: Any, p: Any) -> Any:
     from tinygan.kernels.gpu._common import launch
 
@@ -299,16 +294,6 @@ def _col2im_dev(kernel: str) -> Callable[..., Any]:
 
     col2im.__name__ = kernel
     return col2im
-
-
-def bf16_bits(a: np.ndarray) -> np.ndarray:
-    """float32 values as the bfloat16 bits (uint16) of their truncations: exact bfloat16 inputs for a case."""
-    return (np.ascontiguousarray(a, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
-
-
-def bf16_value(bits: np.ndarray) -> np.ndarray:
-    """What bfloat16 bits stand for, in float64 (the harness hands references its inputs as float64)."""
-    return (np.asarray(bits).astype(np.uint32) << 16).view(np.float32).astype(np.float64)
 
 
 def _leaky(z: np.ndarray, slope: float) -> np.ndarray:
@@ -456,15 +441,15 @@ def ops(
             (
                 cv.name,
                 lambda rng, cv=cv: (normal(rng, cv.x_shape).astype(np.float32), *cv.pairs()),
-                lambda a: bf16_round_bits(R.im2col(a[0], a[1], a[2], a[3])).astype(np.float64),
+                lambda a: to_bf16(R.im2col(a[0], a[1], a[2], a[3])).astype(np.float64),
                 x_elems * 4 + cols_elems * 2,
             )
         )
         col2im_bf16_cases.append(
             (
                 cv.name,
-                lambda rng, cv=cv: (bf16_bits(normal(rng, cv.cols_shape())), cv.x_shape, *cv.pairs()),
-                lambda a: R.col2im(bf16_value(a[0]), a[1], a[2], a[3], a[4]),
+                lambda rng, cv=cv: (to_bf16(normal(rng, cv.cols_shape())), cv.x_shape, *cv.pairs()),
+                lambda a: R.col2im(from_bf16(a[0]).astype(np.float64), a[1], a[2], a[3], a[4]),
                 x_elems * 4 + cols_elems * 2,
             )
         )

@@ -62,7 +62,7 @@ __device__ __forceinline__ I div_by(I n, I d, unsigned mul, unsigned shift) {
 
 // bfloat16 (precision "bf16"): GEMM operands stored as the top 16 bits of a float32 (1 sign, 8 exponent and 7
 // mantissa bits), the type cuBLAS reads as CUDA_R_16BF. Kept as plain 16-bit integers so that no header is
-// needed and the host (tinygan.kernels.gpu.bf16, NumPy) rounds the very same way: to nearest, ties to even;
+// needed and the host (kernels/bf16.py, NumPy) rounds the very same way: to nearest, ties to even;
 // a NaN stays a (quiet) NaN. Products and sums are formed in float32 (FP32 accumulation).
 typedef unsigned short bf16_t;
 
