@@ -1,13 +1,15 @@
 """The GPU training step at every precision, tinygan beside PyTorch, in one process (issue 11's targets).
 
-    python -m bench.step_precisions [--rounds 5] [--replays 200] [--out FILE.md]
+    python -m bench.step_precisions [--rounds 5] [--replays 200] [--out FILE.md] [--one-stream]
 
 For each model (dense MNIST GAN, batch 125; CIFAR-10 DCGAN, batch 128) it builds, as whole-step CUDA graphs:
 
 - tinygan at ``fp32`` (its default), ``tf32`` (``--precision tf32``) and ``bf16`` (``--precision bf16``: the
   convolutions' GEMM operands in bfloat16): ``DeviceRunner.step``;
 - PyTorch at ``fp32`` (TF32 off everywhere), ``tf32`` (TF32 matrix products and convolutions) and at its own
-  ``default`` (TF32 convolutions through cuDNN, FP32 matrix products): what a user who changes nothing gets.
+  ``default`` (TF32 convolutions through cuDNN, FP32 matrix products): what a user who changes nothing gets;
+- with ``--one-stream``, tinygan again with every backward pass on one stream (kernels/gpu/streams.py's
+  ``one_stream``): what running the weight and input gradients side by side gains.
 
 Each is validated before it is timed: one step's gradients from the same weights and draws against tinygan's
 float64 reference (bench/steps.py, at the tolerance of its precision), and for the graphs, that replays train.
@@ -19,6 +21,7 @@ Needs CuPy and a GPU; PyTorch where installed (its rows are left out otherwise).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.util
 import statistics
@@ -43,13 +46,18 @@ def _stage(what: str, fn: Any) -> Any:
     return out
 
 
-def _tinygan(model: str, n: int, precision: str, want: list[Any]) -> tuple[steps.Built, str]:
+def _tinygan(model: str, n: int, precision: str, want: list[Any], one_stream: bool = False) -> tuple[steps.Built, str]:
+    """tinygan's step at ``precision``, validated, then captured; with ``one_stream`` captured without the
+    backward passes' second stream (kernels/gpu/streams.py), for the comparison."""
+    from tinygan.kernels.gpu import streams
+
     backend.set_precision(precision)
-    where = f"tinygan {model} {precision}"
-    ok, err, text = _stage(f"{where}: validate", lambda: steps.validate_tiny(model, n, "gpu", "gpu", want))
-    built = _stage(f"{where}: build", lambda: steps.tiny_gpu_step(model, n, graph=True))
-    for what in ("warm-up", "capture", "replay"):  # the second call captures, the third replays
-        _stage(f"{where}: {what}", built.fn)
+    where = f"tinygan {model} {precision}" + (" (one stream)" if one_stream else "")
+    with streams.one_stream() if one_stream else contextlib.nullcontext():
+        ok, err, text = _stage(f"{where}: validate", lambda: steps.validate_tiny(model, n, "gpu", "gpu", want))
+        built = _stage(f"{where}: build", lambda: steps.tiny_gpu_step(model, n, graph=True))
+        for what in ("warm-up", "capture", "replay"):  # the second call captures, the third replays
+            _stage(f"{where}: {what}", built.fn)
     check = f"gradients {'within' if ok else 'NOT within'} tolerance {steps.step_tolerance():g}: {text}"
     return built, check
 
@@ -93,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (5)")
     parser.add_argument("--replays", type=int, default=200, help="steps per round and implementation (200)")
     parser.add_argument("--out", help="also write the table as markdown to this file")
+    parser.add_argument(
+        "--one-stream",
+        action="store_true",
+        help="also time tinygan with its backward passes on one stream (what the second stream gains)",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.replays < 1:
         parser.error("--rounds and --replays must be at least 1")
@@ -114,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         want = steps.reference_gradients(model, n)
         for precision in ("fp32", "tf32", "bf16"):
             runs[("tinygan", precision)] = _tinygan(model, n, precision, want)
+            if args.one_stream:
+                runs[("tinygan, one stream", precision)] = _tinygan(model, n, precision, want, one_stream=True)
         backend.set_precision("fp32")
         if has_torch:
             for precision in ("fp32", "tf32", "default"):
@@ -121,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
         for _ in range(args.rounds):
             for key, (built, _) in runs.items():
-                if key[0] == "tinygan":
+                if key[0].startswith("tinygan"):
                     backend.set_precision(key[1])  # a replay keeps what it captured; set it for clarity
                 times[key].append(time_step(built, args.replays))
         backend.set_precision("fp32")

@@ -49,6 +49,7 @@ from ._common import (
 from .activation import activate_, activation_grad
 from .cublas import matmul_accumulate
 from .layout import act_args, as_bf16, channel_sum, check_out, cns_to_ncs, ncs_to_cns, weight_operand
+from .streams import fork_join
 
 _MOD = CudaModule("conv2d.cu", indexed=("im2col", "im2col_bf16", "col2im", "col2im_bf16"))
 
@@ -404,25 +405,31 @@ def conv2d_backward(
     lowp = low_precision(dy.dtype) or is_bf16(cols)
     k = cin * kh * kw
     kp = gemm_rows(k, dy.dtype)
-    # (cout, N Ho Wo): what both products read; the bias gradient summed as it is written.
-    dz = ncs_to_cns(dy, y, slope, out_sum=db, bf16=lowp)
-    if dW is not None:
+    if dW is not None:  # checked before dz adds into db, so that a mismatch changes no buffer
         if isinstance(cols, ConvInput):
             if tuple(cols.x.shape) != tuple(int(d) for d in x_shape):
                 raise ValueError(
                     f"{op}: the cached input of shape {tuple(cols.x.shape)} does not match x_shape {tuple(x_shape)}"
                 )
-            cols = im2col_operand(cols.x, (kh, kw), cols.stride, cols.padding, lowp, rows=kp)
-        cols = operand(cols_array(cols, "cols", op), lowp)
-        if cols.shape[1] != dz.shape[1] or cols.shape[0] not in (k, kp):
-            raise ValueError(
-                f"{op}: cols of shape {tuple(cols.shape)} do not match x_shape {tuple(x_shape)}: expected "
-                f"{(k, dz.shape[1])}" + (f" or {(kp, dz.shape[1])}" if kp != k else "")
-            )
-        accumulate_product(dW.reshape(cout, -1), dz, cols, f"{op} (dW)")
-    if not input_grad:
-        return None
-    if wm is None or wm.shape != (cout, kp) or is_bf16(wm) != lowp:
-        wm = weight_operand(W.reshape(cout, -1), lowp, kp)
-    dcols = gemm(wm, dz, transa=True, out_dtype=_out(lowp))
-    return col2im_bias(dcols[:k], x_shape, (kh, kw), stride, padding, None, op)
+        else:
+            cols = cols_array(cols, "cols", op)
+            if cols.shape[1] != g.n * g.ho * g.wo or cols.shape[0] not in (k, kp):
+                raise ValueError(
+                    f"{op}: cols of shape {tuple(cols.shape)} do not match x_shape {tuple(x_shape)}: expected "
+                    f"{(k, g.n * g.ho * g.wo)}" + (f" or {(kp, g.n * g.ho * g.wo)}" if kp != k else "")
+                )
+    # (cout, N Ho Wo): what both products read; the bias gradient summed as it is written.
+    dz = ncs_to_cns(dy, y, slope, out_sum=db, bf16=lowp)
+    dx = None
+    with fork_join() as side:  # the two products only read dz: side by side on two streams (streams.py)
+        if dW is not None:
+            with side:
+                if isinstance(cols, ConvInput):
+                    cols = im2col_operand(cols.x, (kh, kw), cols.stride, cols.padding, lowp, rows=kp)
+                accumulate_product(dW.reshape(cout, -1), dz, operand(cols, lowp), f"{op} (dW)")
+        if input_grad:
+            if wm is None or wm.shape != (cout, kp) or is_bf16(wm) != lowp:
+                wm = weight_operand(W.reshape(cout, -1), lowp, kp)
+            dcols = gemm(wm, dz, transa=True, out_dtype=_out(lowp))
+            dx = col2im_bias(dcols[:k], x_shape, (kh, kw), stride, padding, None, op)
+    return dx

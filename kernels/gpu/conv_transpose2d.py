@@ -33,6 +33,7 @@ from ._common import BF16, device_array, gemm, low_precision, pair, same_dtype
 from .activation import activate_, activation_grad
 from .conv2d import accumulate_product, col2im_bias, cols_array, gemm_rows, im2col_operand, is_bf16, operand
 from .layout import channel_sum, check_out, cns_to_ncs, ncs_to_cns, weight_operand
+from .streams import fork_join
 
 
 def conv_transpose2d_forward(
@@ -88,10 +89,14 @@ def conv_transpose2d_backward_data(
         prec = conv_igemm.kernel_for(get_precision())
         return conv_igemm.fprop(dy, W, None, pair(stride), pair(padding), (h, w), prec), None
     lowp = low_precision(dy.dtype)
-    mp = gemm_rows(cout * kh * kw, dy.dtype)
-    dy_cols = im2col_operand(dy, (kh, kw), stride, padding, lowp, rows=mp)
-    dx = cns_to_ncs(gemm(weight_operand(W.reshape(cin, -1), lowp, mp), dy_cols), (n, cin, h, w))
-    return dx, dy_cols
+    dy_cols = im2col_operand(dy, (kh, kw), stride, padding, lowp, rows=gemm_rows(cout * kh * kw, dy.dtype))
+    return _data_grad(dy_cols, W, lowp, (n, cin, h, w)), dy_cols
+
+
+def _data_grad(dy_cols: cupy.ndarray, W: cupy.ndarray, lowp: bool, x_shape: tuple[int, ...]) -> cupy.ndarray:
+    """dx = Wm @ im2col(dy), laid out as NCHW, from the im2col buffer (its rows padded to gemm_rows)."""
+    wm = weight_operand(W.reshape(W.shape[0], -1), lowp, dy_cols.shape[0])
+    return cns_to_ncs(gemm(wm, dy_cols), x_shape)
 
 
 def conv_transpose2d_backward_weight(
@@ -165,19 +170,26 @@ def conv_transpose2d_backward(
     if dW is not None:
         check_out(dW, W.shape, dy.dtype, f"{op} (dW)")
     dz = activation_grad(dy, y, slope, op)
-    dx = dz_cols = None
-    if input_grad:
-        dx, dz_cols = conv_transpose2d_backward_data(dz, W, stride, padding)
-    if db is not None:
-        channel_sum(dz, out=db)
-    if dW is not None:
-        if dz_cols is None and conv_igemm.use_implicit("conv_transpose2d_backward_weight", cin, dz, x):
-            gW, _ = conv_transpose2d_backward_weight(dz, x, W.shape, stride, padding)
-            dW += gW
-        else:
-            lowp = low_precision(dz.dtype) or is_bf16(dz_cols)
-            if dz_cols is None:
-                dz_cols = im2col_operand(dz, (kh, kw), stride, padding, lowp, rows=gemm_rows(cout * kh * kw, dz.dtype))
-            x_m = ncs_to_cns(x, bf16=lowp)
-            accumulate_product(dW.reshape(cin, -1), x_m, operand(dz_cols, lowp), f"{op} (dW)")
+    if (input_grad and conv_igemm.use_implicit("conv_transpose2d_backward_data", cin, dz, W)) or (
+        dW is not None and conv_igemm.use_implicit("conv_transpose2d_backward_weight", cin, dz, x)
+    ):  # the implicit-GEMM route: the split ops, one after the other
+        dx = conv_transpose2d_backward_data(dz, W, stride, padding)[0] if input_grad else None
+        if db is not None:
+            channel_sum(dz, out=db)
+        if dW is not None:
+            dW += conv_transpose2d_backward_weight(dz, x, W.shape, stride, padding)[0]
+        return dx
+    lowp = low_precision(dz.dtype)
+    dz_cols = None  # im2col(dz): what both products read
+    if input_grad or dW is not None:
+        dz_cols = im2col_operand(dz, (kh, kw), stride, padding, lowp, rows=gemm_rows(cout * kh * kw, dz.dtype))
+    dx = None
+    with fork_join() as side:  # the two products only read dz_cols: side by side on two streams (streams.py)
+        with side:
+            if db is not None:
+                channel_sum(dz, out=db)
+            if dW is not None:
+                accumulate_product(dW.reshape(cin, -1), ncs_to_cns(x, bf16=lowp), dz_cols, f"{op} (dW)")
+        if input_grad:
+            dx = _data_grad(dz_cols, W, lowp, tuple(x.shape))
     return dx

@@ -5,7 +5,8 @@ dW = x.T @ dz, db = sum_n dz (``slope`` None: no activation, dz = dy).
 
 The forward's epilogue (bias, then the fused activation) is one in-place pass over the GEMM's output
 (``add_bias_``); ``dense_backward`` forms dz and the bias gradient in one pass over dy (``rows_grad_sum``,
-which adds db into the layer's buffer) and writes dW with a beta = 1 GEMM straight into the weight gradient.
+which adds db into the layer's buffer) and writes dW with a beta = 1 GEMM straight into the weight gradient, on
+a second stream while dx's GEMM runs (``streams.fork_join``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import cupy
 from ._common import device_array, gemm, same_dtype
 from .cublas import matmul_accumulate
 from .layout import add_bias_, channel_sum, check_out, rows_grad_sum
+from .streams import fork_join
 
 
 def _check_product(op: str, a: cupy.ndarray, b: cupy.ndarray, a_name: str, b_name: str, axes: tuple[int, int]) -> None:
@@ -66,6 +68,11 @@ def dense_backward(
     if dW is not None:
         check_out(dW, W.shape, dy.dtype, f"{op} (dW)")
     dz = rows_grad_sum(dy, y, slope, db)
-    if dW is not None:
-        matmul_accumulate(dW, x, dz, transa=True, what=f"{op} (dW)")
-    return gemm(dz, W, transb=True) if input_grad else None
+    dx = None
+    with fork_join() as side:  # the two products only read dz: side by side on two streams (streams.py)
+        if dW is not None:
+            with side:
+                matmul_accumulate(dW, x, dz, transa=True, what=f"{op} (dW)")
+        if input_grad:
+            dx = gemm(dz, W, transb=True)
+    return dx

@@ -1,0 +1,97 @@
+"""Two independent products of a backward pass, run side by side on two CUDA streams.
+
+A layer's backward forms dz, then two products that only read it: the weight gradient (dW += x.T @ dz) and the
+input gradient (dx = dz @ W.T, plus col2im for a convolution). Each alone leaves most of an H200's 132 SMs idle
+on the seed models' small layers (a 125-row GEMM fills 16 to 64 tiles), so the backward forks: the weight
+gradient runs on a second stream while the input gradient runs on the current one, and the current stream
+waits for both before it goes on::
+
+    with fork_join() as side:
+        with side:
+            accumulate_product(dW, ...)     # on the side stream, after everything issued before the fork
+        dx = gemm(dz, W, transb=True)       # on the current stream, meanwhile
+    # here the current stream has waited for the side stream's work
+
+Inside a CUDA graph capture the fork and the join become edges of the graph (the side stream joins the capture
+through the fork's event), so a replay runs the two branches concurrently too. Only the order between
+independent kernels changes: every value is computed by the same kernels from the same inputs, so the bits are
+those of one stream (the GPU tests compare them).
+
+Rules for the code inside the side block:
+- it may only read what exists before the fork and write buffers no one reads before the join;
+- every array the side block reads must stay referenced until the join (CuPy's pool hands a freed block to the
+  next allocation on the stream that freed it, which may still be running the side's kernels otherwise).
+
+The side stream is one per (device, thread, current stream), created with its cuBLAS handle (tinygan's ctypes
+cuBLAS keeps a handle and workspace per stream) at the first fork outside a capture. A fork met first inside a
+capture, or inside :func:`one_stream`, runs both branches on the current stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import cupy
+
+
+class _Side(NamedTuple):
+    stream: cupy.cuda.Stream
+    fork: cupy.cuda.Event  # recorded on the current stream; the side stream waits for it
+    join: cupy.cuda.Event  # recorded on the side stream; the current stream waits for it
+
+
+_sides: dict[tuple[int, int, int], _Side] = {}
+_serial: contextvars.ContextVar[bool] = contextvars.ContextVar("tinygan_one_stream", default=False)
+
+
+@contextlib.contextmanager
+def one_stream() -> Iterator[None]:
+    """Inside this block :func:`fork_join` forks nothing: both branches run on the current stream, in program
+    order. For comparisons (the GPU tests' bitwise check, ``bench.step_precisions``' one-stream rows); a graph
+    captured inside it stays serial when replayed outside."""
+    token = _serial.set(True)
+    try:
+        yield
+    finally:
+        _serial.reset(token)
+
+
+def _capturing(stream: cupy.cuda.Stream) -> bool:
+    try:
+        return bool(stream.is_capturing())
+    except Exception:  # the legacy default stream cannot capture, and may refuse to be asked
+        return False
+
+
+def _side_for(main: cupy.cuda.Stream) -> _Side | None:
+    key = (cupy.cuda.Device().id, threading.get_ident(), main.ptr)
+    side = _sides.get(key)
+    if side is None and not _capturing(main):
+        from .cublas import bind_stream
+
+        stream = cupy.cuda.Stream(non_blocking=True)
+        bind_stream(stream)  # its cuBLAS handle and workspace now, since capture may not create them
+        side = _sides[key] = _Side(stream, cupy.cuda.Event(disable_timing=True), cupy.cuda.Event(disable_timing=True))
+    return side
+
+
+@contextlib.contextmanager
+def fork_join() -> Iterator[cupy.cuda.Stream]:
+    """Yields the stream for the side branch (enter it with ``with side:``); the current stream waits for the
+    side branch's work when the block ends, even when it raised. See the module's docstring for the rules."""
+    main = cupy.cuda.get_current_stream()
+    side = None if _serial.get() else _side_for(main)
+    if side is None:
+        yield main
+        return
+    side.fork.record(main)
+    side.stream.wait_event(side.fork)
+    try:
+        yield side.stream
+    finally:
+        side.join.record(side.stream)
+        main.wait_event(side.join)
