@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Training step by precision, {card}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
-        f"`python -m bench.step_precisions --rounds {args.rounds} --replays {args.replays}`: whole-step CUDA graphs,"
+        f"`python -m bench.step_precisions --rounds {args.rounds} --replays {args.replays}"
+        f"{' --one-stream' if args.one_stream else ''}`: whole-step CUDA graphs,"
         f" median of {args.rounds} interleaved rounds of {args.replays} replays.",
         "",
         "| model | implementation | precision | median | vs PyTorch default | validation |",
