@@ -104,7 +104,7 @@ def test_cifar_study_smoke_every_candidate_seed_and_class(tmp_path, cifar):
     table = (out / "results.md").read_text()
     assert "**1 epochs** per class for every candidate ('original' included, not its own 150)" in table
     assert "| candidate | FID s0 | FID s1 | rec s0 | rec s1 |" in table
-    assert "Default recipe (tinygan.recipes.CIFAR_RECIPES['default']): epochs 390," in table
+    assert "Default recipe (tinygan.recipes.CIFAR_RECIPES['default']): epochs 780," in table
     combo = by[("combo", "0", "cat")]["options"]
     assert f"- combo: `{combo}`" in table and combo.count("--") == 2  # one augmentation, one upsampling
     assert "- no-ema: the raw generator (not its EMA) of the 'default' runs" in table

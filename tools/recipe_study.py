@@ -10,7 +10,8 @@ CIFAR-10 (``--model cifar``, :func:`cifar_main`)
 As ``examples/cifar_dcgan.py --class all``: one G/D per class (about 380 images each on the partial data),
 for every candidate on every seed. Candidates are relative to the CURRENT default recipe
 (``tinygan.recipes.CIFAR_RECIPES["default"]``: since 2026-12-02 the challenge's settings with an EMA of G,
-decay 0.999, over translation,cutout augmentation, 390 epochs) and none equals it (:data:`CIFAR_CANDIDATES`):
+decay 0.999, over translation,cutout augmentation, 780 epochs since the tenth session) and none equals it
+(:data:`CIFAR_CANDIDATES`):
 "default" (no options) trains first, always, as its own runs; the same runs also score their raw generator,
 filed as "no-ema" (the EMA does not feed back into training: :data:`CIFAR_RAW_TWIN`). Then "original"
 (``--recipe original``, the challenge's settings: no EMA, no augmentation, so every study shows the old
@@ -26,7 +27,7 @@ sampling generator makes ``--score-samples`` images from fixed noise, scored wit
 features, the share recognised as the class; results.csv's ``generator`` says which: ema or raw). The
 classifier is the cached one, trained first on
 ``--device`` where there is none. Every candidate ("original" included, not its own 150) trains the same
-``--epochs`` (default 390, the default recipe's), lowered for every run when the first run shows that the
+``--epochs`` (default 780, the default recipe's), lowered for every run when the first run shows that the
 study would not fit ``--time-budget`` (unless ``--no-fit-budget``); results.md says which epochs ran.
 "beats default" and "FID -30%" compare with the default's own runs. A candidate that fails (diverges, a
 kernel error) is noted and the study goes on with the next. Writes four files: ``results.csv``,
@@ -412,7 +413,8 @@ def study(args: argparse.Namespace) -> int:
 
 # CIFAR-10 candidates, in the order they run, each relative to the CURRENT default recipe
 # (tinygan.recipes.CIFAR_RECIPES["default"]: since 2026-12-02 the original settings + EMA 0.999 over
-# translation,cutout augmentation, 390 epochs; bench/results/cifar-study-2026-12-02.md). "default" trains
+# translation,cutout augmentation, 780 epochs since the tenth session's rounds 3-5 (390 before);
+# bench/results/cifar-study-2026-12-02.md). "default" trains
 # first, always: every verdict is relative to it. Its runs also score their raw generator, filed as "no-ema"
 # (:data:`CIFAR_RAW_TWIN`), so EMA needs no candidate of its own. No candidate may equal the default's
 # settings (tests/test_recipe_study.py checks it): the study's old "ema", "aug-tc" and "ema-aug-tc" are the
