@@ -10,8 +10,10 @@ Generator: z (100) -> Dense 2048 -> (128, 4, 4) -> [BatchNorm, LeakyReLU 0.2, Co
 even overlap builds in no checkerboard, 603,971 parameters; --upsample resize: nearest-neighbour upsampling x2,
 then Conv 3x3, 430,595 parameters). Discriminator: Conv 3x3 64 -> Conv 3x3/2 128 -> Conv 3x3/2
 128 -> Conv 3x3/2 32 -> Dense 1, LeakyReLU 0.2 (260,641 parameters).
-Recipe: Adam beta1 0.5, D lr 2e-4, G lr 1e-4, batch 128, 150 epochs, labels smoothed to real ~ U(0.8, 1.0)
-and fake ~ U(0.0, 0.1). Data: the CIFAR-10 python version (cifar-10-python.tar.gz or its extracted
+The original recipe (--recipe original): Adam beta1 0.5, D lr 2e-4, G lr 1e-4, batch 128, 150 epochs, labels
+smoothed to real ~ U(0.8, 1.0) and fake ~ U(0.0, 0.1), a sample grid every epoch. The default recipe adds an EMA
+of G (decay 0.999) over translation,cutout augmentation and trains 780 epochs, a grid every 5 (the recipe study:
+bench/results/cifar-study-2026-12-02.md). Data: the CIFAR-10 python version (cifar-10-python.tar.gz or its extracted
 cifar-10-batches-py/ folder) from --data-dir or the cache, downloaded when online.
 
 --auto-stop stops a model once its discriminator has recognised at least --auto-stop-threshold of the

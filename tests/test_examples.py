@@ -488,6 +488,19 @@ def test_a_new_run_is_refused_in_a_folder_holding_the_other_example_s_run(
     assert before == {p: sorted(p.iterdir()) for p in (mnist_run, cifar_root)}
 
 
+def test_the_sample_cadence_comes_from_the_recipe_and_the_option_overrides_it(mnist_example, cifar_example):
+    """The CIFAR-10 default recipe (780 epochs of 3 steps a class) saves a grid every 5 epochs; the original recipe
+    and the MNIST recipes every epoch; --sample-every N overrides any recipe."""
+    cifar = cifar_example.make_config
+    assert cifar(cifar_example.parse_args(["--class", "cat"])).sample_every == 5
+    assert cifar(cifar_example.parse_args(["--class", "cat", "--recipe", "original"])).sample_every == 1
+    assert cifar(cifar_example.parse_args(["--class", "cat", "--sample-every", "1"])).sample_every == 1
+    assert cifar(cifar_example.parse_args(["--recipe", "original", "--sample-every", "7"])).sample_every == 7
+    for recipe in ("default", "original"):
+        assert mnist_example.make_config(mnist_example.parse_args(["--recipe", recipe])).sample_every == 1
+    assert mnist_example.make_config(mnist_example.parse_args(["--sample-every", "3"])).sample_every == 3
+
+
 def test_the_generator_loss_comes_from_the_recipe_and_a_recorded_run_keeps_its_own(
     tmp_path, tiny_mnist, mnist_example, cifar_example, capsys, monkeypatch
 ):

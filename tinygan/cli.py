@@ -220,7 +220,10 @@ def add_common_options(parser: argparse.ArgumentParser, recipes: dict[str, dict[
         help="with --resume: continue even if the data differs from the run's (other images or count)",
     )
     parser.add_argument(
-        "--sample-every", type=positive_int, metavar="N", help="save a sample grid every N epochs (default 1)"
+        "--sample-every",
+        type=positive_int,
+        metavar="N",
+        help="save a sample grid every N epochs, and at the last (default: the recipe's; 1, the CIFAR-10 default 5)",
     )
     parser.add_argument(
         "--checkpoint-every",
@@ -622,6 +625,8 @@ def apply_recipe(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, 
         settings["augment"] = args.augment
     if args.g_loss is not None:  # else the recipe's, or GANConfig's default (nonsaturating)
         settings["g_loss"] = args.g_loss
+    if args.sample_every is not None:  # else the recipe's, or GANConfig's default (every epoch)
+        settings["sample_every"] = args.sample_every
     return settings
 
 
@@ -640,7 +645,6 @@ def common_config(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
         "device": args.device or "cpu",
         "cuda_graph": not args.no_cuda_graph,
         "precision": args.precision or _default_precision(args.device or "cpu"),
-        "sample_every": args.sample_every or 1,
         "checkpoint_every": args.checkpoint_every or 0,
         "score_every": args.score_every or 0,
         "score_samples": args.score_samples or 2000,
