@@ -14,6 +14,15 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(scope="module")
+def K():
+    """The GPU kernel set (tinygan.kernels.gpu), for the GPU tests; they skip where CuPy is missing."""
+    pytest.importorskip("cupy")
+    import tinygan.kernels.gpu as gpu
+
+    return gpu
+
+
 @pytest.fixture
 def shared_data():
     """The genuine data beside the checkout (read-only), or a skip saying why not."""

@@ -24,13 +24,6 @@ SHAPES = [(1, 3, 5, 7), (2, 3, 8, 8), (3, 1, 9, 4), (2, 2, 7, 11), (64, 3, 32, 3
 POLICY = "translation,cutout,color"
 
 
-@pytest.fixture(scope="module")
-def K():
-    import tinygan.kernels.gpu as gpu
-
-    return gpu
-
-
 def tol(dtype) -> dict:
     # Means are summed in double on the GPU and in the array's dtype (pairwise) by NumPy.
     return {"rtol": 1e-5, "atol": 1e-5} if np.dtype(dtype) == np.float32 else {"rtol": 1e-12, "atol": 1e-12}

@@ -71,14 +71,6 @@ def test_precision_setting_and_its_alias(monkeypatch):
     assert backend.get_precision() == "fp32"
 
 
-@pytest.fixture(scope="module")
-def K():
-    pytest.importorskip("cupy")
-    import tinygan.kernels.gpu as gpu
-
-    return gpu
-
-
 @pytest.fixture(params=["implicit", "implicit-cp.async", "im2col"])
 def route(request, K, monkeypatch):
     """Every conv op on the implicit-GEMM kernels (from any size; register-staged or cp.async tiles), or none."""

@@ -50,13 +50,6 @@ CONVT_CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def K():
-    import tinygan.kernels.gpu as gpu
-
-    return gpu
-
-
 @pytest.fixture(params=["implicit", "im2col"])
 def route(request, K, monkeypatch):
     """Every conv op on the implicit-GEMM kernels (float32; the epilogue as a pass of its own), or none."""

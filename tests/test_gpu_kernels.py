@@ -26,13 +26,6 @@ pytestmark = pytest.mark.gpu
 DTYPES = [np.float32, np.float64]
 
 
-@pytest.fixture(scope="module")
-def K():
-    import tinygan.kernels.gpu as gpu
-
-    return gpu
-
-
 # -- helpers -------------------------------------------------------------------------------------
 
 

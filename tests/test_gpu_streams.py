@@ -19,14 +19,6 @@ pytestmark = pytest.mark.gpu
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
-@pytest.fixture(scope="module")
-def K():
-    pytest.importorskip("cupy")
-    import tinygan.kernels.gpu as gpu
-
-    return gpu
-
-
 def _backwards(K, rng):
     """A function running the three layers' fused backward passes (with activation, bias and weight gradients
     accumulated into buffers that already hold values, and the input gradient) on fixed random inputs; it

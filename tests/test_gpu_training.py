@@ -20,13 +20,6 @@ pytestmark = pytest.mark.gpu
 DTYPES = [np.float32, np.float64]
 
 
-@pytest.fixture(scope="module")
-def K():
-    import tinygan.kernels.gpu as gpu
-
-    return gpu
-
-
 def g(a):
     return cp.asarray(a)
 

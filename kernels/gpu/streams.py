@@ -41,6 +41,8 @@ from typing import NamedTuple
 
 import cupy
 
+from ._common import capturing
+
 
 class _Side(NamedTuple):
     stream: cupy.cuda.Stream
@@ -64,17 +66,10 @@ def one_stream() -> Iterator[None]:
         _serial.reset(token)
 
 
-def _capturing(stream: cupy.cuda.Stream) -> bool:
-    try:
-        return bool(stream.is_capturing())
-    except Exception:  # the legacy default stream cannot capture, and may refuse to be asked
-        return False
-
-
 def _side_for(main: cupy.cuda.Stream) -> _Side | None:
     key = (cupy.cuda.Device().id, threading.get_ident(), main.ptr)
     side = _sides.get(key)
-    if side is None and not _capturing(main):
+    if side is None and not capturing():  # main is the current stream
         from .cublas import bind_stream
 
         stream = cupy.cuda.Stream(non_blocking=True)
