@@ -9,7 +9,8 @@ Generator: z (100) -> Dense 2048 -> (128, 4, 4) -> [BatchNorm, LeakyReLU 0.2, Co
 -> Tanh: 32x32x3 images (826,883 parameters; --upsample convT4: ConvTranspose 4x4 stride 2 padding 1, whose
 even overlap builds in no checkerboard, 603,971 parameters; --upsample resize: nearest-neighbour upsampling x2,
 then Conv 3x3, 430,595 parameters). Discriminator: Conv 3x3 64 -> Conv 3x3/2 128 -> Conv 3x3/2
-128 -> Conv 3x3/2 32 -> Dense 1, LeakyReLU 0.2 (260,641 parameters).
+128 -> Conv 3x3/2 32 -> Dense 1, LeakyReLU 0.2 (260,641 parameters; --downsample conv4: the stride-2
+convolutions 4x4 padding 1, whose even overlap puts no checkerboard into the gradient G learns from, 461,345).
 The original recipe (--recipe original): Adam beta1 0.5, D lr 2e-4, G lr 1e-4, batch 128, 150 epochs, labels
 smoothed to real ~ U(0.8, 1.0) and fake ~ U(0.0, 0.1), a sample grid every epoch. The default recipe adds an EMA
 of G (decay 0.999) over translation,cutout augmentation and trains 780 epochs, a grid every 5 (the recipe study:
@@ -41,7 +42,7 @@ from tinygan import cli
 from tinygan.checkpoint import CheckpointError, read_meta
 from tinygan.config import GANConfig
 from tinygan.data.cifar10 import CLASS_NAMES, load_cifar10, scale_cifar10
-from tinygan.models import UPSAMPLES
+from tinygan.models import DOWNSAMPLES, UPSAMPLES
 from tinygan.recipes import CIFAR_RECIPES
 from tinygan.run_contract import RunLocked
 from tinygan.sample import sample_grid
@@ -72,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "checkerboard), convT4 (4x4 stride 2 padding 1, even overlap) or resize (nearest-neighbour upsample x2, "
         "then Conv 3x3) (default: the recipe's, convT5)",
     )
+    parser.add_argument(
+        "--downsample",
+        choices=DOWNSAMPLES,
+        help="D's stride-2 convolutions: conv3 (3x3, the original; uneven overlap, a checkerboard in the gradient "
+        "G learns from) or conv4 (4x4 padding 1, even overlap) (default: the recipe's, conv3)",
+    )
     parser.add_argument("--auto-stop", action="store_true", default=None, help="stop when D dominates (see below)")
     parser.add_argument(
         "--auto-stop-threshold", type=cli.probability, metavar="P", help="share of generated images (default 0.95)"
@@ -94,7 +101,7 @@ def make_config(args: argparse.Namespace) -> GANConfig:
             "data_dir": cli.data_dir_record(args.data_dir),
         },
         g_options=generator_options(common["seed"], args.upsample or settings.get("upsample", "convT5")),
-        d_options={"seed": common["seed"] + 1},
+        d_options=discriminator_options(common["seed"] + 1, args.downsample or settings.get("downsample", "conv3")),
         auto_stop=bool(args.auto_stop),
         auto_stop_threshold=0.95 if args.auto_stop_threshold is None else args.auto_stop_threshold,
         auto_stop_patience=10 if args.auto_stop_patience is None else args.auto_stop_patience,
@@ -113,11 +120,21 @@ def generator_options(seed: int, upsample: str) -> dict[str, Any]:
     return options
 
 
+def discriminator_options(seed: int, downsample: str) -> dict[str, Any]:
+    """D's builder options (tinygan.models.dcgan_discriminator) as the run records them; the original
+    downsampling is left out, as in generator_options."""
+    options: dict[str, Any] = {"seed": seed}
+    if downsample != "conv3":
+        options["downsample"] = downsample
+    return options
+
+
 def recorded_options(config: GANConfig) -> dict[str, Any]:
     """This example's own options as the run ``config`` records them (what --resume compares with)."""
     return {
         "class_name": config.data_options.get("class") or "joint",
         "upsample": config.g_options.get("upsample", "convT5"),
+        "downsample": config.d_options.get("downsample", "conv3"),
         "auto_stop": True if config.auto_stop else "no auto-stop",
         "auto_stop_threshold": config.auto_stop_threshold,
         "auto_stop_patience": config.auto_stop_patience,

@@ -76,7 +76,9 @@ def cifar_study(tmp_path, cifar, *extra):
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
 
 
-CIFAR_LABELS = ("default", "no-ema", "original", "no-aug", "aug-tcc", "convT4", "resize", "combo")
+CIFAR_LABELS = (
+    "default", "no-ema", "original", "no-aug", "aug-tcc", "convT4", "resize", "d-conv4", "resize-d4", "convT4-d4", "combo"
+)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -93,7 +95,7 @@ def test_cifar_study_smoke_every_candidate_seed_and_class(tmp_path, cifar):
     assert all(r["epochs"] == "1" for r in rows)  # "original" too: the study's epochs, not its own 150
     fids = [float(r["fid"]) for r in rows]
     assert all(np.isfinite(fids)) and all(f > 0 for f in fids)
-    assert len({r["fid"] for r in rows if r["candidate"] != "combo"}) == 28  # seeds, classes, candidates differ
+    assert len({r["fid"] for r in rows if r["candidate"] != "combo"}) == 40  # seeds, classes, candidates differ
     by = {(r["candidate"], r["seed"], r["class"]): r for r in rows}
     assert by[("resize", "0", "cat")]["options"] == "--upsample resize"
     assert by[("original", "1", "airplane")]["options"] == "--recipe original"
@@ -106,7 +108,7 @@ def test_cifar_study_smoke_every_candidate_seed_and_class(tmp_path, cifar):
     assert "| candidate | FID s0 | FID s1 | rec s0 | rec s1 |" in table
     assert "Default recipe (tinygan.recipes.CIFAR_RECIPES['default']): epochs 780," in table
     combo = by[("combo", "0", "cat")]["options"]
-    assert f"- combo: `{combo}`" in table and combo.count("--") == 2  # one augmentation, one upsampling
+    assert f"- combo: `{combo}`" in table and combo.count("--") == 3  # one of each group
     assert "- no-ema: the raw generator (not its EMA) of the 'default' runs" in table
     assert "left to right: " + ", ".join(CIFAR_LABELS) in table
     for name in CIFAR_LABELS:  # one table row each, in the study's order; only the default has no verdict
@@ -118,10 +120,10 @@ def test_cifar_study_smoke_every_candidate_seed_and_class(tmp_path, cifar):
 
     with tarfile.open(out / "grids.tar") as tar:
         assert sorted(tar.getnames()) == sorted(f"grid-{c}.png" for c in CIFAR_LABELS)
-    # overview: 2 class rows; 8 candidates x 3 samples and 7 separator columns = 31 columns of 32 pixels, each
+    # overview: 2 class rows; 11 candidates x 3 samples and 10 separator columns = 43 columns of 32 pixels, each
     # with 2 of padding (tinygan.viz.grid), the whole scaled up by a whole factor.
     width, height = Image.open(out / "overview.png").size
-    assert width * (2 * 34 + 2) == height * (31 * 34 + 2)
+    assert width * (2 * 34 + 2) == height * (43 * 34 + 2)
 
 
 def _study_module():

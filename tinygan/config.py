@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from tinygan.augment import parse_policy
-from tinygan.models import BUILDERS, LATENT_DIM, UPSAMPLES
+from tinygan.models import BUILDERS, DOWNSAMPLES, LATENT_DIM, UPSAMPLES
 
 DEVICES = ("cpu", "gpu")
 G_LOSSES = ("nonsaturating", "minimax")
@@ -92,6 +92,11 @@ class GANConfig:
         if "upsample" in self.g_options:  # the DCGAN generator's upsampling layers (tinygan.models.UPSAMPLES)
             _check("g_options.upsample", self.g_options["upsample"], self.model == "dcgan", "no upsample (not a DCGAN)")
             _choice("g_options.upsample", self.g_options["upsample"], UPSAMPLES)
+        if "downsample" in self.d_options:  # the DCGAN discriminator's stride-2 convolutions (DOWNSAMPLES)
+            _check(
+                "d_options.downsample", self.d_options["downsample"], self.model == "dcgan", "no downsample (not a DCGAN)"
+            )
+            _choice("d_options.downsample", self.d_options["downsample"], DOWNSAMPLES)
         _integer("g_options.latent_dim", self.g_options.get("latent_dim", LATENT_DIM), 1)
         for name, low in (("epochs", 1), ("batch_size", 1), ("d_steps", 1), ("sample_every", 1), ("log_every", 1)):
             _integer(name, getattr(self, name), low)

@@ -73,6 +73,15 @@ def mnist_discriminator(
 #   et al., every output pixel computed the same way from its neighbourhood (no uneven overlap at all).
 UPSAMPLES = ("convT5", "convT4", "resize")
 
+# How the DCGAN discriminator halves the image size (``d_options["downsample"]``; absent: "conv3", the original).
+# "conv3": Conv2d 3x3 stride 2 padding 1. 3 is not a multiple of the stride, so in the input gradient that D
+#   hands G, pixels alternately receive 2 and 1 taps per axis: the checkerboard of a transposed convolution,
+#   in the signal G learns from. Three such layers compound it to a period of 8 pixels; at initialisation the
+#   mean |dL/dx| over a smooth batch varies 1.8-2.0x within each 8 x 8 cell (bench/dev/d_gradient_period.py).
+# "conv4": Conv2d 4x4 stride 2 padding 1 (as the DCGAN of Radford et al., 2016): every input pixel feeds
+#   exactly 2 x 2 taps, an even overlap (1.3-1.4x within a cell, the border's share). Same output sizes.
+DOWNSAMPLES = ("conv3", "conv4")
+
 
 def dcgan_generator(
     latent_dim: int = LATENT_DIM, seed: int = 0, dtype: Any = np.float32, upsample: str = "convT5"
@@ -98,13 +107,18 @@ def dcgan_generator(
     return nn.Sequential(*layers, name="G")
 
 
-def dcgan_discriminator(seed: int = 1, dtype: Any = np.float32) -> nn.Sequential:
+def dcgan_discriminator(seed: int = 1, dtype: Any = np.float32, downsample: str = "conv3") -> nn.Sequential:
     """(3, 32, 32) -> Conv 3x3 64 -> Conv 3x3/2 128 -> Conv 3x3/2 128 -> Conv 3x3/2 32 -> Flatten (512) -> Dense 1,
-    LeakyReLU 0.2 after each conv: 260,641 parameters. The output is a logit (sigmoid through the loss)."""
+    LeakyReLU 0.2 after each conv: 260,641 parameters. The output is a logit (sigmoid through the loss).
+    ``downsample="conv4"``: the three stride-2 convolutions 4x4 padding 1 instead (see :data:`DOWNSAMPLES`),
+    461,345 parameters."""
+    if downsample not in DOWNSAMPLES:
+        raise ValueError(f"unknown downsample {downsample!r}: expected one of {list(DOWNSAMPLES)}")
     rng = np.random.default_rng(seed)
     layers: list[Any] = []
     for cin, cout, stride in ((3, 64, 1), (64, 128, 2), (128, 128, 2), (128, 32, 2)):
-        layers += [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, rng=rng, dtype=dtype), nn.LeakyReLU(0.2)]
+        kernel = 4 if stride == 2 and downsample == "conv4" else 3
+        layers += [nn.Conv2d(cin, cout, kernel, stride=stride, padding=1, rng=rng, dtype=dtype), nn.LeakyReLU(0.2)]
     layers += [nn.Flatten(), nn.Dense(512, 1, rng=rng, dtype=dtype)]
     return nn.Sequential(*layers, name="D")
 

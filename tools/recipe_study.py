@@ -16,10 +16,11 @@ decay 0.999, over translation,cutout augmentation, 780 epochs since the tenth se
 filed as "no-ema" (the EMA does not feed back into training: :data:`CIFAR_RAW_TWIN`). Then "original"
 (``--recipe original``, the challenge's settings: no EMA, no augmentation, so every study shows the old
 baseline too), "no-aug" (``--augment none``), "aug-tcc" (``--augment translation,cutout,color``), "convT4"
-and "resize" (``--upsample``), and "combo" (:func:`combination`): the better of the augmentation pair and
-of the upsampling pair where each beat the default on every seed; where fewer than two did, the better of
-each pair by mean FID anyway (the table says so), so that every study shows two changes together; skipped
-where fewer than two pairs ran (``--candidates``). "original" stays out of combo: a baseline, not an option.
+and "resize" (``--upsample``), "d-conv4" (``--downsample conv4``), "resize-d4" and "convT4-d4" (each even
+upsampling with it), and "combo" (:func:`combination`): the best of each option group (augmentation,
+upsampling, downsampling) that beat the default on every seed; where fewer than two did, the better of
+each group by mean FID anyway (the table says so), so that every study shows two changes together; skipped
+where fewer than two groups ran (``--candidates``). "original" stays out of combo: a baseline, not an option.
 
 Each run trains without any output (no checkpoint, grid, plot or GIF: :func:`_train_quietly`), then its
 sampling generator makes ``--score-samples`` images from fixed noise, scored with
@@ -428,6 +429,11 @@ CIFAR_CANDIDATES: dict[str, list[str]] = {
     "aug-tcc": ["--augment", "translation,cutout,color"],
     "convT4": ["--upsample", "convT4"],
     "resize": ["--upsample", "resize"],
+    # D's stride-2 convolutions 4x4: no uneven overlap in the gradient G learns from (tinygan.models.DOWNSAMPLES);
+    # with either even upsampling, neither network has one.
+    "d-conv4": ["--downsample", "conv4"],
+    "resize-d4": ["--upsample", "resize", "--downsample", "conv4"],
+    "convT4-d4": ["--upsample", "convT4", "--downsample", "conv4"],
     "combo": [],  # filled in by combination()
 }
 # candidate -> the name its raw generator's scores are filed under (filed only where the run keeps an EMA:
@@ -435,7 +441,11 @@ CIFAR_CANDIDATES: dict[str, list[str]] = {
 CIFAR_RAW_TWIN = {"default": "no-ema"}
 # Options that change one setting of the default each, in groups that set the same option; "combo" takes
 # one of each group. "original" is another baseline, not an option, and stays out of it.
-CIFAR_COMBO_GROUPS = {"augmentation": ("no-aug", "aug-tcc"), "upsampling": ("convT4", "resize")}
+CIFAR_COMBO_GROUPS = {
+    "augmentation": ("no-aug", "aug-tcc"),
+    "upsampling": ("convT4", "resize"),
+    "downsampling": ("d-conv4",),
+}
 CIFAR_FIELDS = (
     "candidate",
     "seed",
