@@ -77,7 +77,8 @@ def cifar_study(tmp_path, cifar, *extra):
 
 
 CIFAR_LABELS = (
-    "default", "no-ema", "original", "no-aug", "aug-tcc", "convT4", "resize", "d-conv4", "resize-d4", "convT4-d4", "combo"
+    "default", "no-ema", "original", "no-aug", "aug-tcc", "convT4", "resize",
+    "d-conv4", "resize-d4", "convT4-d4", "combo",
 )  # fmt: skip
 
 

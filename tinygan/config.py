@@ -93,10 +93,9 @@ class GANConfig:
             _check("g_options.upsample", self.g_options["upsample"], self.model == "dcgan", "no upsample (not a DCGAN)")
             _choice("g_options.upsample", self.g_options["upsample"], UPSAMPLES)
         if "downsample" in self.d_options:  # the DCGAN discriminator's stride-2 convolutions (DOWNSAMPLES)
-            _check(
-                "d_options.downsample", self.d_options["downsample"], self.model == "dcgan", "no downsample (not a DCGAN)"
-            )
-            _choice("d_options.downsample", self.d_options["downsample"], DOWNSAMPLES)
+            downsample = self.d_options["downsample"]
+            _check("d_options.downsample", downsample, self.model == "dcgan", "no downsample (not a DCGAN)")
+            _choice("d_options.downsample", downsample, DOWNSAMPLES)
         _integer("g_options.latent_dim", self.g_options.get("latent_dim", LATENT_DIM), 1)
         for name, low in (("epochs", 1), ("batch_size", 1), ("d_steps", 1), ("sample_every", 1), ("log_every", 1)):
             _integer(name, getattr(self, name), low)

@@ -68,7 +68,8 @@ CIFAR_RECIPES: dict[str, dict[str, Any]] = {
     # (mean Frechet distance 806 / 1,062 against 1,160 / 1,328). At 150 epochs (round 1) no candidate held on
     # both seeds. Rounds 3-5 (tenth session): with the EMA and the augmentation, 780 epochs (2,340 steps a class)
     # beat 390 on both seeds (mean distance 300 / 397 against 728 / 990; recognised 68% / 75% against 50% /
-    # 52%), and neither upsampling change did at 390. A recipe may also set "upsample" (tinygan.models.UPSAMPLES) and "downsample" (DOWNSAMPLES).
+    # 52%), and neither upsampling change did at 390. A recipe may also set "upsample" (tinygan.models.UPSAMPLES)
+    # and "downsample" (tinygan.models.DOWNSAMPLES).
     # A grid every 5 epochs (and at the last): 156 frames of 15 steps each, about the original's 150 frames, where
     # a grid every epoch (3 steps) would write 780 a class.
     "default": {
