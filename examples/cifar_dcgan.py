@@ -13,7 +13,8 @@ then Conv 3x3, 430,595 parameters). Discriminator: Conv 3x3 64 -> Conv 3x3/2 128
 convolutions 4x4 padding 1, whose even overlap puts no checkerboard into the gradient G learns from, 461,345).
 The original recipe (--recipe original): Adam beta1 0.5, D lr 2e-4, G lr 1e-4, batch 128, 150 epochs, labels
 smoothed to real ~ U(0.8, 1.0) and fake ~ U(0.0, 0.1), a sample grid every epoch. The default recipe adds an EMA
-of G (decay 0.999) over translation,cutout augmentation and trains 780 epochs, a grid every 5 (the recipe study:
+of G (decay 0.999) over translation,cutout augmentation, builds G with --upsample resize and D with --downsample
+conv4, and trains 780 epochs, a grid every 5 (the recipe study:
 bench/results/cifar-study-2026-12-02.md). Data: the CIFAR-10 python version (cifar-10-python.tar.gz or its extracted
 cifar-10-batches-py/ folder) from --data-dir or the cache, downloaded when online.
 
@@ -71,13 +72,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=UPSAMPLES,
         help="G's upsampling layers: convT5 (ConvTranspose 5x5 stride 2, the original; uneven overlap, "
         "checkerboard), convT4 (4x4 stride 2 padding 1, even overlap) or resize (nearest-neighbour upsample x2, "
-        "then Conv 3x3) (default: the recipe's, convT5)",
+        "then Conv 3x3) (default: the recipe's; the default recipe's is resize, the original's convT5)",
     )
     parser.add_argument(
         "--downsample",
         choices=DOWNSAMPLES,
         help="D's stride-2 convolutions: conv3 (3x3, the original; uneven overlap, a checkerboard in the gradient "
-        "G learns from) or conv4 (4x4 padding 1, even overlap) (default: the recipe's, conv3)",
+        "G learns from) or conv4 (4x4 padding 1, even overlap) "
+        "(default: the recipe's; the default recipe's is conv4, the original's conv3)",
     )
     parser.add_argument("--auto-stop", action="store_true", default=None, help="stop when D dominates (see below)")
     parser.add_argument(

@@ -147,7 +147,7 @@ def test_cifar_per_class_run_resume_and_overview(tmp_path):
     first = run_example(*common, "--class", "all", "--epochs", "1", "--out", str(out), "--limit", "10",
                         cache=tmp_path / "cache", script=CIFAR_EXAMPLE)  # fmt: skip
     assert first.returncode == 0, first.stderr
-    assert "Total params: 826,883" in first.stdout and "Total params: 260,641" in first.stdout
+    assert "Total params: 430,595" in first.stdout and "Total params: 461,345" in first.stdout
     assert (out / "overview.png").is_file()
     for name in ("airplane", "truck"):
         assert (out / name / "checkpoint.npz").is_file()

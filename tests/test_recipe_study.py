@@ -77,8 +77,7 @@ def cifar_study(tmp_path, cifar, *extra):
 
 
 CIFAR_LABELS = (
-    "default", "no-ema", "original", "no-aug", "aug-tcc", "convT4", "resize",
-    "d-conv4", "resize-d4", "convT4-d4", "combo",
+    "default", "no-ema", "original", "no-aug", "aug-tcc", "convT5", "convT4", "d-conv3", "combo",
 )  # fmt: skip
 
 
@@ -96,9 +95,9 @@ def test_cifar_study_smoke_every_candidate_seed_and_class(tmp_path, cifar):
     assert all(r["epochs"] == "1" for r in rows)  # "original" too: the study's epochs, not its own 150
     fids = [float(r["fid"]) for r in rows]
     assert all(np.isfinite(fids)) and all(f > 0 for f in fids)
-    assert len({r["fid"] for r in rows if r["candidate"] != "combo"}) == 40  # seeds, classes, candidates differ
+    assert len({r["fid"] for r in rows if r["candidate"] != "combo"}) == 32  # seeds, classes, candidates differ
     by = {(r["candidate"], r["seed"], r["class"]): r for r in rows}
-    assert by[("resize", "0", "cat")]["options"] == "--upsample resize"
+    assert by[("convT5", "0", "cat")]["options"] == "--upsample convT5"
     assert by[("original", "1", "airplane")]["options"] == "--recipe original"
     # Which generator was scored: the EMA where the run keeps one; the original recipe has none.
     generators = {c: {r["generator"] for r in rows if r["candidate"] == c} for c in CIFAR_LABELS}
@@ -121,10 +120,10 @@ def test_cifar_study_smoke_every_candidate_seed_and_class(tmp_path, cifar):
 
     with tarfile.open(out / "grids.tar") as tar:
         assert sorted(tar.getnames()) == sorted(f"grid-{c}.png" for c in CIFAR_LABELS)
-    # overview: 2 class rows; 11 candidates x 3 samples and 10 separator columns = 43 columns of 32 pixels, each
+    # overview: 2 class rows; 9 candidates x 3 samples and 8 separator columns = 35 columns of 32 pixels, each
     # with 2 of padding (tinygan.viz.grid), the whole scaled up by a whole factor.
     width, height = Image.open(out / "overview.png").size
-    assert width * (2 * 34 + 2) == height * (43 * 34 + 2)
+    assert width * (2 * 34 + 2) == height * (35 * 34 + 2)
 
 
 def _study_module():
@@ -167,14 +166,14 @@ def test_cifar_combination_takes_the_winner_of_each_group_or_says_why_not():
     def rows(fids):
         return [{"candidate": c, "seed": s, "class": "cat", "fid": f[s]} for c, f in fids.items() for s in seeds]
 
-    base = {"default": (10, 10), "no-aug": (11, 9), "aug-tcc": (9, 9.5), "convT4": (8, 8), "resize": (7, 12)}
+    base = {"default": (10, 10), "no-aug": (11, 9), "aug-tcc": (9, 9.5), "convT4": (8, 8), "convT5": (7, 12)}
     options, why = study.combination(rows(base), seeds, classes)
     assert options == ["--augment", "translation,cutout,color", "--upsample", "convT4"]
     assert "beat the default on every seed: aug-tcc and convT4" in why
     worse = {**base, "aug-tcc": (12, 9)}  # no augmentation change wins on both seeds: the better of each group
     options, why = study.combination(rows(worse), seeds, classes)
     assert options == ["--augment", "none", "--upsample", "convT4"] and "beat the default on every seed: convT4," in why
-    options, why = study.combination(rows({"default": (1, 1), "resize": (2, 2)}), seeds, classes)
+    options, why = study.combination(rows({"default": (1, 1), "convT5": (2, 2)}), seeds, classes)
     assert options is None and why.startswith("skipped")
 
 
@@ -221,7 +220,7 @@ def test_cifar_default_rows_come_from_its_own_runs_and_no_ema_from_their_raw_gen
 
 
 def test_cifar_study_stops_at_the_budget_and_says_what_it_skipped(tmp_path, cifar):
-    result = cifar_study(tmp_path, cifar, "--candidates", "convT4,resize", "--time-budget", "0.01")
+    result = cifar_study(tmp_path, cifar, "--candidates", "convT4,convT5", "--time-budget", "0.01")
     assert result.returncode == 0, result.stderr
     assert "time budget" in result.stdout
     table = (tmp_path / "out" / "results.md").read_text()

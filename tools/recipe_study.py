@@ -10,17 +10,18 @@ CIFAR-10 (``--model cifar``, :func:`cifar_main`)
 As ``examples/cifar_dcgan.py --class all``: one G/D per class (about 380 images each on the partial data),
 for every candidate on every seed. Candidates are relative to the CURRENT default recipe
 (``tinygan.recipes.CIFAR_RECIPES["default"]``: since 2026-12-02 the challenge's settings with an EMA of G,
-decay 0.999, over translation,cutout augmentation, 780 epochs since the tenth session) and none equals it
+decay 0.999, over translation,cutout augmentation, 780 epochs since the tenth session, G's resize-convolution
+and D's 4x4 stride-2 convolutions since the eleventh) and none equals it
 (:data:`CIFAR_CANDIDATES`):
 "default" (no options) trains first, always, as its own runs; the same runs also score their raw generator,
 filed as "no-ema" (the EMA does not feed back into training: :data:`CIFAR_RAW_TWIN`). Then "original"
 (``--recipe original``, the challenge's settings: no EMA, no augmentation, so every study shows the old
-baseline too), "no-aug" (``--augment none``), "aug-tcc" (``--augment translation,cutout,color``), "convT4"
-and "resize" (``--upsample``), "d-conv4" (``--downsample conv4``), "resize-d4" and "convT4-d4" (each even
-upsampling with it), and "combo" (:func:`combination`): the best of each option group (augmentation,
-upsampling, downsampling) that beat the default on every seed; where fewer than two did, the better of
-each group by mean FID anyway (the table says so), so that every study shows two changes together; skipped
-where fewer than two groups ran (``--candidates``). "original" stays out of combo: a baseline, not an option.
+baseline too), "no-aug" (``--augment none``), "aug-tcc" (``--augment translation,cutout,color``), "convT5"
+and "convT4" (``--upsample``), "d-conv3" (``--downsample conv3``), and "combo" (:func:`combination`): the
+best of each option group (augmentation, upsampling, downsampling) that beat the default on every seed;
+where fewer than two did, the better of each group by mean FID anyway (the table says so), so that every
+study shows two changes together; skipped where fewer than two groups ran (``--candidates``).
+"original" stays out of combo: a baseline, not an option.
 
 Each run trains without any output (no checkpoint, grid, plot or GIF: :func:`_train_quietly`), then its
 sampling generator makes ``--score-samples`` images from fixed noise, scored with
@@ -414,8 +415,8 @@ def study(args: argparse.Namespace) -> int:
 
 # CIFAR-10 candidates, in the order they run, each relative to the CURRENT default recipe
 # (tinygan.recipes.CIFAR_RECIPES["default"]: since 2026-12-02 the original settings + EMA 0.999 over
-# translation,cutout augmentation, 780 epochs since the tenth session's rounds 3-5 (390 before);
-# bench/results/cifar-study-2026-12-02.md). "default" trains
+# translation,cutout augmentation, 780 epochs since the tenth session's rounds 3-5 (390 before), resize /
+# conv4 since rounds 6-7; bench/results/cifar-study-2026-12-02.md). "default" trains
 # first, always: every verdict is relative to it. Its runs also score their raw generator, filed as "no-ema"
 # (:data:`CIFAR_RAW_TWIN`), so EMA needs no candidate of its own. No candidate may equal the default's
 # settings (tests/test_recipe_study.py checks it): the study's old "ema", "aug-tc" and "ema-aug-tc" are the
@@ -427,13 +428,11 @@ CIFAR_CANDIDATES: dict[str, list[str]] = {
     "original": ["--recipe", "original"],
     "no-aug": ["--augment", "none"],
     "aug-tcc": ["--augment", "translation,cutout,color"],
+    # Since round 7 the default upsamples by resize-convolution and downsamples by 4x4 convolutions
+    # (tinygan.models.UPSAMPLES, DOWNSAMPLES): the other choices of each are the candidates.
+    "convT5": ["--upsample", "convT5"],
     "convT4": ["--upsample", "convT4"],
-    "resize": ["--upsample", "resize"],
-    # D's stride-2 convolutions 4x4: no uneven overlap in the gradient G learns from (tinygan.models.DOWNSAMPLES);
-    # with either even upsampling, neither network has one.
-    "d-conv4": ["--downsample", "conv4"],
-    "resize-d4": ["--upsample", "resize", "--downsample", "conv4"],
-    "convT4-d4": ["--upsample", "convT4", "--downsample", "conv4"],
+    "d-conv3": ["--downsample", "conv3"],
     "combo": [],  # filled in by combination()
 }
 # candidate -> the name its raw generator's scores are filed under (filed only where the run keeps an EMA:
@@ -443,8 +442,8 @@ CIFAR_RAW_TWIN = {"default": "no-ema"}
 # one of each group. "original" is another baseline, not an option, and stays out of it.
 CIFAR_COMBO_GROUPS = {
     "augmentation": ("no-aug", "aug-tcc"),
-    "upsampling": ("convT4", "resize"),
-    "downsampling": ("d-conv4",),
+    "upsampling": ("convT5", "convT4"),
+    "downsampling": ("d-conv3",),
 }
 CIFAR_FIELDS = (
     "candidate",
