@@ -102,8 +102,8 @@ def make_config(args: argparse.Namespace) -> GANConfig:
             "limit": args.limit,
             "data_dir": cli.data_dir_record(args.data_dir),
         },
-        g_options=generator_options(common["seed"], args.upsample or settings.get("upsample", "convT5")),
-        d_options=discriminator_options(common["seed"] + 1, args.downsample or settings.get("downsample", "conv3")),
+        g_options=builder_options(common["seed"], "upsample", args.upsample or settings.get("upsample")),
+        d_options=builder_options(common["seed"] + 1, "downsample", args.downsample or settings.get("downsample")),
         auto_stop=bool(args.auto_stop),
         auto_stop_threshold=0.95 if args.auto_stop_threshold is None else args.auto_stop_threshold,
         auto_stop_patience=10 if args.auto_stop_patience is None else args.auto_stop_patience,
@@ -113,21 +113,17 @@ def make_config(args: argparse.Namespace) -> GANConfig:
     )
 
 
-def generator_options(seed: int, upsample: str) -> dict[str, Any]:
-    """G's builder options (tinygan.models.dcgan_generator) as the run records them. The original upsampling
-    is left out of the record, so an original run's configuration stays exactly what it always was."""
-    options: dict[str, Any] = {"seed": seed}
-    if upsample != "convT5":
-        options["upsample"] = upsample
-    return options
+# The original's layers: what a recipe or option that names none builds (the builders' defaults), and what a run's
+# record leaves out, so that an original run's configuration stays exactly what it always was.
+ORIGINAL_LAYERS = {"upsample": "convT5", "downsample": "conv3"}
 
 
-def discriminator_options(seed: int, downsample: str) -> dict[str, Any]:
-    """D's builder options (tinygan.models.dcgan_discriminator) as the run records them; the original
-    downsampling is left out, as in generator_options."""
+def builder_options(seed: int, option: str, value: str | None) -> dict[str, Any]:
+    """G's or D's builder options (tinygan.models.dcgan_generator / dcgan_discriminator) as the run records
+    them: the seed, and ``option`` ("upsample" or "downsample") where ``value`` is not the original's."""
     options: dict[str, Any] = {"seed": seed}
-    if downsample != "conv3":
-        options["downsample"] = downsample
+    if value is not None and value != ORIGINAL_LAYERS[option]:
+        options[option] = value
     return options
 
 
@@ -135,8 +131,8 @@ def recorded_options(config: GANConfig) -> dict[str, Any]:
     """This example's own options as the run ``config`` records them (what --resume compares with)."""
     return {
         "class_name": config.data_options.get("class") or "joint",
-        "upsample": config.g_options.get("upsample", "convT5"),
-        "downsample": config.d_options.get("downsample", "conv3"),
+        "upsample": config.g_options.get("upsample", ORIGINAL_LAYERS["upsample"]),
+        "downsample": config.d_options.get("downsample", ORIGINAL_LAYERS["downsample"]),
         "auto_stop": True if config.auto_stop else "no auto-stop",
         "auto_stop_threshold": config.auto_stop_threshold,
         "auto_stop_patience": config.auto_stop_patience,

@@ -89,13 +89,12 @@ class GANConfig:
         for name in ("data_options", "g_options", "d_options"):
             value = getattr(self, name)
             _check(name, value, isinstance(value, dict) and all(isinstance(k, str) for k in value), "an object")
-        if "upsample" in self.g_options:  # the DCGAN generator's upsampling layers (tinygan.models.UPSAMPLES)
-            _check("g_options.upsample", self.g_options["upsample"], self.model == "dcgan", "no upsample (not a DCGAN)")
-            _choice("g_options.upsample", self.g_options["upsample"], UPSAMPLES)
-        if "downsample" in self.d_options:  # the DCGAN discriminator's stride-2 convolutions (DOWNSAMPLES)
-            downsample = self.d_options["downsample"]
-            _check("d_options.downsample", downsample, self.model == "dcgan", "no downsample (not a DCGAN)")
-            _choice("d_options.downsample", downsample, DOWNSAMPLES)
+        # The DCGAN's choice of layers: G's upsampling (tinygan.models.UPSAMPLES), D's downsampling (DOWNSAMPLES).
+        for field, option, choices in (("g_options", "upsample", UPSAMPLES), ("d_options", "downsample", DOWNSAMPLES)):
+            if option in getattr(self, field):
+                name, value = f"{field}.{option}", getattr(self, field)[option]
+                _check(name, value, self.model == "dcgan", f"no {option} (not a DCGAN)")
+                _choice(name, value, choices)
         _integer("g_options.latent_dim", self.g_options.get("latent_dim", LATENT_DIM), 1)
         for name, low in (("epochs", 1), ("batch_size", 1), ("d_steps", 1), ("sample_every", 1), ("log_every", 1)):
             _integer(name, getattr(self, name), low)
