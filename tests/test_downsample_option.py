@@ -4,15 +4,11 @@ rebuilds D from there), and the original recipe unchanged by it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from example_scripts import CIFAR_EXAMPLE, load_example, run_cifar
 from formats import write_cifar_folder
 
 from tinygan import layers as nn
@@ -20,16 +16,10 @@ from tinygan.checkpoint import read_meta
 from tinygan.config import GANConfig
 from tinygan.models import DOWNSAMPLES, build, dcgan_discriminator
 
-ROOT = Path(__file__).resolve().parents[1]
-CIFAR_EXAMPLE = ROOT / "examples" / "cifar_dcgan.py"
-
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("cifar_dcgan_downsample_test", CIFAR_EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example(CIFAR_EXAMPLE)
 
 
 def convs(model: nn.Sequential) -> list[tuple]:
@@ -103,29 +93,23 @@ def test_downsample_option_goes_into_d_options(example):
     assert set(DOWNSAMPLES) == {"conv3", "conv4"}
 
 
-def run_example(*args, cache):
-    env = {**os.environ, "TINYGAN_DATA": str(cache)}
-    argv = [sys.executable, str(CIFAR_EXAMPLE), *args]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
-
-
 def test_checkpoint_round_trip_and_resume(tmp_path):
     data = tmp_path / "cifar"
     write_cifar_folder(data, per_batch=20, rng=np.random.default_rng(0))
     out = tmp_path / "run"
     common = ["--data-dir", str(data), "--batch-size", "5", "--no-progress", "--class", "cat"]
     common += ["--recipe", "original"]  # whose D is the 3x3 one: the option is what changes it
-    first = run_example(*common, "--epochs", "1", "--downsample", "conv4", "--out", str(out), cache=tmp_path / "c")
+    first = run_cifar(*common, "--epochs", "1", "--downsample", "conv4", "--out", str(out), cache=tmp_path / "c")
     assert first.returncode == 0, first.stderr
     assert "Total params: 461,345" in first.stdout
     assert json.loads((out / "config.json").read_text())["d_options"] == {"seed": 1, "downsample": "conv4"}
 
     # --resume keeps it: another value is refused in one line, the same one (or none) is accepted and D's 4x4
     # weights load into a 4x4 D.
-    refused = run_example("--resume", str(out), "--downsample", "conv3", "--epochs", "2", cache=tmp_path / "c")
+    refused = run_cifar("--resume", str(out), "--downsample", "conv3", "--epochs", "2", cache=tmp_path / "c")
     assert refused.returncode == 1
     assert f"error: --downsample: {out} was trained with conv4, received conv3" in refused.stderr
-    resumed = run_example("--resume", str(out), "--epochs", "2", cache=tmp_path / "c")
+    resumed = run_cifar("--resume", str(out), "--epochs", "2", cache=tmp_path / "c")
     assert resumed.returncode == 0, resumed.stderr
     assert read_meta(out)["epoch"] == 2
     assert json.loads((out / "config.json").read_text())["d_options"] == {"seed": 1, "downsample": "conv4"}

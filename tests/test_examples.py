@@ -1,7 +1,6 @@
 """The examples as a user runs them: a short run, the sampler, Ctrl-C and resume, --device gpu without a GPU,
 options that make no sense, resume keeping its word, one run per folder, loader errors as one line."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -13,14 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from example_scripts import CIFAR_EXAMPLE, MNIST_EXAMPLE, load_example, run_example
 from formats import write_cifar_folder, write_idx
 
 from tinygan.backend import gpu_unavailable_reason
 from tinygan.checkpoint import load_checkpoint
-
-ROOT = Path(__file__).resolve().parents[1]
-MNIST_EXAMPLE = ROOT / "examples" / "mnist_dense.py"
-CIFAR_EXAMPLE = ROOT / "examples" / "cifar_dcgan.py"
 
 
 @pytest.fixture
@@ -37,30 +33,18 @@ def tiny_mnist(tmp_path):
     return folder
 
 
-def _module(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def mnist_example():
-    return _module(MNIST_EXAMPLE)
+    return load_example(MNIST_EXAMPLE)
 
 
 @pytest.fixture(scope="module")
 def cifar_example():
-    return _module(CIFAR_EXAMPLE)
+    return load_example(CIFAR_EXAMPLE)
 
 
 def error_lines(err):
     return [line for line in err.splitlines() if line.strip() and "Warning" not in line and not line.startswith(" ")]
-
-
-def run_example(*args, cache, script=MNIST_EXAMPLE):
-    env = {**os.environ, "TINYGAN_DATA": str(cache)}
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_short_example_run_and_sampler(tmp_path, tiny_mnist):

@@ -4,15 +4,11 @@ recipe unchanged by it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from example_scripts import CIFAR_EXAMPLE, load_example, run_cifar
 from formats import write_cifar_folder
 
 from tinygan import layers as nn
@@ -22,16 +18,10 @@ from tinygan.models import UPSAMPLES, build, dcgan_generator
 from tinygan.recipes import CIFAR_RECIPES
 from tinygan.sample import load_generator
 
-ROOT = Path(__file__).resolve().parents[1]
-CIFAR_EXAMPLE = ROOT / "examples" / "cifar_dcgan.py"
-
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("cifar_dcgan_upsample_test", CIFAR_EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example(CIFAR_EXAMPLE)
 
 
 def layer_list(model: nn.Sequential) -> list[tuple]:
@@ -131,18 +121,12 @@ def test_upsample_option_goes_into_g_options(example):
     assert set(UPSAMPLES) == {"convT5", "convT4", "resize"}
 
 
-def run_example(*args, cache):
-    env = {**os.environ, "TINYGAN_DATA": str(cache)}
-    argv = [sys.executable, str(CIFAR_EXAMPLE), *args]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
-
-
 def test_checkpoint_round_trip_sampler_and_resume(tmp_path):
     data = tmp_path / "cifar"
     write_cifar_folder(data, per_batch=20, rng=np.random.default_rng(0))
     out = tmp_path / "run"
     common = ["--data-dir", str(data), "--batch-size", "5", "--no-progress", "--class", "cat"]
-    first = run_example(*common, "--epochs", "1", "--upsample", "convT4", "--out", str(out), cache=tmp_path / "c")
+    first = run_cifar(*common, "--epochs", "1", "--upsample", "convT4", "--out", str(out), cache=tmp_path / "c")
     assert first.returncode == 0, first.stderr
     assert "Total params: 603,971" in first.stdout
     assert json.loads((out / "config.json").read_text())["g_options"] == {"seed": 0, "upsample": "convT4"}
@@ -154,10 +138,10 @@ def test_checkpoint_round_trip_sampler_and_resume(tmp_path):
     assert config.g_options["upsample"] == "convT4"
 
     # --resume keeps it: the same value is accepted, another one is refused in one line.
-    refused = run_example("--resume", str(out), "--upsample", "convT5", "--epochs", "2", cache=tmp_path / "c")
+    refused = run_cifar("--resume", str(out), "--upsample", "convT5", "--epochs", "2", cache=tmp_path / "c")
     assert refused.returncode == 1
     assert f"error: --upsample: {out} was trained with convT4, received convT5" in refused.stderr
-    resumed = run_example("--resume", str(out), "--upsample", "convT4", "--epochs", "2", cache=tmp_path / "c")
+    resumed = run_cifar("--resume", str(out), "--upsample", "convT4", "--epochs", "2", cache=tmp_path / "c")
     assert resumed.returncode == 0, resumed.stderr
     assert read_meta(out)["epoch"] == 2
     G2, _ = load_generator(out / "checkpoint.npz")
