@@ -1,0 +1,250 @@
+"""The Dense layers' FP32 products, version by version, on the dense MNIST GAN's shapes (issue 11, item 3).
+
+Each of the step's products (forward with bias and ReLU; input gradient; weight gradient added into its
+buffer), validated against a float64 product before it is timed, as ``bench/dev/kernel_versions.py`` does
+(its ``validate`` and ``time_version``: outputs over NaN, then ``--reps`` calls captured as one CUDA graph and
+its replays timed with CUDA events):
+
+- v1 (production until the twelfth session): cuBLAS through ctypes (``cublas.matmul``; the forward's bias and
+  activation as ``add_bias_``, one more launch; the weight gradient a beta = 1 GEMM, ``matmul_accumulate``).
+- v2: ``dense_gemm`` (kernels/gpu/dense_gemm.cu) without a split: 32 x 64 tiles, 4 x 4 outputs a thread,
+  the epilogue fused.
+- v3 (production): ``dense_gemm`` with the sum split over a thread-block cluster of ``splits_for``'s size.
+
+Prediction (twelfth session, before any run): cuBLAS takes 23 us for the 125 x 784 x 1024 forward, 9 TFLOP/s
+(the ninth session's probe), with 32 blocks of 64 x 64 on 132 SMs. v3 gives that product 208 blocks of
+32 x 64 (split 4); at half the per-SM FP32 rate it would take about 8 us, so 2-3x cuBLAS on the forward
+and input-gradient products, and on the whole step about 150 us less (its products sum to about 360 us).
+The weight gradients (outputs up to 784 x 1024, sums of 125 or 250) already give cuBLAS enough blocks: there
+v2/v3 should only match it.
+
+    python -m bench.dev.dense_gemm_versions [--out dense.md]     # needs CuPy and a GPU
+
+Rates: TFLOP/s (2 m n k per product) and their share of an 8192^3 cuBLAS sgemm measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# (label, mode, m, k, n): the product op(a) (m x k) @ op(b) (k x n) of one Dense layer in the MNIST GAN's step.
+# G runs at the batch (125), D at real + fake (250) in its own step and at 125 in G's.
+MNIST_PRODUCTS = [
+    ("G dense1 forward", "forward", 125, 100, 256),
+    ("G dense2 forward", "forward", 125, 256, 512),
+    ("G dense3 forward", "forward", 125, 512, 1024),
+    ("G dense4 forward", "forward", 125, 1024, 784),
+    ("D dense1 forward (D step)", "forward", 250, 784, 1024),
+    ("D dense2 forward (D step)", "forward", 250, 1024, 512),
+    ("D dense3 forward (D step)", "forward", 250, 512, 256),
+    ("D dense4 forward (D step)", "forward", 250, 256, 1),
+    ("D dense1 forward (G step)", "forward", 125, 784, 1024),
+    ("D dense2 input grad (D step)", "input", 250, 512, 1024),
+    ("D dense3 input grad (D step)", "input", 250, 256, 512),
+    ("D dense4 input grad (D step)", "input", 250, 1, 256),
+    ("D dense1 input grad (G step)", "input", 125, 1024, 784),
+    ("G dense4 input grad", "input", 125, 784, 1024),
+    ("G dense3 input grad", "input", 125, 1024, 512),
+    ("G dense2 input grad", "input", 125, 512, 256),
+    ("D dense1 weight grad", "weight", 784, 250, 1024),
+    ("D dense2 weight grad", "weight", 1024, 250, 512),
+    ("D dense3 weight grad", "weight", 512, 250, 256),
+    ("D dense4 weight grad", "weight", 256, 250, 1),
+    ("G dense1 weight grad", "weight", 100, 125, 256),
+    ("G dense2 weight grad", "weight", 256, 125, 512),
+    ("G dense3 weight grad", "weight", 512, 125, 1024),
+    ("G dense4 weight grad", "weight", 1024, 125, 784),
+]
+
+
+def make_case(mode: str, m: int, k: int, n: int, rng: np.random.Generator) -> tuple:
+    """Host inputs of one product: forward (x, W, b), input (dz, W), weight (x, dz, dW0)."""
+
+    def normal(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    if mode == "forward":
+        return normal(m, k), normal(k, n) / np.float32(math.sqrt(k)), normal(n)
+    if mode == "input":  # dx (m, n) = dz (m, k) @ W.T with W of shape (n, k)
+        return normal(m, k), normal(n, k) / np.float32(math.sqrt(k))
+    return normal(k, m), normal(k, n), normal(m, n)  # dW (m, n) += x (k, m).T @ dz (k, n)
+
+
+def reference(mode: str, args: tuple) -> np.ndarray:
+    if mode == "forward":
+        x, W, b = args
+        return np.maximum(x @ W + b, 0.0)
+    if mode == "input":
+        dz, W = args
+        return dz @ W.T
+    x, dz, dW0 = args
+    return dW0 + x.T @ dz
+
+
+def versions(mode: str) -> list[tuple[str, str, Callable[..., Any]]]:
+    from tinygan.kernels.gpu import cublas
+    from tinygan.kernels.gpu.dense_gemm import dense_gemm
+    from tinygan.kernels.gpu.layout import add_bias_
+
+    if mode == "forward":
+        v1 = lambda x, W, b: add_bias_(cublas.matmul(x, W), b, 0.0)  # noqa: E731
+        own = lambda splits: lambda x, W, b: dense_gemm(x, W, bias=b, slope=0.0, splits=splits)  # noqa: E731
+    elif mode == "input":
+        v1 = lambda dz, W: cublas.matmul(dz, W, transb=True)  # noqa: E731
+        own = lambda splits: lambda dz, W: dense_gemm(dz, W, trans_b=True, splits=splits)  # noqa: E731
+    else:
+
+        def v1(x, dz, dW):
+            cublas.matmul_accumulate(dW, x, dz, transa=True)
+            return dW
+
+        own = lambda splits: lambda x, dz, dW: dense_gemm(x, dz, trans_a=True, out=dW, splits=splits)  # noqa: E731
+    return [
+        ("v1", "cuBLAS (ctypes), the bias and ReLU a second launch", v1),
+        ("v2", "dense_gemm, 32 x 64 tiles, no split", own(1)),
+        ("v3", "production: dense_gemm, the sum split over a cluster (splits_for)", own(None)),
+    ]
+
+
+def sgemm_tflops() -> float:
+    """TFLOP/s of an 8192^3 cuBLAS sgemm (FP32, CuPy), best of 5."""
+    import cupy
+
+    n = 8192
+    a = cupy.ones((n, n), dtype=cupy.float32)
+    out = cupy.empty_like(a)
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    cupy.matmul(a, a, out=out)
+    best = math.inf
+    for _ in range(5):
+        start.record()
+        cupy.matmul(a, a, out=out)
+        end.record()
+        end.synchronize()
+        best = min(best, cupy.cuda.get_elapsed_time(start, end) / 1e3)
+    return 2 * n**3 / best / 1e12
+
+
+def run(rounds: int, reps: int, tolerance: float, seed: int = 0) -> tuple[list[dict], float]:
+    import cupy
+    from tinygan.kernels.gpu.dense_gemm import _device, splits_for
+
+    from bench.dev.kernel_versions import Version, time_version, to_device, validate
+
+    peak = sgemm_tflops()
+    sms, clusters = _device()
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, mode, m, k, n in MNIST_PRODUCTS:
+        host = make_case(mode, m, k, n, rng)
+        want = reference(mode, tuple(a.astype(np.float64) for a in host))
+        arg_sets = [to_device(host)] + [to_device(make_case(mode, m, k, n, rng)) for _ in range(3)]
+        found = []
+        for name, what, fn in versions(mode):
+            version = Version(name, what, fn)
+            ok, error = validate(version, host, want, tolerance)
+            found.append([version, ok, error, []])
+        for _ in range(2):  # two passes: their spread is the noise floor
+            for entry in found:
+                if entry[1]:
+                    entry[3].append(time_version(entry[0], arg_sets, rounds, reps))
+        for version, ok, error, passes in found:
+            every = [t for p in passes for t in p]
+            median = statistics.median(every) if ok else math.nan
+            row = {
+                "case": f"{label}: {m} x {k} x {n}",
+                "version": version.name,
+                "what": version.what,
+                "ok": ok,
+                "error": error,
+                "median_us": median,
+                "passes": [statistics.median(p) for p in passes],
+                "tflops": 2 * m * n * k / (median * 1e-6) / 1e12 if ok else math.nan,
+                "splits": splits_for(m, n, k, sms, clusters) if version.name == "v3" else 1,
+            }
+            rows.append(row)
+            print(
+                f"  {row['case']:48s} {version.name} "
+                + (f"{median:8.1f} us {row['tflops']:6.1f} TFLOP/s" if ok else f"WRONG (error {error:.2e})"),
+                flush=True,
+            )
+        del arg_sets
+        cupy.get_default_memory_pool().free_all_blocks()
+    return rows, peak
+
+
+def render(rows: list[dict], peak: float, header: str) -> str:
+    lines = [header, ""]
+    names = list(dict.fromkeys(r["version"] for r in rows))
+    for v in names:
+        lines.append(f"- {v}: {next(r['what'] for r in rows if r['version'] == v)}")
+    lines += [
+        "",
+        "| product | version | median µs | passes µs | TFLOP/s | % of sgemm | vs v1 | split | max rel. error |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    total = dict.fromkeys(names, 0.0)
+    for case in dict.fromkeys(r["case"] for r in rows):
+        case_rows = [r for r in rows if r["case"] == case]
+        base = case_rows[0]
+        for r in case_rows:
+            if not r["ok"]:
+                lines.append(f"| {case} | {r['version']} | **wrong** | | | | | | {r['error']:.1e} |")
+                continue
+            total[r["version"]] += r["median_us"]
+            lines.append(
+                f"| {case} | {r['version']} | {r['median_us']:.1f} | "
+                f"{' / '.join(f'{p:.1f}' for p in r['passes'])} | {r['tflops']:.1f} | "
+                f"{100 * r['tflops'] / peak:.0f}% | {base['median_us'] / r['median_us']:.2f}x | {r['splits']} | "
+                f"{r['error']:.1e} |"
+            )
+    lines += ["", "Sum over the step's products: " + ", ".join(f"{v} {t:,.1f} µs" for v, t in total.items()), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per version and pass (default 15)")
+    parser.add_argument("--reps", type=int, default=20, help="calls per captured graph (default 20)")
+    parser.add_argument("--tolerance", type=float, default=1e-5, help="largest relative error (default 1e-5)")
+    parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
+    args = parser.parse_args(argv)
+    from tinygan.backend import gpu_unavailable_reason, set_precision
+
+    reason = gpu_unavailable_reason()
+    if reason:
+        print(f"dense_gemm_versions needs a CUDA GPU: {reason}", file=sys.stderr)
+        return 2
+    import cupy
+
+    set_precision("fp32")
+    card = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
+    rows, peak = run(args.rounds, args.reps, args.tolerance)
+    header = (
+        f"# Dense FP32 products: {card}, {dt.date.today().isoformat()}\n\n"
+        f"`python -m bench.dev.dense_gemm_versions` ({args.rounds} rounds x 2 passes of {args.reps} calls in a "
+        f"captured graph), CuPy {cupy.__version__}. FP32 sgemm peak measured here (cuBLAS, 8192^3): "
+        f"{peak:.1f} TFLOP/s. Every version was checked against a float64 product first."
+    )
+    text = render(rows, peak, header)
+    print("\n" + text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

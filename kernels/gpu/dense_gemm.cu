@@ -1,0 +1,219 @@
+// The Dense layers' FP32 products on the CUDA cores: C[M, N] = op(A) . op(B), exact FP32 (one FMA per product,
+// FP32 accumulation), with the forward's bias and activation applied as the result is written.
+//
+// Why our own: in the dense MNIST GAN M is the batch (125 or 250 rows), so the output has few 64 x 64 tiles (32
+// for 125 x 1024) and cuBLAS's FP32 kernels leave most of an H200's 132 SMs idle: 9 TFLOP/s, 17% of the card's
+// sgemm rate (bench/results/gpu-fp32-compute-probe-2026-12-02-s9run4.log). Smaller tiles and a split of the sum
+// over a thread-block cluster put every SM to work.
+//
+// The three products of a Dense layer y = act(x W + b), W of shape (in, out):
+//   forward         y  = act(x . W + b)  TA 0, TB 0: A = x (M, in),  B = W (in, out)
+//   input gradient  dx = dz . W^T        TA 0, TB 1: A = dz (M, out), B = W read as its transpose
+//   weight gradient dW += x^T . dz       TA 1, TB 0: A = x read as its transpose, B = dz; accumulate into dW
+// A(i, k) = TA ? A[k * lda + i] : A[i * lda + k];  B(k, j) = TB ? B[j * ldb + k] : B[k * ldb + j].
+//
+// Tiles: 32 x 64 outputs per block of 128 threads, each thread a 4 x 4 sub-tile (rows ty*4.., columns tx*4..),
+// k tiles 16 deep staged through registers into two shared buffers (the next tile's loads are in flight while
+// the current one is multiplied). The shared tiles are k-major (As[k][i], Bs[k][j]) so the inner loop reads
+// 4 rows of A and 4 columns of B as one 16-byte load each; rows are padded by 4 floats, which keeps those
+// loads aligned and the transposing stores to 2-way bank conflicts.
+//
+// Split-K over a cluster (S = 2, 4 or 8 blocks along z, compile-time __cluster_dims__, Hopper): block z sums k
+// in [z * k_split, (z + 1) * k_split), writes its partial tile to its shared memory, and after a cluster
+// barrier block r adds the S partials of rows r * 32 / S.. through distributed shared memory, in rank order
+// 0, 1, .., S-1 whoever runs first: a fixed order, so the same inputs give the same bits (no atomics), and
+// no partial tile ever reaches global memory. Then the epilogue: C_old (accumulate) + sum + bias, act.
+
+#define DG_BM 32
+#define DG_BN 64
+#define DG_BK 16
+#define DG_THREADS 128
+#define DG_PAD 4
+
+__device__ __forceinline__ unsigned dg_cluster_rank() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+
+// Every block of the cluster arrives, then waits for all: shared-memory writes before it are visible to the
+// cluster's other blocks after it (release / acquire).
+__device__ __forceinline__ void dg_cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+
+// 4 floats at the same shared-memory offset as p, in the shared memory of the cluster's block ``rank``.
+__device__ __forceinline__ float4 dg_load_cluster4(const float* p, unsigned rank) {
+    const unsigned local = (unsigned)__cvta_generic_to_shared(p);
+    unsigned remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+    float4 v;
+    asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+                 : "r"(remote)
+                 : "memory");
+    return v;
+}
+
+// The epilogue of 4 consecutive outputs of row i from column j (j a multiple of 4), guarded at the edges.
+__device__ __forceinline__ void dg_store4(float* __restrict__ C, const float* __restrict__ bias, float4 v, int i,
+                                          int j, int M, int N, int act, float slope, int accumulate) {
+    if (i >= M) return;
+    float out[4] = {v.x, v.y, v.z, v.w};
+    if ((N & 3) == 0 && j + 3 < N) {
+        float4* dst = reinterpret_cast<float4*>(C + (size_t)i * N + j);
+        if (accumulate) {
+            const float4 old = *dst;
+            out[0] += old.x, out[1] += old.y, out[2] += old.z, out[3] += old.w;
+        }
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            if (bias != nullptr) out[c] += bias[j + c];
+            out[c] = epilogue_act(out[c], act, slope);
+        }
+        *dst = make_float4(out[0], out[1], out[2], out[3]);
+        return;
+    }
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+        if (j + c >= N) break;
+        float o = out[c];
+        if (accumulate) o += C[(size_t)i * N + j + c];
+        if (bias != nullptr) o += bias[j + c];
+        C[(size_t)i * N + j + c] = epilogue_act(o, act, slope);
+    }
+}
+
+template <int TA, int TB, int S>
+__device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, const float* __restrict__ B,
+                                                const float* __restrict__ bias, float* __restrict__ C, int M, int N,
+                                                int K, int lda, int ldb, int k_split, int act, float slope,
+                                                int accumulate) {
+    __shared__ __align__(16) float As[2][DG_BK][DG_BM + DG_PAD];
+    __shared__ __align__(16) float Bs[2][DG_BK][DG_BN + DG_PAD];
+
+    const int tid = threadIdx.x;
+    const int tx = tid & 15, ty = tid >> 4;
+    const int m0 = blockIdx.y * DG_BM, n0 = blockIdx.x * DG_BN;
+    unsigned rank = 0u;
+    if constexpr (S > 1) rank = dg_cluster_rank();
+    const int k_begin = (int)rank * k_split;
+    const int k_end = min(K, k_begin + k_split);
+
+    float ra[DG_BM * DG_BK / DG_THREADS];  // 4
+    float rb[DG_BK * DG_BN / DG_THREADS];  // 8
+
+    // Consecutive threads read consecutive addresses of whichever index is contiguous in memory.
+    auto load = [&](int k0) {
+#pragma unroll
+        for (int r = 0; r < DG_BM * DG_BK / DG_THREADS; ++r) {
+            const int e = tid + r * DG_THREADS;
+            const int kk = TA ? e / DG_BM : e % DG_BK;
+            const int i = TA ? e % DG_BM : e / DG_BK;
+            const int gi = m0 + i, gk = k0 + kk;
+            ra[r] = (gi < M && gk < k_end) ? (TA ? A[(size_t)gk * lda + gi] : A[(size_t)gi * lda + gk]) : 0.0f;
+        }
+#pragma unroll
+        for (int r = 0; r < DG_BK * DG_BN / DG_THREADS; ++r) {
+            const int e = tid + r * DG_THREADS;
+            const int kk = TB ? e % DG_BK : e / DG_BN;
+            const int j = TB ? e / DG_BK : e % DG_BN;
+            const int gj = n0 + j, gk = k0 + kk;
+            rb[r] = (gj < N && gk < k_end) ? (TB ? B[(size_t)gj * ldb + gk] : B[(size_t)gk * ldb + gj]) : 0.0f;
+        }
+    };
+    auto store = [&](int buf) {
+#pragma unroll
+        for (int r = 0; r < DG_BM * DG_BK / DG_THREADS; ++r) {
+            const int e = tid + r * DG_THREADS;
+            As[buf][TA ? e / DG_BM : e % DG_BK][TA ? e % DG_BM : e / DG_BK] = ra[r];
+        }
+#pragma unroll
+        for (int r = 0; r < DG_BK * DG_BN / DG_THREADS; ++r) {
+            const int e = tid + r * DG_THREADS;
+            Bs[buf][TB ? e % DG_BK : e / DG_BN][TB ? e / DG_BK : e % DG_BN] = rb[r];
+        }
+    };
+
+    float acc[4][4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[r][c] = 0.0f;
+
+    int buf = 0;
+    if (k_begin < k_end) {
+        load(k_begin);
+        store(0);
+    }
+    __syncthreads();
+    for (int k0 = k_begin; k0 < k_end; k0 += DG_BK) {
+        const bool more = k0 + DG_BK < k_end;
+        if (more) load(k0 + DG_BK);
+#pragma unroll
+        for (int kk = 0; kk < DG_BK; ++kk) {
+            const float4 a = *reinterpret_cast<const float4*>(&As[buf][kk][ty * 4]);
+            const float4 b = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
+            const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(av[r], bv[c], acc[r][c]);
+        }
+        if (more) store(buf ^ 1);
+        __syncthreads();
+        buf ^= 1;
+    }
+
+    if constexpr (S == 1) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+            dg_store4(C, bias, make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]), m0 + ty * 4 + r,
+                      n0 + tx * 4, M, N, act, slope, accumulate);
+    } else {
+        __shared__ __align__(16) float part[DG_BM][DG_BN];
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+            *reinterpret_cast<float4*>(&part[ty * 4 + r][tx * 4]) =
+                make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+        dg_cluster_sync();
+        constexpr int ROWS = DG_BM / S;  // this block's share of the tile's rows
+        for (int q = tid; q < ROWS * (DG_BN / 4); q += DG_THREADS) {
+            const int row = (int)rank * ROWS + q / (DG_BN / 4), col = (q % (DG_BN / 4)) * 4;
+            float4 sum = dg_load_cluster4(&part[row][col], 0u);
+#pragma unroll
+            for (unsigned s = 1; s < (unsigned)S; ++s) {
+                const float4 p = dg_load_cluster4(&part[row][col], s);
+                sum.x += p.x, sum.y += p.y, sum.z += p.z, sum.w += p.w;
+            }
+            dg_store4(C, bias, sum, m0 + row, n0 + col, M, N, act, slope, accumulate);
+        }
+        dg_cluster_sync();  // no block leaves while another may still read its partial tile
+    }
+}
+
+#define DG_ARGS                                                                                                  \
+    const float *__restrict__ A, const float *__restrict__ B, const float *__restrict__ bias, int has_bias,      \
+        float *__restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope, int accumulate
+#define DG_PASS A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act, slope, accumulate
+
+template <int TA, int TB>
+__global__ void __launch_bounds__(DG_THREADS) dense_gemm_s1(DG_ARGS) {
+    dense_gemm_body<TA, TB, 1>(DG_PASS);
+}
+// Clusters exist from compute capability 9.0 (Hopper) on; the host asks for these only there
+// (kernels/gpu/dense_gemm.py), and NVRTC compiles for the one device at hand.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+template <int TA, int TB>
+__global__ void __cluster_dims__(1, 1, 2) __launch_bounds__(DG_THREADS) dense_gemm_s2(DG_ARGS) {
+    dense_gemm_body<TA, TB, 2>(DG_PASS);
+}
+template <int TA, int TB>
+__global__ void __cluster_dims__(1, 1, 4) __launch_bounds__(DG_THREADS) dense_gemm_s4(DG_ARGS) {
+    dense_gemm_body<TA, TB, 4>(DG_PASS);
+}
+template <int TA, int TB>
+__global__ void __cluster_dims__(1, 1, 8) __launch_bounds__(DG_THREADS) dense_gemm_s8(DG_ARGS) {
+    dense_gemm_body<TA, TB, 8>(DG_PASS);
+}
+#endif

@@ -1,0 +1,131 @@
+"""The Dense layers' FP32 products as our own kernels (dense_gemm.cu): ``op(a) @ op(b)``, exact FP32, with the
+forward's bias and activation applied as the product is written and the weight gradient added into its buffer.
+
+Why not cuBLAS here: the dense MNIST GAN's products have the batch (125 or 250 rows) as one side, and cuBLAS's FP32
+kernels tile them 64 x 64, which leaves most SMs idle (9 TFLOP/s on an H200, 17% of its sgemm rate). These
+kernels tile 32 x 64 and, where that still gives fewer than two blocks per SM, split the sum over a Hopper
+thread-block cluster of 2, 4 or 8 blocks that add their partial tiles in a fixed order (the same bits every
+time). Before Hopper only the unsplit kernel exists. Versions and timings: ``bench/dev/dense_gemm_versions.py``.
+
+Used by kernels/gpu/dense.py for float32 at precision "fp32"; tf32 and bf16 stay on cuBLAS's tensor cores and
+float64 on its DGEMM.
+"""
+
+from __future__ import annotations
+
+import cupy
+import numpy as np
+
+from ._common import INT32_LIMIT, CudaModule
+from .layout import act_args, check_out
+
+BM, BN, BK = 32, 64, 16  # dense_gemm.cu's tile
+THREADS = 128
+SPLITS = (1, 2, 4, 8)  # blocks of a cluster along the sum
+MODES = ((0, 0), (0, 1), (1, 0))  # (TA, TB): forward, input gradient, weight gradient
+
+
+def _names(splits: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(f"dense_gemm_s{s}<{ta}, {tb}>" for s in splits for ta, tb in MODES)
+
+
+# NVRTC compiles for the device at hand, and __cluster_dims__ needs compute capability 9.0.
+_UNSPLIT = CudaModule("dense_gemm.cu", plain=_names((1,)))
+_MOD = CudaModule("dense_gemm.cu", plain=_names(SPLITS))
+
+_SMS: dict[int, tuple[int, bool]] = {}
+
+
+def _device() -> tuple[int, bool]:
+    """(SM count, whether thread-block clusters exist) of the current device."""
+    device = cupy.cuda.Device()
+    found = _SMS.get(device.id)
+    if found is None:
+        attr = cupy.cuda.runtime.deviceGetAttribute
+        sms = attr(cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device.id)
+        major = attr(cupy.cuda.runtime.cudaDevAttrComputeCapabilityMajor, device.id)
+        found = _SMS[device.id] = (sms, major >= 9)
+    return found
+
+
+def splits_for(m: int, n: int, k: int, sms: int, clusters: bool = True) -> int:
+    """Blocks of a cluster along the sum: doubled while the grid has fewer than two blocks per SM and each block
+    still gets at least two k tiles of the sum (the split's reduction costs a tile's worth of shared traffic)."""
+    tiles = -(-m // BM) * -(-n // BN)
+    s = 1
+    while clusters and s < SPLITS[-1] and tiles * s < 2 * sms and k >= 4 * s * BK:
+        s *= 2
+    return s
+
+
+def fits(rows: int, *arrays: cupy.ndarray) -> bool:
+    """Whether these kernels take a product of ``rows`` output rows over ``arrays``: float32 with 32-bit offsets
+    (their index math), at most 65,535 row tiles (the grid's y)."""
+    return -(-rows // BM) <= 65535 and all(a.dtype == np.float32 and a.size <= INT32_LIMIT for a in arrays)
+
+
+def dense_gemm(
+    a: cupy.ndarray,
+    b: cupy.ndarray,
+    trans_a: bool = False,
+    trans_b: bool = False,
+    bias: cupy.ndarray | None = None,
+    slope: float | None = None,
+    out: cupy.ndarray | None = None,
+    splits: int | None = None,
+) -> cupy.ndarray:
+    """``act(op(a) @ op(b) + bias)`` for C-contiguous 2-D float32 arrays, or with ``out`` given,
+    ``out += op(a) @ op(b)`` (then no bias or activation: the weight gradient's form). ``trans_a`` and
+    ``trans_b`` together are not a Dense product. ``splits`` forces the cluster size (tests); by default
+    :func:`splits_for` picks it."""
+    if trans_a and trans_b:
+        raise ValueError("dense_gemm: op(a) and op(b) cannot both be transposed")
+    for name, arr in (("a", a), ("b", b)):
+        if arr.ndim != 2 or not arr.flags.c_contiguous or not fits(arr):
+            raise ValueError(f"dense_gemm: {name} must be a C-contiguous 2-D float32 array of fewer than 2^31 elements")
+    if out is not None and (bias is not None or slope is not None):
+        raise ValueError("dense_gemm: accumulating into out takes no bias or activation")
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    k_b, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if k != k_b:
+        raise ValueError(f"dense_gemm: op(a) of shape {(m, k)} does not match op(b) of shape {(k_b, n)}")
+    if not fits(m):
+        raise ValueError(f"dense_gemm: {m} output rows is more than the grid's {65535 * BM}")
+    accumulate = out is not None
+    if out is None:
+        out = cupy.empty((m, n), dtype=a.dtype)
+    else:
+        check_out(out, (m, n), a.dtype, "dense_gemm (out)")
+    if bias is not None and (bias.shape != (n,) or bias.dtype != a.dtype):
+        raise ValueError(f"dense_gemm: bias must be a {a.dtype} vector of {n}, got {bias.dtype} {tuple(bias.shape)}")
+    if m == 0 or n == 0:
+        return out
+    sms, clusters = _device()
+    if splits is None:
+        splits = splits_for(m, n, k, sms, clusters)
+    elif splits not in SPLITS or (splits > 1 and not clusters):
+        raise ValueError(f"dense_gemm: splits must be one of {SPLITS} (above 1 on compute capability 9.0 and up)")
+    # Each block's share of the sum, a whole number of k tiles (k == 0: the epilogue of an empty sum).
+    per_split = -(-k // splits)
+    k_split = -(-per_split // BK) * BK
+    module = _MOD if clusters else _UNSPLIT
+    module.get(f"dense_gemm_s{splits}<{int(trans_a)}, {int(trans_b)}>")(
+        (-(-n // BN), -(-m // BM), splits),
+        (THREADS,),
+        (
+            a,
+            b,
+            bias if bias is not None else out,  # not read without has_bias
+            np.int32(bias is not None),
+            out,
+            np.int32(m),
+            np.int32(n),
+            np.int32(k),
+            np.int32(a.shape[1]),
+            np.int32(b.shape[1]),
+            np.int32(k_split),
+            *act_args(a.dtype, slope),
+            np.int32(accumulate),
+        ),
+    )
+    return out

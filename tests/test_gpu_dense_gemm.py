@@ -1,0 +1,145 @@
+"""dense_gemm (kernels/gpu/dense_gemm.cu), the Dense layers' FP32 products at precision "fp32", against float64.
+
+Every mode (forward with bias and activation, input gradient, weight gradient added into its buffer) at every
+cluster split, on odd sizes that leave partial tiles on every side, sums shorter than a tile and longer than a
+split, batch 1. The bound is FP32's own: a sum of k products, each rounded, differs from the exact one by at
+most k * u * (|A| |B|) elementwise (u = 2^-24, Higham's gamma_k to first order); the test allows 2 k u plus a
+few ulps of the output, so a wrong index (an error of the size of a whole product) cannot pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+cp = pytest.importorskip("cupy")
+
+pytestmark = pytest.mark.gpu
+
+U = 2.0**-24
+
+
+def clusters() -> bool:
+    from tinygan.kernels.gpu.dense_gemm import _device
+
+    return _device()[1]
+
+
+def split_params() -> list[int]:
+    return [1, 2, 4, 8]
+
+
+def within_fp32_bound(got, a64, b64, want, k: int) -> None:
+    got = cp.asnumpy(got).astype(np.float64)
+    bound = 2 * max(k, 1) * U * (np.abs(a64) @ np.abs(b64)) + 4 * U * np.abs(want) + 1e-30
+    err = np.abs(got - want)
+    worst = np.unravel_index(np.argmax(err - bound), err.shape)
+    assert np.all(err <= bound), f"element {worst}: error {err[worst]:.3e} above the FP32 bound {bound[worst]:.3e}"
+
+
+def poisoned_pool(nbytes: int) -> None:
+    blocks = [cp.full(max(nbytes, 1), 0xFF, dtype=cp.uint8) for _ in range(4)]
+    cp.cuda.Device().synchronize()
+    del blocks
+
+
+SHAPES = [(1, 1, 1), (1, 100, 256), (7, 3, 5), (33, 17, 65), (125, 784, 130), (250, 256, 1), (37, 1000, 70)]
+
+
+@pytest.mark.parametrize("splits", split_params())
+@pytest.mark.parametrize("m,k,n", SHAPES)
+@pytest.mark.parametrize("mode", ["forward", "input", "weight"])
+def test_every_mode_and_split_is_within_the_fp32_bound(rng, mode, m, k, n, splits):
+    from tinygan.kernels.gpu.dense_gemm import dense_gemm
+
+    if splits > 1 and not clusters():
+        pytest.skip("thread-block clusters need compute capability 9.0")
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    poisoned_pool(m * n * 4)
+    if mode == "forward":  # y = act(x W + b), LeakyReLU(0.2)
+        x, W, b = f32(m, k), f32(k, n), f32(n)
+        got = dense_gemm(cp.asarray(x), cp.asarray(W), bias=cp.asarray(b), slope=0.2, splits=splits)
+        a64, b64 = x.astype(np.float64), W.astype(np.float64)
+        z = a64 @ b64 + b
+        # The activation scales the error by at most 1; the bias adds one rounding of |z|.
+        want = np.where(z > 0, z, 0.2 * z)
+        within_fp32_bound(got, a64, b64, want, k + 1)
+    elif mode == "input":  # dx = dz W^T, W of shape (n, k)
+        dz, W = f32(m, k), f32(n, k)
+        got = dense_gemm(cp.asarray(dz), cp.asarray(W), trans_b=True, splits=splits)
+        a64, b64 = dz.astype(np.float64), W.astype(np.float64).T
+        within_fp32_bound(got, a64, b64, a64 @ b64, k)
+    else:  # dW (m, n) += x^T dz, x of shape (k, m): the old contents kept
+        x, dz, dW0 = f32(k, m), f32(k, n), f32(m, n)
+        out = cp.asarray(dW0)
+        got = dense_gemm(cp.asarray(x), cp.asarray(dz), trans_a=True, out=out, splits=splits)
+        assert got is out
+        a64, b64 = x.astype(np.float64).T, dz.astype(np.float64)
+        within_fp32_bound(got, a64, b64, dW0 + a64 @ b64, k + 1)
+
+
+@pytest.mark.parametrize("mode", ["forward", "weight"])
+def test_the_split_sum_gives_the_same_bits_every_time(rng, mode):
+    """The cluster adds its partial tiles in rank order, whichever block finishes first: no atomics."""
+    from tinygan.kernels.gpu.dense_gemm import dense_gemm
+
+    splits = 8 if clusters() else 1
+    a = cp.asarray(rng.standard_normal((125, 1024)).astype(np.float32))
+    b = cp.asarray(rng.standard_normal((1024, 784)).astype(np.float32))
+    if mode == "forward":
+        runs = [dense_gemm(a, b, splits=splits) for _ in range(5)]
+    else:
+        runs = [dense_gemm(a, b[:, :300].copy(), trans_a=True, out=cp.zeros((1024, 300), cp.float32), splits=splits)]
+        runs += [dense_gemm(a, b[:, :300].copy(), trans_a=True, out=cp.zeros((1024, 300), cp.float32), splits=splits)]
+    for other in runs[1:]:
+        assert cp.array_equal(runs[0], other)
+
+
+@pytest.mark.parametrize("sms", [1, 132, 1000])
+@pytest.mark.parametrize("m,k,n", [(125, 784, 1024), (250, 1024, 512), (784, 250, 1024), (125, 100, 256), (1, 1, 1)])
+def test_the_automatic_split_fills_the_card_without_starving_a_block(m, k, n, sms):
+    from tinygan.kernels.gpu.dense_gemm import BK, BM, BN, SPLITS, splits_for
+
+    tiles = -(-m // BM) * -(-n // BN)
+    s = splits_for(m, n, k, sms)
+    assert s in SPLITS
+    assert s == 1 or k >= 2 * s * BK, "each block of a split gets at least two k tiles"
+    # It stops only at two blocks an SM, at the largest cluster, or where a further split would starve a block.
+    assert tiles * s >= 2 * sms or s == SPLITS[-1] or k < 4 * s * BK
+    assert splits_for(m, n, k, sms, clusters=False) == 1
+
+
+def test_arguments_that_make_no_product_are_refused():
+    from tinygan.kernels.gpu.dense_gemm import dense_gemm
+
+    a, b = cp.ones((4, 3), cp.float32), cp.ones((5, 2), cp.float32)
+    with pytest.raises(ValueError, match="does not match"):
+        dense_gemm(a, b)
+    with pytest.raises(ValueError, match="both be transposed"):
+        dense_gemm(a, b, trans_a=True, trans_b=True)
+    with pytest.raises(ValueError, match="float32"):
+        dense_gemm(a.astype(cp.float64), b)
+    with pytest.raises(ValueError, match="no bias or activation"):
+        dense_gemm(a, cp.ones((3, 2), cp.float32), out=cp.zeros((4, 2), cp.float32), slope=0.0)
+    with pytest.raises(ValueError, match="splits"):
+        dense_gemm(a, cp.ones((3, 2), cp.float32), splits=3)
+
+
+def test_dense_layer_ops_use_it_at_fp32_and_cublas_otherwise(rng):
+    """The routing: the same Dense op gives dense_gemm's bits at "fp32" and cuBLAS's at "tf32"."""
+    import tinygan.kernels.gpu as K
+    from tinygan.kernels.gpu.dense_gemm import dense_gemm
+
+    from tinygan.backend import get_precision, set_precision
+
+    x = cp.asarray(rng.standard_normal((125, 784)).astype(np.float32))
+    W = cp.asarray(rng.standard_normal((784, 1024)).astype(np.float32))
+    b = cp.asarray(rng.standard_normal(1024).astype(np.float32))
+    old = get_precision()
+    try:
+        set_precision("fp32")
+        assert cp.array_equal(K.dense_forward(x, W, b, slope=0.0), dense_gemm(x, W, bias=b, slope=0.0))
+        set_precision("tf32")
+        assert not cp.array_equal(K.dense_forward(x, W, b, slope=0.0), dense_gemm(x, W, bias=b, slope=0.0))
+    finally:
+        set_precision(old)
