@@ -13,7 +13,8 @@ conv_igemm's three modes and its split-K reduce, BatchNorm's kernels (both paths
 inference, the running statistics), Adam's kernels (per tensor, and over a model's pointer table, by tensor or
 by the chunk table, whose chunks must cover every element once; bench/dev's v1 too) and zero_multi; cuBLAS
 (``cublas.matmul``) as a NumPy product with alpha / beta. Outputs of ``cupy.empty`` start as NaN, so an element
-a wrapper leaves unwritten shows. Emulated too: input_grad_rms's two kernels. Not emulated: Philox, BCE,
+a wrapper leaves unwritten shows. Emulated too: input_grad_rms's two kernels and dense_gemm (as a float64 product
+rounded once, with its grid and k split checked). Not emulated: Philox, BCE,
 dropout, the GAN step's other kernels, streams and graph capture (those tests fail here with "no emulation of
 kernel ..."). Launch arguments also check ``double`` as float64 and ``unsigned`` (fast_div's multipliers) as
 uint32. This checks the Python side only: the CUDA sources still need a compiler (``nvcc -std=c++17 -arch=sm_90
@@ -146,7 +147,8 @@ class _Device:
 
 
 class _Runtime:
-    cudaDevAttrMultiProcessorCount = 16  # the CUDA enum's value
+    cudaDevAttrMultiProcessorCount = 16  # the CUDA enum's values
+    cudaDevAttrComputeCapabilityMajor = 75
 
     @staticmethod
     def getDeviceCount():
@@ -154,8 +156,10 @@ class _Runtime:
 
     @staticmethod
     def deviceGetAttribute(attr, device):
-        assert attr == _Runtime.cudaDevAttrMultiProcessorCount, f"fake cupy: device attribute {attr}"
-        return 132  # an H200's SMs: grids sized as on the card
+        # An H200's: 132 SMs (grids sized as on the card), compute capability 9 (dense_gemm's clusters).
+        values = {_Runtime.cudaDevAttrMultiProcessorCount: 132, _Runtime.cudaDevAttrComputeCapabilityMajor: 9}
+        assert attr in values, f"fake cupy: device attribute {attr}"
+        return values[attr]
 
 
 class _Pool:
@@ -240,7 +244,12 @@ def _signature(filename, name, source=None):
     key = (filename, name)
     if key not in _SIGS:
         src = _common.read_source(filename) if source is None else source
-        m = re.search(r"__global__\s+void\s+(__launch_bounds__\([^)]*\)\s*)?" + re.escape(name) + r"\s*\(", src)
+        m = re.search(
+            r"__global__\s+void\s+(__cluster_dims__\([^)]*\)\s*)?(__launch_bounds__\([^)]*\)\s*)?"
+            + re.escape(name)
+            + r"\s*\(",
+            src,
+        )
         assert m, f"no kernel {name} in {filename}"
         i, depth = m.end(), 1
         j = i
@@ -273,6 +282,8 @@ def _check(filename, full, args, source=None):
             assert type(a) is np.int64, f"{full}: index_t got {type(a)}"
         elif base == "double":
             assert type(a) is np.float64, f"{full}: double got {type(a)}"
+        elif base == "float":
+            assert type(a) is np.float32, f"{full}: float got {type(a)}"
         elif base == "unsigned":
             assert type(a) is np.uint32, f"{full}: unsigned got {type(a)}"
         elif base == "T":
@@ -291,6 +302,7 @@ def _act_grad(dy, y, use, slope):
 
 
 self_mode = [0]
+full_targs = [""]  # the template arguments of the launch being emulated (dense_gemm's TA, TB)
 
 
 def _flat(x):
@@ -680,6 +692,23 @@ def _run(name, grid, block, a):
             keep, f_var = one - f, (f * m) / m_less_1
         V(rm)[:C] = V(rm)[:C] * keep + f * V(mean)[:C]
         V(rv)[:C] = V(rv)[:C] * keep + f_var * V(var)[:C]
+    elif name.startswith("dense_gemm_s"):
+        A, B, bias, has_bias, C, M, N, K, lda, ldb, k_split, act, slope, accumulate = a
+        ta, tb = (int(t) for t in full_targs[0].split(","))
+        splits = int(name[len("dense_gemm_s") :])
+        assert grid == (-(-N // 64), -(-M // 32), splits) and block == (128,), f"{name}: grid {grid} block {block}"
+        assert k_split % 16 == 0 and k_split * splits >= K, f"{name}: k_split {k_split} for K {K} in {splits}"
+        Am = V(A).reshape(-1, lda)
+        Bm = V(B).reshape(-1, ldb)
+        Am = Am.T if ta else Am
+        Bm = Bm.T if tb else Bm
+        assert Am.shape == (M, K) and Bm.shape == (K, N), f"{name}: {Am.shape} x {Bm.shape} for {M, N, K}"
+        prod = Am.astype(np.float64) @ Bm.astype(np.float64)
+        if accumulate:
+            prod = prod + V(C)[: M * N].reshape(M, N)
+        if has_bias:
+            prod = prod + V(bias)[:N]
+        V(C)[: M * N] = _act(prod, act, slope).astype(np.float32).reshape(-1)
     else:
         raise AssertionError(f"no emulation of kernel {name}")
 
@@ -695,6 +724,7 @@ class _Emu:
         if name == "conv_igemm":
             self_mode[0] = int(self.full.split("<")[1].split(",")[1])
         LAUNCHES[name] = LAUNCHES.get(name, 0) + 1
+        full_targs[0] = self.full[self.full.index("<") + 1 : -1] if "<" in self.full else ""
         _run(name, tuple(grid), tuple(block), args)
 
 

@@ -192,28 +192,42 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
     }
 }
 
-#define DG_ARGS                                                                                                  \
-    const float *__restrict__ A, const float *__restrict__ B, const float *__restrict__ bias, int has_bias,      \
-        float *__restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope, int accumulate
-#define DG_PASS A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act, slope, accumulate
-
+// The four cluster sizes: one kernel each, since __cluster_dims__ is fixed at compile time. The parameters are
+// dense_gemm_body's (has_bias 0: bias is not read).
 template <int TA, int TB>
-__global__ void __launch_bounds__(DG_THREADS) dense_gemm_s1(DG_ARGS) {
-    dense_gemm_body<TA, TB, 1>(DG_PASS);
+__global__ void __launch_bounds__(DG_THREADS)
+    dense_gemm_s1(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
+                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
+                  float slope, int accumulate) {
+    dense_gemm_body<TA, TB, 1>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act, slope,
+                               accumulate);
 }
+
 // Clusters exist from compute capability 9.0 (Hopper) on; the host asks for these only there
 // (kernels/gpu/dense_gemm.py), and NVRTC compiles for the one device at hand.
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 template <int TA, int TB>
-__global__ void __cluster_dims__(1, 1, 2) __launch_bounds__(DG_THREADS) dense_gemm_s2(DG_ARGS) {
-    dense_gemm_body<TA, TB, 2>(DG_PASS);
+__global__ void __cluster_dims__(1, 1, 2) __launch_bounds__(DG_THREADS)
+    dense_gemm_s2(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
+                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
+                  float slope, int accumulate) {
+    dense_gemm_body<TA, TB, 2>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act, slope,
+                               accumulate);
 }
 template <int TA, int TB>
-__global__ void __cluster_dims__(1, 1, 4) __launch_bounds__(DG_THREADS) dense_gemm_s4(DG_ARGS) {
-    dense_gemm_body<TA, TB, 4>(DG_PASS);
+__global__ void __cluster_dims__(1, 1, 4) __launch_bounds__(DG_THREADS)
+    dense_gemm_s4(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
+                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
+                  float slope, int accumulate) {
+    dense_gemm_body<TA, TB, 4>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act, slope,
+                               accumulate);
 }
 template <int TA, int TB>
-__global__ void __cluster_dims__(1, 1, 8) __launch_bounds__(DG_THREADS) dense_gemm_s8(DG_ARGS) {
-    dense_gemm_body<TA, TB, 8>(DG_PASS);
+__global__ void __cluster_dims__(1, 1, 8) __launch_bounds__(DG_THREADS)
+    dense_gemm_s8(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
+                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
+                  float slope, int accumulate) {
+    dense_gemm_body<TA, TB, 8>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act, slope,
+                               accumulate);
 }
 #endif

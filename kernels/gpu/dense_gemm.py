@@ -81,7 +81,7 @@ def dense_gemm(
     if trans_a and trans_b:
         raise ValueError("dense_gemm: op(a) and op(b) cannot both be transposed")
     for name, arr in (("a", a), ("b", b)):
-        if arr.ndim != 2 or not arr.flags.c_contiguous or not fits(arr):
+        if arr.ndim != 2 or not arr.flags.c_contiguous or not fits(0, arr):
             raise ValueError(f"dense_gemm: {name} must be a C-contiguous 2-D float32 array of fewer than 2^31 elements")
     if out is not None and (bias is not None or slope is not None):
         raise ValueError("dense_gemm: accumulating into out takes no bias or activation")
