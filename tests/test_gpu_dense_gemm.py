@@ -78,6 +78,34 @@ def test_every_mode_and_split_is_within_the_fp32_bound(rng, mode, m, k, n, split
         within_fp32_bound(got, a64, b64, dW0 + a64 @ b64, k + 1)
 
 
+@pytest.mark.parametrize("splits", split_params())
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 3, 5), (33, 250, 65), (130, 125, 70)])
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+def test_the_gated_backward_products_and_their_bias_gradient(rng, m, k, n, slope, splits):
+    """Backward modes with a gate: dy enters as dz = dy * act'(y); the weight gradient's product adds db."""
+    from tinygan.kernels.gpu.dense_gemm import dense_gemm
+
+    if splits > 1 and not clusters():
+        pytest.skip("thread-block clusters need compute capability 9.0")
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    # The weight gradient: dW (m, n) += x^T dz with x (k, m), dy and y (k, n); db (n) += sum_k dz.
+    x, dy, y, dW0, db0 = f32(k, m), f32(k, n), f32(k, n), f32(m, n), f32(n)
+    y[0, 0] = 0.0  # the boundary: act'(0) is the negative side's
+    dz = np.where(y > 0, dy, slope * dy).astype(np.float64)
+    dW, db = cp.asarray(dW0), cp.asarray(db0)
+    dense_gemm(
+        cp.asarray(x), cp.asarray(dy), trans_a=True, out=dW, gate=cp.asarray(y), slope=slope, db=db, splits=splits
+    )
+    a64 = x.astype(np.float64).T
+    within_fp32_bound(dW, a64, dz, dW0 + a64 @ dz, k + 1)
+    ones = np.ones((1, k))
+    within_fp32_bound(db[None, :], ones, dz, db0[None, :] + ones @ dz, 2)  # summed in double: one rounding
+    # The input gradient: dx (k, m) = dz W^T with W (m, n).
+    W = f32(m, n)
+    dx = dense_gemm(cp.asarray(dy), cp.asarray(W), trans_b=True, gate=cp.asarray(y), slope=slope, splits=splits)
+    within_fp32_bound(dx, dz, W.astype(np.float64).T, dz @ W.astype(np.float64).T, n)
+
+
 @pytest.mark.parametrize("mode", ["forward", "weight"])
 def test_the_split_sum_gives_the_same_bits_every_time(rng, mode):
     """The cluster adds its partial tiles in rank order, whichever block finishes first: no atomics."""
@@ -119,8 +147,14 @@ def test_arguments_that_make_no_product_are_refused():
         dense_gemm(a, b, trans_a=True, trans_b=True)
     with pytest.raises(ValueError, match="float32"):
         dense_gemm(a.astype(cp.float64), b)
-    with pytest.raises(ValueError, match="no bias or activation"):
+    with pytest.raises(ValueError, match="no activation to the output"):
         dense_gemm(a, cp.ones((3, 2), cp.float32), out=cp.zeros((4, 2), cp.float32), slope=0.0)
+    with pytest.raises(ValueError, match="backward products"):
+        dense_gemm(a, cp.ones((3, 2), cp.float32), gate=cp.ones((4, 3), cp.float32), slope=0.0)
+    with pytest.raises(ValueError, match="gate must be"):
+        dense_gemm(a, cp.ones((2, 3), cp.float32), trans_b=True, gate=cp.ones((3, 4), cp.float32), slope=0.0)
+    with pytest.raises(ValueError, match="db"):
+        dense_gemm(a, cp.ones((2, 3), cp.float32), trans_b=True, db=cp.zeros(2, cp.float32))
     with pytest.raises(ValueError, match="splits"):
         dense_gemm(a, cp.ones((3, 2), cp.float32), splits=3)
 

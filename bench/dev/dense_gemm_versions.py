@@ -9,12 +9,23 @@ its replays timed with CUDA events):
   activation as ``add_bias_``, one more launch; the weight gradient a beta = 1 GEMM, ``matmul_accumulate``).
 - v2: ``dense_gemm`` (kernels/gpu/dense_gemm.cu) without a split: 32 x 64 tiles, 4 x 4 outputs a thread,
   the epilogue fused.
-- v3 (production): ``dense_gemm`` with the sum split over a thread-block cluster of ``splits_for``'s size.
+- v3 (production for the forward): ``dense_gemm`` with the sum split over a thread-block cluster of
+  ``splits_for``'s size.
+
+And each Dense layer's whole backward pass in the step (dx, dW, db from dy, x, W and the fused output y):
+
+- v1 (production until the twelfth session): dz and db in one pass (``rows_grad_sum``), then cuBLAS's two
+  products on two streams.
+- v3: the same with ``dense_gemm``'s products.
+- v4 (production): no dz in memory: both products form dz = dy * act'(y) as they load their tiles of dy, and
+  the weight gradient's product sums db from those tiles (in double), so the pass and its launch go.
 
 Prediction (twelfth session, before any run): cuBLAS takes 23 us for the 125 x 784 x 1024 forward, 9 TFLOP/s
-(the ninth session's probe), with 32 blocks of 64 x 64 on 132 SMs. v3 gives that product 208 blocks of
-32 x 64 (split 4); at half the per-SM FP32 rate it would take about 8 us, so 2-3x cuBLAS on the forward
-and input-gradient products, and on the whole step about 150 us less (its products sum to about 360 us).
+(the ninth session's probe), with 32 blocks of 64 x 64 on 132 SMs. v3 gives that product 64 tiles of 32 x 64,
+each split 8 ways (512 blocks); at half the per-SM FP32 rate it would take about 8 us, so 2-3x cuBLAS on the
+forward and input-gradient products, and on the whole step about 150 us less (its products sum to about
+360 us). v4: the 11 launches of ``rows_grad_sum`` (33 us in the step's profile) go, at the price of reading y
+beside dy in both products.
 The weight gradients (outputs up to 784 x 1024, sums of 125 or 250) already give cuBLAS enough blocks: there
 v2/v3 should only match it.
 
@@ -64,6 +75,81 @@ MNIST_PRODUCTS = [
     ("G dense3 weight grad", "weight", 512, 125, 1024),
     ("G dense4 weight grad", "weight", 1024, 125, 784),
 ]
+
+
+# (label, batch, in, out, slope, input_grad, weight_grad): one Dense layer's whole backward pass in the step.
+MNIST_BACKWARDS = [
+    ("D dense1 (D step)", 250, 784, 1024, 0.0, False, True),
+    ("D dense2 (D step)", 250, 1024, 512, 0.0, True, True),
+    ("D dense3 (D step)", 250, 512, 256, 0.0, True, True),
+    ("D dense4 (D step)", 250, 256, 1, None, True, True),
+    ("D dense1 (G step)", 125, 784, 1024, 0.0, True, False),
+    ("D dense2 (G step)", 125, 1024, 512, 0.0, True, False),
+    ("G dense4", 125, 1024, 784, None, True, True),
+    ("G dense3", 125, 512, 1024, 0.0, True, True),
+    ("G dense1", 125, 100, 256, 0.0, False, True),
+]
+
+
+def make_backward(batch: int, fin: int, fout: int, slope, weight_grad: bool, rng: np.random.Generator) -> tuple:
+    """(dy, x, W, y, dW0, db0); y is the fused forward's output (half of it at 0 or below)."""
+
+    def normal(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    y = normal(batch, fout)
+    if slope is not None:
+        y = np.where(y > 0, y, np.float32(slope) * y).astype(np.float32)
+    dW0, db0 = (normal(fin, fout), normal(fout)) if weight_grad else (None, None)
+    return normal(batch, fout), normal(batch, fin), normal(fin, fout) / np.float32(math.sqrt(fin)), y, dW0, db0
+
+
+def reference_backward(args: tuple, slope, input_grad: bool) -> tuple:
+    dy, x, W, y, dW0, db0 = args
+    dz = dy if slope is None else np.where(y > 0, dy, slope * dy)
+    out = (dz @ W.T,) if input_grad else ()
+    if dW0 is not None:
+        out += (dW0 + x.T @ dz, db0 + dz.sum(axis=0))
+    return out
+
+
+def backward_versions(slope, input_grad: bool) -> list[tuple[str, str, Callable[..., Any]]]:
+    import tinygan.kernels.gpu as K
+    from tinygan.kernels.gpu import cublas
+    from tinygan.kernels.gpu.dense_gemm import dense_gemm
+    from tinygan.kernels.gpu.layout import rows_grad_sum
+    from tinygan.kernels.gpu.streams import fork_join
+
+    def composed(own: bool) -> Callable[..., Any]:
+        def backward(dy, x, W, y, dW, db):
+            dz = rows_grad_sum(dy, y, slope, db)
+            dx = None
+            with fork_join() as side:
+                if dW is not None:
+                    with side:
+                        if own:
+                            dense_gemm(x, dz, trans_a=True, out=dW)
+                        else:
+                            cublas.matmul_accumulate(dW, x, dz, transa=True)
+                if input_grad:
+                    dx = dense_gemm(dz, W, trans_b=True) if own else cublas.matmul(dz, W, transb=True)
+            return ((dx,) if input_grad else ()) + ((dW, db) if dW is not None else ())
+
+        return backward
+
+    def production(dy, x, W, y, dW, db):
+        dx = K.dense_backward(dy, x, W, y=y, slope=slope, dW=dW, db=db, input_grad=input_grad)
+        return ((dx,) if input_grad else ()) + ((dW, db) if dW is not None else ())
+
+    return [
+        ("v1", "dz and db by rows_grad_sum, then cuBLAS (production until the twelfth session)", composed(False)),
+        ("v3", "dz and db by rows_grad_sum, then dense_gemm's products", composed(True)),
+        (
+            "v4",
+            "production: dense_gemm's products form dz from dy and y as they load; db in the weight product",
+            production,
+        ),
+    ]
 
 
 def make_case(mode: str, m: int, k: int, n: int, rng: np.random.Generator) -> tuple:
@@ -144,12 +230,25 @@ def run(rounds: int, reps: int, tolerance: float, seed: int = 0) -> tuple[list[d
     sms, clusters = _device()
     rng = np.random.default_rng(seed)
     rows = []
+    cases = []
     for label, mode, m, k, n in MNIST_PRODUCTS:
-        host = make_case(mode, m, k, n, rng)
-        want = reference(mode, tuple(a.astype(np.float64) for a in host))
-        arg_sets = [to_device(host)] + [to_device(make_case(mode, m, k, n, rng)) for _ in range(3)]
+        make = lambda rng, mode=mode, m=m, k=k, n=n: make_case(mode, m, k, n, rng)  # noqa: E731
+        check = lambda host, mode=mode: reference(mode, host)  # noqa: E731
+        cases.append((f"{label}: {m} x {k} x {n}", make, check, versions(mode), 2 * m * n * k, (m, n, k)))
+    for label, batch, fin, fout, slope, input_grad, weight_grad in MNIST_BACKWARDS:
+        make = lambda rng, b=batch, i=fin, o=fout, s=slope, w=weight_grad: make_backward(b, i, o, s, w, rng)  # noqa: E731
+        check = lambda host, s=slope, g=input_grad: reference_backward(host, s, g)  # noqa: E731
+        flops = 2 * batch * fin * fout * (int(input_grad) + int(weight_grad))
+        what = f"backward {label}: batch {batch}, {fin} -> {fout}" + ("" if input_grad else ", no dx")
+        cases.append(
+            (what + ("" if weight_grad else ", no dW"), make, check, backward_versions(slope, input_grad), flops, None)
+        )
+    for label, make, check, case_versions, flops, mnk in cases:
+        host = make(rng)
+        want = check(tuple(a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in host))
+        arg_sets = [to_device(host)] + [to_device(make(rng)) for _ in range(3)]
         found = []
-        for name, what, fn in versions(mode):
+        for name, what, fn in case_versions:
             version = Version(name, what, fn)
             ok, error = validate(version, host, want, tolerance)
             found.append([version, ok, error, []])
@@ -161,19 +260,19 @@ def run(rounds: int, reps: int, tolerance: float, seed: int = 0) -> tuple[list[d
             every = [t for p in passes for t in p]
             median = statistics.median(every) if ok else math.nan
             row = {
-                "case": f"{label}: {m} x {k} x {n}",
+                "case": label,
                 "version": version.name,
                 "what": version.what,
                 "ok": ok,
                 "error": error,
                 "median_us": median,
                 "passes": [statistics.median(p) for p in passes],
-                "tflops": 2 * m * n * k / (median * 1e-6) / 1e12 if ok else math.nan,
-                "splits": splits_for(m, n, k, sms, clusters) if version.name == "v3" else 1,
+                "tflops": flops / (median * 1e-6) / 1e12 if ok else math.nan,
+                "splits": splits_for(*mnk, sms, clusters) if version.name == "v3" and mnk else "",
             }
             rows.append(row)
             print(
-                f"  {row['case']:48s} {version.name} "
+                f"  {row['case']:60s} {version.name} "
                 + (f"{median:8.1f} us {row['tflops']:6.1f} TFLOP/s" if ok else f"WRONG (error {error:.2e})"),
                 flush=True,
             )

@@ -21,7 +21,7 @@ import numpy as np
 from ._common import device_array, gemm, same_dtype
 from .cublas import matmul_accumulate
 from .dense_gemm import dense_gemm, fits
-from .layout import add_bias_, channel_sum, check_out, rows_grad_sum
+from .layout import add_bias_, channel_sum, check_out, gate_for, rows_grad_sum
 from .streams import fork_join
 
 
@@ -90,6 +90,30 @@ def dense_backward(
     _check_product(op, dy, W, "dy", "W", (1, 1))
     if dW is not None:
         check_out(dW, W.shape, dy.dtype, f"{op} (dW)")
+    own = own_product(max(x.shape[0], x.shape[1]), x, dy, W) and min(*x.shape, *dy.shape) > 0
+    dx = None
+    if own and (dW is not None or db is None):
+        # dz is never stored: each product forms it from dy and y as it loads its tiles (the gate), and the
+        # weight gradient's product sums db from the same tiles.
+        gate = gate_for(op, dy, y, slope) if slope is not None else None
+        with fork_join() as side:  # the two products only read dy and y: side by side on two streams
+            if dW is not None:
+                with side:
+                    dense_gemm(x, dy, trans_a=True, out=dW, gate=gate, slope=slope, db=db)
+            if input_grad:
+                dx = dense_gemm(dy, W, trans_b=True, gate=gate, slope=slope)
+        return dx
+    dz = rows_grad_sum(dy, y, slope, db)
+    with fork_join() as side:  # the two products only read dz: side by side on two streams (streams.py)
+        if dW is not None:
+            with side:
+                if own:
+                    dense_gemm(x, dz, trans_a=True, out=dW)
+                else:
+                    matmul_accumulate(dW, x, dz, transa=True, what=f"{op} (dW)")
+        if input_grad:
+            dx = dense_gemm(dz, W, trans_b=True) if own else gemm(dz, W, transb=True)
+    return dx
     dz = rows_grad_sum(dy, y, slope, db)
     own = own_product(max(x.shape[0], x.shape[1]), x, dz, W)
     dx = None

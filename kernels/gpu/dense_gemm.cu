@@ -84,11 +84,26 @@ __device__ __forceinline__ void dg_store4(float* __restrict__ C, const float* __
     }
 }
 
+// 1 double from the shared memory of the cluster's block ``rank``, at the offset of p in this block's.
+__device__ __forceinline__ double dg_load_cluster_f64(const double* p, unsigned rank) {
+    const unsigned local = (unsigned)__cvta_generic_to_shared(p);
+    unsigned remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+    double v;
+    asm volatile("ld.shared::cluster.f64 %0, [%1];" : "=d"(v) : "r"(remote) : "memory");
+    return v;
+}
+
+// gate (the backward modes, may be nullptr): the upstream gradient operand dy (A of the input gradient, B of the
+// weight gradient) enters the product as dz = dy * act'(gate), gate being the fused forward's output y (the
+// epilogue then applies no activation); the forward applies act to its output instead. db (the weight gradient,
+// may be nullptr): db[j] += sum over the batch of dz[:, j], summed in double from the operand tiles the block
+// loads anyway, by the blocks of the first row tile.
 template <int TA, int TB, int S>
 __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, const float* __restrict__ B,
-                                                const float* __restrict__ bias, float* __restrict__ C, int M, int N,
-                                                int K, int lda, int ldb, int k_split, int act, float slope,
-                                                int accumulate) {
+                                                const float* __restrict__ bias, const float* __restrict__ gate,
+                                                float* __restrict__ db, float* __restrict__ C, int M, int N, int K,
+                                                int lda, int ldb, int k_split, int act, float slope, int accumulate) {
     __shared__ __align__(16) float As[2][DG_BK][DG_BM + DG_PAD];
     __shared__ __align__(16) float Bs[2][DG_BK][DG_BN + DG_PAD];
 
@@ -102,6 +117,9 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
 
     float ra[DG_BM * DG_BK / DG_THREADS];  // 4
     float rb[DG_BK * DG_BN / DG_THREADS];  // 8
+    const int out_act = gate != nullptr ? 0 : act;  // the activation goes to the operand or to the output
+    const bool sum_db = TA && db != nullptr && blockIdx.y == 0;
+    double colsum = 0.0;  // with sum_db: column tid % 64 of this block's B tiles (every B value a thread loads)
 
     // Consecutive threads read consecutive addresses of whichever index is contiguous in memory.
     auto load = [&](int k0) {
@@ -111,7 +129,12 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
             const int kk = TA ? e / DG_BM : e % DG_BK;
             const int i = TA ? e % DG_BM : e / DG_BK;
             const int gi = m0 + i, gk = k0 + kk;
-            ra[r] = (gi < M && gk < k_end) ? (TA ? A[(size_t)gk * lda + gi] : A[(size_t)gi * lda + gk]) : 0.0f;
+            const size_t at = TA ? (size_t)gk * lda + gi : (size_t)gi * lda + gk;
+            float v = (gi < M && gk < k_end) ? A[at] : 0.0f;
+            if constexpr (TB == 1) {
+                if (gate != nullptr && v != 0.0f) v = epilogue_grad(v, gate[at], 1, slope);
+            }
+            ra[r] = v;
         }
 #pragma unroll
         for (int r = 0; r < DG_BK * DG_BN / DG_THREADS; ++r) {
@@ -119,7 +142,13 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
             const int kk = TB ? e % DG_BK : e / DG_BN;
             const int j = TB ? e / DG_BK : e % DG_BN;
             const int gj = n0 + j, gk = k0 + kk;
-            rb[r] = (gj < N && gk < k_end) ? (TB ? B[(size_t)gj * ldb + gk] : B[(size_t)gk * ldb + gj]) : 0.0f;
+            const size_t at = TB ? (size_t)gj * ldb + gk : (size_t)gk * ldb + gj;
+            float v = (gj < N && gk < k_end) ? B[at] : 0.0f;
+            if constexpr (TA == 1) {
+                if (gate != nullptr && v != 0.0f) v = epilogue_grad(v, gate[at], 1, slope);
+                if (sum_db) colsum += (double)v;
+            }
+            rb[r] = v;
         }
     };
     auto store = [&](int buf) {
@@ -169,13 +198,21 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
 #pragma unroll
         for (int r = 0; r < 4; ++r)
             dg_store4(C, bias, make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]), m0 + ty * 4 + r,
-                      n0 + tx * 4, M, N, act, slope, accumulate);
+                      n0 + tx * 4, M, N, out_act, slope, accumulate);
+        if (sum_db) {  // threads t and t + 64 hold the two halves of column t's sum
+            __shared__ double halves[DG_THREADS];
+            halves[tid] = colsum;
+            __syncthreads();
+            if (tid < DG_BN && n0 + tid < N) db[n0 + tid] += (float)(halves[tid] + halves[tid + DG_BN]);
+        }
     } else {
         __shared__ __align__(16) float part[DG_BM][DG_BN];
 #pragma unroll
         for (int r = 0; r < 4; ++r)
             *reinterpret_cast<float4*>(&part[ty * 4 + r][tx * 4]) =
                 make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+        __shared__ double halves[DG_THREADS];
+        if (sum_db) halves[tid] = colsum;
         dg_cluster_sync();
         constexpr int ROWS = DG_BM / S;  // this block's share of the tile's rows
         for (int q = tid; q < ROWS * (DG_BN / 4); q += DG_THREADS) {
@@ -186,21 +223,28 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
                 const float4 p = dg_load_cluster4(&part[row][col], s);
                 sum.x += p.x, sum.y += p.y, sum.z += p.z, sum.w += p.w;
             }
-            dg_store4(C, bias, sum, m0 + row, n0 + col, M, N, act, slope, accumulate);
+            dg_store4(C, bias, sum, m0 + row, n0 + col, M, N, out_act, slope, accumulate);
+        }
+        if (sum_db && rank == 0u && tid < DG_BN && n0 + tid < N) {  // the cluster's column sums, in rank order
+            double total = 0.0;
+            for (unsigned s = 0; s < (unsigned)S; ++s)
+                total += dg_load_cluster_f64(&halves[tid], s) + dg_load_cluster_f64(&halves[tid + DG_BN], s);
+            db[n0 + tid] += (float)total;
         }
         dg_cluster_sync();  // no block leaves while another may still read its partial tile
     }
 }
 
 // The four cluster sizes: one kernel each, since __cluster_dims__ is fixed at compile time. The parameters are
-// dense_gemm_body's (has_bias 0: bias is not read).
+// dense_gemm_body's (has_bias, has_gate, has_db 0: that pointer is not read).
 template <int TA, int TB>
 __global__ void __launch_bounds__(DG_THREADS)
     dense_gemm_s1(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
-                  float slope, int accumulate) {
-    dense_gemm_body<TA, TB, 1>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act, slope,
-                               accumulate);
+                  int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
+                  float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
+                  int accumulate) {
+    dense_gemm_body<TA, TB, 1>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+                               M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
 
 // Clusters exist from compute capability 9.0 (Hopper) on; the host asks for these only there
@@ -209,25 +253,28 @@ __global__ void __launch_bounds__(DG_THREADS)
 template <int TA, int TB>
 __global__ void __cluster_dims__(1, 1, 2) __launch_bounds__(DG_THREADS)
     dense_gemm_s2(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
-                  float slope, int accumulate) {
-    dense_gemm_body<TA, TB, 2>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act, slope,
-                               accumulate);
+                  int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
+                  float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
+                  int accumulate) {
+    dense_gemm_body<TA, TB, 2>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+                               M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
 template <int TA, int TB>
 __global__ void __cluster_dims__(1, 1, 4) __launch_bounds__(DG_THREADS)
     dense_gemm_s4(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
-                  float slope, int accumulate) {
-    dense_gemm_body<TA, TB, 4>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act, slope,
-                               accumulate);
+                  int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
+                  float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
+                  int accumulate) {
+    dense_gemm_body<TA, TB, 4>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+                               M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
 template <int TA, int TB>
 __global__ void __cluster_dims__(1, 1, 8) __launch_bounds__(DG_THREADS)
     dense_gemm_s8(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
-                  float slope, int accumulate) {
-    dense_gemm_body<TA, TB, 8>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act, slope,
-                               accumulate);
+                  int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
+                  float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
+                  int accumulate) {
+    dense_gemm_body<TA, TB, 8>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+                               M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
 #endif

@@ -64,6 +64,11 @@ def fits(rows: int, *arrays: cupy.ndarray) -> bool:
     return -(-rows // BM) <= 65535 and all(a.dtype == np.float32 and a.size <= INT32_LIMIT for a in arrays)
 
 
+def _optional(arr: cupy.ndarray | None, stand_in: cupy.ndarray) -> tuple:
+    """A pointer argument and its has_ flag: the kernel never reads the stand-in (flag 0)."""
+    return (arr if arr is not None else stand_in), np.int32(arr is not None)
+
+
 def dense_gemm(
     a: cupy.ndarray,
     b: cupy.ndarray,
@@ -72,19 +77,34 @@ def dense_gemm(
     bias: cupy.ndarray | None = None,
     slope: float | None = None,
     out: cupy.ndarray | None = None,
+    gate: cupy.ndarray | None = None,
+    db: cupy.ndarray | None = None,
     splits: int | None = None,
 ) -> cupy.ndarray:
     """``act(op(a) @ op(b) + bias)`` for C-contiguous 2-D float32 arrays, or with ``out`` given,
-    ``out += op(a) @ op(b)`` (then no bias or activation: the weight gradient's form). ``trans_a`` and
-    ``trans_b`` together are not a Dense product. ``splits`` forces the cluster size (tests); by default
-    :func:`splits_for` picks it."""
+    ``out += op(a) @ op(b)`` (then no bias: the weight gradient's form). ``trans_a`` and ``trans_b`` together
+    are not a Dense product.
+
+    The backward's fused activation: with ``gate`` (the fused forward's output y, shaped as the upstream
+    gradient dy), dy, which is ``a`` of the input gradient (``trans_b``) and ``b`` of the weight gradient
+    (``trans_a``), enters as dz = dy * act'(y) for the activation ``slope``; the output then gets none. ``db``
+    (weight gradient only): ``db += sum over the batch of dz``, from the tiles the product loads.
+    ``splits`` forces the cluster size (tests); by default :func:`splits_for` picks it."""
     if trans_a and trans_b:
         raise ValueError("dense_gemm: op(a) and op(b) cannot both be transposed")
     for name, arr in (("a", a), ("b", b)):
         if arr.ndim != 2 or not arr.flags.c_contiguous or not fits(0, arr):
             raise ValueError(f"dense_gemm: {name} must be a C-contiguous 2-D float32 array of fewer than 2^31 elements")
-    if out is not None and (bias is not None or slope is not None):
-        raise ValueError("dense_gemm: accumulating into out takes no bias or activation")
+    if out is not None and bias is not None:
+        raise ValueError("dense_gemm: accumulating into out takes no bias")
+    if (gate is not None or db is not None) and not (trans_a or trans_b):
+        raise ValueError("dense_gemm: gate and db belong to the backward products (trans_a or trans_b)")
+    if db is not None and not trans_a:
+        raise ValueError("dense_gemm: db is summed by the weight gradient's product (trans_a)")
+    if gate is not None and slope is None:
+        raise ValueError("dense_gemm: a gate needs the activation's slope")
+    if out is not None and slope is not None and gate is None:
+        raise ValueError("dense_gemm: accumulating into out applies no activation to the output")
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     k_b, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
     if k != k_b:
@@ -98,6 +118,11 @@ def dense_gemm(
         check_out(out, (m, n), a.dtype, "dense_gemm (out)")
     if bias is not None and (bias.shape != (n,) or bias.dtype != a.dtype):
         raise ValueError(f"dense_gemm: bias must be a {a.dtype} vector of {n}, got {bias.dtype} {tuple(bias.shape)}")
+    dy = b if trans_a else a
+    if gate is not None and (gate.shape != dy.shape or gate.dtype != dy.dtype or not gate.flags.c_contiguous):
+        raise ValueError(f"dense_gemm: gate must be a C-contiguous {dy.dtype} array of shape {tuple(dy.shape)}")
+    if db is not None:
+        check_out(db, (n,), a.dtype, "dense_gemm (db)")
     if m == 0 or n == 0:
         return out
     sms, clusters = _device()
@@ -115,8 +140,9 @@ def dense_gemm(
         (
             a,
             b,
-            bias if bias is not None else out,  # not read without has_bias
-            np.int32(bias is not None),
+            *_optional(bias, out),
+            *_optional(gate, out),
+            *_optional(db, out),
             out,
             np.int32(m),
             np.int32(n),
