@@ -46,10 +46,11 @@ def poisoned_pool(nbytes: int) -> None:
 SHAPES = [(1, 1, 1), (1, 100, 256), (7, 3, 5), (33, 17, 65), (125, 784, 130), (250, 256, 1), (37, 1000, 70)]
 
 
+@pytest.mark.parametrize("pipeline", ["registers", "async"])
 @pytest.mark.parametrize("splits", split_params())
 @pytest.mark.parametrize("m,k,n", SHAPES)
 @pytest.mark.parametrize("mode", ["forward", "input", "weight"])
-def test_every_mode_and_split_is_within_the_fp32_bound(rng, mode, m, k, n, splits):
+def test_every_mode_and_split_is_within_the_fp32_bound(rng, mode, m, k, n, splits, pipeline):
     from tinygan.kernels.gpu.dense_gemm import dense_gemm
 
     if splits > 1 and not clusters():
@@ -58,7 +59,7 @@ def test_every_mode_and_split_is_within_the_fp32_bound(rng, mode, m, k, n, split
     poisoned_pool(m * n * 4)
     if mode == "forward":  # y = act(x W + b), LeakyReLU(0.2)
         x, W, b = f32(m, k), f32(k, n), f32(n)
-        got = dense_gemm(cp.asarray(x), cp.asarray(W), bias=cp.asarray(b), slope=0.2, splits=splits)
+        got = dense_gemm(cp.asarray(x), cp.asarray(W), bias=cp.asarray(b), slope=0.2, splits=splits, pipeline=pipeline)
         a64, b64 = x.astype(np.float64), W.astype(np.float64)
         z = a64 @ b64 + b
         # The activation scales the error by at most 1; the bias adds one rounding of |z|.
@@ -66,13 +67,13 @@ def test_every_mode_and_split_is_within_the_fp32_bound(rng, mode, m, k, n, split
         within_fp32_bound(got, a64, b64, want, k + 1)
     elif mode == "input":  # dx = dz W^T, W of shape (n, k)
         dz, W = f32(m, k), f32(n, k)
-        got = dense_gemm(cp.asarray(dz), cp.asarray(W), trans_b=True, splits=splits)
+        got = dense_gemm(cp.asarray(dz), cp.asarray(W), trans_b=True, splits=splits, pipeline=pipeline)
         a64, b64 = dz.astype(np.float64), W.astype(np.float64).T
         within_fp32_bound(got, a64, b64, a64 @ b64, k)
     else:  # dW (m, n) += x^T dz, x of shape (k, m): the old contents kept
         x, dz, dW0 = f32(k, m), f32(k, n), f32(m, n)
         out = cp.asarray(dW0)
-        got = dense_gemm(cp.asarray(x), cp.asarray(dz), trans_a=True, out=out, splits=splits)
+        got = dense_gemm(cp.asarray(x), cp.asarray(dz), trans_a=True, out=out, splits=splits, pipeline=pipeline)
         assert got is out
         a64, b64 = x.astype(np.float64).T, dz.astype(np.float64)
         within_fp32_bound(got, a64, b64, dW0 + a64 @ b64, k + 1)

@@ -138,6 +138,7 @@ class _Event:
 
 class _Device:
     id = 0
+    compute_capability = "90"  # an H200's (dense_gemm's clusters)
 
     def __init__(self, *a):
         pass
@@ -147,8 +148,7 @@ class _Device:
 
 
 class _Runtime:
-    cudaDevAttrMultiProcessorCount = 16  # the CUDA enum's values
-    cudaDevAttrComputeCapabilityMajor = 75
+    cudaDevAttrMultiProcessorCount = 16  # the CUDA enum's value
 
     @staticmethod
     def getDeviceCount():
@@ -156,10 +156,8 @@ class _Runtime:
 
     @staticmethod
     def deviceGetAttribute(attr, device):
-        # An H200's: 132 SMs (grids sized as on the card), compute capability 9 (dense_gemm's clusters).
-        values = {_Runtime.cudaDevAttrMultiProcessorCount: 132, _Runtime.cudaDevAttrComputeCapabilityMajor: 9}
-        assert attr in values, f"fake cupy: device attribute {attr}"
-        return values[attr]
+        assert attr == _Runtime.cudaDevAttrMultiProcessorCount, f"fake cupy: device attribute {attr}"
+        return 132  # an H200's SMs: grids sized as on the card
 
 
 class _Pool:
@@ -694,7 +692,7 @@ def _run(name, grid, block, a):
         V(rv)[:C] = V(rv)[:C] * keep + f_var * V(var)[:C]
     elif name.startswith("dense_gemm_s"):
         A, B, bias, has_bias, gate, has_gate, db, has_db, C, M, N, K, lda, ldb, k_split, act, slope, accumulate = a
-        ta, tb = (int(t) for t in full_targs[0].split(","))
+        ta, tb, _pipeline = (int(t) for t in full_targs[0].split(","))
         splits = int(name[len("dense_gemm_s") :])
         assert grid == (-(-N // 64), -(-M // 32), splits) and block == (128,), f"{name}: grid {grid} block {block}"
         assert k_split % 16 == 0 and k_split * splits >= K, f"{name}: k_split {k_split} for K {K} in {splits}"

@@ -11,12 +11,17 @@ its replays timed with CUDA events):
   the epilogue fused.
 - v3 (production for the forward): ``dense_gemm`` with the sum split over a thread-block cluster of
   ``splits_for``'s size.
+- v5: v3 with its tiles copied global -> shared by cp.async into a ring of 4 buffers (3 tiles in flight), at
+  each split (v5s1 .. v5s8) and at ``splits_for``'s. Prediction (after v3's first run: 10-25% of the sgemm rate,
+  where cuBLAS gets 20-48%, and v2 unsplit at 23% of one SM's FP32 rate with one block an SM): v3's loads are
+  one tile ahead through registers, and a tile's 256 FMAs a thread do not cover an L2 round trip, so its warps
+  wait; three tiles in flight should cover it, 1.5-2x v3 on the large products.
 
 And each Dense layer's whole backward pass in the step (dx, dW, db from dy, x, W and the fused output y):
 
 - v1 (production until the twelfth session): dz and db in one pass (``rows_grad_sum``), then cuBLAS's two
   products on two streams.
-- v3: the same with ``dense_gemm``'s products.
+- v3: the same with ``dense_gemm``'s products; v5 the same by cp.async.
 - v4 (production): no dz in memory: both products form dz = dy * act'(y) as they load their tiles of dy, and
   the weight gradient's product sums db from those tiles (in double), so the pass and its launch go.
 
@@ -120,7 +125,7 @@ def backward_versions(slope, input_grad: bool) -> list[tuple[str, str, Callable[
     from tinygan.kernels.gpu.layout import rows_grad_sum
     from tinygan.kernels.gpu.streams import fork_join
 
-    def composed(own: bool) -> Callable[..., Any]:
+    def composed(own: bool, pipeline: str = "registers") -> Callable[..., Any]:
         def backward(dy, x, W, y, dW, db):
             dz = rows_grad_sum(dy, y, slope, db)
             dx = None
@@ -128,11 +133,14 @@ def backward_versions(slope, input_grad: bool) -> list[tuple[str, str, Callable[
                 if dW is not None:
                     with side:
                         if own:
-                            dense_gemm(x, dz, trans_a=True, out=dW)
+                            dense_gemm(x, dz, trans_a=True, out=dW, pipeline=pipeline)
                         else:
                             cublas.matmul_accumulate(dW, x, dz, transa=True)
                 if input_grad:
-                    dx = dense_gemm(dz, W, trans_b=True) if own else cublas.matmul(dz, W, transb=True)
+                    if own:
+                        dx = dense_gemm(dz, W, trans_b=True, pipeline=pipeline)
+                    else:
+                        dx = cublas.matmul(dz, W, transb=True)
             return ((dx,) if input_grad else ()) + ((dW, db) if dW is not None else ())
 
         return backward
@@ -149,6 +157,7 @@ def backward_versions(slope, input_grad: bool) -> list[tuple[str, str, Callable[
             "production: dense_gemm's products form dz from dy and y as they load; db in the weight product",
             production,
         ),
+        ("v5", "dz and db by rows_grad_sum, then dense_gemm's products by cp.async", composed(True, "async")),
     ]
 
 
@@ -181,23 +190,36 @@ def versions(mode: str) -> list[tuple[str, str, Callable[..., Any]]]:
     from tinygan.kernels.gpu.dense_gemm import dense_gemm
     from tinygan.kernels.gpu.layout import add_bias_
 
-    if mode == "forward":
-        v1 = lambda x, W, b: add_bias_(cublas.matmul(x, W), b, 0.0)  # noqa: E731
-        own = lambda splits: lambda x, W, b: dense_gemm(x, W, bias=b, slope=0.0, splits=splits)  # noqa: E731
-    elif mode == "input":
-        v1 = lambda dz, W: cublas.matmul(dz, W, transb=True)  # noqa: E731
-        own = lambda splits: lambda dz, W: dense_gemm(dz, W, trans_b=True, splits=splits)  # noqa: E731
-    else:
+    def own(splits: int | None, pipeline: str = "registers") -> Callable[..., Any]:
+        def product(*args):
+            if mode == "forward":
+                x, W, b = args
+                return dense_gemm(x, W, bias=b, slope=0.0, splits=splits, pipeline=pipeline)
+            if mode == "input":
+                dz, W = args
+                return dense_gemm(dz, W, trans_b=True, splits=splits, pipeline=pipeline)
+            x, dz, dW = args
+            return dense_gemm(x, dz, trans_a=True, out=dW, splits=splits, pipeline=pipeline)
 
-        def v1(x, dz, dW):
-            cublas.matmul_accumulate(dW, x, dz, transa=True)
-            return dW
+        return product
 
-        own = lambda splits: lambda x, dz, dW: dense_gemm(x, dz, trans_a=True, out=dW, splits=splits)  # noqa: E731
+    def v1(*args):
+        if mode == "forward":
+            x, W, b = args
+            return add_bias_(cublas.matmul(x, W), b, 0.0)
+        if mode == "input":
+            dz, W = args
+            return cublas.matmul(dz, W, transb=True)
+        x, dz, dW = args
+        cublas.matmul_accumulate(dW, x, dz, transa=True)
+        return dW
+
     return [
         ("v1", "cuBLAS (ctypes), the bias and ReLU a second launch", v1),
         ("v2", "dense_gemm, 32 x 64 tiles, no split", own(1)),
-        ("v3", "production: dense_gemm, the sum split over a cluster (splits_for)", own(None)),
+        ("v3", "dense_gemm, the sum split over a cluster (splits_for)", own(None)),
+        *[(f"v5s{s}", f"v3's tiles by cp.async, 3 in flight, split {s}", own(s, "async")) for s in (1, 2, 4, 8)],
+        ("v5", "dense_gemm by cp.async, split by splits_for", own(None, "async")),
     ]
 
 
@@ -268,7 +290,7 @@ def run(rounds: int, reps: int, tolerance: float, seed: int = 0) -> tuple[list[d
                 "median_us": median,
                 "passes": [statistics.median(p) for p in passes],
                 "tflops": flops / (median * 1e-6) / 1e12 if ok else math.nan,
-                "splits": splits_for(*mnk, sms, clusters) if version.name == "v3" and mnk else "",
+                "splits": splits_for(*mnk, sms, clusters) if version.name in ("v3", "v5") and mnk else "",
             }
             rows.append(row)
             print(

@@ -84,6 +84,18 @@ __device__ __forceinline__ void dg_store4(float* __restrict__ C, const float* __
     }
 }
 
+// 4 bytes global -> shared without passing through registers (cp.async, compute capability 8.0 and up);
+// zero-filled, nothing read, when !ok.
+__device__ __forceinline__ void dg_cp_async4(float* dst, const float* src, bool ok) {
+    const unsigned saddr = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(saddr), "l"(src), "r"(ok ? 4 : 0));
+}
+__device__ __forceinline__ void dg_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void dg_cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
 // 1 double from the shared memory of the cluster's block ``rank``, at the offset of p in this block's.
 __device__ __forceinline__ double dg_load_cluster_f64(const double* p, unsigned rank) {
     const unsigned local = (unsigned)__cvta_generic_to_shared(p);
@@ -99,13 +111,16 @@ __device__ __forceinline__ double dg_load_cluster_f64(const double* p, unsigned 
 // epilogue then applies no activation); the forward applies act to its output instead. db (the weight gradient,
 // may be nullptr): db[j] += sum over the batch of dz[:, j], summed in double from the operand tiles the block
 // loads anyway, by the blocks of the first row tile.
-template <int TA, int TB, int S>
+// ASYNC (ungated products only: gate and db nullptr): the tiles go global -> shared by cp.async into a ring of
+// DG_STAGES buffers, DG_STAGES - 1 tiles in flight while one is multiplied, instead of one tile staged through
+// registers (bench/dev/dense_gemm_versions.py, v5).
+#define DG_STAGES 4
+
+template <int TA, int TB, int S, int ASYNC>
 __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, const float* __restrict__ B,
                                                 const float* __restrict__ bias, const float* __restrict__ gate,
                                                 float* __restrict__ db, float* __restrict__ C, int M, int N, int K,
                                                 int lda, int ldb, int k_split, int act, float slope, int accumulate) {
-    __shared__ __align__(16) float As[2][DG_BK][DG_BM + DG_PAD];
-    __shared__ __align__(16) float Bs[2][DG_BK][DG_BN + DG_PAD];
 
     const int tid = threadIdx.x;
     const int tx = tid & 15, ty = tid >> 4;
@@ -121,77 +136,129 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
     const bool sum_db = TA && db != nullptr && blockIdx.y == 0;
     double colsum = 0.0;  // with sum_db: column tid % 64 of this block's B tiles (every B value a thread loads)
 
-    // Consecutive threads read consecutive addresses of whichever index is contiguous in memory.
-    auto load = [&](int k0) {
-#pragma unroll
-        for (int r = 0; r < DG_BM * DG_BK / DG_THREADS; ++r) {
-            const int e = tid + r * DG_THREADS;
-            const int kk = TA ? e / DG_BM : e % DG_BK;
-            const int i = TA ? e % DG_BM : e / DG_BK;
-            const int gi = m0 + i, gk = k0 + kk;
-            const size_t at = TA ? (size_t)gk * lda + gi : (size_t)gi * lda + gk;
-            float v = (gi < M && gk < k_end) ? A[at] : 0.0f;
-            if constexpr (TB == 1) {
-                if (gate != nullptr && v != 0.0f) v = epilogue_grad(v, gate[at], 1, slope);
-            }
-            ra[r] = v;
-        }
-#pragma unroll
-        for (int r = 0; r < DG_BK * DG_BN / DG_THREADS; ++r) {
-            const int e = tid + r * DG_THREADS;
-            const int kk = TB ? e % DG_BK : e / DG_BN;
-            const int j = TB ? e / DG_BK : e % DG_BN;
-            const int gj = n0 + j, gk = k0 + kk;
-            const size_t at = TB ? (size_t)gj * ldb + gk : (size_t)gk * ldb + gj;
-            float v = (gj < N && gk < k_end) ? B[at] : 0.0f;
-            if constexpr (TA == 1) {
-                if (gate != nullptr && v != 0.0f) v = epilogue_grad(v, gate[at], 1, slope);
-                if (sum_db) colsum += (double)v;
-            }
-            rb[r] = v;
-        }
-    };
-    auto store = [&](int buf) {
-#pragma unroll
-        for (int r = 0; r < DG_BM * DG_BK / DG_THREADS; ++r) {
-            const int e = tid + r * DG_THREADS;
-            As[buf][TA ? e / DG_BM : e % DG_BK][TA ? e % DG_BM : e / DG_BK] = ra[r];
-        }
-#pragma unroll
-        for (int r = 0; r < DG_BK * DG_BN / DG_THREADS; ++r) {
-            const int e = tid + r * DG_THREADS;
-            Bs[buf][TB ? e % DG_BK : e / DG_BN][TB ? e / DG_BK : e % DG_BN] = rb[r];
-        }
-    };
-
     float acc[4][4];
 #pragma unroll
     for (int r = 0; r < 4; ++r)
 #pragma unroll
         for (int c = 0; c < 4; ++c) acc[r][c] = 0.0f;
 
-    int buf = 0;
-    if (k_begin < k_end) {
-        load(k_begin);
-        store(0);
-    }
-    __syncthreads();
-    for (int k0 = k_begin; k0 < k_end; k0 += DG_BK) {
-        const bool more = k0 + DG_BK < k_end;
-        if (more) load(k0 + DG_BK);
+    if constexpr (ASYNC) {
+        __shared__ __align__(16) float As[DG_STAGES][DG_BK][DG_BM + DG_PAD];
+        __shared__ __align__(16) float Bs[DG_STAGES][DG_BK][DG_BN + DG_PAD];
+        const int tiles = k_end > k_begin ? (k_end - k_begin + DG_BK - 1) / DG_BK : 0;
+        auto issue = [&](int t) {  // tile t into buffer t % DG_STAGES
+            const int k0 = k_begin + t * DG_BK, slot = t % DG_STAGES;
 #pragma unroll
-        for (int kk = 0; kk < DG_BK; ++kk) {
-            const float4 a = *reinterpret_cast<const float4*>(&As[buf][kk][ty * 4]);
-            const float4 b = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
-            const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+            for (int r = 0; r < DG_BM * DG_BK / DG_THREADS; ++r) {
+                const int e = tid + r * DG_THREADS;
+                const int kk = TA ? e / DG_BM : e % DG_BK;
+                const int i = TA ? e % DG_BM : e / DG_BK;
+                const int gi = m0 + i, gk = k0 + kk;
+                const bool ok = gi < M && gk < k_end;
+                dg_cp_async4(&As[slot][kk][i], ok ? A + (TA ? (size_t)gk * lda + gi : (size_t)gi * lda + gk) : A, ok);
+            }
 #pragma unroll
-            for (int r = 0; r < 4; ++r)
+            for (int r = 0; r < DG_BK * DG_BN / DG_THREADS; ++r) {
+                const int e = tid + r * DG_THREADS;
+                const int kk = TB ? e % DG_BK : e / DG_BN;
+                const int j = TB ? e / DG_BK : e % DG_BN;
+                const int gj = n0 + j, gk = k0 + kk;
+                const bool ok = gj < N && gk < k_end;
+                dg_cp_async4(&Bs[slot][kk][j], ok ? B + (TB ? (size_t)gj * ldb + gk : (size_t)gk * ldb + gj) : B, ok);
+            }
+        };
 #pragma unroll
-                for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(av[r], bv[c], acc[r][c]);
+        for (int t = 0; t < DG_STAGES - 1; ++t) {
+            if (t < tiles) issue(t);
+            dg_cp_async_commit();  // empty groups too, so that the count below holds
         }
-        if (more) store(buf ^ 1);
+        for (int t = 0; t < tiles; ++t) {
+            dg_cp_async_wait<DG_STAGES - 2>();  // this thread's copies of tile t have landed
+            __syncthreads();                     // everyone's have; everyone is done with tile t - 1's buffer
+            if (t + DG_STAGES - 1 < tiles) issue(t + DG_STAGES - 1);
+            dg_cp_async_commit();
+            const int buf = t % DG_STAGES;
+#pragma unroll
+            for (int kk = 0; kk < DG_BK; ++kk) {
+                const float4 a = *reinterpret_cast<const float4*>(&As[buf][kk][ty * 4]);
+                const float4 b = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
+                const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+#pragma unroll
+                    for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(av[r], bv[c], acc[r][c]);
+            }
+        }
+        dg_cp_async_wait<0>();
+    } else {
+        __shared__ __align__(16) float As[2][DG_BK][DG_BM + DG_PAD];
+        __shared__ __align__(16) float Bs[2][DG_BK][DG_BN + DG_PAD];
+        // Consecutive threads read consecutive addresses of whichever index is contiguous in memory.
+        auto load = [&](int k0) {
+#pragma unroll
+            for (int r = 0; r < DG_BM * DG_BK / DG_THREADS; ++r) {
+                const int e = tid + r * DG_THREADS;
+                const int kk = TA ? e / DG_BM : e % DG_BK;
+                const int i = TA ? e % DG_BM : e / DG_BK;
+                const int gi = m0 + i, gk = k0 + kk;
+                const size_t at = TA ? (size_t)gk * lda + gi : (size_t)gi * lda + gk;
+                float v = (gi < M && gk < k_end) ? A[at] : 0.0f;
+                if constexpr (TB == 1) {
+                    if (gate != nullptr && v != 0.0f) v = epilogue_grad(v, gate[at], 1, slope);
+                }
+                ra[r] = v;
+            }
+#pragma unroll
+            for (int r = 0; r < DG_BK * DG_BN / DG_THREADS; ++r) {
+                const int e = tid + r * DG_THREADS;
+                const int kk = TB ? e % DG_BK : e / DG_BN;
+                const int j = TB ? e / DG_BK : e % DG_BN;
+                const int gj = n0 + j, gk = k0 + kk;
+                const size_t at = TB ? (size_t)gj * ldb + gk : (size_t)gk * ldb + gj;
+                float v = (gj < N && gk < k_end) ? B[at] : 0.0f;
+                if constexpr (TA == 1) {
+                    if (gate != nullptr && v != 0.0f) v = epilogue_grad(v, gate[at], 1, slope);
+                    if (sum_db) colsum += (double)v;
+                }
+                rb[r] = v;
+            }
+        };
+        auto store = [&](int buf) {
+#pragma unroll
+            for (int r = 0; r < DG_BM * DG_BK / DG_THREADS; ++r) {
+                const int e = tid + r * DG_THREADS;
+                As[buf][TA ? e / DG_BM : e % DG_BK][TA ? e % DG_BM : e / DG_BK] = ra[r];
+            }
+#pragma unroll
+            for (int r = 0; r < DG_BK * DG_BN / DG_THREADS; ++r) {
+                const int e = tid + r * DG_THREADS;
+                Bs[buf][TB ? e % DG_BK : e / DG_BN][TB ? e / DG_BK : e % DG_BN] = rb[r];
+            }
+        };
+
+        int buf = 0;
+        if (k_begin < k_end) {
+            load(k_begin);
+            store(0);
+        }
         __syncthreads();
-        buf ^= 1;
+        for (int k0 = k_begin; k0 < k_end; k0 += DG_BK) {
+            const bool more = k0 + DG_BK < k_end;
+            if (more) load(k0 + DG_BK);
+#pragma unroll
+            for (int kk = 0; kk < DG_BK; ++kk) {
+                const float4 a = *reinterpret_cast<const float4*>(&As[buf][kk][ty * 4]);
+                const float4 b = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
+                const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+#pragma unroll
+                    for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(av[r], bv[c], acc[r][c]);
+            }
+            if (more) store(buf ^ 1);
+            __syncthreads();
+            buf ^= 1;
+        }
     }
 
     if constexpr (S == 1) {
@@ -237,44 +304,44 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
 
 // The four cluster sizes: one kernel each, since __cluster_dims__ is fixed at compile time. The parameters are
 // dense_gemm_body's (has_bias, has_gate, has_db 0: that pointer is not read).
-template <int TA, int TB>
+template <int TA, int TB, int ASYNC>
 __global__ void __launch_bounds__(DG_THREADS)
     dense_gemm_s1(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
                   int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
                   float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
                   int accumulate) {
-    dense_gemm_body<TA, TB, 1>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+    dense_gemm_body<TA, TB, 1, ASYNC>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
                                M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
 
 // Clusters exist from compute capability 9.0 (Hopper) on; the host asks for these only there
 // (kernels/gpu/dense_gemm.py), and NVRTC compiles for the one device at hand.
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
-template <int TA, int TB>
+template <int TA, int TB, int ASYNC>
 __global__ void __cluster_dims__(1, 1, 2) __launch_bounds__(DG_THREADS)
     dense_gemm_s2(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
                   int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
                   float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
                   int accumulate) {
-    dense_gemm_body<TA, TB, 2>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+    dense_gemm_body<TA, TB, 2, ASYNC>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
                                M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
-template <int TA, int TB>
+template <int TA, int TB, int ASYNC>
 __global__ void __cluster_dims__(1, 1, 4) __launch_bounds__(DG_THREADS)
     dense_gemm_s4(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
                   int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
                   float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
                   int accumulate) {
-    dense_gemm_body<TA, TB, 4>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+    dense_gemm_body<TA, TB, 4, ASYNC>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
                                M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
-template <int TA, int TB>
+template <int TA, int TB, int ASYNC>
 __global__ void __cluster_dims__(1, 1, 8) __launch_bounds__(DG_THREADS)
     dense_gemm_s8(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
                   int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
                   float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
                   int accumulate) {
-    dense_gemm_body<TA, TB, 8>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+    dense_gemm_body<TA, TB, 8, ASYNC>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
                                M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
 #endif

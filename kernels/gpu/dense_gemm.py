@@ -23,10 +23,11 @@ BM, BN, BK = 32, 64, 16  # dense_gemm.cu's tile
 THREADS = 128
 SPLITS = (1, 2, 4, 8)  # blocks of a cluster along the sum
 MODES = ((0, 0), (0, 1), (1, 0))  # (TA, TB): forward, input gradient, weight gradient
+PIPELINES = ("registers", "async")  # dense_gemm.cu's ASYNC 0 and 1
 
 
 def _names(splits: tuple[int, ...]) -> tuple[str, ...]:
-    return tuple(f"dense_gemm_s{s}<{ta}, {tb}>" for s in splits for ta, tb in MODES)
+    return tuple(f"dense_gemm_s{s}<{ta}, {tb}, {p}>" for s in splits for ta, tb in MODES for p in (0, 1))
 
 
 # NVRTC compiles for the device at hand, and __cluster_dims__ needs compute capability 9.0.
@@ -41,10 +42,8 @@ def _device() -> tuple[int, bool]:
     device = cupy.cuda.Device()
     found = _SMS.get(device.id)
     if found is None:
-        attr = cupy.cuda.runtime.deviceGetAttribute
-        sms = attr(cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device.id)
-        major = attr(cupy.cuda.runtime.cudaDevAttrComputeCapabilityMajor, device.id)
-        found = _SMS[device.id] = (sms, major >= 9)
+        sms = cupy.cuda.runtime.deviceGetAttribute(cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device.id)
+        found = _SMS[device.id] = (sms, int(device.compute_capability) >= 90)  # e.g. "90"
     return found
 
 
@@ -80,6 +79,7 @@ def dense_gemm(
     gate: cupy.ndarray | None = None,
     db: cupy.ndarray | None = None,
     splits: int | None = None,
+    pipeline: str = "registers",
 ) -> cupy.ndarray:
     """``act(op(a) @ op(b) + bias)`` for C-contiguous 2-D float32 arrays, or with ``out`` given,
     ``out += op(a) @ op(b)`` (then no bias: the weight gradient's form). ``trans_a`` and ``trans_b`` together
@@ -89,7 +89,9 @@ def dense_gemm(
     gradient dy), dy, which is ``a`` of the input gradient (``trans_b``) and ``b`` of the weight gradient
     (``trans_a``), enters as dz = dy * act'(y) for the activation ``slope``; the output then gets none. ``db``
     (weight gradient only): ``db += sum over the batch of dz``, from the tiles the product loads.
-    ``splits`` forces the cluster size (tests); by default :func:`splits_for` picks it."""
+    ``splits`` forces the cluster size (tests); by default :func:`splits_for` picks it. ``pipeline``: how tiles
+    reach shared memory, "registers" (staged, one tile ahead) or "async" (cp.async, three tiles ahead; no gate
+    or db)."""
     if trans_a and trans_b:
         raise ValueError("dense_gemm: op(a) and op(b) cannot both be transposed")
     for name, arr in (("a", a), ("b", b)):
@@ -118,6 +120,8 @@ def dense_gemm(
         check_out(out, (m, n), a.dtype, "dense_gemm (out)")
     if bias is not None and (bias.shape != (n,) or bias.dtype != a.dtype):
         raise ValueError(f"dense_gemm: bias must be a {a.dtype} vector of {n}, got {bias.dtype} {tuple(bias.shape)}")
+    if pipeline not in PIPELINES or (pipeline == "async" and (gate is not None or db is not None)):
+        raise ValueError(f"dense_gemm: pipeline must be one of {PIPELINES} (async: no gate or db), got {pipeline!r}")
     dy = b if trans_a else a
     if gate is not None and (gate.shape != dy.shape or gate.dtype != dy.dtype or not gate.flags.c_contiguous):
         raise ValueError(f"dense_gemm: gate must be a C-contiguous {dy.dtype} array of shape {tuple(dy.shape)}")
@@ -134,7 +138,7 @@ def dense_gemm(
     per_split = -(-k // splits)
     k_split = -(-per_split // BK) * BK
     module = _MOD if clusters else _UNSPLIT
-    module.get(f"dense_gemm_s{splits}<{int(trans_a)}, {int(trans_b)}>")(
+    module.get(f"dense_gemm_s{splits}<{int(trans_a)}, {int(trans_b)}, {PIPELINES.index(pipeline)}>")(
         (-(-n // BN), -(-m // BM), splits),
         (THREADS,),
         (
