@@ -46,20 +46,22 @@ def poisoned_pool(nbytes: int) -> None:
 SHAPES = [(1, 1, 1), (1, 100, 256), (7, 3, 5), (33, 17, 65), (125, 784, 130), (250, 256, 1), (37, 1000, 70)]
 
 
+@pytest.mark.parametrize("tile", ["32x64", "64x64"])
 @pytest.mark.parametrize("pipeline", ["registers", "async"])
 @pytest.mark.parametrize("splits", split_params())
 @pytest.mark.parametrize("m,k,n", SHAPES)
 @pytest.mark.parametrize("mode", ["forward", "input", "weight"])
-def test_every_mode_and_split_is_within_the_fp32_bound(rng, mode, m, k, n, splits, pipeline):
+def test_every_mode_and_split_is_within_the_fp32_bound(rng, mode, m, k, n, splits, pipeline, tile):
     from tinygan.kernels.gpu.dense_gemm import dense_gemm
 
     if splits > 1 and not clusters():
         pytest.skip("thread-block clusters need compute capability 9.0")
     f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    how = {"splits": splits, "pipeline": pipeline, "tile": tile}
     poisoned_pool(m * n * 4)
     if mode == "forward":  # y = act(x W + b), LeakyReLU(0.2)
         x, W, b = f32(m, k), f32(k, n), f32(n)
-        got = dense_gemm(cp.asarray(x), cp.asarray(W), bias=cp.asarray(b), slope=0.2, splits=splits, pipeline=pipeline)
+        got = dense_gemm(cp.asarray(x), cp.asarray(W), bias=cp.asarray(b), slope=0.2, **how)
         a64, b64 = x.astype(np.float64), W.astype(np.float64)
         z = a64 @ b64 + b
         # The activation scales the error by at most 1; the bias adds one rounding of |z|.
@@ -67,22 +69,23 @@ def test_every_mode_and_split_is_within_the_fp32_bound(rng, mode, m, k, n, split
         within_fp32_bound(got, a64, b64, want, k + 1)
     elif mode == "input":  # dx = dz W^T, W of shape (n, k)
         dz, W = f32(m, k), f32(n, k)
-        got = dense_gemm(cp.asarray(dz), cp.asarray(W), trans_b=True, splits=splits, pipeline=pipeline)
+        got = dense_gemm(cp.asarray(dz), cp.asarray(W), trans_b=True, **how)
         a64, b64 = dz.astype(np.float64), W.astype(np.float64).T
         within_fp32_bound(got, a64, b64, a64 @ b64, k)
     else:  # dW (m, n) += x^T dz, x of shape (k, m): the old contents kept
         x, dz, dW0 = f32(k, m), f32(k, n), f32(m, n)
         out = cp.asarray(dW0)
-        got = dense_gemm(cp.asarray(x), cp.asarray(dz), trans_a=True, out=out, splits=splits, pipeline=pipeline)
+        got = dense_gemm(cp.asarray(x), cp.asarray(dz), trans_a=True, out=out, **how)
         assert got is out
         a64, b64 = x.astype(np.float64).T, dz.astype(np.float64)
         within_fp32_bound(got, a64, b64, dW0 + a64 @ b64, k + 1)
 
 
+@pytest.mark.parametrize("tile", ["32x64", "64x64"])
 @pytest.mark.parametrize("splits", split_params())
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 3, 5), (33, 250, 65), (130, 125, 70)])
 @pytest.mark.parametrize("slope", [0.0, 0.2])
-def test_the_gated_backward_products_and_their_bias_gradient(rng, m, k, n, slope, splits):
+def test_the_gated_backward_products_and_their_bias_gradient(rng, m, k, n, slope, splits, tile):
     """Backward modes with a gate: dy enters as dz = dy * act'(y); the weight gradient's product adds db."""
     from tinygan.kernels.gpu.dense_gemm import dense_gemm
 
@@ -94,16 +97,15 @@ def test_the_gated_backward_products_and_their_bias_gradient(rng, m, k, n, slope
     y[0, 0] = 0.0  # the boundary: act'(0) is the negative side's
     dz = np.where(y > 0, dy, slope * dy).astype(np.float64)
     dW, db = cp.asarray(dW0), cp.asarray(db0)
-    dense_gemm(
-        cp.asarray(x), cp.asarray(dy), trans_a=True, out=dW, gate=cp.asarray(y), slope=slope, db=db, splits=splits
-    )
+    how = {"splits": splits, "tile": tile}
+    dense_gemm(cp.asarray(x), cp.asarray(dy), trans_a=True, out=dW, gate=cp.asarray(y), slope=slope, db=db, **how)
     a64 = x.astype(np.float64).T
     within_fp32_bound(dW, a64, dz, dW0 + a64 @ dz, k + 1)
     ones = np.ones((1, k))
     within_fp32_bound(db[None, :], ones, dz, db0[None, :] + ones @ dz, 2)  # summed in double: one rounding
     # The input gradient: dx (k, m) = dz W^T with W (m, n).
     W = f32(m, n)
-    dx = dense_gemm(cp.asarray(dy), cp.asarray(W), trans_b=True, gate=cp.asarray(y), slope=slope, splits=splits)
+    dx = dense_gemm(cp.asarray(dy), cp.asarray(W), trans_b=True, gate=cp.asarray(y), slope=slope, **how)
     within_fp32_bound(dx, dz, W.astype(np.float64).T, dz @ W.astype(np.float64).T, n)
 
 

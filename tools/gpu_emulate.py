@@ -692,9 +692,10 @@ def _run(name, grid, block, a):
         V(rv)[:C] = V(rv)[:C] * keep + f_var * V(var)[:C]
     elif name.startswith("dense_gemm_s"):
         A, B, bias, has_bias, gate, has_gate, db, has_db, C, M, N, K, lda, ldb, k_split, act, slope, accumulate = a
-        ta, tb, _pipeline = (int(t) for t in full_targs[0].split(","))
+        ta, tb, _pipeline, wide = (int(t) for t in full_targs[0].split(","))
         splits = int(name[len("dense_gemm_s") :])
-        assert grid == (-(-N // 64), -(-M // 32), splits) and block == (128,), f"{name}: grid {grid} block {block}"
+        rows = 64 if wide else 32
+        assert grid == (-(-N // 64), -(-M // rows), splits) and block == (128,), f"{name}: grid {grid} block {block}"
         assert k_split % 16 == 0 and k_split * splits >= K, f"{name}: k_split {k_split} for K {K} in {splits}"
         assert not (has_gate and not (ta or tb)) and not (has_db and not ta), f"{name}: gate/db in the forward"
         Am, Bm = V(A).reshape(-1, lda), V(B).reshape(-1, ldb)

@@ -16,6 +16,9 @@ its replays timed with CUDA events):
   where cuBLAS gets 20-48%, and v2 unsplit at 23% of one SM's FP32 rate with one block an SM): v3's loads are
   one tile ahead through registers, and a tile's 256 FMAs a thread do not cover an L2 round trip, so its warps
   wait; three tiles in flight should cover it, 1.5-2x v3 on the large products.
+- v6: v5 on 64 x 64 tiles, 8 x 4 outputs a thread (cuBLAS's choice for these shapes, 64x64x8 with 3 stages,
+  which it cannot split enough): 3 LDS.128 for 32 FMAs instead of 2 for 16, three buffers; v7 the same tile
+  staged through registers. Prediction: v6 1.2-1.5x v5 where the split still fills the SMs.
 
 And each Dense layer's whole backward pass in the step (dx, dW, db from dy, x, W and the fused output y):
 
@@ -125,7 +128,7 @@ def backward_versions(slope, input_grad: bool) -> list[tuple[str, str, Callable[
     from tinygan.kernels.gpu.layout import rows_grad_sum
     from tinygan.kernels.gpu.streams import fork_join
 
-    def composed(own: bool, pipeline: str = "registers") -> Callable[..., Any]:
+    def composed(own: bool, pipeline: str = "registers", tile: str = "32x64") -> Callable[..., Any]:
         def backward(dy, x, W, y, dW, db):
             dz = rows_grad_sum(dy, y, slope, db)
             dx = None
@@ -133,14 +136,28 @@ def backward_versions(slope, input_grad: bool) -> list[tuple[str, str, Callable[
                 if dW is not None:
                     with side:
                         if own:
-                            dense_gemm(x, dz, trans_a=True, out=dW, pipeline=pipeline)
+                            dense_gemm(x, dz, trans_a=True, out=dW, pipeline=pipeline, tile=tile)
                         else:
                             cublas.matmul_accumulate(dW, x, dz, transa=True)
                 if input_grad:
                     if own:
-                        dx = dense_gemm(dz, W, trans_b=True, pipeline=pipeline)
+                        dx = dense_gemm(dz, W, trans_b=True, pipeline=pipeline, tile=tile)
                     else:
                         dx = cublas.matmul(dz, W, transb=True)
+            return ((dx,) if input_grad else ()) + ((dW, db) if dW is not None else ())
+
+        return backward
+
+    def gated(tile: str) -> Callable[..., Any]:
+        def backward(dy, x, W, y, dW, db):
+            dx = None
+            gate = y if slope is not None else None
+            with fork_join() as side:
+                if dW is not None:
+                    with side:
+                        dense_gemm(x, dy, trans_a=True, out=dW, gate=gate, slope=slope, db=db, tile=tile)
+                if input_grad:
+                    dx = dense_gemm(dy, W, trans_b=True, gate=gate, slope=slope, tile=tile)
             return ((dx,) if input_grad else ()) + ((dW, db) if dW is not None else ())
 
         return backward
@@ -158,6 +175,8 @@ def backward_versions(slope, input_grad: bool) -> list[tuple[str, str, Callable[
             production,
         ),
         ("v5", "dz and db by rows_grad_sum, then dense_gemm's products by cp.async", composed(True, "async")),
+        ("v6", "v5 on 64 x 64 tiles", composed(True, "async", "64x64")),
+        ("v7", "v4 on 64 x 64 tiles", gated("64x64")),
     ]
 
 
@@ -190,16 +209,18 @@ def versions(mode: str) -> list[tuple[str, str, Callable[..., Any]]]:
     from tinygan.kernels.gpu.dense_gemm import dense_gemm
     from tinygan.kernels.gpu.layout import add_bias_
 
-    def own(splits: int | None, pipeline: str = "registers") -> Callable[..., Any]:
+    def own(splits: int | None, pipeline: str = "registers", tile: str = "32x64") -> Callable[..., Any]:
+        how = {"splits": splits, "pipeline": pipeline, "tile": tile}
+
         def product(*args):
             if mode == "forward":
                 x, W, b = args
-                return dense_gemm(x, W, bias=b, slope=0.0, splits=splits, pipeline=pipeline)
+                return dense_gemm(x, W, bias=b, slope=0.0, **how)
             if mode == "input":
                 dz, W = args
-                return dense_gemm(dz, W, trans_b=True, splits=splits, pipeline=pipeline)
+                return dense_gemm(dz, W, trans_b=True, **how)
             x, dz, dW = args
-            return dense_gemm(x, dz, trans_a=True, out=dW, splits=splits, pipeline=pipeline)
+            return dense_gemm(x, dz, trans_a=True, out=dW, **how)
 
         return product
 
@@ -218,8 +239,11 @@ def versions(mode: str) -> list[tuple[str, str, Callable[..., Any]]]:
         ("v1", "cuBLAS (ctypes), the bias and ReLU a second launch", v1),
         ("v2", "dense_gemm, 32 x 64 tiles, no split", own(1)),
         ("v3", "dense_gemm, the sum split over a cluster (splits_for)", own(None)),
-        *[(f"v5s{s}", f"v3's tiles by cp.async, 3 in flight, split {s}", own(s, "async")) for s in (1, 2, 4, 8)],
+        *[(f"v5s{s}", f"v3 by cp.async, split {s}", own(s, "async")) for s in (1, 2, 4, 8)],
         ("v5", "dense_gemm by cp.async, split by splits_for", own(None, "async")),
+        *[(f"v6s{s}", f"v5, 64 x 64 tiles, 8 x 4 a thread, split {s}", own(s, "async", "64x64")) for s in (1, 2, 4, 8)],
+        ("v6", "v5 on 64 x 64 tiles, split by splits_for", own(None, "async", "64x64")),
+        ("v7", "v3 on 64 x 64 tiles (registers), split by splits_for", own(None, "registers", "64x64")),
     ]
 
 
@@ -290,7 +314,11 @@ def run(rounds: int, reps: int, tolerance: float, seed: int = 0) -> tuple[list[d
                 "median_us": median,
                 "passes": [statistics.median(p) for p in passes],
                 "tflops": flops / (median * 1e-6) / 1e12 if ok else math.nan,
-                "splits": splits_for(*mnk, sms, clusters) if version.name in ("v3", "v5") and mnk else "",
+                "splits": (
+                    splits_for(*mnk, sms, clusters, 64 if version.name in ("v6", "v7") else 32)
+                    if version.name in ("v3", "v5", "v6", "v7") and mnk
+                    else ""
+                ),
             }
             rows.append(row)
             print(

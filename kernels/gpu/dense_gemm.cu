@@ -116,43 +116,46 @@ __device__ __forceinline__ double dg_load_cluster_f64(const double* p, unsigned 
 // registers (bench/dev/dense_gemm_versions.py, v5).
 #define DG_STAGES 4
 
-template <int TA, int TB, int S, int ASYNC>
+template <int TA, int TB, int S, int ASYNC, int WIDE>
 __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, const float* __restrict__ B,
                                                 const float* __restrict__ bias, const float* __restrict__ gate,
                                                 float* __restrict__ db, float* __restrict__ C, int M, int N, int K,
                                                 int lda, int ldb, int k_split, int act, float slope, int accumulate) {
 
+    constexpr int BM = WIDE ? 64 : 32;  // rows of the tile: 32, or 64 with 8 x 4 outputs a thread
+    constexpr int RM = BM / 8;          // rows a thread owns: ty * RM ..
+    constexpr int STAGES = WIDE ? 3 : DG_STAGES;  // the wide tile's ring of 4 would pass 48 KB of static shared memory
     const int tid = threadIdx.x;
     const int tx = tid & 15, ty = tid >> 4;
-    const int m0 = blockIdx.y * DG_BM, n0 = blockIdx.x * DG_BN;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * DG_BN;
     unsigned rank = 0u;
     if constexpr (S > 1) rank = dg_cluster_rank();
     const int k_begin = (int)rank * k_split;
     const int k_end = min(K, k_begin + k_split);
 
-    float ra[DG_BM * DG_BK / DG_THREADS];  // 4
+    float ra[BM * DG_BK / DG_THREADS];  // 4
     float rb[DG_BK * DG_BN / DG_THREADS];  // 8
     const int out_act = gate != nullptr ? 0 : act;  // the activation goes to the operand or to the output
     const bool sum_db = TA && db != nullptr && blockIdx.y == 0;
     double colsum = 0.0;  // with sum_db: column tid % 64 of this block's B tiles (every B value a thread loads)
 
-    float acc[4][4];
+    float acc[RM][4];
 #pragma unroll
-    for (int r = 0; r < 4; ++r)
+    for (int r = 0; r < RM; ++r)
 #pragma unroll
         for (int c = 0; c < 4; ++c) acc[r][c] = 0.0f;
 
     if constexpr (ASYNC) {
-        __shared__ __align__(16) float As[DG_STAGES][DG_BK][DG_BM + DG_PAD];
-        __shared__ __align__(16) float Bs[DG_STAGES][DG_BK][DG_BN + DG_PAD];
+        __shared__ __align__(16) float As[STAGES][DG_BK][BM + DG_PAD];
+        __shared__ __align__(16) float Bs[STAGES][DG_BK][DG_BN + DG_PAD];
         const int tiles = k_end > k_begin ? (k_end - k_begin + DG_BK - 1) / DG_BK : 0;
-        auto issue = [&](int t) {  // tile t into buffer t % DG_STAGES
-            const int k0 = k_begin + t * DG_BK, slot = t % DG_STAGES;
+        auto issue = [&](int t) {  // tile t into buffer t % STAGES
+            const int k0 = k_begin + t * DG_BK, slot = t % STAGES;
 #pragma unroll
-            for (int r = 0; r < DG_BM * DG_BK / DG_THREADS; ++r) {
+            for (int r = 0; r < BM * DG_BK / DG_THREADS; ++r) {
                 const int e = tid + r * DG_THREADS;
-                const int kk = TA ? e / DG_BM : e % DG_BK;
-                const int i = TA ? e % DG_BM : e / DG_BK;
+                const int kk = TA ? e / BM : e % DG_BK;
+                const int i = TA ? e % BM : e / DG_BK;
                 const int gi = m0 + i, gk = k0 + kk;
                 const bool ok = gi < M && gk < k_end;
                 dg_cp_async4(&As[slot][kk][i], ok ? A + (TA ? (size_t)gk * lda + gi : (size_t)gi * lda + gk) : A, ok);
@@ -168,38 +171,43 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
             }
         };
 #pragma unroll
-        for (int t = 0; t < DG_STAGES - 1; ++t) {
+        for (int t = 0; t < STAGES - 1; ++t) {
             if (t < tiles) issue(t);
             dg_cp_async_commit();  // empty groups too, so that the count below holds
         }
         for (int t = 0; t < tiles; ++t) {
-            dg_cp_async_wait<DG_STAGES - 2>();  // this thread's copies of tile t have landed
+            dg_cp_async_wait<STAGES - 2>();  // this thread's copies of tile t have landed
             __syncthreads();                     // everyone's have; everyone is done with tile t - 1's buffer
-            if (t + DG_STAGES - 1 < tiles) issue(t + DG_STAGES - 1);
+            if (t + STAGES - 1 < tiles) issue(t + STAGES - 1);
             dg_cp_async_commit();
-            const int buf = t % DG_STAGES;
+            const int buf = t % STAGES;
 #pragma unroll
             for (int kk = 0; kk < DG_BK; ++kk) {
-                const float4 a = *reinterpret_cast<const float4*>(&As[buf][kk][ty * 4]);
-                const float4 b = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
-                const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+                float av[RM];
 #pragma unroll
-                for (int r = 0; r < 4; ++r)
+                for (int q = 0; q < RM / 4; ++q) {
+                    const float4 a = *reinterpret_cast<const float4*>(&As[buf][kk][ty * RM + 4 * q]);
+                    av[4 * q] = a.x, av[4 * q + 1] = a.y, av[4 * q + 2] = a.z, av[4 * q + 3] = a.w;
+                }
+                const float4 b = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
+                const float bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+                for (int r = 0; r < RM; ++r)
 #pragma unroll
                     for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(av[r], bv[c], acc[r][c]);
             }
         }
         dg_cp_async_wait<0>();
     } else {
-        __shared__ __align__(16) float As[2][DG_BK][DG_BM + DG_PAD];
+        __shared__ __align__(16) float As[2][DG_BK][BM + DG_PAD];
         __shared__ __align__(16) float Bs[2][DG_BK][DG_BN + DG_PAD];
         // Consecutive threads read consecutive addresses of whichever index is contiguous in memory.
         auto load = [&](int k0) {
 #pragma unroll
-            for (int r = 0; r < DG_BM * DG_BK / DG_THREADS; ++r) {
+            for (int r = 0; r < BM * DG_BK / DG_THREADS; ++r) {
                 const int e = tid + r * DG_THREADS;
-                const int kk = TA ? e / DG_BM : e % DG_BK;
-                const int i = TA ? e % DG_BM : e / DG_BK;
+                const int kk = TA ? e / BM : e % DG_BK;
+                const int i = TA ? e % BM : e / DG_BK;
                 const int gi = m0 + i, gk = k0 + kk;
                 const size_t at = TA ? (size_t)gk * lda + gi : (size_t)gi * lda + gk;
                 float v = (gi < M && gk < k_end) ? A[at] : 0.0f;
@@ -225,9 +233,9 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
         };
         auto store = [&](int buf) {
 #pragma unroll
-            for (int r = 0; r < DG_BM * DG_BK / DG_THREADS; ++r) {
+            for (int r = 0; r < BM * DG_BK / DG_THREADS; ++r) {
                 const int e = tid + r * DG_THREADS;
-                As[buf][TA ? e / DG_BM : e % DG_BK][TA ? e % DG_BM : e / DG_BK] = ra[r];
+                As[buf][TA ? e / BM : e % DG_BK][TA ? e % BM : e / DG_BK] = ra[r];
             }
 #pragma unroll
             for (int r = 0; r < DG_BK * DG_BN / DG_THREADS; ++r) {
@@ -247,11 +255,16 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
             if (more) load(k0 + DG_BK);
 #pragma unroll
             for (int kk = 0; kk < DG_BK; ++kk) {
-                const float4 a = *reinterpret_cast<const float4*>(&As[buf][kk][ty * 4]);
-                const float4 b = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
-                const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+                float av[RM];
 #pragma unroll
-                for (int r = 0; r < 4; ++r)
+                for (int q = 0; q < RM / 4; ++q) {
+                    const float4 a = *reinterpret_cast<const float4*>(&As[buf][kk][ty * RM + 4 * q]);
+                    av[4 * q] = a.x, av[4 * q + 1] = a.y, av[4 * q + 2] = a.z, av[4 * q + 3] = a.w;
+                }
+                const float4 b = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
+                const float bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+                for (int r = 0; r < RM; ++r)
 #pragma unroll
                     for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(av[r], bv[c], acc[r][c]);
             }
@@ -263,8 +276,8 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
 
     if constexpr (S == 1) {
 #pragma unroll
-        for (int r = 0; r < 4; ++r)
-            dg_store4(C, bias, make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]), m0 + ty * 4 + r,
+        for (int r = 0; r < RM; ++r)
+            dg_store4(C, bias, make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]), m0 + ty * RM + r,
                       n0 + tx * 4, M, N, out_act, slope, accumulate);
         if (sum_db) {  // threads t and t + 64 hold the two halves of column t's sum
             __shared__ double halves[DG_THREADS];
@@ -273,15 +286,15 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
             if (tid < DG_BN && n0 + tid < N) db[n0 + tid] += (float)(halves[tid] + halves[tid + DG_BN]);
         }
     } else {
-        __shared__ __align__(16) float part[DG_BM][DG_BN];
+        __shared__ __align__(16) float part[BM][DG_BN];
 #pragma unroll
-        for (int r = 0; r < 4; ++r)
-            *reinterpret_cast<float4*>(&part[ty * 4 + r][tx * 4]) =
+        for (int r = 0; r < RM; ++r)
+            *reinterpret_cast<float4*>(&part[ty * RM + r][tx * 4]) =
                 make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
         __shared__ double halves[DG_THREADS];
         if (sum_db) halves[tid] = colsum;
         dg_cluster_sync();
-        constexpr int ROWS = DG_BM / S;  // this block's share of the tile's rows
+        constexpr int ROWS = BM / S;  // this block's share of the tile's rows
         for (int q = tid; q < ROWS * (DG_BN / 4); q += DG_THREADS) {
             const int row = (int)rank * ROWS + q / (DG_BN / 4), col = (q % (DG_BN / 4)) * 4;
             float4 sum = dg_load_cluster4(&part[row][col], 0u);
@@ -304,44 +317,44 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
 
 // The four cluster sizes: one kernel each, since __cluster_dims__ is fixed at compile time. The parameters are
 // dense_gemm_body's (has_bias, has_gate, has_db 0: that pointer is not read).
-template <int TA, int TB, int ASYNC>
+template <int TA, int TB, int ASYNC, int WIDE>
 __global__ void __launch_bounds__(DG_THREADS)
     dense_gemm_s1(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
                   int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
                   float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
                   int accumulate) {
-    dense_gemm_body<TA, TB, 1, ASYNC>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+    dense_gemm_body<TA, TB, 1, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
                                M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
 
 // Clusters exist from compute capability 9.0 (Hopper) on; the host asks for these only there
 // (kernels/gpu/dense_gemm.py), and NVRTC compiles for the one device at hand.
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
-template <int TA, int TB, int ASYNC>
+template <int TA, int TB, int ASYNC, int WIDE>
 __global__ void __cluster_dims__(1, 1, 2) __launch_bounds__(DG_THREADS)
     dense_gemm_s2(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
                   int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
                   float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
                   int accumulate) {
-    dense_gemm_body<TA, TB, 2, ASYNC>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+    dense_gemm_body<TA, TB, 2, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
                                M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
-template <int TA, int TB, int ASYNC>
+template <int TA, int TB, int ASYNC, int WIDE>
 __global__ void __cluster_dims__(1, 1, 4) __launch_bounds__(DG_THREADS)
     dense_gemm_s4(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
                   int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
                   float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
                   int accumulate) {
-    dense_gemm_body<TA, TB, 4, ASYNC>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+    dense_gemm_body<TA, TB, 4, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
                                M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
-template <int TA, int TB, int ASYNC>
+template <int TA, int TB, int ASYNC, int WIDE>
 __global__ void __cluster_dims__(1, 1, 8) __launch_bounds__(DG_THREADS)
     dense_gemm_s8(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
                   int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
                   float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
                   int accumulate) {
-    dense_gemm_body<TA, TB, 8, ASYNC>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
+    dense_gemm_body<TA, TB, 8, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
                                M, N, K, lda, ldb, k_split, act, slope, accumulate);
 }
 #endif

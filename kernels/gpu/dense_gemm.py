@@ -24,10 +24,13 @@ THREADS = 128
 SPLITS = (1, 2, 4, 8)  # blocks of a cluster along the sum
 MODES = ((0, 0), (0, 1), (1, 0))  # (TA, TB): forward, input gradient, weight gradient
 PIPELINES = ("registers", "async")  # dense_gemm.cu's ASYNC 0 and 1
+TILES = {"32x64": (0, 32), "64x64": (1, 64)}  # dense_gemm.cu's WIDE, and the tile's rows
 
 
 def _names(splits: tuple[int, ...]) -> tuple[str, ...]:
-    return tuple(f"dense_gemm_s{s}<{ta}, {tb}, {p}>" for s in splits for ta, tb in MODES for p in (0, 1))
+    return tuple(
+        f"dense_gemm_s{s}<{ta}, {tb}, {p}, {w}>" for s in splits for ta, tb in MODES for p in (0, 1) for w in (0, 1)
+    )
 
 
 # NVRTC compiles for the device at hand, and __cluster_dims__ needs compute capability 9.0.
@@ -47,10 +50,11 @@ def _device() -> tuple[int, bool]:
     return found
 
 
-def splits_for(m: int, n: int, k: int, sms: int, clusters: bool = True) -> int:
+def splits_for(m: int, n: int, k: int, sms: int, clusters: bool = True, rows: int = BM) -> int:
     """Blocks of a cluster along the sum: doubled while the grid has fewer than two blocks per SM and each block
-    still gets at least two k tiles of the sum (the split's reduction costs a tile's worth of shared traffic)."""
-    tiles = -(-m // BM) * -(-n // BN)
+    still gets at least two k tiles of the sum (the split's reduction costs a tile's worth of shared traffic).
+    ``rows``: the tile's (32, or 64 for the tile "64x64")."""
+    tiles = -(-m // rows) * -(-n // BN)
     s = 1
     while clusters and s < SPLITS[-1] and tiles * s < 2 * sms and k >= 4 * s * BK:
         s *= 2
@@ -80,6 +84,7 @@ def dense_gemm(
     db: cupy.ndarray | None = None,
     splits: int | None = None,
     pipeline: str = "registers",
+    tile: str = "32x64",
 ) -> cupy.ndarray:
     """``act(op(a) @ op(b) + bias)`` for C-contiguous 2-D float32 arrays, or with ``out`` given,
     ``out += op(a) @ op(b)`` (then no bias: the weight gradient's form). ``trans_a`` and ``trans_b`` together
@@ -91,7 +96,7 @@ def dense_gemm(
     (weight gradient only): ``db += sum over the batch of dz``, from the tiles the product loads.
     ``splits`` forces the cluster size (tests); by default :func:`splits_for` picks it. ``pipeline``: how tiles
     reach shared memory, "registers" (staged, one tile ahead) or "async" (cp.async, three tiles ahead; no gate
-    or db)."""
+    or db). ``tile``: "32x64" (4 x 4 outputs a thread) or "64x64" (8 x 4)."""
     if trans_a and trans_b:
         raise ValueError("dense_gemm: op(a) and op(b) cannot both be transposed")
     for name, arr in (("a", a), ("b", b)):
@@ -122,6 +127,9 @@ def dense_gemm(
         raise ValueError(f"dense_gemm: bias must be a {a.dtype} vector of {n}, got {bias.dtype} {tuple(bias.shape)}")
     if pipeline not in PIPELINES or (pipeline == "async" and (gate is not None or db is not None)):
         raise ValueError(f"dense_gemm: pipeline must be one of {PIPELINES} (async: no gate or db), got {pipeline!r}")
+    if tile not in TILES:
+        raise ValueError(f"dense_gemm: tile must be one of {tuple(TILES)}, got {tile!r}")
+    wide, rows = TILES[tile]
     dy = b if trans_a else a
     if gate is not None and (gate.shape != dy.shape or gate.dtype != dy.dtype or not gate.flags.c_contiguous):
         raise ValueError(f"dense_gemm: gate must be a C-contiguous {dy.dtype} array of shape {tuple(dy.shape)}")
@@ -131,15 +139,15 @@ def dense_gemm(
         return out
     sms, clusters = _device()
     if splits is None:
-        splits = splits_for(m, n, k, sms, clusters)
+        splits = splits_for(m, n, k, sms, clusters, rows)
     elif splits not in SPLITS or (splits > 1 and not clusters):
         raise ValueError(f"dense_gemm: splits must be one of {SPLITS} (above 1 on compute capability 9.0 and up)")
     # Each block's share of the sum, a whole number of k tiles (k == 0: the epilogue of an empty sum).
     per_split = -(-k // splits)
     k_split = -(-per_split // BK) * BK
     module = _MOD if clusters else _UNSPLIT
-    module.get(f"dense_gemm_s{splits}<{int(trans_a)}, {int(trans_b)}, {PIPELINES.index(pipeline)}>")(
-        (-(-n // BN), -(-m // BM), splits),
+    module.get(f"dense_gemm_s{splits}<{int(trans_a)}, {int(trans_b)}, {PIPELINES.index(pipeline)}, {wide}>")(
+        (-(-n // BN), -(-m // rows), splits),
         (THREADS,),
         (
             a,
