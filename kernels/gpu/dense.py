@@ -1,19 +1,23 @@
-"""Dense on the GPU: our FP32 product kernels (dense_gemm.cu) at precision "fp32", cuBLAS GEMMs otherwise, with
-the bias, activation and bias gradient as our kernels.
+"""Dense on the GPU: cuBLAS GEMMs or our own FP32 product kernels (dense_gemm.cu), with the bias, activation and
+bias gradient fused where the product is ours.
 
 Same equations as tinygan.kernels.reference.dense: y = act(x @ W + b), dz = dy * act'(y), dx = dz @ W.T,
 dW = x.T @ dz, db = sum_n dz (``slope`` None: no activation, dz = dy).
 
-float32 at precision "fp32" (the default): every product is ``dense_gemm``, whose forward applies the bias and
-the fused activation as it writes y and whose weight gradient adds into dW (bench/dev/dense_gemm_versions.py
-measures it against cuBLAS on the seed networks' shapes). Otherwise (tf32 and bf16 on cuBLAS's tensor cores,
-float64): the GEMM, then the bias and activation as one in-place pass over its output (``add_bias_``), and dW
-as a beta = 1 GEMM into the weight gradient. Either way ``dense_backward`` forms dz and the bias gradient in one
-pass over dy (``rows_grad_sum``, which adds db into the layer's buffer) and runs dW's product on a second stream
-while dx's runs (``streams.fork_join``).
+Which runs where: :func:`plan_product` picks, for float32 at precision "fp32", each product's kernel from what
+``bench/dev/dense_gemm_versions.py`` measured on an H200 (``dense_gemm`` applies the forward's bias and
+activation as it writes y and adds the weight gradient into dW; :func:`gated_backward` says when the backward's
+two products also form dz = dy * act'(y) as they load dy, with db summed by the weight product). Everything else
+(tf32 and bf16 on cuBLAS's tensor cores, float64, products the plan leaves to cuBLAS): the GEMM, then the bias
+and activation as one in-place pass over its output (``add_bias_``); the backward forms dz and the bias
+gradient in one pass over dy (``rows_grad_sum``, which adds db into the layer's buffer), then dW as a beta = 1
+GEMM into the weight gradient. The backward runs dW's product on a second stream while dx's runs
+(``streams.fork_join``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import cupy
 import numpy as np
@@ -25,17 +29,32 @@ from .layout import add_bias_, channel_sum, check_out, gate_for, rows_grad_sum
 from .streams import fork_join
 
 
+def plan_product(kind: str, m: int, n: int, k: int) -> dict[str, Any] | None:
+    """How a float32 product at precision "fp32" runs: ``dense_gemm``'s keyword arguments, or None for cuBLAS.
+    ``kind`` is "forward" (x @ W), "input" (dz @ W.T) or "weight" (x.T @ dz), the product op(a) (m x k) @ op(b)
+    (k x n)."""
+    return {"tile": "32x64", "pipeline": "registers"}
+
+
+def gated_backward(m: int, n: int, k: int) -> bool:
+    """Whether a Dense backward of batch ``m``, ``k`` inputs and ``n`` outputs at precision "fp32" leaves dz to
+    its two products (formed as they load dy; db in the weight product) instead of ``rows_grad_sum``."""
+    return True
+
+
 def _check_product(op: str, a: cupy.ndarray, b: cupy.ndarray, a_name: str, b_name: str, axes: tuple[int, int]) -> None:
     if a.ndim != 2 or b.ndim != 2 or a.shape[axes[0]] != b.shape[axes[1]]:
         raise ValueError(f"{op}: {a_name} of shape {tuple(a.shape)} does not match {b_name} of shape {tuple(b.shape)}")
 
 
-def own_product(rows: int, *arrays: cupy.ndarray) -> bool:
-    """Whether a Dense product of ``rows`` output rows over ``arrays`` runs on dense_gemm: float32 at precision
-    "fp32" within the kernel's index range."""
+def _plan(kind: str, m: int, n: int, k: int, *arrays: cupy.ndarray) -> dict[str, Any] | None:
+    """:func:`plan_product`'s choice where dense_gemm may run at all (float32 at precision "fp32", within its
+    index range, no empty side); None: cuBLAS."""
     from tinygan.backend import get_precision
 
-    return arrays[0].dtype == np.float32 and get_precision() == "fp32" and fits(rows, *arrays)
+    if arrays[0].dtype != np.float32 or get_precision() != "fp32" or min(m, n, k) == 0 or not fits(m, *arrays):
+        return None
+    return plan_product(kind, m, n, k)
 
 
 def dense_forward(x: cupy.ndarray, W: cupy.ndarray, b: cupy.ndarray, slope: float | None = None) -> cupy.ndarray:
@@ -43,8 +62,9 @@ def dense_forward(x: cupy.ndarray, W: cupy.ndarray, b: cupy.ndarray, slope: floa
     x, W = device_array(x, "x", "dense_forward"), device_array(W, "W", "dense_forward")
     same_dtype("dense_forward", x, W=W, b=b)
     _check_product("dense_forward", x, W, "x", "W", (1, 0))
-    if own_product(x.shape[0], x, W):
-        return dense_gemm(x, W, bias=b, slope=slope)
+    plan = _plan("forward", x.shape[0], W.shape[1], x.shape[1], x, W)
+    if plan is not None:
+        return dense_gemm(x, W, bias=b, slope=slope, **plan)
     y = gemm(x, W)
     if b is None and slope is None:
         return y
@@ -55,8 +75,9 @@ def dense_backward_data(dy: cupy.ndarray, W: cupy.ndarray) -> cupy.ndarray:
     dy, W = device_array(dy, "dy", "dense_backward_data"), device_array(W, "W", "dense_backward_data")
     same_dtype("dense_backward_data", dy, W=W)
     _check_product("dense_backward_data", dy, W, "dy", "W", (1, 1))
-    if own_product(dy.shape[0], dy, W):
-        return dense_gemm(dy, W, trans_b=True)
+    plan = _plan("input", dy.shape[0], W.shape[0], dy.shape[1], dy, W)
+    if plan is not None:
+        return dense_gemm(dy, W, trans_b=True, **plan)
     return gemm(dy, W, transb=True)
 
 
@@ -65,9 +86,10 @@ def dense_backward_weight(dy: cupy.ndarray, x: cupy.ndarray) -> tuple[cupy.ndarr
     dy, x = device_array(dy, "dy", "dense_backward_weight"), device_array(x, "x", "dense_backward_weight")
     same_dtype("dense_backward_weight", dy, x=x)
     _check_product("dense_backward_weight", x, dy, "x", "dy", (0, 0))
-    if own_product(x.shape[1], x, dy):
+    plan = _plan("weight", x.shape[1], dy.shape[1], x.shape[0], x, dy)
+    if plan is not None:
         dW = cupy.zeros((x.shape[1], dy.shape[1]), dtype=dy.dtype)
-        return dense_gemm(x, dy, trans_a=True, out=dW), channel_sum(dy)
+        return dense_gemm(x, dy, trans_a=True, out=dW, **plan), channel_sum(dy)
     return gemm(x, dy, transa=True), channel_sum(dy)
 
 
@@ -90,40 +112,38 @@ def dense_backward(
     _check_product(op, dy, W, "dy", "W", (1, 1))
     if dW is not None:
         check_out(dW, W.shape, dy.dtype, f"{op} (dW)")
-    own = own_product(max(x.shape[0], x.shape[1]), x, dy, W) and min(*x.shape, *dy.shape) > 0
+    batch, fin, fout = x.shape[0], x.shape[1], dy.shape[1]
+    weight_plan = _plan("weight", fin, fout, batch, x, dy) if dW is not None else None
+    input_plan = _plan("input", batch, fin, fout, dy, W) if input_grad else None
+    mine = [p for p in (weight_plan, input_plan) if p is not None]
+    # Gated: both products are ours (or absent) and form dz from dy and y as they load dy's tiles; db needs the
+    # weight product to sum it.
+    gated = (
+        mine
+        and (dW is None or weight_plan is not None)
+        and (not input_grad or input_plan is not None)
+        and (db is None or weight_plan is not None)
+        and gated_backward(batch, fout, fin)
+        and all(p.get("pipeline", "registers") == "registers" for p in mine)
+    )
     dx = None
-    if own and (dW is not None or db is None):
-        # dz is never stored: each product forms it from dy and y as it loads its tiles (the gate), and the
-        # weight gradient's product sums db from the same tiles.
+    if gated:
         gate = gate_for(op, dy, y, slope) if slope is not None else None
         with fork_join() as side:  # the two products only read dy and y: side by side on two streams
             if dW is not None:
                 with side:
-                    dense_gemm(x, dy, trans_a=True, out=dW, gate=gate, slope=slope, db=db)
+                    dense_gemm(x, dy, trans_a=True, out=dW, gate=gate, slope=slope, db=db, **weight_plan)
             if input_grad:
-                dx = dense_gemm(dy, W, trans_b=True, gate=gate, slope=slope)
+                dx = dense_gemm(dy, W, trans_b=True, gate=gate, slope=slope, **input_plan)
         return dx
     dz = rows_grad_sum(dy, y, slope, db)
     with fork_join() as side:  # the two products only read dz: side by side on two streams (streams.py)
         if dW is not None:
             with side:
-                if own:
-                    dense_gemm(x, dz, trans_a=True, out=dW)
+                if weight_plan is not None:
+                    dense_gemm(x, dz, trans_a=True, out=dW, **weight_plan)
                 else:
                     matmul_accumulate(dW, x, dz, transa=True, what=f"{op} (dW)")
         if input_grad:
-            dx = dense_gemm(dz, W, trans_b=True) if own else gemm(dz, W, transb=True)
-    return dx
-    dz = rows_grad_sum(dy, y, slope, db)
-    own = own_product(max(x.shape[0], x.shape[1]), x, dz, W)
-    dx = None
-    with fork_join() as side:  # the two products only read dz: side by side on two streams (streams.py)
-        if dW is not None:
-            with side:
-                if own:
-                    dense_gemm(x, dz, trans_a=True, out=dW)
-                else:
-                    matmul_accumulate(dW, x, dz, transa=True, what=f"{op} (dW)")
-        if input_grad:
-            dx = dense_gemm(dz, W, trans_b=True) if own else gemm(dz, W, transb=True)
+            dx = dense_gemm(dz, W, trans_b=True, **input_plan) if input_plan is not None else gemm(dz, W, transb=True)
     return dx
