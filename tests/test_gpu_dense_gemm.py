@@ -162,21 +162,27 @@ def test_arguments_that_make_no_product_are_refused():
         dense_gemm(a, cp.ones((3, 2), cp.float32), splits=3)
 
 
-def test_dense_layer_ops_use_it_at_fp32_and_cublas_otherwise(rng):
-    """The routing: the same Dense op gives dense_gemm's bits at "fp32" and cuBLAS's at "tf32"."""
+@pytest.mark.parametrize("m,k,n", [(125, 256, 512), (250, 784, 1024)])
+def test_dense_forward_runs_what_the_plan_says(rng, m, k, n):
+    """The routing: at "fp32" the Dense forward gives the bits of the kernel ``plan_product`` names (dense_gemm,
+    or cuBLAS then the bias pass); at "tf32" always cuBLAS's."""
     import tinygan.kernels.gpu as K
+    from tinygan.kernels.gpu._common import gemm
+    from tinygan.kernels.gpu.dense import plan_product
     from tinygan.kernels.gpu.dense_gemm import dense_gemm
+    from tinygan.kernels.gpu.layout import add_bias_
 
     from tinygan.backend import get_precision, set_precision
 
-    x = cp.asarray(rng.standard_normal((125, 784)).astype(np.float32))
-    W = cp.asarray(rng.standard_normal((784, 1024)).astype(np.float32))
-    b = cp.asarray(rng.standard_normal(1024).astype(np.float32))
+    x = cp.asarray(rng.standard_normal((m, k)).astype(np.float32))
+    W = cp.asarray(rng.standard_normal((k, n)).astype(np.float32))
+    b = cp.asarray(rng.standard_normal(n).astype(np.float32))
     old = get_precision()
     try:
-        set_precision("fp32")
-        assert cp.array_equal(K.dense_forward(x, W, b, slope=0.0), dense_gemm(x, W, bias=b, slope=0.0))
-        set_precision("tf32")
-        assert not cp.array_equal(K.dense_forward(x, W, b, slope=0.0), dense_gemm(x, W, bias=b, slope=0.0))
+        for precision in ("fp32", "tf32"):
+            set_precision(precision)
+            plan = plan_product("forward", m, n, k) if precision == "fp32" else None
+            want = dense_gemm(x, W, bias=b, slope=0.0, **plan) if plan else add_bias_(gemm(x, W), b, 0.0)
+            assert cp.array_equal(K.dense_forward(x, W, b, slope=0.0), want), (precision, plan)
     finally:
         set_precision(old)

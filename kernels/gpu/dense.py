@@ -32,14 +32,25 @@ from .streams import fork_join
 def plan_product(kind: str, m: int, n: int, k: int) -> dict[str, Any] | None:
     """How a float32 product at precision "fp32" runs: ``dense_gemm``'s keyword arguments, or None for cuBLAS.
     ``kind`` is "forward" (x @ W), "input" (dz @ W.T) or "weight" (x.T @ dz), the product op(a) (m x k) @ op(b)
-    (k x n)."""
-    return {"tile": "32x64", "pipeline": "registers"}
+    (k x n).
+
+    Measured on an H200 (bench/results/dense-gemm-2026-12-03.md, call 1; the median of 30 replays of a graph of
+    20 products): dense_gemm's 32 x 64 tiles, split over a cluster, beat cuBLAS (with its separate bias pass)
+    only on the small forward and input-gradient products, those of at most 2^25 multiply-adds whose output is
+    at least a tile wide (G dense2 forward 5.7 against 8.2 us, D dense3 forward 8.2 against 10.7, G dense2 input
+    gradient 6.4 against 7.9, D dense4's 1 -> 256 input gradient 2.4 against 3.3); cuBLAS's 64 x 64 FP32 kernels
+    win every larger one (D dense1 forward 18.8 against 32.0 us) and every weight gradient."""
+    if kind in ("forward", "input") and m * n * k <= 2**25 and n >= 64:
+        return {"tile": "32x64", "pipeline": "registers"}
+    return None
 
 
 def gated_backward(m: int, n: int, k: int) -> bool:
     """Whether a Dense backward of batch ``m``, ``k`` inputs and ``n`` outputs at precision "fp32" leaves dz to
-    its two products (formed as they load dy; db in the weight product) instead of ``rows_grad_sum``."""
-    return True
+    its two products (formed as they load dy; db in the weight product) instead of ``rows_grad_sum``, where
+    both products are dense_gemm's. Measured (call 1): faster where both are small (D dense4 5.5 against 6.8 us),
+    slower where they are large (D dense1 41.7 against 32.0)."""
+    return m * n * k <= 2**25
 
 
 def _check_product(op: str, a: cupy.ndarray, b: cupy.ndarray, a_name: str, b_name: str, axes: tuple[int, int]) -> None:
