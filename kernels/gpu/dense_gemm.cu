@@ -84,10 +84,9 @@ __device__ __forceinline__ void dg_store4(float* __restrict__ C, const float* __
     }
 }
 
-// 4 bytes global -> shared without passing through registers (cp.async, compute capability 8.0 and up);
-// zero-filled, nothing read, when !ok.
-__device__ __forceinline__ void dg_cp_async4(float* dst, const float* src, bool ok) {
-    const unsigned saddr = (unsigned)__cvta_generic_to_shared(dst);
+// 4 bytes global -> shared (saddr: in the shared window, as __cvta_generic_to_shared gives) without passing
+// through registers (cp.async, compute capability 8.0 and up); zero-filled, nothing read, when !ok.
+__device__ __forceinline__ void dg_cp_async4(unsigned saddr, const float* src, bool ok) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(saddr), "l"(src), "r"(ok ? 4 : 0));
 }
 __device__ __forceinline__ void dg_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
@@ -149,25 +148,40 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
         __shared__ __align__(16) float As[STAGES][DG_BK][BM + DG_PAD];
         __shared__ __align__(16) float Bs[STAGES][DG_BK][DG_BN + DG_PAD];
         const int tiles = k_end > k_begin ? (k_end - k_begin + DG_BK - 1) / DG_BK : 0;
-        auto issue = [&](int t) {  // tile t into buffer t % STAGES
-            const int k0 = k_begin + t * DG_BK, slot = t % STAGES;
+        // Each thread copies the same (row, k) slots of every tile: their offsets, shared addresses and row guards
+        // are worked out once here, so a tile's copies cost an add and a compare each.
+        constexpr int AR = BM * DG_BK / DG_THREADS, BR = DG_BK * DG_BN / DG_THREADS;
+        const int a_step = TA ? DG_BK * lda : DG_BK, b_step = TB ? DG_BK : DG_BK * ldb;  // per tile
+        int a_off[AR], a_k[AR], b_off[BR], b_k[BR];
+        unsigned a_dst[AR], b_dst[BR];
+        bool a_in[AR], b_in[BR];
 #pragma unroll
-            for (int r = 0; r < BM * DG_BK / DG_THREADS; ++r) {
-                const int e = tid + r * DG_THREADS;
-                const int kk = TA ? e / BM : e % DG_BK;
-                const int i = TA ? e % BM : e / DG_BK;
-                const int gi = m0 + i, gk = k0 + kk;
-                const bool ok = gi < M && gk < k_end;
-                dg_cp_async4(&As[slot][kk][i], ok ? A + (TA ? (size_t)gk * lda + gi : (size_t)gi * lda + gk) : A, ok);
+        for (int r = 0; r < AR; ++r) {
+            const int e = tid + r * DG_THREADS;
+            const int kk = TA ? e / BM : e % DG_BK, i = TA ? e % BM : e / DG_BK;
+            const int gi = m0 + i, gk = k_begin + kk;
+            a_k[r] = gk, a_in[r] = gi < M, a_off[r] = TA ? gk * lda + gi : gi * lda + gk;
+            a_dst[r] = (unsigned)__cvta_generic_to_shared(&As[0][kk][i]);
+        }
+#pragma unroll
+        for (int r = 0; r < BR; ++r) {
+            const int e = tid + r * DG_THREADS;
+            const int kk = TB ? e % DG_BK : e / DG_BN, j = TB ? e / DG_BK : e % DG_BN;
+            const int gj = n0 + j, gk = k_begin + kk;
+            b_k[r] = gk, b_in[r] = gj < N, b_off[r] = TB ? gj * ldb + gk : gk * ldb + gj;
+            b_dst[r] = (unsigned)__cvta_generic_to_shared(&Bs[0][kk][j]);
+        }
+        auto issue = [&](int t) {  // tile t into buffer t % STAGES
+            const int slot = t % STAGES, dk = t * DG_BK;
+#pragma unroll
+            for (int r = 0; r < AR; ++r) {
+                const bool ok = a_in[r] && a_k[r] + dk < k_end;
+                dg_cp_async4(a_dst[r] + slot * (unsigned)sizeof(As[0]), ok ? A + a_off[r] + t * a_step : A, ok);
             }
 #pragma unroll
-            for (int r = 0; r < DG_BK * DG_BN / DG_THREADS; ++r) {
-                const int e = tid + r * DG_THREADS;
-                const int kk = TB ? e % DG_BK : e / DG_BN;
-                const int j = TB ? e / DG_BK : e % DG_BN;
-                const int gj = n0 + j, gk = k0 + kk;
-                const bool ok = gj < N && gk < k_end;
-                dg_cp_async4(&Bs[slot][kk][j], ok ? B + (TB ? (size_t)gj * ldb + gk : (size_t)gk * ldb + gj) : B, ok);
+            for (int r = 0; r < BR; ++r) {
+                const bool ok = b_in[r] && b_k[r] + dk < k_end;
+                dg_cp_async4(b_dst[r] + slot * (unsigned)sizeof(Bs[0]), ok ? B + b_off[r] + t * b_step : B, ok);
             }
         };
 #pragma unroll
