@@ -124,6 +124,7 @@ def reference_backward(args: tuple, slope, input_grad: bool) -> tuple:
 def backward_versions(slope, input_grad: bool) -> list[tuple[str, str, Callable[..., Any]]]:
     import tinygan.kernels.gpu as K
     from tinygan.kernels.gpu import cublas
+    from tinygan.kernels.gpu._common import capture_gemm
     from tinygan.kernels.gpu.dense_gemm import dense_gemm
     from tinygan.kernels.gpu.layout import rows_grad_sum
     from tinygan.kernels.gpu.streams import fork_join
@@ -163,7 +164,9 @@ def backward_versions(slope, input_grad: bool) -> list[tuple[str, str, Callable[
         return backward
 
     def production(dy, x, W, y, dW, db):
-        dx = K.dense_backward(dy, x, W, y=y, slope=slope, dW=dW, db=db, input_grad=input_grad)
+        # As the training step does: every cuBLAS call through the ctypes handle, eager or captured.
+        with capture_gemm():
+            dx = K.dense_backward(dy, x, W, y=y, slope=slope, dW=dW, db=db, input_grad=input_grad)
         return ((dx,) if input_grad else ()) + ((dW, db) if dW is not None else ())
 
     return [

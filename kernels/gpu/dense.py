@@ -34,23 +34,31 @@ def plan_product(kind: str, m: int, n: int, k: int) -> dict[str, Any] | None:
     ``kind`` is "forward" (x @ W), "input" (dz @ W.T) or "weight" (x.T @ dz), the product op(a) (m x k) @ op(b)
     (k x n).
 
-    Measured on an H200 (bench/results/dense-gemm-2026-12-03.md, call 1; the median of 30 replays of a graph of
-    20 products): dense_gemm's 32 x 64 tiles, split over a cluster, beat cuBLAS (with its separate bias pass)
-    only on the small forward and input-gradient products, those of at most 2^25 multiply-adds whose output is
-    at least a tile wide (G dense2 forward 5.7 against 8.2 us, D dense3 forward 8.2 against 10.7, G dense2 input
-    gradient 6.4 against 7.9, D dense4's 1 -> 256 input gradient 2.4 against 3.3); cuBLAS's 64 x 64 FP32 kernels
-    win every larger one (D dense1 forward 18.8 against 32.0 us) and every weight gradient."""
-    if kind in ("forward", "input") and m * n * k <= 2**25 and n >= 64:
-        return {"tile": "32x64", "pipeline": "registers"}
+    From ``bench/dev/dense_gemm_versions.py`` on an H200 (bench/results/dense-gemm-2026-12-03.md, the twelfth
+    session's last call; medians of graphs of 20 products), dense_gemm with its tiles by cp.async, split over a
+    cluster by ``splits_for``, against cuBLAS with its separate bias pass:
+    - forward: faster on every product with the batch side at 128 rows or fewer (G dense2 5.0 against 8.4 us,
+      G dense4 13.6 against 14.9) and on the small ones at 250 rows (D dense3 7.1 against 10.9); cuBLAS's 64 x 64
+      kernels win the two large ones at 250 rows (D dense1 18.9 against 23.8 us);
+    - input gradient: the 64 x 64 tile wins up to 2^25 multiply-adds (G dense2 5.5 against 7.9 us), cuBLAS above;
+    - weight gradient: cuBLAS everywhere (dense_gemm at ``splits_for``'s split ties or loses even on the smallest:
+      G dense1 4.7 against 4.8 us, D dense4 4.3 against 4.1)."""
+    size = m * n * k
+    if kind == "forward" and (m <= 128 or size <= 2**25):
+        return {"tile": "32x64", "pipeline": "async"}
+    if kind == "input" and size <= 2**25:
+        return {"tile": "64x64", "pipeline": "async"}
     return None
 
 
 def gated_backward(m: int, n: int, k: int) -> bool:
     """Whether a Dense backward of batch ``m``, ``k`` inputs and ``n`` outputs at precision "fp32" leaves dz to
-    its two products (formed as they load dy; db in the weight product) instead of ``rows_grad_sum``, where
-    both products are dense_gemm's. Measured (call 1): faster where both are small (D dense4 5.5 against 6.8 us),
-    slower where they are large (D dense1 41.7 against 32.0)."""
-    return m * n * k <= 2**25
+    its two products (formed as they load dy, db summed by the weight product; the register pipeline only)
+    instead of ``rows_grad_sum``, where the plan gives both products to dense_gemm. Measured (the same call):
+    never faster than ``rows_grad_sum`` and the cp.async products (D dense4 6.2 against 6.2 us, G dense1 8.1
+    against 7.5), so off; ``bench/dev/dense_step_policies.py`` times the step with it on ("v3-gated",
+    "v7-gated")."""
+    return False
 
 
 def _check_product(op: str, a: cupy.ndarray, b: cupy.ndarray, a_name: str, b_name: str, axes: tuple[int, int]) -> None:
