@@ -12,19 +12,20 @@
 //   weight gradient dW += x^T . dz       TA 1, TB 0: A = x read as its transpose, B = dz; accumulate into dW
 // A(i, k) = TA ? A[k * lda + i] : A[i * lda + k];  B(k, j) = TB ? B[j * ldb + k] : B[k * ldb + j].
 //
-// Tiles: 32 x 64 outputs per block of 128 threads, each thread a 4 x 4 sub-tile (rows ty*4.., columns tx*4..),
-// k tiles 16 deep staged through registers into two shared buffers (the next tile's loads are in flight while
-// the current one is multiplied). The shared tiles are k-major (As[k][i], Bs[k][j]) so the inner loop reads
-// 4 rows of A and 4 columns of B as one 16-byte load each; rows are padded by 4 floats, which keeps those
-// loads aligned and the transposing stores to 2-way bank conflicts.
+// Tiles (WIDE): 32 x 64 outputs per block of 128 threads, each thread a 4 x 4 sub-tile, or 64 x 64 with 8 x 4 a
+// thread (rows ty*RM.., columns tx*4..). k tiles are 16 deep, k-major in shared memory (As[k][i], Bs[k][j]) so the
+// inner loop reads a thread's rows of A and 4 columns of B as 16-byte loads; rows are padded by 4 floats, which
+// keeps those loads aligned and the transposing stores to 2-way bank conflicts. Two pipelines (ASYNC): the next
+// tile staged through registers into the other of two buffers while the current one is multiplied (the only one
+// that gates dy or sums db), or cp.async copies into a ring of 3-4 buffers with that many tiles in flight.
+// kernels/gpu/dense.py's plan picks per product from bench/dev/dense_gemm_versions.py's measurements.
 //
 // Split-K over a cluster (S = 2, 4 or 8 blocks along z, compile-time __cluster_dims__, Hopper): block z sums k
 // in [z * k_split, (z + 1) * k_split), writes its partial tile to its shared memory, and after a cluster
-// barrier block r adds the S partials of rows r * 32 / S.. through distributed shared memory, in rank order
+// barrier block r adds the S partials of rows r * BM / S.. through distributed shared memory, in rank order
 // 0, 1, .., S-1 whoever runs first: a fixed order, so the same inputs give the same bits (no atomics), and
 // no partial tile ever reaches global memory. Then the epilogue: C_old (accumulate) + sum + bias, act.
 
-#define DG_BM 32
 #define DG_BN 64
 #define DG_BK 16
 #define DG_THREADS 128
