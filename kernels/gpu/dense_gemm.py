@@ -3,12 +3,12 @@ forward's bias and activation applied as the product is written and the weight g
 
 Why not cuBLAS here: the dense MNIST GAN's products have the batch (125 or 250 rows) as one side, and cuBLAS's FP32
 kernels tile them 64 x 64, which leaves most SMs idle (9 TFLOP/s on an H200, 17% of its sgemm rate). These
-kernels tile 32 x 64 and, where that still gives fewer than two blocks per SM, split the sum over a Hopper
-thread-block cluster of 2, 4 or 8 blocks that add their partial tiles in a fixed order (the same bits every
+kernels tile 32 x 64 or 64 x 64 and, where that still gives fewer than two blocks per SM, split the sum over a
+Hopper thread-block cluster of 2, 4 or 8 blocks that add their partial tiles in a fixed order (the same bits every
 time). Before Hopper only the unsplit kernel exists. Versions and timings: ``bench/dev/dense_gemm_versions.py``.
 
-Used by kernels/gpu/dense.py for float32 at precision "fp32"; tf32 and bf16 stay on cuBLAS's tensor cores and
-float64 on its DGEMM.
+kernels/gpu/dense.py's plan (``plan_product``) uses them for float32 at precision "fp32" where they measured
+faster than cuBLAS; tf32 and bf16 stay on cuBLAS's tensor cores and float64 on its DGEMM.
 """
 
 from __future__ import annotations
@@ -27,15 +27,28 @@ PIPELINES = ("registers", "async")  # dense_gemm.cu's ASYNC 0 and 1
 TILES = {"32x64": (0, 32), "64x64": (1, 64)}  # dense_gemm.cu's WIDE, and the tile's rows
 
 
-def _names(splits: tuple[int, ...]) -> tuple[str, ...]:
+def _names(splits: tuple[int, ...], pipelines=(0, 1), wides=(0, 1)) -> tuple[str, ...]:
     return tuple(
-        f"dense_gemm_s{s}<{ta}, {tb}, {p}, {w}>" for s in splits for ta, tb in MODES for p in (0, 1) for w in (0, 1)
+        f"dense_gemm_s{s}<{ta}, {tb}, {p}, {w}>" for s in splits for ta, tb in MODES for p in pipelines for w in wides
     )
 
 
-# NVRTC compiles for the device at hand, and __cluster_dims__ needs compute capability 9.0.
-_UNSPLIT = CudaModule("dense_gemm.cu", plain=_names((1,)))
-_MOD = CudaModule("dense_gemm.cu", plain=_names(SPLITS))
+# Every instantiation, for tools/nvcc_check.py. At run time each (pipeline, tile) has a module of its own, compiled
+# by NVRTC the first time it is used (12 kernels, or 3 before Hopper: __cluster_dims__ needs compute capability
+# 9.0), so a process compiles only what its products run.
+_ALL = CudaModule("dense_gemm.cu", plain=_names(SPLITS))
+_MODULES: dict[tuple[int, int, bool], CudaModule] = {}
+
+
+def _module(pipeline: int, wide: int, clusters: bool) -> CudaModule:
+    key = (pipeline, wide, clusters)
+    module = _MODULES.get(key)
+    if module is None:
+        module = _MODULES[key] = CudaModule(
+            "dense_gemm.cu", plain=_names(SPLITS if clusters else (1,), (pipeline,), (wide,))
+        )
+    return module
+
 
 _SMS: dict[int, tuple[int, bool]] = {}
 
@@ -145,7 +158,7 @@ def dense_gemm(
     # Each block's share of the sum, a whole number of k tiles (k == 0: the epilogue of an empty sum).
     per_split = -(-k // splits)
     k_split = -(-per_split // BK) * BK
-    module = _MOD if clusters else _UNSPLIT
+    module = _module(PIPELINES.index(pipeline), wide, clusters)
     module.get(f"dense_gemm_s{splits}<{int(trans_a)}, {int(trans_b)}, {PIPELINES.index(pipeline)}, {wide}>")(
         (-(-n // BN), -(-m // rows), splits),
         (THREADS,),
