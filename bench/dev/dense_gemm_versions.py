@@ -250,32 +250,14 @@ def versions(mode: str) -> list[tuple[str, str, Callable[..., Any]]]:
     ]
 
 
-def sgemm_tflops() -> float:
-    """TFLOP/s of an 8192^3 cuBLAS sgemm (FP32, CuPy), best of 5."""
-    import cupy
-
-    n = 8192
-    a = cupy.ones((n, n), dtype=cupy.float32)
-    out = cupy.empty_like(a)
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    cupy.matmul(a, a, out=out)
-    best = math.inf
-    for _ in range(5):
-        start.record()
-        cupy.matmul(a, a, out=out)
-        end.record()
-        end.synchronize()
-        best = min(best, cupy.cuda.get_elapsed_time(start, end) / 1e3)
-    return 2 * n**3 / best / 1e12
-
-
 def run(rounds: int, reps: int, tolerance: float, seed: int = 0) -> tuple[list[dict], float]:
     import cupy
     from tinygan.kernels.gpu.dense_gemm import _device, splits_for
 
     from bench.dev.kernel_versions import Version, time_version, to_device, validate
+    from bench.harness import measure_peak
 
-    peak = sgemm_tflops()
+    peak = measure_peak("gpu", quick=True)["gemm_gflops"] / 1e3  # the best of an 8192^3 cuBLAS sgemm
     sms, clusters = _device()
     rng = np.random.default_rng(seed)
     rows = []

@@ -111,6 +111,20 @@ def ctype_of(dtype: Any) -> str:
         raise TypeError(f"GPU kernels take float32 or float64 arrays, received {dtype}") from None
 
 
+_SMS: dict[int, int] = {}
+
+
+def sm_count() -> int:
+    """The current device's number of SMs (asked once per device)."""
+    device = cupy.cuda.Device()
+    sms = _SMS.get(device.id)
+    if sms is None:
+        sms = _SMS[device.id] = cupy.cuda.runtime.deviceGetAttribute(
+            cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device.id
+        )
+    return sms
+
+
 def grid_for(n: int, threads: int = THREADS) -> tuple[int]:
     return (max(1, min(MAX_BLOCKS, -(-n // threads))),)
 

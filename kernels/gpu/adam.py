@@ -23,7 +23,7 @@ from typing import Any
 import cupy
 import numpy as np
 
-from ._common import MAX_BLOCKS, THREADS, CudaModule, capturing, ctype_of, idx, launch, scalar
+from ._common import MAX_BLOCKS, THREADS, CudaModule, capturing, ctype_of, idx, launch, scalar, sm_count
 
 _MOD = CudaModule(
     "adam.cu", templates=("adam_update", "adam_update_multi", "adam_update_multi_device_step", "zero_multi")
@@ -132,18 +132,9 @@ def _table(groups: list[tuple[int, ...]], sizes: list[int], chunk: int = 0) -> t
     return tables
 
 
-_SMS: dict[int, int] = {}
-
-
 def _max_blocks() -> int:
     """A few blocks per SM of the current device (_BLOCKS_PER_SM), at most MAX_BLOCKS."""
-    device = cupy.cuda.Device()
-    sms = _SMS.get(device.id)
-    if sms is None:
-        sms = _SMS[device.id] = cupy.cuda.runtime.deviceGetAttribute(
-            cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device.id
-        )
-    return min(MAX_BLOCKS, _BLOCKS_PER_SM * sms)
+    return min(MAX_BLOCKS, _BLOCKS_PER_SM * sm_count())
 
 
 def _grid(total: int) -> tuple[int]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import cupy
 import numpy as np
 
-from ._common import INT32_LIMIT, CudaModule
+from ._common import INT32_LIMIT, CudaModule, sm_count
 from .layout import act_args, check_out
 
 BM, BN, BK = 32, 64, 16  # dense_gemm.cu's tile
@@ -50,17 +50,9 @@ def _module(pipeline: int, wide: int, clusters: bool) -> CudaModule:
     return module
 
 
-_SMS: dict[int, tuple[int, bool]] = {}
-
-
 def _device() -> tuple[int, bool]:
     """(SM count, whether thread-block clusters exist) of the current device."""
-    device = cupy.cuda.Device()
-    found = _SMS.get(device.id)
-    if found is None:
-        sms = cupy.cuda.runtime.deviceGetAttribute(cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device.id)
-        found = _SMS[device.id] = (sms, int(device.compute_capability) >= 90)  # e.g. "90"
-    return found
+    return sm_count(), int(cupy.cuda.Device().compute_capability) >= 90  # e.g. "90"
 
 
 def splits_for(m: int, n: int, k: int, sms: int, clusters: bool = True, rows: int = BM) -> int:
