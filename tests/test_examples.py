@@ -514,3 +514,22 @@ def test_the_generator_loss_comes_from_the_recipe_and_a_recorded_run_keeps_its_o
     lines = error_lines(capsys.readouterr().err)
     expected = f"error: --g-loss: {out} was trained with nonsaturating, received minimax;"
     assert len(lines) == 1 and lines[0].startswith(expected), lines
+
+
+def test_a_precision_the_gpu_has_no_tensor_cores_for_is_one_line_before_any_data(
+    monkeypatch, tmp_path, capsys, mnist_example
+):
+    """--precision bf16 on a GPU before compute capability 8.0 (a T4, say) is refused up front, exit 1, naming the
+    option and the card: never a cuBLAS status deep in the first step, never a silent FP32 run."""
+    from tinygan import backend
+
+    monkeypatch.setattr(backend, "gpu_unavailable_reason", lambda: None)
+    monkeypatch.setattr(
+        backend, "precision_unavailable_reason", lambda p: None if p == "fp32" else f"{p} lacks tensor cores (7.5)"
+    )
+    out = tmp_path / "run"
+    args = ["--device", "gpu", "--data-dir", str(tmp_path / "no-data"), "--out", str(out), "--no-progress"]
+    assert mnist_example.main([*args, "--precision", "bf16"]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert lines == ["error: --precision bf16: bf16 lacks tensor cores (7.5)"], lines
+    assert not out.exists()  # refused before the run folder or any data

@@ -21,9 +21,15 @@ U = 2.0**-24
 
 
 def clusters() -> bool:
-    from tinygan.kernels.gpu.dense_gemm import _device
+    from tinygan.kernels.gpu.dense_gemm import CLUSTER_CC, device_capability
 
-    return _device()[1]
+    return device_capability()[1] >= CLUSTER_CC
+
+
+def has_async() -> bool:
+    from tinygan.kernels.gpu.dense_gemm import ASYNC_CC, device_capability
+
+    return device_capability()[1] >= ASYNC_CC
 
 
 SPLITS = [1, 2, 4, 8]
@@ -50,6 +56,8 @@ def test_every_mode_and_split_is_within_the_fp32_bound(rng, mode, m, k, n, split
 
     if splits > 1 and not clusters():
         pytest.skip("thread-block clusters need compute capability 9.0")
+    if pipeline == "async" and not has_async():
+        pytest.skip("cp.async needs compute capability 8.0")
     f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
     how = {"splits": splits, "pipeline": pipeline, "tile": tile}
     poison(m * n * 4)  # outputs start as NaN: an element the kernel leaves unwritten shows
@@ -73,34 +81,6 @@ def test_every_mode_and_split_is_within_the_fp32_bound(rng, mode, m, k, n, split
         assert got is out
         a64, b64 = x.astype(np.float64).T, dz.astype(np.float64)
         within_fp32_bound(got, a64, b64, dW0 + a64 @ b64, k + 1)
-
-
-@pytest.mark.parametrize("tile", ["32x64", "64x64"])
-@pytest.mark.parametrize("splits", SPLITS)
-@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 3, 5), (33, 250, 65), (130, 125, 70)])
-@pytest.mark.parametrize("slope", [0.0, 0.2])
-def test_the_gated_backward_products_and_their_bias_gradient(rng, m, k, n, slope, splits, tile):
-    """Backward modes with a gate: dy enters as dz = dy * act'(y); the weight gradient's product adds db."""
-    from tinygan.kernels.gpu.dense_gemm import dense_gemm
-
-    if splits > 1 and not clusters():
-        pytest.skip("thread-block clusters need compute capability 9.0")
-    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
-    # The weight gradient: dW (m, n) += x^T dz with x (k, m), dy and y (k, n); db (n) += sum_k dz.
-    x, dy, y, dW0, db0 = f32(k, m), f32(k, n), f32(k, n), f32(m, n), f32(n)
-    y[0, 0] = 0.0  # the boundary: act'(0) is the negative side's
-    dz = np.where(y > 0, dy, slope * dy).astype(np.float64)
-    dW, db = cp.asarray(dW0), cp.asarray(db0)
-    how = {"splits": splits, "tile": tile}
-    dense_gemm(cp.asarray(x), cp.asarray(dy), trans_a=True, out=dW, gate=cp.asarray(y), slope=slope, db=db, **how)
-    a64 = x.astype(np.float64).T
-    within_fp32_bound(dW, a64, dz, dW0 + a64 @ dz, k + 1)
-    ones = np.ones((1, k))
-    within_fp32_bound(db[None, :], ones, dz, db0[None, :] + ones @ dz, 2)  # summed in double: one rounding
-    # The input gradient: dx (k, m) = dz W^T with W (m, n).
-    W = f32(m, n)
-    dx = dense_gemm(cp.asarray(dy), cp.asarray(W), trans_b=True, gate=cp.asarray(y), slope=slope, **how)
-    within_fp32_bound(dx, dz, W.astype(np.float64).T, dz @ W.astype(np.float64).T, n)
 
 
 @pytest.mark.parametrize("mode", ["forward", "weight"])
@@ -146,14 +126,27 @@ def test_arguments_that_make_no_product_are_refused():
         dense_gemm(a.astype(cp.float64), b)
     with pytest.raises(ValueError, match="no activation to the output"):
         dense_gemm(a, cp.ones((3, 2), cp.float32), out=cp.zeros((4, 2), cp.float32), slope=0.0)
-    with pytest.raises(ValueError, match="backward products"):
-        dense_gemm(a, cp.ones((3, 2), cp.float32), gate=cp.ones((4, 3), cp.float32), slope=0.0)
-    with pytest.raises(ValueError, match="gate must be"):
-        dense_gemm(a, cp.ones((2, 3), cp.float32), trans_b=True, gate=cp.ones((3, 4), cp.float32), slope=0.0)
-    with pytest.raises(ValueError, match="db"):
-        dense_gemm(a, cp.ones((2, 3), cp.float32), trans_b=True, db=cp.zeros(2, cp.float32))
     with pytest.raises(ValueError, match="splits"):
         dense_gemm(a, cp.ones((3, 2), cp.float32), splits=3)
+    with pytest.raises(ValueError, match="pipeline"):
+        dense_gemm(a, cp.ones((3, 2), cp.float32), pipeline="tma")
+
+
+@pytest.mark.parametrize("cc", [75, 80, 86])
+def test_what_an_older_gpu_lacks_is_refused_not_compiled(monkeypatch, cc):
+    """Before compute capability 8.0 there is no cp.async, before 9.0 no cluster: asking for either says so in
+    one line (rather than an NVRTC error about PTX), and the register pipeline without a split still runs."""
+    from tinygan.kernels.gpu import dense_gemm as mod
+
+    monkeypatch.setattr(mod, "device_capability", lambda: (40, cc))
+    a, b = cp.ones((4, 3), cp.float32), cp.ones((3, 2), cp.float32)
+    with pytest.raises(ValueError, match="splits must be one of"):
+        mod.dense_gemm(a, b, splits=2)
+    if cc < 80:
+        with pytest.raises(ValueError, match=r"'async' needs compute capability 8.0 \(cp.async\); this GPU has 7.5"):
+            mod.dense_gemm(a, b, pipeline="async")
+    got = mod.dense_gemm(a, b, pipeline="registers")  # the unsplit kernel, the only one compiled there
+    assert cp.array_equal(got, cp.full((4, 2), 3.0, cp.float32))
 
 
 @pytest.mark.parametrize("m,k,n", [(125, 256, 512), (250, 784, 1024)])
@@ -171,6 +164,8 @@ def test_dense_forward_runs_what_the_plan_says(rng, m, k, n):
     x = cp.asarray(rng.standard_normal((m, k)).astype(np.float32))
     W = cp.asarray(rng.standard_normal((k, n)).astype(np.float32))
     b = cp.asarray(rng.standard_normal(n).astype(np.float32))
+    if not clusters():
+        pytest.skip("the plan runs dense_gemm on Hopper only (test_an_older_gpu_runs_every_product_on_cublas)")
     old = get_precision()
     try:
         for precision in ("fp32", "tf32"):
@@ -180,3 +175,39 @@ def test_dense_forward_runs_what_the_plan_says(rng, m, k, n):
             assert cp.array_equal(K.dense_forward(x, W, b, slope=0.0), want), (precision, plan)
     finally:
         set_precision(old)
+
+
+def test_an_older_gpu_runs_every_product_on_cublas(monkeypatch, rng):
+    """The plan was measured on Hopper with split sums; without clusters dense_gemm lost to cuBLAS, so there the
+    Dense layers' products are cuBLAS's: the same bits as cuBLAS then the bias pass."""
+    import tinygan.kernels.gpu as K
+    from tinygan.kernels.gpu import dense
+    from tinygan.kernels.gpu._common import gemm
+    from tinygan.kernels.gpu.layout import add_bias_
+
+    monkeypatch.setattr(dense, "device_capability", lambda: (108, 80))
+    x = cp.asarray(rng.standard_normal((125, 256)).astype(np.float32))
+    W = cp.asarray(rng.standard_normal((256, 512)).astype(np.float32))
+    b = cp.asarray(rng.standard_normal(512).astype(np.float32))
+    assert dense.plan_product("forward", 125, 512, 256) is not None  # Hopper's plan would take this one
+    assert cp.array_equal(K.dense_forward(x, W, b, slope=0.0), add_bias_(gemm(x, W), b, 0.0))
+
+
+@pytest.mark.parametrize("cc,refused", [(75, True), (80, False), (90, False)])
+def test_the_tensor_core_precisions_say_which_cards_have_them(monkeypatch, cc, refused):
+    """tf32 and bf16 before compute capability 8.0: one line naming the card; fp32 is never refused. cuBLAS's
+    products at those precisions check it too, so a Python API user is told the same."""
+    from tinygan.kernels.gpu import cublas
+
+    from tinygan import backend
+
+    monkeypatch.setattr(cp.cuda.Device, "compute_capability", str(cc), raising=False)
+    assert backend.precision_unavailable_reason("fp32") is None
+    for precision in ("tf32", "bf16"):
+        reason = backend.precision_unavailable_reason(precision)
+        if not refused:
+            assert reason is None
+            continue
+        assert reason.startswith(f"precision {precision} needs {precision.upper()} tensor cores") and "7.5" in reason
+        with pytest.raises(ValueError, match=f"cublas.matmul: precision {precision}"):
+            cublas.matmul(cp.ones((2, 3), cp.float32), cp.ones((3, 2), cp.float32), precision=precision)

@@ -76,6 +76,29 @@ def gpu_unavailable_reason() -> str | None:
     return None
 
 
+# TF32 and BF16 products run on tensor cores of compute capability 8.0 (Ampere) and newer; fp32 runs anywhere.
+TENSOR_CORE_CC = 80
+
+
+def precision_unavailable_reason(precision: str) -> str | None:
+    """Why the current GPU cannot compute at ``precision``, or None when it can: "tf32" and "bf16" need tensor
+    cores of compute capability 8.0 or newer (before that cuBLAS would compute in FP32 or fail). Asks the GPU
+    only for those two."""
+    if precision not in ("tf32", "bf16"):
+        return None
+    cupy = require_gpu()
+    device = cupy.cuda.Device()
+    cc = int(device.compute_capability)  # CuPy caches it per device
+    if cc >= TENSOR_CORE_CC:
+        return None
+    name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"]
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    return (
+        f"precision {precision} needs {precision.upper()} tensor cores, which GPUs of compute capability "
+        f"{TENSOR_CORE_CC / 10} and newer have; {name} has {cc / 10}: use fp32"
+    )
+
+
 def require_gpu() -> ModuleType:
     """Return the cupy module, or raise DeviceError saying why the GPU cannot be used."""
     reason = gpu_unavailable_reason()

@@ -416,6 +416,14 @@ def _need_gpu(device: str) -> int | None:
     return None
 
 
+def _check_precision(config: GANConfig) -> None:
+    """A precision this GPU has no tensor cores for is refused before any data is loaded (ValueError: exit 1)."""
+    if config.device == "gpu":
+        reason = backend.precision_unavailable_reason(config.precision)
+        if reason is not None:
+            raise ValueError(f"--precision {config.precision}: {reason}")
+
+
 def run_folder_problem(path: str | os.PathLike, option: str = "--out") -> str | None:
     """Why no run folder can be made or written at ``path``, or None: checked before data is loaded."""
     path = Path(path)
@@ -485,6 +493,7 @@ def _start(
     if code is not None:
         return code
     config = make_config(args)
+    _check_precision(config)
     limit = config.data_options.get("limit")
     if limit is not None and limit < config.batch_size:  # known before minutes of loading data
         raise ValueError(f"--limit {limit}: fewer images than one batch (batch size {config.batch_size})")
@@ -527,6 +536,7 @@ def _resume(
     code = _need_gpu(config.device)
     if code is not None:
         return code
+    _check_precision(config)
     if args.device is not None and args.device != config.device:
         return fail(
             f"--device: {run_dir} was trained on the {config.device}; resume it there (a {args.device} run draws "

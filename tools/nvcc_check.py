@@ -1,6 +1,8 @@
 """Compile every CUDA module of tinygan.kernels.gpu and bench/dev here, as NVRTC will on the GPU machine, before
 spending device time: each ``CudaModule``'s source (``_common.cu`` prepended) with every instantiation it names,
-through nvcc.
+through nvcc, for Hopper (sm_90, the machine the project measures on) and for the older targets the module claims
+(its ``min_cc``: sm_75, a Turing card such as a T4, and sm_80, an A100), with dense_gemm's pre-Hopper module sets
+(no clusters) in place of its Hopper one.
 
     python tools/nvcc_check.py            # needs nvcc (CUDA 12+) on the PATH, no GPU
 
@@ -44,6 +46,19 @@ def modules() -> list:
     return [found[name] for name in sorted(found)]
 
 
+def targets() -> list[tuple[int, object]]:
+    """(compute capability, module) pairs to compile: every module for 90; for 75 and 80 the modules that claim
+    them, dense_gemm's being the sets :func:`dense_gemm.module` builds without clusters."""
+    found = modules()  # first: it installs the emulator's cupy
+    dense_gemm = importlib.import_module("tinygan.kernels.gpu.dense_gemm")
+    pairs = [(90, mod) for mod in found]
+    older = [mod for mod in found if mod.filename != "dense_gemm.cu"]
+    older += [dense_gemm.module(p, w, clusters=False) for p in range(len(dense_gemm.PIPELINES)) for w in (0, 1)]
+    for cc in (75, 80):
+        pairs += [(cc, mod) for mod in older if mod.min_cc <= cc]
+    return pairs
+
+
 def main() -> int:
     nvcc = shutil.which("nvcc")
     if nvcc is None:
@@ -51,21 +66,22 @@ def main() -> int:
         return 2
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for mod in modules():
+        for i, (cc, mod) in enumerate(targets()):
             names = mod.name_expressions()
             # Taking each instantiation's address makes nvcc compile it, as NVRTC's name expressions do.
             code = (
                 mod.source() + "\nvoid tinygan_nvcc_check() {\n" + "".join(f"    (void)&{n};\n" for n in names) + "}\n"
             )
-            path = Path(tmp) / Path(mod.filename).name
+            path = Path(tmp) / f"{i}_{Path(mod.filename).name}"
             path.write_text(code)
             run = subprocess.run(
-                [nvcc, "-std=c++17", "-arch=sm_90", "-cubin", "-o", str(path.with_suffix(".cubin")), str(path)],
+                [nvcc, "-std=c++17", f"-arch=sm_{cc}", "-cubin", "-o", str(path.with_suffix(".cubin")), str(path)],
                 capture_output=True,
                 text=True,
             )
             errors = [line for line in run.stderr.splitlines() if "error" in line]
-            print(f"{mod.filename}: {len(names)} instantiations, " + ("ok" if run.returncode == 0 else "FAILED"))
+            status = "ok" if run.returncode == 0 else "FAILED"
+            print(f"{mod.filename} for sm_{cc}: {len(names)} instantiations, {status}")
             for line in errors[:5]:
                 print("    " + line)
             failed += run.returncode != 0

@@ -24,9 +24,12 @@ And each Dense layer's whole backward pass in the step (dx, dW, db from dy, x, W
 
 - v1 (production until the twelfth session): dz and db in one pass (``rows_grad_sum``), then cuBLAS's two
   products on two streams.
-- v3: the same with ``dense_gemm``'s products; v5 the same by cp.async.
-- v4 (production): no dz in memory: both products form dz = dy * act'(y) as they load their tiles of dy, and
-  the weight gradient's product sums db from those tiles (in double), so the pass and its launch go.
+- v3: the same with ``dense_gemm``'s products; v5 the same by cp.async; v6 on 64 x 64 tiles.
+- production: kernels/gpu/dense.py's ``dense_backward``, the plan's products.
+- (v4 and v7, twelfth session: no dz in memory, both products forming dz = dy * act'(y) as they loaded dy's
+  tiles and the weight product summing db. Never faster than v5 (D dense4 6.2 against 6.2 us, G dense1 8.1
+  against 7.5: reading y beside dy in every tile costs what the pass saved), so they left dense_gemm in the
+  thirteenth session; bench/results/dense-gemm-2026-12-03.md keeps their figures.)
 
 Prediction (twelfth session, before any run): cuBLAS takes 23 us for the 125 x 784 x 1024 forward, 9 TFLOP/s
 (the ninth session's probe), with 32 blocks of 64 x 64 on 132 SMs. v3 gives that product 64 tiles of 32 x 64,
@@ -149,20 +152,6 @@ def backward_versions(slope, input_grad: bool) -> list[tuple[str, str, Callable[
 
         return backward
 
-    def gated(tile: str) -> Callable[..., Any]:
-        def backward(dy, x, W, y, dW, db):
-            dx = None
-            gate = y if slope is not None else None
-            with fork_join() as side:
-                if dW is not None:
-                    with side:
-                        dense_gemm(x, dy, trans_a=True, out=dW, gate=gate, slope=slope, db=db, tile=tile)
-                if input_grad:
-                    dx = dense_gemm(dy, W, trans_b=True, gate=gate, slope=slope, tile=tile)
-            return ((dx,) if input_grad else ()) + ((dW, db) if dW is not None else ())
-
-        return backward
-
     def production(dy, x, W, y, dW, db):
         # As the training step does: every cuBLAS call through the ctypes handle, eager or captured.
         with capture_gemm():
@@ -172,14 +161,9 @@ def backward_versions(slope, input_grad: bool) -> list[tuple[str, str, Callable[
     return [
         ("v1", "dz and db by rows_grad_sum, then cuBLAS (production until the twelfth session)", composed(False)),
         ("v3", "dz and db by rows_grad_sum, then dense_gemm's products", composed(True)),
-        (
-            "v4",
-            "production: dense_gemm's products form dz from dy and y as they load; db in the weight product",
-            production,
-        ),
         ("v5", "dz and db by rows_grad_sum, then dense_gemm's products by cp.async", composed(True, "async")),
         ("v6", "v5 on 64 x 64 tiles", composed(True, "async", "64x64")),
-        ("v7", "v4 on 64 x 64 tiles", gated("64x64")),
+        ("production", "kernels/gpu/dense.py's dense_backward (the plan's products)", production),
     ]
 
 
@@ -252,13 +236,14 @@ def versions(mode: str) -> list[tuple[str, str, Callable[..., Any]]]:
 
 def run(rounds: int, reps: int, tolerance: float, seed: int = 0) -> tuple[list[dict], float]:
     import cupy
-    from tinygan.kernels.gpu.dense_gemm import _device, splits_for
+    from tinygan.kernels.gpu.dense_gemm import CLUSTER_CC, device_capability, splits_for
 
     from bench.dev.kernel_versions import Version, time_version, to_device, validate
     from bench.harness import measure_peak
 
     peak = measure_peak("gpu", quick=True)["gemm_gflops"] / 1e3  # the best of an 8192^3 cuBLAS sgemm
-    sms, clusters = _device()
+    sms, cc = device_capability()
+    clusters = cc >= CLUSTER_CC
     rng = np.random.default_rng(seed)
     rows = []
     cases = []

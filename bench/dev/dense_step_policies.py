@@ -1,11 +1,14 @@
 """The dense MNIST GAN's fp32 training step under each way of running its Dense products, side by side.
 
 ``kernels/gpu/dense.py`` decides per product (``plan_product``: cuBLAS or ``dense_gemm`` with a tile and a
-pipeline) and per backward (``gated_backward``: dz formed inside the products or by ``rows_grad_sum``). This
-script swaps those two functions for each policy below, captures the whole step as a CUDA graph (as training
-runs it), checks its gradients against the float64 reference step (``bench.steps.validate_tiny``), and times the
-policies in interleaved rounds, so that the per-product timings of ``dense_gemm_versions.py`` are checked where
-they matter: the step, with the two streams and everything else around the products.
+pipeline). This script swaps that function for each policy below, captures the whole step as a CUDA graph (as
+training runs it), checks its gradients against the float64 reference step (``bench.steps.validate_tiny``), and
+times the policies in interleaved rounds, so that the per-product timings of ``dense_gemm_versions.py`` are
+checked where they matter: the step, with the two streams and everything else around the products.
+
+``no-products`` is not a way to train: every product is replaced by a zero fill of its output (the weight
+gradients by nothing), so its gradients are meaningless and not checked. It times everything else in the step,
+launches included: the part of the step that faster products cannot remove.
 
     python -m bench.dev.dense_step_policies [--rounds 5] [--replays 200]    # needs CuPy and a GPU
 """
@@ -13,29 +16,43 @@ they matter: the step, with the two streams and everything else around the produ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-POLICIES: dict[str, tuple[str, Callable[..., Any] | None, Callable[..., bool] | None]] = {
-    # name: (what, plan_product, gated_backward); None keeps production's
-    "cublas": ("every product on cuBLAS, dz by rows_grad_sum (the eleventh session's step)", lambda *a: None, None),
-    "v3-gated": ("32 x 64 tiles through registers, dz in the products", lambda *a: {"tile": "32x64"}, lambda *a: True),
-    "v3": ("32 x 64 tiles through registers, dz by rows_grad_sum", lambda *a: {"tile": "32x64"}, lambda *a: False),
-    "v5": (
-        "32 x 64 tiles by cp.async, dz by rows_grad_sum",
-        lambda *a: {"tile": "32x64", "pipeline": "async"},
-        lambda *a: False,
-    ),
-    "v6": (
-        "64 x 64 tiles by cp.async, dz by rows_grad_sum",
-        lambda *a: {"tile": "64x64", "pipeline": "async"},
-        lambda *a: False,
-    ),
-    "v7-gated": ("64 x 64 tiles through registers, dz in the products", lambda *a: {"tile": "64x64"}, lambda *a: True),
-    "production": ("kernels/gpu/dense.py's own plan", None, None),
+POLICIES: dict[str, tuple[str, Callable[..., Any] | None]] = {
+    # name: (what, plan_product); None keeps production's
+    "cublas": ("every product on cuBLAS (the eleventh session's step)", lambda *a: None),
+    "v3": ("32 x 64 tiles through registers", lambda *a: {"tile": "32x64"}),
+    "v5": ("32 x 64 tiles by cp.async", lambda *a: {"tile": "32x64", "pipeline": "async"}),
+    "v6": ("64 x 64 tiles by cp.async", lambda *a: {"tile": "64x64", "pipeline": "async"}),
+    "production": ("kernels/gpu/dense.py's own plan", None),
+    "no-products": ("every product a zero fill of its output: the step without its products' arithmetic", None),
 }
+
+
+@contextlib.contextmanager
+def _without_products(dense: Any) -> Iterator[None]:
+    """dense.py's three product calls replaced by a zero fill of the output (one memset, no arithmetic)."""
+    import cupy
+
+    def fill(a, b, trans_a=False, trans_b=False, out=None, **_):
+        if out is not None:
+            return out
+        m = a.shape[1] if trans_a else a.shape[0]
+        n = b.shape[0] if trans_b else b.shape[1]
+        return cupy.zeros((m, n), dtype=a.dtype)
+
+    saved = dense.dense_gemm, dense.gemm, dense.matmul_accumulate
+    dense.dense_gemm = fill
+    dense.gemm = lambda a, b, transa=False, transb=False: fill(a, b, transa, transb)
+    dense.matmul_accumulate = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        dense.dense_gemm, dense.gemm, dense.matmul_accumulate = saved
 
 
 def build(name: str, n: int, want: list) -> tuple[Any, str]:
@@ -43,19 +60,22 @@ def build(name: str, n: int, want: list) -> tuple[Any, str]:
 
     from bench import steps
 
-    what, plan, gated = POLICIES[name]
-    saved = dense.plan_product, dense.gated_backward
+    what, plan = POLICIES[name]
+    saved = dense.plan_product
     if plan is not None:
         dense.plan_product = plan
-    if gated is not None:
-        dense.gated_backward = gated
+    stubbed = _without_products(dense) if name == "no-products" else contextlib.nullcontext()
     try:
-        ok, _, text = steps.validate_tiny("mnist", n, "gpu", "gpu", want)
-        built = steps.tiny_gpu_step("mnist", n, graph=True)
-        for _ in range(3):  # warm-up, capture, first replay: the graph holds the policy's kernels from here on
-            built.fn()
+        with stubbed:
+            if name == "no-products":
+                ok, text = True, "not checked (no products)"
+            else:
+                ok, _, text = steps.validate_tiny("mnist", n, "gpu", "gpu", want)
+            built = steps.tiny_gpu_step("mnist", n, graph=True)
+            for _ in range(3):  # warm-up, capture, first replay: the graph holds the policy's kernels from here on
+                built.fn()
     finally:
-        dense.plan_product, dense.gated_backward = saved
+        dense.plan_product = saved
     return built, f"{'ok' if ok else 'GRADIENTS OFF'}: {text}"
 
 

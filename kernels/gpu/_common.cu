@@ -42,6 +42,20 @@ __device__ __forceinline__ T epilogue_grad(T dy, T y, int act, T slope) {
     return (act && !(y > T(0))) ? dy * slope : dy;
 }
 
+// 4 bytes global -> shared without passing through registers (cp.async: compute capability 8.0 and up; the
+// kernels that use it are compiled only there, and these unused helpers reach no older device's code). saddr is
+// in the shared window, as shared_addr gives it; zero-filled, nothing read, when !ok. A group of copies is
+// committed, and waited for until at most N groups are still in flight.
+__device__ __forceinline__ unsigned shared_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void cp_async4(unsigned saddr, const float* src, bool ok) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(saddr), "l"(src), "r"(ok ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
 // n / d for 0 <= n < 2^31 and a divisor d fixed for the launch, as a multiply-high and a shift (two
 // instructions against a ~25-instruction division sequence); (mul, shift) from the host's fast_div_args
 // (kernels/fastdiv.py, which gives the formula and its source). d == 1 passes n through.

@@ -54,6 +54,9 @@ class CudaModule:
     ``templates`` are kernels templated on the element type (instantiated for float and double);
     ``indexed`` are templated on the element type and the index type, ``<T, I>``, instantiated with
     ``int`` and ``long long`` (see :meth:`get_for`); ``plain`` are kernels without a template parameter.
+    ``min_cc``: the oldest compute capability its kernels compile for (80 for 8.0: cp.async, mma.sync), so that an
+    older GPU is told so in one line instead of by NVRTC's PTX errors; tools/nvcc_check.py compiles each module
+    for the targets it claims.
     """
 
     def __init__(
@@ -62,11 +65,13 @@ class CudaModule:
         templates: tuple[str, ...] = (),
         plain: tuple[str, ...] = (),
         indexed: tuple[str, ...] = (),
+        min_cc: int = 0,
     ) -> None:
         self.filename = filename
         self.templates = templates
         self.plain = plain
         self.indexed = indexed
+        self.min_cc = min_cc
         self._module: cupy.RawModule | None = None
         self._kernels: dict[str, Any] = {}  # by instantiation name, e.g. "col2im<float, int>"
 
@@ -89,6 +94,12 @@ class CudaModule:
         kernel = self._kernels.get(full)
         if kernel is None:
             if self._module is None:
+                cc = compute_capability()
+                if cc < self.min_cc:
+                    raise RuntimeError(
+                        f"{self.filename}: its kernels need a GPU of compute capability {self.min_cc / 10} or newer; "
+                        f"this one has {cc / 10}"
+                    )
                 self._module = cupy.RawModule(
                     code=self.source(), options=_OPTIONS, name_expressions=self.name_expressions()
                 )
@@ -123,6 +134,11 @@ def sm_count() -> int:
             cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device.id
         )
     return sms
+
+
+def compute_capability() -> int:
+    """The current device's compute capability as an integer, 90 for 9.0 (CuPy caches it per device)."""
+    return int(cupy.cuda.Device().compute_capability)
 
 
 def grid_for(n: int, threads: int = THREADS) -> tuple[int]:

@@ -59,17 +59,7 @@ struct IgCfg<4> {
     static constexpr int BM = 64, BN = 128, BK = 16, THREADS = 128, WM = 2, WN = 2, STAGES = 4;
 };
 
-// 4 bytes global -> shared, asynchronously; zero-filled (nothing read) when !ok.
-__device__ __forceinline__ void ig_cp_async4(float* dst, const float* src, bool ok) {
-    unsigned saddr;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(saddr) : "l"(dst));
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(saddr), "l"(src), "r"(ok ? 4 : 0));
-}
-__device__ __forceinline__ void ig_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void ig_cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
+// The cp.async helpers (cp_async4, cp_async_commit, cp_async_wait) are _common.cu's.
 
 #define IG_FPROP 0
 #define IG_DGRAD 1
@@ -314,14 +304,14 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
     // Element r of this thread's A (B) part of a tile: into registers, or by cp.async into buffer `stage`.
     auto put_a = [&](int stage, int r, bool ok, const float* src) {
         if constexpr (STAGES > 0) {
-            ig_cp_async4(&As[stage][ig_swz<BK>(a_row + A_ROWS * r, a_k)], ok ? src : a_src, ok);
+            cp_async4(shared_addr(&As[stage][ig_swz<BK>(a_row + A_ROWS * r, a_k)]), ok ? src : a_src, ok);
         } else {
             a_reg[r] = ok ? *src : 0.f;
         }
     };
     auto put_b = [&](int stage, int r, bool ok, const float* src) {
         if constexpr (STAGES > 0) {
-            ig_cp_async4(&Bs[stage][ig_swz<BK>(b_col, b_k + r)], ok ? src : b_src, ok);
+            cp_async4(shared_addr(&Bs[stage][ig_swz<BK>(b_col, b_k + r)]), ok ? src : b_src, ok);
         } else {
             b_reg[r] = ok ? *src : 0.f;
         }
@@ -462,11 +452,11 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
 #pragma unroll
         for (int s = 0; s < STAGES - 1; ++s) {
             if (kbeg + s * BK < kend) load(kbeg + s * BK, s);
-            ig_cp_async_commit();
+            cp_async_commit();
         }
         int stage = 0;
         for (int k0 = kbeg; k0 < kend; k0 += BK) {
-            ig_cp_async_wait<STAGES - 2>();
+            cp_async_wait<STAGES - 2>();
             // Every thread's copies of tile t have landed, and every warp is done with tile t-1's buffer.
             __syncthreads();
             if constexpr (MODE == IG_WGRAD) {
@@ -477,7 +467,7 @@ __global__ void __launch_bounds__(IgCfg<CFG>::THREADS)
             }
             const int next = k0 + (STAGES - 1) * BK;
             if (next < kend) load(next, (stage + STAGES - 1) % STAGES);
-            ig_cp_async_commit();
+            cp_async_commit();
             ig_tile_product<CFG, PREC>(As[stage], Bs[stage], acc, wm, wn, lane);
             stage = (stage + 1) % STAGES;
         }

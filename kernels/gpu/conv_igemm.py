@@ -82,6 +82,7 @@ _MOD = CudaModule(
     "conv_igemm.cu",
     plain=tuple(f"conv_igemm<{c}, {m}, {p}>" for c, p in INSTANCES for m in (FPROP, DGRAD, WGRAD))
     + ("ig_splitk_reduce",),
+    min_cc=80,  # mma.sync on TF32 / BF16 and cp.async
 )
 
 

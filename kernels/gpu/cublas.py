@@ -261,13 +261,17 @@ def matmul(
         return out
     h = _handle(create=not capturing())
     if bf16 or dtype == np.float32:
+        from tinygan.backend import get_precision, precision_unavailable_reason
+
+        if precision is None and not bf16:
+            precision = get_precision()
+        if bf16 or precision != "fp32":  # never computed silently at another precision than the one asked for
+            reason = precision_unavailable_reason("bf16" if bf16 else precision)
+            if reason is not None:
+                raise ValueError(f"cublas.matmul: {reason}")
         if bf16:  # bfloat16 operands: FP32 accumulation, a float32 or bfloat16 product
             in_type, out_type, compute = CUDA_R_16BF, (CUDA_R_16BF if dtype == BF16 else CUDA_R_32F), CUBLAS_COMPUTE_32F
         else:
-            if precision is None:
-                from tinygan.backend import get_precision
-
-                precision = get_precision()
             in_type, out_type, compute = CUDA_R_32F, CUDA_R_32F, COMPUTE_TYPES[precision]
         one, zero = ctypes.c_float(alpha), ctypes.c_float(beta)
         status = library().cublasGemmEx(

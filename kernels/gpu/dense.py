@@ -4,15 +4,14 @@ bias gradient fused where the product is ours.
 Same equations as tinygan.kernels.reference.dense: y = act(x @ W + b), dz = dy * act'(y), dx = dz @ W.T,
 dW = x.T @ dz, db = sum_n dz (``slope`` None: no activation, dz = dy).
 
-Which runs where: :func:`plan_product` picks, for float32 at precision "fp32", each product's kernel from what
+Which runs where: :func:`plan_product` picks, for float32 at precision "fp32" on a Hopper GPU (compute capability
+9.0: where it was measured, and where dense_gemm can split a sum over a cluster), each product's kernel from what
 ``bench/dev/dense_gemm_versions.py`` measured on an H200 (``dense_gemm`` applies the forward's bias and
-activation as it writes y and adds the weight gradient into dW; :func:`gated_backward` says when the backward's
-two products also form dz = dy * act'(y) as they load dy, with db summed by the weight product). Everything else
-(tf32 and bf16 on cuBLAS's tensor cores, float64, products the plan leaves to cuBLAS): the GEMM, then the bias
-and activation as one in-place pass over its output (``add_bias_``); the backward forms dz and the bias
-gradient in one pass over dy (``rows_grad_sum``, which adds db into the layer's buffer), then dW as a beta = 1
-GEMM into the weight gradient. The backward runs dW's product on a second stream while dx's runs
-(``streams.fork_join``).
+activation as it writes y and adds the weight gradient into dW). Everything else (tf32 and bf16 on cuBLAS's
+tensor cores, float64, older GPUs, products the plan leaves to cuBLAS): the GEMM, then the bias and activation as
+one in-place pass over its output (``add_bias_``). The backward forms dz and the bias gradient in one pass over
+dy (``rows_grad_sum``, which adds db into the layer's buffer), then dW's product into the weight gradient
+(dense_gemm's, or a beta = 1 cuBLAS GEMM) on a second stream while dx's runs (``streams.fork_join``).
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ import numpy as np
 
 from ._common import device_array, gemm, same_dtype
 from .cublas import matmul_accumulate
-from .dense_gemm import dense_gemm, fits
-from .layout import add_bias_, channel_sum, check_out, gate_for, rows_grad_sum
+from .dense_gemm import CLUSTER_CC, dense_gemm, device_capability, fits
+from .layout import add_bias_, channel_sum, check_out, rows_grad_sum
 from .streams import fork_join
 
 
@@ -51,16 +50,6 @@ def plan_product(kind: str, m: int, n: int, k: int) -> dict[str, Any] | None:
     return None
 
 
-def gated_backward(m: int, n: int, k: int) -> bool:
-    """Whether a Dense backward of batch ``m``, ``k`` inputs and ``n`` outputs at precision "fp32" leaves dz to
-    its two products (formed as they load dy, db summed by the weight product; the register pipeline only)
-    instead of ``rows_grad_sum``, where the plan gives both products to dense_gemm. Measured (the same call):
-    never faster than ``rows_grad_sum`` and the cp.async products (D dense4 6.2 against 6.2 us, G dense1 8.1
-    against 7.5), so off; ``bench/dev/dense_step_policies.py`` times the step with it on ("v3-gated",
-    "v7-gated")."""
-    return False
-
-
 def _check_product(op: str, a: cupy.ndarray, b: cupy.ndarray, a_name: str, b_name: str, axes: tuple[int, int]) -> None:
     if a.ndim != 2 or b.ndim != 2 or a.shape[axes[0]] != b.shape[axes[1]]:
         raise ValueError(f"{op}: {a_name} of shape {tuple(a.shape)} does not match {b_name} of shape {tuple(b.shape)}")
@@ -68,10 +57,15 @@ def _check_product(op: str, a: cupy.ndarray, b: cupy.ndarray, a_name: str, b_nam
 
 def _plan(kind: str, m: int, n: int, k: int, *arrays: cupy.ndarray) -> dict[str, Any] | None:
     """:func:`plan_product`'s choice where dense_gemm may run at all (float32 at precision "fp32", within its
-    index range, no empty side); None: cuBLAS."""
+    index range, no empty side, a Hopper GPU or newer); None: cuBLAS."""
     from tinygan.backend import get_precision
 
     if arrays[0].dtype != np.float32 or get_precision() != "fp32" or min(m, n, k) == 0 or not fits(m, *arrays):
+        return None
+    # The plan was measured on Hopper with the sum split over clusters; without them (split 1) dense_gemm lost to
+    # cuBLAS on every product but the smallest (G dense4's forward 39.2 against 14.9 us), and before compute
+    # capability 8.0 its cp.async pipeline does not exist.
+    if device_capability()[1] < CLUSTER_CC:
         return None
     return plan_product(kind, m, n, k)
 
@@ -134,28 +128,8 @@ def dense_backward(
     batch, fin, fout = x.shape[0], x.shape[1], dy.shape[1]
     weight_plan = _plan("weight", fin, fout, batch, x, dy) if dW is not None else None
     input_plan = _plan("input", batch, fin, fout, dy, W) if input_grad else None
-    mine = [p for p in (weight_plan, input_plan) if p is not None]
-    # Gated: both products are ours (or absent) and form dz from dy and y as they load dy's tiles; db needs the
-    # weight product to sum it.
-    gated = (
-        mine
-        and (dW is None or weight_plan is not None)
-        and (not input_grad or input_plan is not None)
-        and (db is None or weight_plan is not None)
-        and gated_backward(batch, fout, fin)
-        and all(p.get("pipeline", "registers") == "registers" for p in mine)
-    )
-    dx = None
-    if gated:
-        gate = gate_for(op, dy, y, slope) if slope is not None else None
-        with fork_join() as side:  # the two products only read dy and y: side by side on two streams
-            if dW is not None:
-                with side:
-                    dense_gemm(x, dy, trans_a=True, out=dW, gate=gate, slope=slope, db=db, **weight_plan)
-            if input_grad:
-                dx = dense_gemm(dy, W, trans_b=True, gate=gate, slope=slope, **input_plan)
-        return dx
     dz = rows_grad_sum(dy, y, slope, db)
+    dx = None
     with fork_join() as side:  # the two products only read dz: side by side on two streams (streams.py)
         if dW is not None:
             with side:

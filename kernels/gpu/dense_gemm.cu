@@ -16,8 +16,8 @@
 // thread (rows ty*RM.., columns tx*4..). k tiles are 16 deep, k-major in shared memory (As[k][i], Bs[k][j]) so the
 // inner loop reads a thread's rows of A and 4 columns of B as 16-byte loads; rows are padded by 4 floats, which
 // keeps those loads aligned and the transposing stores to 2-way bank conflicts. Two pipelines (ASYNC): the next
-// tile staged through registers into the other of two buffers while the current one is multiplied (the only one
-// that gates dy or sums db), or cp.async copies into a ring of 3-4 buffers with that many tiles in flight.
+// tile staged through registers into the other of two buffers while the current one is multiplied, or cp.async
+// copies (compute capability 8.0 and up) into a ring of 3-4 buffers with that many tiles in flight.
 // kernels/gpu/dense.py's plan picks per product from bench/dev/dense_gemm_versions.py's measurements.
 //
 // Split-K over a cluster (S = 2, 4 or 8 blocks along z, compile-time __cluster_dims__, Hopper): block z sums k
@@ -45,9 +45,8 @@ __device__ __forceinline__ void dg_cluster_sync() {
 
 // 4 floats at the same shared-memory offset as p, in the shared memory of the cluster's block ``rank``.
 __device__ __forceinline__ float4 dg_load_cluster4(const float* p, unsigned rank) {
-    const unsigned local = (unsigned)__cvta_generic_to_shared(p);
     unsigned remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(shared_addr(p)), "r"(rank));
     float4 v;
     asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];"
                  : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
@@ -85,43 +84,16 @@ __device__ __forceinline__ void dg_store4(float* __restrict__ C, const float* __
     }
 }
 
-// 4 bytes global -> shared (saddr: in the shared window, as __cvta_generic_to_shared gives) without passing
-// through registers (cp.async, compute capability 8.0 and up); zero-filled, nothing read, when !ok.
-__device__ __forceinline__ void dg_cp_async4(unsigned saddr, const float* src, bool ok) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(saddr), "l"(src), "r"(ok ? 4 : 0));
-}
-__device__ __forceinline__ void dg_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void dg_cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-// 1 double from the shared memory of the cluster's block ``rank``, at the offset of p in this block's.
-__device__ __forceinline__ double dg_load_cluster_f64(const double* p, unsigned rank) {
-    const unsigned local = (unsigned)__cvta_generic_to_shared(p);
-    unsigned remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
-    double v;
-    asm volatile("ld.shared::cluster.f64 %0, [%1];" : "=d"(v) : "r"(remote) : "memory");
-    return v;
-}
-
-// gate (the backward modes, may be nullptr): the upstream gradient operand dy (A of the input gradient, B of the
-// weight gradient) enters the product as dz = dy * act'(gate), gate being the fused forward's output y (the
-// epilogue then applies no activation); the forward applies act to its output instead. db (the weight gradient,
-// may be nullptr): db[j] += sum over the batch of dz[:, j], summed in double from the operand tiles the block
-// loads anyway, by the blocks of the first row tile.
-// ASYNC (ungated products only: gate and db nullptr): the tiles go global -> shared by cp.async into a ring of
-// DG_STAGES buffers, DG_STAGES - 1 tiles in flight while one is multiplied, instead of one tile staged through
-// registers (bench/dev/dense_gemm_versions.py, v5).
+// ASYNC: the tiles go global -> shared by cp.async (_common.cu's cp_async4) into a ring of DG_STAGES buffers,
+// DG_STAGES - 1 tiles in flight while one is multiplied, instead of one tile staged through registers
+// (bench/dev/dense_gemm_versions.py, v5).
 #define DG_STAGES 4
 
 template <int TA, int TB, int S, int ASYNC, int WIDE>
 __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, const float* __restrict__ B,
-                                                const float* __restrict__ bias, const float* __restrict__ gate,
-                                                float* __restrict__ db, float* __restrict__ C, int M, int N, int K,
-                                                int lda, int ldb, int k_split, int act, float slope, int accumulate) {
-
+                                                const float* __restrict__ bias, float* __restrict__ C, int M,
+                                                int N, int K, int lda, int ldb, int k_split, int act, float slope,
+                                                int accumulate) {
     constexpr int BM = WIDE ? 64 : 32;  // rows of the tile: 32, or 64 with 8 x 4 outputs a thread
     constexpr int RM = BM / 8;          // rows a thread owns: ty * RM ..
     constexpr int STAGES = WIDE ? 3 : DG_STAGES;  // the wide tile's ring of 4 would pass 48 KB of static shared memory
@@ -135,9 +107,6 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
 
     float ra[BM * DG_BK / DG_THREADS];  // 4
     float rb[DG_BK * DG_BN / DG_THREADS];  // 8
-    const int out_act = gate != nullptr ? 0 : act;  // the activation goes to the operand or to the output
-    const bool sum_db = TA && db != nullptr && blockIdx.y == 0;
-    double colsum = 0.0;  // with sum_db: column tid % 64 of this block's B tiles (every B value a thread loads)
 
     float acc[RM][4];
 #pragma unroll
@@ -162,7 +131,7 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
             const int kk = TA ? e / BM : e % DG_BK, i = TA ? e % BM : e / DG_BK;
             const int gi = m0 + i, gk = k_begin + kk;
             a_k[r] = gk, a_in[r] = gi < M, a_off[r] = TA ? gk * lda + gi : gi * lda + gk;
-            a_dst[r] = (unsigned)__cvta_generic_to_shared(&As[0][kk][i]);
+            a_dst[r] = shared_addr(&As[0][kk][i]);
         }
 #pragma unroll
         for (int r = 0; r < BR; ++r) {
@@ -170,31 +139,31 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
             const int kk = TB ? e % DG_BK : e / DG_BN, j = TB ? e / DG_BK : e % DG_BN;
             const int gj = n0 + j, gk = k_begin + kk;
             b_k[r] = gk, b_in[r] = gj < N, b_off[r] = TB ? gj * ldb + gk : gk * ldb + gj;
-            b_dst[r] = (unsigned)__cvta_generic_to_shared(&Bs[0][kk][j]);
+            b_dst[r] = shared_addr(&Bs[0][kk][j]);
         }
         auto issue = [&](int t) {  // tile t into buffer t % STAGES
             const int slot = t % STAGES, dk = t * DG_BK;
 #pragma unroll
             for (int r = 0; r < AR; ++r) {
                 const bool ok = a_in[r] && a_k[r] + dk < k_end;
-                dg_cp_async4(a_dst[r] + slot * (unsigned)sizeof(As[0]), ok ? A + a_off[r] + t * a_step : A, ok);
+                cp_async4(a_dst[r] + slot * (unsigned)sizeof(As[0]), ok ? A + a_off[r] + t * a_step : A, ok);
             }
 #pragma unroll
             for (int r = 0; r < BR; ++r) {
                 const bool ok = b_in[r] && b_k[r] + dk < k_end;
-                dg_cp_async4(b_dst[r] + slot * (unsigned)sizeof(Bs[0]), ok ? B + b_off[r] + t * b_step : B, ok);
+                cp_async4(b_dst[r] + slot * (unsigned)sizeof(Bs[0]), ok ? B + b_off[r] + t * b_step : B, ok);
             }
         };
 #pragma unroll
         for (int t = 0; t < STAGES - 1; ++t) {
             if (t < tiles) issue(t);
-            dg_cp_async_commit();  // empty groups too, so that the count below holds
+            cp_async_commit();  // empty groups too, so that the count below holds
         }
         for (int t = 0; t < tiles; ++t) {
-            dg_cp_async_wait<STAGES - 2>();  // this thread's copies of tile t have landed
+            cp_async_wait<STAGES - 2>();  // this thread's copies of tile t have landed
             __syncthreads();                     // everyone's have; everyone is done with tile t - 1's buffer
             if (t + STAGES - 1 < tiles) issue(t + STAGES - 1);
-            dg_cp_async_commit();
+            cp_async_commit();
             const int buf = t % STAGES;
 #pragma unroll
             for (int kk = 0; kk < DG_BK; ++kk) {
@@ -212,7 +181,7 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
                     for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(av[r], bv[c], acc[r][c]);
             }
         }
-        dg_cp_async_wait<0>();
+        cp_async_wait<0>();
     } else {
         __shared__ __align__(16) float As[2][DG_BK][BM + DG_PAD];
         __shared__ __align__(16) float Bs[2][DG_BK][DG_BN + DG_PAD];
@@ -225,11 +194,7 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
                 const int i = TA ? e % BM : e / DG_BK;
                 const int gi = m0 + i, gk = k0 + kk;
                 const size_t at = TA ? (size_t)gk * lda + gi : (size_t)gi * lda + gk;
-                float v = (gi < M && gk < k_end) ? A[at] : 0.0f;
-                if constexpr (TB == 1) {
-                    if (gate != nullptr && v != 0.0f) v = epilogue_grad(v, gate[at], 1, slope);
-                }
-                ra[r] = v;
+                ra[r] = (gi < M && gk < k_end) ? A[at] : 0.0f;
             }
 #pragma unroll
             for (int r = 0; r < DG_BK * DG_BN / DG_THREADS; ++r) {
@@ -238,12 +203,7 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
                 const int j = TB ? e / DG_BK : e % DG_BN;
                 const int gj = n0 + j, gk = k0 + kk;
                 const size_t at = TB ? (size_t)gj * ldb + gk : (size_t)gk * ldb + gj;
-                float v = (gj < N && gk < k_end) ? B[at] : 0.0f;
-                if constexpr (TA == 1) {
-                    if (gate != nullptr && v != 0.0f) v = epilogue_grad(v, gate[at], 1, slope);
-                    if (sum_db) colsum += (double)v;
-                }
-                rb[r] = v;
+                rb[r] = (gj < N && gk < k_end) ? B[at] : 0.0f;
             }
         };
         auto store = [&](int buf) {
@@ -293,21 +253,13 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
 #pragma unroll
         for (int r = 0; r < RM; ++r)
             dg_store4(C, bias, make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]), m0 + ty * RM + r,
-                      n0 + tx * 4, M, N, out_act, slope, accumulate);
-        if (sum_db) {  // threads t and t + 64 hold the two halves of column t's sum
-            __shared__ double halves[DG_THREADS];
-            halves[tid] = colsum;
-            __syncthreads();
-            if (tid < DG_BN && n0 + tid < N) db[n0 + tid] += (float)(halves[tid] + halves[tid + DG_BN]);
-        }
+                      n0 + tx * 4, M, N, act, slope, accumulate);
     } else {
         __shared__ __align__(16) float part[BM][DG_BN];
 #pragma unroll
         for (int r = 0; r < RM; ++r)
             *reinterpret_cast<float4*>(&part[ty * RM + r][tx * 4]) =
                 make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
-        __shared__ double halves[DG_THREADS];
-        if (sum_db) halves[tid] = colsum;
         dg_cluster_sync();
         constexpr int ROWS = BM / S;  // this block's share of the tile's rows
         for (int q = tid; q < ROWS * (DG_BN / 4); q += DG_THREADS) {
@@ -318,28 +270,21 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
                 const float4 p = dg_load_cluster4(&part[row][col], s);
                 sum.x += p.x, sum.y += p.y, sum.z += p.z, sum.w += p.w;
             }
-            dg_store4(C, bias, sum, m0 + row, n0 + col, M, N, out_act, slope, accumulate);
-        }
-        if (sum_db && rank == 0u && tid < DG_BN && n0 + tid < N) {  // the cluster's column sums, in rank order
-            double total = 0.0;
-            for (unsigned s = 0; s < (unsigned)S; ++s)
-                total += dg_load_cluster_f64(&halves[tid], s) + dg_load_cluster_f64(&halves[tid + DG_BN], s);
-            db[n0 + tid] += (float)total;
+            dg_store4(C, bias, sum, m0 + row, n0 + col, M, N, act, slope, accumulate);
         }
         dg_cluster_sync();  // no block leaves while another may still read its partial tile
     }
 }
 
 // The four cluster sizes: one kernel each, since __cluster_dims__ is fixed at compile time. The parameters are
-// dense_gemm_body's (has_bias, has_gate, has_db 0: that pointer is not read).
+// dense_gemm_body's (has_bias 0: bias is not read).
 template <int TA, int TB, int ASYNC, int WIDE>
 __global__ void __launch_bounds__(DG_THREADS)
     dense_gemm_s1(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-                  int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
-                  float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
-                  int accumulate) {
-    dense_gemm_body<TA, TB, 1, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
-                               M, N, K, lda, ldb, k_split, act, slope, accumulate);
+                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
+                  float slope, int accumulate) {
+    dense_gemm_body<TA, TB, 1, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act,
+                                            slope, accumulate);
 }
 
 // Clusters exist from compute capability 9.0 (Hopper) on; the host asks for these only there
@@ -348,28 +293,25 @@ __global__ void __launch_bounds__(DG_THREADS)
 template <int TA, int TB, int ASYNC, int WIDE>
 __global__ void __cluster_dims__(1, 1, 2) __launch_bounds__(DG_THREADS)
     dense_gemm_s2(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-                  int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
-                  float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
-                  int accumulate) {
-    dense_gemm_body<TA, TB, 2, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
-                               M, N, K, lda, ldb, k_split, act, slope, accumulate);
+                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
+                  float slope, int accumulate) {
+    dense_gemm_body<TA, TB, 2, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act,
+                                            slope, accumulate);
 }
 template <int TA, int TB, int ASYNC, int WIDE>
 __global__ void __cluster_dims__(1, 1, 4) __launch_bounds__(DG_THREADS)
     dense_gemm_s4(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-                  int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
-                  float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
-                  int accumulate) {
-    dense_gemm_body<TA, TB, 4, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
-                               M, N, K, lda, ldb, k_split, act, slope, accumulate);
+                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
+                  float slope, int accumulate) {
+    dense_gemm_body<TA, TB, 4, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act,
+                                            slope, accumulate);
 }
 template <int TA, int TB, int ASYNC, int WIDE>
 __global__ void __cluster_dims__(1, 1, 8) __launch_bounds__(DG_THREADS)
     dense_gemm_s8(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-                  int has_bias, const float* __restrict__ gate, int has_gate, float* __restrict__ db, int has_db,
-                  float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act, float slope,
-                  int accumulate) {
-    dense_gemm_body<TA, TB, 8, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, has_gate ? gate : nullptr, has_db ? db : nullptr, C,
-                               M, N, K, lda, ldb, k_split, act, slope, accumulate);
+                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
+                  float slope, int accumulate) {
+    dense_gemm_body<TA, TB, 8, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act,
+                                            slope, accumulate);
 }
 #endif

@@ -5,10 +5,11 @@ Why not cuBLAS here: the dense MNIST GAN's products have the batch (125 or 250 r
 kernels tile them 64 x 64, which leaves most SMs idle (9 TFLOP/s on an H200, 17% of its sgemm rate). These
 kernels tile 32 x 64 or 64 x 64 and, where that still gives fewer than two blocks per SM, split the sum over a
 Hopper thread-block cluster of 2, 4 or 8 blocks that add their partial tiles in a fixed order (the same bits every
-time). Before Hopper only the unsplit kernel exists. Versions and timings: ``bench/dev/dense_gemm_versions.py``.
+time). Before Hopper only the unsplit kernel exists, and before compute capability 8.0 only the pipeline that stages
+tiles through registers (cp.async is 8.0's). Versions and timings: ``bench/dev/dense_gemm_versions.py``.
 
-kernels/gpu/dense.py's plan (``plan_product``) uses them for float32 at precision "fp32" where they measured
-faster than cuBLAS; tf32 and bf16 stay on cuBLAS's tensor cores and float64 on its DGEMM.
+kernels/gpu/dense.py's plan (``plan_product``) uses them for float32 at precision "fp32" on Hopper, where they
+measured faster than cuBLAS; tf32 and bf16 stay on cuBLAS's tensor cores and float64 on its DGEMM.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import cupy
 import numpy as np
 
-from ._common import INT32_LIMIT, CudaModule, sm_count
+from ._common import INT32_LIMIT, CudaModule, compute_capability, sm_count
 from .layout import act_args, check_out
 
 BM, BN, BK = 32, 64, 16  # dense_gemm.cu's tile
@@ -24,6 +25,8 @@ THREADS = 128
 SPLITS = (1, 2, 4, 8)  # blocks of a cluster along the sum
 MODES = ((0, 0), (0, 1), (1, 0))  # (TA, TB): forward, input gradient, weight gradient
 PIPELINES = ("registers", "async")  # dense_gemm.cu's ASYNC 0 and 1
+ASYNC_CC = 80  # the oldest compute capability with cp.async, which the "async" pipeline is made of
+CLUSTER_CC = 90  # the oldest with thread-block clusters (every split above 1)
 TILES = {"32x64": (0, 32), "64x64": (1, 64)}  # dense_gemm.cu's WIDE, and the tile's rows
 
 
@@ -33,26 +36,30 @@ def _names(splits: tuple[int, ...], pipelines=(0, 1), wides=(0, 1)) -> tuple[str
     )
 
 
-# Every instantiation, for tools/nvcc_check.py. At run time each (pipeline, tile) has a module of its own, compiled
-# by NVRTC the first time it is used (12 kernels, or 3 before Hopper: __cluster_dims__ needs compute capability
-# 9.0), so a process compiles only what its products run.
-_ALL = CudaModule("dense_gemm.cu", plain=_names(SPLITS))
+# Every instantiation, for tools/nvcc_check.py (which compiles it for Hopper, and :func:`module`'s pre-Hopper sets
+# for the older targets). At run time each (pipeline, tile) has a module of its own, compiled by NVRTC the first
+# time it is used (12 kernels, or 3 before Hopper), so a process compiles only what its products run.
+_ALL = CudaModule("dense_gemm.cu", plain=_names(SPLITS), min_cc=CLUSTER_CC)
 _MODULES: dict[tuple[int, int, bool], CudaModule] = {}
 
 
-def _module(pipeline: int, wide: int, clusters: bool) -> CudaModule:
+def module(pipeline: int, wide: int, clusters: bool) -> CudaModule:
+    """The kernels of one pipeline (``PIPELINES`` index) and tile (``TILES``' WIDE) at every split the device
+    has: all four with ``clusters``, the unsplit one without."""
     key = (pipeline, wide, clusters)
-    module = _MODULES.get(key)
-    if module is None:
-        module = _MODULES[key] = CudaModule(
-            "dense_gemm.cu", plain=_names(SPLITS if clusters else (1,), (pipeline,), (wide,))
+    found = _MODULES.get(key)
+    if found is None:
+        found = _MODULES[key] = CudaModule(
+            "dense_gemm.cu",
+            plain=_names(SPLITS if clusters else (1,), (pipeline,), (wide,)),
+            min_cc=CLUSTER_CC if clusters else ASYNC_CC if pipeline else 0,
         )
-    return module
+    return found
 
 
-def _device() -> tuple[int, bool]:
-    """(SM count, whether thread-block clusters exist) of the current device."""
-    return sm_count(), int(cupy.cuda.Device().compute_capability) >= 90  # e.g. "90"
+def device_capability() -> tuple[int, int]:
+    """(SM count, compute capability as an integer: 90 for 9.0) of the current device."""
+    return sm_count(), compute_capability()
 
 
 def splits_for(m: int, n: int, k: int, sms: int, clusters: bool = True, rows: int = BM) -> int:
@@ -72,11 +79,6 @@ def fits(rows: int, *arrays: cupy.ndarray) -> bool:
     return -(-rows // BM) <= 65535 and all(a.dtype == np.float32 and a.size <= INT32_LIMIT for a in arrays)
 
 
-def _optional(arr: cupy.ndarray | None, stand_in: cupy.ndarray) -> tuple:
-    """A pointer argument and its has_ flag: the kernel never reads the stand-in (flag 0)."""
-    return (arr if arr is not None else stand_in), np.int32(arr is not None)
-
-
 def dense_gemm(
     a: cupy.ndarray,
     b: cupy.ndarray,
@@ -85,8 +87,6 @@ def dense_gemm(
     bias: cupy.ndarray | None = None,
     slope: float | None = None,
     out: cupy.ndarray | None = None,
-    gate: cupy.ndarray | None = None,
-    db: cupy.ndarray | None = None,
     splits: int | None = None,
     pipeline: str = "registers",
     tile: str = "32x64",
@@ -95,13 +95,10 @@ def dense_gemm(
     ``out += op(a) @ op(b)`` (then no bias: the weight gradient's form). ``trans_a`` and ``trans_b`` together
     are not a Dense product.
 
-    The backward's fused activation: with ``gate`` (the fused forward's output y, shaped as the upstream
-    gradient dy), dy, which is ``a`` of the input gradient (``trans_b``) and ``b`` of the weight gradient
-    (``trans_a``), enters as dz = dy * act'(y) for the activation ``slope``; the output then gets none. ``db``
-    (weight gradient only): ``db += sum over the batch of dz``, from the tiles the product loads.
-    ``splits`` forces the cluster size (tests); by default :func:`splits_for` picks it. ``pipeline``: how tiles
-    reach shared memory, "registers" (staged, one tile ahead) or "async" (cp.async, three tiles ahead; no gate
-    or db). ``tile``: "32x64" (4 x 4 outputs a thread) or "64x64" (8 x 4)."""
+    ``splits`` forces the cluster size (tests); by default :func:`splits_for` picks it (above 1 needs compute
+    capability 9.0). ``pipeline``: how tiles reach shared memory, "registers" (staged, one tile ahead) or "async"
+    (cp.async, three tiles ahead; compute capability 8.0 and up). ``tile``: "32x64" (4 x 4 outputs a thread) or
+    "64x64" (8 x 4)."""
     if trans_a and trans_b:
         raise ValueError("dense_gemm: op(a) and op(b) cannot both be transposed")
     for name, arr in (("a", a), ("b", b)):
@@ -109,13 +106,7 @@ def dense_gemm(
             raise ValueError(f"dense_gemm: {name} must be a C-contiguous 2-D float32 array of fewer than 2^31 elements")
     if out is not None and bias is not None:
         raise ValueError("dense_gemm: accumulating into out takes no bias")
-    if (gate is not None or db is not None) and not (trans_a or trans_b):
-        raise ValueError("dense_gemm: gate and db belong to the backward products (trans_a or trans_b)")
-    if db is not None and not trans_a:
-        raise ValueError("dense_gemm: db is summed by the weight gradient's product (trans_a)")
-    if gate is not None and slope is None:
-        raise ValueError("dense_gemm: a gate needs the activation's slope")
-    if out is not None and slope is not None and gate is None:
+    if out is not None and slope is not None:
         raise ValueError("dense_gemm: accumulating into out applies no activation to the output")
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     k_b, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
@@ -130,36 +121,35 @@ def dense_gemm(
         check_out(out, (m, n), a.dtype, "dense_gemm (out)")
     if bias is not None and (bias.shape != (n,) or bias.dtype != a.dtype):
         raise ValueError(f"dense_gemm: bias must be a {a.dtype} vector of {n}, got {bias.dtype} {tuple(bias.shape)}")
-    if pipeline not in PIPELINES or (pipeline == "async" and (gate is not None or db is not None)):
-        raise ValueError(f"dense_gemm: pipeline must be one of {PIPELINES} (async: no gate or db), got {pipeline!r}")
+    if pipeline not in PIPELINES:
+        raise ValueError(f"dense_gemm: pipeline must be one of {PIPELINES}, got {pipeline!r}")
     if tile not in TILES:
         raise ValueError(f"dense_gemm: tile must be one of {tuple(TILES)}, got {tile!r}")
     wide, rows = TILES[tile]
-    dy = b if trans_a else a
-    if gate is not None and (gate.shape != dy.shape or gate.dtype != dy.dtype or not gate.flags.c_contiguous):
-        raise ValueError(f"dense_gemm: gate must be a C-contiguous {dy.dtype} array of shape {tuple(dy.shape)}")
-    if db is not None:
-        check_out(db, (n,), a.dtype, "dense_gemm (db)")
-    if m == 0 or n == 0:
-        return out
-    sms, clusters = _device()
+    sms, cc = device_capability()
+    if pipeline == "async" and cc < ASYNC_CC:
+        raise ValueError(
+            f"dense_gemm: pipeline 'async' needs compute capability 8.0 (cp.async); this GPU has {cc / 10}"
+        )
+    clusters = cc >= CLUSTER_CC
     if splits is None:
         splits = splits_for(m, n, k, sms, clusters, rows)
     elif splits not in SPLITS or (splits > 1 and not clusters):
         raise ValueError(f"dense_gemm: splits must be one of {SPLITS} (above 1 on compute capability 9.0 and up)")
+    if m == 0 or n == 0:
+        return out
     # Each block's share of the sum, a whole number of k tiles (k == 0: the epilogue of an empty sum).
     per_split = -(-k // splits)
     k_split = -(-per_split // BK) * BK
-    module = _module(PIPELINES.index(pipeline), wide, clusters)
-    module.get(f"dense_gemm_s{splits}<{int(trans_a)}, {int(trans_b)}, {PIPELINES.index(pipeline)}, {wide}>")(
+    ta, tb, asynchronous = int(trans_a), int(trans_b), PIPELINES.index(pipeline)
+    module(asynchronous, wide, clusters).get(f"dense_gemm_s{splits}<{ta}, {tb}, {asynchronous}, {wide}>")(
         (-(-n // BN), -(-m // rows), splits),
         (THREADS,),
         (
             a,
             b,
-            *_optional(bias, out),
-            *_optional(gate, out),
-            *_optional(db, out),
+            out if bias is None else bias,  # never read without a bias (has_bias 0)
+            np.int32(bias is not None),
             out,
             np.int32(m),
             np.int32(n),
