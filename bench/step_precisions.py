@@ -26,6 +26,7 @@ import datetime as dt
 import importlib.util
 import statistics
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench import steps
@@ -106,12 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time tinygan with its backward passes on one stream (what the second stream gains)",
     )
+    parser.add_argument(
+        "--no-torch", action="store_true", help="leave PyTorch out even where it is installed (tinygan's rows only)"
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.replays < 1:
         parser.error("--rounds and --replays must be at least 1")
     import cupy
 
-    has_torch = importlib.util.find_spec("torch") is not None
+    has_torch = importlib.util.find_spec("torch") is not None and not args.no_torch
     card = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
     lines = [
         f"# Training step by precision, {card}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
@@ -135,10 +139,13 @@ def main(argv: list[str] | None = None) -> int:
             for precision in ("fp32", "tf32", "default"):
                 runs[("PyTorch", precision)] = _torch(model, n, precision, want)
         times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
-        for _ in range(args.rounds):
+        for round_ in range(args.rounds):
             for key, (built, _) in runs.items():
                 if key[0].startswith("tinygan"):
                     backend.set_precision(key[1])  # a replay keeps what it captured; set it for clarity
+                # Every earlier timing ended in a synchronize, so an asynchronous error surfacing here is this
+                # step's: name it (the eighth and thirteenth sessions met an illegal address at this point).
+                print(f"stage: {key[0]} {model} {key[1]}: timing round {round_ + 1}", file=sys.stderr, flush=True)
                 times[key].append(time_step(built, args.replays))
         backend.set_precision("fp32")
         base = statistics.median(times[("PyTorch", "default")]) if has_torch else None
@@ -149,12 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = f"{base / med:.2f}x faster" if med < base else f"{med / base:.2f}x slower"
             lines.append(f"| {title} (batch {n}) | {key[0]} | {key[1]} | {med * 1e3:.3f} ms | {ratio} | {check} |")
             print(lines[-1], flush=True)
-        for built, _ in runs.values():
-            del built
+        if args.out:  # each model's rows as soon as they exist: a later failure keeps them
+            Path(args.out).write_text("\n".join(lines) + "\n")
     text = "\n".join(lines) + "\n"
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
     print(text)
     return 0
 
