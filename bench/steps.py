@@ -452,6 +452,11 @@ def torch_graph_step(model: str, n: int, warmup: int = 3, precision: str = "fp32
     gan.opt_g.zero_grad(set_to_none=True)
     with torch.cuda.graph(graph):
         gan.static_losses = gan.step(real)
+    # The graph reads the batch at the address it was captured with, and nothing else holds it: freed, its block
+    # went back to PyTorch's cache, and the next torch.cuda.graph capture (which empties the cache) returned it
+    # to the driver, so this graph's next replay read unmapped memory (the illegal address of the eighth and
+    # thirteenth sessions, in the first DCGAN graph once the others were captured). Kept with the model.
+    gan.static_real = real
     return Built(graph.replay, gan, "torch.cuda.graph, Adam(capturable=True)")
 
 
