@@ -218,3 +218,16 @@ def test_the_tensor_core_precisions_say_which_cards_have_them(monkeypatch, cc, r
         assert reason.startswith(f"precision {precision} needs {precision.upper()} tensor cores") and "7.5" in reason
         with pytest.raises(ValueError, match=f"cublas.matmul: precision {precision}"):
             cublas.matmul(cp.ones((2, 3), cp.float32), cp.ones((3, 2), cp.float32), precision=precision)
+
+
+def test_a_module_made_for_newer_gpus_says_so_before_nvrtc(monkeypatch):
+    """A CudaModule whose kernels need a newer GPU (min_cc) refuses in one line naming the file and both
+    capabilities, instead of failing in NVRTC's PTX assembly."""
+    from tinygan.kernels.gpu import _common
+
+    from tinygan.backend import DeviceError
+
+    monkeypatch.setattr(_common, "compute_capability", lambda: 75)
+    mod = _common.CudaModule("dense_gemm.cu", plain=("dense_gemm_s1<0, 0, 1, 0>",), min_cc=80)
+    with pytest.raises(DeviceError, match=r"^dense_gemm.cu: .* capability 8.0 or newer; this one has 7.5$"):
+        mod.get("dense_gemm_s1<0, 0, 1, 0>")

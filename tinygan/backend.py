@@ -82,11 +82,11 @@ TENSOR_CORE_CC = 80
 
 def precision_unavailable_reason(precision: str) -> str | None:
     """Why the current GPU cannot compute at ``precision``, or None when it can: "tf32" and "bf16" need tensor
-    cores of compute capability 8.0 or newer (before that cuBLAS would compute in FP32 or fail). Asks the GPU
-    only for those two."""
+    cores of compute capability 8.0 or newer (older cards have no such products). Asks the GPU only for those
+    two."""
     if precision not in ("tf32", "bf16"):
         return None
-    cupy = require_gpu()
+    cupy = _import_cupy() or require_gpu()  # no device-count query on every product: cuBLAS calls this per GEMM
     device = cupy.cuda.Device()
     cc = int(device.compute_capability)  # CuPy caches it per device
     if cc >= TENSOR_CORE_CC:

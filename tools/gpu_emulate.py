@@ -737,6 +737,7 @@ def _get(self, name, dtype=None, wide=False):
     else:
         full = name if ctype is None else f"{name}<{ctype}>"
     assert full in self.name_expressions(), f"{full} is not among {self.filename}'s instantiations"
+    self.check_device()  # the module's own refusal of an older GPU, before anything would compile
     # The module's own source: bench/dev's modules compile other files than kernels/gpu's (and more of them).
     return _Emu(self.filename, full, self.source())
 

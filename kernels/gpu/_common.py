@@ -94,18 +94,24 @@ class CudaModule:
         kernel = self._kernels.get(full)
         if kernel is None:
             if self._module is None:
-                cc = compute_capability()
-                if cc < self.min_cc:
-                    raise RuntimeError(
-                        f"{self.filename}: its kernels need a GPU of compute capability {self.min_cc / 10} or newer; "
-                        f"this one has {cc / 10}"
-                    )
+                self.check_device()
                 self._module = cupy.RawModule(
                     code=self.source(), options=_OPTIONS, name_expressions=self.name_expressions()
                 )
             kernel = self._module.get_function(full)
             self._kernels[full] = kernel
         return kernel
+
+    def check_device(self) -> None:
+        """Raise DeviceError, in one line, where the current GPU is older than ``min_cc``."""
+        cc = compute_capability()
+        if cc < self.min_cc:
+            from tinygan.backend import DeviceError
+
+            raise DeviceError(
+                f"{self.filename}: its kernels need a GPU of compute capability {self.min_cc / 10} or newer; "
+                f"this one has {cc / 10}"
+            )
 
     def get_for(self, name: str, dtype: Any, *arrays: cupy.ndarray) -> Any:
         """The indexed kernel ``name`` for ``arrays``: 32-bit index math when every offset into them
