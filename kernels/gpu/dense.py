@@ -1,5 +1,5 @@
-"""Dense on the GPU: cuBLAS GEMMs or our own FP32 product kernels (dense_gemm.cu), with the bias, activation and
-bias gradient fused where the product is ours.
+"""Dense on the GPU: cuBLAS GEMMs or our own FP32 product kernels (dense_gemm.cu), with the forward's bias and
+activation in the product's epilogue where the product is ours.
 
 Same equations as tinygan.kernels.reference.dense: y = act(x @ W + b), dz = dy * act'(y), dx = dz @ W.T,
 dW = x.T @ dz, db = sum_n dz (``slope`` None: no activation, dz = dy).
@@ -71,7 +71,8 @@ def _plan(kind: str, m: int, n: int, k: int, *arrays: cupy.ndarray) -> dict[str,
 
 
 def dense_forward(x: cupy.ndarray, W: cupy.ndarray, b: cupy.ndarray, slope: float | None = None) -> cupy.ndarray:
-    """y = act(x @ W + b): the GEMM, then bias and activation in one in-place pass."""
+    """y = act(x @ W + b): dense_gemm with the bias and activation in its epilogue where the plan says so, else
+    the GEMM, then bias and activation in one in-place pass."""
     x, W = device_array(x, "x", "dense_forward"), device_array(W, "W", "dense_forward")
     same_dtype("dense_forward", x, W=W, b=b)
     _check_product("dense_forward", x, W, "x", "W", (1, 0))
