@@ -14,6 +14,7 @@ from __future__ import annotations
 import cProfile
 import io
 import pstats
+import sys
 import time
 from collections.abc import Callable
 
@@ -33,6 +34,12 @@ def per_call_us(fn: Callable[[], object], n: int = 5000) -> float:
 
 
 def main() -> int:
+    from tinygan.backend import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason:
+        print(f"dense_eager_probe needs a CUDA GPU: {reason}", file=sys.stderr)
+        return 2
     import cupy
     import numpy as np
     import tinygan.kernels.gpu as K
