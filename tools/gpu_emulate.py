@@ -694,10 +694,11 @@ def _run(name, grid, block, a):
             keep, f_var = one - f, (f * m) / m_less_1
         V(rm)[:C] = V(rm)[:C] * keep + f * V(mean)[:C]
         V(rv)[:C] = V(rv)[:C] * keep + f_var * V(var)[:C]
-    elif name.startswith("dense_gemm_s"):
+    elif name in ("dense_gemm_s1", "dense_gemm_cluster"):
         A, B, bias, has_bias, C, M, N, K, lda, ldb, k_split, act, slope, accumulate = a
-        ta, tb, _pipeline, wide = (int(t) for t in full_targs[0].split(","))
-        splits = int(name[len("dense_gemm_s") :])
+        targs = [int(t) for t in full_targs[0].split(",")]
+        splits = 1 if name == "dense_gemm_s1" else targs.pop(0)
+        ta, tb, _pipeline, wide = targs
         rows = 64 if wide else 32
         assert grid == (-(-N // 64), -(-M // rows), splits) and block == (128,), f"{name}: grid {grid} block {block}"
         assert k_split % 16 == 0 and k_split * splits >= K, f"{name}: k_split {k_split} for K {K} in {splits}"

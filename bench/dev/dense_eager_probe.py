@@ -50,7 +50,7 @@ def main() -> int:
     f32 = np.float32
     x, W, b = cupy.ones((125, 256), f32), cupy.ones((256, 512), f32), cupy.ones(512, f32)
     dy, dW, db = cupy.ones((125, 512), f32), cupy.zeros((256, 512), f32), cupy.zeros(512, f32)
-    kernel = dg.module(1, 0, True).get("dense_gemm_s8<0, 0, 1, 0>")
+    kernel = dg.module(1, 0, True).get(dg.kernel_name(8, 0, 0, 1, 0))
     out = cupy.empty((125, 512), f32)
     i32 = np.int32
     args = (

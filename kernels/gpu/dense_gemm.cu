@@ -276,8 +276,8 @@ __device__ __forceinline__ void dense_gemm_body(const float* __restrict__ A, con
     }
 }
 
-// The four cluster sizes: one kernel each, since __cluster_dims__ is fixed at compile time. The parameters are
-// dense_gemm_body's (has_bias 0: bias is not read).
+// The unsplit kernel, and below the clustered ones. The parameters are dense_gemm_body's (has_bias 0: bias is not
+// read).
 template <int TA, int TB, int ASYNC, int WIDE>
 __global__ void __launch_bounds__(DG_THREADS)
     dense_gemm_s1(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
@@ -288,30 +288,15 @@ __global__ void __launch_bounds__(DG_THREADS)
 }
 
 // Clusters exist from compute capability 9.0 (Hopper) on; the host asks for these only there
-// (kernels/gpu/dense_gemm.py), and NVRTC compiles for the one device at hand.
+// (kernels/gpu/dense_gemm.py), and NVRTC compiles for the one device at hand. S = 2, 4 or 8: one instantiation
+// each, since __cluster_dims__ is fixed at compile time.
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
-template <int TA, int TB, int ASYNC, int WIDE>
-__global__ void __cluster_dims__(1, 1, 2) __launch_bounds__(DG_THREADS)
-    dense_gemm_s2(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
-                  float slope, int accumulate) {
-    dense_gemm_body<TA, TB, 2, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act,
-                                            slope, accumulate);
-}
-template <int TA, int TB, int ASYNC, int WIDE>
-__global__ void __cluster_dims__(1, 1, 4) __launch_bounds__(DG_THREADS)
-    dense_gemm_s4(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
-                  float slope, int accumulate) {
-    dense_gemm_body<TA, TB, 4, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act,
-                                            slope, accumulate);
-}
-template <int TA, int TB, int ASYNC, int WIDE>
-__global__ void __cluster_dims__(1, 1, 8) __launch_bounds__(DG_THREADS)
-    dense_gemm_s8(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-                  int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split, int act,
-                  float slope, int accumulate) {
-    dense_gemm_body<TA, TB, 8, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act,
+template <int S, int TA, int TB, int ASYNC, int WIDE>
+__global__ void __cluster_dims__(1, 1, S) __launch_bounds__(DG_THREADS)
+    dense_gemm_cluster(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
+                       int has_bias, float* __restrict__ C, int M, int N, int K, int lda, int ldb, int k_split,
+                       int act, float slope, int accumulate) {
+    dense_gemm_body<TA, TB, S, ASYNC, WIDE>(A, B, has_bias ? bias : nullptr, C, M, N, K, lda, ldb, k_split, act,
                                             slope, accumulate);
 }
 #endif

@@ -30,10 +30,16 @@ CLUSTER_CC = 90  # the oldest with thread-block clusters (every split above 1)
 TILES = {"32x64": (0, 32), "64x64": (1, 64)}  # dense_gemm.cu's WIDE, and the tile's rows
 
 
+def kernel_name(splits: int, ta: int, tb: int, pipeline: int, wide: int) -> str:
+    """The instantiation of dense_gemm.cu that runs a product: ``dense_gemm_s1`` unsplit, ``dense_gemm_cluster``
+    with the cluster size as its first template argument otherwise."""
+    if splits == 1:
+        return f"dense_gemm_s1<{ta}, {tb}, {pipeline}, {wide}>"
+    return f"dense_gemm_cluster<{splits}, {ta}, {tb}, {pipeline}, {wide}>"
+
+
 def _names(splits: tuple[int, ...], pipelines=(0, 1), wides=(0, 1)) -> tuple[str, ...]:
-    return tuple(
-        f"dense_gemm_s{s}<{ta}, {tb}, {p}, {w}>" for s in splits for ta, tb in MODES for p in pipelines for w in wides
-    )
+    return tuple(kernel_name(s, ta, tb, p, w) for s in splits for ta, tb in MODES for p in pipelines for w in wides)
 
 
 # Every instantiation, for tools/nvcc_check.py (which compiles it for Hopper, and :func:`module`'s pre-Hopper sets
@@ -142,7 +148,7 @@ def dense_gemm(
     per_split = -(-k // splits)
     k_split = -(-per_split // BK) * BK
     ta, tb, asynchronous = int(trans_a), int(trans_b), PIPELINES.index(pipeline)
-    module(asynchronous, wide, clusters).get(f"dense_gemm_s{splits}<{ta}, {tb}, {asynchronous}, {wide}>")(
+    module(asynchronous, wide, clusters).get(kernel_name(splits, ta, tb, asynchronous, wide))(
         (-(-n // BN), -(-m // rows), splits),
         (THREADS,),
         (
