@@ -554,6 +554,13 @@ def _run(name, grid, block, a):
         y, bias, act, slope, C, S, total = a
         v = V(y).reshape(-1, C, S) + V(bias)[None, :, None]
         V(y)[:] = _act(v, act, slope).reshape(-1)
+    elif name == "dense_row_dot":
+        x, w, bias, has_bias, y, m, k, act, slope = a
+        v = V(x)[: m * k].reshape(m, k) @ V(w)[:k] + (V(bias)[0] if has_bias else 0)
+        V(y)[:m] = _act(v, act, slope)
+    elif name == "dense_outer":
+        a_, b_, out, m, n = a
+        V(out)[: m * n] = np.outer(V(a_)[:m], V(b_)[:n]).reshape(-1)
     elif name == "channel_sum":
         x, out, N, C, S, acc = a
         s = V(x).reshape(N, C, S).astype(np.float64).sum(axis=(0, 2))

@@ -9,9 +9,11 @@ Which runs where: :func:`plan_product` picks, for float32 at precision "fp32" on
 ``bench/dev/dense_gemm_versions.py`` measured on an H200 (``dense_gemm`` applies the forward's bias and
 activation as it writes y and adds the weight gradient into dW). Everything else (tf32 and bf16 on cuBLAS's
 tensor cores, float64, older GPUs, products the plan leaves to cuBLAS): the GEMM, then the bias and activation as
-one in-place pass over its output (``add_bias_``). The backward forms dz and the bias gradient in one pass over
-dy (``rows_grad_sum``, which adds db into the layer's buffer), then dW's product into the weight gradient
-(dense_gemm's, or a beta = 1 cuBLAS GEMM) on a second stream while dx's runs (``streams.fork_join``).
+one in-place pass over its output (``add_bias_``). A layer with one output (the MNIST discriminator's logit) runs
+its forward as a dot product per row and its input gradient as an outer product (dense_thin.py) at full
+precision. The backward forms dz and the bias gradient in one pass over dy (``rows_grad_sum``, which adds db into
+the layer's buffer), then dW's product into the weight gradient (dense_gemm's, or a beta = 1 cuBLAS GEMM) on a
+second stream while dx's runs (``streams.fork_join``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from ._common import device_array, gemm, same_dtype
 from .cublas import matmul_accumulate
 from .dense_gemm import CLUSTER_CC, dense_gemm, device_capability, fits
+from .dense_thin import outer, row_dot
 from .layout import add_bias_, channel_sum, check_out, rows_grad_sum
 from .streams import fork_join
 
@@ -70,12 +73,23 @@ def _plan(kind: str, m: int, n: int, k: int, *arrays: cupy.ndarray) -> dict[str,
     return plan_product(kind, m, n, k)
 
 
+def _thin(fout: int, dtype: Any) -> bool:
+    """Whether a layer with ``fout`` outputs runs its forward and input-gradient products on dense_thin's kernels:
+    one output, at full precision (float64, or float32 at precision "fp32"; tf32 and bf16 stay cuBLAS's)."""
+    from tinygan.backend import get_precision
+
+    return fout == 1 and (dtype == np.float64 or get_precision() == "fp32")
+
+
 def dense_forward(x: cupy.ndarray, W: cupy.ndarray, b: cupy.ndarray, slope: float | None = None) -> cupy.ndarray:
-    """y = act(x @ W + b): dense_gemm with the bias and activation in its epilogue where the plan says so, else
-    the GEMM, then bias and activation in one in-place pass."""
+    """y = act(x @ W + b): dense_gemm with the bias and activation in its epilogue where the plan says so, a dot
+    product per row for one output at full precision, else the GEMM, then bias and activation in one in-place
+    pass."""
     x, W = device_array(x, "x", "dense_forward"), device_array(W, "W", "dense_forward")
     same_dtype("dense_forward", x, W=W, b=b)
     _check_product("dense_forward", x, W, "x", "W", (1, 0))
+    if _thin(W.shape[1], x.dtype):
+        return row_dot(x, W, b, slope)
     plan = _plan("forward", x.shape[0], W.shape[1], x.shape[1], x, W)
     if plan is not None:
         return dense_gemm(x, W, bias=b, slope=slope, **plan)
@@ -89,6 +103,8 @@ def dense_backward_data(dy: cupy.ndarray, W: cupy.ndarray) -> cupy.ndarray:
     dy, W = device_array(dy, "dy", "dense_backward_data"), device_array(W, "W", "dense_backward_data")
     same_dtype("dense_backward_data", dy, W=W)
     _check_product("dense_backward_data", dy, W, "dy", "W", (1, 1))
+    if _thin(W.shape[1], dy.dtype):
+        return outer(dy, W)
     plan = _plan("input", dy.shape[0], W.shape[0], dy.shape[1], dy, W)
     if plan is not None:
         return dense_gemm(dy, W, trans_b=True, **plan)
@@ -138,6 +154,8 @@ def dense_backward(
                     dense_gemm(x, dz, trans_a=True, out=dW, **weight_plan)
                 else:
                     matmul_accumulate(dW, x, dz, transa=True, what=f"{op} (dW)")
-        if input_grad:
+        if input_grad and _thin(fout, dz.dtype):
+            dx = outer(dz, W)
+        elif input_grad:
             dx = dense_gemm(dz, W, trans_b=True, **input_plan) if input_plan is not None else gemm(dz, W, transb=True)
     return dx
