@@ -54,6 +54,31 @@ def test_adam_device_step_equals_host_steps_and_advances(K, rng, dtype):
     assert cp.asnumpy(counter).tolist() == [4, 0]
 
 
+def test_a_capped_adam_grid_gives_the_same_bits_and_one_advance(K, rng):
+    """blocks_per_sm (D's update beside G's forward, tinygan/step.py) changes the grid, never a value: every
+    element is updated by one thread whatever the grid, and the last block alone advances the count."""
+    from tinygan.kernels.gpu.adam import ADAM_CHUNK, device_step
+
+    shapes = [(700, 300), (300,), (ADAM_CHUNK * 3 + 1,)]  # more chunks than a one-block-an-SM grid
+    grads = [g(rand(rng, s, np.float32)) for s in shapes]
+    start = [g(rand(rng, s, np.float32)) for s in shapes]
+    results = {}
+    for per_sm in (None, 1, 2):
+        params = [p.copy() for p in start]
+        m, v = [cp.zeros(s, np.float32) for s in shapes], [cp.zeros(s, np.float32) for s in shapes]
+        counter = device_step(3)
+        for _ in range(2):
+            K.adam_update_multi(params, grads, m, v, 1e-3, 0.5, 0.999, 1e-8, counter, blocks_per_sm=per_sm)
+        assert cp.asnumpy(counter).tolist() == [5, 0], per_sm
+        results[per_sm] = [cp.asnumpy(a) for a in params + m + v]
+    for per_sm in (1, 2):
+        for a, b in zip(results[None], results[per_sm]):
+            assert np.array_equal(a, b), per_sm
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="blocks_per_sm must be a positive int"):
+            K.adam_update_multi(params, grads, m, v, 1e-3, 0.5, 0.999, 1e-8, counter, blocks_per_sm=bad)
+
+
 def test_adam_device_step_replays_successive_steps_from_a_graph(K, rng):
     from tinygan.kernels.gpu.adam import device_step
 
@@ -270,6 +295,28 @@ def _assert_same(a, b) -> None:
     for key in a:
         diff = np.abs(a[key].astype(np.float64) - b[key].astype(np.float64)).max() if a[key].size else 0.0
         assert np.array_equal(a[key], b[key]), f"{key}: max difference {diff}"
+
+
+@pytest.mark.parametrize("family", ["mnist_dense", "dcgan"])
+def test_the_step_on_two_streams_gives_the_bits_of_one(tmp_path, family):
+    """GANStep runs D's last Adam step, its figures and the reset of G's gradients on a second stream beside the G
+    step's G forward (tinygan/step.py): only when independent kernels run changes, so a run with the fork gives
+    the bits of the same run on one stream (the dcgan case has two D steps a G step), captured and replayed."""
+    from tinygan.kernels.gpu.streams import one_stream
+
+    from tinygan.train import GANTrainer
+
+    data = _data(family, 64)
+    forked = GANTrainer(_config(family, epochs=2), data, tmp_path / "forked", progress=False)
+    forked.run()
+    assert forked.runner.graph.graph is not None and not forked.runner.graph.failed
+    with one_stream():
+        serial = GANTrainer(_config(family, epochs=2), data, tmp_path / "serial", progress=False)
+        serial.run()
+    _assert_same(_state(forked), _state(serial))
+    for row_f, row_s in zip(forked.history, serial.history, strict=True):
+        for key in GANTrainer.METRICS:
+            assert row_f[key] == row_s[key], key
 
 
 @pytest.mark.parametrize("family", ["mnist_dense", "dcgan"])

@@ -6,7 +6,7 @@ The step, as a reader should be able to follow it (:meth:`GANStep.__call__`)::
     [augment real and fake with one draw of parameters]
     D.forward([real, fake] + instance noise) -> logits -> BCE(targets real ~ U(real_label), fake ~ U(fake_label))
     D.backward(dlogits)            (weight gradients only: D's input gradient is not needed)
-    Adam(D)
+    Adam(D)                        (on the GPU on a second stream, beside the G step's G.forward: independent)
     fresh z -> G.forward -> [augment, a fresh draw] -> (+ instance noise) -> D.forward -> generator loss -> dlogits
     D.backward(dlogits, param_grads=False)   (D is frozen: gradients flow through it, its weights stay)
     [augment.backward]             (G's gradient through the same transform)
@@ -137,7 +137,7 @@ class DeviceDraws:
 
 class _HostOps:
     """The CPU twins of ``kernels/gpu/gan.py``'s ``concat_noisy``, ``d_figures``, ``input_grad_rms`` and
-    ``weight_share``."""
+    ``weight_share``, and of ``kernels/gpu/streams.py``'s ``fork_join``."""
 
     @staticmethod
     def concat_noisy(a: Any, b: Any | None, noise: Any | None, sigma: Any | None) -> Any:
@@ -169,12 +169,19 @@ class _HostOps:
     def step_context(real: Any) -> Any:
         return contextlib.nullcontext()
 
+    @staticmethod
+    @contextlib.contextmanager
+    def fork_join() -> Any:
+        """One stream on the CPU: the side branch runs where it stands, in program order."""
+        yield contextlib.nullcontext()
+
 
 class _DeviceOps:
     def __init__(self) -> None:
-        from tinygan.kernels.gpu import _common, gan
+        from tinygan.kernels.gpu import _common, gan, streams
 
         self.concat_noisy, self.d_figures, self._capture_gemm = gan.concat_noisy, gan.d_figures, _common.capture_gemm
+        self.fork_join = streams.fork_join
         self.input_grad_rms, self.weight_share = gan.input_grad_rms, gan.weight_share
 
     def step_context(self, real: Any) -> Any:
@@ -196,6 +203,11 @@ class GANStep:
     layers draw themselves. ``instance_noise``: whether D's inputs get Gaussian noise of std
     :attr:`sigma` (set with :meth:`set_sigma`; on the GPU it lives in device memory, so a captured
     graph reads the value of the moment).
+
+    ``beside_blocks_per_sm``: the grid of D's last Adam update, which runs on a second stream beside G's forward
+    (:meth:`__call__`): at its default of a few blocks per SM the memory-bound update fills every SM and G's
+    small products wait for its blocks to drain; capped, they share the SMs. Measured on an H200 (bench/results/
+    gpu-tests-2026-12-02.md, "Fourteenth session"); it changes no value.
 
     ``augment``: a DiffAugment applied to everything D sees (None or a policy of no transforms: off);
     ``image_shape`` (C, H, W) is how a batch is viewed for it (a flat MNIST batch of 784 is
@@ -222,7 +234,10 @@ class GANStep:
             raise ValueError(f"GANStep: augmentation needs image_shape (C, H, W), received {image_shape!r}")
         self.image_shape = None if image_shape is None else tuple(int(d) for d in image_shape)
         self.ema = ema
+        self.beside_blocks_per_sm = 1
         self.latent_dim, self.d_steps, self.g_loss = int(latent_dim), int(d_steps), g_loss
+        if self.d_steps < 1:
+            raise ValueError(f"GANStep: d_steps must be at least 1, received {d_steps}")
         self.device = G.device
         self.ops = _DeviceOps() if self.device == "gpu" else HOST_OPS
         xp = backend.xp_for(self.device)
@@ -238,7 +253,9 @@ class GANStep:
         """``x`` viewed as (N, C, H, W) images for the augmentation."""
         return x.reshape((x.shape[0], *self.image_shape))
 
-    def discriminator_step(self, real: Any) -> dict[str, Any]:
+    def discriminator_gradients(self, real: Any) -> tuple[Any, Any]:
+        """D's forward on the real batch and a fresh fake one, its loss and its backward into D's gradient
+        buffers: returns (loss, logits)."""
         n = real.shape[0]
         fake = self.G.forward(self.draws.normal((n, self.latent_dim)), training=True).reshape(real.shape)
         if self.augment is not None:
@@ -253,12 +270,22 @@ class GANStep:
         loss, dlogits = bce_with_logits(logits, targets)
         self.opt_d.zero_grad()
         self.D.backward(dlogits, input_grad=False)
-        self.opt_d.step()
+        return loss, logits
+
+    def discriminator_update(self, loss: Any, logits: Any, n: int, beside: bool = False) -> dict[str, Any]:
+        """D's Adam step and the D step's figures (``n`` real logits first, then the fake ones); ``beside``: run
+        beside G's forward on a second stream, the update's grid capped at :attr:`beside_blocks_per_sm`."""
+        self.opt_d.step(self.beside_blocks_per_sm if beside else None)
         d_real, d_fake, d_acc_fake = self.ops.d_figures(logits, n)
         return {"d_loss": loss, "d_real": d_real, "d_fake": d_fake, "d_acc_fake": d_acc_fake}
 
-    def generator_step(self, real_shape: tuple[int, ...]) -> dict[str, Any]:
-        """One G update through the frozen D; ``real_shape`` is the shape of a real batch (D's input)."""
+    def discriminator_step(self, real: Any) -> dict[str, Any]:
+        loss, logits = self.discriminator_gradients(real)
+        return self.discriminator_update(loss, logits, real.shape[0])
+
+    def generate(self, real_shape: tuple[int, ...]) -> Any:
+        """The G step's fake batch as D sees it: G's forward on fresh noise, then augmentation and instance
+        noise where they are on."""
         n = real_shape[0]
         fake = self.G.forward(self.draws.normal((n, self.latent_dim)), training=True).reshape(real_shape)
         if self.augment is not None:
@@ -266,11 +293,15 @@ class GANStep:
             params = self.draws.augment_params(self.augment, images)
             fake = self.augment.forward(images, params=params).reshape(real_shape)
         noise = None if self.sigma is None else self.draws.normal(tuple(real_shape))
-        fake = self.ops.concat_noisy(fake, None, noise, self.sigma)
+        return self.ops.concat_noisy(fake, None, noise, self.sigma)
+
+    def generator_update(self, fake: Any) -> dict[str, Any]:
+        """G's loss on ``fake`` (from :meth:`generate`) through the frozen D, G's backward into its gradient
+        buffers (zeroed beforehand by the caller) and G's Adam step."""
+        n = fake.shape[0]
         logits = self.D.forward(fake, training=True, logits=True)
         loss, dlogits = generator_loss(logits, kind=self.g_loss)
         share = self.ops.weight_share(dlogits)  # minimax: w_i = D(G(z_i)); non-saturating: 1 - D(G(z_i))
-        self.opt_g.zero_grad()
         dfake = self.D.backward(dlogits, param_grads=False)
         if self.augment is not None:  # instance noise is additive: its gradient is the identity
             dfake = self.augment.backward(self._images(dfake))
@@ -281,14 +312,29 @@ class GANStep:
             self.ema.update()
         return {"g_loss": loss, "g_input_grad": received, "g_weight_share": share}
 
+    def generator_step(self, real_shape: tuple[int, ...]) -> dict[str, Any]:
+        """One G update through the frozen D; ``real_shape`` is the shape of a real batch (D's input)."""
+        self.opt_g.zero_grad()
+        return self.generator_update(self.generate(real_shape))
+
     def __call__(self, real: Any) -> dict[str, Any]:
         """Train on the batch ``real``; returns the step's figures (:data:`FIGURES`), floats' 0-d arrays
         on the models' device (nothing here waits for the device)."""
         with self.ops.step_context(real):
             figures: dict[str, Any] = {}
-            for _ in range(self.d_steps):
+            for _ in range(self.d_steps - 1):
                 figures.update(self.discriminator_step(real))
-            figures.update(self.generator_step(tuple(real.shape)))
+            loss, logits = self.discriminator_gradients(real)
+            # D's last Adam step, its figures and the reset of G's gradients touch nothing that G's next forward
+            # reads or writes, so on the GPU they run on a second stream beside it (kernels/gpu/streams.py); the
+            # join comes before the G step's D forward reads D's new weights. The same kernels on the same
+            # inputs as in program order, so the same bits.
+            with self.ops.fork_join() as side:
+                with side:
+                    figures.update(self.discriminator_update(loss, logits, real.shape[0], beside=True))
+                    self.opt_g.zero_grad()
+                fake = self.generate(tuple(real.shape))
+            figures.update(self.generator_update(fake))
         return figures
 
     def device_arrays(self) -> list[Any]:
