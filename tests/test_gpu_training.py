@@ -54,31 +54,6 @@ def test_adam_device_step_equals_host_steps_and_advances(K, rng, dtype):
     assert cp.asnumpy(counter).tolist() == [4, 0]
 
 
-def test_a_capped_adam_grid_gives_the_same_bits_and_one_advance(K, rng):
-    """blocks_per_sm (D's update beside G's forward, tinygan/step.py) changes the grid, never a value: every
-    element is updated by one thread whatever the grid, and the last block alone advances the count."""
-    from tinygan.kernels.gpu.adam import ADAM_CHUNK, device_step
-
-    shapes = [(700, 300), (300,), (ADAM_CHUNK * 3 + 1,)]  # more chunks than a one-block-an-SM grid
-    grads = [g(rand(rng, s, np.float32)) for s in shapes]
-    start = [g(rand(rng, s, np.float32)) for s in shapes]
-    results = {}
-    for per_sm in (None, 1, 2):
-        params = [p.copy() for p in start]
-        m, v = [cp.zeros(s, np.float32) for s in shapes], [cp.zeros(s, np.float32) for s in shapes]
-        counter = device_step(3)
-        for _ in range(2):
-            K.adam_update_multi(params, grads, m, v, 1e-3, 0.5, 0.999, 1e-8, counter, blocks_per_sm=per_sm)
-        assert cp.asnumpy(counter).tolist() == [5, 0], per_sm
-        results[per_sm] = [cp.asnumpy(a) for a in params + m + v]
-    for per_sm in (1, 2):
-        for a, b in zip(results[None], results[per_sm]):
-            assert np.array_equal(a, b), per_sm
-    for bad in (0, -1, 1.5):
-        with pytest.raises(ValueError, match="blocks_per_sm must be a positive int"):
-            K.adam_update_multi(params, grads, m, v, 1e-3, 0.5, 0.999, 1e-8, counter, blocks_per_sm=bad)
-
-
 def test_adam_device_step_replays_successive_steps_from_a_graph(K, rng):
     from tinygan.kernels.gpu.adam import device_step
 

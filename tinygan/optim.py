@@ -138,12 +138,10 @@ class Adam:
                 "or create the optimizer after moving the model"
             )
 
-    def step(self, blocks_per_sm: int | None = None) -> None:
-        """Apply one Adam update to every parameter from its layer's accumulated gradient. On the GPU
-        ``blocks_per_sm`` caps the update's grid (kernels/gpu/adam.py), for an update run beside other kernels
-        on a second stream; the values are the same whatever the grid. Ignored on the CPU."""
+    def step(self) -> None:
+        """Apply one Adam update to every parameter from its layer's accumulated gradient."""
         if self._on_gpu():
-            self._step_gpu(blocks_per_sm)
+            self._step_gpu()
             return
         self._host_step += 1
         for name, layer in self.layers:
@@ -162,7 +160,7 @@ class Adam:
                     self._host_step,
                 )
 
-    def _step_gpu(self, blocks_per_sm: int | None = None) -> None:
+    def _step_gpu(self) -> None:
         from tinygan.kernels.gpu.adam import adam_update_multi
 
         if self._device_step is None:
@@ -187,7 +185,6 @@ class Adam:
                 self.eps,
                 self._device_step,
                 advance=i == len(groups) - 1,
-                blocks_per_sm=blocks_per_sm,
             )
 
     def zero_grad(self) -> None:

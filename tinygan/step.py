@@ -204,11 +204,6 @@ class GANStep:
     :attr:`sigma` (set with :meth:`set_sigma`; on the GPU it lives in device memory, so a captured
     graph reads the value of the moment).
 
-    ``beside_blocks_per_sm``: the grid of D's last Adam update, which runs on a second stream beside G's forward
-    (:meth:`__call__`): at its default of a few blocks per SM the memory-bound update fills every SM and G's
-    small products wait for its blocks to drain; capped, they share the SMs. Measured on an H200 (bench/results/
-    gpu-tests-2026-12-02.md, "Fourteenth session"); it changes no value.
-
     ``augment``: a DiffAugment applied to everything D sees (None or a policy of no transforms: off);
     ``image_shape`` (C, H, W) is how a batch is viewed for it (a flat MNIST batch of 784 is
     (1, 28, 28)). ``ema``: an EMA of G, updated right after G's Adam step."""
@@ -234,7 +229,6 @@ class GANStep:
             raise ValueError(f"GANStep: augmentation needs image_shape (C, H, W), received {image_shape!r}")
         self.image_shape = None if image_shape is None else tuple(int(d) for d in image_shape)
         self.ema = ema
-        self.beside_blocks_per_sm = 1
         self.latent_dim, self.d_steps, self.g_loss = int(latent_dim), int(d_steps), g_loss
         if self.d_steps < 1:
             raise ValueError(f"GANStep: d_steps must be at least 1, received {d_steps}")
@@ -272,10 +266,9 @@ class GANStep:
         self.D.backward(dlogits, input_grad=False)
         return loss, logits
 
-    def discriminator_update(self, loss: Any, logits: Any, n: int, beside: bool = False) -> dict[str, Any]:
-        """D's Adam step and the D step's figures (``n`` real logits first, then the fake ones); ``beside``: run
-        beside G's forward on a second stream, the update's grid capped at :attr:`beside_blocks_per_sm`."""
-        self.opt_d.step(self.beside_blocks_per_sm if beside else None)
+    def discriminator_update(self, loss: Any, logits: Any, n: int) -> dict[str, Any]:
+        """D's Adam step and the D step's figures (``n`` real logits first, then the fake ones)."""
+        self.opt_d.step()
         d_real, d_fake, d_acc_fake = self.ops.d_figures(logits, n)
         return {"d_loss": loss, "d_real": d_real, "d_fake": d_fake, "d_acc_fake": d_acc_fake}
 
@@ -328,10 +321,13 @@ class GANStep:
             # D's last Adam step, its figures and the reset of G's gradients touch nothing that G's next forward
             # reads or writes, so on the GPU they run on a second stream beside it (kernels/gpu/streams.py); the
             # join comes before the G step's D forward reads D's new weights. The same kernels on the same
-            # inputs as in program order, so the same bits.
+            # inputs as in program order, so the same bits. Measured on an H200 (bench/results/
+            # step-precisions-2026-12-03-s14.md): the MNIST fp32 step about 10 us faster; capping Adam's grid so
+            # that G's small products get more of the SMs made it slower (0.436 ms at 2 blocks an SM, 0.451 at 1,
+            # against 0.430 at Adam's own 4).
             with self.ops.fork_join() as side:
                 with side:
-                    figures.update(self.discriminator_update(loss, logits, real.shape[0], beside=True))
+                    figures.update(self.discriminator_update(loss, logits, real.shape[0]))
                     self.opt_g.zero_grad()
                 fake = self.generate(tuple(real.shape))
             figures.update(self.generator_update(fake))

@@ -132,9 +132,9 @@ def _table(groups: list[tuple[int, ...]], sizes: list[int], chunk: int = 0) -> t
     return tables
 
 
-def _max_blocks(per_sm: int = _BLOCKS_PER_SM) -> int:
-    """``per_sm`` blocks per SM of the current device (a few by default), at most MAX_BLOCKS."""
-    return min(MAX_BLOCKS, per_sm * sm_count())
+def _max_blocks() -> int:
+    """A few blocks per SM of the current device (_BLOCKS_PER_SM), at most MAX_BLOCKS."""
+    return min(MAX_BLOCKS, _BLOCKS_PER_SM * sm_count())
 
 
 def _grid(total: int) -> tuple[int]:
@@ -159,15 +159,12 @@ def adam_update_multi(
     eps: float,
     step: Any,
     advance: bool = True,
-    blocks_per_sm: int | None = None,
 ) -> None:
     """``adam_update`` for every tensor of a model in ONE kernel launch (all of one dtype).
 
     ``step`` is the 1-based step as an int, or a counter from :func:`device_step` holding the number
     of completed steps: the launch then performs step ``counter + 1`` and (with ``advance``) stores
-    it, all on the device, so that no host value is frozen into a captured graph. ``blocks_per_sm`` caps the
-    grid below its default of a few blocks per SM, for an update that runs beside other kernels and should
-    leave them room (tinygan/step.py).
+    it, all on the device, so that no host value is frozen into a captured graph.
     """
     op = "adam_update_multi"
     params, grads, ms, vs = list(params), list(grads), list(ms), list(vs)
@@ -203,9 +200,7 @@ def adam_update_multi(
     # an atomic on the step's ticket word, and a block per chunk (1,426 for the MNIST D) measured 1.34x slower on
     # the MNIST nets and 1.37x on the DCGAN's G (bench/dev/adam_versions.py, v2 against v3). At least one block,
     # so that a device step advances even when every tensor is empty.
-    if blocks_per_sm is not None and not (isinstance(blocks_per_sm, int) and blocks_per_sm >= 1):
-        raise ValueError(f"{op}: blocks_per_sm must be a positive int, received {blocks_per_sm!r}")
-    grid = (max(1, min(_max_blocks(blocks_per_sm or _BLOCKS_PER_SM), n_chunks)),)
+    grid = (max(1, min(_max_blocks(), n_chunks)),)
     if on_device:
         _MOD.get("adam_update_multi_device_step", first.dtype)(
             grid,
