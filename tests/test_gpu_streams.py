@@ -106,3 +106,74 @@ def test_a_fork_inside_one_stream_forks_nothing(K):
         assert side.ptr == main.ptr
     with fork_join() as side:
         assert side.ptr != main.ptr
+
+
+def test_a_deferred_join_waits_once_at_the_end_of_its_block(K):
+    """Inside deferred_joins the forks do not join at their own end: the current stream goes on while each side
+    branch runs, and every side branch is complete when the block ends. The arrays a side branch reads are kept
+    (fork_join(keep=...)) even after the caller drops them."""
+    import cupy as cp
+    from tinygan.kernels.gpu.streams import deferred_joins, fork_join
+
+    for attempt in range(3):
+        outs = [cp.zeros(1, dtype=cp.float32) for _ in range(3)]
+        with deferred_joins():
+            for i, out in enumerate(outs):
+                a = cp.full((2048, 2048), 1.0 / 2048, dtype=cp.float32)
+                with fork_join(keep=(a,)) as side:
+                    with side:
+                        out[...] = (a @ a @ a).sum() * (i + 1)  # 2048 * (i + 1)
+                del a  # the caller's reference goes; the block's keeps the operand alive until the join
+                scratch = cp.ones((2048, 2048), dtype=cp.float32)  # main-stream work that may reuse freed memory
+                scratch *= 3
+        seen = [float((o * 1)[0]) for o in outs]  # kernels on the current stream, after the block
+        assert seen == [2048.0, 4096.0, 6144.0], f"attempt {attempt}: {seen}"
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_a_models_backward_with_deferred_joins_gives_the_bits_of_one_stream(rng, precision):
+    """Sequential.backward joins its layers' side-stream weight gradients once, at its end: the gradients are the
+    bits of the same backward on one stream, eagerly and replayed from a captured graph."""
+    import cupy as cp
+    from tinygan.kernels.gpu._common import capture_gemm
+    from tinygan.kernels.gpu.streams import one_stream
+
+    import tinygan as nn
+
+    net = nn.Sequential(
+        nn.Dense(784, 1024, rng=1),
+        nn.LeakyReLU(0.2),
+        nn.Dense(1024, 512, rng=2),
+        nn.LeakyReLU(0.2),
+        nn.Dense(512, 256, rng=3),
+        nn.LeakyReLU(0.2),
+        nn.Dense(256, 1, rng=4),
+    ).to("gpu")
+    x = cp.asarray(rng.standard_normal((250, 784)), dtype=cp.float32)
+    dy = cp.asarray(rng.standard_normal((250, 1)), dtype=cp.float32)
+
+    def run():
+        for _, layer in net.named_layers():
+            layer.zero_grad()
+        net.forward(x, training=True)
+        dx = net.backward(dy)
+        return [dx] + [layer.grads[k] for _, layer in net.named_layers() for k in layer.params]
+
+    with backend.precision(precision), capture_gemm():
+        with one_stream():
+            want = [cp.asnumpy(a) for a in run()]
+        for attempt in range(3):
+            for i, (w, g) in enumerate(zip(want, [cp.asnumpy(a) for a in run()])):
+                np.testing.assert_array_equal(w, g, err_msg=f"eager, attempt {attempt}, output {i}")
+        stream = cp.cuda.Stream(non_blocking=True)
+        with stream:
+            run()
+            stream.synchronize()
+            stream.begin_capture()
+            outs = run()
+            graph = stream.end_capture()
+            for attempt in range(3):
+                graph.launch(stream)
+                stream.synchronize()
+                for i, (w, g) in enumerate(zip(want, outs)):
+                    np.testing.assert_array_equal(w, cp.asnumpy(g), err_msg=f"replay {attempt}, output {i}")

@@ -216,6 +216,16 @@ def precision(value: str) -> Iterator[None]:
         set_precision(before)
 
 
+def deferred_joins(x: Any) -> contextlib.AbstractContextManager:
+    """The scope of a model's backward for ``x``'s device: on the GPU its layers' side-stream weight gradients
+    join the current stream once, at the scope's end (kernels/gpu/streams.py); on the CPU nothing."""
+    if is_gpu_array(x):
+        from tinygan.kernels.gpu.streams import deferred_joins as scope
+
+        return scope()
+    return contextlib.nullcontext()
+
+
 def kernels(device: str, cpu_impl: str | None = None) -> ModuleType:
     """The kernel namespace for ``device`` ("cpu" or "gpu")."""
     check_device(device)

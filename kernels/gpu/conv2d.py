@@ -421,7 +421,7 @@ def conv2d_backward(
     # (cout, N Ho Wo): what both products read; the bias gradient summed as it is written.
     dz = ncs_to_cns(dy, y, slope, out_sum=db, bf16=lowp)
     dx = None
-    with fork_join() as side:  # the two products only read dz: side by side on two streams (streams.py)
+    with fork_join(keep=(dz, cols)) as side:  # the two products only read dz: side by side (streams.py)
         if dW is not None:
             with side:
                 if isinstance(cols, ConvInput):

@@ -184,7 +184,7 @@ def conv_transpose2d_backward(
     if input_grad or dW is not None:
         dz_cols = im2col_operand(dz, (kh, kw), stride, padding, lowp, rows=gemm_rows(cout * kh * kw, dz.dtype))
     dx = None
-    with fork_join() as side:  # the two products only read dz_cols: side by side on two streams (streams.py)
+    with fork_join(keep=(dz, x, dz_cols)) as side:  # the two products only read these: side by side (streams.py)
         with side:
             if db is not None:
                 channel_sum(dz, out=db)

@@ -147,7 +147,7 @@ def dense_backward(
     input_plan = _plan("input", batch, fin, fout, dy, W) if input_grad else None
     dz = rows_grad_sum(dy, y, slope, db)
     dx = None
-    with fork_join() as side:  # the two products only read dz: side by side on two streams (streams.py)
+    with fork_join(keep=(x, dz)) as side:  # the two products only read dz: side by side on two streams (streams.py)
         if dW is not None:
             with side:
                 if weight_plan is not None:

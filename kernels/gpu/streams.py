@@ -21,10 +21,17 @@ Measured on an H200 (bench/results/step-precisions-2026-12-02.md, tenth session,
 branches do overlap, but two GEMMs sharing the SMs each run slower, and cuBLAS's split-K kernels already spread
 the small products.
 
+A model's backward goes one step further (:func:`deferred_joins`, opened by ``Sequential.backward``): the forks
+of its layers do not join at each layer's end but once, when the whole backward ends. Each layer's weight gradient
+then queues on the side stream while the current stream goes straight on to the next layer's dz and input
+gradient, which need only the input gradient; the join before the optimizer reads the gradients waits for them
+all.
+
 Rules for the code inside the side block:
 - it may only read what exists before the fork and write buffers no one reads before the join;
 - every array the side block reads must stay referenced until the join (CuPy's pool hands a freed block to the
-  next allocation on the stream that freed it, which may still be running the side's kernels otherwise).
+  next allocation on the stream that freed it, which may still be running the side's kernels otherwise): name
+  them in ``fork_join(keep=...)``, which holds them until a deferred join.
 
 The side stream is one per (device, thread, current stream), created with its cuBLAS handle (tinygan's ctypes
 cuBLAS keeps a handle and workspace per stream) at the first fork outside a capture. A fork met first inside a
@@ -52,6 +59,8 @@ class _Side(NamedTuple):
 
 _sides: dict[tuple[int, int, int], _Side] = {}
 _serial: contextvars.ContextVar[bool] = contextvars.ContextVar("tinygan_one_stream", default=False)
+# Inside deferred_joins: the forks whose join waits for its end, by the current stream's pointer.
+_deferred: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tinygan_deferred_joins", default=None)
 
 
 @contextlib.contextmanager
@@ -79,9 +88,11 @@ def _side_for(main: cupy.cuda.Stream) -> _Side | None:
 
 
 @contextlib.contextmanager
-def fork_join() -> Iterator[cupy.cuda.Stream]:
+def fork_join(keep: tuple = ()) -> Iterator[cupy.cuda.Stream]:
     """Yields the stream for the side branch (enter it with ``with side:``); the current stream waits for the
-    side branch's work when the block ends, even when it raised. See the module's docstring for the rules."""
+    side branch's work when the block ends, even when it raised, or, inside :func:`deferred_joins`, when that
+    block ends. ``keep``: the arrays the side branch reads, held until then (outside :func:`deferred_joins` the
+    caller's own references last until the join). See the module's docstring for the rules."""
     main = cupy.cuda.get_current_stream()
     side = None if _serial.get() else _side_for(main)
     if side is None:
@@ -89,8 +100,33 @@ def fork_join() -> Iterator[cupy.cuda.Stream]:
         return
     side.fork.record(main)
     side.stream.wait_event(side.fork)
+    pending = _deferred.get()
     try:
         yield side.stream
     finally:
-        side.join.record(side.stream)
-        main.wait_event(side.join)
+        if pending is not None:
+            pending.setdefault(main.ptr, (main, side, []))[2].extend(keep)
+        else:
+            side.join.record(side.stream)
+            main.wait_event(side.join)
+
+
+@contextlib.contextmanager
+def deferred_joins() -> Iterator[None]:
+    """Inside this block :func:`fork_join`'s blocks end without a join: their side branches queue on the side
+    stream in program order, each after its own fork, and the current stream waits for all of them once, when
+    this block ends (even when it raised). A model's backward runs inside one (``tinygan.backend.deferred_joins``
+    in ``Sequential.backward``): a layer's weight gradient then overlaps the next layers' work instead of holding
+    the current stream at every layer's end. Nested blocks join with the outermost."""
+    if _deferred.get() is not None:
+        yield
+        return
+    pending: dict[int, tuple[cupy.cuda.Stream, _Side, list]] = {}
+    token = _deferred.set(pending)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+        for main, side, _keep in pending.values():
+            side.join.record(side.stream)
+            main.wait_event(side.join)

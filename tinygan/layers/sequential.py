@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygan.backend import device_of, host_copies, to_device
+from tinygan.backend import deferred_joins, device_of, host_copies, to_device
 from tinygan.layers.base import Layer
 from tinygan.layers.batchnorm import BatchNorm1d, BatchNorm2d
 from tinygan.layers.conv2d import Conv2d
@@ -172,8 +172,11 @@ class Sequential(Layer):
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
         if self.cache is None:
             raise RuntimeError(f"{self.name}: backward() called before forward()")
-        for step in reversed(self._ran):
-            dy = step.backward(dy, param_grads=param_grads, input_grad=input_grad or step.start > 0)
+        # On the GPU each layer's weight gradient runs on a second stream, joined once at the end of the whole
+        # backward rather than at every layer (kernels/gpu/streams.py); nothing here reads a weight gradient.
+        with deferred_joins(dy):
+            for step in reversed(self._ran):
+                dy = step.backward(dy, param_grads=param_grads, input_grad=input_grad or step.start > 0)
         return dy
 
     def output_shape(self, input_shape: tuple) -> tuple:
