@@ -28,6 +28,14 @@ def kernels_of(trace: dict) -> list[dict]:
     return sorted(events, key=lambda e: e["ts"])
 
 
+# Kernel names that are matrix products: cuBLAS's (gemm, xmma, gemv, cutlass, their split-K reductions) and ours.
+PRODUCTS = ("gemm", "xmma", "gemv", "cutlass", "splitK", "dense_outer", "dense_row_dot", "igemm")
+
+
+def is_product(name: str) -> bool:
+    return any(word in name for word in PRODUCTS)
+
+
 def split_steps(events: list[dict], per_step: int) -> list[list[dict]]:
     return [events[i : i + per_step] for i in range(0, len(events) - per_step + 1, per_step)]
 
@@ -36,16 +44,25 @@ def summarize(step: list[dict]) -> list[str]:
     t0 = step[0]["ts"]
     end = max(e["ts"] + e["dur"] for e in step)
     # Sweep: at each moment, how many streams have a kernel running.
-    marks = sorted([(e["ts"], 1) for e in step] + [(e["ts"] + e["dur"], -1) for e in step])
+    marks = sorted(
+        [(e["ts"], 1, is_product(e["name"])) for e in step]
+        + [(e["ts"] + e["dur"], -1, is_product(e["name"])) for e in step]
+    )
     busy = {0: 0.0, 1: 0.0, 2: 0.0}
-    depth, last = 0, t0
-    for t, d in marks:
+    # The same sweep by kind: time with a product running, with only other kernels, with none.
+    kinds = {"product": 0.0, "other": 0.0}
+    depth, products, last = 0, 0, t0
+    for t, d, product in marks:
         busy[min(depth, 2)] += t - last
+        if depth:
+            kinds["product" if products else "other"] += t - last
         depth, last = depth + d, t
+        products += d if product else 0
     lines = [
         f"step: {end - t0:.1f} µs from the first kernel's start to the last one's end, {len(step)} kernels, "
         f"{sum(e['dur'] for e in step):.1f} µs of kernel time",
         f"no kernel running: {busy[0]:.1f} µs; one: {busy[1]:.1f} µs; two or more: {busy[2]:.1f} µs",
+        f"a matrix product running: {kinds['product']:.1f} µs; only other kernels: {kinds['other']:.1f} µs",
         "",
         "| start µs | dur µs | gap µs | stream | kernel |",
         "| ---: | ---: | ---: | ---: | --- |",
