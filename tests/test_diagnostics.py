@@ -244,3 +244,37 @@ def test_trainer_rebuilds_its_epoch_figures_when_a_checkpoint_replaces_the_fixed
     assert trainer._epoch_figures() is not built
     _, fake = trainer._epoch_figures()()
     np.testing.assert_array_equal(fake, trainer.G.forward(trainer.fixed_noise.astype(np.float32), training=False))
+
+
+def test_a_step_without_d_steps_is_refused_in_one_line():
+    from tinygan.optim import Adam
+    from tinygan.step import GANStep, HostDraws
+
+    G, D = tiny_nets(seed=7, activation=nn.LeakyReLU)
+    draws = HostDraws(np.random.default_rng(8), np.float64, (1.0, 1.0), (0.0, 0.0))
+    with pytest.raises(ValueError, match=r"^GANStep: d_steps must be at least 1, received 0$"):
+        GANStep(G, D, Adam(G), Adam(D), draws, latent_dim=3, d_steps=0)
+
+
+@pytest.mark.parametrize("d_steps", [1, 3])
+def test_the_step_runs_its_parts_in_the_order_the_recipe_gives(d_steps):
+    """GANStep.__call__ runs D's last update beside G's forward on the GPU; on the CPU that is program order, and
+    the parts compose to exactly d_steps discriminator_step calls and one generator_step."""
+    from tinygan.optim import Adam
+    from tinygan.step import GANStep, HostDraws
+
+    def run(by_parts: bool) -> list[np.ndarray]:
+        G, D = tiny_nets(seed=7, activation=nn.LeakyReLU)
+        draws = HostDraws(np.random.default_rng(8), np.float64, (1.0, 1.0), (0.0, 0.0))
+        step = GANStep(G, D, Adam(G, lr=1e-2), Adam(D, lr=1e-2), draws, latent_dim=3, d_steps=d_steps)
+        real = np.random.default_rng(9).standard_normal((6, 4))
+        if by_parts:
+            for _ in range(d_steps):
+                step.discriminator_step(real)
+            step.generator_step(real.shape)
+        else:
+            step(real)
+        return [p.copy() for net in (G, D) for _, layer in net.named_layers() for p in layer.params.values()]
+
+    for a, b in zip(run(True), run(False), strict=True):
+        np.testing.assert_array_equal(a, b)
