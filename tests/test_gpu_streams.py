@@ -52,14 +52,14 @@ def _backwards(K, rng):
     return run
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_two_streams_give_the_bits_of_one(K, rng, precision):
+def _same_bits_as_one_stream(run) -> None:
+    """``run()`` (returning device arrays) gives the bits it gives on one stream, three times eagerly and three
+    times replayed from a graph captured from it."""
     import cupy as cp
     from tinygan.kernels.gpu._common import capture_gemm
     from tinygan.kernels.gpu.streams import one_stream
 
-    run = _backwards(K, rng)
-    with backend.precision(precision), capture_gemm():  # every GEMM on tinygan's per-stream cuBLAS handles
+    with capture_gemm():  # every GEMM on tinygan's per-stream cuBLAS handles
         with one_stream():
             want = [cp.asnumpy(a) for a in run()]
         for attempt in range(3):  # a missing wait would show as a difference some of the time
@@ -79,6 +79,12 @@ def test_two_streams_give_the_bits_of_one(K, rng, precision):
                 stream.synchronize()
                 for i, (w, g) in enumerate(zip(want, outs)):
                     np.testing.assert_array_equal(w, cp.asnumpy(g), err_msg=f"replay {attempt}, output {i}")
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_two_streams_give_the_bits_of_one(K, rng, precision):
+    with backend.precision(precision):
+        _same_bits_as_one_stream(_backwards(K, rng))
 
 
 def test_the_join_waits_for_the_side_branch(K):
@@ -135,8 +141,6 @@ def test_a_models_backward_with_deferred_joins_gives_the_bits_of_one_stream(rng,
     """Sequential.backward joins its layers' side-stream weight gradients once, at its end: the gradients are the
     bits of the same backward on one stream, eagerly and replayed from a captured graph."""
     import cupy as cp
-    from tinygan.kernels.gpu._common import capture_gemm
-    from tinygan.kernels.gpu.streams import one_stream
 
     import tinygan as nn
 
@@ -159,21 +163,5 @@ def test_a_models_backward_with_deferred_joins_gives_the_bits_of_one_stream(rng,
         dx = net.backward(dy)
         return [dx] + [layer.grads[k] for _, layer in net.named_layers() for k in layer.params]
 
-    with backend.precision(precision), capture_gemm():
-        with one_stream():
-            want = [cp.asnumpy(a) for a in run()]
-        for attempt in range(3):
-            for i, (w, g) in enumerate(zip(want, [cp.asnumpy(a) for a in run()])):
-                np.testing.assert_array_equal(w, g, err_msg=f"eager, attempt {attempt}, output {i}")
-        stream = cp.cuda.Stream(non_blocking=True)
-        with stream:
-            run()
-            stream.synchronize()
-            stream.begin_capture()
-            outs = run()
-            graph = stream.end_capture()
-            for attempt in range(3):
-                graph.launch(stream)
-                stream.synchronize()
-                for i, (w, g) in enumerate(zip(want, outs)):
-                    np.testing.assert_array_equal(w, cp.asnumpy(g), err_msg=f"replay {attempt}, output {i}")
+    with backend.precision(precision):
+        _same_bits_as_one_stream(run)
