@@ -19,11 +19,24 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+
+def gpu_missing(script: str) -> bool:
+    """Whether there is no CUDA GPU here; if so, say in one line that ``script`` needs one and why (the caller
+    then exits with status 2, as every GPU-only script in bench/ does)."""
+    from tinygan.backend import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason:
+        print(f"{script} needs a CUDA GPU: {reason}", file=sys.stderr)
+    return reason is not None
+
 
 DEFAULT_TOLERANCE = 1e-4
 

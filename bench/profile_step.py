@@ -19,6 +19,7 @@ import sys
 from collections import defaultdict
 
 from bench import steps
+from bench.harness import gpu_missing
 from bench.step_precisions import MODELS, time_step
 from tinygan import backend
 
@@ -69,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.top < 1:
         parser.error("--steps and --top must be at least 1")
-    reason = backend.gpu_unavailable_reason()
-    if reason:
-        print(f"profile_step needs a CUDA GPU: {reason}", file=sys.stderr)
+    if gpu_missing("profile_step"):
         return 2
     if importlib.util.find_spec("torch") is None:
         print("profile_step uses PyTorch's profiler (CUPTI): PyTorch is not installed", file=sys.stderr)

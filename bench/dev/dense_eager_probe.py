@@ -14,9 +14,10 @@ from __future__ import annotations
 import cProfile
 import io
 import pstats
-import sys
 import time
 from collections.abc import Callable
+
+from bench.harness import gpu_missing
 
 
 def per_call_us(fn: Callable[[], object], n: int = 5000) -> float:
@@ -34,11 +35,8 @@ def per_call_us(fn: Callable[[], object], n: int = 5000) -> float:
 
 
 def main() -> int:
-    from tinygan.backend import gpu_unavailable_reason
 
-    reason = gpu_unavailable_reason()
-    if reason:
-        print(f"dense_eager_probe needs a CUDA GPU: {reason}", file=sys.stderr)
+    if gpu_missing("dense_eager_probe"):
         return 2
     import cupy
     import numpy as np

@@ -58,6 +58,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.harness import gpu_missing
+
 # (label, mode, m, k, n): the product op(a) (m x k) @ op(b) (k x n) of one Dense layer in the MNIST GAN's step.
 # G runs at the batch (125), D at real + fake (250) in its own step and at 125 in G's.
 MNIST_PRODUCTS = [
@@ -341,11 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=1e-5, help="largest relative error (default 1e-5)")
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args(argv)
-    from tinygan.backend import gpu_unavailable_reason, set_precision
+    from tinygan.backend import set_precision
 
-    reason = gpu_unavailable_reason()
-    if reason:
-        print(f"dense_gemm_versions needs a CUDA GPU: {reason}", file=sys.stderr)
+    if gpu_missing("dense_gemm_versions"):
         return 2
     import cupy
 

@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from bench.harness import gpu_missing
+
 POLICIES: dict[str, tuple[str, Callable[..., Any] | None]] = {
     # name: (what, plan_product); None keeps production's
     "cublas": ("every product on cuBLAS (the eleventh session's step)", lambda *a: None),
@@ -104,11 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replays", type=int, default=200)
     parser.add_argument("--policy", action="append", choices=list(POLICIES), help="repeatable (default all)")
     args = parser.parse_args(argv)
-    from tinygan.backend import gpu_unavailable_reason, set_precision
+    from tinygan.backend import set_precision
 
-    reason = gpu_unavailable_reason()
-    if reason:
-        print(f"dense_step_policies needs a CUDA GPU: {reason}", file=sys.stderr)
+    if gpu_missing("dense_step_policies"):
         return 2
     from bench import steps
     from bench.step_precisions import time_step

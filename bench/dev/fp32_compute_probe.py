@@ -16,6 +16,8 @@ import sys
 
 import numpy as np
 
+from bench.harness import gpu_missing
+
 # (m, k, n, transa, transb, what): the product op(a) (m x k) @ op(b) (k x n)
 SHAPES = [
     (128, 576, 65536, False, False, "D conv2 forward W @ cols"),
@@ -29,11 +31,7 @@ COMPUTE_TYPES = (68, 78, 77)  # 32F, 32F_EMULATED_16BFX9, 32F_FAST_TF32
 
 
 def main() -> int:
-    from tinygan.backend import gpu_unavailable_reason
-
-    reason = gpu_unavailable_reason()
-    if reason:
-        print(f"fp32_compute_probe needs a CUDA GPU: {reason}", file=sys.stderr)
+    if gpu_missing("fp32_compute_probe"):
         return 2
     import cupy as cp
     from tinygan.kernels.gpu import cublas

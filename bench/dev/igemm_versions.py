@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.harness import gpu_missing
+
 # Allowed relative norm error by precision. Split-TF32 ("3xtf32") measured 1e-5 to 3e-5 on the long sums
 # of the first run (tensor-core accumulation), so it is held to 1e-4 and cannot stand in for "fp32".
 TOL = {"fp32": 1e-5, "3xtf32": 1e-4, "tf32": 1e-3, "bf16": 1e-2}
@@ -622,11 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", action="store_true", help="also time the whole DCGAN training step (CUDA graph)")
     ap.add_argument("--skip", default="", help="comma-separated versions to validate on the odd shapes only")
     args = ap.parse_args(argv)
-    from tinygan.backend import gpu_unavailable_reason
 
-    reason = gpu_unavailable_reason()
-    if reason:
-        print(f"igemm_versions needs a CUDA GPU: {reason}", file=sys.stderr)
+    if gpu_missing("igemm_versions"):
         return 2
     try:
         import torch

@@ -90,6 +90,8 @@ from typing import Any
 import numpy as np
 from tinygan.kernels.bf16 import from_bf16, to_bf16
 
+from bench.harness import gpu_missing
+
 try:
     import cupy
 except ImportError:  # --help works anywhere; main() says why nothing runs
@@ -843,11 +845,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=1e-5)
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args(argv)
-    from tinygan.backend import gpu_unavailable_reason
 
-    reason = gpu_unavailable_reason()
-    if reason:
-        print(f"kernel_versions needs a CUDA GPU: {reason}", file=sys.stderr)
+    if gpu_missing("kernel_versions"):
         return 2
 
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)

@@ -9,17 +9,17 @@
 
 import sys
 
+from bench.harness import gpu_missing
+
 
 def main(argv: list[str]) -> int:
-    from tinygan.backend import PRECISIONS, gpu_unavailable_reason
+    from tinygan.backend import PRECISIONS
 
     precision = argv[0] if argv else "fp32"
     if precision not in PRECISIONS:
         print(f"one_step: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}", file=sys.stderr)
         return 2
-    reason = gpu_unavailable_reason()
-    if reason:
-        print(f"one_step needs a CUDA GPU: {reason}", file=sys.stderr)
+    if gpu_missing("one_step"):
         return 2
     import cupy
 

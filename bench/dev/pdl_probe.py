@@ -29,6 +29,8 @@ import ctypes
 import statistics
 import sys
 
+from bench.harness import gpu_missing
+
 SOURCE = r"""
 template <int MODE>  // 0: no griddepcontrol; 1: wait, then launch_dependents; 2: wait, stores, launch_dependents;
                      // 3: wait only
@@ -83,11 +85,8 @@ def launch_pdl(cuda, func_ptr: int, grid: int, block: int, stream_ptr: int, args
 
 
 def main() -> int:
-    from tinygan.backend import gpu_unavailable_reason
 
-    reason = gpu_unavailable_reason()
-    if reason:
-        print(f"pdl_probe needs a CUDA GPU: {reason}", file=sys.stderr)
+    if gpu_missing("pdl_probe"):
         return 2
     import cupy
     import numpy as np
