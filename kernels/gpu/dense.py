@@ -103,12 +103,18 @@ def dense_backward_data(dy: cupy.ndarray, W: cupy.ndarray) -> cupy.ndarray:
     dy, W = device_array(dy, "dy", "dense_backward_data"), device_array(W, "W", "dense_backward_data")
     same_dtype("dense_backward_data", dy, W=W)
     _check_product("dense_backward_data", dy, W, "dy", "W", (1, 1))
-    if _thin(W.shape[1], dy.dtype):
-        return outer(dy, W)
-    plan = _plan("input", dy.shape[0], W.shape[0], dy.shape[1], dy, W)
+    return _input_product(dy, W)
+
+
+def _input_product(dz: cupy.ndarray, W: cupy.ndarray) -> cupy.ndarray:
+    """dz @ W.T on the kernel the routing gives (arguments checked by the caller): an outer product for one
+    output at full precision, dense_gemm where the plan says so, else cuBLAS."""
+    if _thin(W.shape[1], dz.dtype):
+        return outer(dz, W)
+    plan = _plan("input", dz.shape[0], W.shape[0], dz.shape[1], dz, W)
     if plan is not None:
-        return dense_gemm(dy, W, trans_b=True, **plan)
-    return gemm(dy, W, transb=True)
+        return dense_gemm(dz, W, trans_b=True, **plan)
+    return gemm(dz, W, transb=True)
 
 
 def dense_backward_weight(dy: cupy.ndarray, x: cupy.ndarray) -> tuple[cupy.ndarray, cupy.ndarray]:
@@ -144,7 +150,6 @@ def dense_backward(
         check_out(dW, W.shape, dy.dtype, f"{op} (dW)")
     batch, fin, fout = x.shape[0], x.shape[1], dy.shape[1]
     weight_plan = _plan("weight", fin, fout, batch, x, dy) if dW is not None else None
-    input_plan = _plan("input", batch, fin, fout, dy, W) if input_grad else None
     dz = rows_grad_sum(dy, y, slope, db)
     dx = None
     with fork_join(keep=(x, dz)) as side:  # the two products only read dz: side by side on two streams (streams.py)
@@ -154,8 +159,6 @@ def dense_backward(
                     dense_gemm(x, dz, trans_a=True, out=dW, **weight_plan)
                 else:
                     matmul_accumulate(dW, x, dz, transa=True, what=f"{op} (dW)")
-        if input_grad and _thin(fout, dz.dtype):
-            dx = outer(dz, W)
-        elif input_grad:
-            dx = dense_gemm(dz, W, trans_b=True, **input_plan) if input_plan is not None else gemm(dz, W, transb=True)
+        if input_grad:
+            dx = _input_product(dz, W)
     return dx
