@@ -1,19 +1,10 @@
 """bench.profile_step: the kernel-by-kernel profile of a GPU training step. Its GPU part runs in the device
-calls recorded in bench/results (it needs PyTorch's profiler); here: its answers without a GPU and to
-options that make no sense."""
+calls recorded in bench/results (it needs PyTorch's profiler); here: its answers to options that make no sense
+(its one-line answer without a GPU is tests/test_bench_gpu_scripts.py's, with the other GPU-only scripts)."""
 
 import pytest
 
 from bench import profile_step
-from tinygan.backend import gpu_unavailable_reason
-
-
-def test_without_a_gpu_it_says_why_and_exits_2(capsys):
-    if gpu_unavailable_reason() is None:
-        pytest.skip("a GPU is present: this checks the message where there is none")
-    assert profile_step.main(["--model", "mnist"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("profile_step needs a CUDA GPU: ") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("args", [["--steps", "0"], ["--top", "-1"], ["--model", "resnet"]])
