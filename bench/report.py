@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:  # also runnable as `python bench/report.py`
 
 from bench import harness  # noqa: E402
 
-SECTIONS = ("steps", "kernels", "memory", "scaling")
+SECTIONS = ("steps", "precisions", "kernels", "memory", "scaling")
 SCALING_SIZES = (32, 64, 128, 256, 512, 1024)
 LABEL = {"reference": "tinygan reference", "numba": "tinygan Numba", "gpu": "tinygan CuPy", "torch": "PyTorch"}
 SHORT = {"reference": "reference", "numba": "Numba", "gpu": "CuPy", "torch": "PyTorch"}
@@ -53,11 +53,19 @@ TARGETS = {
     ("gpu", "graph", "dcgan"): ((3.32e-3, 3.32e-3), "PyTorch 2.11 whole-step CUDA graph, one H100"),
 }
 
+# Issue 11's targets for the whole-step graph by precision: (model, precisions, seconds per step, and the lead
+# over PyTorch's graph it stood for, as (PyTorch precision, factor)); any one of the precisions meets it.
+PRECISION_TARGETS = (
+    ("dcgan", ("tf32", "bf16"), 1.5e-3, ("default", 2.0)),
+    ("dcgan", ("fp32",), 2.8e-3, ("fp32", 1.9)),
+    ("mnist", ("fp32",), 0.35e-3, None),
+)
+
 # Worker time limits (seconds): a hung worker costs at most this, and leaves what it measured. The GPU's are
 # tight because the lent GPU machine's time is scarce (bench/gpu_bench.sh must finish well inside 8 minutes).
 LIMITS = {
     "cpu": {"peak": 120, "kernels": 900, "steps": 900, "memory": 240, "scaling": 900},
-    "gpu": {"peak": 60, "kernels": 150, "steps": 120, "memory": 60, "scaling": 120},
+    "gpu": {"peak": 60, "kernels": 150, "steps": 120, "memory": 60, "scaling": 120, "precisions": 240},
 }
 
 
@@ -148,6 +156,9 @@ def collect(args: argparse.Namespace, devices: list[str], runner: Runner) -> Non
             for impl in impls_for(device, args):
                 spec = {"kind": "steps", "device": device, "impl": impl, "models": models}
                 runner.run(f"{device} {impl} training steps", spec, "steps")
+    if "precisions" in sections and "gpu" in devices:
+        spec = {"kind": "precisions", "device": "gpu", "models": models, "no_torch": args.no_torch}
+        runner.run("gpu training step by precision", spec, "precisions")
     for device in devices:
         if "kernels" in sections:
             for impl in impls_for(device, args):
@@ -238,6 +249,7 @@ class Report:
         self.kernels: dict[tuple[str, str, str], dict] = {}
         self.steps: dict[tuple[str, str, str, str, int], dict] = {}
         self.memory: list[dict] = []
+        self.precisions: dict[tuple[str, str, str], dict] = {}
         self.flagged_points: set[tuple] = set()
         for rec in results.records:
             if rec["kind"] == "kernel":
@@ -246,6 +258,8 @@ class Report:
                 self.steps[(rec["device"], rec["model"], rec["impl"], rec["variant"], rec["batch"])] = rec
             elif rec["kind"] == "memory":
                 self.memory.append(rec)
+            elif rec["kind"] == "precision" and rec["status"] != "error":
+                self.precisions[(rec["model"], rec["impl"], rec["precision"])] = rec
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def peak(self, device: str) -> dict[str, Any]:
@@ -317,6 +331,8 @@ class Report:
             out += self.machine_section(device)
         for device in self.devices:
             out += self.step_section(device, stem)
+        if "gpu" in self.devices:
+            out += self.precision_section()
         for device in self.devices:
             out += self.kernel_section(device, stem)
         for device in self.devices:
@@ -480,6 +496,95 @@ class Report:
                 "card or version differs."
             )
         return lines + [""] if any_line else []
+
+    def precision_section(self) -> list[str]:
+        """The GPU step at each precision beside PyTorch's (bench.step_precisions' measurement), each tinygan
+        step's timeline split, and issue 11's targets: met, or missed by how much and bounded by what."""
+        from bench import steps
+
+        if not self.precisions:
+            return []
+        lines = [
+            "## Training step by precision (GPU)\n",
+            "Whole-step CUDA graphs, each validated against the float64 reference first (at its precision's "
+            "tolerance), then timed in interleaved rounds of back-to-back replays (bench/step_precisions.py); the "
+            "median of the rounds. tinygan's `--precision`: `fp32` (its default), `tf32`, `bf16`; PyTorch at `fp32`, "
+            "`tf32` and its own `default` (TF32 convolutions through cuDNN, FP32 matrix products). The timeline "
+            "columns split one profiled replay's span (bench/dev/step_timeline.py, CUPTI through PyTorch's "
+            "profiler): time with a matrix product running, with only other kernels, with no kernel.\n",
+            "| model | implementation | precision | median | vs PyTorch default | product / other / none µs | "
+            "validation |",
+            "| --- | --- | --- | ---: | ---: | ---: | --- |",
+        ]
+        for model in steps.MODELS:
+            for (m, impl, precision), rec in self.precisions.items():
+                if m != model:
+                    continue
+                t = rec.get("timeline")
+                split = f"{t['product_us']:.0f} / {t['other_us']:.0f} / {t['none_us']:.0f}" if t else ""
+                check = rec["check"] if rec["status"] == "ok" else f"**{rec['status']}**: {rec['check']}"
+                lines.append(
+                    f"| {MODEL_TITLE[model]} (batch {rec['batch']}) | {impl} | {precision} | "
+                    f"**{fmt_time(rec['median_s'])}** | {rec.get('vs_default', '')} | {split} | {check} |"
+                )
+        lines += ["", "### Against issue 11's targets\n"]
+        for model, precisions, limit, lead in PRECISION_TARGETS:
+            lines.append(self.precision_target_line(model, precisions, limit, lead))
+        return lines + [""]
+
+    def precision_target_line(
+        self, model: str, precisions: tuple[str, ...], limit: float, lead: tuple[str, float] | None
+    ) -> str:
+        recs = [self.precisions.get((model, "tinygan", p)) for p in precisions]
+        recs = [r for r in recs if r is not None and r["status"] == "ok"]
+        head = f"- {MODEL_TITLE[model]}, {' or '.join(precisions)}, target {fmt_time(limit)}"
+        if not recs:
+            return head + ": not measured (see Problems)."
+        best = min(recs, key=lambda r: r["median_s"])
+        t = best["median_s"]
+        text = f"{head}: tinygan {best['precision']} {fmt_time(t)}, "
+        text += "**met**" if t <= limit else f"**missed by {fmt_time(t - limit)}** ({t / limit:.2f}x the target)"
+        if lead is not None:
+            theirs = self.precisions.get((model, "PyTorch", lead[0]))
+            if theirs is not None and theirs["status"] == "ok":
+                ahead = theirs["median_s"] / t
+                text += (
+                    f"; {ahead:.2f}x ahead of PyTorch's {lead[0]} graph here ({fmt_time(theirs['median_s'])}), "
+                    f"against the {lead[1]:g}x the target stood for"
+                )
+        if t > limit:
+            text += ". " + self.precision_bound(best, limit)
+        return text + "."
+
+    def precision_bound(self, rec: dict, limit: float) -> str:
+        """What bounds a missed step, from this run's own numbers: how its span splits, and at what share of the
+        measured FP32 GEMM peak its products run now and would have to run for the target."""
+        t = rec.get("timeline")
+        if not t:
+            return "Bound: not measured (no profiler: PyTorch is not installed)"
+        rest = t["other_us"] + t["none_us"]
+        text = (
+            f"Bound, measured: of one replay's {t['span_us']:.0f} µs, a matrix product runs {t['product_us']:.0f} µs, "
+            f"only other kernels {t['other_us']:.0f} µs, no kernel {t['none_us']:.0f} µs"
+        )
+        peak = self.peak("gpu").get("gemm_gflops")
+        if rec["precision"] != "fp32" or not peak:
+            return text + " (only the FP32 GEMM peak is measured here)"
+        flops = rec["flops"]
+        now = flops / (t["product_us"] * 1e-6) / 1e9
+        text += (
+            f". The step's products are {flops / 1e9:.1f} GFLOP: {fmt_time(flops / (peak * 1e9))} at the measured FP32 "
+            f"GEMM peak ({peak / 1e3:.1f} TFLOP/s), so on the step's span they run at {100 * now / peak:.0f}% of it"
+        )
+        room = limit * 1e6 - rest
+        if room <= 0:
+            return text + f"; the other kernels and the gaps alone ({rest:.0f} µs) exceed the target"
+        need = flops / (room * 1e-6) / 1e9
+        return text + (
+            f"; with the other kernels and the gaps as they are ({rest:.0f} µs), the target leaves {room:.0f} µs for "
+            f"the products: {100 * need / peak:.0f}% of the peak across all of them"
+            + (", beyond the FP32 units" if need > peak else "")
+        )
 
     def kernel_section(self, device: str, stem: str) -> list[str]:
         impls = [

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import importlib.util
 import statistics
 import sys
@@ -47,7 +48,9 @@ def _stage(what: str, fn: Any) -> Any:
     return out
 
 
-def _tinygan(model: str, n: int, precision: str, want: list[Any], one_stream: bool = False) -> tuple[steps.Built, str]:
+def _tinygan(
+    model: str, n: int, precision: str, want: list[Any], one_stream: bool = False
+) -> tuple[steps.Built, str, bool]:
     """tinygan's step at ``precision``, validated, then captured; with ``one_stream`` captured without the
     backward passes' second stream (kernels/gpu/streams.py), for the comparison."""
     from tinygan.kernels.gpu import streams
@@ -60,17 +63,17 @@ def _tinygan(model: str, n: int, precision: str, want: list[Any], one_stream: bo
         for what in ("warm-up", "capture", "replay"):  # the second call captures, the third replays
             _stage(f"{where}: {what}", built.fn)
     check = f"gradients {'within' if ok else 'NOT within'} tolerance {steps.step_tolerance():g}: {text}"
-    return built, check
+    return built, check, ok
 
 
-def _torch(model: str, n: int, precision: str, want: list[Any]) -> tuple[steps.Built, str]:
+def _torch(model: str, n: int, precision: str, want: list[Any]) -> tuple[steps.Built, str, bool]:
     where = f"PyTorch {model} {precision}"
     ok, err, text = _stage(f"{where}: validate", lambda: steps.validate_torch(model, n, "gpu", want, precision))
     built = _stage(f"{where}: build", lambda: steps.torch_graph_step(model, n, precision=precision))
     graph_ok, _, graph_text = _stage(f"{where}: graph check", lambda: steps.check_graph_step(built))
     tolerance = steps.STEP_TOLERANCE if precision == "fp32" else steps.STEP_TOLERANCE_TF32
     check = f"gradients {'within' if ok else 'NOT within'} {tolerance:g}: {text}; {graph_text}"
-    return built, check
+    return built, check, ok and graph_ok
 
 
 def time_step(built: steps.Built, replays: int) -> float:
@@ -95,6 +98,66 @@ def time_step(built: steps.Built, replays: int) -> float:
     end.record(stream)
     end.synchronize()
     return cupy.cuda.get_elapsed_time(start, end) / 1e3 / replays
+
+
+def measure(
+    model: str,
+    n: int,
+    rounds: int,
+    replays: int,
+    has_torch: bool,
+    one_stream: bool = False,
+    timeline: Any = None,
+    want: list[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Every implementation and precision of ``model``'s step at batch ``n``, validated, captured, then timed in
+    ``rounds`` interleaved rounds of ``replays`` replays: one record each (impl, precision, median_s, times,
+    check, ok, vs_default). ``timeline(built) -> dict``, where given, is called once on each tinygan step after
+    the timing (bench.report passes the profiler's split of the step, bench/dev/step_timeline.py); its result is
+    the record's ``timeline``. ``want``: the float64 reference gradients, where the caller has them already."""
+    runs: dict[tuple[str, str], Any] = {}
+    if want is None:
+        want = steps.reference_gradients(model, n)
+    for precision in ("fp32", "tf32", "bf16"):
+        runs[("tinygan", precision)] = _tinygan(model, n, precision, want)
+        if one_stream:
+            runs[("tinygan, one stream", precision)] = _tinygan(model, n, precision, want, one_stream=True)
+    backend.set_precision("fp32")
+    if has_torch:
+        for precision in ("fp32", "tf32", "default"):
+            runs[("PyTorch", precision)] = _torch(model, n, precision, want)
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
+    for round_ in range(rounds):
+        for key, (built, _, _) in runs.items():
+            if key[0].startswith("tinygan"):
+                backend.set_precision(key[1])  # a replay keeps what it captured; set it for clarity
+            # Every earlier timing ended in a synchronize, so an asynchronous error surfacing here is this
+            # step's: name it (the eighth and thirteenth sessions met an illegal address at this point).
+            print(f"stage: {key[0]} {model} {key[1]}: timing round {round_ + 1}", file=sys.stderr, flush=True)
+            times[key].append(time_step(built, replays))
+    backend.set_precision("fp32")
+    base = statistics.median(times[("PyTorch", "default")]) if has_torch else None
+    records = []
+    for key, (built, check, ok) in runs.items():
+        med = statistics.median(times[key])
+        ratio = ""
+        if base:
+            ratio = f"{base / med:.2f}x faster" if med < base else f"{med / base:.2f}x slower"
+        rec = {
+            "model": model,
+            "batch": n,
+            "impl": key[0],
+            "precision": key[1],
+            "median_s": med,
+            "times_s": times[key],
+            "check": check,
+            "ok": ok,
+            "vs_default": ratio,
+        }
+        if timeline is not None and key[0] == "tinygan":
+            rec["timeline"] = _stage(f"tinygan {model} {key[1]}: timeline", functools.partial(timeline, built))
+        records.append(rec)
+    return records
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,33 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | --- | --- | ---: | ---: | --- |",
     ]
     for model, n, title in MODELS:
-        runs: dict[tuple[str, str], Any] = {}
-        want = steps.reference_gradients(model, n)
-        for precision in ("fp32", "tf32", "bf16"):
-            runs[("tinygan", precision)] = _tinygan(model, n, precision, want)
-            if args.one_stream:
-                runs[("tinygan, one stream", precision)] = _tinygan(model, n, precision, want, one_stream=True)
-        backend.set_precision("fp32")
-        if has_torch:
-            for precision in ("fp32", "tf32", "default"):
-                runs[("PyTorch", precision)] = _torch(model, n, precision, want)
-        times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
-        for round_ in range(args.rounds):
-            for key, (built, _) in runs.items():
-                if key[0].startswith("tinygan"):
-                    backend.set_precision(key[1])  # a replay keeps what it captured; set it for clarity
-                # Every earlier timing ended in a synchronize, so an asynchronous error surfacing here is this
-                # step's: name it (the eighth and thirteenth sessions met an illegal address at this point).
-                print(f"stage: {key[0]} {model} {key[1]}: timing round {round_ + 1}", file=sys.stderr, flush=True)
-                times[key].append(time_step(built, args.replays))
-        backend.set_precision("fp32")
-        base = statistics.median(times[("PyTorch", "default")]) if has_torch else None
-        for key, (_, check) in runs.items():
-            med = statistics.median(times[key])
-            ratio = ""
-            if base:
-                ratio = f"{base / med:.2f}x faster" if med < base else f"{med / base:.2f}x slower"
-            lines.append(f"| {title} (batch {n}) | {key[0]} | {key[1]} | {med * 1e3:.3f} ms | {ratio} | {check} |")
+        for rec in measure(model, n, args.rounds, args.replays, has_torch, args.one_stream):
+            lines.append(
+                f"| {title} (batch {n}) | {rec['impl']} | {rec['precision']} | {rec['median_s'] * 1e3:.3f} ms | "
+                f"{rec['vs_default']} | {rec['check']} |"
+            )
             print(lines[-1], flush=True)
         if args.out:  # each model's rows as soon as they exist: a later failure keeps them
             Path(args.out).write_text("\n".join(lines) + "\n")

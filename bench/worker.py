@@ -7,11 +7,13 @@ PyTorch's memory pools hold on to the same GPU, and a high-water mark of residen
 rewritten after every record, so a worker stopped by its time limit still leaves what it measured.
 
 Kinds: "peak" (machine description and measured peak), "kernels", "steps" (also the batch-size scaling,
-and on the GPU the steps' peak memory), "memory" (peak host memory of training steps).
+and on the GPU the steps' peak memory), "memory" (peak host memory of training steps), "precisions" (the GPU
+step at every precision beside PyTorch's, with each tinygan step's timeline split: issue 11's targets).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -383,12 +385,58 @@ def run_memory(spec: dict[str, Any], out: Output) -> None:
     out.emit(record)
 
 
+# -- precisions (GPU) -----------------------------------------------------------------------------------------
+
+
+def _timeline_split(built: Any, where: Path) -> dict[str, float]:
+    """The profiler's split of one replayed step (bench/dev/step_timeline.py): of 5 profiled replays, the one
+    with the median span, so one slow replay does not decide it."""
+    from bench.dev import step_timeline
+
+    cut = step_timeline.profile(built.fn, 5, str(where))
+    where.unlink(missing_ok=True)  # the trace is tens of MB; its split is what the report keeps
+    if not cut:
+        raise RuntimeError("the profiler recorded no whole step")
+    splits = sorted((step_timeline.split(step) for step in cut), key=lambda s: s["span_us"])
+    return splits[len(splits) // 2]
+
+
+def run_precisions(spec: dict[str, Any], out: Output) -> None:
+    """bench.step_precisions' measurement (tinygan fp32/tf32/bf16, PyTorch fp32/tf32/default, whole-step graphs,
+    interleaved rounds), one record per model, implementation and precision; each tinygan record also carries
+    its step's timeline split where PyTorch's profiler is there to read it."""
+    from bench import cases, step_precisions, steps
+
+    if spec["device"] != "gpu":
+        raise ValueError("the precisions measurement is a GPU one")
+    quick = spec.get("quick", False)
+    has_torch = importlib.util.find_spec("torch") is not None and not spec.get("no_torch", False)
+    trace = Path(spec["out"]).with_suffix(".trace.json")
+    timeline = (lambda built: _timeline_split(built, trace)) if has_torch else None
+    out.info(load_before=harness.load_average())
+    for model in spec.get("models", steps.MODELS):
+        n = steps.BATCH[model]
+        base = {"kind": "precision", "id": f"{model}.step", "model": model, "batch": n, "device": "gpu"}
+        try:
+            want = _reference_gradients(model, n, spec.get("cache"))
+            rounds, replays = (3, 100) if quick else (5, 200)
+            records = step_precisions.measure(model, n, rounds, replays, has_torch, timeline=timeline, want=want)
+        except Exception as exc:
+            out.emit({**base, "status": "error", "error": _error(exc), "trace": traceback.format_exc()[-800:]})
+            continue
+        for rec in records:
+            out.emit({**base, **rec, "status": "ok" if rec["ok"] else "wrong", "flops": cases.step_flops(model, n)})
+    out.info(load_after=harness.load_average())
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
     out = Output(spec["out"])
     started = time.perf_counter()
     try:
-        {"peak": run_peak, "kernels": run_kernels, "steps": run_steps, "memory": run_memory}[spec["kind"]](spec, out)
+        runs = {"peak": run_peak, "kernels": run_kernels, "steps": run_steps, "memory": run_memory}
+        runs["precisions"] = run_precisions
+        runs[spec["kind"]](spec, out)
     except Exception as exc:
         out.info(fatal=_error(exc), trace=traceback.format_exc()[-2000:])
         print(traceback.format_exc(), file=sys.stderr)

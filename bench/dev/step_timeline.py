@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 
 def kernels_of(trace: dict) -> list[dict]:
@@ -40,16 +41,19 @@ def split_steps(events: list[dict], per_step: int) -> list[list[dict]]:
     return [events[i : i + per_step] for i in range(0, len(events) - per_step + 1, per_step)]
 
 
-def summarize(step: list[dict]) -> list[str]:
+def split(step: list[dict]) -> dict[str, float]:
+    """How one step's span (µs, first kernel's start to last one's end) splits: by how many streams have a kernel
+    running (``none_us``, ``one_us``, ``two_us``: two or more) and by kind (``product_us``: a matrix product
+    running; ``other_us``: only other kernels). ``none_us + one_us + two_us == none_us + product_us + other_us
+    == span_us``; ``kernel_us`` is the kernels' summed time (above the span where streams overlap)."""
     t0 = step[0]["ts"]
     end = max(e["ts"] + e["dur"] for e in step)
-    # Sweep: at each moment, how many streams have a kernel running.
+    # Sweep: at each moment, how many streams have a kernel running, and whether one of them is a product.
     marks = sorted(
         [(e["ts"], 1, is_product(e["name"])) for e in step]
         + [(e["ts"] + e["dur"], -1, is_product(e["name"])) for e in step]
     )
     busy = {0: 0.0, 1: 0.0, 2: 0.0}
-    # The same sweep by kind: time with a product running, with only other kernels, with none.
     kinds = {"product": 0.0, "other": 0.0}
     depth, products, last = 0, 0, t0
     for t, d, product in marks:
@@ -58,11 +62,26 @@ def summarize(step: list[dict]) -> list[str]:
             kinds["product" if products else "other"] += t - last
         depth, last = depth + d, t
         products += d if product else 0
+    return {
+        "span_us": end - t0,
+        "kernels": len(step),
+        "kernel_us": sum(e["dur"] for e in step),
+        "none_us": busy[0],
+        "one_us": busy[1],
+        "two_us": busy[2],
+        "product_us": kinds["product"],
+        "other_us": kinds["other"],
+    }
+
+
+def summarize(step: list[dict]) -> list[str]:
+    t0 = step[0]["ts"]
+    s = split(step)
     lines = [
-        f"step: {end - t0:.1f} µs from the first kernel's start to the last one's end, {len(step)} kernels, "
-        f"{sum(e['dur'] for e in step):.1f} µs of kernel time",
-        f"no kernel running: {busy[0]:.1f} µs; one: {busy[1]:.1f} µs; two or more: {busy[2]:.1f} µs",
-        f"a matrix product running: {kinds['product']:.1f} µs; only other kernels: {kinds['other']:.1f} µs",
+        f"step: {s['span_us']:.1f} µs from the first kernel's start to the last one's end, {s['kernels']} kernels, "
+        f"{s['kernel_us']:.1f} µs of kernel time",
+        f"no kernel running: {s['none_us']:.1f} µs; one: {s['one_us']:.1f} µs; two or more: {s['two_us']:.1f} µs",
+        f"a matrix product running: {s['product_us']:.1f} µs; only other kernels: {s['other_us']:.1f} µs",
         "",
         "| start µs | dur µs | gap µs | stream | kernel |",
         "| ---: | ---: | ---: | ---: | --- |",
@@ -77,12 +96,32 @@ def summarize(step: list[dict]) -> list[str]:
     return lines
 
 
-def record(model: str, precision: str, n_steps: int, path: str) -> tuple[float, int]:
-    """Replay the step under PyTorch's profiler and export the trace; (ms per step, kernels per step)."""
+def profile(fn: Any, n_steps: int, path: str) -> list[list[dict]]:
+    """Call the (captured) step ``fn`` ``n_steps`` times under PyTorch's profiler, export the Chrome trace to
+    ``path`` and return its device events cut into steps (the kernels of one call, counted from the trace);
+    the trace also records that count, so ``--read`` can cut it again."""
     import cupy
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
+    cupy.cuda.Device().synchronize()
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(n_steps):
+            fn()
+        cupy.cuda.Device().synchronize()
+    prof.export_chrome_trace(path)
+    with open(path) as f:
+        trace = json.load(f)
+    events = kernels_of(trace)
+    per_step = len(events) // n_steps
+    trace["tinygan_kernels_per_step"] = per_step
+    with open(path, "w") as f:
+        json.dump(trace, f)
+    return split_steps(events, per_step) if per_step else []
+
+
+def record(model: str, precision: str, n_steps: int, path: str) -> tuple[float, int]:
+    """Replay the step under PyTorch's profiler and export the trace; (ms per step, kernels per step)."""
     from bench import steps
     from bench.profile_step import BATCH
     from bench.step_precisions import time_step
@@ -93,14 +132,8 @@ def record(model: str, precision: str, n_steps: int, path: str) -> tuple[float, 
     for _ in range(3):
         built.fn()
     step_ms = time_step(built, 50) * 1e3
-    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(n_steps):
-            built.fn()
-        cupy.cuda.Device().synchronize()
-    prof.export_chrome_trace(path)
-    with open(path) as f:
-        count = len(kernels_of(json.load(f)))
-    return step_ms, count // n_steps
+    cut = profile(built.fn, n_steps, path)
+    return step_ms, len(cut[0]) if cut else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,9 +162,6 @@ def main(argv: list[str] | None = None) -> int:
         step_ms, per_step = record(args.model, args.precision, args.steps, args.trace)
         with open(args.trace) as f:
             trace = json.load(f)
-        trace["tinygan_kernels_per_step"] = per_step
-        with open(args.trace, "w") as f:
-            json.dump(trace, f)
         print(f"{args.model} {args.precision}: {step_ms * 1e3:.1f} µs a replayed step (50 replays), {per_step} kernels")
     steps_ = split_steps(kernels_of(trace), per_step)
     if not steps_:
