@@ -36,3 +36,10 @@ def test_a_trace_without_a_whole_step_is_refused_in_one_line(tmp_path, capsys):
     path.write_text(json.dumps({"traceEvents": [_event("k", 0.0, 1.0, 7)]}))
     assert step_timeline.main(["--read", str(path), "--per-step", "3"]) == 2
     assert capsys.readouterr().err.strip() == "step_timeline: no whole step in the trace"
+
+
+def test_cublas_hopper_kernels_and_ours_count_as_products():
+    for name in ("nvjet_tst_128x256_64x4_2x1_v_bz_TNT", "sm80_xmma_gemm_f32f32", "void conv_igemm<5, 0, 2>(float"):
+        assert step_timeline.is_product(name), name
+    for name in ("void im2col<float, int>(float", "void adam_update_multi_device_step<float>"):
+        assert not step_timeline.is_product(name), name

@@ -29,8 +29,9 @@ def kernels_of(trace: dict) -> list[dict]:
     return sorted(events, key=lambda e: e["ts"])
 
 
-# Kernel names that are matrix products: cuBLAS's (gemm, xmma, gemv, cutlass, their split-K reductions) and ours.
-PRODUCTS = ("gemm", "xmma", "gemv", "cutlass", "splitK", "dense_outer", "dense_row_dot", "igemm")
+# Kernel names that are matrix products: cuBLAS's (gemm, xmma, gemv, cutlass, their split-K reductions, and nvjet,
+# the Hopper kernels cuBLAS picks for its TF32 and BF16 products) and ours.
+PRODUCTS = ("gemm", "xmma", "gemv", "cutlass", "splitK", "nvjet", "dense_outer", "dense_row_dot", "igemm")
 
 
 def is_product(name: str) -> bool:
