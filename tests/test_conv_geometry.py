@@ -97,6 +97,9 @@ def test_layers_refuse_a_zero_size_input_in_one_line_naming_the_layer(cpu_kernel
         ((3, 1.5, 0), r"^op: stride must be an int or a pair of ints, received 1.5$"),
         ((3, (1, 2, 3), 0), r"^op: stride must be an int or a pair of ints, received \(1, 2, 3\)$"),
         ((True, 1, 0), r"^op: kernel_size must be an int or a pair of ints, received True$"),
+        (((3, True), 1, 0), r"^op: kernel_size must be an int or a pair of ints, received \(3, True\)$"),
+        ((3, (2, 0), 0), r"^op: stride must be >= 1, received \(2, 0\)$"),
+        ((3, 1, (0, -1)), r"^op: padding must be >= 0, received \(0, -1\)$"),
     ],
 )
 def test_argument_checks_are_one_line_naming_the_option(args, message):
@@ -118,3 +121,14 @@ def test_output_padding_check_and_empty_outputs():
 def test_an_empty_batch_has_a_geometry():
     assert G.conv2d_output_shape((0, 3, 8, 8), (4, 3, 4, 4), 2, 1, "op") == (0, 4, 4, 4)
     assert G.conv_transpose2d_output_shape((0, 3, 4, 4), (3, 4, 4, 4), 2, 1, 0, "op") == (0, 4, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "value", [3, (3, 2), [3, 2], np.int64(3), (np.int32(3), 2), (3, np.int64(2)), np.array([3, 2])[0]]
+)
+def test_as_pair_gives_python_ints_whatever_int_types_come_in(value):
+    # Plain Python ints take a shortcut (the layers' path, a hundred times a step); every int type must give
+    # the same pair of Python ints either way.
+    pair = G.as_pair(value, "stride", 1, "op")
+    expected = (int(value), int(value)) if np.ndim(value) == 0 else (int(value[0]), int(value[1]))
+    assert pair == expected and all(type(v) is int for v in pair)

@@ -45,6 +45,14 @@ def _is_int(value: Any) -> bool:
 
 def as_pair(value: Any, name: str, minimum: int, what: str) -> Pair:
     """An int or an (h, w) pair of ints, each >= minimum, as a pair of Python ints."""
+    # Python ints first: the layers pass them, about 330 times a DCGAN step (conv_args about 100), and kernel
+    # by kernel (--no-cuda-graph) the GPU step is host-bound. conv_args on ints: 5 us with the general checks
+    # below on the project's CPU, 0.5 us with this shortcut (python -m timeit): about 0.5 ms of a 6.9 ms step.
+    if type(value) is int and value >= minimum:
+        return value, value
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        if value[0] >= minimum and value[1] >= minimum:
+            return value
     pair = (value, value) if _is_int(value) else tuple(value) if isinstance(value, (tuple, list)) else ()
     if len(pair) != 2 or not all(_is_int(v) for v in pair):
         raise ValueError(f"{what}: {name} must be an int or a pair of ints, received {value!r}")
