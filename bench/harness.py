@@ -15,6 +15,7 @@ output array (scale-free, so one tolerance serves a bias gradient and a 3200-ter
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import platform
 import re
@@ -36,6 +37,11 @@ def gpu_missing(script: str) -> bool:
     if reason:
         print(f"{script} needs a CUDA GPU: {reason}", file=sys.stderr)
     return reason is not None
+
+
+def torch_installed() -> bool:
+    """Whether PyTorch, the optional reference, is installed here (looked up, not imported)."""
+    return importlib.util.find_spec("torch") is not None
 
 
 DEFAULT_TOLERANCE = 1e-4

@@ -14,12 +14,11 @@ says so and exits 2. Needs CuPy and a GPU.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections import defaultdict
 
 from bench import steps
-from bench.harness import gpu_missing
+from bench.harness import gpu_missing, torch_installed
 from bench.step_precisions import MODELS, time_step
 from tinygan import backend
 
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps and --top must be at least 1")
     if gpu_missing("profile_step"):
         return 2
-    if importlib.util.find_spec("torch") is None:
+    if not torch_installed():
         print("profile_step uses PyTorch's profiler (CUPTI): PyTorch is not installed", file=sys.stderr)
         return 2
     for model in args.model or ["dcgan", "mnist"]:

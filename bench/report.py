@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import re
@@ -123,10 +122,6 @@ class Runner:
         return data
 
 
-def torch_installed() -> bool:
-    return importlib.util.find_spec("torch") is not None
-
-
 def gpu_reason() -> str | None:
     from tinygan.backend import gpu_unavailable_reason
 
@@ -135,7 +130,7 @@ def gpu_reason() -> str | None:
 
 def impls_for(device: str, args: argparse.Namespace) -> list[str]:
     impls = ["reference", "numba"] if device == "cpu" else ["gpu"]
-    if torch_installed() and not args.no_torch:
+    if harness.torch_installed() and not args.no_torch:
         impls.append("torch")
     if args.impls:
         wanted = set(args.impls.split(","))

@@ -24,13 +24,12 @@ import argparse
 import contextlib
 import datetime as dt
 import functools
-import importlib.util
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench import steps
+from bench import harness, steps
 from tinygan import backend
 
 MODELS = (("mnist", 125, "dense MNIST GAN"), ("dcgan", 128, "CIFAR-10 DCGAN"))
@@ -178,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds and --replays must be at least 1")
     import cupy
 
-    has_torch = importlib.util.find_spec("torch") is not None and not args.no_torch
+    has_torch = harness.torch_installed() and not args.no_torch
     card = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
     lines = [
         f"# Training step by precision, {card}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",

@@ -13,7 +13,6 @@ step at every precision beside PyTorch's, with each tinygan step's timeline spli
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -393,7 +392,7 @@ def _timeline_split(built: Any, where: Path) -> dict[str, float]:
     with the median span, so one slow replay does not decide it."""
     from bench.dev import step_timeline
 
-    cut = step_timeline.profile(built.fn, 5, str(where))
+    _, cut = step_timeline.profile(built.fn, 5, str(where))
     where.unlink(missing_ok=True)  # the trace is tens of MB; its split is what the report keeps
     if not cut:
         raise RuntimeError("the profiler recorded no whole step")
@@ -410,7 +409,7 @@ def run_precisions(spec: dict[str, Any], out: Output) -> None:
     if spec["device"] != "gpu":
         raise ValueError("the precisions measurement is a GPU one")
     quick = spec.get("quick", False)
-    has_torch = importlib.util.find_spec("torch") is not None and not spec.get("no_torch", False)
+    has_torch = harness.torch_installed() and not spec.get("no_torch", False)
     trace = Path(spec["out"]).with_suffix(".trace.json")
     timeline = (lambda built: _timeline_split(built, trace)) if has_torch else None
     out.info(load_before=harness.load_average())
@@ -424,8 +423,9 @@ def run_precisions(spec: dict[str, Any], out: Output) -> None:
         except Exception as exc:
             out.emit({**base, "status": "error", "error": _error(exc), "trace": traceback.format_exc()[-800:]})
             continue
+        base["flops"] = cases.step_flops(model, n)
         for rec in records:
-            out.emit({**base, **rec, "status": "ok" if rec["ok"] else "wrong", "flops": cases.step_flops(model, n)})
+            out.emit({**base, **rec, "status": "ok" if rec["ok"] else "wrong"})
     out.info(load_after=harness.load_average())
 
 
@@ -434,8 +434,13 @@ def main(argv: list[str]) -> int:
     out = Output(spec["out"])
     started = time.perf_counter()
     try:
-        runs = {"peak": run_peak, "kernels": run_kernels, "steps": run_steps, "memory": run_memory}
-        runs["precisions"] = run_precisions
+        runs = {
+            "peak": run_peak,
+            "kernels": run_kernels,
+            "steps": run_steps,
+            "memory": run_memory,
+            "precisions": run_precisions,
+        }
         runs[spec["kind"]](spec, out)
     except Exception as exc:
         out.info(fatal=_error(exc), trace=traceback.format_exc()[-2000:])

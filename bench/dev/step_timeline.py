@@ -97,10 +97,10 @@ def summarize(step: list[dict]) -> list[str]:
     return lines
 
 
-def profile(fn: Any, n_steps: int, path: str) -> list[list[dict]]:
+def profile(fn: Any, n_steps: int, path: str) -> tuple[dict, list[list[dict]]]:
     """Call the (captured) step ``fn`` ``n_steps`` times under PyTorch's profiler, export the Chrome trace to
-    ``path`` and return its device events cut into steps (the kernels of one call, counted from the trace);
-    the trace also records that count, so ``--read`` can cut it again."""
+    ``path`` and return it with its device events cut into steps (the kernels of one call, counted from the
+    trace; none when the trace has fewer events than calls)."""
     import cupy
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -115,14 +115,12 @@ def profile(fn: Any, n_steps: int, path: str) -> list[list[dict]]:
         trace = json.load(f)
     events = kernels_of(trace)
     per_step = len(events) // n_steps
-    trace["tinygan_kernels_per_step"] = per_step
-    with open(path, "w") as f:
-        json.dump(trace, f)
-    return split_steps(events, per_step) if per_step else []
+    return trace, split_steps(events, per_step) if per_step else []
 
 
-def record(model: str, precision: str, n_steps: int, path: str) -> tuple[float, int]:
-    """Replay the step under PyTorch's profiler and export the trace; (ms per step, kernels per step)."""
+def record(model: str, precision: str, n_steps: int, path: str) -> tuple[float, dict, int]:
+    """Replay the step under PyTorch's profiler and export the trace, with its count of kernels per step so that
+    ``--read`` can cut it again; (ms per step, the trace, kernels per step)."""
     from bench import steps
     from bench.profile_step import BATCH
     from bench.step_precisions import time_step
@@ -133,8 +131,12 @@ def record(model: str, precision: str, n_steps: int, path: str) -> tuple[float, 
     for _ in range(3):
         built.fn()
     step_ms = time_step(built, 50) * 1e3
-    cut = profile(built.fn, n_steps, path)
-    return step_ms, len(cut[0]) if cut else 0
+    trace, cut = profile(built.fn, n_steps, path)
+    per_step = len(cut[0]) if cut else 0
+    trace["tinygan_kernels_per_step"] = per_step
+    with open(path, "w") as f:
+        json.dump(trace, f)
+    return step_ms, trace, per_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if reason or not args.trace:
             print(f"step_timeline: recording needs a CUDA GPU and --trace ({reason or 'no --trace'})", file=sys.stderr)
             return 2
-        step_ms, per_step = record(args.model, args.precision, args.steps, args.trace)
-        with open(args.trace) as f:
-            trace = json.load(f)
+        step_ms, trace, per_step = record(args.model, args.precision, args.steps, args.trace)
         print(f"{args.model} {args.precision}: {step_ms * 1e3:.1f} µs a replayed step (50 replays), {per_step} kernels")
     steps_ = split_steps(kernels_of(trace), per_step)
     if not steps_:
