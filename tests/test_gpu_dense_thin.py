@@ -21,12 +21,10 @@ SHAPES = [(1, 1), (1, 100), (7, 31), (33, 32), (250, 256), (125, 33), (3, 1000)]
 
 @pytest.fixture
 def full_precision():
-    from tinygan.backend import get_precision, set_precision
+    from tinygan.backend import precision
 
-    old = get_precision()
-    set_precision("fp32")
-    yield
-    set_precision(old)
+    with precision("fp32"):
+        yield
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -87,7 +85,7 @@ def test_one_output_runs_on_dense_thin_at_full_precision_only(rng, monkeypatch):
     import tinygan.kernels.gpu as K
     from tinygan.kernels.gpu import dense_thin
 
-    from tinygan.backend import get_precision, set_precision
+    from tinygan.backend import precision
 
     calls = []
     for name in ("row_dot", "outer"):
@@ -97,17 +95,13 @@ def test_one_output_runs_on_dense_thin_at_full_precision_only(rng, monkeypatch):
             lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw),
         )
     x = cp.asarray(rng.standard_normal((125, 256)).astype(np.float32))
-    old = get_precision()
-    try:
-        for precision, outputs, want in (("fp32", 1, ["row_dot", "outer"]), ("tf32", 1, []), ("fp32", 2, [])):
-            set_precision(precision)
-            calls.clear()
-            W = cp.asarray(rng.standard_normal((256, outputs)).astype(np.float32))
+    for setting, outputs, want in (("fp32", 1, ["row_dot", "outer"]), ("tf32", 1, []), ("fp32", 2, [])):
+        calls.clear()
+        W = cp.asarray(rng.standard_normal((256, outputs)).astype(np.float32))
+        with precision(setting):
             K.dense_forward(x, W, cp.zeros(outputs, np.float32))
             K.dense_backward_data(cp.ones((125, outputs), np.float32), W)
-            assert calls == want, (precision, outputs, calls)
-    finally:
-        set_precision(old)
+        assert calls == want, (setting, outputs, calls)
 
 
 def test_the_row_sums_give_the_same_bits_every_time(rng, full_precision):
